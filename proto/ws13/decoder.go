@@ -1,0 +1,424 @@
+package ws13
+
+import (
+	"encoding/binary"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
+)
+
+// DefaultMaxMessage is the message size limit used when Limits.MaxMessage is
+// zero or negative: 10 MiB.
+const DefaultMaxMessage int64 = 10 << 20
+
+// MaxControlPayload is the largest payload a control frame may carry.
+//
+// RFC 6455 5.5: "All control frames MUST have a payload length of 125 bytes or
+// less and MUST NOT be fragmented."
+const MaxControlPayload = 125
+
+// CloseError is a protocol failure detected while decoding: the endpoint
+// should send a close frame with Code and Reason (see AppendCloseFrame) and
+// then close the connection.
+type CloseError struct {
+	Code   ws.StatusCode
+	Reason string
+}
+
+// Error implements error: "ws13: close <code>: <reason>".
+func (e *CloseError) Error() string {
+	return "ws13: close " + strconv.Itoa(int(e.Code)) + ": " + e.Reason
+}
+
+func protocolError(reason string) *CloseError {
+	return &CloseError{Code: ws.StatusProtocolError, Reason: reason}
+}
+
+func invalidUTF8(reason string) *CloseError {
+	return &CloseError{Code: ws.StatusInvalidFramePayloadData, Reason: reason}
+}
+
+// Limits bounds what a Decoder accepts.
+type Limits struct {
+	// MaxMessage is the largest message, after assembling fragments, in
+	// bytes. Zero or negative means DefaultMaxMessage. A data frame whose
+	// declared length (plus what its message already accumulated) exceeds it
+	// fails with 1009 as soon as its header is complete, before the payload
+	// arrives. Control frames are not messages and are not counted.
+	MaxMessage int64
+}
+
+func (l Limits) maxMessage() int64 {
+	if l.MaxMessage <= 0 {
+		return DefaultMaxMessage
+	}
+	return l.MaxMessage
+}
+
+// EventKind tells what Decoder.Next produced.
+type EventKind uint8
+
+// Event kinds.
+const (
+	// EventNone: nothing to handle (frame incomplete, or a non-final
+	// fragment was consumed into the assembly buffer).
+	EventNone EventKind = iota
+	// EventMessage: a whole text or binary message.
+	EventMessage
+	// EventPing: a ping frame; answer with a pong carrying Payload.
+	EventPing
+	// EventPong: a pong frame.
+	EventPong
+	// EventClose: a close frame; Code and Reason are set.
+	EventClose
+)
+
+// String returns the kind's name.
+func (k EventKind) String() string {
+	switch k {
+	case EventNone:
+		return "none"
+	case EventMessage:
+		return "message"
+	case EventPing:
+		return "ping"
+	case EventPong:
+		return "pong"
+	case EventClose:
+		return "close"
+	}
+	return "EventKind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Event is one result of Decoder.Next.
+//
+// Payload and Reason alias either the buffer passed to Next (unfragmented
+// messages and control frames, unmasked in place) or the decoder's assembly
+// buffer (fragmented messages). They are valid only until the caller discards
+// the consumed bytes from its buffer, calls Next again, or calls Release,
+// whichever comes first: copy them to keep them.
+type Event struct {
+	Kind EventKind
+	// Op is ws.OpText or ws.OpBinary for EventMessage, and the frame's
+	// opcode for control events.
+	Op ws.OpCode
+	// Payload is the unmasked message or control frame payload. For
+	// EventClose it is the whole close body (code and reason), which is what
+	// an endpoint may echo.
+	Payload []byte
+	// Code is the status code of an EventClose: the peer's, or
+	// ws.StatusNoStatusRcvd (1005) when the close frame had no payload.
+	Code ws.StatusCode
+	// Reason is the UTF-8 close reason of an EventClose.
+	Reason []byte
+}
+
+// Decoder is the per-connection frame state machine. The zero value is ready
+// and decodes the server side of a connection: it requires masked frames.
+//
+// It holds only the fragmentation state: the assembly buffer (also reporting
+// the accumulated length), the opcode of the message being assembled and the
+// incremental UTF-8 validation state (32 bytes on 64-bit platforms).
+type Decoder struct {
+	// buf is the assembly buffer of a fragmented message; len(buf) is the
+	// length accumulated so far. It is kept after the final fragment so the
+	// event's Payload stays valid, until Release or the next fragmented
+	// message (which reuses it).
+	buf   []byte
+	op    ws.OpCode // opcode of the message being assembled
+	utf8  utf8State // validation state of a text message being assembled
+	flags uint8
+}
+
+const (
+	flagFragmented uint8 = 1 << iota // a fragmented message is in progress
+	flagClient                       // decoding frames sent by a server
+)
+
+// SetClientSide makes the decoder, when v is true, accept unmasked frames
+// and reject masked ones, as a client reading a server's frames must; false
+// restores the server side.
+func (d *Decoder) SetClientSide(v bool) {
+	if v {
+		d.flags |= flagClient
+	} else {
+		d.flags &^= flagClient
+	}
+}
+
+// Fragmented reports whether a fragmented message is in progress.
+func (d *Decoder) Fragmented() bool { return d.flags&flagFragmented != 0 }
+
+// Release drops the assembly buffer, returning it to a size-classed pool.
+// Call it once done with the Payload of a fragmented message (an
+// EventMessage whose Payload does not alias the input), or when the
+// connection closes. It is cheap to call when there is no buffer. It must
+// not be called while a fragmented message is in progress unless the
+// connection is being abandoned (the fragments received so far are lost).
+func (d *Decoder) Release() {
+	if d.buf != nil {
+		putBuf(d.buf)
+		d.buf = nil
+	}
+	if d.flags&flagFragmented != 0 {
+		d.flags &^= flagFragmented
+		d.utf8 = utf8Accept
+	}
+}
+
+// Frame header bits.
+const (
+	bitFin  = 0x80
+	bitsRsv = 0x70
+	bitMask = 0x80
+)
+
+// Next parses at most one complete frame at the start of buf.
+//
+// It returns n == 0 and an EventNone when the frame is not complete yet:
+// nothing was consumed or modified; call again with more bytes. For a
+// complete frame n is its length (header plus payload), and:
+//
+//   - a control frame produces EventPing, EventPong or EventClose;
+//   - an unfragmented data frame produces EventMessage whose Payload aliases
+//     buf, unmasked in place (zero copy, zero allocations);
+//   - a non-final fragment is copied into the decoder's assembly buffer and
+//     produces EventNone with n > 0; the final fragment produces
+//     EventMessage whose Payload is the assembly buffer (see Release).
+//
+// buf is modified in place (payloads are unmasked). Protocol violations are
+// returned as *CloseError; some are detected from the header alone, before
+// the whole frame is buffered. After an error the decoder and buf must not
+// be used any more, except for Release.
+func (d *Decoder) Next(buf []byte, lim Limits) (ev Event, n int, err error) {
+	if len(buf) < 2 {
+		return ev, 0, nil
+	}
+	b0, b1 := buf[0], buf[1]
+	fin := b0&bitFin != 0
+	op := ws.OpCode(b0 & 0x0f)
+	masked := b1&bitMask != 0
+	control := op.IsControl()
+	fragmented := d.flags&flagFragmented != 0
+
+	// RFC 6455 5.2: "RSV1, RSV2, RSV3: 1 bit each. MUST be 0 unless an
+	// extension is negotiated that defines meanings for non-zero values. If
+	// a nonzero value is received and none of the negotiated extensions
+	// defines the meaning of such a nonzero value, the receiving endpoint
+	// MUST _Fail the WebSocket Connection_."
+	if b0&bitsRsv != 0 {
+		return ev, 0, protocolError("reserved bits set")
+	}
+	// RFC 6455 5.2: "%x3-7 are reserved for further non-control frames",
+	// "%xB-F are reserved for further control frames"; "If an unknown
+	// opcode is received, the receiving endpoint MUST _Fail the WebSocket
+	// Connection_."
+	if op.IsReserved() {
+		return ev, 0, protocolError("reserved opcode")
+	}
+	// RFC 6455 5.5: "All control frames MUST have a payload length of 125
+	// bytes or less and MUST NOT be fragmented."
+	if control && !fin {
+		return ev, 0, protocolError("fragmented control frame")
+	}
+	if d.flags&flagClient == 0 {
+		// RFC 6455 5.1: "The server MUST close the connection upon
+		// receiving a frame that is not masked."
+		if !masked {
+			return ev, 0, protocolError("unmasked client frame")
+		}
+	} else if masked {
+		// RFC 6455 5.1: "A client MUST close a connection if it detects a
+		// masked frame."
+		return ev, 0, protocolError("masked server frame")
+	}
+	if !control {
+		if op == ws.OpContinuation {
+			// RFC 6455 5.4: "A fragmented message consists of a single
+			// frame with the FIN bit clear and an opcode other than 0,
+			// followed by zero or more frames with the FIN bit clear and
+			// the opcode set to 0, and terminated by a single frame with
+			// the FIN bit set and an opcode of 0." A continuation frame
+			// outside such a message is a protocol error.
+			if !fragmented {
+				return ev, 0, protocolError("continuation frame without a fragmented message")
+			}
+		} else if fragmented {
+			// RFC 6455 5.4: "The fragments of one message MUST NOT be
+			// interleaved between the fragments of another message unless
+			// an extension has been negotiated that can interpret the
+			// interleaving."
+			return ev, 0, protocolError("new data frame inside a fragmented message")
+		}
+	}
+
+	hlen := 2
+	length := int64(b1 & 0x7f)
+	switch length {
+	case 126:
+		if len(buf) < 4 {
+			return ev, 0, nil
+		}
+		length = int64(binary.BigEndian.Uint16(buf[2:4]))
+		hlen = 4
+	case 127:
+		if len(buf) < 10 {
+			return ev, 0, nil
+		}
+		u := binary.BigEndian.Uint64(buf[2:10])
+		// RFC 6455 5.2: "If 127, the following 8 bytes interpreted as a
+		// 64-bit unsigned integer (the most significant bit MUST be 0) are
+		// the payload length." (Non-minimal encodings are allowed: the
+		// RFC's "the minimal number of bytes MUST be used" binds the
+		// sender, and receivers commonly accept them.)
+		if u>>63 != 0 {
+			return ev, 0, protocolError("64-bit payload length with the most significant bit set")
+		}
+		length = int64(u)
+		hlen = 10
+	}
+	if control {
+		// RFC 6455 5.5: "All control frames MUST have a payload length of
+		// 125 bytes or less and MUST NOT be fragmented."
+		if length > MaxControlPayload {
+			return ev, 0, protocolError("control frame payload longer than 125 bytes")
+		}
+	} else {
+		// RFC 6455 7.4.1: "1009 indicates that an endpoint is terminating
+		// the connection because it has received a message that is too big
+		// for it to process." Decided from the declared length, before the
+		// payload is buffered.
+		var acc int64
+		if fragmented {
+			acc = int64(len(d.buf))
+		}
+		if length > lim.maxMessage()-acc {
+			return ev, 0, &CloseError{Code: ws.StatusMessageTooBig, Reason: "message too big"}
+		}
+	}
+	if masked {
+		hlen += 4
+	}
+	if int64(len(buf)-hlen) < length {
+		return ev, 0, nil // incomplete; len(buf) < hlen makes the left side negative
+	}
+	end := hlen + int(length)
+	p := buf[hlen:end:end]
+	if masked {
+		ws.Cipher(p, [4]byte(buf[hlen-4:hlen]), 0)
+	}
+
+	switch op {
+	case ws.OpPing:
+		return Event{Kind: EventPing, Op: op, Payload: p}, end, nil
+	case ws.OpPong:
+		return Event{Kind: EventPong, Op: op, Payload: p}, end, nil
+	case ws.OpClose:
+		ev, err = parseClose(p)
+		return ev, end, err
+	}
+
+	if !fragmented && fin {
+		// RFC 6455 8.1: "When an endpoint is to interpret a byte stream as
+		// UTF-8 but finds that the byte stream is not, in fact, a valid
+		// UTF-8 stream, that endpoint MUST _Fail the WebSocket
+		// Connection_."
+		if op == ws.OpText && !utf8.Valid(p) {
+			return ev, end, invalidUTF8("invalid UTF-8 in text message")
+		}
+		return Event{Kind: EventMessage, Op: op, Payload: p}, end, nil
+	}
+
+	if !fragmented {
+		// First fragment.
+		d.flags |= flagFragmented
+		d.op = op
+		d.utf8 = utf8Accept
+		d.buf = d.buf[:0]
+	}
+	if d.op == ws.OpText {
+		// RFC 6455 8.1 (as above); validated fragment by fragment so that
+		// the connection fails on the fragment where the bytes stop being
+		// a prefix of valid UTF-8.
+		var ok bool
+		if d.utf8, ok = validateUTF8(d.utf8, p); !ok {
+			return ev, end, invalidUTF8("invalid UTF-8 in text message")
+		}
+		if fin && d.utf8 != utf8Accept {
+			return ev, end, invalidUTF8("text message ends inside a UTF-8 sequence")
+		}
+	}
+	d.appendFragment(p)
+	if !fin {
+		return ev, end, nil
+	}
+	d.flags &^= flagFragmented
+	return Event{Kind: EventMessage, Op: d.op, Payload: d.buf}, end, nil
+}
+
+// parseClose checks a close frame body.
+func parseClose(p []byte) (Event, error) {
+	ev := Event{Kind: EventClose, Op: ws.OpClose, Payload: p}
+	switch len(p) {
+	case 0:
+		// RFC 6455 7.1.5: "If this Close control frame contains no status
+		// code, _The WebSocket Connection Close Code_ is considered to be
+		// 1005."
+		ev.Code = ws.StatusNoStatusRcvd
+		return ev, nil
+	case 1:
+		// RFC 6455 5.5.1: "If there is a body, the first two bytes of the
+		// body MUST be a 2-byte unsigned integer (in network byte order)
+		// representing a status code".
+		return ev, protocolError("close frame body of 1 byte")
+	}
+	ev.Code = ws.StatusCode(binary.BigEndian.Uint16(p))
+	ev.Reason = p[2:]
+	// RFC 6455 7.4.1/7.4.2: 1004 is reserved, "1005 ... MUST NOT be set as
+	// a status code in a Close control frame by an endpoint" (likewise 1006
+	// and 1015), "Status codes in the range 0-999 are not used".
+	if !ValidCloseCode(ev.Code) {
+		return ev, protocolError("invalid close code " + strconv.Itoa(int(ev.Code)))
+	}
+	// RFC 6455 5.5.1: "Following the 2-byte integer, the body MAY contain
+	// UTF-8-encoded data with value /reason/"; 8.1: invalid UTF-8 MUST
+	// fail the connection.
+	if !utf8.Valid(ev.Reason) {
+		return ev, invalidUTF8("invalid UTF-8 in close reason")
+	}
+	return ev, nil
+}
+
+// ValidCloseCode reports whether a peer may send code in a close frame:
+// 1000-1003, 1007-1014 and 3000-4999.
+//
+// 1012 (Service Restart), 1013 (Try Again Later) and 1014 (Bad Gateway) are
+// not in RFC 6455 but are registered in the IANA "WebSocket Close Code
+// Number Registry" and sent by real servers, so they are accepted.
+// 1004 is reserved, 1005, 1006 and 1015 must never be sent, 0-999,
+// 1016-2999 (unassigned protocol codes) and 5000 and above are invalid.
+func ValidCloseCode(code ws.StatusCode) bool {
+	switch {
+	case code >= 1000 && code <= 1003:
+		return true
+	case code >= 1007 && code <= 1014:
+		return true
+	case code >= 3000 && code <= 4999:
+		return true
+	}
+	return false
+}
+
+func (d *Decoder) appendFragment(p []byte) {
+	need := len(d.buf) + len(p)
+	if need > cap(d.buf) {
+		nb := getBuf(need)
+		nb = append(nb, d.buf...)
+		if d.buf != nil {
+			putBuf(d.buf)
+		}
+		d.buf = nb
+	}
+	d.buf = append(d.buf, p...)
+}

@@ -1,0 +1,122 @@
+package ws13
+
+import (
+	"encoding/binary"
+	"slices"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
+)
+
+// HeaderLen returns the length of the header of a frame with a payload of
+// payloadLen bytes, with the 4-byte masking key when masked. The length is
+// encoded minimally (RFC 6455 5.2: "the minimal number of bytes MUST be used
+// to encode the length").
+func HeaderLen(payloadLen int, masked bool) int {
+	n := 2
+	switch {
+	case payloadLen <= 125:
+	case payloadLen <= 0xFFFF:
+		n += 2
+	default:
+		n += 8
+	}
+	if masked {
+		n += 4
+	}
+	return n
+}
+
+func appendHeader(dst []byte, fin bool, op ws.OpCode, masked bool, length int) []byte {
+	b0 := byte(op & 0x0f)
+	if fin {
+		b0 |= bitFin
+	}
+	var b1 byte
+	if masked {
+		b1 = bitMask
+	}
+	switch {
+	case length <= 125:
+		return append(dst, b0, b1|byte(length))
+	case length <= 0xFFFF:
+		return binary.BigEndian.AppendUint16(append(dst, b0, b1|126), uint16(length))
+	default:
+		return binary.BigEndian.AppendUint64(append(dst, b0, b1|127), uint64(length))
+	}
+}
+
+// AppendFrame appends an unmasked frame (as a server sends) with the given
+// FIN bit, opcode and payload to dst and returns the extended slice. It
+// grows dst at most once. It does not check that control frames are final
+// and at most 125 bytes: that is the caller's business.
+func AppendFrame(dst []byte, fin bool, op ws.OpCode, payload []byte) []byte {
+	dst = slices.Grow(dst, HeaderLen(len(payload), false)+len(payload))
+	dst = appendHeader(dst, fin, op, false, len(payload))
+	return append(dst, payload...)
+}
+
+// AppendMaskedFrame appends a frame masked with mask (as a client sends) to
+// dst and returns the extended slice. The payload is copied to dst and
+// masked there; payload itself is not modified.
+//
+// RFC 6455 5.3: "The masking key needs to be unpredictable"; use NewMask.
+func AppendMaskedFrame(dst []byte, fin bool, op ws.OpCode, mask [4]byte, payload []byte) []byte {
+	dst = slices.Grow(dst, HeaderLen(len(payload), true)+len(payload))
+	dst = appendHeader(dst, fin, op, true, len(payload))
+	dst = append(dst, mask[:]...)
+	start := len(dst)
+	dst = append(dst, payload...)
+	ws.Cipher(dst[start:], mask, 0)
+	return dst
+}
+
+// closeReason returns reason cut to at most 123 bytes (125 minus the code)
+// at a UTF-8 character boundary.
+func closeReason(reason string) string {
+	const max = MaxControlPayload - 2
+	if len(reason) <= max {
+		return reason
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(reason[cut]) {
+		cut--
+	}
+	return reason[:cut]
+}
+
+func appendCloseBody(dst []byte, code ws.StatusCode, reason string) []byte {
+	dst = binary.BigEndian.AppendUint16(dst, uint16(code))
+	return append(dst, reason...)
+}
+
+// AppendCloseFrame appends an unmasked close frame (as a server sends) with
+// code and reason to dst. Code 0 or 1005 (ws.StatusNoStatusRcvd) produces an
+// empty body and reason is ignored (RFC 6455 7.4.1: 1005 "MUST NOT be set
+// as a status code in a Close control frame"). The reason is cut to fit the
+// 125-byte control payload limit at a UTF-8 character boundary.
+func AppendCloseFrame(dst []byte, code ws.StatusCode, reason string) []byte {
+	if code == 0 || code == ws.StatusNoStatusRcvd {
+		return append(dst, bitFin|byte(ws.OpClose), 0)
+	}
+	reason = closeReason(reason)
+	dst = slices.Grow(dst, 2+2+len(reason))
+	dst = appendHeader(dst, true, ws.OpClose, false, 2+len(reason))
+	return appendCloseBody(dst, code, reason)
+}
+
+// AppendMaskedCloseFrame is AppendCloseFrame for a client: the frame is
+// masked with mask.
+func AppendMaskedCloseFrame(dst []byte, mask [4]byte, code ws.StatusCode, reason string) []byte {
+	if code == 0 || code == ws.StatusNoStatusRcvd {
+		return append(dst, bitFin|byte(ws.OpClose), bitMask, mask[0], mask[1], mask[2], mask[3])
+	}
+	reason = closeReason(reason)
+	dst = slices.Grow(dst, 2+4+2+len(reason))
+	dst = appendHeader(dst, true, ws.OpClose, true, 2+len(reason))
+	dst = append(dst, mask[:]...)
+	start := len(dst)
+	dst = appendCloseBody(dst, code, reason)
+	ws.Cipher(dst[start:], mask, 0)
+	return dst
+}

@@ -1,0 +1,5 @@
+package ws13
+
+import "unsafe"
+
+func unsafeSizeofDecoder() uintptr { return unsafe.Sizeof(Decoder{}) }

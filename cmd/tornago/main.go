@@ -1,0 +1,52 @@
+// Command tornago runs the Tornago demo server: the seed tutorials' handlers
+// on one port (default 8888).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/tornago/tornago/loop"
+)
+
+func main() {
+	port := flag.Int("port", 8888, "TCP port to listen on")
+	host := flag.String("host", "", "address to bind (default all interfaces)")
+	flag.Parse()
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+
+	l := loop.New(loop.Options{Logger: log})
+	app := loop.NewApplication(loop.AppOptions{})
+	app.HandleFunc("/index", func(r *loop.Request) { r.Write("Hello world") })
+
+	addr := fmt.Sprintf("%s:%d", *host, *port)
+	if err := l.Listen(addr, app); err != nil {
+		log.Error("listen", "err", err)
+		os.Exit(1)
+	}
+	go func() {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+		s := <-sig
+		log.Info("stopping", "signal", s.String())
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := l.Stop(ctx); err != nil {
+			log.Warn("stop", "err", err)
+		}
+	}()
+	go func() {
+		<-l.Ready()
+		log.Info("tornago listening", "addr", addr)
+	}()
+	if err := l.Start(); err != nil {
+		log.Error("loop", "err", err)
+		os.Exit(1)
+	}
+}

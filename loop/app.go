@@ -1,0 +1,145 @@
+package loop
+
+import (
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/tornago/tornago/proto/http1"
+)
+
+// Handler serves one HTTP request (Go's net/http shape, Tornado's
+// RequestHandler semantics). It runs on the loop. If it returns without
+// calling r.Finish and without r.Async, the response is finished for it.
+type Handler interface {
+	Serve(r *Request)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(r *Request)
+
+// Serve calls f(r).
+func (f HandlerFunc) Serve(r *Request) { f(r) }
+
+// Methods dispatches on the request method, Tornado's get/post/... entry
+// points. A method without a function gets 405 with an Allow header; HEAD
+// falls back to Get with the body suppressed.
+type Methods struct {
+	Get, Post, Put, Delete, Patch, Options func(r *Request)
+}
+
+// Serve implements Handler.
+func (m Methods) Serve(r *Request) {
+	var fn func(*Request)
+	switch r.Method {
+	case "GET", "HEAD":
+		fn = m.Get
+	case "POST":
+		fn = m.Post
+	case "PUT":
+		fn = m.Put
+	case "DELETE":
+		fn = m.Delete
+	case "PATCH":
+		fn = m.Patch
+	case "OPTIONS":
+		fn = m.Options
+	}
+	if fn == nil {
+		allow := ""
+		for _, p := range []struct {
+			n string
+			f func(*Request)
+		}{{"GET", m.Get}, {"HEAD", m.Get}, {"POST", m.Post}, {"PUT", m.Put}, {"DELETE", m.Delete}, {"PATCH", m.Patch}, {"OPTIONS", m.Options}} {
+			if p.f != nil {
+				if allow != "" {
+					allow += ", "
+				}
+				allow += p.n
+			}
+		}
+		r.SetHeader("Allow", allow)
+		r.SendError(405)
+		return
+	}
+	fn(r)
+}
+
+// AppOptions configures an Application. The zero value is ready; each field
+// documents its default.
+type AppOptions struct {
+	// Limits bounds request lines (414, default 8 KiB), heads (431, default
+	// 64 KiB) and bodies (413, default 10 MiB).
+	Limits http1.Limits
+	// HeaderTimeout closes with 408 a connection whose request head (or body)
+	// does not complete in time: the slowloris defence. Default: 10s.
+	HeaderTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection with no request in flight.
+	// Default: 60s.
+	IdleTimeout time.Duration
+	// ServerHeader is sent as Server on every response. Default: "Tornago".
+	ServerHeader string
+}
+
+func (o AppOptions) withDefaults() AppOptions {
+	o.Limits = o.Limits.WithDefaults()
+	if o.HeaderTimeout <= 0 {
+		o.HeaderTimeout = 10 * time.Second
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 60 * time.Second
+	}
+	if o.ServerHeader == "" {
+		o.ServerHeader = "Tornago"
+	}
+	return o
+}
+
+// Application is a route table (Tornado's tornado.web.Application): regular
+// expressions matched against the whole path, in the order added, capture
+// groups passed to the handler as path arguments. Unmatched paths get 404.
+type Application struct {
+	opts   AppOptions
+	routes []route
+}
+
+type route struct {
+	re *regexp.Regexp
+	h  Handler
+}
+
+// NewApplication returns an empty application.
+func NewApplication(opts AppOptions) *Application {
+	return &Application{opts: opts.withDefaults()}
+}
+
+// Handle adds a route. pattern is anchored at both ends ("/user/([0-9]+)").
+// It panics on an invalid pattern, like regexp.MustCompile. Call it before
+// the loop starts, or on the loop.
+func (a *Application) Handle(pattern string, h Handler) {
+	re, err := regexp.Compile("^(?:" + pattern + ")$")
+	if err != nil {
+		panic(fmt.Sprintf("loop: route %q: %v", pattern, err))
+	}
+	a.routes = append(a.routes, route{re: re, h: h})
+}
+
+// HandleFunc adds a route served by a function.
+func (a *Application) HandleFunc(pattern string, fn func(r *Request)) {
+	a.Handle(pattern, HandlerFunc(fn))
+}
+
+func (a *Application) match(path string) (Handler, []string) {
+	for _, rt := range a.routes {
+		if m := rt.re.FindStringSubmatch(path); m != nil {
+			return rt.h, m[1:]
+		}
+	}
+	return nil, nil
+}
+
+func (a *Application) serveConn(c *conn) {
+	h := &httpConn{app: a}
+	c.mode = h
+	c.l.wheel.set(c, a.opts.IdleTimeout)
+}

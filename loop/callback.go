@@ -1,0 +1,72 @@
+package loop
+
+import (
+	"context"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// AddCallback schedules fn to run on the loop. Goroutine-safe. Callbacks run
+// in the order they were added; one added from the loop runs after the
+// current callback or handler returns, never re-entrantly. It wakes the loop
+// at once through gnet's EventLoop.Execute (one wake-up per batch, however
+// many callbacks are queued). Callbacks added before Start run once the loop
+// is up; callbacks added after the loop stopped are dropped.
+func (l *Loop) AddCallback(fn func()) {
+	l.mu.Lock()
+	l.queue = append(l.queue, fn)
+	el := l.el
+	wake := el != nil && !l.wakePending
+	if wake {
+		l.wakePending = true
+	}
+	l.mu.Unlock()
+	if wake {
+		l.post(el)
+	}
+}
+
+// post asks gnet to run drain on the loop. If the engine is shutting down the
+// callbacks stay queued and are dropped with the loop.
+func (l *Loop) post(el gnet.EventLoop) {
+	if err := el.Execute(context.Background(), l.drainFn); err != nil {
+		l.log.Debug("loop: callback not posted", "err", err)
+	}
+}
+
+// setEventLoop is called on the loop once the control connection opened: from
+// now on AddCallback can wake the loop.
+func (l *Loop) setEventLoop(el gnet.EventLoop) {
+	l.mu.Lock()
+	l.el = el
+	wake := len(l.queue) > 0 && !l.wakePending
+	if wake {
+		l.wakePending = true
+	}
+	l.mu.Unlock()
+	if wake {
+		l.post(el)
+	}
+}
+
+// drain runs every queued callback; it is the gnet Runnable posted by
+// AddCallback. It always returns nil: an error would make gnet log or stop.
+func (l *Loop) drain(context.Context) error {
+	l.enter()
+	l.mu.Lock()
+	q := l.queue
+	l.queue = l.spare[:0]
+	l.spare = nil
+	l.wakePending = false
+	l.mu.Unlock()
+	for i, fn := range q {
+		l.safeCall(fn)
+		q[i] = nil
+	}
+	l.mu.Lock()
+	if l.spare == nil {
+		l.spare = q[:0]
+	}
+	l.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,121 @@
+package loop
+
+import (
+	"runtime/debug"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// connMode is what a connection currently speaks (HTTP/1.1, WebSocket).
+type connMode interface {
+	traffic(c *conn)  // bytes are buffered in c.gc
+	deadline(c *conn) // the wheel deadline passed
+	closed(c *conn, err error)
+	shutdown(c *conn) // the loop is stopping
+}
+
+// conn is the per-connection state the loop keeps. It is deliberately small:
+// an idle connection costs this struct, gnet's, and nothing else.
+type conn struct {
+	l    *Loop
+	gc   gnet.Conn
+	mode connMode
+
+	wnext, wprev *conn // timing wheel list
+	wexp         int64
+	next, prev   *conn // the loop's list of open connections
+
+	winWheel bool
+	closing  bool // Close requested; ignore further input
+	dead     bool // OnClose ran
+}
+
+// close asks gnet to close the connection after flushing what was written.
+// Loop-only; idempotent.
+func (c *conn) close() {
+	if c.closing || c.dead {
+		return
+	}
+	c.closing = true
+	c.l.wheel.clear(c)
+	c.gc.Close()
+}
+
+func (c *conn) traffic() {
+	if c.closing || c.dead || c.mode == nil {
+		c.gc.Discard(-1)
+		return
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			c.l.log.Error("loop: panic while serving a connection", "panic", r, "stack", string(debug.Stack()))
+			c.close()
+		}
+	}()
+	c.mode.traffic(c)
+}
+
+func (c *conn) onDeadline() {
+	if c.dead || c.mode == nil {
+		return
+	}
+	c.mode.deadline(c)
+}
+
+func (c *conn) onOpen() {}
+
+func (c *conn) closed(err error) {
+	if c.dead {
+		return
+	}
+	c.dead = true
+	c.l.wheel.clear(c)
+	c.l.conns.remove(c)
+	c.l.openConns.Add(-1)
+	if c.mode != nil {
+		c.l.safeCall(func() { c.mode.closed(c, err) })
+	}
+}
+
+func (c *conn) shutdown() {
+	if c.dead || c.closing {
+		return
+	}
+	if c.mode == nil {
+		c.close()
+		return
+	}
+	c.mode.shutdown(c)
+}
+
+// connList is an intrusive list, so tracking a connection allocates nothing.
+type connList struct{ head *conn }
+
+func (cl *connList) push(c *conn) {
+	c.prev = nil
+	c.next = cl.head
+	if cl.head != nil {
+		cl.head.prev = c
+	}
+	cl.head = c
+}
+
+func (cl *connList) remove(c *conn) {
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else if cl.head == c {
+		cl.head = c.next
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	}
+	c.next, c.prev = nil, nil
+}
+
+func (cl *connList) each(fn func(*conn)) {
+	for c := cl.head; c != nil; {
+		next := c.next
+		fn(c)
+		c = next
+	}
+}

@@ -1,0 +1,133 @@
+package loop
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+type ctrlMarker struct{}
+
+// engine adapts gnet's EventHandler to the loop. Every method runs on the
+// loop goroutine.
+type engine struct {
+	gnet.BuiltinEventEngine
+	l *Loop
+}
+
+func (e *engine) OnBoot(eng gnet.Engine) gnet.Action {
+	e.l.eng = eng
+	go e.l.openControl()
+	return gnet.None
+}
+
+// openControl registers one private loopback connection with the engine so
+// that the loop owns a gnet.EventLoop handle (for Execute) even before any
+// client connects. gnet offers no other way to get one.
+func (l *Loop) openControl() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		l.log.Error("loop: control listener", "err", err)
+		return
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		l.log.Error("loop: control dial", "err", err)
+		return
+	}
+	l.ctrlPeer = <-accepted
+	l.ctrl = c
+	ctx := gnet.NewContext(gnet.NewNetConnContext(context.Background(), c), ctrlMarker{})
+	for i := 0; i < 500; i++ { // the engine's loops start just after OnBoot
+		ch, err := l.eng.Register(ctx)
+		if err == nil {
+			if res := <-ch; res.Err == nil {
+				return
+			} else {
+				err = res.Err
+			}
+		}
+		if l.state.Load() != stateRunning {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	l.log.Error("loop: could not register the control connection")
+}
+
+func (e *engine) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+	l := e.l
+	l.enter()
+	if _, ok := gc.Context().(ctrlMarker); ok {
+		l.setEventLoop(gc.EventLoop())
+		l.readyOnce.Do(func() { close(l.ready) })
+		return nil, gnet.None
+	}
+	if cc, ok := gc.Context().(*conn); ok { // a client connection from Dial
+		cc.gc = gc
+		l.track(cc)
+		l.safeCall(cc.onOpen)
+		return nil, gnet.None
+	}
+	if l.state.Load() != stateRunning {
+		return nil, gnet.Close
+	}
+	h := l.handlerFor(gc.LocalAddr())
+	if h == nil {
+		return nil, gnet.Close
+	}
+	c := &conn{l: l, gc: gc}
+	gc.SetContext(c)
+	l.track(c)
+	h.serveConn(c)
+	return nil, gnet.None
+}
+
+func (l *Loop) track(c *conn) {
+	l.conns.push(c)
+	l.openConns.Add(1)
+}
+
+func (l *Loop) handlerFor(a net.Addr) ConnHandler {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return nil
+	}
+	for _, ln := range l.listeners {
+		_, port, _ := net.SplitHostPort(ln.addr)
+		if port == strconv.Itoa(ta.Port) {
+			return ln.app
+		}
+	}
+	if len(l.listeners) == 1 {
+		return l.listeners[0].app
+	}
+	return nil
+}
+
+func (e *engine) OnTraffic(gc gnet.Conn) gnet.Action {
+	e.l.enter()
+	if c, ok := gc.Context().(*conn); ok {
+		c.traffic()
+	} else {
+		gc.Discard(-1)
+	}
+	return gnet.None
+}
+
+func (e *engine) OnClose(gc gnet.Conn, err error) gnet.Action {
+	e.l.enter()
+	if c, ok := gc.Context().(*conn); ok {
+		c.closed(err)
+	}
+	return gnet.None
+}

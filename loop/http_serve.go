@@ -1,0 +1,235 @@
+package loop
+
+import (
+	"errors"
+	"runtime/debug"
+
+	"github.com/tornago/tornago/proto/http1"
+)
+
+// httpConn serves HTTP/1.1 on one connection: parse a head in place in gnet's
+// buffer, collect the body, run the handler, write the response, repeat.
+// Pipelined requests wait in gnet's buffer while a request is in flight, so
+// responses always go out in request order.
+type httpConn struct {
+	app     *Application
+	parser  http1.Parser
+	head    http1.Head
+	req     *Request // in flight, or collecting its body
+	chunk   http1.ChunkedDecoder
+	waiting bool // a deadline for the current head/body is set
+	sent100 bool
+}
+
+func (h *httpConn) traffic(c *conn) {
+	for !c.closing {
+		if h.req != nil && h.req.dispatched {
+			return // a request is in flight; the rest waits in gnet's buffer
+		}
+		buf, _ := c.gc.Peek(-1)
+		if h.req == nil {
+			if len(buf) == 0 {
+				return
+			}
+			n, err := h.parser.Parse(buf, h.app.opts.Limits, &h.head)
+			if errors.Is(err, http1.ErrIncomplete) {
+				if !h.waiting {
+					h.waiting = true
+					c.l.wheel.set(c, h.app.opts.HeaderTimeout)
+				}
+				return
+			}
+			var perr *http1.Error
+			if errors.As(err, &perr) {
+				h.reject(c, perr.Status)
+				return
+			}
+			if err != nil {
+				h.reject(c, 400)
+				return
+			}
+			if !h.startRequest(c, buf[:n]) {
+				return
+			}
+			c.gc.Discard(n)
+			continue
+		}
+		if !h.readBody(c, buf) {
+			return
+		}
+	}
+}
+
+// startRequest copies the head (so an asynchronous handler may keep it past
+// gnet's buffer) and prepares the body phase.
+func (h *httpConn) startRequest(c *conn, raw []byte) bool {
+	r := &Request{c: c, hc: h, status: 200}
+	r.raw = append([]byte(nil), raw...)
+	var p http1.Parser
+	if _, err := p.Parse(r.raw, h.app.opts.Limits, &r.head); err != nil {
+		h.reject(c, 400)
+		return false
+	}
+	hd := &r.head
+	r.Method = string(hd.Method)
+	r.Path = unescapePath(hd.Path)
+	r.RawQuery = string(hd.Query)
+	r.Proto = "HTTP/1.1"
+	if hd.Minor == 0 {
+		r.Proto = "HTTP/1.0"
+	}
+	r.keep = hd.KeepAlive && c.l.state.Load() == stateRunning
+	r.headOnly = r.Method == "HEAD"
+	if hd.ContentLength > h.app.opts.Limits.MaxBodyBytes {
+		h.reject(c, 413)
+		return false
+	}
+	h.req = r
+	h.sent100 = false
+	h.chunk.Reset()
+	return true
+}
+
+// readBody collects the body; it returns true when the request was
+// dispatched and the loop may look for the next one.
+func (h *httpConn) readBody(c *conn, buf []byte) bool {
+	r := h.req
+	hd := &r.head
+	needBody := hd.Chunked || hd.ContentLength > 0
+	if needBody && hd.Expect100 && !h.sent100 && (hd.Chunked && len(buf) == 0 || int64(len(buf)) < hd.ContentLength) {
+		h.sent100 = true
+		c.gc.Write([]byte("HTTP/1.1 100 Continue\r\n\r\n"))
+	}
+	switch {
+	case hd.Chunked:
+		n, out, done, err := h.chunk.Decode(buf, r.Body, h.app.opts.Limits.MaxBodyBytes)
+		r.Body = out
+		c.gc.Discard(n)
+		if err != nil {
+			st := 400
+			var perr *http1.Error
+			if errors.As(err, &perr) {
+				st = perr.Status
+			}
+			h.req = nil
+			h.reject(c, st)
+			return false
+		}
+		if !done {
+			h.wait(c)
+			return false
+		}
+	case hd.ContentLength > 0:
+		if int64(len(buf)) < hd.ContentLength {
+			h.wait(c)
+			return false
+		}
+		r.Body = append([]byte(nil), buf[:hd.ContentLength]...)
+		c.gc.Discard(int(hd.ContentLength))
+	}
+	h.dispatch(c, r)
+	return true
+}
+
+func (h *httpConn) wait(c *conn) {
+	if !h.waiting {
+		h.waiting = true
+		c.l.wheel.set(c, h.app.opts.HeaderTimeout)
+	}
+}
+
+// dispatch routes r and runs its handler, recovering a panic into a 500.
+func (h *httpConn) dispatch(c *conn, r *Request) {
+	h.waiting = false
+	r.dispatched = true
+	c.l.wheel.clear(c)
+	handler, args := h.app.match(r.Path)
+	r.PathArgs = args
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				c.l.log.Error("loop: panic in handler", "method", r.Method, "path", r.Path, "panic", p, "stack", string(debug.Stack()))
+				if !r.finished {
+					r.keep = false
+					r.async = false
+					r.SendError(500)
+				}
+			}
+		}()
+		if handler == nil {
+			r.SendError(404)
+			return
+		}
+		handler.Serve(r)
+	}()
+	if !r.finished && !r.async {
+		r.Finish()
+	}
+}
+
+// finish writes r's response and moves on to the next pipelined request.
+func (h *httpConn) finish(c *conn, r *Request) {
+	if c.dead || c.closing {
+		return
+	}
+	resp := r.appendResponse(make([]byte, 0, 256+len(r.out)), h.app.opts.ServerHeader)
+	c.gc.Write(resp)
+	if h.req == r {
+		h.req = nil
+	}
+	if !r.keep {
+		c.close()
+		return
+	}
+	if r.async {
+		// Finished from a callback: requests that arrived meanwhile are
+		// buffered and gnet will not call OnTraffic again for them.
+		if c.gc.InboundBuffered() > 0 {
+			c.gc.Wake(nil)
+		}
+	}
+	if c.gc.InboundBuffered() == 0 {
+		c.l.wheel.set(c, h.app.opts.IdleTimeout)
+	}
+}
+
+// reject answers a malformed or oversized request and closes.
+func (h *httpConn) reject(c *conn, status int) {
+	r := &Request{c: c, hc: h, status: status}
+	r.SetHeader("Content-Type", "text/plain; charset=UTF-8")
+	r.out = append(r.out, http1.StatusText(status)...)
+	r.out = append(r.out, '\n')
+	c.gc.Write(r.appendResponse(nil, h.app.opts.ServerHeader))
+	c.close()
+}
+
+func (h *httpConn) deadline(c *conn) {
+	if h.req != nil && !h.waiting {
+		return // a handler holds the request (long poll): its own timers rule
+	}
+	if h.waiting || c.gc.InboundBuffered() > 0 {
+		h.reject(c, 408)
+		return
+	}
+	c.close() // idle keep-alive connection
+}
+
+func (h *httpConn) closed(c *conn, err error) {
+	if r := h.req; r != nil && !r.finished {
+		r.gone = true
+		if r.onGone != nil {
+			fn := r.onGone
+			r.onGone = nil
+			c.l.safeCall(fn)
+		}
+	}
+	h.req = nil
+}
+
+func (h *httpConn) shutdown(c *conn) {
+	if h.req == nil {
+		c.close()
+		return
+	}
+	h.req.keep = false
+}

@@ -1,0 +1,278 @@
+// Package loop is Tornago's IOLoop: one reactor goroutine (a single gnet event
+// loop) that runs every handler, callback and timer of the program, so that
+// application code shares state without locks, in the manner of Tornado.
+//
+// Threading rule, stated once for the whole package: a method documented as
+// "loop-only" may be called only from code the loop runs (handlers, callbacks,
+// timers); a method documented as "goroutine-safe" may be called from anywhere.
+// Other goroutines enter the loop through AddCallback.
+package loop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// Options configures a Loop. The zero value is ready to use; every field
+// documents its default.
+type Options struct {
+	// Logger receives the loop's logs, including recovered panics with their
+	// stacks. Default: slog.Default().
+	Logger *slog.Logger
+
+	// TimeoutResolution is the tick of the timing wheel that holds every
+	// per-connection deadline (slow headers, idle keep-alive, WebSocket pings,
+	// close handshakes). A deadline fires up to one tick late. The wheel wakes
+	// the loop once per tick while it holds entries, however many connections
+	// there are. Default: 500ms.
+	TimeoutResolution time.Duration
+
+	// ExecutorWorkers bounds the goroutines RunInExecutor uses for blocking
+	// work. Default: 16.
+	ExecutorWorkers int
+
+	// ExecutorQueue bounds the work waiting for an executor worker; beyond it
+	// RunInExecutor reports ErrExecutorFull. Default: 4096.
+	ExecutorQueue int
+}
+
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.TimeoutResolution <= 0 {
+		o.TimeoutResolution = 500 * time.Millisecond
+	}
+	if o.ExecutorWorkers <= 0 {
+		o.ExecutorWorkers = 16
+	}
+	if o.ExecutorQueue <= 0 {
+		o.ExecutorQueue = 4096
+	}
+	return o
+}
+
+// Loop states.
+const (
+	stateNew int32 = iota
+	stateRunning
+	stateStopping
+	stateStopped
+)
+
+// ErrStopped is returned by operations on a loop that has stopped.
+var ErrStopped = errors.New("loop: stopped")
+
+// Loop is an IOLoop. Create it with New, add listeners with Listen, run it
+// with Start, end it with Stop.
+type Loop struct {
+	opts  Options
+	log   *slog.Logger
+	epoch time.Time
+	state atomic.Int32
+
+	// Callback queue (goroutine-safe side).
+	mu          sync.Mutex
+	queue       []func()
+	spare       []func()
+	wakePending bool
+	el          gnet.EventLoop
+	drainFn     gnet.RunnableFunc
+
+	loopG atomic.Uintptr // runtime g of the loop goroutine
+
+	timers timers
+	wheel  wheel
+	exec   executor
+
+	listeners []listener
+	eng       gnet.Engine
+	ready     chan struct{}
+	done      chan struct{}
+	readyOnce sync.Once
+	ctrl      net.Conn // the std side of the control connection
+	ctrlPeer  net.Conn
+
+	conns      connList // every server and client connection (loop-only)
+	openConns  atomic.Int64
+	closeHooks []func()
+}
+
+type listener struct {
+	addr string
+	app  ConnHandler
+}
+
+// ConnHandler is what a listener serves: it is given every new server
+// connection. *Application implements it.
+type ConnHandler interface {
+	serveConn(c *conn)
+}
+
+// New returns a loop that is not yet running.
+func New(opts Options) *Loop {
+	opts = opts.withDefaults()
+	l := &Loop{
+		opts:  opts,
+		log:   opts.Logger,
+		epoch: time.Now(),
+		ready: make(chan struct{}),
+		done:  make(chan struct{}),
+	}
+	l.drainFn = l.drain
+	l.timers.init(l)
+	l.wheel.init(l, opts.TimeoutResolution)
+	l.exec.init(l, opts.ExecutorWorkers, opts.ExecutorQueue)
+	return l
+}
+
+// Listen adds a TCP listener on addr ("host:port", ":8888") serving h. Call it
+// before Start; more than one listener is allowed. Goroutine-safe before Start.
+func (l *Loop) Listen(addr string, h ConnHandler) error {
+	if l.state.Load() != stateNew {
+		return fmt.Errorf("loop: listen %s: loop already started", addr)
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("loop: listen %s: %w", addr, err)
+	}
+	l.listeners = append(l.listeners, listener{addr: addr, app: h})
+	return nil
+}
+
+// Start runs the loop on a gnet engine with exactly one event loop and blocks
+// until Stop has finished. Call it once.
+func (l *Loop) Start() error {
+	if !l.state.CompareAndSwap(stateNew, stateRunning) {
+		return errors.New("loop: Start called twice")
+	}
+	defer close(l.done)
+	addrs := make([]string, 0, len(l.listeners)+1)
+	for _, ln := range l.listeners {
+		addrs = append(addrs, "tcp://"+ln.addr)
+	}
+	if len(addrs) == 0 {
+		// A client-only loop (the bench harness) still needs an engine; gnet
+		// requires a listener, so bind an unused loopback port.
+		addrs = append(addrs, "tcp://127.0.0.1:0")
+	}
+	err := gnet.Rotate(&engine{l: l}, addrs,
+		gnet.WithMulticore(false),
+		gnet.WithNumEventLoop(1),
+		gnet.WithLoadBalancing(gnet.SourceAddrHash), // stateless: Register from other goroutines does not race
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithReuseAddr(true),
+		gnet.WithLogger(gnetLogger{l.log}),
+	)
+	l.state.Store(stateStopped)
+	l.readyOnce.Do(func() { close(l.ready) })
+	if l.ctrl != nil {
+		l.ctrl.Close()
+		l.ctrlPeer.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("loop: engine: %w", err)
+	}
+	return nil
+}
+
+// Ready is closed once the loop runs and its listeners accept connections
+// (or Start failed). Goroutine-safe.
+func (l *Loop) Ready() <-chan struct{} { return l.ready }
+
+// Done is closed when Start has returned. Goroutine-safe.
+func (l *Loop) Done() <-chan struct{} { return l.done }
+
+// InLoop reports whether the caller runs on the loop goroutine. Goroutine-safe.
+func (l *Loop) InLoop() bool {
+	g := l.loopG.Load()
+	return g != 0 && g == getg() && l.state.Load() != stateStopped
+}
+
+// AddOnStop registers fn to run on the loop during Stop, after connections
+// have drained and before the engine shuts down (Tornado's close hooks).
+// Loop-only, or before Start.
+func (l *Loop) AddOnStop(fn func()) { l.closeHooks = append(l.closeHooks, fn) }
+
+// Stop stops the loop gracefully: it refuses new connections, closes idle
+// HTTP connections, lets in-flight responses finish, sends WebSocket close
+// frames (1001 Going Away) and waits for the peers' replies, all until ctx is
+// done; then it runs the close hooks, closes what is left and returns after
+// Start has returned. Goroutine-safe; do not call it from the loop goroutine
+// (it waits for the loop), use `go l.Stop(ctx)` there.
+func (l *Loop) Stop(ctx context.Context) error {
+	switch {
+	case l.state.CompareAndSwap(stateNew, stateStopped):
+		close(l.done)
+		return nil
+	case !l.state.CompareAndSwap(stateRunning, stateStopping):
+		<-l.done
+		return nil
+	}
+	<-l.ready
+	if l.InLoop() {
+		return errors.New("loop: Stop called on the loop goroutine")
+	}
+	l.AddCallback(func() {
+		l.conns.each(func(c *conn) { c.shutdown() })
+	})
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for l.openConns.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			break wait
+		case <-tick.C:
+		}
+	}
+	hooksDone := make(chan struct{})
+	l.AddCallback(func() {
+		defer close(hooksDone)
+		for _, fn := range l.closeHooks {
+			l.safeCall(fn)
+		}
+	})
+	select {
+	case <-hooksDone:
+	case <-ctx.Done():
+	}
+	l.exec.stop()
+	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := l.eng.Stop(stopCtx)
+	<-l.done
+	if err != nil {
+		return fmt.Errorf("loop: stop engine: %w", err)
+	}
+	return ctx.Err()
+}
+
+// now is the loop clock: monotonic nanoseconds since New.
+func (l *Loop) now() int64 { return int64(time.Since(l.epoch)) }
+
+// safeCall runs fn and recovers a panic, logging it with its stack, so that
+// one faulty callback never stops the loop.
+func (l *Loop) safeCall(fn func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			l.log.Error("loop: panic in callback", "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	fn()
+}
+
+// enter records the loop goroutine; every entry point from gnet calls it.
+func (l *Loop) enter() {
+	if l.loopG.Load() == 0 {
+		l.loopG.Store(getg())
+	}
+}

@@ -23,6 +23,10 @@ type httpConn struct {
 
 func (h *httpConn) traffic(c *conn) {
 	for !c.closing {
+		if c.mode != connMode(h) { // upgraded: the rest of the buffer is frames
+			c.mode.traffic(c)
+			return
+		}
 		if h.req != nil && h.req.dispatched {
 			return // a request is in flight; the rest waits in gnet's buffer
 		}

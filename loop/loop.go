@@ -105,6 +105,9 @@ type Loop struct {
 	conns      connList // every server and client connection (loop-only)
 	openConns  atomic.Int64
 	closeHooks []func()
+	slowCloses atomic.Int64
+	scratch    []byte
+	iov        [2][]byte
 }
 
 type listener struct {

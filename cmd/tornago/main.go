@@ -23,7 +23,7 @@ func main() {
 
 	l := loop.New(loop.Options{Logger: log})
 	app := loop.NewApplication(loop.AppOptions{})
-	app.HandleFunc("/index", func(r *loop.Request) { r.Write("Hello world") })
+	addDemos(l, app)
 
 	addr := fmt.Sprintf("%s:%d", *host, *port)
 	if err := l.Listen(addr, app); err != nil {

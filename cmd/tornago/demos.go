@@ -1,0 +1,102 @@
+package main
+
+import (
+	"time"
+
+	"github.com/tornago/tornago/loop"
+)
+
+// echo is the pure echo route conformance suites and benchmarks use. It is
+// stateless, so one value serves every connection.
+type echo struct{ loop.WebSocketBase }
+
+func (echo) OnMessage(ws *loop.WebSocket, typ loop.MessageType, data []byte) {
+	if typ == loop.Binary {
+		ws.WriteBinary(data)
+		return
+	}
+	ws.WriteMessage(data)
+}
+
+// registry is the tutorial's ProStatus: the set of clients on /ws. It is a
+// plain map because only the loop touches it.
+type registry map[*loop.WebSocket]struct{}
+
+type chat struct {
+	loop.WebSocketBase
+	clients registry
+}
+
+func (c *chat) Open(ws *loop.WebSocket)    { c.clients[ws] = struct{}{}; ws.WriteString("Welcome") }
+func (c *chat) OnClose(ws *loop.WebSocket) { delete(c.clients, ws) }
+func (c *chat) OnMessage(ws *loop.WebSocket, _ loop.MessageType, data []byte) {
+	ws.WriteString("new message :" + string(data))
+}
+
+// clock pushes the time every second to every client, from a
+// PeriodicCallback on the loop (the tutorial pushed from a thread).
+type clock struct {
+	loop.WebSocketBase
+	byID map[string]*loop.WebSocket
+	anon map[*loop.WebSocket]struct{}
+	seq  int64
+}
+
+type clockID struct{ id string }
+
+func (c *clock) Open(ws *loop.WebSocket) {
+	id := ws.Request().GetArgument("Id", "")
+	if id == "" {
+		c.anon[ws] = struct{}{}
+		return
+	}
+	ws.Context = clockID{id}
+	if old := c.byID[id]; old != nil {
+		old.Context = nil
+		old.Close(4000, "replaced by a new connection with the same Id")
+	}
+	c.byID[id] = ws
+}
+
+func (c *clock) OnClose(ws *loop.WebSocket) {
+	delete(c.anon, ws)
+	if k, ok := ws.Context.(clockID); ok && c.byID[k.id] == ws {
+		delete(c.byID, k.id)
+	}
+}
+
+func (c *clock) tick() {
+	c.seq++
+	now := time.Now()
+	msg := loop.PrepareJSON(map[string]any{"time": now.Format(time.RFC3339Nano), "ts": now.UnixNano(), "seq": c.seq})
+	for _, ws := range c.byID {
+		ws.WritePrepared(msg)
+	}
+	for ws := range c.anon {
+		ws.WritePrepared(msg)
+	}
+}
+
+func addDemos(l *loop.Loop, app *loop.Application) {
+	app.HandleFunc("/index", func(r *loop.Request) { r.Write("Hello world") })
+	app.HandleWebSocket("/echo", func(*loop.Request) loop.WebSocketHandler { return echo{} },
+		loop.WSOptions{MaxMessageSize: 64 << 20, CheckOrigin: loop.AnyOrigin})
+
+	ch := &chat{clients: registry{}}
+	app.HandleWebSocket("/ws", func(*loop.Request) loop.WebSocketHandler { return ch }, loop.WSOptions{CheckOrigin: loop.AnyOrigin})
+	app.Handle("/receive", loop.Methods{Get: func(r *loop.Request) {
+		msg := loop.PrepareMessage(loop.Text, []byte(r.GetArgument("msg", "")))
+		n := 0
+		for ws := range ch.clients {
+			if ws.WritePrepared(msg) == nil {
+				n++
+			}
+		}
+		r.Write(map[string]any{"delivered": n})
+	}})
+
+	ck := &clock{byID: map[string]*loop.WebSocket{}, anon: map[*loop.WebSocket]struct{}{}}
+	app.HandleWebSocket("/clock", func(*loop.Request) loop.WebSocketHandler { return ck }, loop.WSOptions{CheckOrigin: loop.AnyOrigin})
+	pc := l.NewPeriodicCallback(ck.tick, time.Second, 0)
+	l.AddCallback(pc.Start)
+}

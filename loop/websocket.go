@@ -1,0 +1,519 @@
+package loop
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/tornago/tornago/proto/ws13"
+)
+
+// ErrWebSocketClosed is returned by writes on a closed or closing WebSocket
+// (Tornado's WebSocketClosedError).
+var ErrWebSocketClosed = errors.New("loop: websocket closed")
+
+// StatusCode is a WebSocket close code (RFC 6455 7.4).
+type StatusCode = ws.StatusCode
+
+// Close codes used by the loop.
+const (
+	CloseNormal         StatusCode = 1000
+	CloseGoingAway      StatusCode = 1001
+	CloseProtocolError  StatusCode = 1002
+	CloseNoStatus       StatusCode = 1005
+	CloseAbnormal       StatusCode = 1006
+	CloseInvalidPayload StatusCode = 1007
+	ClosePolicy         StatusCode = 1008
+	CloseTooBig         StatusCode = 1009
+	CloseInternalError  StatusCode = 1011
+)
+
+// MessageType tells text from binary messages.
+type MessageType uint8
+
+// Message types.
+const (
+	Text   MessageType = 1
+	Binary MessageType = 2
+)
+
+// WebSocketHandler is Tornado's WebSocketHandler as a set of override points.
+// Embed WebSocketBase to get no-op defaults for the ones you skip.
+//
+// Lifecycle promises, all on the loop goroutine:
+//   - OnMessage, OnPing and OnPong are never called before Open has returned;
+//   - every Open is followed by exactly one OnClose;
+//   - nothing is called after OnClose.
+type WebSocketHandler interface {
+	// Open runs once the handshake is answered. ws.Request() is valid
+	// during Open only: copy what you need from it.
+	Open(ws *WebSocket)
+	// OnMessage gets each complete message. data is borrowed from the
+	// connection's input buffer and valid only until OnMessage returns:
+	// copy it to keep it. No copy is made for you.
+	OnMessage(ws *WebSocket, typ MessageType, data []byte)
+	// OnClose runs once when the connection is gone; ws.CloseCode and
+	// ws.CloseReason say why (1005 when the peer's close had no code, 1006
+	// when there was no close frame).
+	OnClose(ws *WebSocket)
+	// OnPing runs after the automatic pong was queued; data is borrowed.
+	OnPing(ws *WebSocket, data []byte)
+	// OnPong runs on every pong; data is borrowed.
+	OnPong(ws *WebSocket, data []byte)
+}
+
+// WebSocketBase implements every WebSocketHandler method as a no-op.
+type WebSocketBase struct{}
+
+// Open does nothing.
+func (WebSocketBase) Open(*WebSocket) {}
+
+// OnMessage does nothing.
+func (WebSocketBase) OnMessage(*WebSocket, MessageType, []byte) {}
+
+// OnClose does nothing.
+func (WebSocketBase) OnClose(*WebSocket) {}
+
+// OnPing does nothing.
+func (WebSocketBase) OnPing(*WebSocket, []byte) {}
+
+// OnPong does nothing.
+func (WebSocketBase) OnPong(*WebSocket, []byte) {}
+
+// WSOptions configures a WebSocket route. The zero value is the sensible
+// default; each field documents its default and cost.
+type WSOptions struct {
+	// MaxMessageSize bounds a message (after assembling fragments); a larger
+	// one closes with 1009. Default: 10 MiB (Tornado's).
+	MaxMessageSize int64
+	// PingInterval sends a ping this often to detect half-open peers
+	// (Tornado's websocket_ping_interval). It costs one timing-wheel entry
+	// per connection, no timer or goroutine. Default: 25s (under the 60 s
+	// idle cut of common proxies); negative disables.
+	PingInterval time.Duration
+	// PingTimeout closes a connection from which nothing arrived within this
+	// long after a ping. Default: 20s.
+	PingTimeout time.Duration
+	// CloseTimeout bounds the wait for the peer's close frame after ours.
+	// Default: 5s.
+	CloseTimeout time.Duration
+	// MaxBufferedBytes bounds unsent output per connection; a client that
+	// does not read is closed with 1008 when a write would exceed it, and
+	// counted in Stats().SlowConsumerCloses. Default: 4 MiB.
+	MaxBufferedBytes int
+	// CheckOrigin decides whether to accept a browser's Origin. Default:
+	// only the same host as the Host header, or no Origin header at all
+	// (non-browser clients); others get 403. Use AnyOrigin to accept all.
+	CheckOrigin func(origin string, r *Request) bool
+	// Subprotocols the route speaks, in preference order; the first one
+	// the client also offers is selected. Default: none.
+	Subprotocols []string
+}
+
+// AnyOrigin accepts every Origin (for demos and non-browser APIs).
+func AnyOrigin(string, *Request) bool { return true }
+
+func (o WSOptions) withDefaults() WSOptions {
+	if o.MaxMessageSize <= 0 {
+		o.MaxMessageSize = ws13.DefaultMaxMessage
+	}
+	if o.PingInterval == 0 {
+		o.PingInterval = 25 * time.Second
+	}
+	if o.PingTimeout <= 0 {
+		o.PingTimeout = 20 * time.Second
+	}
+	if o.CloseTimeout <= 0 {
+		o.CloseTimeout = 5 * time.Second
+	}
+	if o.MaxBufferedBytes <= 0 {
+		o.MaxBufferedBytes = 4 << 20
+	}
+	if o.CheckOrigin == nil {
+		o.CheckOrigin = sameOrigin
+	}
+	return o
+}
+
+func sameOrigin(origin string, r *Request) bool {
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	return strings.EqualFold(u.Host, r.Header("Host"))
+}
+
+// wsRoute is the Handler a WebSocket route installs; dispatch upgrades.
+type wsRoute struct {
+	newHandler func(r *Request) WebSocketHandler
+	opts       WSOptions
+	lim        ws13.Limits
+}
+
+func (wr *wsRoute) Serve(r *Request) { r.hc.upgrade(r, wr) }
+
+// HandleWebSocket adds a WebSocket route. newHandler is called for each
+// upgrade (on the loop) and returns the connection's handler; it may return
+// one shared stateless value to save memory.
+func (a *Application) HandleWebSocket(pattern string, newHandler func(r *Request) WebSocketHandler, opts WSOptions) {
+	o := opts.withDefaults()
+	a.Handle(pattern, &wsRoute{newHandler: newHandler, opts: o, lim: ws13.Limits{MaxMessage: o.MaxMessageSize}})
+}
+
+// Stats are loop-wide counters. Goroutine-safe.
+type Stats struct {
+	SlowConsumerCloses int64 // WebSockets closed with 1008 for exceeding MaxBufferedBytes
+}
+
+// Stats returns the loop's counters.
+func (l *Loop) Stats() Stats { return Stats{SlowConsumerCloses: l.slowCloses.Load()} }
+
+const (
+	wsOpen uint8 = iota
+	wsClosing
+	wsClosed
+)
+
+// WebSocket is one server-side WebSocket connection. Methods marked
+// goroutine-safe may be called from anywhere; the rest are loop-only.
+type WebSocket struct {
+	c     *conn
+	h     WebSocketHandler
+	route *wsRoute
+	req   *Request
+	dec   ws13.Decoder
+
+	// Context is free for the application (a user id, a room).
+	Context any
+
+	subprotocol string
+	code        StatusCode
+	reason      string
+	state       uint8
+	opened      bool
+	notified    bool
+	awaitPong   bool
+	seen        bool
+	sentClose   bool
+}
+
+// Request returns the upgrade request; valid during Open only.
+func (w *WebSocket) Request() *Request { return w.req }
+
+// Loop returns the loop the connection lives on. Goroutine-safe.
+func (w *WebSocket) Loop() *Loop { return w.c.l }
+
+// Subprotocol returns the negotiated subprotocol, "" if none.
+func (w *WebSocket) Subprotocol() string { return w.subprotocol }
+
+// CloseCode is the code of the close (see OnClose).
+func (w *WebSocket) CloseCode() StatusCode { return w.code }
+
+// CloseReason is the reason of the close.
+func (w *WebSocket) CloseReason() string { return w.reason }
+
+// BufferedAmount returns the bytes written but not yet sent. Loop-only.
+func (w *WebSocket) BufferedAmount() int {
+	if w.state == wsClosed || w.c.dead {
+		return 0
+	}
+	return w.c.gc.OutboundBuffered()
+}
+
+// upgrade answers the handshake for r on route wr.
+func (h *httpConn) upgrade(r *Request, wr *wsRoute) {
+	hd := &r.head
+	if herr := ws13.CheckRequest(hd.Method, hd.Major, hd.Minor, hd.Get("Upgrade"), hd.Get("Connection"),
+		hd.Get("Sec-WebSocket-Version"), hd.Get("Sec-WebSocket-Key")); herr != nil {
+		for _, kv := range herr.Header {
+			r.SetHeader(kv[0], kv[1])
+		}
+		r.keep = false
+		r.SendError(herr.Status)
+		return
+	}
+	if !wr.opts.CheckOrigin(r.Header("Origin"), r) {
+		r.keep = false
+		r.SendError(403)
+		return
+	}
+	sub := ""
+	if len(wr.opts.Subprotocols) > 0 {
+		offered := ws13.ParseSubprotocols(nil, r.head.Values(nil, "Sec-WebSocket-Protocol")...)
+	pick:
+		for _, want := range wr.opts.Subprotocols {
+			for _, o := range offered {
+				if o == want {
+					sub = want
+					break pick
+				}
+			}
+		}
+	}
+	c := r.c
+	resp := ws13.AppendResponse(make([]byte, 0, 160), hd.Get("Sec-WebSocket-Key"), sub, "", nil)
+	r.finished = true
+	h.req = nil
+	c.l.wheel.clear(c)
+	c.gc.Write(resp)
+	w := &WebSocket{c: c, route: wr, req: r, subprotocol: sub}
+	c.mode = w
+	w.h = wr.newHandler(r)
+	w.opened = true
+	w.guard(func() { w.h.Open(w) })
+	w.req = nil
+	if w.state == wsOpen && wr.opts.PingInterval > 0 {
+		c.l.wheel.set(c, wr.opts.PingInterval)
+	}
+}
+
+// guard runs a handler method, turning a panic into a 1011 close.
+func (w *WebSocket) guard(fn func()) {
+	defer func() {
+		if p := recover(); p != nil {
+			w.c.l.log.Error("loop: panic in websocket handler", "panic", p, "stack", string(debug.Stack()))
+			w.Close(CloseInternalError, "internal error")
+		}
+	}()
+	fn()
+}
+
+func (w *WebSocket) traffic(c *conn) {
+	for !c.closing && w.state != wsClosed {
+		buf, _ := c.gc.Peek(-1)
+		if len(buf) == 0 {
+			return
+		}
+		ev, n, err := w.dec.Next(buf, w.route.lim)
+		if err != nil {
+			var ce *ws13.CloseError
+			if errors.As(err, &ce) {
+				w.fail(ce.Code, ce.Reason)
+			} else {
+				w.fail(CloseProtocolError, err.Error())
+			}
+			c.gc.Discard(-1)
+			return
+		}
+		if n == 0 {
+			return
+		}
+		w.seen = true
+		w.handle(&ev)
+		c.gc.Discard(n)
+	}
+	if c.gc.InboundBuffered() > 0 {
+		c.gc.Discard(-1)
+	}
+}
+
+func (w *WebSocket) handle(ev *ws13.Event) {
+	switch ev.Kind {
+	case ws13.EventMessage:
+		if w.state == wsOpen {
+			w.guard(func() { w.h.OnMessage(w, MessageType(ev.Op), ev.Payload) })
+		}
+		w.dec.Release()
+	case ws13.EventPing:
+		if w.state == wsOpen {
+			w.writeFrame(ws.OpPong, ev.Payload)
+			w.guard(func() { w.h.OnPing(w, ev.Payload) })
+		}
+	case ws13.EventPong:
+		w.awaitPong = false
+		if w.state == wsOpen {
+			w.guard(func() { w.h.OnPong(w, ev.Payload) })
+		}
+	case ws13.EventClose:
+		w.code, w.reason = ev.Code, string(ev.Reason)
+		if !w.sentClose {
+			// Echo the peer's code (RFC 6455 5.5.1); none when it sent none.
+			code := ev.Code
+			if code == CloseNoStatus {
+				code = 0
+			}
+			w.sentClose = true
+			w.c.gc.Write(ws13.AppendCloseFrame(nil, code, ""))
+		}
+		w.state = wsClosed
+		w.c.close()
+	case ws13.EventNone:
+	}
+}
+
+// fail closes after a protocol violation with the RFC's code.
+func (w *WebSocket) fail(code StatusCode, reason string) {
+	w.code, w.reason = code, reason
+	if !w.sentClose {
+		w.sentClose = true
+		w.c.gc.Write(ws13.AppendCloseFrame(nil, code, reason))
+	}
+	w.state = wsClosed
+	w.c.close()
+}
+
+// WriteMessage sends a text message. Goroutine-safe: from the loop it goes
+// straight to the connection's output; from another goroutine data is copied
+// and the write runs on the loop (then the error is not reported).
+func (w *WebSocket) WriteMessage(data []byte) error { return w.write(ws.OpText, data) }
+
+// WriteString sends a text message. Goroutine-safe like WriteMessage.
+func (w *WebSocket) WriteString(s string) error { return w.write(ws.OpText, []byte(s)) }
+
+// WriteBinary sends a binary message. Goroutine-safe like WriteMessage.
+func (w *WebSocket) WriteBinary(data []byte) error { return w.write(ws.OpBinary, data) }
+
+// WriteJSON sends v encoded as JSON in a text message. Goroutine-safe.
+func (w *WebSocket) WriteJSON(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("loop: websocket JSON: %w", err)
+	}
+	return w.write(ws.OpText, b)
+}
+
+// Ping sends a ping with data (at most 125 bytes). Goroutine-safe.
+func (w *WebSocket) Ping(data []byte) error {
+	if len(data) > ws13.MaxControlPayload {
+		return fmt.Errorf("loop: ping payload %d bytes > 125", len(data))
+	}
+	return w.write(ws.OpPing, data)
+}
+
+// SetNoDelay sets TCP_NODELAY (on by default). Loop-only.
+func (w *WebSocket) SetNoDelay(v bool) error {
+	if w.c.dead {
+		return ErrWebSocketClosed
+	}
+	return w.c.gc.SetNoDelay(v)
+}
+
+func (w *WebSocket) write(op ws.OpCode, data []byte) error {
+	l := w.c.l
+	if !l.InLoop() {
+		cp := append([]byte(nil), data...)
+		l.AddCallback(func() { _ = w.write(op, cp) })
+		return nil
+	}
+	if w.state != wsOpen || w.c.closing || w.c.dead {
+		return ErrWebSocketClosed
+	}
+	return w.writeFrame(op, data)
+}
+
+func (w *WebSocket) writeFrame(op ws.OpCode, data []byte) error {
+	c := w.c
+	if c.gc.OutboundBuffered()+len(data) > w.route.opts.MaxBufferedBytes {
+		c.l.slowCloses.Add(1)
+		w.fail(ClosePolicy, "slow consumer: send buffer full")
+		return ErrWebSocketClosed
+	}
+	l := c.l
+	if len(data) <= 16<<10 {
+		l.scratch = ws13.AppendFrame(l.scratch[:0], true, op, data)
+		_, err := c.gc.Write(l.scratch)
+		return err
+	}
+	l.scratch = ws13.AppendFrame(l.scratch[:0], true, op, nil)
+	l.iov[0], l.iov[1] = l.scratch, data
+	_, err := c.gc.Writev(l.iov[:])
+	l.iov[0], l.iov[1] = nil, nil
+	return err
+}
+
+// WritePrepared sends a frame already encoded with PrepareMessage, so a
+// broadcast encodes once and writes the same bytes to every client.
+// Loop-only.
+func (w *WebSocket) WritePrepared(p *PreparedMessage) error {
+	if w.state != wsOpen || w.c.closing || w.c.dead {
+		return ErrWebSocketClosed
+	}
+	c := w.c
+	if c.gc.OutboundBuffered()+len(p.frame) > w.route.opts.MaxBufferedBytes {
+		c.l.slowCloses.Add(1)
+		w.fail(ClosePolicy, "slow consumer: send buffer full")
+		return ErrWebSocketClosed
+	}
+	_, err := c.gc.Write(p.frame)
+	return err
+}
+
+// PreparedMessage is a server frame encoded once for many connections.
+type PreparedMessage struct{ frame []byte }
+
+// PrepareMessage encodes a text (or binary) message once. Goroutine-safe.
+func PrepareMessage(typ MessageType, data []byte) *PreparedMessage {
+	return &PreparedMessage{frame: ws13.AppendFrame(nil, true, ws.OpCode(typ), data)}
+}
+
+// PrepareJSON encodes v as JSON in a prepared text message (nil on error).
+func PrepareJSON(v any) *PreparedMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil
+	}
+	return PrepareMessage(Text, b)
+}
+
+// Close starts the closing handshake with code and reason; OnClose follows
+// once the peer answers or CloseTimeout passes. Goroutine-safe.
+func (w *WebSocket) Close(code StatusCode, reason string) error {
+	l := w.c.l
+	if !l.InLoop() {
+		l.AddCallback(func() { _ = w.Close(code, reason) })
+		return nil
+	}
+	if w.state != wsOpen || w.c.dead {
+		return ErrWebSocketClosed
+	}
+	w.state = wsClosing
+	w.code, w.reason = code, reason
+	w.sentClose = true
+	w.c.gc.Write(ws13.AppendCloseFrame(nil, code, reason))
+	l.wheel.set(w.c, w.route.opts.CloseTimeout)
+	return nil
+}
+
+func (w *WebSocket) deadline(c *conn) {
+	o := &w.route.opts
+	switch {
+	case w.state != wsOpen:
+		c.close() // the peer never answered our close frame
+	case w.awaitPong && !w.seen:
+		w.code, w.reason = CloseAbnormal, "ping timeout"
+		w.state = wsClosed
+		c.close()
+	default:
+		w.seen = false
+		w.awaitPong = true
+		w.writeFrame(ws.OpPing, nil)
+		if w.state == wsOpen {
+			c.l.wheel.set(c, o.PingTimeout)
+		}
+	}
+}
+
+func (w *WebSocket) closed(c *conn, err error) {
+	if !w.sentClose && w.code == 0 {
+		w.code, w.reason = CloseAbnormal, ""
+		if err != nil {
+			w.reason = err.Error()
+		}
+	}
+	w.state = wsClosed
+	if w.opened && !w.notified {
+		w.notified = true
+		w.guard(func() { w.h.OnClose(w) })
+	}
+	w.dec.Release()
+}
+
+func (w *WebSocket) shutdown(c *conn) { w.Close(CloseGoingAway, "server shutting down") }

@@ -24,6 +24,7 @@ func main() {
 	l := loop.New(loop.Options{Logger: log})
 	app := loop.NewApplication(loop.AppOptions{})
 	addDemos(l, app)
+	addLongPoll(l, app)
 
 	addr := fmt.Sprintf("%s:%d", *host, *port)
 	if err := l.Listen(addr, app); err != nil {

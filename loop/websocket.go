@@ -422,7 +422,7 @@ func (w *WebSocket) writeFrame(op ws.OpCode, data []byte) error {
 		_, err := c.gc.Write(l.scratch)
 		return err
 	}
-	l.scratch = ws13.AppendFrame(l.scratch[:0], true, op, nil)
+	l.scratch = ws13.AppendHeader(l.scratch[:0], true, op, len(data))
 	l.iov[0], l.iov[1] = l.scratch, data
 	_, err := c.gc.Writev(l.iov[:])
 	l.iov[0], l.iov[1] = nil, nil

@@ -120,3 +120,9 @@ func AppendMaskedCloseFrame(dst []byte, mask [4]byte, code ws.StatusCode, reason
 	ws.Cipher(dst[start:], mask, 0)
 	return dst
 }
+
+// AppendHeader appends an unmasked (server) frame header for a payload of
+// length bytes, so a large payload can be written with writev, uncopied.
+func AppendHeader(dst []byte, fin bool, op ws.OpCode, length int) []byte {
+	return appendHeader(dst, fin, op, false, length)
+}

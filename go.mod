@@ -5,7 +5,9 @@ go 1.26.8
 require github.com/gobwas/ws v1.5.0
 
 require (
+	github.com/coder/websocket v1.8.13 // indirect
 	github.com/gobwas/httphead v0.1.0 // indirect
+	github.com/gorilla/websocket v1.5.3 // indirect
 	github.com/panjf2000/ants/v2 v2.12.1 // indirect
 	github.com/panjf2000/gnet/v2 v2.10.0 // indirect
 	github.com/valyala/bytebufferpool v1.0.0 // indirect

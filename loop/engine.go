@@ -15,13 +15,25 @@ type ctrlMarker struct{}
 // loop goroutine.
 type engine struct {
 	gnet.BuiltinEventEngine
-	l *Loop
+	l      *Loop
+	booted bool // OnTick started openControl (ticker goroutine only)
 }
 
 func (e *engine) OnBoot(eng gnet.Engine) gnet.Action {
 	e.l.eng = eng
-	go e.l.openControl()
 	return gnet.None
+}
+
+// OnTick runs once, on gnet's ticker goroutine, which gnet starts only after
+// it has registered its event loops: registering the control connection from
+// OnBoot raced with that registration (go test -race). It then sleeps for
+// good.
+func (e *engine) OnTick() (time.Duration, gnet.Action) {
+	if !e.booted {
+		e.booted = true
+		go e.l.openControl()
+	}
+	return 24 * time.Hour, gnet.None
 }
 
 // openControl registers one private loopback connection with the engine so

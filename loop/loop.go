@@ -174,6 +174,7 @@ func (l *Loop) Start() error {
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithReuseAddr(true),
 		gnet.WithLogger(gnetLogger{l.log}),
+		gnet.WithTicker(true), // OnTick opens the control connection (see engine.OnTick)
 	)
 	l.state.Store(stateStopped)
 	l.readyOnce.Do(func() { close(l.ready) })

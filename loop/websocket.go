@@ -104,7 +104,10 @@ type WSOptions struct {
 	CloseTimeout time.Duration
 	// MaxBufferedBytes bounds unsent output per connection; a client that
 	// does not read is closed with 1008 when a write would exceed it, and
-	// counted in Stats().SlowConsumerCloses. Default: 4 MiB.
+	// counted in Stats().SlowConsumerCloses. A write into an empty buffer
+	// is always accepted, so one message larger than the bound (up to
+	// MaxMessageSize for an echo) still reaches a client that reads.
+	// Default: 4 MiB.
 	MaxBufferedBytes int
 	// CheckOrigin decides whether to accept a browser's Origin. Default:
 	// only the same host as the Host header, or no Origin header at all
@@ -411,7 +414,7 @@ func (w *WebSocket) write(op ws.OpCode, data []byte) error {
 
 func (w *WebSocket) writeFrame(op ws.OpCode, data []byte) error {
 	c := w.c
-	if c.gc.OutboundBuffered()+len(data) > w.route.opts.MaxBufferedBytes {
+	if b := c.gc.OutboundBuffered(); b > 0 && b+len(data) > w.route.opts.MaxBufferedBytes {
 		c.l.slowCloses.Add(1)
 		w.fail(ClosePolicy, "slow consumer: send buffer full")
 		return ErrWebSocketClosed
@@ -437,7 +440,7 @@ func (w *WebSocket) WritePrepared(p *PreparedMessage) error {
 		return ErrWebSocketClosed
 	}
 	c := w.c
-	if c.gc.OutboundBuffered()+len(p.frame) > w.route.opts.MaxBufferedBytes {
+	if b := c.gc.OutboundBuffered(); b > 0 && b+len(p.frame) > w.route.opts.MaxBufferedBytes {
 		c.l.slowCloses.Add(1)
 		w.fail(ClosePolicy, "slow consumer: send buffer full")
 		return ErrWebSocketClosed

@@ -1061,3 +1061,23 @@ func BenchmarkEchoServer64(b *testing.B) { benchmarkEcho(b, 64) }
 
 // BenchmarkEchoServer64K echoes 64 KiB messages.
 func BenchmarkEchoServer64K(b *testing.B) { benchmarkEcho(b, 64<<10) }
+
+// A single message larger than MaxBufferedBytes still reaches a client that
+// reads: the bound applies to output already waiting (regression: echoing
+// any message over the bound used to close with 1008).
+func TestWebSocketMessageLargerThanBufferBound(t *testing.T) {
+	l, addr := wsStartLoop(t, func(l *Loop, app *Application) {
+		app.HandleWebSocket("/echo", wsEchoRoute(WSOptions{}), WSOptions{MaxBufferedBytes: 64 << 10})
+	})
+	c := gorillaDial(t, addr, "/echo", nil)
+	big := bytes.Repeat([]byte("z"), 1<<20)
+	c.WriteMessage(gws.BinaryMessage, big)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, got, err := c.ReadMessage()
+	if err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("echo of 1 MiB with a 64 KiB bound: len %d, %v", len(got), err)
+	}
+	if n := l.Stats().SlowConsumerCloses; n != 0 {
+		t.Fatalf("SlowConsumerCloses = %d", n)
+	}
+}

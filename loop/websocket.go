@@ -331,7 +331,7 @@ func (w *WebSocket) handle(ev *ws13.Event) {
 			w.guard(func() { w.h.OnPing(w, ev.Payload) })
 		}
 	case ws13.EventPong:
-		w.awaitPong = false
+		// seen (set by traffic) answers the ping; deadline re-arms.
 		if w.state == wsOpen {
 			w.guard(func() { w.h.OnPong(w, ev.Payload) })
 		}
@@ -494,6 +494,15 @@ func (w *WebSocket) deadline(c *conn) {
 		w.code, w.reason = CloseAbnormal, "ping timeout"
 		w.state = wsClosed
 		c.close()
+	case w.awaitPong:
+		// The peer answered in time: the next ping is due one
+		// PingInterval after the last one, not one PingTimeout.
+		w.awaitPong = false
+		next := o.PingInterval - o.PingTimeout
+		if next <= 0 {
+			next = o.PingInterval
+		}
+		c.l.wheel.set(c, next)
 	default:
 		w.seen = false
 		w.awaitPong = true

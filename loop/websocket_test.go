@@ -924,6 +924,32 @@ func TestWebSocketPingTimeout(t *testing.T) {
 	})
 }
 
+// TestWebSocketPingInterval checks that an answered ping is followed by the
+// next one a PingInterval later, not a PingTimeout later.
+func TestWebSocketPingInterval(t *testing.T) {
+	_, addr := wsStartLoop(t, func(l *Loop, app *Application) {
+		app.HandleWebSocket("/k", wsEchoRoute(WSOptions{}), WSOptions{PingInterval: 300 * time.Millisecond, PingTimeout: 50 * time.Millisecond})
+	})
+	c := gorillaDial(t, addr, "/k", nil)
+	var pings atomic.Int32
+	c.SetPingHandler(func(data string) error {
+		pings.Add(1)
+		return c.WriteControl(gws.PongMessage, []byte(data), time.Now().Add(time.Second))
+	})
+	go func() {
+		for {
+			if _, _, err := c.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	time.Sleep(1300 * time.Millisecond)
+	// Pings at about 300, 600, 900, 1200 ms; the bug sent one every 50 ms.
+	if n := pings.Load(); n < 2 || n > 6 {
+		t.Fatalf("%d pings in 1.3 s with a 300 ms interval, want about 4", n)
+	}
+}
+
 func TestWebSocketSlowConsumer(t *testing.T) {
 	var recs chan *wsRec
 	var writes atomic.Int64

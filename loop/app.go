@@ -101,6 +101,63 @@ func (o AppOptions) withDefaults() AppOptions {
 type Application struct {
 	opts   AppOptions
 	routes []route
+
+	// Free lists of per-connection HTTP state, touched only on the loop
+	// goroutine. Reusing them (with the header slices' capacity) keeps a
+	// WebSocket upgrade from leaving ~2 KiB of garbage behind, and garbage
+	// is what lets the heap, and so RSS, grow past the live connections.
+	freeHC  []*httpConn
+	freeReq []*Request
+}
+
+// maxFree bounds each free list: enough for a burst of handshakes, small
+// enough that a burst's peak is not kept for ever.
+const maxFree = 256
+
+func (a *Application) newHTTPConn() *httpConn {
+	if n := len(a.freeHC); n > 0 {
+		h := a.freeHC[n-1]
+		a.freeHC = a.freeHC[:n-1]
+		return h
+	}
+	return &httpConn{app: a}
+}
+
+// releaseHTTPConn recycles h once nothing refers to it any more: the
+// connection was upgraded or closed with no request in flight.
+func (a *Application) releaseHTTPConn(h *httpConn) {
+	if r := h.upgradeReq; r != nil {
+		h.upgradeReq = nil
+		a.releaseRequest(r)
+	}
+	if len(a.freeHC) >= maxFree || h.req != nil {
+		return
+	}
+	fields := h.head.Fields[:0]
+	*h = httpConn{app: a}
+	h.head.Fields = fields
+	a.freeHC = append(a.freeHC, h)
+}
+
+func (a *Application) newRequest() *Request {
+	if n := len(a.freeReq); n > 0 {
+		r := a.freeReq[n-1]
+		a.freeReq = a.freeReq[:n-1]
+		return r
+	}
+	return &Request{}
+}
+
+// releaseRequest recycles an upgrade request: Request documents that it
+// is valid during Open only, so after Open nothing may use it.
+func (a *Application) releaseRequest(r *Request) {
+	if len(a.freeReq) >= maxFree {
+		return
+	}
+	fields, raw, hdr := r.head.Fields[:0], r.raw[:0], r.hdr[:0]
+	*r = Request{}
+	r.head.Fields, r.raw, r.hdr = fields, raw, hdr
+	a.freeReq = append(a.freeReq, r)
 }
 
 type route struct {
@@ -139,7 +196,7 @@ func (a *Application) match(path string) (Handler, []string) {
 }
 
 func (a *Application) serveConn(c *conn) {
-	h := &httpConn{app: a}
+	h := a.newHTTPConn()
 	c.mode = h
 	c.l.wheel.set(c, a.opts.IdleTimeout)
 }

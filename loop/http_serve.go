@@ -19,11 +19,15 @@ type httpConn struct {
 	chunk   http1.ChunkedDecoder
 	waiting bool // a deadline for the current head/body is set
 	sent100 bool
+	// upgradeReq is the request that upgraded the connection, recycled
+	// once the upgrade has returned to traffic.
+	upgradeReq *Request
 }
 
 func (h *httpConn) traffic(c *conn) {
 	for !c.closing {
 		if c.mode != connMode(h) { // upgraded: the rest of the buffer is frames
+			h.app.releaseHTTPConn(h)
 			c.mode.traffic(c)
 			return
 		}
@@ -67,8 +71,9 @@ func (h *httpConn) traffic(c *conn) {
 // startRequest copies the head (so an asynchronous handler may keep it past
 // gnet's buffer) and prepares the body phase.
 func (h *httpConn) startRequest(c *conn, raw []byte) bool {
-	r := &Request{c: c, hc: h, status: 200}
-	r.raw = append([]byte(nil), raw...)
+	r := h.app.newRequest()
+	r.c, r.hc, r.status = c, h, 200
+	r.raw = append(r.raw, raw...)
 	var p http1.Parser
 	if _, err := p.Parse(r.raw, h.app.opts.Limits, &r.head); err != nil {
 		h.reject(c, 400)
@@ -226,6 +231,10 @@ func (h *httpConn) closed(c *conn, err error) {
 			r.onGone = nil
 			c.l.safeCall(fn)
 		}
+	}
+	if h.req == nil || h.req.finished {
+		h.req = nil
+		h.app.releaseHTTPConn(h)
 	}
 	h.req = nil
 }

@@ -265,6 +265,7 @@ func (h *httpConn) upgrade(r *Request, wr *wsRoute) {
 	resp := ws13.AppendResponse(make([]byte, 0, 160), hd.Get("Sec-WebSocket-Key"), sub, "", nil)
 	r.finished = true
 	h.req = nil
+	h.upgradeReq = r
 	c.l.wheel.clear(c)
 	c.gc.Write(resp)
 	w := &WebSocket{c: c, route: wr, req: r, subprotocol: sub}

@@ -188,6 +188,12 @@ func (a *Application) HandleFunc(pattern string, fn func(r *Request)) {
 
 func (a *Application) match(path string) (Handler, []string) {
 	for _, rt := range a.routes {
+		if rt.re.NumSubexp() == 0 { // MatchString allocates nothing
+			if rt.re.MatchString(path) {
+				return rt.h, nil
+			}
+			continue
+		}
 		if m := rt.re.FindStringSubmatch(path); m != nil {
 			return rt.h, m[1:]
 		}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -18,8 +19,16 @@ import (
 func main() {
 	port := flag.Int("port", 8888, "TCP port to listen on")
 	host := flag.String("host", "", "address to bind (default all interfaces)")
+	gcPercent := flag.Int("gc-percent", 25, "GOGC for the server when the GOGC environment variable is unset")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if os.Getenv("GOGC") == "" {
+		// A server of idle connections keeps a large, stable live heap and
+		// its message paths allocate nothing, so collecting at 25% growth
+		// instead of 100% costs little CPU and keeps RSS per connection
+		// close to the live bytes.
+		debug.SetGCPercent(*gcPercent)
+	}
 
 	l := loop.New(loop.Options{Logger: log})
 	app := loop.NewApplication(loop.AppOptions{})

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -437,5 +438,36 @@ func TestHTTPHandlerPanic(t *testing.T) {
 	hc := &http.Client{Timeout: 5 * time.Second}
 	if _, body := get(t, hc, "http://"+addr+"/index"); body != "Hello world" {
 		t.Fatalf("after panic: %q", body)
+	}
+}
+
+// TestHTTPRejectWhileClientStillSends checks that a client still uploading
+// a body over the limit reads the 413 instead of a connection reset: the
+// server must not close with unread input (the kernel would send RST).
+func TestHTTPRejectWhileClientStillSends(t *testing.T) {
+	app := testApp(loop.AppOptions{Limits: http1.Limits{MaxBodyBytes: 100}})
+	_, addr := startLoop(t, app)
+	for i := 0; i < 5; i++ {
+		c := dial(t, addr)
+		const size = 8 << 20
+		go func() {
+			io.WriteString(c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: "+strconv.Itoa(size)+"\r\n\r\n")
+			chunk := []byte(strings.Repeat("b", 64<<10))
+			for sent := 0; sent < size; sent += len(chunk) {
+				if _, err := c.Write(chunk); err != nil {
+					return
+				}
+			}
+		}()
+		time.Sleep(50 * time.Millisecond) // let the upload fill the socket buffers
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("attempt %d: reading the 413: %v", i, err)
+		}
+		if resp.StatusCode != 413 {
+			t.Fatalf("attempt %d: status %d, want 413", i, resp.StatusCode)
+		}
+		c.Close()
 	}
 }

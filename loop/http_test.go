@@ -471,3 +471,28 @@ func TestHTTPRejectWhileClientStillSends(t *testing.T) {
 		c.Close()
 	}
 }
+
+// TestHTTPHandlerCannotSetFraming checks that framing headers set by a
+// handler are dropped, so the response is framed once, by the loop.
+func TestHTTPHandlerCannotSetFraming(t *testing.T) {
+	app := loop.NewApplication(loop.AppOptions{})
+	app.HandleFunc(`/frame`, func(r *loop.Request) {
+		r.SetHeader("Content-Length", "999")
+		r.SetHeader("Transfer-Encoding", "chunked")
+		r.SetHeader("X-Split", "a\r\nInjected: yes")
+		r.Write("four")
+	})
+	_, addr := startLoop(t, app)
+	resp, err := http.Get("http://" + addr + "/frame")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "four" || resp.ContentLength != 4 || len(resp.TransferEncoding) != 0 {
+		t.Fatalf("body %q length %d TE %v", body, resp.ContentLength, resp.TransferEncoding)
+	}
+	if resp.Header.Get("Injected") != "" || resp.Header.Get("X-Split") != "aInjected: yes" {
+		t.Fatalf("header splitting: %v", resp.Header)
+	}
+}

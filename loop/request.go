@@ -135,8 +135,14 @@ func (r *Request) SetHeader(name, value string) {
 // AddHeader adds a response header value. CR and LF are removed to prevent
 // response splitting.
 func (r *Request) AddHeader(name, value string) {
-	clean := func(s string) string { return strings.NewReplacer("\r", "", "\n", "").Replace(s) }
-	r.hdr = append(r.hdr, clean(name), clean(value))
+	r.hdr = append(r.hdr, stripCRLF(name), stripCRLF(value))
+}
+
+func stripCRLF(s string) string {
+	if !strings.ContainsAny(s, "\r\n") {
+		return s
+	}
+	return strings.NewReplacer("\r", "", "\n", "").Replace(s)
 }
 
 // SetCookie adds a Set-Cookie header (value not escaped; attrs like "Path=/").
@@ -241,6 +247,9 @@ func (r *Request) appendResponse(dst []byte, server string) []byte {
 	dst = append(dst, server...)
 	dst = append(dst, "\r\n"...)
 	for i := 0; i < len(r.hdr); i += 2 {
+		if framingHeader(r.hdr[i]) {
+			continue // the loop frames the response itself
+		}
 		dst = append(dst, r.hdr[i]...)
 		dst = append(dst, ": "...)
 		dst = append(dst, r.hdr[i+1]...)
@@ -265,6 +274,14 @@ func (r *Request) appendResponse(dst []byte, server string) []byte {
 		dst = append(dst, r.out...)
 	}
 	return dst
+}
+
+// framingHeader reports headers a handler may not set: the loop writes
+// Content-Length and Connection itself, and a second, contradicting value
+// would let a proxy and the client frame the response differently.
+func framingHeader(name string) bool {
+	return strings.EqualFold(name, "Content-Length") || strings.EqualFold(name, "Connection") ||
+		strings.EqualFold(name, "Transfer-Encoding")
 }
 
 func unescapePath(p []byte) string {

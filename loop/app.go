@@ -98,6 +98,8 @@ func (o AppOptions) withDefaults() AppOptions {
 // Application is a route table (Tornado's tornado.web.Application): regular
 // expressions matched against the whole path, in the order added, capture
 // groups passed to the handler as path arguments. Unmatched paths get 404.
+// Add routes before Start. An Application serves one Loop: it keeps
+// loop-only free lists, so give each Loop its own.
 type Application struct {
 	opts   AppOptions
 	routes []route
@@ -108,6 +110,7 @@ type Application struct {
 	// is what lets the heap, and so RSS, grow past the live connections.
 	freeHC  []*httpConn
 	freeReq []*Request
+	scratch []byte // response heads and bodies, loop-only
 }
 
 // maxFree bounds each free list: enough for a burst of handshakes, small

@@ -181,8 +181,14 @@ func (h *httpConn) finish(c *conn, r *Request) {
 	if c.dead || c.closing {
 		return
 	}
-	resp := r.appendResponse(make([]byte, 0, 256+len(r.out)), h.app.opts.ServerHeader)
-	c.gc.Write(resp)
+	// gnet's Write copies what the socket does not take at once, so one
+	// scratch buffer per application serves every response.
+	a := h.app
+	a.scratch = r.appendResponse(a.scratch[:0], a.opts.ServerHeader)
+	c.gc.Write(a.scratch)
+	if cap(a.scratch) > 64<<10 {
+		a.scratch = nil // do not keep one large response's buffer
+	}
 	if h.req == r {
 		h.req = nil
 	}

@@ -1,0 +1,116 @@
+package loop
+
+import (
+	"testing"
+	"time"
+
+	gws "github.com/gorilla/websocket"
+)
+
+// roomHandler subscribes to the room named in the path and publishes every
+// message it receives to that room.
+type roomHandler struct {
+	WebSocketBase
+	hub  *Hub
+	room string
+}
+
+func (h *roomHandler) Open(w *WebSocket) {
+	h.room = w.Request().PathArgs[0]
+	h.hub.Subscribe(h.room, w)
+}
+
+func (h *roomHandler) OnMessage(w *WebSocket, _ MessageType, data []byte) {
+	h.hub.Publish(h.room, data)
+}
+
+func startHubLoop(t *testing.T, broker Broker) (*Loop, *Hub, string) {
+	var hub *Hub
+	l, addr := wsStartLoop(t, func(l *Loop, app *Application) {
+		hub = NewHub(l, Text, broker)
+		app.HandleWebSocket(`/room/(\w+)`, func(*Request) WebSocketHandler { return &roomHandler{hub: hub} }, WSOptions{})
+	})
+	return l, hub, addr
+}
+
+func readText(t *testing.T, c *gws.Conn) string {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, m, err := c.ReadMessage()
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	return string(m)
+}
+
+func onLoop[T any](l *Loop, fn func() T) T {
+	ch := make(chan T, 1)
+	l.AddCallback(func() { ch <- fn() })
+	return <-ch
+}
+
+func TestHubRooms(t *testing.T) {
+	l, hub, addr := startHubLoop(t, nil)
+	a := []*gws.Conn{gorillaDial(t, addr, "/room/a", nil), gorillaDial(t, addr, "/room/a", nil), gorillaDial(t, addr, "/room/a", nil)}
+	b := gorillaDial(t, addr, "/room/b", nil)
+
+	a[0].WriteMessage(gws.TextMessage, []byte("hello a"))
+	for i, c := range a {
+		if m := readText(t, c); m != "hello a" {
+			t.Fatalf("a[%d] got %q", i, m)
+		}
+	}
+	// From another goroutine: copied and fanned out on the loop.
+	if err := hub.Publish("b", []byte("to b")); err != nil {
+		t.Fatal(err)
+	}
+	if m := readText(t, b); m != "to b" { // and not "hello a"
+		t.Fatalf("b got %q", m)
+	}
+
+	a[2].Close()
+	deadline := time.Now().Add(3 * time.Second)
+	for onLoop(l, func() int { return hub.Subscribers("a") }) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("closed subscriber still counted: %d", onLoop(l, func() int { return hub.Subscribers("a") }))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	a[1].WriteMessage(gws.TextMessage, []byte("two left"))
+	for i, c := range a[:2] {
+		if m := readText(t, c); m != "two left" {
+			t.Fatalf("a[%d] got %q", i, m)
+		}
+	}
+	if n := onLoop(l, func() int { return len(hub.topics["a"].subs) }); n != 2 {
+		t.Fatalf("closed subscriber kept after a publication: %d entries", n)
+	}
+}
+
+// TestHubMemoryBroker checks that hubs on two loops share a topic through
+// a broker and that each subscriber gets each message exactly once.
+func TestHubMemoryBroker(t *testing.T) {
+	var broker MemoryBroker
+	_, _, addr1 := startHubLoop(t, &broker)
+	_, _, addr2 := startHubLoop(t, &broker)
+	c1 := gorillaDial(t, addr1, "/room/x", nil)
+	c2 := gorillaDial(t, addr2, "/room/x", nil)
+	other := gorillaDial(t, addr2, "/room/y", nil)
+
+	for i, msg := range []string{"first", "second"} {
+		src := c1
+		if i == 1 {
+			src = c2
+		}
+		src.WriteMessage(gws.TextMessage, []byte(msg))
+		for j, c := range []*gws.Conn{c1, c2} {
+			if m := readText(t, c); m != msg { // a duplicate would show here
+				t.Fatalf("message %d, conn %d: got %q, want %q", i, j, m, msg)
+			}
+		}
+	}
+	other.WriteMessage(gws.TextMessage, []byte("only y"))
+	if m := readText(t, other); m != "only y" {
+		t.Fatalf("y got %q", m)
+	}
+}

@@ -217,9 +217,8 @@ func TestPeriodicCallbackSkipsMissedTicks(t *testing.T) {
 	if n := len(ticks); n < 7 || n > 9 {
 		t.Fatalf("%d ticks in 11 periods with 3.5 blocked, want 7..9", n)
 	}
-	for i := 1; i < len(ticks); i++ {
-		if gap := ticks[i].Sub(ticks[i-1]); gap < period/4 {
-			t.Fatalf("ticks %d and %d only %v apart", i-1, i, gap)
-		}
-	}
+	// No gap check between consecutive ticks: deadlines are absolute (as in
+	// Tornado), so a tick that ran late on a busy machine is legitimately
+	// followed by the next one soon after. The burst count above is what
+	// tells skipped ticks from replayed ones.
 }

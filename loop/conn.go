@@ -62,7 +62,13 @@ func (c *conn) onDeadline() {
 	c.mode.deadline(c)
 }
 
-func (c *conn) onOpen() {}
+// onOpen runs when gnet registered a connection the loop dialed
+// (DialWebSocket); its mode was set before registration.
+func (c *conn) onOpen() {
+	if o, ok := c.mode.(interface{ open(*conn) }); ok {
+		o.open(c)
+	}
+}
 
 func (c *conn) closed(err error) {
 	if c.dead {

@@ -102,7 +102,8 @@ type Loop struct {
 	ctrl      net.Conn // the std side of the control connection
 	ctrlPeer  net.Conn
 
-	conns      connList // every server and client connection (loop-only)
+	conns      connList  // every server and client connection (loop-only)
+	dials      dialQueue // client attempts waiting for a dialer goroutine
 	openConns  atomic.Int64
 	closeHooks []func()
 	slowCloses atomic.Int64

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -17,60 +16,15 @@ import (
 	"github.com/tornago/tornago/loop"
 )
 
-// freePort picks a free loopback port: listen on :0, close, reuse the port.
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	return port
-}
-
 // startLoop runs a loop serving app (nil: an empty application) on a free
-// loopback port and stops it when the test ends. It returns the loop and
-// "127.0.0.1:PORT".
+// loopback port and stops it when the test ends (see startTestLoop in
+// helpers_test.go). It returns the loop and "127.0.0.1:PORT".
 func startLoop(t testing.TB, app loop.ConnHandler) (*loop.Loop, string) {
 	t.Helper()
 	if app == nil {
 		app = loop.NewApplication(loop.AppOptions{})
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	// Quiet: expected panics in tests would flood the output.
-	l := loop.New(loop.Options{TimeoutResolution: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
-	if err := l.Listen(addr, app); err != nil {
-		t.Fatal(err)
-	}
-	startErr := make(chan error, 1)
-	go func() { startErr <- l.Start() }()
-	select {
-	case <-l.Ready():
-	case <-time.After(5 * time.Second):
-		t.Fatal("loop not ready after 5s")
-	}
-	select {
-	case err := <-startErr:
-		t.Fatalf("Start returned early: %v", err)
-	default:
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		if err := l.Stop(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("Stop: %v", err)
-		}
-		select {
-		case err := <-startErr:
-			if err != nil {
-				t.Errorf("Start: %v", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Error("Start did not return after Stop")
-		}
-	})
-	return l, addr
+	return loop.StartTestLoop(t, nil, func(*loop.Loop) loop.ConnHandler { return app })
 }
 
 // onLoop runs fn on the loop and waits for it.

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -54,8 +55,9 @@ type WebSocketHandler interface {
 	// during Open only: copy what you need from it.
 	Open(ws *WebSocket)
 	// OnMessage gets each complete message. data is borrowed from the
-	// connection's input buffer and valid only until OnMessage returns:
-	// copy it to keep it. No copy is made for you.
+	// connection's input buffer (or, for a compressed message, from a
+	// pooled inflate buffer) and valid only until OnMessage returns: copy
+	// it to keep it. No copy is made for you.
 	OnMessage(ws *WebSocket, typ MessageType, data []byte)
 	// OnClose runs once when the connection is gone; ws.CloseCode and
 	// ws.CloseReason say why (1005 when the peer's close had no code, 1006
@@ -116,6 +118,10 @@ type WSOptions struct {
 	// Subprotocols the route speaks, in preference order; the first one
 	// the client also offers is selected. Default: none.
 	Subprotocols []string
+	// Compression enables permessage-deflate (RFC 7692) for clients that
+	// offer it; see CompressionOptions for its memory and CPU cost.
+	// Default: nil, off.
+	Compression *CompressionOptions
 }
 
 // AnyOrigin accepts every Origin (for demos and non-browser APIs).
@@ -140,6 +146,7 @@ func (o WSOptions) withDefaults() WSOptions {
 	if o.CheckOrigin == nil {
 		o.CheckOrigin = sameOrigin
 	}
+	o.Compression = o.Compression.withDefaults()
 	return o
 }
 
@@ -206,6 +213,10 @@ type WebSocket struct {
 	awaitPong   bool
 	seen        bool
 	sentClose   bool
+	client      bool // opened by DialWebSocket: our frames are masked
+	deflate     bool // permessage-deflate negotiated
+	level       int8 // compress/flate level of outgoing messages
+	need        int  // bytes the partial frame at the input's head needs
 }
 
 // Request returns the upgrade request; valid during Open only.
@@ -262,13 +273,15 @@ func (h *httpConn) upgrade(r *Request, wr *wsRoute) {
 		}
 	}
 	c := r.c
-	resp := ws13.AppendResponse(make([]byte, 0, 160), hd.Get("Sec-WebSocket-Key"), sub, "", nil)
+	ext, level, deflate := negotiateDeflate(r, wr.opts.Compression)
+	resp := ws13.AppendResponse(make([]byte, 0, 160), hd.Get("Sec-WebSocket-Key"), sub, ext, nil)
 	r.finished = true
 	h.req = nil
 	h.upgradeReq = r
 	c.l.wheel.clear(c)
 	c.gc.Write(resp)
-	w := &WebSocket{c: c, route: wr, req: r, subprotocol: sub}
+	w := &WebSocket{c: c, route: wr, req: r, subprotocol: sub, deflate: deflate, level: int8(level)}
+	w.dec.SetDeflate(deflate)
 	c.mode = w
 	w.h = wr.newHandler(r)
 	w.opened = true
@@ -292,6 +305,9 @@ func (w *WebSocket) guard(fn func()) {
 
 func (w *WebSocket) traffic(c *conn) {
 	for !c.closing && w.state != wsClosed {
+		if w.need > 0 && c.gc.InboundBuffered() < w.need {
+			return
+		}
 		buf, _ := c.gc.Peek(-1)
 		if len(buf) == 0 {
 			return
@@ -308,8 +324,16 @@ func (w *WebSocket) traffic(c *conn) {
 			return
 		}
 		if n == 0 {
+			// Wait for the whole frame before parsing it again: peeking
+			// a partial frame on every read copies it each time (gnet
+			// joins its ring buffer and the fresh read), which is
+			// quadratic in the frame's size.
+			if fl, ok := ws13.FrameLen(buf); ok && fl > int64(len(buf)) {
+				w.need = int(fl)
+			}
 			return
 		}
+		w.need = 0
 		w.seen = true
 		w.handle(&ev)
 		c.gc.Discard(n)
@@ -322,7 +346,9 @@ func (w *WebSocket) traffic(c *conn) {
 func (w *WebSocket) handle(ev *ws13.Event) {
 	switch ev.Kind {
 	case ws13.EventMessage:
-		if w.state == wsOpen {
+		if ev.Compressed {
+			w.inflated(ev)
+		} else if w.state == wsOpen {
 			w.guard(func() { w.h.OnMessage(w, MessageType(ev.Op), ev.Payload) })
 		}
 		w.dec.Release()
@@ -345,7 +371,7 @@ func (w *WebSocket) handle(ev *ws13.Event) {
 				code = 0
 			}
 			w.sentClose = true
-			w.c.gc.Write(ws13.AppendCloseFrame(nil, code, ""))
+			w.c.gc.Write(w.appendClose(nil, code, ""))
 		}
 		w.state = wsClosed
 		w.c.close()
@@ -358,7 +384,7 @@ func (w *WebSocket) fail(code StatusCode, reason string) {
 	w.code, w.reason = code, reason
 	if !w.sentClose {
 		w.sentClose = true
-		w.c.gc.Write(ws13.AppendCloseFrame(nil, code, reason))
+		w.c.gc.Write(w.appendClose(nil, code, reason))
 	}
 	w.state = wsClosed
 	w.c.close()
@@ -420,7 +446,21 @@ func (w *WebSocket) writeFrame(op ws.OpCode, data []byte) error {
 		w.fail(ClosePolicy, "slow consumer: send buffer full")
 		return ErrWebSocketClosed
 	}
+	if w.client {
+		return w.writeMasked(op, data)
+	}
 	l := c.l
+	if w.deflate && op.IsData() && len(data) >= w.route.opts.Compression.Threshold {
+		var err error
+		if l.scratch, err = appendDeflatedFrame(l.scratch[:0], int(w.level), op, data); err != nil {
+			return err
+		}
+		_, err = c.gc.Write(l.scratch)
+		if cap(l.scratch) > 64<<10 {
+			l.scratch = nil // keep the loop's scratch small after a big message
+		}
+		return err
+	}
 	if len(data) <= 16<<10 {
 		l.scratch = ws13.AppendFrame(l.scratch[:0], true, op, data)
 		_, err := c.gc.Write(l.scratch)
@@ -446,12 +486,33 @@ func (w *WebSocket) WritePrepared(p *PreparedMessage) error {
 		w.fail(ClosePolicy, "slow consumer: send buffer full")
 		return ErrWebSocketClosed
 	}
-	_, err := c.gc.Write(p.frame)
+	if w.client {
+		op, payload := p.split()
+		return w.writeMasked(op, payload)
+	}
+	frame := p.frame
+	if w.deflate {
+		if _, payload := p.split(); len(payload) >= w.route.opts.Compression.Threshold {
+			var err error
+			if frame, err = p.deflated(int(w.level)); err != nil {
+				return err
+			}
+		}
+	}
+	_, err := c.gc.Write(frame)
 	return err
 }
 
 // PreparedMessage is a server frame encoded once for many connections.
-type PreparedMessage struct{ frame []byte }
+// Its compressed variants (one per compression level in use) are encoded
+// lazily, once, by the first WritePrepared to a connection that negotiated
+// permessage-deflate.
+type PreparedMessage struct {
+	frame []byte
+	mu    sync.Mutex // guards zframes: routes on several loops may share p
+	// zframes holds the compressed frames, indexed by level+2.
+	zframes [][]byte
+}
 
 // PrepareMessage encodes a text (or binary) message once. Goroutine-safe.
 func PrepareMessage(typ MessageType, data []byte) *PreparedMessage {
@@ -481,7 +542,7 @@ func (w *WebSocket) Close(code StatusCode, reason string) error {
 	w.state = wsClosing
 	w.code, w.reason = code, reason
 	w.sentClose = true
-	w.c.gc.Write(ws13.AppendCloseFrame(nil, code, reason))
+	w.c.gc.Write(w.appendClose(nil, code, reason))
 	l.wheel.set(w.c, w.route.opts.CloseTimeout)
 	return nil
 }
@@ -529,4 +590,10 @@ func (w *WebSocket) closed(c *conn, err error) {
 	w.dec.Release()
 }
 
-func (w *WebSocket) shutdown(c *conn) { w.Close(CloseGoingAway, "server shutting down") }
+func (w *WebSocket) shutdown(c *conn) {
+	if w.client {
+		w.Close(CloseGoingAway, "client shutting down")
+		return
+	}
+	w.Close(CloseGoingAway, "server shutting down")
+}

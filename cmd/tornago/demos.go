@@ -1,10 +1,17 @@
 package main
 
 import (
+	_ "embed"
 	"time"
 
 	"github.com/tornago/tornago/loop"
 )
+
+// indexPage is the browser demo of /clock, /ws and /receive: one
+// self-contained file (no CDN), so the binary alone serves it.
+//
+//go:embed page/index.html
+var indexPage []byte
 
 // echo is the pure echo route conformance suites and benchmarks use. It is
 // stateless, so one value serves every connection.
@@ -78,9 +85,19 @@ func (c *clock) tick() {
 }
 
 func addDemos(l *loop.Loop, app *loop.Application) {
+	app.Handle("/", loop.Methods{Get: func(r *loop.Request) {
+		r.SetHeader("Content-Type", "text/html; charset=UTF-8")
+		r.SetHeader("Cache-Control", "no-cache")
+		r.Write(indexPage)
+	}})
 	app.HandleFunc("/index", func(r *loop.Request) { r.Write("Hello world") })
 	app.HandleWebSocket("/echo", func(*loop.Request) loop.WebSocketHandler { return echo{} },
 		loop.WSOptions{MaxMessageSize: 64 << 20, CheckOrigin: loop.AnyOrigin})
+	// The same echo with permessage-deflate for clients that offer it
+	// (/echo stays uncompressed: the benchmarks measure framing, not zlib).
+	app.HandleWebSocket("/echo-deflate", func(*loop.Request) loop.WebSocketHandler { return echo{} },
+		loop.WSOptions{MaxMessageSize: 64 << 20, CheckOrigin: loop.AnyOrigin,
+			Compression: &loop.CompressionOptions{}})
 
 	ch := &chat{clients: registry{}}
 	app.HandleWebSocket("/ws", func(*loop.Request) loop.WebSocketHandler { return ch }, loop.WSOptions{CheckOrigin: loop.AnyOrigin})

@@ -112,6 +112,10 @@ type Event struct {
 	Code ws.StatusCode
 	// Reason is the UTF-8 close reason of an EventClose.
 	Reason []byte
+	// Compressed reports an EventMessage whose first frame had RSV1 set
+	// (only with SetDeflate): Payload is the raw DEFLATE data, not yet
+	// UTF-8 checked.
+	Compressed bool
 }
 
 // Decoder is the per-connection frame state machine. The zero value is ready
@@ -134,6 +138,8 @@ type Decoder struct {
 const (
 	flagFragmented uint8 = 1 << iota // a fragmented message is in progress
 	flagClient                       // decoding frames sent by a server
+	flagDeflate                      // permessage-deflate negotiated: RSV1 allowed
+	flagCompressed                   // the message being assembled is compressed
 )
 
 // SetClientSide makes the decoder, when v is true, accept unmasked frames
@@ -162,7 +168,7 @@ func (d *Decoder) Release() {
 		d.buf = nil
 	}
 	if d.flags&flagFragmented != 0 {
-		d.flags &^= flagFragmented
+		d.flags &^= flagFragmented | flagCompressed
 		d.utf8 = utf8Accept
 	}
 }
@@ -207,8 +213,19 @@ func (d *Decoder) Next(buf []byte, lim Limits) (ev Event, n int, err error) {
 	// a nonzero value is received and none of the negotiated extensions
 	// defines the meaning of such a nonzero value, the receiving endpoint
 	// MUST _Fail the WebSocket Connection_."
-	if b0&bitsRsv != 0 {
-		return ev, 0, protocolError("reserved bits set")
+	compressed := false
+	if rsv := b0 & bitsRsv; rsv != 0 {
+		if rsv != RSV1 || d.flags&flagDeflate == 0 {
+			return ev, 0, protocolError("reserved bits set")
+		}
+		// RFC 7692 6.1: "An endpoint MUST NOT set the "Per-Message
+		// Compressed" bit of control frames and non-first fragments of a
+		// data message. An endpoint receiving such a frame MUST _Fail the
+		// WebSocket Connection_."
+		if op.IsControl() || op == ws.OpContinuation {
+			return ev, 0, protocolError("RSV1 set on a control or continuation frame")
+		}
+		compressed = true
 	}
 	// RFC 6455 5.2: "%x3-7 are reserved for further non-control frames",
 	// "%xB-F are reserved for further control frames"; "If an unknown
@@ -293,7 +310,13 @@ func (d *Decoder) Next(buf []byte, lim Limits) (ev Event, n int, err error) {
 		if fragmented {
 			acc = int64(len(d.buf))
 		}
-		if length > lim.maxMessage()-acc {
+		max := lim.maxMessage()
+		if compressed || (fragmented && d.flags&flagCompressed != 0) {
+			// Incompressible data grows by a few bytes per 64 KiB
+			// stored block; the inflated size is bounded by the caller.
+			max += max>>10 + 64
+		}
+		if length > max-acc {
 			return ev, 0, &CloseError{Code: ws.StatusMessageTooBig, Reason: "message too big"}
 		}
 	}
@@ -320,6 +343,9 @@ func (d *Decoder) Next(buf []byte, lim Limits) (ev Event, n int, err error) {
 	}
 
 	if !fragmented && fin {
+		if compressed {
+			return Event{Kind: EventMessage, Op: op, Payload: p, Compressed: true}, end, nil
+		}
 		// RFC 6455 8.1: "When an endpoint is to interpret a byte stream as
 		// UTF-8 but finds that the byte stream is not, in fact, a valid
 		// UTF-8 stream, that endpoint MUST _Fail the WebSocket
@@ -333,11 +359,16 @@ func (d *Decoder) Next(buf []byte, lim Limits) (ev Event, n int, err error) {
 	if !fragmented {
 		// First fragment.
 		d.flags |= flagFragmented
+		d.flags &^= flagCompressed
+		if compressed {
+			d.flags |= flagCompressed
+		}
 		d.op = op
 		d.utf8 = utf8Accept
 		d.buf = d.buf[:0]
 	}
-	if d.op == ws.OpText {
+	zipped := d.flags&flagCompressed != 0
+	if d.op == ws.OpText && !zipped {
 		// RFC 6455 8.1 (as above); validated fragment by fragment so that
 		// the connection fails on the fragment where the bytes stop being
 		// a prefix of valid UTF-8.
@@ -353,8 +384,8 @@ func (d *Decoder) Next(buf []byte, lim Limits) (ev Event, n int, err error) {
 	if !fin {
 		return ev, end, nil
 	}
-	d.flags &^= flagFragmented
-	return Event{Kind: EventMessage, Op: d.op, Payload: d.buf}, end, nil
+	d.flags &^= flagFragmented | flagCompressed
+	return Event{Kind: EventMessage, Op: d.op, Payload: d.buf, Compressed: zipped}, end, nil
 }
 
 // parseClose checks a close frame body.

@@ -126,3 +126,34 @@ func AppendMaskedCloseFrame(dst []byte, mask [4]byte, code ws.StatusCode, reason
 func AppendHeader(dst []byte, fin bool, op ws.OpCode, length int) []byte {
 	return appendHeader(dst, fin, op, false, length)
 }
+
+// FrameLen returns the total length (header, masking key and payload) of
+// the frame starting at buf once its header is complete, so a caller that
+// buffers a large frame can wait until that many bytes arrived instead of
+// parsing the partial frame again on every read. ok is false when buf does
+// not hold the whole header yet.
+func FrameLen(buf []byte) (n int64, ok bool) {
+	if len(buf) < 2 {
+		return 0, false
+	}
+	hlen := int64(2)
+	length := int64(buf[1] & 0x7f)
+	switch length {
+	case 126:
+		if len(buf) < 4 {
+			return 0, false
+		}
+		length = int64(binary.BigEndian.Uint16(buf[2:4]))
+		hlen = 4
+	case 127:
+		if len(buf) < 10 {
+			return 0, false
+		}
+		length = int64(binary.BigEndian.Uint64(buf[2:10]) &^ (1 << 63))
+		hlen = 10
+	}
+	if buf[1]&bitMask != 0 {
+		hlen += 4
+	}
+	return hlen + length, true
+}

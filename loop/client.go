@@ -1,0 +1,613 @@
+package loop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
+	"github.com/tornago/tornago/proto/http1"
+	"github.com/tornago/tornago/proto/ws13"
+)
+
+// ClientOptions configures DialWebSocket. The zero value is ready; every
+// field documents its default.
+type ClientOptions struct {
+	// Header adds request headers (Origin, Authorization, Cookie, ...). A
+	// Host field replaces the URL's host. The handshake's own fields
+	// (Upgrade, Connection, Sec-WebSocket-*) are refused: offer
+	// subprotocols with Subprotocols. Do not modify the map after
+	// DialWebSocket: every (re)connection reads it.
+	Header http.Header
+	// Subprotocols are offered in Sec-WebSocket-Protocol, in preference
+	// order; WebSocket.Subprotocol tells which one the server chose.
+	Subprotocols []string
+	// HandshakeTimeout bounds one attempt: waiting for a dialer (at most 64
+	// dials run at once per loop), the TCP connect and the upgrade. The
+	// upgrade part is a timing-wheel deadline (no timer per connection).
+	// Default: 10s.
+	HandshakeTimeout time.Duration
+	// MaxMessageSize bounds a received message; a larger one closes the
+	// connection with 1009. Default: 10 MiB.
+	MaxMessageSize int64
+	// LocalAddr is the source IP to bind ("127.0.0.2"), optionally with a
+	// port. Default: any. One source IP gives at most ~28k connections to
+	// one server address (the ephemeral port range); spread more over
+	// several loopback addresses.
+	LocalAddr string
+	// Reconnect makes the client dial again after a failed attempt or a
+	// close it did not ask for (Client.Close stops it), waiting an
+	// exponential backoff with jitter: MinBackoff, doubled per consecutive
+	// failure up to MaxBackoff, each wait drawn uniformly from [d/2, d].
+	// A successful open resets the backoff. Default: false.
+	Reconnect bool
+	// MinBackoff and MaxBackoff bound the reconnect delay. Defaults: 500ms
+	// and 30s; MaxBackoff is raised to MinBackoff if smaller.
+	MinBackoff, MaxBackoff time.Duration
+	// PingInterval makes the client ping this often and close (1006) a
+	// connection from which nothing arrived within PingTimeout after a ping.
+	// It costs a timing-wheel entry per connection. Default: 0, no client
+	// pings (servers usually ping; the loop answers their pings).
+	PingInterval time.Duration
+	// PingTimeout: see PingInterval. Default: 20s.
+	PingTimeout time.Duration
+}
+
+func (o ClientOptions) withDefaults() ClientOptions {
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = 10 * time.Second
+	}
+	if o.MaxMessageSize <= 0 {
+		o.MaxMessageSize = ws13.DefaultMaxMessage
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = 500 * time.Millisecond
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 30 * time.Second
+	}
+	if o.MaxBackoff < o.MinBackoff {
+		o.MaxBackoff = o.MinBackoff
+	}
+	if o.PingInterval <= 0 {
+		o.PingInterval = -1 // WSOptions: negative disables
+	}
+	if o.PingTimeout <= 0 {
+		o.PingTimeout = 20 * time.Second
+	}
+	return o
+}
+
+// ClientHandler holds the callbacks of a client connection, in the shape of
+// Python websocket-client's WebSocketApp. Every callback runs on the loop;
+// a nil field is a no-op. Per connection the promises of WebSocketHandler
+// hold: OnMessage only after OnOpen returned, exactly one OnClose per
+// OnOpen, nothing after OnClose. A failed attempt (no OnOpen) gets OnError
+// instead.
+type ClientHandler struct {
+	// OnOpen runs once the server accepted the upgrade.
+	OnOpen func(w *WebSocket)
+	// OnMessage gets each complete message; data is borrowed and valid only
+	// until OnMessage returns.
+	OnMessage func(w *WebSocket, typ MessageType, data []byte)
+	// OnError reports an attempt that failed before OnOpen: refused or
+	// timed-out dial, rejected or malformed handshake (err is a *DialError).
+	// Not called after Client.Close.
+	OnError func(c *Client, err error)
+	// OnClose runs once an opened connection is gone; w.CloseCode and
+	// w.CloseReason say why (1006 when no close frame was exchanged).
+	OnClose func(w *WebSocket)
+}
+
+// ErrHandshakeTimeout is wrapped by the *DialError of an attempt that did
+// not complete within ClientOptions.HandshakeTimeout.
+var ErrHandshakeTimeout = errors.New("loop: websocket handshake timed out")
+
+// DialError is the error OnError receives.
+type DialError struct {
+	URL    string
+	Status int // HTTP status of the server's reply; 0 when none arrived
+	Err    error
+}
+
+// Error implements error.
+func (e *DialError) Error() string {
+	if e.Status != 0 {
+		return fmt.Sprintf("loop: websocket dial %s: status %d: %v", e.URL, e.Status, e.Err)
+	}
+	return fmt.Sprintf("loop: websocket dial %s: %v", e.URL, e.Err)
+}
+
+// Unwrap returns the cause (a net error, ErrHandshakeTimeout, or one of
+// ws13's ErrResponse* values).
+func (e *DialError) Unwrap() error { return e.Err }
+
+// Client is a loop-driven WebSocket client connection (and its reconnects),
+// made by DialWebSocket. It costs no goroutine while connected: the socket is
+// registered on the loop like a server connection.
+type Client struct {
+	l     *Loop
+	h     ClientHandler
+	opts  ClientOptions
+	url   string
+	addr  string // host:port to dial
+	host  string // Host header
+	uri   string // request-target
+	local net.Addr
+	route *wsRoute
+
+	closed atomic.Bool
+
+	// Loop-only.
+	ws       *WebSocket
+	hs       *clientHandshake // the attempt in progress
+	retry    *Timeout
+	failures int
+}
+
+// DialWebSocket starts connecting to a ws:// URL (a query string is kept)
+// and returns at once; h's callbacks report the outcome. It returns an
+// error only for a bad URL or options, or a stopped loop. It may be called
+// before Start (the dial begins once the loop runs). Goroutine-safe.
+//
+// wss:// is not supported: terminate TLS in a proxy.
+func (l *Loop) DialWebSocket(rawURL string, h ClientHandler, opts ClientOptions) (*Client, error) {
+	if s := l.state.Load(); s == stateStopping || s == stateStopped {
+		return nil, fmt.Errorf("loop: websocket dial %s: %w", rawURL, ErrStopped)
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("loop: websocket dial: %w", err)
+	}
+	if u.Scheme != "ws" {
+		return nil, fmt.Errorf("loop: websocket dial %s: scheme %q not supported (ws:// only; terminate TLS in a proxy)", rawURL, u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return nil, fmt.Errorf("loop: websocket dial %s: no host", rawURL)
+	}
+	o := opts.withDefaults()
+	for name, vals := range o.Header {
+		for _, v := range vals {
+			if err := ws13.CheckRequestHeader(name, v); err != nil {
+				return nil, fmt.Errorf("loop: websocket dial %s: %w", rawURL, err)
+			}
+		}
+	}
+	if err := ws13.CheckSubprotocols(o.Subprotocols); err != nil {
+		return nil, fmt.Errorf("loop: websocket dial %s: %w", rawURL, err)
+	}
+	cl := &Client{
+		l:    l,
+		h:    h,
+		opts: o,
+		url:  rawURL,
+		addr: u.Host,
+		host: u.Host,
+		uri:  u.RequestURI(),
+	}
+	if u.Port() == "" {
+		cl.addr = net.JoinHostPort(u.Hostname(), "80")
+	}
+	if o.LocalAddr != "" {
+		a, err := parseLocalAddr(o.LocalAddr)
+		if err != nil {
+			return nil, fmt.Errorf("loop: websocket dial %s: local address: %w", rawURL, err)
+		}
+		cl.local = a
+	}
+	cl.route = clientRoute(o)
+	l.AddCallback(cl.connect)
+	return cl, nil
+}
+
+func parseLocalAddr(s string) (*net.TCPAddr, error) {
+	if ip, err := netip.ParseAddr(s); err == nil {
+		return net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)), nil
+	}
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return nil, fmt.Errorf("%q is neither an IP nor IP:port", s)
+	}
+	return net.TCPAddrFromAddrPort(ap), nil
+}
+
+// clientRouteKey selects a shared wsRoute: clients with the same limits
+// share one, so 20k clients do not carry 20k copies of the options.
+type clientRouteKey struct {
+	maxMsg             int64
+	pingEvery, pingTTL time.Duration
+}
+
+var clientRoutes sync.Map // clientRouteKey -> *wsRoute
+
+func clientRoute(o ClientOptions) *wsRoute {
+	k := clientRouteKey{o.MaxMessageSize, o.PingInterval, o.PingTimeout}
+	if r, ok := clientRoutes.Load(k); ok {
+		return r.(*wsRoute)
+	}
+	wo := WSOptions{MaxMessageSize: o.MaxMessageSize, PingInterval: o.PingInterval, PingTimeout: o.PingTimeout}.withDefaults()
+	r, _ := clientRoutes.LoadOrStore(k, &wsRoute{opts: wo, lim: ws13.Limits{MaxMessage: wo.MaxMessageSize}})
+	return r.(*wsRoute)
+}
+
+// URL returns the URL given to DialWebSocket. Goroutine-safe.
+func (c *Client) URL() string { return c.url }
+
+// Loop returns the loop the client runs on. Goroutine-safe.
+func (c *Client) Loop() *Loop { return c.l }
+
+// WebSocket returns the open (or closing) connection, nil while connecting
+// or after the close. Loop-only.
+func (c *Client) WebSocket() *WebSocket { return c.ws }
+
+// Close stops reconnecting, abandons an attempt in progress and closes the
+// current connection with 1000 (OnClose follows when the server answers or
+// the close timeout passes). OnError is not called any more. Goroutine-safe;
+// idempotent.
+func (c *Client) Close() {
+	if c.closed.Swap(true) {
+		return
+	}
+	if c.l.InLoop() {
+		c.closeOnLoop()
+		return
+	}
+	c.l.AddCallback(c.closeOnLoop)
+}
+
+func (c *Client) closeOnLoop() {
+	c.l.RemoveTimeout(c.retry)
+	c.retry = nil
+	if hs := c.hs; hs != nil {
+		c.hs = nil
+		hs.done = true
+		if hs.c != nil {
+			hs.c.close()
+		}
+	}
+	if c.ws != nil {
+		c.ws.Close(CloseNormal, "")
+	}
+}
+
+// connect starts an attempt. Loop-only.
+func (c *Client) connect() {
+	if c.closed.Load() || c.hs != nil || c.ws != nil || c.l.state.Load() != stateRunning {
+		return
+	}
+	hs := &clientHandshake{cl: c, start: c.l.now(), key: ws13.NewKey()}
+	hdr := make([][2]string, 0, len(c.opts.Header))
+	for name, vals := range c.opts.Header {
+		for _, v := range vals {
+			hdr = append(hdr, [2]string{name, v})
+		}
+	}
+	hs.req = ws13.AppendRequest(make([]byte, 0, 256), c.host, c.uri, hs.key, c.opts.Subprotocols, hdr)
+	c.hs = hs
+	c.l.dials.push(c.l, hs)
+}
+
+// scheduleRetry arms the next attempt if reconnecting applies. Loop-only.
+func (c *Client) scheduleRetry() {
+	if !c.opts.Reconnect || c.closed.Load() || c.l.state.Load() != stateRunning ||
+		c.retry != nil || c.hs != nil || c.ws != nil {
+		return
+	}
+	d := c.opts.MinBackoff
+	for i := 0; i < c.failures && d < c.opts.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, c.opts.MaxBackoff)
+	d = d/2 + rand.N(d/2+1)
+	c.failures++
+	c.retry = c.l.CallLater(d, c.retryNow)
+}
+
+func (c *Client) retryNow() {
+	c.retry = nil
+	c.connect()
+}
+
+// connClosed runs after OnClose of an opened connection. Loop-only.
+func (c *Client) connClosed(w *WebSocket) {
+	if c.ws == w {
+		c.ws = nil
+	}
+	c.scheduleRetry()
+}
+
+// clientHooks adapts a Client's ClientHandler to WebSocketHandler, so the
+// client side reuses the server's read, ping and close path unchanged.
+type clientHooks Client
+
+func (h *clientHooks) Open(w *WebSocket) {
+	if h.h.OnOpen != nil {
+		h.h.OnOpen(w)
+	}
+}
+
+func (h *clientHooks) OnMessage(w *WebSocket, typ MessageType, data []byte) {
+	if h.h.OnMessage != nil {
+		h.h.OnMessage(w, typ, data)
+	}
+}
+
+func (h *clientHooks) OnClose(w *WebSocket) {
+	defer (*Client)(h).connClosed(w) // even if the callback panics
+	if h.h.OnClose != nil {
+		h.h.OnClose(w)
+	}
+}
+
+func (h *clientHooks) OnPing(*WebSocket, []byte) {}
+func (h *clientHooks) OnPong(*WebSocket, []byte) {}
+
+// clientHandshake is the connMode of a client connection until the server's
+// 101 arrives; then the connection becomes a *WebSocket.
+type clientHandshake struct {
+	cl    *Client
+	c     *conn // set on the loop once registered
+	key   []byte
+	req   []byte
+	start int64 // loop clock at the start of the attempt
+	done  bool  // succeeded, failed or abandoned: nothing more to report
+}
+
+// remaining is what is left of the handshake timeout. Goroutine-safe.
+func (hs *clientHandshake) remaining() time.Duration {
+	return hs.cl.opts.HandshakeTimeout - time.Duration(hs.cl.l.now()-hs.start)
+}
+
+// open runs on the loop when gnet registered the dialed socket: send the
+// upgrade request and arm the handshake deadline.
+func (hs *clientHandshake) open(c *conn) {
+	hs.c = c
+	cl := hs.cl
+	if hs.done || cl.closed.Load() || c.l.state.Load() != stateRunning {
+		hs.done = true
+		if cl.hs == hs {
+			cl.hs = nil
+		}
+		c.close()
+		return
+	}
+	c.gc.Write(hs.req)
+	hs.req = nil
+	c.l.wheel.set(c, max(hs.remaining(), time.Millisecond))
+}
+
+func (hs *clientHandshake) traffic(c *conn) {
+	if hs.done {
+		c.gc.Discard(-1)
+		return
+	}
+	cl := hs.cl
+	buf, _ := c.gc.Peek(-1)
+	var rh http1.ResponseHead
+	n, err := http1.ParseResponse(buf, 0, &rh)
+	if errors.Is(err, http1.ErrIncomplete) {
+		return
+	}
+	if err != nil {
+		c.gc.Discard(-1)
+		hs.fail(0, fmt.Errorf("bad handshake response: %w", err))
+		return
+	}
+	if err := ws13.CheckResponse(rh.Status, rh.Get("Upgrade"), rh.Get("Connection"), rh.Get("Sec-WebSocket-Accept"), hs.key); err != nil {
+		c.gc.Discard(-1)
+		hs.fail(rh.Status, err)
+		return
+	}
+	proto := rh.Get("Sec-WebSocket-Protocol")
+	if err := ws13.CheckResponseSubprotocol(proto, cl.opts.Subprotocols); err != nil {
+		c.gc.Discard(-1)
+		hs.fail(rh.Status, err)
+		return
+	}
+	// No extension is offered, so any is a failure (RFC 6455 4.1).
+	if err := ws13.CheckResponseExtensions(rh.Get("Sec-WebSocket-Extensions"), nil); err != nil {
+		c.gc.Discard(-1)
+		hs.fail(rh.Status, err)
+		return
+	}
+	sub := strings.Trim(string(proto), " \t")
+	c.gc.Discard(n) // rh aliases buf: used up above
+	hs.done = true
+	cl.hs = nil
+	cl.failures = 0
+	c.l.wheel.clear(c)
+
+	w := &WebSocket{c: c, h: (*clientHooks)(cl), route: cl.route, subprotocol: sub, client: true}
+	w.dec.SetClientSide(true)
+	c.mode = w
+	cl.ws = w
+	w.opened = true
+	w.guard(func() { w.h.Open(w) })
+	if w.state == wsOpen && cl.route.opts.PingInterval > 0 {
+		c.l.wheel.set(c, cl.route.opts.PingInterval)
+	}
+	// Frames the server sent right after its 101 are already buffered;
+	// gnet would not call OnTraffic again for them.
+	if !c.closing && !c.dead && c.gc.InboundBuffered() > 0 {
+		w.traffic(c)
+	}
+}
+
+func (hs *clientHandshake) deadline(c *conn) {
+	hs.fail(0, fmt.Errorf("%w after %v", ErrHandshakeTimeout, hs.cl.opts.HandshakeTimeout))
+}
+
+func (hs *clientHandshake) closed(c *conn, err error) {
+	if err == nil {
+		err = io.EOF
+	}
+	hs.fail(0, fmt.Errorf("connection closed during the handshake: %w", err))
+}
+
+func (hs *clientHandshake) shutdown(c *conn) {
+	hs.done = true
+	if hs.cl.hs == hs {
+		hs.cl.hs = nil
+	}
+	c.close()
+}
+
+// fail ends the attempt: close the socket, report, maybe retry. Loop-only.
+func (hs *clientHandshake) fail(status int, err error) {
+	if hs.done {
+		return
+	}
+	hs.done = true
+	cl := hs.cl
+	if cl.hs == hs {
+		cl.hs = nil
+	}
+	if hs.c != nil {
+		hs.c.close()
+	}
+	if cl.h.OnError != nil && !cl.closed.Load() {
+		derr := &DialError{URL: cl.url, Status: status, Err: err}
+		cl.l.safeCall(func() { cl.h.OnError(cl, derr) })
+	}
+	cl.scheduleRetry()
+}
+
+// maxDialers bounds the goroutines that dial for a loop. They exist only
+// while dials are queued: an established client connection has none.
+const maxDialers = 64
+
+// dialQueue hands client attempts to dialer goroutines: a dial (and gnet's
+// Register, which waits for the loop) blocks, so it must not run on the loop.
+type dialQueue struct {
+	mu      sync.Mutex
+	q       []*clientHandshake
+	workers int
+}
+
+func (d *dialQueue) push(l *Loop, hs *clientHandshake) {
+	d.mu.Lock()
+	d.q = append(d.q, hs)
+	start := d.workers < maxDialers
+	if start {
+		d.workers++
+	}
+	d.mu.Unlock()
+	if start {
+		go l.dialWorker()
+	}
+}
+
+func (d *dialQueue) pop() *clientHandshake {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.q) == 0 {
+		d.q = nil
+		d.workers--
+		return nil
+	}
+	hs := d.q[0]
+	d.q[0] = nil
+	d.q = d.q[1:]
+	return hs
+}
+
+func (l *Loop) dialWorker() {
+	for hs := l.dials.pop(); hs != nil; hs = l.dials.pop() {
+		l.dialOne(hs)
+	}
+}
+
+// dialOne connects hs's socket and registers it with gnet, which dups the
+// descriptor into the loop and closes ours: each connection then costs one
+// descriptor and no goroutine. Runs on a dialer goroutine.
+func (l *Loop) dialOne(hs *clientHandshake) {
+	failed := func(err error) {
+		l.AddCallback(func() { hs.fail(0, err) })
+	}
+	cl := hs.cl
+	if cl.closed.Load() || l.state.Load() != stateRunning {
+		failed(ErrStopped) // not reported after Close; dropped once stopped
+		return
+	}
+	left := hs.remaining()
+	if left <= 0 {
+		failed(fmt.Errorf("%w waiting for a dialer", ErrHandshakeTimeout))
+		return
+	}
+	d := net.Dialer{Timeout: left}
+	if cl.local != nil {
+		d.LocalAddr = cl.local
+	}
+	nc, err := d.Dial("tcp", cl.addr)
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			err = fmt.Errorf("%w: %w", ErrHandshakeTimeout, err)
+		}
+		failed(err)
+		return
+	}
+	c := &conn{l: l, mode: hs}
+	ctx := gnet.NewContext(gnet.NewNetConnContext(context.Background(), nc), c)
+	ch, err := l.eng.Register(ctx)
+	if err != nil {
+		nc.Close()
+		failed(fmt.Errorf("register with the loop: %w", err))
+		return
+	}
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			failed(fmt.Errorf("register with the loop: %w", res.Err))
+		}
+	case <-l.done:
+	}
+}
+
+// appendClose appends a close frame for this side: masked for a client.
+func (w *WebSocket) appendClose(dst []byte, code StatusCode, reason string) []byte {
+	if w.client {
+		return ws13.AppendMaskedCloseFrame(dst, ws13.NewMask(), code, reason)
+	}
+	return ws13.AppendCloseFrame(dst, code, reason)
+}
+
+// writeMasked writes a client frame, masked with a fresh key (RFC 6455 5.3).
+// The payload is copied while masking: the caller's bytes stay untouched.
+func (w *WebSocket) writeMasked(op ws.OpCode, data []byte) error {
+	l := w.c.l
+	mask := ws13.NewMask()
+	if len(data) <= 16<<10 {
+		l.scratch = ws13.AppendMaskedFrame(l.scratch[:0], true, op, mask, data)
+		_, err := w.c.gc.Write(l.scratch)
+		return err
+	}
+	_, err := w.c.gc.Write(ws13.AppendMaskedFrame(nil, true, op, mask, data))
+	return err
+}
+
+// split returns the opcode and payload of a prepared (unmasked) frame, so
+// a client can re-encode it masked.
+func (p *PreparedMessage) split() (ws.OpCode, []byte) {
+	f := p.frame
+	op := ws.OpCode(f[0] & 0x0f)
+	switch n := f[1] & 0x7f; n {
+	case 126:
+		return op, f[4:]
+	case 127:
+		return op, f[10:]
+	default:
+		return op, f[2:]
+	}
+}

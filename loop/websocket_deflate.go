@@ -1,0 +1,299 @@
+package loop
+
+import (
+	"bytes"
+	"compress/flate"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
+	"github.com/tornago/tornago/proto/ws13"
+)
+
+// CompressionOptions turns on permessage-deflate (RFC 7692) for a route.
+// The zero value is the sensible default.
+//
+// Memory: the server always negotiates server_no_context_takeover and
+// client_no_context_takeover, so no connection keeps a compression context
+// between messages. A compressor (Go's compress/flate allocates about
+// 1.1 MiB at level 1, 790 KiB at levels 2-9) or a decompressor (43 KiB) is
+// borrowed from a process-wide pool for one message and returned at once:
+// an idle connection costs nothing more than one without compression, and
+// the pool holds about as many as messages are compressed concurrently
+// (one per loop). The price is a worse ratio for streams of small similar
+// messages, which context takeover would compress better.
+type CompressionOptions struct {
+	// Level is the compress/flate level of outgoing messages, from
+	// flate.HuffmanOnly (-2) to flate.BestCompression (9); 0 (and any
+	// value out of range) means the default, flate.BestSpeed (1), the best
+	// trade of CPU for bytes on a busy loop. A client that limits the
+	// server's window (server_max_window_bits < 15) gets Huffman-only
+	// output whatever the level.
+	Level int
+	// Threshold: outgoing messages shorter than this many bytes are sent
+	// uncompressed (RFC 7692 allows mixing), since deflating a few bytes
+	// costs CPU and saves nothing. Default (0): 128 bytes; negative:
+	// compress every data message.
+	Threshold int
+}
+
+func (o *CompressionOptions) withDefaults() *CompressionOptions {
+	if o == nil {
+		return nil
+	}
+	c := *o
+	if c.Level == 0 || c.Level < flate.HuffmanOnly || c.Level > flate.BestCompression {
+		c.Level = flate.BestSpeed
+	}
+	if c.Threshold == 0 {
+		c.Threshold = 128
+	}
+	return &c
+}
+
+// deflaters pools flate writers per level (index level+2).
+var deflaters [flate.BestCompression + 3]sync.Pool
+
+// deflater is one pooled compressor with its output buffer.
+type deflater struct {
+	fw  *flate.Writer
+	out bytes.Buffer
+}
+
+// deflateMessage compresses p as one permessage-deflate message (no context
+// takeover: a fresh stream, the trailing empty block stripped) and calls fn
+// with the compressed bytes, valid only during fn.
+func deflateMessage(level int, p []byte, fn func(z []byte) error) error {
+	pool := &deflaters[level+2]
+	d, _ := pool.Get().(*deflater)
+	if d == nil {
+		d = &deflater{}
+		var err error
+		if d.fw, err = flate.NewWriter(&d.out, level); err != nil {
+			return fmt.Errorf("loop: deflate level %d: %w", level, err)
+		}
+	} else {
+		d.fw.Reset(&d.out)
+	}
+	defer func() {
+		// Do not let one huge message pin a huge buffer in the pool.
+		if d.out.Cap() > 1<<20 {
+			d.out = bytes.Buffer{}
+		}
+		d.out.Reset()
+		pool.Put(d)
+	}()
+	if _, err := d.fw.Write(p); err != nil {
+		return fmt.Errorf("loop: deflate: %w", err)
+	}
+	// RFC 7692 7.2.1: "Compress all the octets of the payload of the
+	// message using DEFLATE", "If the resulting data does not end with an
+	// empty DEFLATE block with no compression (the "BTYPE" bits are set to
+	// 00), append an empty DEFLATE block with no compression to the tail
+	// end", "Remove 4 octets (that are 0x00 0x00 0xff 0xff) from the tail
+	// end." Flush emits exactly that empty stored block.
+	if err := d.fw.Flush(); err != nil {
+		return fmt.Errorf("loop: deflate: %w", err)
+	}
+	z := d.out.Bytes()
+	if !bytes.HasSuffix(z, ws13.DeflateTail[:]) {
+		return errors.New("loop: deflate: flush did not end with an empty stored block")
+	}
+	return fn(z[:len(z)-4])
+}
+
+// appendDeflatedFrame appends an unmasked compressed frame carrying p.
+func appendDeflatedFrame(dst []byte, level int, op ws.OpCode, p []byte) ([]byte, error) {
+	err := deflateMessage(level, p, func(z []byte) error {
+		start := len(dst)
+		dst = ws13.AppendFrame(dst, true, op, z)
+		dst[start] |= ws13.RSV1
+		return nil
+	})
+	return dst, err
+}
+
+// inflater is one pooled decompressor with the reader it reads from.
+type inflater struct {
+	fr  io.ReadCloser
+	src tailReader
+}
+
+var inflaters sync.Pool
+
+// inflateBufs pools output buffers of inflated messages (*[]byte).
+var inflateBufs sync.Pool
+
+// tailReader reads p, then the tail RFC 7692 7.2.2 asks the receiver to
+// append ("Append 4 octets of 0x00 0x00 0xff 0xff to the tail end of the
+// payload of the message"), then a final empty stored block so that the
+// flate reader reports io.EOF rather than io.ErrUnexpectedEOF.
+type tailReader struct {
+	p    []byte
+	tail int
+}
+
+var inflateTail = [...]byte{0, 0, 0xff, 0xff, 1, 0, 0, 0xff, 0xff}
+
+func (r *tailReader) Read(b []byte) (int, error) {
+	if len(r.p) > 0 {
+		n := copy(b, r.p)
+		r.p = r.p[n:]
+		return n, nil
+	}
+	if r.tail == len(inflateTail) {
+		return 0, io.EOF
+	}
+	n := copy(b, inflateTail[r.tail:])
+	r.tail += n
+	return n, nil
+}
+
+// ReadByte makes tailReader an io.ByteReader, so flate reads it directly
+// instead of wrapping it in a bufio.Reader per message.
+func (r *tailReader) ReadByte() (byte, error) {
+	var b [1]byte
+	if _, err := r.Read(b[:]); err != nil {
+		return 0, err
+	}
+	return b[0], nil
+}
+
+var (
+	errInflateTooBig  = errors.New("inflated message too big")
+	errInflateCorrupt = errors.New("invalid DEFLATE data")
+)
+
+// inflateMessage decompresses a permessage-deflate message into a pooled
+// buffer and returns it; release it with putInflateBuf. It stops (with
+// errInflateTooBig) as soon as the output exceeds limit bytes, so a small
+// message that inflates to gigabytes (a zip bomb) costs at most limit+32 KiB.
+func inflateMessage(z []byte, limit int64) (*[]byte, error) {
+	f, _ := inflaters.Get().(*inflater)
+	if f == nil {
+		f = &inflater{}
+		f.src = tailReader{p: z}
+		f.fr = flate.NewReader(&f.src)
+	} else {
+		f.src = tailReader{p: z}
+		f.fr.(flate.Resetter).Reset(&f.src, nil)
+	}
+	defer func() {
+		f.src = tailReader{}
+		inflaters.Put(f)
+	}()
+	bp, _ := inflateBufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	out := (*bp)[:0]
+	if cap(out) == 0 {
+		out = make([]byte, 0, min(int64(4*len(z)+512), limit+1))
+	}
+	for {
+		if len(out) == cap(out) {
+			if int64(len(out)) > limit {
+				*bp = out
+				putInflateBuf(bp)
+				return nil, errInflateTooBig
+			}
+			grow := min(int64(cap(out)), limit+1-int64(len(out)))
+			out = slices.Grow(out, int(max(grow, 512)))
+		}
+		n, err := f.fr.Read(out[len(out):cap(out)])
+		out = out[:len(out)+n]
+		if int64(len(out)) > limit {
+			*bp = out
+			putInflateBuf(bp)
+			return nil, errInflateTooBig
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			*bp = out
+			putInflateBuf(bp)
+			return nil, fmt.Errorf("%w: %v", errInflateCorrupt, err)
+		}
+	}
+	*bp = out
+	return bp, nil
+}
+
+func putInflateBuf(bp *[]byte) {
+	if cap(*bp) > 1<<20 {
+		*bp = nil // one huge message must not stay pinned in the pool
+	}
+	*bp = (*bp)[:0]
+	inflateBufs.Put(bp)
+}
+
+// negotiateDeflate answers a permessage-deflate offer of r when the route
+// enables compression; ext is the Sec-WebSocket-Extensions response value.
+func negotiateDeflate(r *Request, co *CompressionOptions) (ext string, level int, ok bool) {
+	if co == nil {
+		return "", 0, false
+	}
+	a, ok := ws13.NegotiateDeflate(r.head.Values(nil, "Sec-WebSocket-Extensions")...)
+	if !ok {
+		return "", 0, false
+	}
+	level = co.Level
+	if a.ServerMaxWindowBits > 0 && a.ServerMaxWindowBits < 15 {
+		// compress/flate cannot bound its LZ77 window; Huffman-only
+		// output has no back-references at all, so any window fits.
+		level = flate.HuffmanOnly
+	}
+	return string(ws13.AppendDeflateResponse(nil, a)), level, true
+}
+
+// deflated returns p's frame compressed at level, encoding it on first use.
+func (p *PreparedMessage) deflated(level int) ([]byte, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.zframes == nil {
+		p.zframes = make([][]byte, flate.BestCompression+3)
+	}
+	if f := p.zframes[level+2]; f != nil {
+		return f, nil
+	}
+	op, payload := p.split()
+	f, err := appendDeflatedFrame(nil, level, op, payload)
+	if err != nil {
+		return nil, err
+	}
+	p.zframes[level+2] = f
+	return f, nil
+}
+
+// inflated delivers a compressed message: inflate it within the route's
+// MaxMessageSize, check text for UTF-8, hand it to OnMessage.
+func (w *WebSocket) inflated(ev *ws13.Event) {
+	bp, err := inflateMessage(ev.Payload, w.route.opts.MaxMessageSize)
+	switch {
+	case errors.Is(err, errInflateTooBig):
+		// RFC 6455 7.4.1: 1009 "a message that is too big for it to
+		// process"; the limit applies to the inflated size.
+		w.fail(CloseTooBig, "message too big")
+		return
+	case err != nil:
+		// RFC 7692 8: an endpoint that cannot inflate a message "MUST
+		// _Fail the WebSocket Connection_"; 1007 as for other bad data.
+		w.fail(CloseInvalidPayload, err.Error())
+		return
+	}
+	defer putInflateBuf(bp)
+	data := *bp
+	// RFC 6455 8.1: invalid UTF-8 in a text message fails the connection.
+	if ev.Op == ws.OpText && !utf8.Valid(data) {
+		w.fail(CloseInvalidPayload, "invalid UTF-8 in text message")
+		return
+	}
+	if w.state == wsOpen {
+		w.guard(func() { w.h.OnMessage(w, MessageType(ev.Op), data) })
+	}
+}

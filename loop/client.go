@@ -428,7 +428,10 @@ func (hs *clientHandshake) traffic(c *conn) {
 	cl.failures = 0
 	c.l.wheel.clear(c)
 
-	w := &WebSocket{c: c, h: (*clientHooks)(cl), route: cl.route, subprotocol: sub, client: true}
+	w := &WebSocket{c: c, h: (*clientHooks)(cl), route: cl.route, client: true}
+	if sub != "" {
+		w.rare = &wsRare{subprotocol: sub}
+	}
 	w.dec.SetClientSide(true)
 	c.mode = w
 	cl.ws = w

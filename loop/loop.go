@@ -102,9 +102,13 @@ type Loop struct {
 	ctrl      net.Conn // the std side of the control connection
 	ctrlPeer  net.Conn
 
-	conns      connList  // every server and client connection (loop-only)
-	dials      dialQueue // client attempts waiting for a dialer goroutine
-	openConns  atomic.Int64
+	conns     connList  // every server and client connection (loop-only)
+	dials     dialQueue // client attempts waiting for a dialer goroutine
+	openConns atomic.Int64
+	// openingWS is the WebSocket whose Open is running and openingReq its
+	// upgrade request (WebSocket.Request). Loop-only.
+	openingWS  *WebSocket
+	openingReq *Request
 	closeHooks []func()
 	slowCloses atomic.Int64
 	scratch    []byte

@@ -198,41 +198,72 @@ type WebSocket struct {
 	c     *conn
 	h     WebSocketHandler
 	route *wsRoute
-	req   *Request
 	dec   ws13.Decoder
 
 	// Context is free for the application (a user id, a room).
 	Context any
 
+	// rare holds what most connections never set, so that an idle
+	// WebSocket fits a 112-byte allocation.
+	rare *wsRare
+
+	need      int // bytes the partial frame at the input's head needs
+	code      StatusCode
+	state     uint8
+	opened    bool
+	notified  bool
+	awaitPong bool
+	seen      bool
+	sentClose bool
+	client    bool // opened by DialWebSocket: our frames are masked
+	deflate   bool // permessage-deflate negotiated
+	level     int8 // compress/flate level of outgoing messages
+}
+
+type wsRare struct {
 	subprotocol string
-	code        StatusCode
 	reason      string
-	state       uint8
-	opened      bool
-	notified    bool
-	awaitPong   bool
-	seen        bool
-	sentClose   bool
-	client      bool // opened by DialWebSocket: our frames are masked
-	deflate     bool // permessage-deflate negotiated
-	level       int8 // compress/flate level of outgoing messages
-	need        int  // bytes the partial frame at the input's head needs
+}
+
+func (w *WebSocket) setReason(reason string) {
+	if w.rare == nil {
+		if reason == "" {
+			return
+		}
+		w.rare = &wsRare{}
+	}
+	w.rare.reason = reason
 }
 
 // Request returns the upgrade request; valid during Open only.
-func (w *WebSocket) Request() *Request { return w.req }
+func (w *WebSocket) Request() *Request {
+	if l := w.c.l; l.openingWS == w {
+		return l.openingReq
+	}
+	return nil
+}
 
 // Loop returns the loop the connection lives on. Goroutine-safe.
 func (w *WebSocket) Loop() *Loop { return w.c.l }
 
 // Subprotocol returns the negotiated subprotocol, "" if none.
-func (w *WebSocket) Subprotocol() string { return w.subprotocol }
+func (w *WebSocket) Subprotocol() string {
+	if w.rare == nil {
+		return ""
+	}
+	return w.rare.subprotocol
+}
 
 // CloseCode is the code of the close (see OnClose).
 func (w *WebSocket) CloseCode() StatusCode { return w.code }
 
 // CloseReason is the reason of the close.
-func (w *WebSocket) CloseReason() string { return w.reason }
+func (w *WebSocket) CloseReason() string {
+	if w.rare == nil {
+		return ""
+	}
+	return w.rare.reason
+}
 
 // BufferedAmount returns the bytes written but not yet sent. Loop-only.
 func (w *WebSocket) BufferedAmount() int {
@@ -274,19 +305,28 @@ func (h *httpConn) upgrade(r *Request, wr *wsRoute) {
 	}
 	c := r.c
 	ext, level, deflate := negotiateDeflate(r, wr.opts.Compression)
-	resp := ws13.AppendResponse(make([]byte, 0, 160), hd.Get("Sec-WebSocket-Key"), sub, ext, nil)
+	// gnet copies what the socket does not take, so the loop's scratch
+	// buffer serves: no garbage per handshake.
+	resp := ws13.AppendResponse(c.l.scratch[:0], hd.Get("Sec-WebSocket-Key"), sub, ext, nil)
+	c.l.scratch = resp
 	r.finished = true
 	h.req = nil
 	h.upgradeReq = r
 	c.l.wheel.clear(c)
 	c.gc.Write(resp)
-	w := &WebSocket{c: c, route: wr, req: r, subprotocol: sub, deflate: deflate, level: int8(level)}
+	w := &WebSocket{c: c, route: wr, deflate: deflate, level: int8(level)}
+	if sub != "" {
+		w.rare = &wsRare{subprotocol: sub}
+	}
 	w.dec.SetDeflate(deflate)
 	c.mode = w
 	w.h = wr.newHandler(r)
 	w.opened = true
+	// The request is reachable through Request during Open only: kept on
+	// the loop, not in every idle WebSocket.
+	c.l.openingWS, c.l.openingReq = w, r
 	w.guard(func() { w.h.Open(w) })
-	w.req = nil
+	c.l.openingWS, c.l.openingReq = nil, nil
 	if w.state == wsOpen && wr.opts.PingInterval > 0 {
 		c.l.wheel.set(c, wr.opts.PingInterval)
 	}
@@ -363,7 +403,8 @@ func (w *WebSocket) handle(ev *ws13.Event) {
 			w.guard(func() { w.h.OnPong(w, ev.Payload) })
 		}
 	case ws13.EventClose:
-		w.code, w.reason = ev.Code, string(ev.Reason)
+		w.code = ev.Code
+		w.setReason(string(ev.Reason))
 		if !w.sentClose {
 			// Echo the peer's code (RFC 6455 5.5.1); none when it sent none.
 			code := ev.Code
@@ -381,7 +422,8 @@ func (w *WebSocket) handle(ev *ws13.Event) {
 
 // fail closes after a protocol violation with the RFC's code.
 func (w *WebSocket) fail(code StatusCode, reason string) {
-	w.code, w.reason = code, reason
+	w.code = code
+	w.setReason(reason)
 	if !w.sentClose {
 		w.sentClose = true
 		w.c.gc.Write(w.appendClose(nil, code, reason))
@@ -540,7 +582,8 @@ func (w *WebSocket) Close(code StatusCode, reason string) error {
 		return ErrWebSocketClosed
 	}
 	w.state = wsClosing
-	w.code, w.reason = code, reason
+	w.code = code
+	w.setReason(reason)
 	w.sentClose = true
 	w.c.gc.Write(w.appendClose(nil, code, reason))
 	l.wheel.set(w.c, w.route.opts.CloseTimeout)
@@ -553,7 +596,8 @@ func (w *WebSocket) deadline(c *conn) {
 	case w.state != wsOpen:
 		c.close() // the peer never answered our close frame
 	case w.awaitPong && !w.seen:
-		w.code, w.reason = CloseAbnormal, "ping timeout"
+		w.code = CloseAbnormal
+		w.setReason("ping timeout")
 		w.state = wsClosed
 		c.close()
 	case w.awaitPong:
@@ -577,9 +621,10 @@ func (w *WebSocket) deadline(c *conn) {
 
 func (w *WebSocket) closed(c *conn, err error) {
 	if !w.sentClose && w.code == 0 {
-		w.code, w.reason = CloseAbnormal, ""
+		w.code = CloseAbnormal
+		w.setReason("")
 		if err != nil {
-			w.reason = err.Error()
+			w.setReason(err.Error())
 		}
 	}
 	w.state = wsClosed

@@ -1,152 +1,214 @@
 // Package bench is Tornago's load harness: scenarios that work against any
-// RFC 6455 server and report the server's memory and CPU from /proc.
+// RFC 6455 server and report the server's memory and CPU from /proc next to
+// the harness's own CPU.
 package bench
 
 import (
-	"bytes"
+	"bufio"
 	"fmt"
-	"net"
-	"net/url"
+	"io"
 	"os"
+	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// IdleResult is the outcome of the idle scenario.
-type IdleResult struct {
-	Conns         int           `json:"conns"`
-	Errors        int           `json:"errors"`
-	RSSBefore     int64         `json:"rss_before_bytes"`
-	RSSAfter      int64         `json:"rss_after_bytes"`
-	BytesPerConn  float64       `json:"rss_per_conn_bytes"`
-	ThreadsAfter  int           `json:"server_threads"`
-	ConnectP50    time.Duration `json:"connect_p50_ns"`
-	ConnectP99    time.Duration `json:"connect_p99_ns"`
-	ServerCPUIdle float64       `json:"server_cpu_idle_pct"`
+// IdleOptions configures the idle scenario.
+type IdleOptions struct {
+	URL   string // any WebSocket route that keeps the connection open
+	Conns int    // N, default 1000
+	PID   int    // server PID: RSS, threads and CPU come from /proc/PID
+	// Steps are intermediate connection counts at which RSS is recorded
+	// (e.g. 2000,5000,10000); N is always the last step.
+	Steps []int
+	// Hold is how long connections are held idle for the CPU reading.
+	// Hold > the server's ping interval (25 s for Tornago) includes the
+	// keep-alive pings, which the client answers. Default 10s.
+	Hold time.Duration
+	// MaxPerProc is how many connections one process opens (open-file cap
+	// 20,000 here); the rest go to child processes started with
+	// ChildCommand. Default 19000.
+	MaxPerProc int
+	// ChildCommand builds the command of a child process opening n
+	// connections from source addresses starting at srcBase; nil = this
+	// executable with "idle-child" arguments (cmd/tornago-bench).
+	ChildCommand func(n, srcBase int) *exec.Cmd
+	Open         OpenOptions
+	Progress     Progress
 }
 
-// Idle opens n upgraded WebSocket connections to rawURL, holding them with
-// no goroutine each, spreading source addresses over 127.0.0.x (x from 1 to
-// srcAddrs) so that ephemeral ports do not run out, and reports the server's
-// (pid) RSS growth per connection and its idle CPU over hold.
-func Idle(rawURL string, n, pid, srcAddrs int, hold time.Duration, progress func(done, errs int)) (IdleResult, []net.Conn, error) {
-	var res IdleResult
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return res, nil, fmt.Errorf("bench idle: %w", err)
+// IdleStep is the server's RSS at a connection count.
+type IdleStep struct {
+	Conns        int     `json:"conns"`
+	RSS          int64   `json:"rss_bytes"`
+	BytesPerConn float64 `json:"rss_per_conn_bytes"`
+	Threads      int     `json:"threads"`
+}
+
+// Idle opens N connections at a bounded rate, holds them, and reports the
+// server's resident memory per connection ((RSS after - RSS before) / N),
+// its threads, its CPU while idle, connect latency percentiles and errors.
+func Idle(o IdleOptions) (*Result, error) {
+	if o.Conns <= 0 {
+		o.Conns = 1000
 	}
-	if srcAddrs < 1 {
-		srcAddrs = 1
+	if o.Hold <= 0 {
+		o.Hold = 10 * time.Second
 	}
-	req := []byte("GET " + u.RequestURI() + " HTTP/1.1\r\nHost: " + u.Host +
-		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-	res.RSSBefore = rss(pid)
-	conns := make([]net.Conn, 0, n)
-	lat := make([]time.Duration, 0, n)
-	buf := make([]byte, 1024)
-	for i := 0; i < n; i++ {
-		d := net.Dialer{Timeout: 5 * time.Second}
-		if srcAddrs > 1 {
-			d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%srcAddrs))}
+	if o.MaxPerProc <= 0 {
+		o.MaxPerProc = 19000
+	}
+	p := orNoProgress(o.Progress)
+	local := min(o.Conns, o.MaxPerProc)
+	steps := []int{}
+	for _, s := range o.Steps {
+		if s > 0 && s < local {
+			steps = append(steps, s)
 		}
-		start := time.Now()
-		c, err := d.Dial("tcp", u.Host)
-		if err == nil {
-			_, err = c.Write(req)
+	}
+	sort.Ints(steps)
+	steps = append(steps, local)
+	d := newDriver()
+	defer d.Stop()
+	res := &Result{Scenario: "idle", URL: o.URL, Client: d.Name()}
+	rss0, thr0 := rss(o.PID), threads(o.PID)
+	res.Steps = []IdleStep{{Conns: 0, RSS: rss0, Threads: thr0}}
+	var ops []*opened
+	var lat []time.Duration
+	var errs int64
+	prev := 0
+	record := func(n int) {
+		time.Sleep(time.Second) // let the server settle (GC, kernel buffers)
+		r := rss(o.PID)
+		st := IdleStep{Conns: n, RSS: r, Threads: threads(o.PID)}
+		if n > 0 {
+			st.BytesPerConn = float64(r-rss0) / float64(n)
 		}
-		if err == nil {
-			c.SetReadDeadline(time.Now().Add(5 * time.Second))
-			var got int
-			for err == nil && !bytes.Contains(buf[:got], []byte("\r\n\r\n")) {
-				var k int
-				k, err = c.Read(buf[got:])
-				got += k
+		res.Steps = append(res.Steps, st)
+	}
+	for _, s := range steps {
+		opt := o.Open
+		op := openConns(d, o.URL, s-prev, opt, func(int) handler { return handler{} },
+			p.Phase(fmt.Sprintf("connect %d", s), int64(s-prev)))
+		ops = append(ops, op)
+		errs += op.errs.Load()
+		lat = append(lat, op.lat.sorted()...)
+		prev = s
+		live := 0
+		for _, op := range ops {
+			live += len(op.live())
+		}
+		record(live)
+	}
+	// Children for the connections one process cannot hold.
+	var children []*exec.Cmd
+	var stdins []io.Closer
+	defer func() {
+		for _, in := range stdins {
+			in.Close()
+		}
+		for _, c := range children {
+			done := make(chan struct{})
+			go func() { c.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				c.Process.Kill()
 			}
-			if err == nil && !bytes.HasPrefix(buf[:got], []byte("HTTP/1.1 101")) {
-				err = fmt.Errorf("no 101: %q", buf[:min(got, 40)])
-			}
 		}
+	}()
+	childConns := 0
+	srcPer := max(o.Open.Src, 1+o.MaxPerProc/20000)
+	for left, k := o.Conns-local, 1; left > 0; k++ {
+		n := min(left, o.MaxPerProc)
+		left -= n
+		var cmd *exec.Cmd
+		if o.ChildCommand != nil {
+			cmd = o.ChildCommand(n, k*srcPer)
+		} else {
+			exe, err := os.Executable()
+			if err != nil {
+				return res, fmt.Errorf("idle child: %w", err)
+			}
+			cmd = exec.Command(exe, "idle-child", "-url", o.URL, "-n", strconv.Itoa(n),
+				"-src", strconv.Itoa(srcPer), "-srcbase", strconv.Itoa(k*srcPer))
+		}
+		cmd.Stderr = os.Stderr
+		in, err := cmd.StdinPipe()
 		if err != nil {
-			res.Errors++
-			if c != nil {
-				c.Close()
-			}
-			continue
+			return res, fmt.Errorf("idle child: %w", err)
 		}
-		lat = append(lat, time.Since(start))
-		conns = append(conns, c)
-		if progress != nil && (i+1)%500 == 0 {
-			progress(i+1, res.Errors)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return res, fmt.Errorf("idle child: %w", err)
 		}
+		if err := cmd.Start(); err != nil {
+			return res, fmt.Errorf("idle child: %w", err)
+		}
+		children = append(children, cmd)
+		stdins = append(stdins, in)
+		line, err := bufio.NewReader(out).ReadString('\n')
+		var got, bad int
+		if _, e := fmt.Sscanf(strings.TrimSpace(line), "ready %d %d", &got, &bad); err != nil || e != nil {
+			return res, fmt.Errorf("idle child %d: no ready line (%q): %v %v", k, line, err, e)
+		}
+		childConns += got
+		errs += int64(bad)
 	}
-	res.Conns = len(conns)
-	time.Sleep(500 * time.Millisecond)
-	cpu0 := cpuTicks(pid)
-	time.Sleep(hold)
-	cpu1 := cpuTicks(pid)
-	res.ServerCPUIdle = float64(cpu1-cpu0) / 100 / hold.Seconds() * 100
-	res.RSSAfter = rss(pid)
+	live := 0
+	for _, op := range ops {
+		live += len(op.live())
+	}
+	if childConns > 0 {
+		record(live + childConns)
+	}
+	m := startCPU(o.PID)
+	bar := p.Phase("hold", int64(o.Hold/time.Millisecond))
+	for t0 := time.Now(); time.Since(t0) < o.Hold; time.Sleep(200 * time.Millisecond) {
+		bar.Set(int64(time.Since(t0)/time.Millisecond), 0)
+	}
+	bar.Done()
+	cpu := m.stop()
+	rss1 := rss(o.PID)
+	var closed int64
+	for _, op := range ops {
+		closed += op.closed.Load()
+	}
+	res.Conns = live + childConns
+	res.Errors = errs + closed
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	res.finish(0, lat, cpu, harnessCores())
+	res.Pace = ""
+	per := 0.0
 	if res.Conns > 0 {
-		res.BytesPerConn = float64(res.RSSAfter-res.RSSBefore) / float64(res.Conns)
+		per = float64(rss1-rss0) / float64(res.Conns)
 	}
-	res.ThreadsAfter = threads(pid)
-	res.ConnectP50, res.ConnectP99 = percentile(lat, 50), percentile(lat, 99)
-	return res, conns, nil
-}
-
-func percentile(d []time.Duration, p int) time.Duration {
-	if len(d) == 0 {
-		return 0
+	res.Extra = map[string]any{
+		"rss_before_bytes": rss0, "rss_after_bytes": rss1, "rss_per_conn_bytes": per,
+		"threads_before": thr0, "threads_after": threads(o.PID), "closed_while_held": closed,
+		"server_idle_cpu_pct": cpu.ServerPct, "hold_s": o.Hold.Seconds(),
 	}
-	s := append([]time.Duration(nil), d...)
-	for i := 1; i < len(s); i++ { // insertion sort is fine for a report
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
+	for _, op := range ops {
+		if e, ok := op.lastErr.Load().(string); ok {
+			res.Extra["last_error"] = e
 		}
+		op.closeAll()
 	}
-	return s[(len(s)-1)*p/100]
+	return res, nil
 }
 
-func procField(pid int, file, key string) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
-	if err != nil {
-		return ""
+// IdleChild is the child-process side of Idle: open n connections, write
+// "ready OPENED ERRORS\n" to out, hold them until in reaches EOF.
+func IdleChild(url string, n int, opt OpenOptions, in io.Reader, out io.Writer) error {
+	d := newDriver()
+	defer d.Stop()
+	op := openConns(d, url, n, opt, func(int) handler { return handler{} }, nil)
+	if _, err := fmt.Fprintf(out, "ready %d %d\n", len(op.live()), op.errs.Load()); err != nil {
+		return fmt.Errorf("idle child: %w", err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, key) {
-			return strings.TrimSpace(strings.TrimPrefix(line, key))
-		}
-	}
-	return ""
-}
-
-func rss(pid int) int64 {
-	f := strings.Fields(procField(pid, "status", "VmRSS:"))
-	if len(f) == 0 {
-		return 0
-	}
-	kb, _ := strconv.ParseInt(f[0], 10, 64)
-	return kb * 1024
-}
-
-func threads(pid int) int {
-	n, _ := strconv.Atoi(procField(pid, "status", "Threads:"))
-	return n
-}
-
-// cpuTicks is utime+stime of pid in clock ticks (100 Hz on Linux).
-func cpuTicks(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return u + st
+	io.Copy(io.Discard, in)
+	op.closeAll()
+	return nil
 }

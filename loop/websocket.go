@@ -32,6 +32,7 @@ const (
 	ClosePolicy         StatusCode = 1008
 	CloseTooBig         StatusCode = 1009
 	CloseInternalError  StatusCode = 1011
+	CloseTryAgainLater  StatusCode = 1013
 )
 
 // MessageType tells text from binary messages.

@@ -25,17 +25,23 @@ func (echo) OnMessage(ws *loop.WebSocket, typ loop.MessageType, data []byte) {
 	ws.WriteMessage(data)
 }
 
-// registry is the tutorial's ProStatus: the set of clients on /ws. It is a
-// plain map because only the loop touches it.
-type registry map[*loop.WebSocket]struct{}
+// chatTopic is the hub topic of the /ws clients: the tutorial's ProStatus
+// registry (there a dict of sets that crashed on removal).
+const chatTopic = "chat"
 
 type chat struct {
 	loop.WebSocketBase
-	clients registry
+	hub *loop.Hub
 }
 
-func (c *chat) Open(ws *loop.WebSocket)    { c.clients[ws] = struct{}{}; ws.WriteString("Welcome") }
-func (c *chat) OnClose(ws *loop.WebSocket) { delete(c.clients, ws) }
+func (c *chat) Open(ws *loop.WebSocket) {
+	if err := c.hub.Subscribe(chatTopic, ws); err != nil {
+		ws.Close(loop.CloseTryAgainLater, "broker unavailable")
+		return
+	}
+	ws.WriteString("Welcome")
+}
+func (c *chat) OnClose(ws *loop.WebSocket) { c.hub.Unsubscribe(chatTopic, ws) }
 func (c *chat) OnMessage(ws *loop.WebSocket, _ loop.MessageType, data []byte) {
 	ws.WriteString("new message :" + string(data))
 }
@@ -84,7 +90,9 @@ func (c *clock) tick() {
 	}
 }
 
-func addDemos(l *loop.Loop, app *loop.Application) {
+// addDemos adds the demo routes. broker, when not nil, carries /receive
+// pushes to the /ws clients of every node sharing it (see -nats).
+func addDemos(l *loop.Loop, app *loop.Application, broker loop.Broker) {
 	app.Handle("/", loop.Methods{Get: func(r *loop.Request) {
 		r.SetHeader("Content-Type", "text/html; charset=UTF-8")
 		r.SetHeader("Cache-Control", "no-cache")
@@ -99,15 +107,15 @@ func addDemos(l *loop.Loop, app *loop.Application) {
 		loop.WSOptions{MaxMessageSize: 64 << 20, CheckOrigin: loop.AnyOrigin,
 			Compression: &loop.CompressionOptions{}})
 
-	ch := &chat{clients: registry{}}
+	ch := &chat{hub: loop.NewHub(l, loop.Text, broker)}
 	app.HandleWebSocket("/ws", func(*loop.Request) loop.WebSocketHandler { return ch }, loop.WSOptions{CheckOrigin: loop.AnyOrigin})
 	app.Handle("/receive", loop.Methods{Get: func(r *loop.Request) {
-		msg := loop.PrepareMessage(loop.Text, []byte(r.GetArgument("msg", "")))
-		n := 0
-		for ws := range ch.clients {
-			if ws.WritePrepared(msg) == nil {
-				n++
-			}
+		// delivered counts this node's clients; with a broker the other
+		// nodes' clients get the message too, a moment later.
+		n := ch.hub.Subscribers(chatTopic)
+		if err := ch.hub.Publish(chatTopic, []byte(r.GetArgument("msg", ""))); err != nil {
+			r.SendError(503)
+			return
 		}
 		r.Write(map[string]any{"delivered": n})
 	}})

@@ -24,6 +24,12 @@ import (
 // startDemos runs the demo routes on a free loopback port.
 func startDemos(t *testing.T) string {
 	t.Helper()
+	return startDemosWith(t, nil)
+}
+
+// startDemosWith runs the demo routes with a hub broker (nil: none).
+func startDemosWith(t *testing.T, broker loop.Broker) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -32,7 +38,7 @@ func startDemos(t *testing.T) string {
 	ln.Close()
 	l := loop.New(loop.Options{TimeoutResolution: 10 * time.Millisecond})
 	app := loop.NewApplication(loop.AppOptions{})
-	addDemos(l, app)
+	addDemos(l, app, broker)
 	if err := l.Listen(addr, app); err != nil {
 		t.Fatal(err)
 	}

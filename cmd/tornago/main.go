@@ -13,13 +13,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/tornago/tornago/loop"
+	"github.com/tornago/tornago/loop/natsbroker"
 )
 
 func main() {
 	port := flag.Int("port", 8888, "TCP port to listen on")
 	host := flag.String("host", "", "address to bind (default all interfaces)")
 	gcPercent := flag.Int("gc-percent", 25, "GOGC for the server when the GOGC environment variable is unset")
+	natsURL := flag.String("nats", "", "NATS server URL (nats://host:4222): /receive then reaches the /ws clients of every node using it")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if os.Getenv("GOGC") == "" {
@@ -32,7 +35,17 @@ func main() {
 
 	l := loop.New(loop.Options{Logger: log})
 	app := loop.NewApplication(loop.AppOptions{})
-	addDemos(l, app)
+	var broker loop.Broker
+	if *natsURL != "" {
+		nc, err := nats.Connect(*natsURL, nats.Name("tornago"), nats.MaxReconnects(-1))
+		if err != nil {
+			log.Error("nats", "url", *natsURL, "err", err)
+			os.Exit(1)
+		}
+		defer nc.Close()
+		broker = natsbroker.New(nc, "tornago.")
+	}
+	addDemos(l, app, broker)
 	addLongPoll(l, app)
 
 	addr := fmt.Sprintf("%s:%d", *host, *port)

@@ -1,0 +1,242 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Server is a server process started by StartServers.
+type Server struct {
+	Name string
+	Host string // 127.0.0.1:port
+	PID  int
+	cmd  *exec.Cmd
+}
+
+// URL is ws://host + path.
+func (s *Server) URL(path string) string { return "ws://" + s.Host + path }
+
+// built remembers binaries built by this process (one build per package).
+var (
+	buildMu  sync.Mutex
+	built    = map[string]string{}
+	buildDir string // one temporary directory per process
+)
+
+// ServerNames are the servers StartServers knows.
+var ServerNames = []string{"tornago", "gorilla", "tornado"}
+
+// StartServers builds (go build into a temporary directory) and starts the
+// named servers from the module at root on ports basePort, basePort+1, ...;
+// pinCPU, if not empty, runs them under taskset -c pinCPU. Stop them with
+// StopServers (by PID).
+func StartServers(root string, names []string, basePort int, pinCPU string, logTo io.Writer) ([]*Server, error) {
+	var out []*Server
+	for i, name := range names {
+		port := strconv.Itoa(basePort + i)
+		// A port someone else listens on would make the harness measure
+		// the wrong process.
+		if ln, err := net.Listen("tcp", "127.0.0.1:"+port); err != nil {
+			StopServers(out)
+			return nil, fmt.Errorf("start %s: port %s is not free: %w", name, port, err)
+		} else {
+			ln.Close()
+		}
+		var argv []string
+		switch name {
+		case "tornago", "gorilla":
+			pkg := "./cmd/tornago"
+			if name == "gorilla" {
+				pkg = "./bench/refserver/gorilla"
+			}
+			buildMu.Lock()
+			bin, ok := built[root+pkg]
+			if !ok && buildDir == "" {
+				var err error
+				if buildDir, err = os.MkdirTemp("", "tornago-bench-"); err != nil {
+					buildMu.Unlock()
+					return nil, fmt.Errorf("start servers: %w", err)
+				}
+			}
+			if !ok {
+				bin = filepath.Join(buildDir, name)
+				b := exec.Command("go", "build", "-o", bin, pkg)
+				b.Dir, b.Stderr = root, logTo
+				if err := b.Run(); err != nil {
+					buildMu.Unlock()
+					StopServers(out)
+					return nil, fmt.Errorf("build %s: %w", name, err)
+				}
+				built[root+pkg] = bin
+			}
+			buildMu.Unlock()
+			argv = []string{bin, "-port", port}
+		case "tornado":
+			argv = []string{"/usr/bin/python3", filepath.Join(root, "bench/refserver/tornado/server.py"), "--port", port}
+		default:
+			StopServers(out)
+			return nil, fmt.Errorf("start servers: unknown server %q (known: %v)", name, ServerNames)
+		}
+		if pinCPU != "" {
+			argv = append([]string{"taskset", "-c", pinCPU}, argv...)
+		}
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Stdout, cmd.Stderr = logTo, logTo
+		if err := cmd.Start(); err != nil {
+			StopServers(out)
+			return nil, fmt.Errorf("start %s: %w", name, err)
+		}
+		s := &Server{Name: name, Host: "127.0.0.1:" + port, PID: cmd.Process.Pid, cmd: cmd}
+		out = append(out, s)
+		if err := waitListening(s.Host, 15*time.Second); err != nil {
+			StopServers(out)
+			return nil, fmt.Errorf("start %s: %w", name, err)
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d/status", s.PID)); err != nil || rss(s.PID) == 0 {
+			StopServers(out)
+			return nil, fmt.Errorf("start %s: process %d is not running", name, s.PID)
+		}
+	}
+	return out, nil
+}
+
+func waitListening(host string, d time.Duration) error {
+	for t0 := time.Now(); time.Since(t0) < d; time.Sleep(50 * time.Millisecond) {
+		if c, err := net.DialTimeout("tcp", host, time.Second); err == nil {
+			c.Close()
+			return nil
+		}
+	}
+	return fmt.Errorf("%s not listening after %v", host, d)
+}
+
+// StopServers sends SIGTERM to each server's PID, waits up to 10 s, then
+// kills it.
+func StopServers(ss []*Server) {
+	for _, s := range ss {
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { s.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			s.cmd.Process.Kill()
+			<-done
+		}
+	}
+}
+
+// Compare runs one scenario reps times against each server, alternating
+// servers within each repetition so that drifts of the machine hit all of
+// them alike. pause separates runs (sockets in TIME_WAIT, GC).
+func Compare(ss []*Server, reps int, pause time.Duration, run func(s *Server) (*Result, error), each func(*Result)) ([]*Result, error) {
+	var rs []*Result
+	for rep := 0; rep < max(reps, 1); rep++ {
+		for _, s := range ss {
+			r, err := run(s)
+			if err != nil {
+				return rs, fmt.Errorf("compare %s: %w", s.Name, err)
+			}
+			r.Server = s.Name
+			rs = append(rs, r)
+			if each != nil {
+				each(r)
+			}
+			time.Sleep(pause)
+		}
+	}
+	return rs, nil
+}
+
+// metric is one figure to compare, taken from a Result.
+type metric struct {
+	name  string
+	get   func(*Result) float64
+	lower bool // lower is better
+}
+
+func metricsFor(scenario string) []metric {
+	extra := func(k string) func(*Result) float64 {
+		return func(r *Result) float64 {
+			switch v := r.Extra[k].(type) {
+			case float64:
+				return v
+			case int64:
+				return float64(v)
+			case int:
+				return float64(v)
+			}
+			return 0
+		}
+	}
+	switch scenario {
+	case "idle":
+		return []metric{{"RSS/conn B", extra("rss_per_conn_bytes"), true},
+			{"idle CPU %", extra("server_idle_cpu_pct"), true},
+			{"threads", extra("threads_after"), true},
+			{"connect p99 ms", func(r *Result) float64 { return float64(r.Latency.P99) / 1e6 }, true}}
+	default:
+		return []metric{{"ops/s", func(r *Result) float64 { return r.OpsPerS }, false},
+			{"srv CPU us/op", func(r *Result) float64 { return r.CPUPerOp }, true},
+			{"p50 ms", func(r *Result) float64 { return float64(r.Latency.P50) / 1e6 }, true},
+			{"p99 ms", func(r *Result) float64 { return float64(r.Latency.P99) / 1e6 }, true},
+			{"errors", func(r *Result) float64 { return float64(r.Errors) }, true}}
+	}
+}
+
+// WriteRatios prints, per server, the median of each figure over its runs
+// and its ratio to the first server's (Tornago's).
+func WriteRatios(w io.Writer, rs []*Result) {
+	if len(rs) == 0 {
+		return
+	}
+	var names []string
+	by := map[string][]*Result{}
+	for _, r := range rs {
+		if _, ok := by[r.Server]; !ok {
+			names = append(names, r.Server)
+		}
+		by[r.Server] = append(by[r.Server], r)
+	}
+	ms := metricsFor(rs[0].Scenario)
+	fmt.Fprintf(w, "\n%s: median of %d run(s) each; (x) = this server / %s\n", rs[0].Scenario, len(by[names[0]]), names[0])
+	fmt.Fprintf(w, "%-16s", "")
+	for _, n := range names {
+		fmt.Fprintf(w, " %22s", n)
+	}
+	fmt.Fprintln(w)
+	for _, m := range ms {
+		fmt.Fprintf(w, "%-16s", m.name)
+		ref := median(by[names[0]], m.get)
+		for _, n := range names {
+			v := median(by[n], m.get)
+			ratio := "-"
+			if ref != 0 {
+				ratio = fmt.Sprintf("%.2fx", v/ref)
+			}
+			fmt.Fprintf(w, " %14.2f (%5s)", v, ratio)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+func median(rs []*Result, get func(*Result) float64) float64 {
+	v := make([]float64, 0, len(rs))
+	for _, r := range rs {
+		v = append(v, get(r))
+	}
+	if len(v) == 0 {
+		return 0
+	}
+	sort.Float64s(v)
+	return v[len(v)/2]
+}

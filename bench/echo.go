@@ -1,0 +1,83 @@
+package bench
+
+import (
+	"encoding/binary"
+	"sync/atomic"
+	"time"
+)
+
+// EchoOptions configures the echo scenario.
+type EchoOptions struct {
+	URL      string        // an echo route, e.g. ws://127.0.0.1:8888/echo
+	Conns    int           // C connections, default 1000
+	Size     int           // S bytes per message, default 64 (at least 8)
+	Duration time.Duration // D, default 10s
+	PID      int           // server PID for CPU, 0 = not measured
+	Open     OpenOptions
+	Progress Progress
+}
+
+// Echo runs C connections each doing request/response with S-byte binary
+// messages for D seconds: messages/s, latency percentiles, errors, and the
+// server's CPU per echoed message.
+func Echo(o EchoOptions) (*Result, error) {
+	if o.Conns <= 0 {
+		o.Conns = 1000
+	}
+	if o.Size < 8 {
+		o.Size = 64
+	}
+	if o.Duration <= 0 {
+		o.Duration = 10 * time.Second
+	}
+	p := orNoProgress(o.Progress)
+	d := newDriver()
+	defer d.Stop()
+	var running atomic.Bool
+	var count, badEcho atomic.Int64
+	var lat latencies
+	send := func(c conn) {
+		buf := make([]byte, o.Size)
+		binary.LittleEndian.PutUint64(buf, uint64(time.Now().UnixNano()))
+		if c.Send(buf) != nil {
+			badEcho.Add(1)
+		}
+	}
+	op := openConns(d, o.URL, o.Conns, o.Open, func(int) handler {
+		return handler{onMessage: func(c conn, data []byte) {
+			if len(data) != o.Size {
+				badEcho.Add(1)
+				return
+			}
+			if !running.Load() {
+				return
+			}
+			lat.add(time.Duration(time.Now().UnixNano() - int64(binary.LittleEndian.Uint64(data))))
+			count.Add(1)
+			send(c)
+		}}
+	}, p.Phase("connect", int64(o.Conns)))
+	res := &Result{Scenario: "echo", URL: o.URL, Client: d.Name(), Conns: len(op.live())}
+	running.Store(true)
+	m := startCPU(o.PID)
+	for _, c := range op.live() {
+		send(c)
+	}
+	bar := p.Phase("echo", int64(o.Duration/time.Millisecond))
+	for t0 := time.Now(); time.Since(t0) < o.Duration; time.Sleep(100 * time.Millisecond) {
+		bar.Set(int64(time.Since(t0)/time.Millisecond), op.errs.Load()+badEcho.Load())
+	}
+	cpu := m.stop()
+	n := count.Load()
+	running.Store(false)
+	bar.Done()
+	s := lat.sorted()
+	op.closeAll()
+	res.Errors = op.errs.Load() + badEcho.Load() + op.closed.Load()
+	res.finish(n, s, cpu, harnessCores())
+	res.Extra = map[string]any{"size_bytes": o.Size, "connect": summarize(op.lat.sorted()).String()}
+	if e, ok := op.lastErr.Load().(string); ok {
+		res.Extra["last_error"] = e
+	}
+	return res, nil
+}

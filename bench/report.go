@@ -1,0 +1,160 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"time"
+)
+
+// latencies collects samples from any goroutine.
+type latencies struct {
+	mu sync.Mutex
+	s  []time.Duration
+}
+
+func (l *latencies) add(d time.Duration) {
+	l.mu.Lock()
+	l.s = append(l.s, d)
+	l.mu.Unlock()
+}
+
+// Percentiles summarises a set of latencies.
+type Percentiles struct {
+	N    int           `json:"n"`
+	P50  time.Duration `json:"p50_ns"`
+	P99  time.Duration `json:"p99_ns"`
+	P999 time.Duration `json:"p999_ns"`
+	Max  time.Duration `json:"max_ns"`
+}
+
+func (p Percentiles) String() string {
+	return fmt.Sprintf("p50 %v p99 %v p99.9 %v max %v", round(p.P50), round(p.P99), round(p.P999), round(p.Max))
+}
+
+func round(d time.Duration) time.Duration {
+	switch {
+	case d > time.Second:
+		return d.Round(time.Millisecond)
+	case d > time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	default:
+		return d.Round(time.Microsecond)
+	}
+}
+
+// sorted returns a sorted copy of the samples.
+func (l *latencies) sorted() []time.Duration {
+	l.mu.Lock()
+	s := append([]time.Duration(nil), l.s...)
+	l.mu.Unlock()
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s
+}
+
+func summarize(s []time.Duration) Percentiles {
+	p := Percentiles{N: len(s)}
+	if len(s) == 0 {
+		return p
+	}
+	at := func(q float64) time.Duration { return s[int(float64(len(s)-1)*q)] }
+	p.P50, p.P99, p.P999, p.Max = at(0.50), at(0.99), at(0.999), s[len(s)-1]
+	return p
+}
+
+// Result is one scenario run: the common fields plus the scenario's own
+// figures in Extra. It is printed as one JSON line for scripts.
+type Result struct {
+	Scenario string          `json:"scenario"`
+	Server   string          `json:"server,omitempty"`
+	URL      string          `json:"url"`
+	Client   string          `json:"client"`
+	Conns    int             `json:"conns"`
+	Errors   int64           `json:"errors"`
+	Ops      int64           `json:"ops"` // messages, deliveries or upgrades
+	OpsPerS  float64         `json:"ops_per_s"`
+	CPUPerOp float64         `json:"server_cpu_per_op_us"`
+	Latency  Percentiles     `json:"latency"`
+	CPU      CPU             `json:"cpu"`
+	Pace     string          `json:"pace"`
+	Extra    map[string]any  `json:"extra,omitempty"`
+	Samples  []time.Duration `json:"-"` // sorted latencies, for plots
+	Steps    []IdleStep      `json:"steps,omitempty"`
+}
+
+func (r *Result) finish(ops int64, lat []time.Duration, cpu CPU, harnessCores float64) {
+	r.Ops = ops
+	r.CPU = cpu
+	r.Samples = lat
+	r.Latency = summarize(lat)
+	if cpu.Wall > 0 {
+		r.OpsPerS = float64(ops) / cpu.Wall
+	}
+	if ops > 0 && cpu.ServerMeasure {
+		r.CPUPerOp = cpu.Server / float64(ops) * 1e6
+	}
+	r.Pace = cpu.Pace(harnessCores)
+}
+
+// WriteJSON writes r as one line.
+func (r *Result) WriteJSON(w io.Writer) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("result json: %w", err)
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}
+
+// WriteTable writes a human summary of results side by side.
+func WriteTable(w io.Writer, rs []*Result) {
+	fmt.Fprintf(w, "%-10s %-10s %7s %7s %10s %12s %11s %10s %10s %10s %8s %8s\n",
+		"scenario", "server", "conns", "errors", "ops", "ops/s", "srv us/op", "p50", "p99", "max", "srv CPU%", "cli CPU%")
+	for _, r := range rs {
+		fmt.Fprintf(w, "%-10s %-10s %7d %7d %10d %12.0f %11.2f %10v %10v %10v %8.1f %8.1f\n",
+			r.Scenario, r.Server, r.Conns, r.Errors, r.Ops, r.OpsPerS, r.CPUPerOp,
+			round(r.Latency.P50), round(r.Latency.P99), round(r.Latency.Max), r.CPU.ServerPct, r.CPU.HarnessPct)
+		for _, k := range sortedKeys(r.Extra) {
+			fmt.Fprintf(w, "    %s: %v\n", k, r.Extra[k])
+		}
+		if r.Pace != "" {
+			fmt.Fprintf(w, "    pace: %s\n", r.Pace)
+		}
+	}
+}
+
+func sortedKeys(m map[string]any) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// Progress reports a long phase: done of total, errors. total may be 0 for
+// a timed phase (done is then elapsed milliseconds of total ms in Extra).
+type Progress interface {
+	Phase(name string, total int64) ProgressBar
+}
+
+// ProgressBar is one phase's bar; Set is goroutine-safe.
+type ProgressBar interface {
+	Set(done, errs int64)
+	Done()
+}
+
+type noProgress struct{}
+
+func (noProgress) Phase(string, int64) ProgressBar { return noProgress{} }
+func (noProgress) Set(int64, int64)                {}
+func (noProgress) Done()                           {}
+
+func orNoProgress(p Progress) Progress {
+	if p == nil {
+		return noProgress{}
+	}
+	return p
+}

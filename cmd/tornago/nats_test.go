@@ -1,0 +1,67 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	gws "github.com/gorilla/websocket"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/tornago/tornago/loop/natsbroker"
+)
+
+// TestReceiveAcrossNodes runs two demo servers sharing an embedded
+// nats-server (as -nats does): /receive on one node reaches the /ws clients
+// of both, each exactly once.
+func TestReceiveAcrossNodes(t *testing.T) {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(5 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	defer ns.Shutdown()
+	node := func() string {
+		nc, err := nats.Connect(ns.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return startDemosWith(t, natsbroker.New(nc, "tornago."))
+	}
+	n1, n2 := node(), node()
+	base := ns.NumSubscriptions()
+	c1, c2 := dial(t, n1, "/ws"), dial(t, n2, "/ws")
+	for _, c := range []*gws.Conn{c1, c2} {
+		if _, m := read(t, c); m != "Welcome" {
+			t.Fatalf("first message %q", m)
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); ns.NumSubscriptions() < base+2; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the nodes did not subscribe to the chat topic")
+		}
+	}
+
+	for _, msg := range []string{"one", "two"} {
+		resp, err := http.Get("http://" + n1 + "/receive?msg=" + msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out struct{ Delivered int }
+		json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if out.Delivered != 1 { // this node's own clients
+			t.Fatalf("delivered %d on node 1, want 1", out.Delivered)
+		}
+		for i, c := range []*gws.Conn{c1, c2} {
+			if _, m := read(t, c); m != msg { // a duplicate would show here
+				t.Fatalf("client %d got %q, want %q", i, m, msg)
+			}
+		}
+	}
+}

@@ -22,9 +22,12 @@ type conn struct {
 	mode connMode
 
 	wnext, wprev *conn // timing wheel list
-	wexp         int64
 	next, prev   *conn // the loop's list of open connections
 
+	// wexp is the wheel tick of the deadline, modulo 2^32 (compared with
+	// wrap-around arithmetic); 32 bits and the flags share one word so the
+	// struct fits an 80-byte allocation.
+	wexp     uint32
 	winWheel bool
 	closing  bool // Close requested; ignore further input
 	dead     bool // OnClose ran

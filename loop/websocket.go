@@ -201,11 +201,8 @@ type WebSocket struct {
 	route *wsRoute
 	dec   ws13.Decoder
 
-	// Context is free for the application (a user id, a room).
-	Context any
-
 	// rare holds what most connections never set, so that an idle
-	// WebSocket fits a 112-byte allocation.
+	// WebSocket fits a 96-byte allocation.
 	rare *wsRare
 
 	need      int // bytes the partial frame at the input's head needs
@@ -224,6 +221,29 @@ type WebSocket struct {
 type wsRare struct {
 	subprotocol string
 	reason      string
+	context     any
+}
+
+// Context returns the value set with SetContext, nil if none. Loop-only.
+func (w *WebSocket) Context() any {
+	if w.rare == nil {
+		return nil
+	}
+	return w.rare.context
+}
+
+// SetContext attaches an application value to the connection (a user id, a
+// room); it costs a small allocation the first time. A handler built per
+// connection by the route's newHandler can keep such state in its own
+// fields instead. Loop-only.
+func (w *WebSocket) SetContext(v any) {
+	if w.rare == nil {
+		if v == nil {
+			return
+		}
+		w.rare = &wsRare{}
+	}
+	w.rare.context = v
 }
 
 func (w *WebSocket) setReason(reason string) {

@@ -36,7 +36,7 @@ func (w *wheel) set(c *conn, d time.Duration) {
 	if exp <= w.cur {
 		exp = w.cur + 1
 	}
-	c.wexp = exp
+	c.wexp = uint32(exp)
 	s := &w.slots[exp&(wheelSlots-1)]
 	c.wnext = *s
 	c.wprev = nil
@@ -76,7 +76,7 @@ func (w *wheel) tick() {
 		s := &w.slots[w.cur&(wheelSlots-1)]
 		for c := *s; c != nil; {
 			next := c.wnext
-			if c.wexp <= w.cur {
+			if int32(uint32(w.cur)-c.wexp) >= 0 { // due, modulo 2^32
 				w.clear(c)
 				w.l.safeCall(c.onDeadline)
 			}

@@ -63,9 +63,9 @@ func (c *clock) Open(ws *loop.WebSocket) {
 		c.anon[ws] = struct{}{}
 		return
 	}
-	ws.Context = clockID{id}
+	ws.SetContext(clockID{id})
 	if old := c.byID[id]; old != nil {
-		old.Context = nil
+		old.SetContext(nil)
 		old.Close(4000, "replaced by a new connection with the same Id")
 	}
 	c.byID[id] = ws
@@ -73,7 +73,7 @@ func (c *clock) Open(ws *loop.WebSocket) {
 
 func (c *clock) OnClose(ws *loop.WebSocket) {
 	delete(c.anon, ws)
-	if k, ok := ws.Context.(clockID); ok && c.byID[k.id] == ws {
+	if k, ok := ws.Context().(clockID); ok && c.byID[k.id] == ws {
 		delete(c.byID, k.id)
 	}
 }

@@ -39,6 +39,7 @@ func startDemosWith(t *testing.T, broker loop.Broker) string {
 	l := loop.New(loop.Options{TimeoutResolution: 10 * time.Millisecond})
 	app := loop.NewApplication(loop.AppOptions{})
 	addDemos(l, app, broker)
+	addLongPoll(l, app)
 	if err := l.Listen(addr, app); err != nil {
 		t.Fatal(err)
 	}

@@ -81,9 +81,19 @@ func (c *conn) closed(err error) {
 	c.l.wheel.clear(c)
 	c.l.conns.remove(c)
 	c.l.openConns.Add(-1)
-	if c.mode != nil {
-		c.l.safeCall(func() { c.mode.closed(c, err) })
+	if c.mode == nil {
+		return
 	}
+	fn := func() { c.mode.closed(c, err) }
+	if c.l.busy > 0 {
+		// gnet runs OnClose inside Write when the socket write fails. The
+		// handler that wrote is still running: tell the mode once it has
+		// returned, so that nothing of it runs after OnClose (and c.mode is
+		// read then, after an upgrade in progress has set it).
+		c.l.deferredCloses = append(c.l.deferredCloses, fn)
+		return
+	}
+	c.l.safeCall(fn)
 }
 
 func (c *conn) shutdown() {

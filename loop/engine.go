@@ -129,7 +129,9 @@ func (l *Loop) handlerFor(a net.Addr) ConnHandler {
 func (e *engine) OnTraffic(gc gnet.Conn) gnet.Action {
 	e.l.enter()
 	if c, ok := gc.Context().(*conn); ok {
+		e.l.busy++
 		c.traffic()
+		e.l.leave()
 	} else {
 		gc.Discard(-1)
 	}

@@ -25,7 +25,7 @@ type httpConn struct {
 }
 
 func (h *httpConn) traffic(c *conn) {
-	for !c.closing {
+	for !c.closing && !c.dead {
 		if c.mode != connMode(h) { // upgraded: the rest of the buffer is frames
 			h.app.releaseHTTPConn(h)
 			c.mode.traffic(c)

@@ -109,10 +109,14 @@ type Loop struct {
 	// upgrade request (WebSocket.Request). Loop-only.
 	openingWS  *WebSocket
 	openingReq *Request
-	closeHooks []func()
-	slowCloses atomic.Int64
-	scratch    []byte
-	iov        [2][]byte
+	// busy counts the loop's handler frames on the stack, and
+	// deferredCloses holds the closes gnet reported inside them. Loop-only.
+	busy           int
+	deferredCloses []func()
+	closeHooks     []func()
+	slowCloses     atomic.Int64
+	scratch        []byte
+	iov            [2][]byte
 }
 
 type listener struct {
@@ -271,12 +275,29 @@ func (l *Loop) now() int64 { return int64(time.Since(l.epoch)) }
 // safeCall runs fn and recovers a panic, logging it with its stack, so that
 // one faulty callback never stops the loop.
 func (l *Loop) safeCall(fn func()) {
+	l.busy++
 	defer func() {
 		if r := recover(); r != nil {
 			l.log.Error("loop: panic in callback", "panic", r, "stack", string(debug.Stack()))
 		}
+		l.leave()
 	}()
 	fn()
+}
+
+// leave ends a busy section; the outermost one runs the closes that gnet
+// reported while it was running (see conn.closed).
+func (l *Loop) leave() {
+	l.busy--
+	if l.busy > 0 {
+		return
+	}
+	for len(l.deferredCloses) > 0 {
+		fn := l.deferredCloses[0]
+		l.deferredCloses[0] = nil
+		l.deferredCloses = l.deferredCloses[1:]
+		l.safeCall(fn)
+	}
 }
 
 // enter records the loop goroutine; every entry point from gnet calls it.

@@ -325,6 +325,10 @@ func (h *httpConn) upgrade(r *Request, wr *wsRoute) {
 		}
 	}
 	c := r.c
+	// The handler is made before the 101 is sent: if newHandler panics,
+	// dispatch answers 500 instead of leaving an accepted socket with no
+	// handler behind.
+	handler := wr.newHandler(r)
 	ext, level, deflate := negotiateDeflate(r, wr.opts.Compression)
 	// gnet copies what the socket does not take, so the loop's scratch
 	// buffer serves: no garbage per handshake.
@@ -341,7 +345,7 @@ func (h *httpConn) upgrade(r *Request, wr *wsRoute) {
 	}
 	w.dec.SetDeflate(deflate)
 	c.mode = w
-	w.h = wr.newHandler(r)
+	w.h = handler
 	w.opened = true
 	// The request is reachable through Request during Open only: kept on
 	// the loop, not in every idle WebSocket.
@@ -365,7 +369,10 @@ func (w *WebSocket) guard(fn func()) {
 }
 
 func (w *WebSocket) traffic(c *conn) {
-	for !c.closing && w.state != wsClosed {
+	// Any bytes answer a ping, also the middle of a large frame: a peer
+	// busy sending one cannot send a pong before it ends.
+	w.seen = true
+	for !c.closing && !c.dead && w.state != wsClosed {
 		if w.need > 0 && c.gc.InboundBuffered() < w.need {
 			return
 		}

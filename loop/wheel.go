@@ -29,6 +29,9 @@ func (w *wheel) init(l *Loop, res time.Duration) {
 // set gives c a deadline d from now, replacing any earlier one. Loop-only.
 func (w *wheel) set(c *conn, d time.Duration) {
 	w.clear(c)
+	if c.dead {
+		return // closed inside a write of the code now setting a deadline
+	}
 	if w.count == 0 {
 		w.cur = w.l.now() / w.res
 	}

@@ -32,7 +32,22 @@ func (h *httpConn) traffic(c *conn) {
 			return
 		}
 		if h.req != nil && h.req.dispatched {
-			return // a request is in flight; the rest waits in gnet's buffer
+			// A request is in flight; the rest waits in gnet's buffer, but
+			// only up to one more maximal request: a client pipelining
+			// without end behind a long poll is closed, not buffered.
+			lim := h.app.opts.Limits
+			if int64(c.gc.InboundBuffered()) > int64(lim.MaxHeaderBytes)+lim.MaxBodyBytes {
+				c.l.log.Warn("loop: closing a connection that pipelines too much behind a pending request", "buffered", c.gc.InboundBuffered())
+				c.close()
+			}
+			return
+		}
+		if r := h.req; r != nil && !r.head.Chunked && (!r.head.Expect100 || h.sent100) &&
+			int64(c.gc.InboundBuffered()) < r.head.ContentLength {
+			// Waiting for the rest of a body: peeking now would join gnet's
+			// buffer again on every read, quadratic for large bodies.
+			h.wait(c)
+			return
 		}
 		buf, _ := c.gc.Peek(-1)
 		if h.req == nil {

@@ -496,3 +496,30 @@ func TestHTTPHandlerCannotSetFraming(t *testing.T) {
 		t.Fatalf("header splitting: %v", resp.Header)
 	}
 }
+
+// TestHTTPPipelineBehindPendingRequestBounded: while an asynchronous request
+// is pending, a client that keeps pipelining is closed once it has more
+// than one maximal request buffered, instead of growing server memory.
+func TestHTTPPipelineBehindPendingRequestBounded(t *testing.T) {
+	app := loop.NewApplication(loop.AppOptions{Limits: http1.Limits{MaxHeaderBytes: 4096, MaxBodyBytes: 4096}})
+	app.HandleFunc(`/wait`, func(r *loop.Request) { r.Async() }) // never finishes
+	_, addr := startLoop(t, app)
+	c := dial(t, addr)
+	req := "GET /wait HTTP/1.1\r\nHost: x\r\n\r\n"
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	filler := strings.Repeat(req, 100) // 3 KiB per write
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	var err error
+	for i := 0; i < 1000 && err == nil; i++ { // at most 3 MB
+		_, err = io.WriteString(c, filler)
+	}
+	if err == nil {
+		_, err = c.Read(make([]byte, 1))
+	}
+	if err == nil || strings.Contains(err.Error(), "timeout") {
+		t.Fatalf("server kept the connection open (err %v)", err)
+	}
+}

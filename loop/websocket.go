@@ -173,7 +173,8 @@ func (wr *wsRoute) Serve(r *Request) { r.hc.upgrade(r, wr) }
 
 // HandleWebSocket adds a WebSocket route. newHandler is called for each
 // upgrade (on the loop) and returns the connection's handler; it may return
-// one shared stateless value to save memory.
+// one shared stateless value to save memory. r is valid until Open returns:
+// it is recycled for a later request then, so copy what you need of it.
 func (a *Application) HandleWebSocket(pattern string, newHandler func(r *Request) WebSocketHandler, opts WSOptions) {
 	o := opts.withDefaults()
 	a.Handle(pattern, &wsRoute{newHandler: newHandler, opts: o, lim: ws13.Limits{MaxMessage: o.MaxMessageSize}})

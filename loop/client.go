@@ -428,18 +428,11 @@ func (hs *clientHandshake) traffic(c *conn) {
 	cl.failures = 0
 	c.l.wheel.clear(c)
 
-	w := &WebSocket{c: c, h: (*clientHooks)(cl), route: cl.route, client: true}
-	if sub != "" {
-		w.rare = &wsRare{subprotocol: sub}
-	}
+	w := newWebSocket(c, (*clientHooks)(cl), cl.route, sub)
+	w.client = true
 	w.dec.SetClientSide(true)
-	c.mode = w
 	cl.ws = w
-	w.opened = true
-	w.guard(func() { w.h.Open(w) })
-	if w.state == wsOpen && cl.route.opts.PingInterval > 0 {
-		c.l.wheel.set(c, cl.route.opts.PingInterval)
-	}
+	w.open(nil)
 	// Frames the server sent right after its 101 are already buffered;
 	// gnet would not call OnTraffic again for them.
 	if !c.closing && !c.dead && c.gc.InboundBuffered() > 0 {

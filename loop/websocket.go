@@ -340,21 +340,32 @@ func (h *httpConn) upgrade(r *Request, wr *wsRoute) {
 	h.upgradeReq = r
 	c.l.wheel.clear(c)
 	c.gc.Write(resp)
-	w := &WebSocket{c: c, route: wr, deflate: deflate, level: int8(level)}
-	if sub != "" {
-		w.rare = &wsRare{subprotocol: sub}
-	}
+	w := newWebSocket(c, handler, wr, sub)
+	w.deflate, w.level = deflate, int8(level)
 	w.dec.SetDeflate(deflate)
+	w.open(r)
+}
+
+// newWebSocket makes c a WebSocket connection served by h.
+func newWebSocket(c *conn, h WebSocketHandler, route *wsRoute, subprotocol string) *WebSocket {
+	w := &WebSocket{c: c, h: h, route: route}
+	if subprotocol != "" {
+		w.rare = &wsRare{subprotocol: subprotocol}
+	}
 	c.mode = w
-	w.h = handler
+	return w
+}
+
+// open runs the handler's Open, with r reachable through Request (kept on
+// the loop, not in every idle WebSocket), then starts the keep-alive pings.
+func (w *WebSocket) open(r *Request) {
+	c := w.c
 	w.opened = true
-	// The request is reachable through Request during Open only: kept on
-	// the loop, not in every idle WebSocket.
 	c.l.openingWS, c.l.openingReq = w, r
 	w.guard(func() { w.h.Open(w) })
 	c.l.openingWS, c.l.openingReq = nil, nil
-	if w.state == wsOpen && wr.opts.PingInterval > 0 {
-		c.l.wheel.set(c, wr.opts.PingInterval)
+	if w.state == wsOpen && w.route.opts.PingInterval > 0 {
+		c.l.wheel.set(c, w.route.opts.PingInterval)
 	}
 }
 

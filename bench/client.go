@@ -22,7 +22,8 @@ type handler struct {
 	onClose   func(c conn, err error) // err is nil for a close we asked for
 }
 
-// conn is one client connection; Send and Close are goroutine-safe.
+// conn is one client connection; Send and Close are goroutine-safe, and
+// Send is done with p when it returns (p may be reused).
 type conn interface {
 	Send(p []byte) error
 	Close()

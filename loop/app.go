@@ -110,7 +110,6 @@ type Application struct {
 	// is what lets the heap, and so RSS, grow past the live connections.
 	freeHC  []*httpConn
 	freeReq []*Request
-	scratch []byte // response heads and bodies, loop-only
 }
 
 // maxFree bounds each free list: enough for a burst of handshakes, small

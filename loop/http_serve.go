@@ -196,14 +196,12 @@ func (h *httpConn) finish(c *conn, r *Request) {
 	if c.dead || c.closing {
 		return
 	}
-	// gnet's Write copies what the socket does not take at once, so one
-	// scratch buffer per application serves every response.
-	a := h.app
-	a.scratch = r.appendResponse(a.scratch[:0], a.opts.ServerHeader)
-	c.gc.Write(a.scratch)
-	if cap(a.scratch) > 64<<10 {
-		a.scratch = nil // do not keep one large response's buffer
-	}
+	// gnet's Write copies what the socket does not take at once, so the
+	// loop's scratch buffer serves every response.
+	l := c.l
+	l.scratch = r.appendResponse(l.scratch[:0], h.app.opts.ServerHeader)
+	c.gc.Write(l.scratch)
+	l.trimScratch()
 	if h.req == r {
 		h.req = nil
 	}

@@ -115,7 +115,7 @@ type Loop struct {
 	deferredCloses []func()
 	closeHooks     []func()
 	slowCloses     atomic.Int64
-	scratch        []byte
+	scratch        []byte // frames and responses being written; gnet copies them
 	iov            [2][]byte
 }
 
@@ -274,6 +274,14 @@ func (l *Loop) now() int64 { return int64(time.Since(l.epoch)) }
 
 // safeCall runs fn and recovers a panic, logging it with its stack, so that
 // one faulty callback never stops the loop.
+// trimScratch drops the scratch buffer after one large message or
+// response, so the loop does not keep its peak size for ever. Loop-only.
+func (l *Loop) trimScratch() {
+	if cap(l.scratch) > 64<<10 {
+		l.scratch = nil
+	}
+}
+
 func (l *Loop) safeCall(fn func()) {
 	l.busy++
 	defer func() {

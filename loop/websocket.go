@@ -414,7 +414,6 @@ func (w *WebSocket) traffic(c *conn) {
 			return
 		}
 		w.need = 0
-		w.seen = true
 		w.handle(&ev)
 		c.gc.Discard(n)
 	}
@@ -538,9 +537,7 @@ func (w *WebSocket) writeFrame(op ws.OpCode, data []byte) error {
 			return err
 		}
 		_, err = c.gc.Write(l.scratch)
-		if cap(l.scratch) > 64<<10 {
-			l.scratch = nil // keep the loop's scratch small after a big message
-		}
+		l.trimScratch()
 		return err
 	}
 	if len(data) <= 16<<10 {

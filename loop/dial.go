@@ -57,6 +57,14 @@ func Dial(rawURL string, opts DialOptions) (*Conn, error) {
 	if u.Port() == "" {
 		host = net.JoinHostPort(u.Hostname(), "80")
 	}
+	for _, h := range opts.Header {
+		if err := ws13.CheckRequestHeader(h[0], h[1]); err != nil {
+			return nil, fmt.Errorf("dial %s: %w", rawURL, err)
+		}
+	}
+	if err := ws13.CheckSubprotocols(opts.Subprotocols); err != nil {
+		return nil, fmt.Errorf("dial %s: %w", rawURL, err)
+	}
 	if opts.HandshakeTimeout <= 0 {
 		opts.HandshakeTimeout = 10 * time.Second
 	}
@@ -69,15 +77,7 @@ func Dial(rawURL string, opts DialOptions) (*Conn, error) {
 	}
 	nc.SetDeadline(time.Now().Add(opts.HandshakeTimeout))
 	key := ws13.NewKey()
-	path := u.RequestURI()
-	req := fmt.Appendf(nil, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n", path, u.Host, key)
-	if len(opts.Subprotocols) > 0 {
-		req = fmt.Appendf(req, "Sec-WebSocket-Protocol: %s\r\n", joinComma(opts.Subprotocols))
-	}
-	for _, h := range opts.Header {
-		req = fmt.Appendf(req, "%s: %s\r\n", h[0], h[1])
-	}
-	req = append(req, "\r\n"...)
+	req := ws13.AppendRequest(nil, u.Host, u.RequestURI(), key, opts.Subprotocols, opts.Header)
 	if _, err := nc.Write(req); err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("dial %s: send handshake: %w", rawURL, err)
@@ -91,6 +91,14 @@ func Dial(rawURL string, opts DialOptions) (*Conn, error) {
 			if err := ws13.CheckResponse(rh.Status, rh.Get("Upgrade"), rh.Get("Connection"), rh.Get("Sec-WebSocket-Accept"), key); err != nil {
 				nc.Close()
 				return nil, fmt.Errorf("dial %s: bad handshake (status %d): %w", rawURL, rh.Status, err)
+			}
+			if err := ws13.CheckResponseSubprotocol(rh.Get("Sec-WebSocket-Protocol"), opts.Subprotocols); err != nil {
+				nc.Close()
+				return nil, fmt.Errorf("dial %s: bad handshake: %w", rawURL, err)
+			}
+			if err := ws13.CheckResponseExtensions(rh.Get("Sec-WebSocket-Extensions"), nil); err != nil {
+				nc.Close()
+				return nil, fmt.Errorf("dial %s: bad handshake: %w", rawURL, err)
 			}
 			c.Subprotocol = string(rh.Get("Sec-WebSocket-Protocol"))
 			c.buf = append(c.buf[:0], c.buf[n:]...) // early frames stay
@@ -107,17 +115,6 @@ func Dial(rawURL string, opts DialOptions) (*Conn, error) {
 	}
 	nc.SetDeadline(time.Time{})
 	return c, nil
-}
-
-func joinComma(s []string) string {
-	out := ""
-	for i, v := range s {
-		if i > 0 {
-			out += ", "
-		}
-		out += v
-	}
-	return out
 }
 
 func (c *Conn) fill() error {

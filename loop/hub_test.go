@@ -114,3 +114,37 @@ func TestHubMemoryBroker(t *testing.T) {
 		t.Fatalf("y got %q", m)
 	}
 }
+
+// TestHubDropsBrokerSubscription: when a topic's last local subscriber is
+// gone, the hub cancels its broker subscription.
+func TestHubDropsBrokerSubscription(t *testing.T) {
+	var broker MemoryBroker
+	l, hub, addr := startHubLoop(t, &broker)
+	brokerTopics := func() int {
+		broker.mu.Lock()
+		defer broker.mu.Unlock()
+		return len(broker.subs)
+	}
+	c := gorillaDial(t, addr, "/room/z", nil)
+	c.WriteMessage(gws.TextMessage, []byte("hi"))
+	if m := readText(t, c); m != "hi" {
+		t.Fatalf("got %q", m)
+	}
+	if n := brokerTopics(); n != 1 {
+		t.Fatalf("broker has %d topics, want 1", n)
+	}
+	c.Close()
+	// Wait until the loop has seen the close, then publish: the closed
+	// subscriber drops out and the topic with it.
+	for deadline := time.Now().Add(3 * time.Second); onLoop(l, func() int { return hub.Subscribers("z") }) != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("close not seen")
+		}
+	}
+	hub.Publish("z", []byte("nobody"))
+	for deadline := time.Now().Add(3 * time.Second); brokerTopics() != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("broker still has %d topics after the last subscriber left", brokerTopics())
+		}
+	}
+}

@@ -121,10 +121,17 @@ type Event struct {
 // Decoder is the per-connection frame state machine. The zero value is ready
 // and decodes the server side of a connection: it requires masked frames.
 //
-// It holds only the fragmentation state: the assembly buffer (also reporting
-// the accumulated length), the opcode of the message being assembled and the
-// incremental UTF-8 validation state (32 bytes on 64-bit platforms).
+// It is one pointer (8 bytes on 64-bit platforms), nil while the connection
+// is between messages with default settings, so an idle connection holds
+// nothing else. The state behind it (the assembly buffer of a fragmented
+// message, its opcode, its incremental UTF-8 validation, the client-side and
+// deflate settings) is allocated by the first fragmented message or setting,
+// and dropped again by Release when only defaults remain.
 type Decoder struct {
+	s *decState
+}
+
+type decState struct {
 	// buf is the assembly buffer of a fragmented message; len(buf) is the
 	// length accumulated so far. It is kept after the final fragment so the
 	// event's Payload stays valid, until Release or the next fragmented
@@ -133,6 +140,20 @@ type Decoder struct {
 	op    ws.OpCode // opcode of the message being assembled
 	utf8  utf8State // validation state of a text message being assembled
 	flags uint8
+}
+
+func (d *Decoder) state() *decState {
+	if d.s == nil {
+		d.s = &decState{}
+	}
+	return d.s
+}
+
+func (d *Decoder) flags() uint8 {
+	if d.s == nil {
+		return 0
+	}
+	return d.s.flags
 }
 
 const (
@@ -147,14 +168,14 @@ const (
 // restores the server side.
 func (d *Decoder) SetClientSide(v bool) {
 	if v {
-		d.flags |= flagClient
-	} else {
-		d.flags &^= flagClient
+		d.state().flags |= flagClient
+	} else if d.s != nil {
+		d.s.flags &^= flagClient
 	}
 }
 
 // Fragmented reports whether a fragmented message is in progress.
-func (d *Decoder) Fragmented() bool { return d.flags&flagFragmented != 0 }
+func (d *Decoder) Fragmented() bool { return d.flags()&flagFragmented != 0 }
 
 // Release drops the assembly buffer, returning it to a size-classed pool.
 // Call it once done with the Payload of a fragmented message (an
@@ -163,13 +184,20 @@ func (d *Decoder) Fragmented() bool { return d.flags&flagFragmented != 0 }
 // not be called while a fragmented message is in progress unless the
 // connection is being abandoned (the fragments received so far are lost).
 func (d *Decoder) Release() {
-	if d.buf != nil {
-		putBuf(d.buf)
-		d.buf = nil
+	s := d.s
+	if s == nil {
+		return
 	}
-	if d.flags&flagFragmented != 0 {
-		d.flags &^= flagFragmented | flagCompressed
-		d.utf8 = utf8Accept
+	if s.buf != nil {
+		putBuf(s.buf)
+		s.buf = nil
+	}
+	if s.flags&flagFragmented != 0 {
+		s.flags &^= flagFragmented | flagCompressed
+		s.utf8 = utf8Accept
+	}
+	if s.flags == 0 {
+		d.s = nil // defaults only: an idle connection keeps no state
 	}
 }
 
@@ -206,7 +234,8 @@ func (d *Decoder) Next(buf []byte, lim Limits) (ev Event, n int, err error) {
 	op := ws.OpCode(b0 & 0x0f)
 	masked := b1&bitMask != 0
 	control := op.IsControl()
-	fragmented := d.flags&flagFragmented != 0
+	fl := d.flags()
+	fragmented := fl&flagFragmented != 0
 
 	// RFC 6455 5.2: "RSV1, RSV2, RSV3: 1 bit each. MUST be 0 unless an
 	// extension is negotiated that defines meanings for non-zero values. If
@@ -215,7 +244,7 @@ func (d *Decoder) Next(buf []byte, lim Limits) (ev Event, n int, err error) {
 	// MUST _Fail the WebSocket Connection_."
 	compressed := false
 	if rsv := b0 & bitsRsv; rsv != 0 {
-		if rsv != RSV1 || d.flags&flagDeflate == 0 {
+		if rsv != RSV1 || fl&flagDeflate == 0 {
 			return ev, 0, protocolError("reserved bits set")
 		}
 		// RFC 7692 6.1: "An endpoint MUST NOT set the "Per-Message
@@ -239,7 +268,7 @@ func (d *Decoder) Next(buf []byte, lim Limits) (ev Event, n int, err error) {
 	if control && !fin {
 		return ev, 0, protocolError("fragmented control frame")
 	}
-	if d.flags&flagClient == 0 {
+	if fl&flagClient == 0 {
 		// RFC 6455 5.1: "The server MUST close the connection upon
 		// receiving a frame that is not masked."
 		if !masked {
@@ -308,10 +337,10 @@ func (d *Decoder) Next(buf []byte, lim Limits) (ev Event, n int, err error) {
 		// payload is buffered.
 		var acc int64
 		if fragmented {
-			acc = int64(len(d.buf))
+			acc = int64(len(d.s.buf))
 		}
 		max := lim.maxMessage()
-		if compressed || (fragmented && d.flags&flagCompressed != 0) {
+		if compressed || fl&flagCompressed != 0 {
 			// Incompressible data grows by a few bytes per 64 KiB
 			// stored block; the inflated size is bounded by the caller.
 			max += max>>10 + 64
@@ -356,36 +385,37 @@ func (d *Decoder) Next(buf []byte, lim Limits) (ev Event, n int, err error) {
 		return Event{Kind: EventMessage, Op: op, Payload: p}, end, nil
 	}
 
+	st := d.state()
 	if !fragmented {
 		// First fragment.
-		d.flags |= flagFragmented
-		d.flags &^= flagCompressed
+		st.flags |= flagFragmented
+		st.flags &^= flagCompressed
 		if compressed {
-			d.flags |= flagCompressed
+			st.flags |= flagCompressed
 		}
-		d.op = op
-		d.utf8 = utf8Accept
-		d.buf = d.buf[:0]
+		st.op = op
+		st.utf8 = utf8Accept
+		st.buf = st.buf[:0]
 	}
-	zipped := d.flags&flagCompressed != 0
-	if d.op == ws.OpText && !zipped {
+	zipped := st.flags&flagCompressed != 0
+	if st.op == ws.OpText && !zipped {
 		// RFC 6455 8.1 (as above); validated fragment by fragment so that
 		// the connection fails on the fragment where the bytes stop being
 		// a prefix of valid UTF-8.
 		var ok bool
-		if d.utf8, ok = validateUTF8(d.utf8, p); !ok {
+		if st.utf8, ok = validateUTF8(st.utf8, p); !ok {
 			return ev, end, invalidUTF8("invalid UTF-8 in text message")
 		}
-		if fin && d.utf8 != utf8Accept {
+		if fin && st.utf8 != utf8Accept {
 			return ev, end, invalidUTF8("text message ends inside a UTF-8 sequence")
 		}
 	}
-	d.appendFragment(p)
+	st.appendFragment(p)
 	if !fin {
 		return ev, end, nil
 	}
-	d.flags &^= flagFragmented | flagCompressed
-	return Event{Kind: EventMessage, Op: d.op, Payload: d.buf, Compressed: zipped}, end, nil
+	st.flags &^= flagFragmented | flagCompressed
+	return Event{Kind: EventMessage, Op: st.op, Payload: st.buf, Compressed: zipped}, end, nil
 }
 
 // parseClose checks a close frame body.
@@ -441,7 +471,7 @@ func ValidCloseCode(code ws.StatusCode) bool {
 	return false
 }
 
-func (d *Decoder) appendFragment(p []byte) {
+func (d *decState) appendFragment(p []byte) {
 	need := len(d.buf) + len(p)
 	if need > cap(d.buf) {
 		nb := getBuf(need)

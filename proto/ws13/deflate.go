@@ -86,8 +86,8 @@ func AppendDeflateResponse(dst []byte, a DeflateAgreement) []byte {
 // continuation frame stays a protocol error.
 func (d *Decoder) SetDeflate(v bool) {
 	if v {
-		d.flags |= flagDeflate
-	} else {
-		d.flags &^= flagDeflate
+		d.state().flags |= flagDeflate
+	} else if d.s != nil {
+		d.s.flags &^= flagDeflate
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"time"
+	"unsafe"
 
 	"github.com/tornago/tornago/proto/http1"
 )
@@ -205,6 +206,6 @@ func (a *Application) match(path string) (Handler, []string) {
 
 func (a *Application) serveConn(c *conn) {
 	h := a.newHTTPConn()
-	c.mode = h
+	c.kind, c.aux = kindHTTP, unsafe.Pointer(h)
 	c.l.wheel.set(c, a.opts.IdleTimeout)
 }

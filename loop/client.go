@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
@@ -429,7 +430,7 @@ func (hs *clientHandshake) traffic(c *conn) {
 	c.l.wheel.clear(c)
 
 	w := newWebSocket(c, (*clientHooks)(cl), cl.route, sub)
-	w.client = true
+	w.wsf.set(wsClient, true)
 	w.dec.SetClientSide(true)
 	cl.ws = w
 	w.open(nil)
@@ -554,7 +555,7 @@ func (l *Loop) dialOne(hs *clientHandshake) {
 		failed(err)
 		return
 	}
-	c := &conn{l: l, mode: hs}
+	c := &conn{l: l, kind: kindDial, aux: unsafe.Pointer(hs)}
 	ctx := gnet.NewContext(gnet.NewNetConnContext(context.Background(), nc), c)
 	ch, err := l.eng.Register(ctx)
 	if err != nil {
@@ -573,7 +574,7 @@ func (l *Loop) dialOne(hs *clientHandshake) {
 
 // appendClose appends a close frame for this side: masked for a client.
 func (w *WebSocket) appendClose(dst []byte, code StatusCode, reason string) []byte {
-	if w.client {
+	if w.wsf.has(wsClient) {
 		return ws13.AppendMaskedCloseFrame(dst, ws13.NewMask(), code, reason)
 	}
 	return ws13.AppendCloseFrame(dst, code, reason)
@@ -582,14 +583,14 @@ func (w *WebSocket) appendClose(dst []byte, code StatusCode, reason string) []by
 // writeMasked writes a client frame, masked with a fresh key (RFC 6455 5.3).
 // The payload is copied while masking: the caller's bytes stay untouched.
 func (w *WebSocket) writeMasked(op ws.OpCode, data []byte) error {
-	l := w.c.l
+	l := w.l
 	mask := ws13.NewMask()
 	if len(data) <= 16<<10 {
 		l.scratch = ws13.AppendMaskedFrame(l.scratch[:0], true, op, mask, data)
-		_, err := w.c.gc.Write(l.scratch)
+		_, err := w.gc.Write(l.scratch)
 		return err
 	}
-	_, err := w.c.gc.Write(ws13.AppendMaskedFrame(nil, true, op, mask, data))
+	_, err := w.gc.Write(ws13.AppendMaskedFrame(nil, true, op, mask, data))
 	return err
 }
 

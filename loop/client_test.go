@@ -589,7 +589,7 @@ type kickFirst struct{ n *atomic.Int32 }
 
 func (k kickFirst) Open(w *WebSocket) {
 	if k.n.Add(1) == 1 {
-		w.c.close()
+		w.conn().close()
 	}
 }
 func (kickFirst) OnMessage(w *WebSocket, typ MessageType, data []byte) { w.WriteMessage(data) }

@@ -2,11 +2,16 @@ package loop
 
 import (
 	"runtime/debug"
+	"unsafe"
 
 	"github.com/panjf2000/gnet/v2"
+
+	"github.com/tornago/tornago/proto/ws13"
 )
 
-// connMode is what a connection currently speaks (HTTP/1.1, WebSocket).
+// connMode is what a connection currently speaks (HTTP/1.1, the client side
+// of a handshake). A WebSocket is not a connMode: it lives in the conn
+// itself (see kind), so that an idle WebSocket is one allocation.
 type connMode interface {
 	traffic(c *conn)  // bytes are buffered in c.gc
 	deadline(c *conn) // the wheel deadline passed
@@ -14,23 +19,64 @@ type connMode interface {
 	shutdown(c *conn) // the loop is stopping
 }
 
-// conn is the per-connection state the loop keeps. It is deliberately small:
-// an idle connection costs this struct, gnet's, and nothing else.
-type conn struct {
-	l    *Loop
-	gc   gnet.Conn
-	mode connMode
+// Connection kinds: what aux points to and who handles events.
+const (
+	kindNone uint8 = iota // not served yet; aux is nil
+	kindHTTP              // aux is the *httpConn
+	kindDial              // aux is the *clientHandshake of a DialWebSocket
+	kindWS                // the conn is a WebSocket; aux is its *wsRoute
+)
 
-	wnext, wprev *conn // timing wheel list
-	next, prev   *conn // the loop's list of open connections
+// conn is the per-connection state the loop keeps. It is deliberately small:
+// an idle WebSocket costs this struct, gnet's, and nothing else. The struct
+// is also the WebSocket (type WebSocket conn): its WebSocket fields are
+// unused while the connection speaks HTTP, which costs less than a second
+// allocation per upgraded connection. Keep it at 96 bytes (TestConnSize):
+// it is a Go size class, and the next one is 112.
+type conn struct {
+	l  *Loop
+	gc gnet.Conn
+
+	// Every tracked connection is on exactly one list through these links:
+	// a wheel slot when it has a deadline, the wheel's list of connections
+	// without one otherwise. Shutdown finds every connection there.
+	wnext, wprev *conn
+
+	// aux is what kind says (an unsafe.Pointer so that one word serves
+	// three types).
+	aux unsafe.Pointer
+
+	// WebSocket fields (kindWS).
+	h    WebSocketHandler
+	rare *wsRare // what most connections never set
+	dec  ws13.Decoder
 
 	// wexp is the wheel tick of the deadline, modulo 2^32 (compared with
-	// wrap-around arithmetic); 32 bits and the flags share one word so the
-	// struct fits an 80-byte allocation.
-	wexp     uint32
-	winWheel bool
-	closing  bool // Close requested; ignore further input
-	dead     bool // OnClose ran
+	// wrap-around arithmetic).
+	wexp  uint32
+	need  int32 // bytes the partial frame at the input's head needs (WebSocket)
+	code  StatusCode
+	kind  uint8
+	where uint8 // which list holds the connection: onNone, onSlot, onIdle
+	state uint8 // WebSocket: wsOpen, wsClosing, wsClosed
+	wsf   wsFlags
+	// closing: Close requested; ignore further input. dead: OnClose ran.
+	closing, dead bool
+}
+
+func (c *conn) http() *httpConn             { return (*httpConn)(c.aux) }
+func (c *conn) handshake() *clientHandshake { return (*clientHandshake)(c.aux) }
+func (c *conn) ws() *WebSocket              { return (*WebSocket)(c) }
+
+// mode is the connMode of an HTTP or handshaking connection, nil otherwise.
+func (c *conn) mode() connMode {
+	switch c.kind {
+	case kindHTTP:
+		return c.http()
+	case kindDial:
+		return c.handshake()
+	}
+	return nil
 }
 
 // close asks gnet to close the connection after flushing what was written.
@@ -45,7 +91,7 @@ func (c *conn) close() {
 }
 
 func (c *conn) traffic() {
-	if c.closing || c.dead || c.mode == nil {
+	if c.closing || c.dead || c.kind == kindNone {
 		c.gc.Discard(-1)
 		return
 	}
@@ -55,21 +101,34 @@ func (c *conn) traffic() {
 			c.close()
 		}
 	}()
-	c.mode.traffic(c)
+	c.dispatchTraffic()
+}
+
+// dispatchTraffic hands buffered input to what the connection speaks now.
+func (c *conn) dispatchTraffic() {
+	if c.kind == kindWS {
+		c.ws().traffic(c)
+	} else if m := c.mode(); m != nil {
+		m.traffic(c)
+	}
 }
 
 func (c *conn) onDeadline() {
-	if c.dead || c.mode == nil {
+	if c.dead {
 		return
 	}
-	c.mode.deadline(c)
+	if c.kind == kindWS {
+		c.ws().deadline(c)
+	} else if m := c.mode(); m != nil {
+		m.deadline(c)
+	}
 }
 
 // onOpen runs when gnet registered a connection the loop dialed
-// (DialWebSocket); its mode was set before registration.
+// (DialWebSocket); its handshake was set before registration.
 func (c *conn) onOpen() {
-	if o, ok := c.mode.(interface{ open(*conn) }); ok {
-		o.open(c)
+	if c.kind == kindDial {
+		c.handshake().open(c)
 	}
 }
 
@@ -78,18 +137,23 @@ func (c *conn) closed(err error) {
 		return
 	}
 	c.dead = true
-	c.l.wheel.clear(c)
-	c.l.conns.remove(c)
+	c.l.wheel.untrack(c)
 	c.l.openConns.Add(-1)
-	if c.mode == nil {
+	if c.kind == kindNone {
 		return
 	}
-	fn := func() { c.mode.closed(c, err) }
+	// The kind is read when fn runs: an upgrade in progress may change it.
+	fn := func() {
+		if c.kind == kindWS {
+			c.ws().closed(c, err)
+		} else if m := c.mode(); m != nil {
+			m.closed(c, err)
+		}
+	}
 	if c.l.busy > 0 {
 		// gnet runs OnClose inside Write when the socket write fails. The
 		// handler that wrote is still running: tell the mode once it has
-		// returned, so that nothing of it runs after OnClose (and c.mode is
-		// read then, after an upgrade in progress has set it).
+		// returned, so that nothing of it runs after OnClose.
 		c.l.deferredCloses = append(c.l.deferredCloses, fn)
 		return
 	}
@@ -100,41 +164,12 @@ func (c *conn) shutdown() {
 	if c.dead || c.closing {
 		return
 	}
-	if c.mode == nil {
+	switch {
+	case c.kind == kindWS:
+		c.ws().shutdown(c)
+	case c.mode() != nil:
+		c.mode().shutdown(c)
+	default:
 		c.close()
-		return
-	}
-	c.mode.shutdown(c)
-}
-
-// connList is an intrusive list, so tracking a connection allocates nothing.
-type connList struct{ head *conn }
-
-func (cl *connList) push(c *conn) {
-	c.prev = nil
-	c.next = cl.head
-	if cl.head != nil {
-		cl.head.prev = c
-	}
-	cl.head = c
-}
-
-func (cl *connList) remove(c *conn) {
-	if c.prev != nil {
-		c.prev.next = c.next
-	} else if cl.head == c {
-		cl.head = c.next
-	}
-	if c.next != nil {
-		c.next.prev = c.prev
-	}
-	c.next, c.prev = nil, nil
-}
-
-func (cl *connList) each(fn func(*conn)) {
-	for c := cl.head; c != nil; {
-		next := c.next
-		fn(c)
-		c = next
 	}
 }

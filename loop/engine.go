@@ -3,7 +3,6 @@ package loop
 import (
 	"context"
 	"net"
-	"strconv"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -105,7 +104,7 @@ func (e *engine) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 }
 
 func (l *Loop) track(c *conn) {
-	l.conns.push(c)
+	l.wheel.track(c)
 	l.openConns.Add(1)
 }
 
@@ -115,8 +114,7 @@ func (l *Loop) handlerFor(a net.Addr) ConnHandler {
 		return nil
 	}
 	for _, ln := range l.listeners {
-		_, port, _ := net.SplitHostPort(ln.addr)
-		if port == strconv.Itoa(ta.Port) {
+		if ln.port == ta.Port {
 			return ln.app
 		}
 	}

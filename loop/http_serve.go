@@ -26,9 +26,9 @@ type httpConn struct {
 
 func (h *httpConn) traffic(c *conn) {
 	for !c.closing && !c.dead {
-		if c.mode != connMode(h) { // upgraded: the rest of the buffer is frames
+		if c.kind != kindHTTP { // upgraded: the rest of the buffer is frames
 			h.app.releaseHTTPConn(h)
-			c.mode.traffic(c)
+			c.dispatchTraffic()
 			return
 		}
 		if h.req != nil && h.req.dispatched {
@@ -62,13 +62,15 @@ func (h *httpConn) traffic(c *conn) {
 				}
 				return
 			}
-			var perr *http1.Error
-			if errors.As(err, &perr) {
-				h.reject(c, perr.Status)
-				return
-			}
 			if err != nil {
-				h.reject(c, 400)
+				status := 400
+				// Declared here: errors.As moves its target to the heap,
+				// which must not cost a request that parsed.
+				var perr *http1.Error
+				if errors.As(err, &perr) {
+					status = perr.Status
+				}
+				h.reject(c, status)
 				return
 			}
 			if !h.startRequest(c, buf[:n]) {

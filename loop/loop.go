@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,7 +103,6 @@ type Loop struct {
 	ctrl      net.Conn // the std side of the control connection
 	ctrlPeer  net.Conn
 
-	conns     connList  // every server and client connection (loop-only)
 	dials     dialQueue // client attempts waiting for a dialer goroutine
 	openConns atomic.Int64
 	// openingWS is the WebSocket whose Open is running and openingReq its
@@ -121,6 +121,7 @@ type Loop struct {
 
 type listener struct {
 	addr string
+	port int // of addr, to find the listener of a new connection without allocating
 	app  ConnHandler
 }
 
@@ -153,10 +154,12 @@ func (l *Loop) Listen(addr string, h ConnHandler) error {
 	if l.state.Load() != stateNew {
 		return fmt.Errorf("loop: listen %s: loop already started", addr)
 	}
-	if _, _, err := net.SplitHostPort(addr); err != nil {
+	_, ps, err := net.SplitHostPort(addr)
+	if err != nil {
 		return fmt.Errorf("loop: listen %s: %w", addr, err)
 	}
-	l.listeners = append(l.listeners, listener{addr: addr, app: h})
+	port, _ := strconv.Atoi(ps) // a named port gives 0: matched when it is the only listener
+	l.listeners = append(l.listeners, listener{addr: addr, port: port, app: h})
 	return nil
 }
 
@@ -179,7 +182,10 @@ func (l *Loop) Start() error {
 	err := gnet.Rotate(&engine{l: l}, addrs,
 		gnet.WithMulticore(false),
 		gnet.WithNumEventLoop(1),
-		gnet.WithLoadBalancing(gnet.SourceAddrHash), // stateless: Register from other goroutines does not race
+		// Least-connections reads atomic counters: Register from other
+		// goroutines does not race, and unlike SourceAddrHash it does not
+		// format every peer's address into a string.
+		gnet.WithLoadBalancing(gnet.LeastConnections),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithReuseAddr(true),
 		gnet.WithLogger(gnetLogger{l.log}),
@@ -235,7 +241,7 @@ func (l *Loop) Stop(ctx context.Context) error {
 		return errors.New("loop: Stop called on the loop goroutine")
 	}
 	l.AddCallback(func() {
-		l.conns.each(func(c *conn) { c.shutdown() })
+		l.wheel.each(func(c *conn) { c.shutdown() })
 	})
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()

@@ -1,14 +1,17 @@
 package loop
 
 import (
+	"compress/flate"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/gobwas/ws"
 	"github.com/tornago/tornago/proto/ws13"
@@ -194,29 +197,49 @@ const (
 	wsClosed
 )
 
-// WebSocket is one server-side WebSocket connection. Methods marked
-// goroutine-safe may be called from anywhere; the rest are loop-only.
-type WebSocket struct {
-	c     *conn
-	h     WebSocketHandler
-	route *wsRoute
-	dec   ws13.Decoder
+// WebSocket is one WebSocket connection. Methods marked goroutine-safe may
+// be called from anywhere; the rest are loop-only.
+//
+// It is the loop's connection struct itself (96 bytes with gnet's ~380),
+// so an idle WebSocket is one allocation of Tornago's.
+type WebSocket conn
 
-	// rare holds what most connections never set, so that an idle
-	// WebSocket fits a 96-byte allocation.
-	rare *wsRare
+// wsFlags are a WebSocket's booleans, one bit each to fit the 96 bytes.
+type wsFlags uint8
 
-	need      int // bytes the partial frame at the input's head needs
-	code      StatusCode
-	state     uint8
-	opened    bool
-	notified  bool
-	awaitPong bool
-	seen      bool
-	sentClose bool
-	client    bool // opened by DialWebSocket: our frames are masked
-	deflate   bool // permessage-deflate negotiated
-	level     int8 // compress/flate level of outgoing messages
+const (
+	wsOpened    wsFlags = 1 << iota // Open ran
+	wsNotified                      // OnClose ran
+	wsAwaitPong                     // a ping is out; the deadline checks wsSeen
+	wsSeen                          // bytes arrived since the last ping
+	wsSentClose                     // our close frame is written
+	wsClient                        // opened by DialWebSocket: our frames are masked
+	wsDeflate                       // permessage-deflate negotiated
+	wsHuffman                       // compress Huffman-only (the client asked for a small window)
+)
+
+func (f wsFlags) has(b wsFlags) bool { return f&b != 0 }
+
+func (f *wsFlags) set(b wsFlags, v bool) {
+	if v {
+		*f |= b
+	} else {
+		*f &^= b
+	}
+}
+
+// conn is the connection w is.
+func (w *WebSocket) conn() *conn { return (*conn)(w) }
+
+// route is the route (or the Client's) whose options w follows.
+func (w *WebSocket) route() *wsRoute { return (*wsRoute)(w.aux) }
+
+// level is the compress/flate level of w's outgoing messages.
+func (w *WebSocket) level() int {
+	if w.wsf.has(wsHuffman) {
+		return flate.HuffmanOnly
+	}
+	return w.route().opts.Compression.Level
 }
 
 type wsRare struct {
@@ -259,14 +282,14 @@ func (w *WebSocket) setReason(reason string) {
 
 // Request returns the upgrade request; valid during Open only.
 func (w *WebSocket) Request() *Request {
-	if l := w.c.l; l.openingWS == w {
+	if l := w.l; l.openingWS == w {
 		return l.openingReq
 	}
 	return nil
 }
 
 // Loop returns the loop the connection lives on. Goroutine-safe.
-func (w *WebSocket) Loop() *Loop { return w.c.l }
+func (w *WebSocket) Loop() *Loop { return w.l }
 
 // Subprotocol returns the negotiated subprotocol, "" if none.
 func (w *WebSocket) Subprotocol() string {
@@ -289,10 +312,10 @@ func (w *WebSocket) CloseReason() string {
 
 // BufferedAmount returns the bytes written but not yet sent. Loop-only.
 func (w *WebSocket) BufferedAmount() int {
-	if w.state == wsClosed || w.c.dead {
+	if w.state == wsClosed || w.dead {
 		return 0
 	}
-	return w.c.gc.OutboundBuffered()
+	return w.gc.OutboundBuffered()
 }
 
 // upgrade answers the handshake for r on route wr.
@@ -341,31 +364,32 @@ func (h *httpConn) upgrade(r *Request, wr *wsRoute) {
 	c.l.wheel.clear(c)
 	c.gc.Write(resp)
 	w := newWebSocket(c, handler, wr, sub)
-	w.deflate, w.level = deflate, int8(level)
+	w.wsf.set(wsDeflate, deflate)
+	w.wsf.set(wsHuffman, deflate && level == flate.HuffmanOnly)
 	w.dec.SetDeflate(deflate)
 	w.open(r)
 }
 
 // newWebSocket makes c a WebSocket connection served by h.
 func newWebSocket(c *conn, h WebSocketHandler, route *wsRoute, subprotocol string) *WebSocket {
-	w := &WebSocket{c: c, h: h, route: route}
+	c.kind, c.aux, c.h = kindWS, unsafe.Pointer(route), h
+	w := c.ws()
 	if subprotocol != "" {
 		w.rare = &wsRare{subprotocol: subprotocol}
 	}
-	c.mode = w
 	return w
 }
 
 // open runs the handler's Open, with r reachable through Request (kept on
 // the loop, not in every idle WebSocket), then starts the keep-alive pings.
 func (w *WebSocket) open(r *Request) {
-	c := w.c
-	w.opened = true
+	c := w.conn()
+	w.wsf.set(wsOpened, true)
 	c.l.openingWS, c.l.openingReq = w, r
 	w.guard(func() { w.h.Open(w) })
 	c.l.openingWS, c.l.openingReq = nil, nil
-	if w.state == wsOpen && w.route.opts.PingInterval > 0 {
-		c.l.wheel.set(c, w.route.opts.PingInterval)
+	if w.state == wsOpen && w.route().opts.PingInterval > 0 {
+		c.l.wheel.set(c, w.route().opts.PingInterval)
 	}
 }
 
@@ -373,7 +397,7 @@ func (w *WebSocket) open(r *Request) {
 func (w *WebSocket) guard(fn func()) {
 	defer func() {
 		if p := recover(); p != nil {
-			w.c.l.log.Error("loop: panic in websocket handler", "panic", p, "stack", string(debug.Stack()))
+			w.l.log.Error("loop: panic in websocket handler", "panic", p, "stack", string(debug.Stack()))
 			w.Close(CloseInternalError, "internal error")
 		}
 	}()
@@ -383,16 +407,16 @@ func (w *WebSocket) guard(fn func()) {
 func (w *WebSocket) traffic(c *conn) {
 	// Any bytes answer a ping, also the middle of a large frame: a peer
 	// busy sending one cannot send a pong before it ends.
-	w.seen = true
+	w.wsf.set(wsSeen, true)
 	for !c.closing && !c.dead && w.state != wsClosed {
-		if w.need > 0 && c.gc.InboundBuffered() < w.need {
+		if w.need > 0 && c.gc.InboundBuffered() < int(w.need) {
 			return
 		}
 		buf, _ := c.gc.Peek(-1)
 		if len(buf) == 0 {
 			return
 		}
-		ev, n, err := w.dec.Next(buf, w.route.lim)
+		ev, n, err := w.dec.Next(buf, w.route().lim)
 		if err != nil {
 			var ce *ws13.CloseError
 			if errors.As(err, &ce) {
@@ -409,7 +433,7 @@ func (w *WebSocket) traffic(c *conn) {
 			// joins its ring buffer and the fresh read), which is
 			// quadratic in the frame's size.
 			if fl, ok := ws13.FrameLen(buf); ok && fl > int64(len(buf)) {
-				w.need = int(fl)
+				w.need = int32(min(fl, math.MaxInt32))
 			}
 			return
 		}
@@ -444,17 +468,17 @@ func (w *WebSocket) handle(ev *ws13.Event) {
 	case ws13.EventClose:
 		w.code = ev.Code
 		w.setReason(string(ev.Reason))
-		if !w.sentClose {
+		if !w.wsf.has(wsSentClose) {
 			// Echo the peer's code (RFC 6455 5.5.1); none when it sent none.
 			code := ev.Code
 			if code == CloseNoStatus {
 				code = 0
 			}
-			w.sentClose = true
-			w.c.gc.Write(w.appendClose(nil, code, ""))
+			w.wsf.set(wsSentClose, true)
+			w.gc.Write(w.appendClose(nil, code, ""))
 		}
 		w.state = wsClosed
-		w.c.close()
+		w.conn().close()
 	case ws13.EventNone:
 	}
 }
@@ -463,12 +487,12 @@ func (w *WebSocket) handle(ev *ws13.Event) {
 func (w *WebSocket) fail(code StatusCode, reason string) {
 	w.code = code
 	w.setReason(reason)
-	if !w.sentClose {
-		w.sentClose = true
-		w.c.gc.Write(w.appendClose(nil, code, reason))
+	if !w.wsf.has(wsSentClose) {
+		w.wsf.set(wsSentClose, true)
+		w.gc.Write(w.appendClose(nil, code, reason))
 	}
 	w.state = wsClosed
-	w.c.close()
+	w.conn().close()
 }
 
 // WriteMessage sends a text message. Goroutine-safe: from the loop it goes
@@ -501,39 +525,39 @@ func (w *WebSocket) Ping(data []byte) error {
 
 // SetNoDelay sets TCP_NODELAY (on by default). Loop-only.
 func (w *WebSocket) SetNoDelay(v bool) error {
-	if w.c.dead {
+	if w.dead {
 		return ErrWebSocketClosed
 	}
-	return w.c.gc.SetNoDelay(v)
+	return w.gc.SetNoDelay(v)
 }
 
 func (w *WebSocket) write(op ws.OpCode, data []byte) error {
-	l := w.c.l
+	l := w.l
 	if !l.InLoop() {
 		cp := append([]byte(nil), data...)
 		l.AddCallback(func() { _ = w.write(op, cp) })
 		return nil
 	}
-	if w.state != wsOpen || w.c.closing || w.c.dead {
+	if w.state != wsOpen || w.closing || w.dead {
 		return ErrWebSocketClosed
 	}
 	return w.writeFrame(op, data)
 }
 
 func (w *WebSocket) writeFrame(op ws.OpCode, data []byte) error {
-	c := w.c
-	if b := c.gc.OutboundBuffered(); b > 0 && b+len(data) > w.route.opts.MaxBufferedBytes {
+	c := w.conn()
+	if b := c.gc.OutboundBuffered(); b > 0 && b+len(data) > w.route().opts.MaxBufferedBytes {
 		c.l.slowCloses.Add(1)
 		w.fail(ClosePolicy, "slow consumer: send buffer full")
 		return ErrWebSocketClosed
 	}
-	if w.client {
+	if w.wsf.has(wsClient) {
 		return w.writeMasked(op, data)
 	}
 	l := c.l
-	if w.deflate && op.IsData() && len(data) >= w.route.opts.Compression.Threshold {
+	if w.wsf.has(wsDeflate) && op.IsData() && len(data) >= w.route().opts.Compression.Threshold {
 		var err error
-		if l.scratch, err = appendDeflatedFrame(l.scratch[:0], int(w.level), op, data); err != nil {
+		if l.scratch, err = appendDeflatedFrame(l.scratch[:0], w.level(), op, data); err != nil {
 			return err
 		}
 		_, err = c.gc.Write(l.scratch)
@@ -556,24 +580,24 @@ func (w *WebSocket) writeFrame(op ws.OpCode, data []byte) error {
 // broadcast encodes once and writes the same bytes to every client.
 // Loop-only.
 func (w *WebSocket) WritePrepared(p *PreparedMessage) error {
-	if w.state != wsOpen || w.c.closing || w.c.dead {
+	if w.state != wsOpen || w.closing || w.dead {
 		return ErrWebSocketClosed
 	}
-	c := w.c
-	if b := c.gc.OutboundBuffered(); b > 0 && b+len(p.frame) > w.route.opts.MaxBufferedBytes {
+	c := w.conn()
+	if b := c.gc.OutboundBuffered(); b > 0 && b+len(p.frame) > w.route().opts.MaxBufferedBytes {
 		c.l.slowCloses.Add(1)
 		w.fail(ClosePolicy, "slow consumer: send buffer full")
 		return ErrWebSocketClosed
 	}
-	if w.client {
+	if w.wsf.has(wsClient) {
 		op, payload := p.split()
 		return w.writeMasked(op, payload)
 	}
 	frame := p.frame
-	if w.deflate {
-		if _, payload := p.split(); len(payload) >= w.route.opts.Compression.Threshold {
+	if w.wsf.has(wsDeflate) {
+		if _, payload := p.split(); len(payload) >= w.route().opts.Compression.Threshold {
 			var err error
-			if frame, err = p.deflated(int(w.level)); err != nil {
+			if frame, err = p.deflated(w.level()); err != nil {
 				return err
 			}
 		}
@@ -610,45 +634,45 @@ func PrepareJSON(v any) *PreparedMessage {
 // Close starts the closing handshake with code and reason; OnClose follows
 // once the peer answers or CloseTimeout passes. Goroutine-safe.
 func (w *WebSocket) Close(code StatusCode, reason string) error {
-	l := w.c.l
+	l := w.l
 	if !l.InLoop() {
 		l.AddCallback(func() { _ = w.Close(code, reason) })
 		return nil
 	}
-	if w.state != wsOpen || w.c.dead {
+	if w.state != wsOpen || w.dead {
 		return ErrWebSocketClosed
 	}
 	w.state = wsClosing
 	w.code = code
 	w.setReason(reason)
-	w.sentClose = true
-	w.c.gc.Write(w.appendClose(nil, code, reason))
-	l.wheel.set(w.c, w.route.opts.CloseTimeout)
+	w.wsf.set(wsSentClose, true)
+	w.gc.Write(w.appendClose(nil, code, reason))
+	l.wheel.set(w.conn(), w.route().opts.CloseTimeout)
 	return nil
 }
 
 func (w *WebSocket) deadline(c *conn) {
-	o := &w.route.opts
+	o := &w.route().opts
 	switch {
 	case w.state != wsOpen:
 		c.close() // the peer never answered our close frame
-	case w.awaitPong && !w.seen:
+	case w.wsf.has(wsAwaitPong) && !w.wsf.has(wsSeen):
 		w.code = CloseAbnormal
 		w.setReason("ping timeout")
 		w.state = wsClosed
 		c.close()
-	case w.awaitPong:
+	case w.wsf.has(wsAwaitPong):
 		// The peer answered in time: the next ping is due one
 		// PingInterval after the last one, not one PingTimeout.
-		w.awaitPong = false
+		w.wsf.set(wsAwaitPong, false)
 		next := o.PingInterval - o.PingTimeout
 		if next <= 0 {
 			next = o.PingInterval
 		}
 		c.l.wheel.set(c, next)
 	default:
-		w.seen = false
-		w.awaitPong = true
+		w.wsf.set(wsSeen, false)
+		w.wsf.set(wsAwaitPong, true)
 		w.writeFrame(ws.OpPing, nil)
 		if w.state == wsOpen {
 			c.l.wheel.set(c, o.PingTimeout)
@@ -657,7 +681,7 @@ func (w *WebSocket) deadline(c *conn) {
 }
 
 func (w *WebSocket) closed(c *conn, err error) {
-	if !w.sentClose && w.code == 0 {
+	if !w.wsf.has(wsSentClose) && w.code == 0 {
 		w.code = CloseAbnormal
 		w.setReason("")
 		if err != nil {
@@ -665,15 +689,15 @@ func (w *WebSocket) closed(c *conn, err error) {
 		}
 	}
 	w.state = wsClosed
-	if w.opened && !w.notified {
-		w.notified = true
+	if w.wsf.has(wsOpened) && !w.wsf.has(wsNotified) {
+		w.wsf.set(wsNotified, true)
 		w.guard(func() { w.h.OnClose(w) })
 	}
 	w.dec.Release()
 }
 
 func (w *WebSocket) shutdown(c *conn) {
-	if w.client {
+	if w.wsf.has(wsClient) {
 		w.Close(CloseGoingAway, "client shutting down")
 		return
 	}

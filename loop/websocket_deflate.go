@@ -273,7 +273,7 @@ func (p *PreparedMessage) deflated(level int) ([]byte, error) {
 // inflated delivers a compressed message: inflate it within the route's
 // MaxMessageSize, check text for UTF-8, hand it to OnMessage.
 func (w *WebSocket) inflated(ev *ws13.Event) {
-	bp, err := inflateMessage(ev.Payload, w.route.opts.MaxMessageSize)
+	bp, err := inflateMessage(ev.Payload, w.route().opts.MaxMessageSize)
 	switch {
 	case errors.Is(err, errInflateTooBig):
 		// RFC 6455 7.4.1: 1009 "a message that is too big for it to

@@ -33,7 +33,7 @@ var (
 )
 
 // ServerNames are the servers StartServers knows.
-var ServerNames = []string{"tornago", "gorilla", "tornado"}
+var ServerNames = []string{"tornago", "gorilla", "tornado", "gnetws"}
 
 // StartServers builds (go build into a temporary directory) and starts the
 // named servers from the module at root on ports basePort, basePort+1, ...;
@@ -53,10 +53,10 @@ func StartServers(root string, names []string, basePort int, pinCPU string, logT
 		}
 		var argv []string
 		switch name {
-		case "tornago", "gorilla":
+		case "tornago", "gorilla", "gnetws":
 			pkg := "./cmd/tornago"
-			if name == "gorilla" {
-				pkg = "./bench/refserver/gorilla"
+			if name != "tornago" {
+				pkg = "./bench/refserver/" + name
 			}
 			buildMu.Lock()
 			bin, ok := built[root+pkg]

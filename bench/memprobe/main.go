@@ -35,8 +35,10 @@ func (echo) OnMessage(ws *loop.WebSocket, typ loop.MessageType, data []byte) {
 func main() {
 	port := flag.Int("port", 18899, "TCP port")
 	out := flag.String("out", "/tmp/memprobe", "prefix of the .heap and .txt files written on SIGUSR1")
+	rate := flag.Int("rate", 1, "runtime.MemProfileRate: 1 records every allocation, so the profile counts bytes per connection exactly")
 	flag.Parse()
-	debug.SetGCPercent(25) // as cmd/tornago
+	runtime.MemProfileRate = *rate
+	debug.SetGCPercent(10) // as cmd/tornago
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	l := loop.New(loop.Options{Logger: log})
 	app := loop.NewApplication(loop.AppOptions{})

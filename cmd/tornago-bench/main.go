@@ -2,7 +2,8 @@
 // server's memory and CPU (from /proc/PID) next to latency, throughput and
 // the harness's own CPU. Scenarios: idle, echo, push, broadcast, handshake,
 // transports; compare runs one of them against Tornago and the reference
-// servers (gorilla/websocket, Tornado) started by the harness itself.
+// servers (gorilla/websocket, Tornado, a bare gnet+gobwas/ws echo server)
+// started by the harness itself.
 //
 //	tornago-bench echo -url ws://127.0.0.1:8888/echo -c 1000 -size 64 -d 10s -pid PID
 //	tornago-bench compare -scenario idle -n 10000 -steps 2000,5000
@@ -29,7 +30,7 @@ scenarios:
   broadcast  -url ws://host/ws -n N -d D -pid PID                delivered messages/s (triggers /receive?msg=)
   handshake  -url -c C -d D -pid PID                             upgrades/s, server CPU per upgrade
   transports -url http://host -n N -d D -pid PID                 short poll vs long poll vs WebSocket
-  compare    -scenario S [-servers tornago,gorilla,tornado] [-reps 1] [-pin] [scenario flags without -url/-pid]
+  compare    -scenario S [-servers tornago,gorilla,tornado,gnetws] [-reps 1] [-pin] [scenario flags without -url/-pid]
 common: -plot FILE.png  -client loop|gorilla  -rate R (connections/s)  -src K (source addresses)
 each run prints a table (stdout) and one JSON line per run (stdout, prefixed "JSON ").
 `

@@ -1,0 +1,134 @@
+// Command gnetws is the bench's floor: a bare gnet + gobwas/ws echo server
+// with no framework around it, the shape of gnet's own WebSocket example. It
+// serves one thing: every upgraded connection on any path echoes text and
+// binary messages, answers pings, and echoes a close. It keeps no state per
+// connection beyond gnet's own (an "upgraded" mark in gnet's context), sends
+// no pings and has no timeouts, so `compare -servers tornago,gnetws` shows
+// what Tornago's routing, timeouts and keep-alive cost on top of gnet.
+//
+// It is a measuring stick, not an example to copy: it trusts that a frame
+// fits in gnet's inbound buffer and does not validate UTF-8 or reserved bits.
+package main
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"runtime/debug"
+
+	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
+)
+
+// upgraded is the context of an upgraded connection; one shared value, so
+// marking a connection allocates nothing.
+var upgraded any = struct{ upgraded bool }{true}
+
+const maxHead = 8 << 10
+
+// server runs on gnet's one event loop (WithMulticore(false)), so its
+// scratch buffer needs no lock.
+type server struct {
+	gnet.BuiltinEventEngine
+	scratch bytes.Buffer
+}
+
+// frame encodes one unmasked frame into the scratch buffer; gnet copies what
+// it cannot write at once, so the bytes are free again when Write returns.
+func (s *server) frame(fin bool, op ws.OpCode, payload []byte) []byte {
+	s.scratch.Reset()
+	ws.WriteHeader(&s.scratch, ws.Header{Fin: fin, OpCode: op, Length: int64(len(payload))})
+	s.scratch.Write(payload)
+	return s.scratch.Bytes()
+}
+
+func (s *server) OnTraffic(c gnet.Conn) gnet.Action {
+	if c.Context() == nil {
+		return s.upgrade(c)
+	}
+	for {
+		in, _ := c.Peek(-1)
+		if len(in) < 2 {
+			return gnet.None
+		}
+		h, err := ws.ReadHeader(bytes.NewReader(in))
+		if err != nil {
+			return gnet.None // header not complete yet
+		}
+		hl := headerLen(h)
+		if int64(len(in)-hl) < h.Length {
+			return gnet.None
+		}
+		payload := in[hl : hl+int(h.Length)]
+		if h.Masked {
+			ws.Cipher(payload, h.Mask, 0)
+		}
+		op := h.OpCode
+		switch op {
+		case ws.OpText, ws.OpBinary, ws.OpContinuation:
+		case ws.OpPing:
+			op = ws.OpPong
+		case ws.OpClose:
+			c.Write(s.frame(true, ws.OpClose, payload))
+			return gnet.Close
+		default:
+			c.Discard(hl + int(h.Length))
+			continue
+		}
+		c.Write(s.frame(h.Fin, op, payload))
+		c.Discard(hl + int(h.Length))
+	}
+}
+
+func headerLen(h ws.Header) int {
+	n := 2
+	switch {
+	case h.Length > 65535:
+		n += 8
+	case h.Length > 125:
+		n += 2
+	}
+	if h.Masked {
+		n += 4
+	}
+	return n
+}
+
+func (s *server) upgrade(c gnet.Conn) gnet.Action {
+	in, _ := c.Peek(-1)
+	end := bytes.Index(in, []byte("\r\n\r\n"))
+	if end < 0 {
+		if len(in) > maxHead {
+			return gnet.Close
+		}
+		return gnet.None
+	}
+	var rw = struct {
+		io.Reader
+		io.Writer
+	}{bytes.NewReader(in[:end+4]), c}
+	if _, err := ws.Upgrade(rw); err != nil {
+		return gnet.Close
+	}
+	c.Discard(end + 4)
+	c.SetContext(upgraded)
+	return gnet.None
+}
+
+func main() {
+	port := flag.Int("port", 8890, "TCP port on 127.0.0.1")
+	gcPercent := flag.Int("gc-percent", 10, "GOGC; the same default as cmd/tornago so that the two compare alike")
+	flag.Parse()
+	debug.SetGCPercent(*gcPercent)
+	runtime.MemProfileRate = 0 // as in cmd/tornago
+	addr := fmt.Sprintf("tcp://127.0.0.1:%d", *port)
+	slog.Info("gnetws listening", "addr", addr)
+	if err := gnet.Run(&server{}, addr, gnet.WithMulticore(false)); err != nil {
+		slog.Error("gnetws", "err", err)
+		os.Exit(1)
+	}
+}

@@ -91,8 +91,9 @@ func (c *clock) tick() {
 }
 
 // addDemos adds the demo routes. broker, when not nil, carries /receive
-// pushes to the /ws clients of every node sharing it (see -nats).
-func addDemos(l *loop.Loop, app *loop.Application, broker loop.Broker) {
+// pushes to the /ws clients of every node sharing it (see -nats). ping is
+// every WebSocket route's PingInterval (0: the default, negative: none).
+func addDemos(l *loop.Loop, app *loop.Application, broker loop.Broker, ping time.Duration) {
 	app.Handle("/", loop.Methods{Get: func(r *loop.Request) {
 		r.SetHeader("Content-Type", "text/html; charset=UTF-8")
 		r.SetHeader("Cache-Control", "no-cache")
@@ -100,15 +101,15 @@ func addDemos(l *loop.Loop, app *loop.Application, broker loop.Broker) {
 	}})
 	app.HandleFunc("/index", func(r *loop.Request) { r.Write("Hello world") })
 	app.HandleWebSocket("/echo", func(*loop.Request) loop.WebSocketHandler { return echo{} },
-		loop.WSOptions{MaxMessageSize: 64 << 20, CheckOrigin: loop.AnyOrigin})
+		loop.WSOptions{MaxMessageSize: 64 << 20, CheckOrigin: loop.AnyOrigin, PingInterval: ping})
 	// The same echo with permessage-deflate for clients that offer it
 	// (/echo stays uncompressed: the benchmarks measure framing, not zlib).
 	app.HandleWebSocket("/echo-deflate", func(*loop.Request) loop.WebSocketHandler { return echo{} },
-		loop.WSOptions{MaxMessageSize: 64 << 20, CheckOrigin: loop.AnyOrigin,
+		loop.WSOptions{MaxMessageSize: 64 << 20, CheckOrigin: loop.AnyOrigin, PingInterval: ping,
 			Compression: &loop.CompressionOptions{}})
 
 	ch := &chat{hub: loop.NewHub(l, loop.Text, broker)}
-	app.HandleWebSocket("/ws", func(*loop.Request) loop.WebSocketHandler { return ch }, loop.WSOptions{CheckOrigin: loop.AnyOrigin})
+	app.HandleWebSocket("/ws", func(*loop.Request) loop.WebSocketHandler { return ch }, loop.WSOptions{CheckOrigin: loop.AnyOrigin, PingInterval: ping})
 	app.Handle("/receive", loop.Methods{Get: func(r *loop.Request) {
 		// delivered counts this node's clients; with a broker the other
 		// nodes' clients get the message too, a moment later.
@@ -121,7 +122,7 @@ func addDemos(l *loop.Loop, app *loop.Application, broker loop.Broker) {
 	}})
 
 	ck := &clock{byID: map[string]*loop.WebSocket{}, anon: map[*loop.WebSocket]struct{}{}}
-	app.HandleWebSocket("/clock", func(*loop.Request) loop.WebSocketHandler { return ck }, loop.WSOptions{CheckOrigin: loop.AnyOrigin})
+	app.HandleWebSocket("/clock", func(*loop.Request) loop.WebSocketHandler { return ck }, loop.WSOptions{CheckOrigin: loop.AnyOrigin, PingInterval: ping})
 	pc := l.NewPeriodicCallback(ck.tick, time.Second, 0)
 	l.AddCallback(pc.Start)
 }

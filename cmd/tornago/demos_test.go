@@ -38,7 +38,7 @@ func startDemosWith(t *testing.T, broker loop.Broker) string {
 	ln.Close()
 	l := loop.New(loop.Options{TimeoutResolution: 10 * time.Millisecond})
 	app := loop.NewApplication(loop.AppOptions{})
-	addDemos(l, app, broker)
+	addDemos(l, app, broker, 0)
 	addLongPoll(l, app)
 	if err := l.Listen(addr, app); err != nil {
 		t.Fatal(err)

@@ -23,6 +23,7 @@ func main() {
 	port := flag.Int("port", 8888, "TCP port to listen on")
 	host := flag.String("host", "", "address to bind (default all interfaces)")
 	gcPercent := flag.Int("gc-percent", 10, "GOGC for the server when the GOGC environment variable is unset")
+	ping := flag.Duration("ping", 25*time.Second, "keep-alive ping interval of every WebSocket route (Tornado's websocket_ping_interval); 0 or negative disables")
 	natsURL := flag.String("nats", "", "NATS server URL (nats://host:4222): /receive then reaches the /ws clients of every node using it")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -51,7 +52,11 @@ func main() {
 		defer nc.Close()
 		broker = natsbroker.New(nc, "tornago.")
 	}
-	addDemos(l, app, broker)
+	pingInterval := *ping
+	if pingInterval <= 0 {
+		pingInterval = -1 // WSOptions: negative disables, zero is the default
+	}
+	addDemos(l, app, broker, pingInterval)
 	addLongPoll(l, app)
 
 	addr := fmt.Sprintf("%s:%d", *host, *port)

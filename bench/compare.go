@@ -45,11 +45,9 @@ func StartServers(root string, names []string, basePort int, pinCPU string, logT
 		port := strconv.Itoa(basePort + i)
 		// A port someone else listens on would make the harness measure
 		// the wrong process.
-		if ln, err := net.Listen("tcp", "127.0.0.1:"+port); err != nil {
+		if err := waitPortFree("127.0.0.1:"+port, 60*time.Second); err != nil {
 			StopServers(out)
-			return nil, fmt.Errorf("start %s: port %s is not free: %w", name, port, err)
-		} else {
-			ln.Close()
+			return nil, fmt.Errorf("start %s: %w", name, err)
 		}
 		var argv []string
 		switch name {
@@ -107,6 +105,24 @@ func StartServers(root string, names []string, basePort int, pinCPU string, logT
 		}
 	}
 	return out, nil
+}
+
+// waitPortFree waits until host can be bound: the sockets of a server the
+// previous run stopped with thousands of connections may hold the port for
+// a few seconds (LAST_ACK) after the process exited.
+func waitPortFree(host string, d time.Duration) error {
+	t0 := time.Now()
+	for {
+		ln, err := net.Listen("tcp", host)
+		if err == nil {
+			ln.Close()
+			return nil
+		}
+		if time.Since(t0) > d {
+			return fmt.Errorf("port %s is not free after %v: %w", host, d, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 func waitListening(host string, d time.Duration) error {

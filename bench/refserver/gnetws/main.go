@@ -127,7 +127,7 @@ func main() {
 	runtime.MemProfileRate = 0 // as in cmd/tornago
 	addr := fmt.Sprintf("tcp://127.0.0.1:%d", *port)
 	slog.Info("gnetws listening", "addr", addr)
-	if err := gnet.Run(&server{}, addr, gnet.WithMulticore(false)); err != nil {
+	if err := gnet.Run(&server{}, addr, gnet.WithMulticore(false), gnet.WithReuseAddr(true)); err != nil {
 		slog.Error("gnetws", "err", err)
 		os.Exit(1)
 	}

@@ -32,16 +32,22 @@ import (
 // discards (tests that panic on purpose would flood the output).
 func startTestLoop(t testing.TB, logger *slog.Logger, setup func(l *Loop) ConnHandler) (*Loop, string) {
 	t.Helper()
+	return startTestLoopWith(t, Options{TimeoutResolution: 10 * time.Millisecond, Logger: logger}, setup)
+}
+
+// startTestLoopWith is startTestLoop with the loop's options given.
+func startTestLoopWith(t testing.TB, opts Options, setup func(l *Loop) ConnHandler) (*Loop, string) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	l := New(Options{TimeoutResolution: 10 * time.Millisecond, Logger: logger})
+	l := New(opts)
 	if err := l.Listen(addr, setup(l)); err != nil {
 		t.Fatal(err)
 	}

@@ -49,3 +49,48 @@ func TestWebSocketPingTimeoutDuringLargeFrame(t *testing.T) {
 		}
 	}
 }
+
+// TestPingsBeyondOneBatch: more connections fall due in one tick than the
+// wheel fires per turn of the loop (wheelBatch); the rest fire in the next
+// turns, so every connection still gets its ping, and one that closed while
+// waiting for its batch is skipped.
+func TestPingsBeyondOneBatch(t *testing.T) {
+	const n = 10 * wheelBatch
+	// A coarse tick, so that the connections opened below fall due
+	// together.
+	l, addr := startTestLoopWith(t, Options{TimeoutResolution: time.Second}, func(l *Loop) ConnHandler {
+		app := NewApplication(AppOptions{})
+		app.HandleWebSocket("/p", wsEchoRoute(WSOptions{}), WSOptions{PingInterval: 3 * time.Second, PingTimeout: 10 * time.Second})
+		return app
+	})
+	var rs []*wsRaw
+	for i := 0; i < n; i++ {
+		rs = append(rs, wsDialRaw(t, addr, "/p", nil))
+	}
+	rs[n-1].c.Close() // falls due with the others, closed by then
+	maxDue := make(chan int, 1)
+	go func() { // sample the wheel's backlog while the pings go out
+		most := 0
+		for t0 := time.Now(); time.Since(t0) < 6*time.Second; time.Sleep(time.Millisecond) {
+			ch := make(chan int, 1)
+			l.AddCallback(func() { ch <- len(l.wheel.due) - l.wheel.dueAt })
+			most = max(most, <-ch)
+		}
+		maxDue <- most
+	}()
+	for i, r := range rs[:n-1] {
+		r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		f, err := r.readFrame()
+		if err != nil {
+			t.Fatalf("connection %d of %d: no ping: %v", i, n, err)
+		}
+		if f.op != ws.OpPing {
+			t.Fatalf("connection %d: got op %v, want a ping", i, f.op)
+		}
+	}
+	// Sampled between turns: a backlog shows that a tick fired one batch
+	// and left the rest to the next turns.
+	if m := <-maxDue; m == 0 {
+		t.Errorf("no deadline ever waited for a later batch (%d connections, batches of %d)", n, wheelBatch)
+	}
+}

@@ -19,7 +19,7 @@ const wheelBatch = 64
 //
 // The wheel also tracks every connection of the loop: one without a
 // deadline waits on the idle list, so a connection needs no second pair of
-// list links for Shutdown to find it.
+// list links for Stop to find it.
 type wheel struct {
 	l        *Loop
 	res      int64

@@ -89,7 +89,7 @@ func Broadcast(o BroadcastOptions) (*Result, error) {
 	sent := 0
 	delivered.Store(0)
 	m := startCPU(o.PID)
-	bar := p.Phase("broadcast", int64(o.Duration/time.Millisecond))
+	bar := p.Timed("broadcast", o.Duration)
 	t0 := time.Now()
 	for ; time.Since(t0) < o.Duration && sent < maxB; sent++ {
 		select {
@@ -109,7 +109,7 @@ func Broadcast(o BroadcastOptions) (*Result, error) {
 			triggerErrs++
 		}
 		if sent%16 == 0 {
-			bar.Set(int64(time.Since(t0)/time.Millisecond), triggerErrs+stalls)
+			bar.Set(int64(time.Since(t0)/time.Millisecond), delivered.Load(), triggerErrs+stalls)
 		}
 	}
 	cpu := m.stop()

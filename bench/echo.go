@@ -66,9 +66,9 @@ func Echo(o EchoOptions) (*Result, error) {
 	for _, c := range op.live() {
 		send(c, make([]byte, o.Size))
 	}
-	bar := p.Phase("echo", int64(o.Duration/time.Millisecond))
+	bar := p.Timed("echo", o.Duration)
 	for t0 := time.Now(); time.Since(t0) < o.Duration; time.Sleep(100 * time.Millisecond) {
-		bar.Set(int64(time.Since(t0)/time.Millisecond), op.errs.Load()+badEcho.Load())
+		bar.Set(int64(time.Since(t0)/time.Millisecond), count.Load(), op.errs.Load()+badEcho.Load())
 	}
 	cpu := m.stop()
 	n := count.Load()

@@ -68,9 +68,9 @@ func Handshake(o HandshakeOptions) (*Result, error) {
 			}
 		}(w)
 	}
-	bar := p.Phase("handshake", int64(o.Duration/time.Millisecond))
+	bar := p.Timed("handshake", o.Duration)
 	for t0 := time.Now(); time.Since(t0) < o.Duration; time.Sleep(100 * time.Millisecond) {
-		bar.Set(int64(time.Since(t0)/time.Millisecond), errs.Load())
+		bar.Set(int64(time.Since(t0)/time.Millisecond), ok.Load(), errs.Load())
 	}
 	stop.Store(true)
 	cpu := m.stop()

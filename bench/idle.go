@@ -165,9 +165,9 @@ func Idle(o IdleOptions) (*Result, error) {
 		record(live + childConns)
 	}
 	m := startCPU(o.PID)
-	bar := p.Phase("hold", int64(o.Hold/time.Millisecond))
+	bar := p.Timed("hold", o.Hold)
 	for t0 := time.Now(); time.Since(t0) < o.Hold; time.Sleep(200 * time.Millisecond) {
-		bar.Set(int64(time.Since(t0)/time.Millisecond), 0)
+		bar.Set(int64(time.Since(t0)/time.Millisecond), 0, 0)
 	}
 	bar.Done()
 	cpu := m.stop()

@@ -85,7 +85,7 @@ func openConns(d driver, rawURL string, n int, opt OpenOptions, mk func(i int) h
 			close(all)
 		}
 		if bar != nil {
-			bar.Set(done.Load(), o.errs.Load())
+			bar.Set(done.Load(), 0, o.errs.Load())
 		}
 	}
 	inflight := make(chan struct{}, 1000)

@@ -58,7 +58,7 @@ func Push(o PushOptions) (*Result, error) {
 	defer d.Stop()
 	var base, maxSeq, stop atomic.Int64
 	base.Store(1 << 62)
-	var bad atomic.Int64
+	var bad, received atomic.Int64
 	var lat latencies
 	var tickMu sync.Mutex
 	tickMax := map[int64]time.Duration{}
@@ -83,6 +83,7 @@ func Push(o PushOptions) (*Result, error) {
 			}
 			l := time.Duration(now - ts)
 			lat.add(l)
+			received.Add(1)
 			tickMu.Lock()
 			if l > tickMax[seq] {
 				tickMax[seq] = l
@@ -103,9 +104,9 @@ func Push(o PushOptions) (*Result, error) {
 	s0 := maxSeq.Load() + 1
 	base.Store(s0)
 	m := startCPU(o.PID)
-	bar := p.Phase("push", int64(o.Duration/time.Millisecond))
+	bar := p.Timed("push", o.Duration)
 	for t0 := time.Now(); time.Since(t0) < o.Duration; time.Sleep(100 * time.Millisecond) {
-		bar.Set(int64(time.Since(t0)/time.Millisecond), op.errs.Load()+op.closed.Load())
+		bar.Set(int64(time.Since(t0)/time.Millisecond), received.Load(), op.errs.Load()+op.closed.Load())
 	}
 	bar.Done()
 	cpu := m.stop()

@@ -134,23 +134,29 @@ func sortedKeys(m map[string]any) []string {
 	return ks
 }
 
-// Progress reports a long phase: done of total, errors. total may be 0 for
-// a timed phase (done is then elapsed milliseconds of total ms in Extra).
+// Progress reports the long phases of a run.
 type Progress interface {
+	// Phase starts a counted phase: Set's done counts toward total (the
+	// connections opened of those asked for).
 	Phase(name string, total int64) ProgressBar
+	// Timed starts a phase that lasts d: Set's done is the elapsed
+	// milliseconds and ops the operations completed so far (messages
+	// echoed, deliveries, upgrades), so the bar can show their rate.
+	Timed(name string, d time.Duration) ProgressBar
 }
 
 // ProgressBar is one phase's bar; Set is goroutine-safe.
 type ProgressBar interface {
-	Set(done, errs int64)
+	Set(done, ops, errs int64)
 	Done()
 }
 
 type noProgress struct{}
 
-func (noProgress) Phase(string, int64) ProgressBar { return noProgress{} }
-func (noProgress) Set(int64, int64)                {}
-func (noProgress) Done()                           {}
+func (noProgress) Phase(string, int64) ProgressBar         { return noProgress{} }
+func (noProgress) Timed(string, time.Duration) ProgressBar { return noProgress{} }
+func (noProgress) Set(int64, int64, int64)                 {}
+func (noProgress) Done()                                   {}
 
 func orNoProgress(p Progress) Progress {
 	if p == nil {

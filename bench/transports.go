@@ -194,7 +194,7 @@ func transportRun(o TransportsOptions, kind string) (*Result, error) {
 	wire.Store(0)
 	delivered.Store(0)
 	m := startCPU(o.PID)
-	bar := orNoProgress(o.Progress).Phase(kind, int64(o.Duration/time.Millisecond))
+	bar := orNoProgress(o.Progress).Timed(kind, o.Duration)
 	published := 0
 	for t0 := time.Now(); time.Since(t0) < o.Duration; published++ {
 		next := t0.Add(time.Duration(published+1) * o.Every)
@@ -212,7 +212,7 @@ func transportRun(o TransportsOptions, kind string) (*Result, error) {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 		}
-		bar.Set(int64(time.Since(t0)/time.Millisecond), errs.Load())
+		bar.Set(int64(time.Since(t0)/time.Millisecond), delivered.Load(), errs.Load())
 		time.Sleep(time.Until(next))
 	}
 	// Let the last message reach the pollers before stopping the clock.

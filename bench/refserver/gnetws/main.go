@@ -6,6 +6,11 @@
 // no pings and has no timeouts, so `compare -servers tornago,gnetws` shows
 // what Tornago's routing, timeouts and keep-alive cost on top of gnet.
 //
+// With -ping it also pings every upgraded connection once per interval (the
+// pongs are read and dropped): the floor for Tornago's idle CPU with
+// keep-alive pings. compare starts it without pings; start it by hand for
+// that (gnetws -port P -ping 25s, then tornago-bench idle -url ... -pid).
+//
 // It is a measuring stick, not an example to copy: it trusts that a frame
 // fits in gnet's inbound buffer and does not validate UTF-8 or reserved bits.
 package main
@@ -19,6 +24,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"time"
 
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
@@ -35,6 +41,40 @@ const maxHead = 8 << 10
 type server struct {
 	gnet.BuiltinEventEngine
 	scratch bytes.Buffer
+
+	// With pings: the upgraded connections, pinged a 1/pingBuckets share
+	// per tick of interval/pingBuckets.
+	ping   time.Duration
+	conns  []gnet.Conn
+	bucket int
+}
+
+const pingBuckets = 50
+
+// tracked is the context of an upgraded connection when pings are on: its
+// index in server.conns.
+type tracked struct{ i int }
+
+func (s *server) OnTick() (time.Duration, gnet.Action) {
+	if s.ping <= 0 {
+		return time.Hour, gnet.None
+	}
+	s.bucket = (s.bucket + 1) % pingBuckets
+	ping := s.frame(true, ws.OpPing, nil)
+	for i := s.bucket; i < len(s.conns); i += pingBuckets {
+		s.conns[i].Write(ping)
+	}
+	return s.ping / pingBuckets, gnet.None
+}
+
+func (s *server) OnClose(c gnet.Conn, _ error) gnet.Action {
+	if t, ok := c.Context().(*tracked); ok {
+		last := s.conns[len(s.conns)-1]
+		s.conns[t.i] = last
+		last.Context().(*tracked).i = t.i
+		s.conns = s.conns[:len(s.conns)-1]
+	}
+	return gnet.None
 }
 
 // frame encodes one unmasked frame into the scratch buffer; gnet copies what
@@ -115,19 +155,25 @@ func (s *server) upgrade(c gnet.Conn) gnet.Action {
 		return gnet.Close
 	}
 	c.Discard(end + 4)
-	c.SetContext(upgraded)
+	if s.ping > 0 {
+		c.SetContext(&tracked{i: len(s.conns)})
+		s.conns = append(s.conns, c)
+	} else {
+		c.SetContext(upgraded)
+	}
 	return gnet.None
 }
 
 func main() {
 	port := flag.Int("port", 8890, "TCP port on 127.0.0.1")
 	gcPercent := flag.Int("gc-percent", 10, "GOGC; the same default as cmd/tornago so that the two compare alike")
+	ping := flag.Duration("ping", 0, "ping every upgraded connection this often (0: never)")
 	flag.Parse()
 	debug.SetGCPercent(*gcPercent)
 	runtime.MemProfileRate = 0 // as in cmd/tornago
 	addr := fmt.Sprintf("tcp://127.0.0.1:%d", *port)
 	slog.Info("gnetws listening", "addr", addr)
-	if err := gnet.Run(&server{}, addr, gnet.WithMulticore(false), gnet.WithReuseAddr(true)); err != nil {
+	if err := gnet.Run(&server{ping: *ping}, addr, gnet.WithMulticore(false), gnet.WithReuseAddr(true), gnet.WithTicker(*ping > 0)); err != nil {
 		slog.Error("gnetws", "err", err)
 		os.Exit(1)
 	}

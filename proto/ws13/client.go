@@ -145,15 +145,10 @@ func CheckResponseSubprotocol(got []byte, offered []string) error {
 func CheckResponseExtensions(got []byte, offered []string) error {
 	for len(got) > 0 {
 		var item []byte
-		if i := bytes.IndexByte(got, ','); i >= 0 {
-			item, got = got[:i], got[i+1:]
-		} else {
-			item, got = got, nil
-		}
+		item, got = nextItem(got)
 		if i := bytes.IndexByte(item, ';'); i >= 0 {
-			item = item[:i]
+			item = trimOWS(item[:i])
 		}
-		item = trimOWS(item)
 		if len(item) == 0 {
 			continue
 		}

@@ -97,17 +97,23 @@ func validKey(key []byte) bool {
 	return err == nil && n == 16
 }
 
+// nextItem splits the first element off a comma-separated header list
+// (RFC 9110 5.6.1), trimmed of optional white space; item is empty for an
+// empty element. Callers loop while len(rest) > 0.
+func nextItem(v []byte) (item, rest []byte) {
+	if i := bytes.IndexByte(v, ','); i >= 0 {
+		return trimOWS(v[:i]), v[i+1:]
+	}
+	return trimOWS(v), nil
+}
+
 // hasToken reports whether the comma-separated list v contains token,
 // compared ASCII case-insensitively; token must be lower case.
 func hasToken(v []byte, token string) bool {
 	for len(v) > 0 {
 		var item []byte
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			item, v = v[:i], v[i+1:]
-		} else {
-			item, v = v, nil
-		}
-		if equalFoldLower(trimOWS(item), token) {
+		item, v = nextItem(v)
+		if equalFoldLower(item, token) {
 			return true
 		}
 	}
@@ -220,12 +226,7 @@ func ParseSubprotocols(dst []string, values ...[]byte) []string {
 	for _, v := range values {
 		for len(v) > 0 {
 			var item []byte
-			if i := bytes.IndexByte(v, ','); i >= 0 {
-				item, v = v[:i], v[i+1:]
-			} else {
-				item, v = v, nil
-			}
-			if item = trimOWS(item); len(item) > 0 {
+			if item, v = nextItem(v); len(item) > 0 {
 				dst = append(dst, string(item))
 			}
 		}

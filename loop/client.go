@@ -437,7 +437,7 @@ func (hs *clientHandshake) traffic(c *conn) {
 	// Frames the server sent right after its 101 are already buffered;
 	// gnet would not call OnTraffic again for them.
 	if !c.closing && !c.dead && c.gc.InboundBuffered() > 0 {
-		w.traffic(c)
+		w.traffic()
 	}
 }
 

@@ -107,7 +107,7 @@ func (c *conn) traffic() {
 // dispatchTraffic hands buffered input to what the connection speaks now.
 func (c *conn) dispatchTraffic() {
 	if c.kind == kindWS {
-		c.ws().traffic(c)
+		c.ws().traffic()
 	} else if m := c.mode(); m != nil {
 		m.traffic(c)
 	}
@@ -118,7 +118,7 @@ func (c *conn) onDeadline() {
 		return
 	}
 	if c.kind == kindWS {
-		c.ws().deadline(c)
+		c.ws().deadline()
 	} else if m := c.mode(); m != nil {
 		m.deadline(c)
 	}
@@ -145,7 +145,7 @@ func (c *conn) closed(err error) {
 	// The kind is read when fn runs: an upgrade in progress may change it.
 	fn := func() {
 		if c.kind == kindWS {
-			c.ws().closed(c, err)
+			c.ws().closed(err)
 		} else if m := c.mode(); m != nil {
 			m.closed(c, err)
 		}
@@ -164,12 +164,11 @@ func (c *conn) shutdown() {
 	if c.dead || c.closing {
 		return
 	}
-	switch {
-	case c.kind == kindWS:
-		c.ws().shutdown(c)
-	case c.mode() != nil:
-		c.mode().shutdown(c)
-	default:
+	if c.kind == kindWS {
+		c.ws().shutdown()
+	} else if m := c.mode(); m != nil {
+		m.shutdown(c)
+	} else {
 		c.close()
 	}
 }

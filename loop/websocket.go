@@ -404,7 +404,8 @@ func (w *WebSocket) guard(fn func()) {
 	fn()
 }
 
-func (w *WebSocket) traffic(c *conn) {
+func (w *WebSocket) traffic() {
+	c := w.conn()
 	// Any bytes answer a ping, also the middle of a large frame: a peer
 	// busy sending one cannot send a pong before it ends.
 	w.wsf.set(wsSeen, true)
@@ -651,7 +652,8 @@ func (w *WebSocket) Close(code StatusCode, reason string) error {
 	return nil
 }
 
-func (w *WebSocket) deadline(c *conn) {
+func (w *WebSocket) deadline() {
+	c := w.conn()
 	o := &w.route().opts
 	switch {
 	case w.state != wsOpen:
@@ -680,7 +682,7 @@ func (w *WebSocket) deadline(c *conn) {
 	}
 }
 
-func (w *WebSocket) closed(c *conn, err error) {
+func (w *WebSocket) closed(err error) {
 	if !w.wsf.has(wsSentClose) && w.code == 0 {
 		w.code = CloseAbnormal
 		w.setReason("")
@@ -696,7 +698,7 @@ func (w *WebSocket) closed(c *conn, err error) {
 	w.dec.Release()
 }
 
-func (w *WebSocket) shutdown(c *conn) {
+func (w *WebSocket) shutdown() {
 	if w.wsf.has(wsClient) {
 		w.Close(CloseGoingAway, "client shutting down")
 		return

@@ -21,17 +21,16 @@ const wheelBatch = 64
 // deadline waits on the idle list, so a connection needs no second pair of
 // list links for Stop to find it.
 type wheel struct {
-	l        *Loop
-	res      int64
-	slots    [wheelSlots]*conn
-	idle     *conn   // tracked connections without a deadline
-	due      []*conn // deadlines passed, waiting for their batch (where == onDue)
-	dueAt    int     // due[:dueAt] have fired
-	cur      int64   // last tick processed
-	count    int     // connections in slots
-	ticking  bool
-	tickFn   func()
-	tickWhen int64
+	l       *Loop
+	res     int64
+	slots   [wheelSlots]*conn
+	idle    *conn   // tracked connections without a deadline
+	due     []*conn // deadlines passed, waiting for their batch (where == onDue)
+	dueAt   int     // due[:dueAt] have fired
+	cur     int64   // last tick processed
+	count   int     // connections in slots
+	ticking bool
+	tickFn  func()
 }
 
 // Values of conn.where.

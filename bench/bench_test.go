@@ -204,3 +204,24 @@ func TestIdleChildProcesses(t *testing.T) {
 		t.Fatalf("steps %+v", r.Steps)
 	}
 }
+
+// TestGnetwsFloor: the bare gnet+gobwas reference echoes every message
+// intact (Echo counts a changed echo as an error) with small, 200-byte and
+// 70,000-byte messages, so its figures measure a working server.
+func TestGnetwsFloor(t *testing.T) {
+	root := moduleRoot(t)
+	ss, err := StartServers(root, []string{"gnetws"}, 18790, "", &syncWriter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer StopServers(ss)
+	for _, size := range []int{64, 200, 70000} {
+		r, err := Echo(EchoOptions{URL: ss[0].URL("/echo"), Conns: 20, Size: size, Duration: 500 * time.Millisecond, PID: ss[0].PID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Errors != 0 || r.Ops < 20 {
+			t.Fatalf("echo %d B: %d messages, %d errors (%v)", size, r.Ops, r.Errors, r.Extra)
+		}
+	}
+}

@@ -17,6 +17,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"flag"
 	"fmt"
 	"io"
@@ -40,7 +41,7 @@ const maxHead = 8 << 10
 // scratch buffer needs no lock.
 type server struct {
 	gnet.BuiltinEventEngine
-	scratch bytes.Buffer
+	scratch []byte
 
 	// With pings: the upgraded connections, pinged a 1/pingBuckets share
 	// per tick of interval/pingBuckets.
@@ -77,13 +78,61 @@ func (s *server) OnClose(c gnet.Conn, _ error) gnet.Action {
 	return gnet.None
 }
 
-// frame encodes one unmasked frame into the scratch buffer; gnet copies what
-// it cannot write at once, so the bytes are free again when Write returns.
+// frame encodes one unmasked frame (RFC 6455 5.2) into the scratch buffer;
+// gnet copies what it cannot write at once, so the bytes are free again when
+// Write returns. By hand, because gobwas's WriteHeader allocates per frame
+// and a floor must not pay for what Tornago avoids.
 func (s *server) frame(fin bool, op ws.OpCode, payload []byte) []byte {
-	s.scratch.Reset()
-	ws.WriteHeader(&s.scratch, ws.Header{Fin: fin, OpCode: op, Length: int64(len(payload))})
-	s.scratch.Write(payload)
-	return s.scratch.Bytes()
+	b0 := byte(op)
+	if fin {
+		b0 |= 0x80
+	}
+	b := s.scratch[:0]
+	switch n := len(payload); {
+	case n <= 125:
+		b = append(b, b0, byte(n))
+	case n <= 65535:
+		b = append(b, b0, 126, byte(n>>8), byte(n))
+	default:
+		b = binary.BigEndian.AppendUint64(append(b, b0, 127), uint64(n))
+	}
+	s.scratch = append(b, payload...)
+	return s.scratch
+}
+
+// parseHeader reads a frame header in place (RFC 6455 5.2); ok is false
+// until the whole header is buffered. gobwas's ReadHeader wants an
+// io.Reader, which costs an allocation per frame.
+func parseHeader(in []byte) (h ws.Header, hl int, ok bool) {
+	if len(in) < 2 {
+		return h, 0, false
+	}
+	h.Fin = in[0]&0x80 != 0
+	h.OpCode = ws.OpCode(in[0] & 0x0f)
+	h.Masked = in[1]&0x80 != 0
+	hl = 2
+	switch n := in[1] & 0x7f; n {
+	case 126:
+		if len(in) < 4 {
+			return h, 0, false
+		}
+		h.Length, hl = int64(binary.BigEndian.Uint16(in[2:])), 4
+	case 127:
+		if len(in) < 10 {
+			return h, 0, false
+		}
+		h.Length, hl = int64(binary.BigEndian.Uint64(in[2:])), 10
+	default:
+		h.Length = int64(n)
+	}
+	if h.Masked {
+		if len(in) < hl+4 {
+			return h, 0, false
+		}
+		copy(h.Mask[:], in[hl:hl+4])
+		hl += 4
+	}
+	return h, hl, true
 }
 
 func (s *server) OnTraffic(c gnet.Conn) gnet.Action {
@@ -92,15 +141,8 @@ func (s *server) OnTraffic(c gnet.Conn) gnet.Action {
 	}
 	for {
 		in, _ := c.Peek(-1)
-		if len(in) < 2 {
-			return gnet.None
-		}
-		h, err := ws.ReadHeader(bytes.NewReader(in))
-		if err != nil {
-			return gnet.None // header not complete yet
-		}
-		hl := headerLen(h)
-		if int64(len(in)-hl) < h.Length {
+		h, hl, ok := parseHeader(in)
+		if !ok || int64(len(in)-hl) < h.Length {
 			return gnet.None
 		}
 		payload := in[hl : hl+int(h.Length)]
@@ -122,20 +164,6 @@ func (s *server) OnTraffic(c gnet.Conn) gnet.Action {
 		c.Write(s.frame(h.Fin, op, payload))
 		c.Discard(hl + int(h.Length))
 	}
-}
-
-func headerLen(h ws.Header) int {
-	n := 2
-	switch {
-	case h.Length > 65535:
-		n += 8
-	case h.Length > 125:
-		n += 2
-	}
-	if h.Masked {
-		n += 4
-	}
-	return n
 }
 
 func (s *server) upgrade(c gnet.Conn) gnet.Action {

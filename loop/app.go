@@ -80,6 +80,12 @@ type AppOptions struct {
 	IdleTimeout time.Duration
 	// ServerHeader is sent as Server on every response. Default: "Tornago".
 	ServerHeader string
+	// MaxBufferedBytes bounds the response bytes one connection may have
+	// unsent before the loop stops reading its next pipelined request; it
+	// reads again once half of them went out. One response is always
+	// written whole, so this bounds a pipelining client that does not read
+	// to about one response plus this. Default: 1 MiB.
+	MaxBufferedBytes int
 }
 
 func (o AppOptions) withDefaults() AppOptions {
@@ -92,6 +98,9 @@ func (o AppOptions) withDefaults() AppOptions {
 	}
 	if o.ServerHeader == "" {
 		o.ServerHeader = "Tornago"
+	}
+	if o.MaxBufferedBytes <= 0 {
+		o.MaxBufferedBytes = 1 << 20
 	}
 	return o
 }

@@ -436,7 +436,7 @@ func (hs *clientHandshake) traffic(c *conn) {
 	w.open(nil)
 	// Frames the server sent right after its 101 are already buffered;
 	// gnet would not call OnTraffic again for them.
-	if !c.closing && !c.dead && c.gc.InboundBuffered() > 0 {
+	if !c.cf.has(cfClosing) && !c.cf.has(cfDead) && c.gc.InboundBuffered() > 0 {
 		w.traffic()
 	}
 }
@@ -587,11 +587,9 @@ func (w *WebSocket) writeMasked(op ws.OpCode, data []byte) error {
 	mask := ws13.NewMask()
 	if len(data) <= 16<<10 {
 		l.scratch = ws13.AppendMaskedFrame(l.scratch[:0], true, op, mask, data)
-		_, err := w.gc.Write(l.scratch)
-		return err
+		return w.conn().write(l.scratch)
 	}
-	_, err := w.gc.Write(ws13.AppendMaskedFrame(nil, true, op, mask, data))
-	return err
+	return w.conn().write(ws13.AppendMaskedFrame(nil, true, op, mask, data))
 }
 
 // split returns the opcode and payload of a prepared (unmasked) frame, so

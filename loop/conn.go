@@ -60,8 +60,30 @@ type conn struct {
 	where uint8 // which list holds the connection: onNone, onSlot, onIdle
 	state uint8 // WebSocket: wsOpen, wsClosing, wsClosed
 	wsf   wsFlags
-	// closing: Close requested; ignore further input. dead: OnClose ran.
-	closing, dead bool
+	cf    connFlags
+}
+
+// connFlags are a connection's lifecycle bits (see close.go).
+type connFlags uint8
+
+const (
+	cfClosing    connFlags = 1 << iota // close requested: input is discarded, output drains, then the socket closes
+	cfDead                             // OnClose ran
+	cfLinger                           // after the output drained, half-close and read until EOF (lingering close)
+	cfHalfClosed                       // our FIN is sent (lingering)
+	cfWatched                          // on the loop's list of connections with unsent output
+	cfPaused                           // input is left unread until the output drains (backpressure)
+	cfInMessage                        // WebSocket: a message is in flight; the wheel deadline is its MessageTimeout
+)
+
+func (f connFlags) has(b connFlags) bool { return f&b != 0 }
+
+func (f *connFlags) set(b connFlags, v bool) {
+	if v {
+		*f |= b
+	} else {
+		*f &^= b
+	}
 }
 
 func (c *conn) http() *httpConn             { return (*httpConn)(c.aux) }
@@ -79,20 +101,21 @@ func (c *conn) mode() connMode {
 	return nil
 }
 
-// close asks gnet to close the connection after flushing what was written.
-// Loop-only; idempotent.
-func (c *conn) close() {
-	if c.closing || c.dead {
-		return
-	}
-	c.closing = true
-	c.l.wheel.clear(c)
-	c.gc.Close()
-}
 
 func (c *conn) traffic() {
-	if c.closing || c.dead || c.kind == kindNone {
+	if c.cf.has(cfClosing) || c.cf.has(cfDead) || c.kind == kindNone {
 		c.gc.Discard(-1)
+		return
+	}
+	if c.cf.has(cfPaused) {
+		// Backpressure: the output must drain before more input is
+		// served (watch.go wakes the connection). gnet keeps reading
+		// the socket, so the input waiting is bounded here.
+		if int64(c.gc.InboundBuffered()) > c.inLimit() {
+			c.l.log.Warn("loop: closing a connection that sends too much while its output is blocked", "buffered", c.gc.InboundBuffered())
+			c.gc.Discard(-1)
+			c.closeLinger()
+		}
 		return
 	}
 	defer func() {
@@ -114,7 +137,11 @@ func (c *conn) dispatchTraffic() {
 }
 
 func (c *conn) onDeadline() {
-	if c.dead {
+	if c.cf.has(cfDead) {
+		return
+	}
+	if c.cf.has(cfClosing) {
+		c.closeDeadline()
 		return
 	}
 	if c.kind == kindWS {
@@ -133,10 +160,10 @@ func (c *conn) onOpen() {
 }
 
 func (c *conn) closed(err error) {
-	if c.dead {
+	if c.cf.has(cfDead) {
 		return
 	}
-	c.dead = true
+	c.cf.set(cfDead, true)
 	c.l.wheel.untrack(c)
 	c.l.openConns.Add(-1)
 	if c.kind == kindNone {
@@ -160,8 +187,17 @@ func (c *conn) closed(err error) {
 	c.l.safeCall(fn)
 }
 
+// inLimit is the input a connection may have waiting while it is paused.
+func (c *conn) inLimit() int64 {
+	if c.kind == kindHTTP {
+		lim := c.http().app.opts.Limits
+		return int64(lim.MaxHeaderBytes) + lim.MaxBodyBytes
+	}
+	return 1 << 20
+}
+
 func (c *conn) shutdown() {
-	if c.dead || c.closing {
+	if c.cf.has(cfDead) || c.cf.has(cfClosing) {
 		return
 	}
 	if c.kind == kindWS {

@@ -90,7 +90,17 @@ func (e *engine) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.None
 	}
 	if l.state.Load() != stateRunning {
-		return nil, gnet.Close
+		l.refused.Add(1)
+		return refusal503, gnet.Close
+	}
+	if l.openConns.Load() >= int64(l.opts.MaxConns) {
+		// Closed at once, on the loop that accepted it: the process's
+		// descriptors never run out, which would stop gnet's engine.
+		l.refused.Add(1)
+		if n := l.refused.Load(); n&(n-1) == 0 { // log 1, 2, 4, 8, ... refusals
+			l.log.Warn("loop: connection limit reached, refusing connections", "max_conns", l.opts.MaxConns, "refused", n)
+		}
+		return refusal503, gnet.Close
 	}
 	h := l.handlerFor(gc.LocalAddr())
 	if h == nil {
@@ -102,6 +112,10 @@ func (e *engine) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	h.serveConn(c)
 	return nil, gnet.None
 }
+
+// refusal503 is what a connection the loop cannot serve reads before the
+// close: a stopping loop or one at MaxConns. gnet writes it before closing.
+var refusal503 = []byte("HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n")
 
 func (l *Loop) track(c *conn) {
 	l.wheel.track(c)

@@ -3,6 +3,7 @@ package loop
 import (
 	"errors"
 	"runtime/debug"
+	"time"
 
 	"github.com/tornago/tornago/proto/http1"
 )
@@ -25,11 +26,25 @@ type httpConn struct {
 }
 
 func (h *httpConn) traffic(c *conn) {
-	for !c.closing && !c.dead {
+	for served := 0; !c.cf.has(cfClosing) && !c.cf.has(cfDead); {
 		if c.kind != kindHTTP { // upgraded: the rest of the buffer is frames
 			h.app.releaseHTTPConn(h)
 			c.dispatchTraffic()
 			return
+		}
+		if h.req == nil && c.gc.InboundBuffered() > 0 {
+			if c.gc.OutboundBuffered() > h.app.opts.MaxBufferedBytes {
+				// The client does not read its responses: stop serving
+				// its pipelined requests until they went out
+				// (watch.go resumes), so its output stays bounded.
+				c.cf.set(cfPaused, true)
+				c.l.watch(c)
+				return
+			}
+			if served >= turnRequests {
+				c.gc.Wake(nil) // bounded work per turn; the rest next turn
+				return
+			}
 		}
 		if h.req != nil && h.req.dispatched {
 			// A request is in flight; the rest waits in gnet's buffer, but
@@ -77,6 +92,7 @@ func (h *httpConn) traffic(c *conn) {
 				return
 			}
 			c.gc.Discard(n)
+			served++
 			continue
 		}
 		if !h.readBody(c, buf) {
@@ -195,20 +211,23 @@ func (h *httpConn) dispatch(c *conn, r *Request) {
 
 // finish writes r's response and moves on to the next pipelined request.
 func (h *httpConn) finish(c *conn, r *Request) {
-	if c.dead || c.closing {
+	if c.cf.has(cfDead) || c.cf.has(cfClosing) {
 		return
 	}
 	// gnet's Write copies what the socket does not take at once, so the
 	// loop's scratch buffer serves every response.
 	l := c.l
 	l.scratch = r.appendResponse(l.scratch[:0], h.app.opts.ServerHeader)
-	c.gc.Write(l.scratch)
+	c.write(l.scratch)
 	l.trimScratch()
 	if h.req == r {
 		h.req = nil
 	}
 	if !r.keep {
-		c.close()
+		// Lingering: the client may have pipelined more requests, and
+		// closing with unread input makes the kernel send a reset that
+		// can destroy the response in flight.
+		c.closeLinger()
 		return
 	}
 	if r.async {
@@ -229,8 +248,10 @@ func (h *httpConn) reject(c *conn, status int) {
 	r.SetHeader("Content-Type", "text/plain; charset=UTF-8")
 	r.out = append(r.out, http1.StatusText(status)...)
 	r.out = append(r.out, '\n')
-	c.gc.Write(r.appendResponse(nil, h.app.opts.ServerHeader))
-	c.close()
+	c.write(r.appendResponse(nil, h.app.opts.ServerHeader))
+	// The client may still be sending (a 431 for a huge header, a 413):
+	// linger so that it reads the answer instead of a reset.
+	c.closeLinger()
 }
 
 func (h *httpConn) deadline(c *conn) {
@@ -260,10 +281,28 @@ func (h *httpConn) closed(c *conn, err error) {
 	h.req = nil
 }
 
+// turnRequests bounds the pipelined requests one connection is served per
+// turn of the loop.
+const turnRequests = 32
+
+// shutdownGrace is how long Stop lets an asynchronous request (a long poll)
+// finish by itself before answering it with 503.
+const shutdownGrace = time.Second
+
 func (h *httpConn) shutdown(c *conn) {
-	if h.req == nil {
+	r := h.req
+	if r == nil {
 		c.close()
 		return
 	}
-	h.req.keep = false
+	r.keep = false
+	if r.dispatched && r.async && !r.finished {
+		c.l.CallLater(shutdownGrace, func() {
+			if h.req == r && !r.finished && !c.cf.has(cfDead) {
+				r.async = false
+				r.SetHeader("Retry-After", "1")
+				r.SendError(503)
+			}
+		})
+	}
 }

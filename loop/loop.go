@@ -44,6 +44,47 @@ type Options struct {
 	// ExecutorQueue bounds the work waiting for an executor worker; beyond it
 	// RunInExecutor reports ErrExecutorFull. Default: 4096.
 	ExecutorQueue int
+
+	// MaxConns bounds the connections of the loop (served and dialed). A
+	// connection accepted beyond it gets a 503 and is closed at once, so the
+	// process never runs out of file descriptors: gnet stops its engine
+	// (and with it every connection) when accept fails with EMFILE.
+	// Counted in Stats().AcceptsRefused. Default: the process's open-file
+	// limit (RLIMIT_NOFILE) minus a reserve of 64 + 1% for the files,
+	// broker and dial sockets the program opens itself.
+	MaxConns int
+
+	// MaxUnsentBytes bounds the output all connections of the loop together
+	// have written but the sockets did not take yet (gnet's outbound
+	// buffers), beside each route's per-connection MaxBufferedBytes. A
+	// WebSocket write that would pass it is refused under the route's
+	// SlowConsumer policy (except into an empty buffer when it is small;
+	// see WSOptions.MaxBufferedBytes). HTTP responses are always written
+	// but count towards it. Default: 64 MiB.
+	MaxUnsentBytes int
+
+	// MaxPartialBytes bounds the bytes all WebSockets of the loop together
+	// hold for messages that have not arrived whole (a large frame in
+	// flight, fragments being assembled). A message that would pass it is
+	// refused with 1013 Try Again Later. Each route also bounds the time a
+	// message may take (WSOptions.MessageTimeout). Default: 256 MiB.
+	MaxPartialBytes int64
+
+	// CloseFlushTimeout bounds how long a closing connection may take to
+	// send what was written before the close (a response, a close frame).
+	// Default: 5s.
+	CloseFlushTimeout time.Duration
+
+	// LingerTimeout bounds a lingering close: after an error response or
+	// a protocol violation the loop half-closes and discards the peer's
+	// input until the peer closes too, so that a client still sending reads
+	// the 4xx or the close frame instead of a reset. Default: 2s.
+	LingerTimeout time.Duration
+
+	// ReusePort lets other loops and processes listen on the same port
+	// (SO_REUSEPORT; the kernel spreads connections among them). Without
+	// it Start fails when the port is in use. Default: false.
+	ReusePort bool
 }
 
 func (o Options) withDefaults() Options {
@@ -58,6 +99,21 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ExecutorQueue <= 0 {
 		o.ExecutorQueue = 4096
+	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = defaultMaxConns()
+	}
+	if o.MaxUnsentBytes <= 0 {
+		o.MaxUnsentBytes = 64 << 20
+	}
+	if o.MaxPartialBytes <= 0 {
+		o.MaxPartialBytes = 256 << 20
+	}
+	if o.CloseFlushTimeout <= 0 {
+		o.CloseFlushTimeout = defaultCloseFlushTimeout
+	}
+	if o.LingerTimeout <= 0 {
+		o.LingerTimeout = defaultLingerTimeout
 	}
 	return o
 }
@@ -115,12 +171,25 @@ type Loop struct {
 	deferredCloses []func()
 	closeHooks     []func()
 	slowCloses     atomic.Int64
+	slowSkips      atomic.Int64
+	refused        atomic.Int64
 	scratch        []byte // frames and responses being written; gnet copies them
 	iov            [2][]byte
+
+	// Unsent output (watch.go). Loop-only.
+	watched    []*conn
+	watchSpare []*conn
+	watchArmed bool
+	watchFn    func()
+	unsent     int   // bytes in gnet's outbound buffers, as of unsentAt plus writes since
+	unsentAt   int64 // loop clock of the last exact count
+	partial    int64 // bytes reserved by messages in flight (MaxPartialBytes)
+	stopErr    error // why the engine stopped on its own
 }
 
 type listener struct {
-	addr string
+	addr  string
+	bound string // addr with the port resolved (Start)
 	port int // of addr, to find the listener of a new connection without allocating
 	app  ConnHandler
 }
@@ -142,6 +211,7 @@ func New(opts Options) *Loop {
 		done:  make(chan struct{}),
 	}
 	l.drainFn = l.drain
+	l.watchFn = l.pollWatched
 	l.timers.init(l)
 	l.wheel.init(l, opts.TimeoutResolution)
 	l.exec.init(l, opts.ExecutorWorkers, opts.ExecutorQueue)
@@ -170,9 +240,14 @@ func (l *Loop) Start() error {
 		return errors.New("loop: Start called twice")
 	}
 	defer close(l.done)
+	if err := l.resolve(); err != nil {
+		l.state.Store(stateStopped)
+		l.readyOnce.Do(func() { close(l.ready) })
+		return err
+	}
 	addrs := make([]string, 0, len(l.listeners)+1)
 	for _, ln := range l.listeners {
-		addrs = append(addrs, "tcp://"+ln.addr)
+		addrs = append(addrs, "tcp://"+ln.bound)
 	}
 	if len(addrs) == 0 {
 		// A client-only loop (the bench harness) still needs an engine; gnet
@@ -188,10 +263,15 @@ func (l *Loop) Start() error {
 		gnet.WithLoadBalancing(gnet.LeastConnections),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithReuseAddr(true),
+		// With SO_REUSEPORT gnet accepts on the event loop itself and
+		// runs OnOpen before the next accept, so MaxConns holds exactly:
+		// with its separate acceptor a storm could reach EMFILE before the
+		// loop closed anything, and gnet stops the engine on EMFILE.
+		gnet.WithReusePort(true),
 		gnet.WithLogger(gnetLogger{l.log}),
 		gnet.WithTicker(true), // OnTick opens the control connection (see engine.OnTick)
 	)
-	l.state.Store(stateStopped)
+	unexpected := l.state.Swap(stateStopped) == stateRunning
 	l.readyOnce.Do(func() { close(l.ready) })
 	if l.ctrl != nil {
 		l.ctrl.Close()
@@ -199,6 +279,11 @@ func (l *Loop) Start() error {
 	}
 	if err != nil {
 		return fmt.Errorf("loop: engine: %w", err)
+	}
+	if unexpected {
+		// gnet returns nil when its engine stops on its own (an accept
+		// error, say): a supervisor must see a failure.
+		return errors.New("loop: engine stopped without Stop (see the log for gnet's reason)")
 	}
 	return nil
 }
@@ -228,6 +313,11 @@ func (l *Loop) AddOnStop(fn func()) { l.closeHooks = append(l.closeHooks, fn) }
 // Start has returned. Goroutine-safe; do not call it from the loop goroutine
 // (it waits for the loop), use `go l.Stop(ctx)` there.
 func (l *Loop) Stop(ctx context.Context) error {
+	if l.InLoop() {
+		// Checked first: Stop waits for the loop, which would deadlock,
+		// and it must not leave the loop half stopped either.
+		return errors.New("loop: Stop called on the loop goroutine (use go l.Stop(ctx))")
+	}
 	switch {
 	case l.state.CompareAndSwap(stateNew, stateStopped):
 		close(l.done)
@@ -237,9 +327,6 @@ func (l *Loop) Stop(ctx context.Context) error {
 		return nil
 	}
 	<-l.ready
-	if l.InLoop() {
-		return errors.New("loop: Stop called on the loop goroutine")
-	}
 	l.AddCallback(func() {
 		l.wheel.each(func(c *conn) { c.shutdown() })
 	})

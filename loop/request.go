@@ -70,7 +70,7 @@ func (r *Request) Cookie(name string) string {
 
 // RemoteAddr is the client's address as "ip:port".
 func (r *Request) RemoteAddr() string {
-	if r.c == nil || r.c.gc == nil || r.c.dead {
+	if r.c == nil || r.c.gc == nil || r.c.cf.has(cfDead) {
 		return ""
 	}
 	return r.c.gc.RemoteAddr().String()

@@ -108,13 +108,25 @@ type WSOptions struct {
 	// CloseTimeout bounds the wait for the peer's close frame after ours.
 	// Default: 5s.
 	CloseTimeout time.Duration
-	// MaxBufferedBytes bounds unsent output per connection; a client that
-	// does not read is closed with 1008 when a write would exceed it, and
-	// counted in Stats().SlowConsumerCloses. A write into an empty buffer
-	// is always accepted, so one message larger than the bound (up to
-	// MaxMessageSize for an echo) still reaches a client that reads.
-	// Default: 4 MiB.
+	// MaxBufferedBytes bounds unsent output per connection (Centrifuge's
+	// default; uWebSockets' is 64 KiB). A write that would exceed it is a
+	// slow consumer's: SlowConsumer says what happens. A write into an
+	// empty buffer is accepted whatever its size while the loop is under
+	// Options.MaxUnsentBytes, so one message larger than the bound (up to
+	// MaxMessageSize for an echo) still reaches a client that reads; over
+	// the loop's bound only writes up to MaxBufferedBytes are. Memory: up
+	// to this many bytes per connection that does not read.
+	// Default: 1 MiB.
 	MaxBufferedBytes int
+	// SlowConsumer is the policy for a client whose unsent output is over
+	// MaxBufferedBytes (or the loop's MaxUnsentBytes). Default: SlowClose.
+	SlowConsumer SlowConsumerPolicy
+	// MessageTimeout bounds the time from a message's first byte to its
+	// last (a large frame in flight, fragments being assembled): past it
+	// the connection is closed with 1008. Pings wait while a message is in
+	// flight (a peer cannot answer them mid-frame). Raise it for large
+	// uploads over slow links. Default: 30s.
+	MessageTimeout time.Duration
 	// CheckOrigin decides whether to accept a browser's Origin. Default:
 	// only the same host as the Host header, or no Origin header at all
 	// (non-browser clients); others get 403. Use AnyOrigin to accept all.
@@ -145,7 +157,10 @@ func (o WSOptions) withDefaults() WSOptions {
 		o.CloseTimeout = 5 * time.Second
 	}
 	if o.MaxBufferedBytes <= 0 {
-		o.MaxBufferedBytes = 4 << 20
+		o.MaxBufferedBytes = 1 << 20
+	}
+	if o.MessageTimeout <= 0 {
+		o.MessageTimeout = 30 * time.Second
 	}
 	if o.CheckOrigin == nil {
 		o.CheckOrigin = sameOrigin
@@ -176,20 +191,52 @@ func (wr *wsRoute) Serve(r *Request) { r.hc.upgrade(r, wr) }
 
 // HandleWebSocket adds a WebSocket route. newHandler is called for each
 // upgrade (on the loop) and returns the connection's handler; it may return
-// one shared stateless value to save memory. r is valid until Open returns:
-// it is recycled for a later request then, so copy what you need of it.
+// one shared stateless value to save memory. It refuses the upgrade by
+// returning nil: the client gets the status newHandler set with
+// r.SetStatus (401, 429, ...) or 403, and no 101. r is valid until Open
+// returns: it is recycled for a later request then, so copy what you need.
 func (a *Application) HandleWebSocket(pattern string, newHandler func(r *Request) WebSocketHandler, opts WSOptions) {
 	o := opts.withDefaults()
 	a.Handle(pattern, &wsRoute{newHandler: newHandler, opts: o, lim: ws13.Limits{MaxMessage: o.MaxMessageSize}})
 }
 
+// SlowConsumerPolicy is what a WebSocket route does with a client whose
+// unsent output is over its bound.
+type SlowConsumerPolicy uint8
+
+const (
+	// SlowClose closes the connection at once, dropping its unsent output
+	// (the 1008 close frame goes out only if the socket takes it), and
+	// counts it in Stats().SlowConsumerCloses. Centrifuge's behaviour.
+	SlowClose SlowConsumerPolicy = iota
+	// SlowSkip drops the message for that client only: the write returns
+	// ErrSkipped and is counted in Stats().SlowConsumerSkips, and the
+	// client gets later messages once it caught up (uWebSockets'
+	// maxBackpressure without closeOnBackpressureLimit). For ticks,
+	// prices and presence, where the next message supersedes the last.
+	SlowSkip
+)
+
+// ErrSkipped is returned by a write that the SlowSkip policy dropped.
+var ErrSkipped = errors.New("loop: message skipped: the client's unsent output is over its bound")
+
 // Stats are loop-wide counters. Goroutine-safe.
 type Stats struct {
-	SlowConsumerCloses int64 // WebSockets closed with 1008 for exceeding MaxBufferedBytes
+	SlowConsumerCloses int64 // WebSockets closed for unsent output over their bound (SlowClose)
+	SlowConsumerSkips  int64 // messages dropped for a lagging client (SlowSkip)
+	AcceptsRefused     int64 // connections answered 503 and closed: MaxConns reached, or stopping
+	OpenConns          int64 // connections open now (served and dialed)
 }
 
 // Stats returns the loop's counters.
-func (l *Loop) Stats() Stats { return Stats{SlowConsumerCloses: l.slowCloses.Load()} }
+func (l *Loop) Stats() Stats {
+	return Stats{
+		SlowConsumerCloses: l.slowCloses.Load(),
+		SlowConsumerSkips:  l.slowSkips.Load(),
+		AcceptsRefused:     l.refused.Load(),
+		OpenConns:          l.openConns.Load(),
+	}
+}
 
 const (
 	wsOpen uint8 = iota
@@ -312,7 +359,7 @@ func (w *WebSocket) CloseReason() string {
 
 // BufferedAmount returns the bytes written but not yet sent. Loop-only.
 func (w *WebSocket) BufferedAmount() int {
-	if w.state == wsClosed || w.dead {
+	if w.state == wsClosed || w.cf.has(cfDead) {
 		return 0
 	}
 	return w.gc.OutboundBuffered()
@@ -353,6 +400,17 @@ func (h *httpConn) upgrade(r *Request, wr *wsRoute) {
 	// dispatch answers 500 instead of leaving an accepted socket with no
 	// handler behind.
 	handler := wr.newHandler(r)
+	if handler == nil {
+		// newHandler refused the upgrade: the status it set (401, 429,
+		// ...) or 403.
+		st := r.status
+		if st < 400 {
+			st = 403
+		}
+		r.keep = false
+		r.SendError(st)
+		return
+	}
 	ext, level, deflate := negotiateDeflate(r, wr.opts.Compression)
 	// gnet copies what the socket does not take, so the loop's scratch
 	// buffer serves: no garbage per handshake.
@@ -362,7 +420,7 @@ func (h *httpConn) upgrade(r *Request, wr *wsRoute) {
 	h.req = nil
 	h.upgradeReq = r
 	c.l.wheel.clear(c)
-	c.gc.Write(resp)
+	c.write(resp)
 	w := newWebSocket(c, handler, wr, sub)
 	w.wsf.set(wsDeflate, deflate)
 	w.wsf.set(wsHuffman, deflate && level == flate.HuffmanOnly)
@@ -406,10 +464,8 @@ func (w *WebSocket) guard(fn func()) {
 
 func (w *WebSocket) traffic() {
 	c := w.conn()
-	// Any bytes answer a ping, also the middle of a large frame: a peer
-	// busy sending one cannot send a pong before it ends.
-	w.wsf.set(wsSeen, true)
-	for !c.closing && !c.dead && w.state != wsClosed {
+	budget := turnBytes
+	for !c.cf.has(cfClosing) && !c.cf.has(cfDead) && w.state != wsClosed {
 		if w.need > 0 && c.gc.InboundBuffered() < int(w.need) {
 			return
 		}
@@ -419,12 +475,7 @@ func (w *WebSocket) traffic() {
 		}
 		ev, n, err := w.dec.Next(buf, w.route().lim)
 		if err != nil {
-			var ce *ws13.CloseError
-			if errors.As(err, &ce) {
-				w.fail(ce.Code, ce.Reason)
-			} else {
-				w.fail(CloseProtocolError, err.Error())
-			}
+			w.failErr(err)
 			c.gc.Discard(-1)
 			return
 		}
@@ -434,17 +485,89 @@ func (w *WebSocket) traffic() {
 			// joins its ring buffer and the fresh read), which is
 			// quadratic in the frame's size.
 			if fl, ok := ws13.FrameLen(buf); ok && fl > int64(len(buf)) {
-				w.need = int32(min(fl, math.MaxInt32))
+				if !w.reserve(fl) {
+					c.gc.Discard(-1)
+					return
+				}
 			}
+			w.startMessage()
 			return
 		}
-		w.need = 0
+		w.reserve(0)
+		budget -= n
 		w.handle(&ev)
 		c.gc.Discard(n)
+		if w.dec.Fragmented() {
+			w.startMessage()
+		}
+		if budget <= 0 && c.gc.InboundBuffered() > 0 && !c.cf.has(cfClosing) {
+			// Bounded work per turn: the rest is served after the loop
+			// polled its other sockets (gnet calls OnTraffic again).
+			c.gc.Wake(nil)
+			return
+		}
 	}
 	if c.gc.InboundBuffered() > 0 {
 		c.gc.Discard(-1)
 	}
+}
+
+// turnBytes bounds the input one connection is served per turn of the loop
+// (frames handled, or inflated bytes of a compressed message), so that one
+// busy client cannot hold back the others.
+const turnBytes = 1 << 20
+
+// reserve sets the frame size w waits for (0: none) and accounts for it in
+// the loop's Options.MaxPartialBytes; over that it fails the connection
+// with 1013 and returns false.
+func (w *WebSocket) reserve(fl int64) bool {
+	l := w.l
+	if fl > 0 && l.partial-int64(w.need)+fl > l.opts.MaxPartialBytes {
+		w.fail(CloseTryAgainLater, "server busy: too many large messages in flight")
+		w.reserve(0)
+		return false
+	}
+	l.partial += fl - int64(w.need)
+	w.need = int32(min(fl, math.MaxInt32))
+	return true
+}
+
+// startMessage starts the MessageTimeout clock of a message in flight (it
+// uses the wheel deadline, so pings wait until the message is in).
+func (w *WebSocket) startMessage() {
+	c := w.conn()
+	if c.cf.has(cfInMessage) || w.state != wsOpen {
+		return
+	}
+	c.cf.set(cfInMessage, true)
+	c.l.wheel.set(c, w.route().opts.MessageTimeout)
+}
+
+// endMessage stops the message clock and resumes the ping schedule.
+func (w *WebSocket) endMessage() {
+	c := w.conn()
+	if !c.cf.has(cfInMessage) {
+		return
+	}
+	c.cf.set(cfInMessage, false)
+	if w.state != wsOpen {
+		return
+	}
+	w.wsf.set(wsAwaitPong, false)
+	if p := w.route().opts.PingInterval; p > 0 {
+		c.l.wheel.set(c, p)
+	} else {
+		c.l.wheel.clear(c)
+	}
+}
+
+// failErr fails the connection for a decoding error.
+func (w *WebSocket) failErr(err error) {
+	if ce, ok := err.(*ws13.CloseError); ok {
+		w.fail(ce.Code, ce.Reason)
+		return
+	}
+	w.fail(CloseProtocolError, err.Error())
 }
 
 func (w *WebSocket) handle(ev *ws13.Event) {
@@ -456,13 +579,16 @@ func (w *WebSocket) handle(ev *ws13.Event) {
 			w.guard(func() { w.h.OnMessage(w, MessageType(ev.Op), ev.Payload) })
 		}
 		w.dec.Release()
+		w.endMessage()
 	case ws13.EventPing:
 		if w.state == wsOpen {
-			w.writeFrame(ws.OpPong, ev.Payload)
+			w.writeControl(ws.OpPong, ev.Payload)
 			w.guard(func() { w.h.OnPing(w, ev.Payload) })
 		}
 	case ws13.EventPong:
-		// seen (set by traffic) answers the ping; deadline re-arms.
+		// A pong, and only a pong, answers the ping (the deadline looks
+		// at wsSeen); other input does not prove the peer reads.
+		w.wsf.set(wsSeen, true)
 		if w.state == wsOpen {
 			w.guard(func() { w.h.OnPong(w, ev.Payload) })
 		}
@@ -476,7 +602,7 @@ func (w *WebSocket) handle(ev *ws13.Event) {
 				code = 0
 			}
 			w.wsf.set(wsSentClose, true)
-			w.gc.Write(w.appendClose(nil, code, ""))
+			w.conn().write(w.appendClose(nil, code, ""))
 		}
 		w.state = wsClosed
 		w.conn().close()
@@ -490,12 +616,32 @@ func (w *WebSocket) fail(code StatusCode, reason string) {
 	w.setReason(reason)
 	if !w.wsf.has(wsSentClose) {
 		w.wsf.set(wsSentClose, true)
-		w.gc.Write(w.appendClose(nil, code, reason))
+		w.conn().write(w.appendClose(nil, code, reason))
 	}
 	w.state = wsClosed
-	w.conn().close()
+	// The peer may be in the middle of sending (a message too big): a
+	// lingering close lets it read the close frame instead of a reset.
+	w.conn().closeLinger()
 }
 
+// abort closes a slow consumer at once: what it did not read is dropped
+// (that is the point: its memory), the close frame goes out only if the
+// socket takes it.
+func (w *WebSocket) abort(code StatusCode, reason string) {
+	c := w.conn()
+	w.code = code
+	w.setReason(reason)
+	if !w.wsf.has(wsSentClose) {
+		w.wsf.set(wsSentClose, true)
+		if c.gc.OutboundBuffered() == 0 {
+			c.gc.Write(w.appendClose(nil, code, reason))
+		}
+	}
+	w.state = wsClosed
+	c.cf.set(cfClosing, true)
+	c.l.wheel.clear(c)
+	c.gc.Close()
+}
 // WriteMessage sends a text message. Goroutine-safe: from the loop it goes
 // straight to the connection's output; from another goroutine data is copied
 // and the write runs on the loop (then the error is not reported).
@@ -526,7 +672,7 @@ func (w *WebSocket) Ping(data []byte) error {
 
 // SetNoDelay sets TCP_NODELAY (on by default). Loop-only.
 func (w *WebSocket) SetNoDelay(v bool) error {
-	if w.dead {
+	if w.cf.has(cfDead) {
 		return ErrWebSocketClosed
 	}
 	return w.gc.SetNoDelay(v)
@@ -539,18 +685,50 @@ func (w *WebSocket) write(op ws.OpCode, data []byte) error {
 		l.AddCallback(func() { _ = w.write(op, cp) })
 		return nil
 	}
-	if w.state != wsOpen || w.closing || w.dead {
+	if w.state != wsOpen || w.cf.has(cfClosing) || w.cf.has(cfDead) {
 		return ErrWebSocketClosed
 	}
 	return w.writeFrame(op, data)
 }
 
+// admit applies the route's slow-consumer policy to a write of n bytes:
+// nil lets it through. Loop-only.
+func (w *WebSocket) admit(n int) error {
+	c := w.conn()
+	o := &w.route().opts
+	b := c.gc.OutboundBuffered()
+	over := b > 0 && b+n > o.MaxBufferedBytes
+	if !over && (b > 0 || n > o.MaxBufferedBytes) && c.l.unsentOver(n) {
+		// The loop's budget is spent: only a small write into an empty
+		// buffer (which the socket most likely takes whole) goes on.
+		over = true
+	}
+	if !over {
+		return nil
+	}
+	if o.SlowConsumer == SlowSkip {
+		c.l.slowSkips.Add(1)
+		return ErrSkipped
+	}
+	c.l.slowCloses.Add(1)
+	w.abort(ClosePolicy, "slow consumer: send buffer full")
+	return ErrWebSocketClosed
+}
+
+// writeControl writes a pong or ping: small, never refused.
+func (w *WebSocket) writeControl(op ws.OpCode, data []byte) error {
+	c := w.conn()
+	if w.wsf.has(wsClient) {
+		return w.writeMasked(op, data)
+	}
+	l := c.l
+	l.scratch = ws13.AppendFrame(l.scratch[:0], true, op, data)
+	return c.write(l.scratch)
+}
 func (w *WebSocket) writeFrame(op ws.OpCode, data []byte) error {
 	c := w.conn()
-	if b := c.gc.OutboundBuffered(); b > 0 && b+len(data) > w.route().opts.MaxBufferedBytes {
-		c.l.slowCloses.Add(1)
-		w.fail(ClosePolicy, "slow consumer: send buffer full")
-		return ErrWebSocketClosed
+	if err := w.admit(len(data) + 14); err != nil {
+		return err
 	}
 	if w.wsf.has(wsClient) {
 		return w.writeMasked(op, data)
@@ -561,18 +739,17 @@ func (w *WebSocket) writeFrame(op ws.OpCode, data []byte) error {
 		if l.scratch, err = appendDeflatedFrame(l.scratch[:0], w.level(), op, data); err != nil {
 			return err
 		}
-		_, err = c.gc.Write(l.scratch)
+		err = c.write(l.scratch)
 		l.trimScratch()
 		return err
 	}
 	if len(data) <= 16<<10 {
 		l.scratch = ws13.AppendFrame(l.scratch[:0], true, op, data)
-		_, err := c.gc.Write(l.scratch)
-		return err
+		return c.write(l.scratch)
 	}
 	l.scratch = ws13.AppendHeader(l.scratch[:0], true, op, len(data))
 	l.iov[0], l.iov[1] = l.scratch, data
-	_, err := c.gc.Writev(l.iov[:])
+	err := c.writev(l.iov[:])
 	l.iov[0], l.iov[1] = nil, nil
 	return err
 }
@@ -581,14 +758,12 @@ func (w *WebSocket) writeFrame(op ws.OpCode, data []byte) error {
 // broadcast encodes once and writes the same bytes to every client.
 // Loop-only.
 func (w *WebSocket) WritePrepared(p *PreparedMessage) error {
-	if w.state != wsOpen || w.closing || w.dead {
+	if w.state != wsOpen || w.cf.has(cfClosing) || w.cf.has(cfDead) {
 		return ErrWebSocketClosed
 	}
 	c := w.conn()
-	if b := c.gc.OutboundBuffered(); b > 0 && b+len(p.frame) > w.route().opts.MaxBufferedBytes {
-		c.l.slowCloses.Add(1)
-		w.fail(ClosePolicy, "slow consumer: send buffer full")
-		return ErrWebSocketClosed
+	if err := w.admit(len(p.frame)); err != nil {
+		return err
 	}
 	if w.wsf.has(wsClient) {
 		op, payload := p.split()
@@ -603,8 +778,7 @@ func (w *WebSocket) WritePrepared(p *PreparedMessage) error {
 			}
 		}
 	}
-	_, err := c.gc.Write(frame)
-	return err
+	return c.write(frame)
 }
 
 // PreparedMessage is a server frame encoded once for many connections.
@@ -635,29 +809,34 @@ func PrepareJSON(v any) *PreparedMessage {
 // Close starts the closing handshake with code and reason; OnClose follows
 // once the peer answers or CloseTimeout passes. Goroutine-safe.
 func (w *WebSocket) Close(code StatusCode, reason string) error {
+	if err := checkClose(code, reason); err != nil {
+		return err
+	}
 	l := w.l
 	if !l.InLoop() {
 		l.AddCallback(func() { _ = w.Close(code, reason) })
 		return nil
 	}
-	if w.state != wsOpen || w.dead {
+	if w.state != wsOpen || w.cf.has(cfDead) {
 		return ErrWebSocketClosed
 	}
 	w.state = wsClosing
 	w.code = code
 	w.setReason(reason)
 	w.wsf.set(wsSentClose, true)
-	w.gc.Write(w.appendClose(nil, code, reason))
+	w.conn().write(w.appendClose(nil, code, reason))
 	l.wheel.set(w.conn(), w.route().opts.CloseTimeout)
 	return nil
 }
-
 func (w *WebSocket) deadline() {
 	c := w.conn()
 	o := &w.route().opts
 	switch {
 	case w.state != wsOpen:
 		c.close() // the peer never answered our close frame
+	case c.cf.has(cfInMessage):
+		// MessageTimeout: a message took too long to arrive.
+		w.fail(ClosePolicy, "message timeout")
 	case w.wsf.has(wsAwaitPong) && !w.wsf.has(wsSeen):
 		w.code = CloseAbnormal
 		w.setReason("ping timeout")
@@ -675,7 +854,7 @@ func (w *WebSocket) deadline() {
 	default:
 		w.wsf.set(wsSeen, false)
 		w.wsf.set(wsAwaitPong, true)
-		w.writeFrame(ws.OpPing, nil)
+		w.writeControl(ws.OpPing, nil)
 		if w.state == wsOpen {
 			c.l.wheel.set(c, o.PingTimeout)
 		}
@@ -691,6 +870,7 @@ func (w *WebSocket) closed(err error) {
 		}
 	}
 	w.state = wsClosed
+	w.reserve(0)
 	if w.wsf.has(wsOpened) && !w.wsf.has(wsNotified) {
 		w.wsf.set(wsNotified, true)
 		w.guard(func() { w.h.OnClose(w) })

@@ -120,7 +120,7 @@ func (w *wheel) init(l *Loop, res time.Duration) {
 
 // set gives c a deadline d from now, replacing any earlier one. Loop-only.
 func (w *wheel) set(c *conn, d time.Duration) {
-	if c.dead || c.where == onNone {
+	if c.cf.has(cfDead) || c.where == onNone {
 		return // closed (maybe inside a write of the code now setting a deadline)
 	}
 	w.unlink(c)

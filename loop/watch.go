@@ -1,0 +1,134 @@
+package loop
+
+import "time"
+
+// Unsent output. gnet tells nothing when a connection's outbound buffer
+// drains, so the loop keeps the connections that have unsent output on one
+// list and looks at them every watchPoll while the list is not empty: the
+// cost is O(connections with unsent output), never O(connections). The same
+// pass recomputes the loop-wide total that Options.MaxUnsentBytes bounds.
+
+// watchPoll is how often the watched connections are looked at: the delay
+// between a drained output and the close or the resumed read it allows.
+const watchPoll = 5 * time.Millisecond
+
+// watch puts c on the list of connections with unsent output. Loop-only.
+func (l *Loop) watch(c *conn) {
+	if c.cf.has(cfWatched) || c.cf.has(cfDead) {
+		return
+	}
+	c.cf.set(cfWatched, true)
+	l.watched = append(l.watched, c)
+	if !l.watchArmed {
+		l.watchArmed = true
+		l.timers.add(l.now()+int64(watchPoll), l.watchFn)
+	}
+}
+
+// pollWatched closes the closing connections whose output drained, resumes
+// reading on paused ones, and recomputes the unsent total. Loop-only.
+func (l *Loop) pollWatched() {
+	l.watchArmed = false
+	list := l.watched
+	l.watched = l.watchSpare[:0]
+	total := 0
+	for i, c := range list {
+		list[i] = nil
+		if c.cf.has(cfDead) {
+			c.cf.set(cfWatched, false)
+			continue
+		}
+		b := c.gc.OutboundBuffered()
+		if b == 0 {
+			c.cf.set(cfWatched, false)
+			c.drained()
+			continue
+		}
+		if c.cf.has(cfPaused) && b <= c.resumeAt() {
+			c.drained()
+		}
+		total += b
+		l.watched = append(l.watched, c)
+	}
+	l.watchSpare = list[:0]
+	l.unsent, l.unsentAt = total, l.now()
+	if len(l.watched) > 0 && !l.watchArmed {
+		l.watchArmed = true
+		l.timers.add(l.now()+int64(watchPoll), l.watchFn)
+	}
+}
+
+// drained runs when c's output drained (or fell under the resume mark).
+func (c *conn) drained() {
+	switch {
+	case c.cf.has(cfClosing):
+		c.proceedClose()
+	case c.cf.has(cfPaused):
+		c.cf.set(cfPaused, false)
+		if c.gc.InboundBuffered() > 0 {
+			c.gc.Wake(nil) // gnet calls OnTraffic only for new socket data
+		}
+	}
+}
+
+// resumeAt is the unsent output under which a paused connection reads again.
+func (c *conn) resumeAt() int { return c.outLimit() / 2 }
+
+// outLimit is the unsent output one connection may have before it counts as
+// a slow consumer (WebSocket) or stops reading requests (HTTP).
+func (c *conn) outLimit() int {
+	if c.kind == kindWS {
+		return c.ws().route().opts.MaxBufferedBytes
+	}
+	if c.kind == kindHTTP {
+		return c.http().app.opts.MaxBufferedBytes
+	}
+	return 1 << 20
+}
+
+// write writes b and accounts for what the socket did not take. Loop-only.
+func (c *conn) write(b []byte) error {
+	before := c.gc.OutboundBuffered()
+	_, err := c.gc.Write(b)
+	c.wrote(before)
+	return err
+}
+
+// writev is write for two slices (a header and a payload, not joined).
+func (c *conn) writev(bs [][]byte) error {
+	before := c.gc.OutboundBuffered()
+	_, err := c.gc.Writev(bs)
+	c.wrote(before)
+	return err
+}
+
+func (c *conn) wrote(before int) {
+	if c.cf.has(cfDead) {
+		return
+	}
+	if b := c.gc.OutboundBuffered(); b > 0 {
+		c.l.unsent += b - before
+		c.l.watch(c)
+	}
+}
+
+// unsentOver reports whether n more unsent bytes would take the loop past
+// Options.MaxUnsentBytes. The running total only grows between polls (it
+// does not see drains), so when it says yes the exact total is computed
+// first, at most once per millisecond. Loop-only.
+func (l *Loop) unsentOver(n int) bool {
+	max := l.opts.MaxUnsentBytes
+	if l.unsent+n <= max {
+		return false
+	}
+	if now := l.now(); now-l.unsentAt >= int64(time.Millisecond) {
+		total := 0
+		for _, c := range l.watched {
+			if !c.cf.has(cfDead) {
+				total += c.gc.OutboundBuffered()
+			}
+		}
+		l.unsent, l.unsentAt = total, now
+	}
+	return l.unsent+n > max
+}

@@ -101,7 +101,6 @@ func (c *conn) mode() connMode {
 	return nil
 }
 
-
 func (c *conn) traffic() {
 	if c.cf.has(cfClosing) || c.cf.has(cfDead) || c.kind == kindNone {
 		c.gc.Discard(-1)

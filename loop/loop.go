@@ -190,8 +190,8 @@ type Loop struct {
 type listener struct {
 	addr  string
 	bound string // addr with the port resolved (Start)
-	port int // of addr, to find the listener of a new connection without allocating
-	app  ConnHandler
+	port  int    // of addr, to find the listener of a new connection without allocating
+	app   ConnHandler
 }
 
 // ConnHandler is what a listener serves: it is given every new server

@@ -642,6 +642,7 @@ func (w *WebSocket) abort(code StatusCode, reason string) {
 	c.l.wheel.clear(c)
 	c.gc.Close()
 }
+
 // WriteMessage sends a text message. Goroutine-safe: from the loop it goes
 // straight to the connection's output; from another goroutine data is copied
 // and the write runs on the loop (then the error is not reported).

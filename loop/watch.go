@@ -52,6 +52,7 @@ func (l *Loop) pollWatched() {
 	}
 	l.watchSpare = list[:0]
 	l.unsent, l.unsentAt = total, l.now()
+	l.unsentPub.Store(int64(total))
 	if len(l.watched) > 0 && !l.watchArmed {
 		l.watchArmed = true
 		l.timers.add(l.now()+int64(watchPoll), l.watchFn)

@@ -226,6 +226,7 @@ type Stats struct {
 	SlowConsumerSkips  int64 // messages dropped for a lagging client (SlowSkip)
 	AcceptsRefused     int64 // connections answered 503 and closed: MaxConns reached, or stopping
 	OpenConns          int64 // connections open now (served and dialed)
+	UnsentBytes        int64 // output written but not taken by the sockets, as of the last look (every 5 ms while any)
 }
 
 // Stats returns the loop's counters.
@@ -235,6 +236,7 @@ func (l *Loop) Stats() Stats {
 		SlowConsumerSkips:  l.slowSkips.Load(),
 		AcceptsRefused:     l.refused.Load(),
 		OpenConns:          l.openConns.Load(),
+		UnsentBytes:        l.unsentPub.Load(),
 	}
 }
 

@@ -518,59 +518,6 @@ func (d *Decoder) CheckPartial(buf []byte) error {
 	return nil
 }
 
-// parseClose checks a close frame body.
-func parseClose(p []byte) (Event, error) {
-	ev := Event{Kind: EventClose, Op: ws.OpClose, Payload: p}
-	switch len(p) {
-	case 0:
-		// RFC 6455 7.1.5: "If this Close control frame contains no status
-		// code, _The WebSocket Connection Close Code_ is considered to be
-		// 1005."
-		ev.Code = ws.StatusNoStatusRcvd
-		return ev, nil
-	case 1:
-		// RFC 6455 5.5.1: "If there is a body, the first two bytes of the
-		// body MUST be a 2-byte unsigned integer (in network byte order)
-		// representing a status code".
-		return ev, protocolError("close frame body of 1 byte")
-	}
-	ev.Code = ws.StatusCode(binary.BigEndian.Uint16(p))
-	ev.Reason = p[2:]
-	// RFC 6455 7.4.1/7.4.2: 1004 is reserved, "1005 ... MUST NOT be set as
-	// a status code in a Close control frame by an endpoint" (likewise 1006
-	// and 1015), "Status codes in the range 0-999 are not used".
-	if !ValidCloseCode(ev.Code) {
-		return ev, protocolError("invalid close code " + strconv.Itoa(int(ev.Code)))
-	}
-	// RFC 6455 5.5.1: "Following the 2-byte integer, the body MAY contain
-	// UTF-8-encoded data with value /reason/"; 8.1: invalid UTF-8 MUST
-	// fail the connection.
-	if !utf8.Valid(ev.Reason) {
-		return ev, invalidUTF8("invalid UTF-8 in close reason")
-	}
-	return ev, nil
-}
-
-// ValidCloseCode reports whether a peer may send code in a close frame:
-// 1000-1003, 1007-1014 and 3000-4999.
-//
-// 1012 (Service Restart), 1013 (Try Again Later) and 1014 (Bad Gateway) are
-// not in RFC 6455 but are registered in the IANA "WebSocket Close Code
-// Number Registry" and sent by real servers, so they are accepted.
-// 1004 is reserved, 1005, 1006 and 1015 must never be sent, 0-999,
-// 1016-2999 (unassigned protocol codes) and 5000 and above are invalid.
-func ValidCloseCode(code ws.StatusCode) bool {
-	switch {
-	case code >= 1000 && code <= 1003:
-		return true
-	case code >= 1007 && code <= 1014:
-		return true
-	case code >= 3000 && code <= 4999:
-		return true
-	}
-	return false
-}
-
 func (d *decState) appendFragment(p []byte) {
 	need := len(d.buf) + len(p)
 	if need > cap(d.buf) {

@@ -370,8 +370,9 @@ func (w *WebSocket) BufferedAmount() int {
 // upgrade answers the handshake for r on route wr.
 func (h *httpConn) upgrade(r *Request, wr *wsRoute) {
 	hd := &r.head
-	if herr := ws13.CheckRequest(hd.Method, hd.Major, hd.Minor, hd.Get("Upgrade"), hd.Get("Connection"),
-		hd.Get("Sec-WebSocket-Version"), hd.Get("Sec-WebSocket-Key")); herr != nil {
+	var v [4][1][]byte // one field line each on the stack; more grow on the heap
+	if herr := ws13.CheckRequest(hd.Method, hd.Major, hd.Minor, hd.Values(v[0][:0], "Upgrade"), hd.Values(v[1][:0], "Connection"),
+		hd.Values(v[2][:0], "Sec-WebSocket-Version"), hd.Values(v[3][:0], "Sec-WebSocket-Key")); herr != nil {
 		for _, kv := range herr.Header {
 			r.SetHeader(kv[0], kv[1])
 		}

@@ -61,7 +61,7 @@ func (h *Head) Values(dst [][]byte, name string) [][]byte {
 // HasToken reports whether the comma-separated field name contains token
 // (case-insensitive), e.g. HasToken("Connection", "upgrade"). All fields
 // with that name are considered.
-func (h *Head) HasToken(name, token string) bool { return hasToken(h.Fields, name, token) }
+func (h *Head) HasToken(name, token string) bool { return fieldsHaveToken(h.Fields, name, token) }
 
 func getField(fields []Field, name string) []byte {
 	for i := range fields {
@@ -74,51 +74,6 @@ func getField(fields []Field, name string) []byte {
 		}
 	}
 	return nil
-}
-
-func hasToken(fields []Field, name, token string) bool {
-	for i := range fields {
-		if equalFold(fields[i].Name, name) && listHas(fields[i].Value, token) {
-			return true
-		}
-	}
-	return false
-}
-
-// listHas reports whether the #list value v has an element equal to token
-// (ASCII case-insensitive). Elements are trimmed of OWS.
-func listHas(v []byte, token string) bool {
-	for len(v) > 0 {
-		var elem []byte
-		elem, v = nextElem(v)
-		if equalFold(elem, token) {
-			return true
-		}
-	}
-	return false
-}
-
-// nextElem splits the first comma-separated element off v, trimmed of OWS.
-func nextElem(v []byte) (elem, rest []byte) {
-	i := 0
-	for i < len(v) && v[i] != ',' {
-		i++
-	}
-	elem = trimOWS(v[:i])
-	if i < len(v) {
-		rest = v[i+1:]
-	}
-	return elem, rest
-}
-
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
 }
 
 // equalFold compares b and s ASCII case-insensitively without allocating.
@@ -194,5 +149,5 @@ func parseField(line []byte) (Field, bool) {
 			return Field{}, false
 		}
 	}
-	return Field{Name: line[:i], Value: trimOWS(v)}, true
+	return Field{Name: line[:i], Value: TrimOWS(v)}, true
 }

@@ -426,9 +426,8 @@ func (h *Head) finish() error {
 				// respond with a 417 (Expectation Failed) status code".
 				for len(v) > 0 {
 					var e []byte
-					e, v = nextElem(v)
-					if len(e) == 0 {
-						continue
+					if e, v = NextToken(v); len(e) == 0 {
+						break
 					}
 					if equalFold(e, "100-continue") {
 						expect100 = true
@@ -445,7 +444,7 @@ func (h *Head) finish() error {
 			if equalFold(name, "connection") {
 				for len(v) > 0 {
 					var e []byte
-					e, v = nextElem(v)
+					e, v = NextToken(v)
 					switch {
 					case equalFold(e, "close"):
 						connClose = true
@@ -469,9 +468,14 @@ func (h *Head) finish() error {
 				// header field, then the message framing is invalid and
 				// the recipient MUST treat it as an unrecoverable error
 				// ... the server MUST respond with a 400".
-				for v != nil {
+				for rest := v; rest != nil; {
+					// Content-Length is 1*DIGIT, not a #list: an empty
+					// element, which NextToken would skip, is invalid.
+					if r := TrimOWS(rest); len(r) == 0 || r[0] == ',' {
+						return errContentLength
+					}
 					var e []byte
-					e, v = nextElem(v) // v == nil after the last element
+					e, rest = NextToken(rest) // one element; nil after the last
 					n, ok := parseDecimal(e)
 					if !ok {
 						return errContentLength
@@ -487,10 +491,9 @@ func (h *Head) finish() error {
 				hasTE = true
 				for len(v) > 0 {
 					var e []byte
-					e, v = nextElem(v)
+					e, v = NextToken(v) // skips empty elements (RFC 9110 5.6.1)
 					switch {
 					case len(e) == 0:
-						// RFC 9110 5.6.1: empty list elements are ignored.
 					case equalFold(e, "chunked"):
 						chunkedSeen++
 						lastChunked = true

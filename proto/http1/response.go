@@ -18,7 +18,9 @@ func (h *ResponseHead) Get(name string) []byte { return getField(h.Fields, name)
 
 // HasToken reports whether the comma-separated field name contains token
 // (case-insensitive).
-func (h *ResponseHead) HasToken(name, token string) bool { return hasToken(h.Fields, name, token) }
+func (h *ResponseHead) HasToken(name, token string) bool {
+	return fieldsHaveToken(h.Fields, name, token)
+}
 
 // ParseResponse parses a status line and header fields at the start of
 // buf into h (reusing h.Fields' capacity). It returns n, the bytes used

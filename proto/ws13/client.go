@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/tornago/tornago/proto/http1"
 )
 
 // Errors returned (wrapped with details) by the client-side checks.
@@ -122,7 +124,7 @@ func AppendRequest(dst []byte, host, requestURI string, key []byte, subprotocols
 // client MUST _Fail the WebSocket Connection_." Errors wrap
 // ErrResponseSubprotocol.
 func CheckResponseSubprotocol(got []byte, offered []string) error {
-	got = trimOWS(got)
+	got = http1.TrimOWS(got)
 	if len(got) == 0 {
 		return nil
 	}
@@ -145,9 +147,9 @@ func CheckResponseSubprotocol(got []byte, offered []string) error {
 func CheckResponseExtensions(got []byte, offered []string) error {
 	for len(got) > 0 {
 		var item []byte
-		item, got = nextItem(got)
+		item, got = http1.NextToken(got)
 		if i := bytes.IndexByte(item, ';'); i >= 0 {
-			item = trimOWS(item[:i])
+			item = http1.TrimOWS(item[:i])
 		}
 		if len(item) == 0 {
 			continue

@@ -33,9 +33,14 @@ func TestAppendRequestParsesAndPassesCheckRequest(t *testing.T) {
 	if v := r.Header.Values("Connection"); len(v) != 1 || v[0] != "Upgrade" {
 		t.Errorf("reserved Connection overridden: %q", v)
 	}
-	if herr := CheckRequest([]byte(r.Method), r.ProtoMajor, r.ProtoMinor,
-		[]byte(r.Header.Get("Upgrade")), []byte(r.Header.Get("Connection")),
-		[]byte(r.Header.Get("Sec-WebSocket-Version")), []byte(r.Header.Get("Sec-WebSocket-Key"))); herr != nil {
+	values := func(name string) (out [][]byte) {
+		for _, v := range r.Header.Values(name) {
+			out = append(out, []byte(v))
+		}
+		return out
+	}
+	if herr := CheckRequest([]byte(r.Method), r.ProtoMajor, r.ProtoMinor, values("Upgrade"), values("Connection"),
+		values("Sec-WebSocket-Version"), values("Sec-WebSocket-Key")); herr != nil {
 		t.Fatalf("CheckRequest rejects our own request: %v", herr)
 	}
 	// An extra Host replaces the default, and an empty URI becomes "/".

@@ -418,57 +418,104 @@ func (d *Decoder) Next(buf []byte, lim Limits) (ev Event, n int, err error) {
 	return Event{Kind: EventMessage, Op: st.op, Payload: st.buf, Compressed: zipped}, end, nil
 }
 
-// parseClose checks a close frame body.
-func parseClose(p []byte) (Event, error) {
-	ev := Event{Kind: EventClose, Op: ws.OpClose, Payload: p}
-	switch len(p) {
-	case 0:
-		// RFC 6455 7.1.5: "If this Close control frame contains no status
-		// code, _The WebSocket Connection Close Code_ is considered to be
-		// 1005."
-		ev.Code = ws.StatusNoStatusRcvd
-		return ev, nil
-	case 1:
-		// RFC 6455 5.5.1: "If there is a body, the first two bytes of the
-		// body MUST be a 2-byte unsigned integer (in network byte order)
-		// representing a status code".
-		return ev, protocolError("close frame body of 1 byte")
-	}
-	ev.Code = ws.StatusCode(binary.BigEndian.Uint16(p))
-	ev.Reason = p[2:]
-	// RFC 6455 7.4.1/7.4.2: 1004 is reserved, "1005 ... MUST NOT be set as
-	// a status code in a Close control frame by an endpoint" (likewise 1006
-	// and 1015), "Status codes in the range 0-999 are not used".
-	if !ValidCloseCode(ev.Code) {
-		return ev, protocolError("invalid close code " + strconv.Itoa(int(ev.Code)))
-	}
-	// RFC 6455 5.5.1: "Following the 2-byte integer, the body MAY contain
-	// UTF-8-encoded data with value /reason/"; 8.1: invalid UTF-8 MUST
-	// fail the connection.
-	if !utf8.Valid(ev.Reason) {
-		return ev, invalidUTF8("invalid UTF-8 in close reason")
-	}
-	return ev, nil
-}
-
-// ValidCloseCode reports whether a peer may send code in a close frame:
-// 1000-1003, 1007-1014 and 3000-4999.
+// CheckPartial checks the payload received so far of the incomplete frame at
+// the start of buf, so that a text message whose bytes already stopped being
+// UTF-8 fails now instead of when its last byte arrives (a peer may trickle a
+// large frame in slowly). Call it only after Next returned n == 0 and a nil
+// error for the same buf; on other input it does not panic, but its result
+// means nothing.
 //
-// 1012 (Service Restart), 1013 (Try Again Later) and 1014 (Bad Gateway) are
-// not in RFC 6455 but are registered in the IANA "WebSocket Close Code
-// Number Registry" and sent by real servers, so they are accepted.
-// 1004 is reserved, 1005, 1006 and 1015 must never be sent, 0-999,
-// 1016-2999 (unassigned protocol codes) and 5000 and above are invalid.
-func ValidCloseCode(code ws.StatusCode) bool {
-	switch {
-	case code >= 1000 && code <= 1003:
-		return true
-	case code >= 1007 && code <= 1014:
-		return true
-	case code >= 3000 && code <= 4999:
-		return true
+// When the frame is a text frame, or a continuation of a text message, and
+// the payload bytes present so far, after the bytes of the message's earlier
+// fragments, cannot be the beginning of valid UTF-8, it returns a
+// *CloseError with 1007 (ws.StatusInvalidFramePayloadData); otherwise nil.
+// A sequence cut by the end of buf is not an error: its next bytes have not
+// arrived. Binary and control frames, frames with an incomplete header and
+// compressed messages (permessage-deflate: only the inflated bytes are
+// UTF-8) always give nil. After an error the connection is failed as after
+// an error from Next.
+//
+// CheckPartial neither modifies buf (the masked payload is unmasked into a
+// small stack buffer, so Next later finds it as it was) nor changes the
+// decoder's state. It does not allocate unless it fails, and it takes time
+// linear in len(buf): it rescans the payload from its start on every call,
+// so a caller should call it when the buffered amount has grown by a
+// constant factor (doubled, say), keeping the total work linear in the
+// frame's size. Loop-only like the rest of the Decoder.
+func (d *Decoder) CheckPartial(buf []byte) error {
+	if len(buf) < 2 {
+		return nil
 	}
-	return false
+	b0, b1 := buf[0], buf[1]
+	op := ws.OpCode(b0 & 0x0f)
+	s := utf8Accept
+	switch {
+	case b0&bitsRsv != 0:
+		// RSV1 is a compressed message (with SetDeflate; anything else
+		// was Next's error): its payload is DEFLATE data, checked once
+		// inflated.
+		return nil
+	case op == ws.OpText && !d.Fragmented():
+	case op == ws.OpContinuation && d.Fragmented() && d.s.op == ws.OpText && d.s.flags&flagCompressed == 0:
+		// RFC 6455 5.6: "a particular text frame might include a partial
+		// UTF-8 sequence; however, the whole message MUST contain valid
+		// UTF-8": continue from where the earlier fragments left the
+		// validator (a copy: d is not changed).
+		s = d.s.utf8
+	default:
+		return nil
+	}
+	hlen := 2
+	length := uint64(b1 & 0x7f)
+	switch length {
+	case 126:
+		if len(buf) < 4 {
+			return nil
+		}
+		length = uint64(binary.BigEndian.Uint16(buf[2:4]))
+		hlen = 4
+	case 127:
+		if len(buf) < 10 {
+			return nil
+		}
+		length = binary.BigEndian.Uint64(buf[2:10])
+		hlen = 10
+	}
+	masked := b1&bitMask != 0
+	var mask [4]byte
+	if masked {
+		if len(buf) < hlen+4 {
+			return nil
+		}
+		mask = [4]byte(buf[hlen : hlen+4])
+		hlen += 4
+	}
+	p := buf[hlen:]
+	if uint64(len(p)) > length {
+		p = p[:length]
+	}
+	// RFC 6455 8.1: "When an endpoint is to interpret a byte stream as
+	// UTF-8 but finds that the byte stream is not, in fact, a valid UTF-8
+	// stream, that endpoint MUST _Fail the WebSocket Connection_. This rule
+	// applies both during the opening handshake and during subsequent data
+	// exchange."
+	var ok bool
+	if !masked {
+		if _, ok = validateUTF8(s, p); !ok {
+			return invalidUTF8("invalid UTF-8 in text message")
+		}
+		return nil
+	}
+	var tmp [1024]byte // a multiple of 4: every chunk starts at mask[0]
+	for len(p) > 0 {
+		n := copy(tmp[:], p)
+		ws.Cipher(tmp[:n], mask, 0)
+		if s, ok = validateUTF8(s, tmp[:n]); !ok {
+			return invalidUTF8("invalid UTF-8 in text message")
+		}
+		p = p[n:]
+	}
+	return nil
 }
 
 func (d *decState) appendFragment(p []byte) {

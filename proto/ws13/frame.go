@@ -3,7 +3,6 @@ package ws13
 import (
 	"encoding/binary"
 	"slices"
-	"unicode/utf8"
 
 	"github.com/gobwas/ws"
 )
@@ -67,56 +66,6 @@ func AppendMaskedFrame(dst []byte, fin bool, op ws.OpCode, mask [4]byte, payload
 	dst = append(dst, mask[:]...)
 	start := len(dst)
 	dst = append(dst, payload...)
-	ws.Cipher(dst[start:], mask, 0)
-	return dst
-}
-
-// closeReason returns reason cut to at most 123 bytes (125 minus the code)
-// at a UTF-8 character boundary.
-func closeReason(reason string) string {
-	const max = MaxControlPayload - 2
-	if len(reason) <= max {
-		return reason
-	}
-	cut := max
-	for cut > 0 && !utf8.RuneStart(reason[cut]) {
-		cut--
-	}
-	return reason[:cut]
-}
-
-func appendCloseBody(dst []byte, code ws.StatusCode, reason string) []byte {
-	dst = binary.BigEndian.AppendUint16(dst, uint16(code))
-	return append(dst, reason...)
-}
-
-// AppendCloseFrame appends an unmasked close frame (as a server sends) with
-// code and reason to dst. Code 0 or 1005 (ws.StatusNoStatusRcvd) produces an
-// empty body and reason is ignored (RFC 6455 7.4.1: 1005 "MUST NOT be set
-// as a status code in a Close control frame"). The reason is cut to fit the
-// 125-byte control payload limit at a UTF-8 character boundary.
-func AppendCloseFrame(dst []byte, code ws.StatusCode, reason string) []byte {
-	if code == 0 || code == ws.StatusNoStatusRcvd {
-		return append(dst, bitFin|byte(ws.OpClose), 0)
-	}
-	reason = closeReason(reason)
-	dst = slices.Grow(dst, 2+2+len(reason))
-	dst = appendHeader(dst, true, ws.OpClose, false, 2+len(reason))
-	return appendCloseBody(dst, code, reason)
-}
-
-// AppendMaskedCloseFrame is AppendCloseFrame for a client: the frame is
-// masked with mask.
-func AppendMaskedCloseFrame(dst []byte, mask [4]byte, code ws.StatusCode, reason string) []byte {
-	if code == 0 || code == ws.StatusNoStatusRcvd {
-		return append(dst, bitFin|byte(ws.OpClose), bitMask, mask[0], mask[1], mask[2], mask[3])
-	}
-	reason = closeReason(reason)
-	dst = slices.Grow(dst, 2+4+2+len(reason))
-	dst = appendHeader(dst, true, ws.OpClose, true, 2+len(reason))
-	dst = append(dst, mask[:]...)
-	start := len(dst)
-	dst = appendCloseBody(dst, code, reason)
 	ws.Cipher(dst[start:], mask, 0)
 	return dst
 }

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/tornago/tornago/proto/http1"
 )
 
 // acceptGUID is the GUID of RFC 6455 1.3 / 4.2.2.
@@ -38,10 +40,13 @@ func badRequest(reason string) *HandshakeError {
 }
 
 // CheckRequest validates an upgrade request from values the HTTP layer
-// already parsed: the method, the HTTP version and the Upgrade, Connection,
-// Sec-WebSocket-Version and Sec-WebSocket-Key header values (nil or empty
-// when absent; a header sent on several lines should be joined with ", ").
-// It returns nil when the request is a valid RFC 6455 opening handshake.
+// already parsed: the method, the HTTP version and the values of the
+// Upgrade, Connection, Sec-WebSocket-Version and Sec-WebSocket-Key header
+// fields, one element per field line in order, as http1.Head.Values returns
+// them (nil when the field is absent). It returns nil when the request is a
+// valid RFC 6455 opening handshake. It neither keeps nor modifies its
+// arguments and does not allocate when the request is valid; it is a pure
+// function, safe anywhere.
 //
 // Failures are 400 Bad Request, except an unsupported or missing
 // Sec-WebSocket-Version, which is 426 Upgrade Required with
@@ -50,7 +55,7 @@ func badRequest(reason string) *HandshakeError {
 // appropriate HTTP error code (such as 426 Upgrade Required) and a
 // |Sec-WebSocket-Version| header field indicating the version(s) the server
 // is capable of understanding").
-func CheckRequest(method []byte, major, minor int, upgrade, connection, version, key []byte) *HandshakeError {
+func CheckRequest(method []byte, major, minor int, upgrade, connection, version, key [][]byte) *HandshakeError {
 	// RFC 6455 4.2.1: "An HTTP/1.1 or higher GET request". A non-GET
 	// method gets 400 (product decision, rather than 405).
 	if string(method) != "GET" {
@@ -60,28 +65,48 @@ func CheckRequest(method []byte, major, minor int, upgrade, connection, version,
 		return badRequest("websocket upgrade requires HTTP/1.1 or later")
 	}
 	// RFC 6455 4.2.1: "An |Upgrade| header field containing the value
-	// "websocket", treated as an ASCII case-insensitive value."
-	if !hasToken(upgrade, "websocket") {
+	// "websocket", treated as an ASCII case-insensitive value." RFC 9110
+	// 5.3: several field lines of one name are one comma-separated list,
+	// so the token may be on any of them.
+	if !http1.HasToken(upgrade, "websocket") {
 		return badRequest(`Upgrade header must contain "websocket"`)
 	}
 	// RFC 6455 4.2.1: "A |Connection| header field that includes the token
-	// "Upgrade", treated as an ASCII case-insensitive value."
-	if !hasToken(connection, "upgrade") {
+	// "Upgrade", treated as an ASCII case-insensitive value." Browsers
+	// behind some proxies send "Connection: keep-alive" and
+	// "Connection: Upgrade" on two lines: the token counts on any line.
+	if !http1.HasToken(connection, "upgrade") {
 		return badRequest(`Connection header must contain "Upgrade"`)
 	}
 	// RFC 6455 4.2.1: "A |Sec-WebSocket-Version| header field, with a
 	// value of 13."
-	if string(trimOWS(version)) != "13" {
+	if len(version) == 0 || string(http1.TrimOWS(version[0])) != "13" {
 		return &HandshakeError{
 			Status: 426,
 			Reason: "unsupported websocket version",
 			Header: [][2]string{{"Sec-WebSocket-Version", "13"}},
 		}
 	}
+	// RFC 6455 11.3.5: "the |Sec-WebSocket-Version| header field MUST NOT
+	// appear more than once in an HTTP request." A repeated identical "13"
+	// (a proxy duplicating the line) is harmless and tolerated; a second
+	// line naming another version is not.
+	for _, v := range version[1:] {
+		if string(http1.TrimOWS(v)) != "13" {
+			return badRequest("Sec-WebSocket-Version sent more than once")
+		}
+	}
+	// RFC 6455 11.3.1: "The |Sec-WebSocket-Key| header field MUST NOT
+	// appear more than once in an HTTP request." Two field lines, or one
+	// value a proxy joined with a comma (base64 has no comma), is a
+	// request whose accept key would be ambiguous.
+	if len(key) > 1 || (len(key) == 1 && bytes.IndexByte(key[0], ',') >= 0) {
+		return badRequest("Sec-WebSocket-Key sent more than once")
+	}
 	// RFC 6455 4.2.1: "A |Sec-WebSocket-Key| header field with a
 	// base64-encoded (see Section 4 of [RFC4648]) value that, when decoded,
 	// is 16 bytes in length."
-	if !validKey(trimOWS(key)) {
+	if len(key) == 0 || !validKey(http1.TrimOWS(key[0])) {
 		return badRequest("invalid Sec-WebSocket-Key")
 	}
 	return nil
@@ -95,58 +120,6 @@ func validKey(key []byte) bool {
 	var raw [18]byte
 	n, err := base64.StdEncoding.Decode(raw[:], key)
 	return err == nil && n == 16
-}
-
-// nextItem splits the first element off a comma-separated header list
-// (RFC 9110 5.6.1), trimmed of optional white space; item is empty for an
-// empty element. Callers loop while len(rest) > 0.
-func nextItem(v []byte) (item, rest []byte) {
-	if i := bytes.IndexByte(v, ','); i >= 0 {
-		return trimOWS(v[:i]), v[i+1:]
-	}
-	return trimOWS(v), nil
-}
-
-// hasToken reports whether the comma-separated list v contains token,
-// compared ASCII case-insensitively; token must be lower case.
-func hasToken(v []byte, token string) bool {
-	for len(v) > 0 {
-		var item []byte
-		item, v = nextItem(v)
-		if equalFoldLower(item, token) {
-			return true
-		}
-	}
-	return false
-}
-
-// equalFoldLower compares b to the lower-case ASCII string s, ignoring the
-// case of b's ASCII letters.
-func equalFoldLower(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range len(b) {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// trimOWS trims HTTP optional white space (RFC 9110 5.6.3: SP and HTAB).
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
 }
 
 // AppendAcceptKey appends the Sec-WebSocket-Accept value for the
@@ -226,7 +199,7 @@ func ParseSubprotocols(dst []string, values ...[]byte) []string {
 	for _, v := range values {
 		for len(v) > 0 {
 			var item []byte
-			if item, v = nextItem(v); len(item) > 0 {
+			if item, v = http1.NextToken(v); len(item) > 0 {
 				dst = append(dst, string(item))
 			}
 		}
@@ -284,14 +257,14 @@ func CheckResponse(status int, upgrade, connection, accept []byte, key []byte) e
 	// |Upgrade| header field contains a value that is not an ASCII case-
 	// insensitive match for the value "websocket", the client MUST _Fail
 	// the WebSocket Connection_."
-	if !hasToken(upgrade, "websocket") {
+	if !http1.HasToken([][]byte{upgrade}, "websocket") {
 		return fmt.Errorf("%w: got %q", ErrResponseUpgrade, upgrade)
 	}
 	// RFC 6455 4.1: "If the response lacks a |Connection| header field or
 	// the |Connection| header field doesn't contain a token that is an
 	// ASCII case-insensitive match for the value "Upgrade", the client MUST
 	// _Fail the WebSocket Connection_."
-	if !hasToken(connection, "upgrade") {
+	if !http1.HasToken([][]byte{connection}, "upgrade") {
 		return fmt.Errorf("%w: got %q", ErrResponseConnection, connection)
 	}
 	// RFC 6455 4.1: "If the response lacks a |Sec-WebSocket-Accept| header
@@ -302,7 +275,7 @@ func CheckResponse(status int, upgrade, connection, accept []byte, key []byte) e
 	// whitespace, the client MUST _Fail the WebSocket Connection_."
 	var want [acceptLen]byte
 	AppendAcceptKey(want[:0], key)
-	if got := trimOWS(accept); subtle.ConstantTimeCompare(got, want[:]) != 1 {
+	if got := http1.TrimOWS(accept); subtle.ConstantTimeCompare(got, want[:]) != 1 {
 		return fmt.Errorf("%w: got %q, want %q", ErrResponseAccept, got, want[:])
 	}
 	return nil

@@ -71,12 +71,23 @@ func TestCheckRequest(t *testing.T) {
 		{"key not base64", func(r *req) { r.key = "!GhlIHNhbXBsZSBub25jZQ==" }, 400},
 		{"key unpadded", func(r *req) { r.key = "dGhlIHNhbXBsZSBub25jZQ" }, 400},
 		{"key url alphabet", func(r *req) { r.key = "_-hlIHNhbXBsZSBub25jZQ==" }, 400},
+		// A "\n" in a value separates field lines of the same name.
+		{"connection on two lines", func(r *req) { r.connection = "keep-alive\nUpgrade" }, 0},
+		{"connection on two lines, upgrade first", func(r *req) { r.connection = "Upgrade\nkeep-alive" }, 0},
+		{"connection on two lines without upgrade", func(r *req) { r.connection = "keep-alive\nclose" }, 400},
+		{"upgrade on two lines", func(r *req) { r.upgrade = "h2c\nwebsocket" }, 0},
+		{"key on two lines", func(r *req) { r.key = key + "\n" + key }, 400},
+		{"key on two lines, second invalid", func(r *req) { r.key = key + "\nxx" }, 400},
+		{"key comma-joined", func(r *req) { r.key = key + ", " + key }, 400},
+		{"version on two lines differing", func(r *req) { r.version = "13\n8" }, 400},
+		{"version on two lines, 8 first", func(r *req) { r.version = "8\n13" }, 426},
+		{"version on two lines identical", func(r *req) { r.version = "13\n 13" }, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := ok
 			tt.mod(&r)
-			he := CheckRequest([]byte(r.method), r.major, r.minor, []byte(r.upgrade), []byte(r.connection), []byte(r.version), []byte(r.key))
+			he := CheckRequest([]byte(r.method), r.major, r.minor, lines(r.upgrade), lines(r.connection), lines(r.version), lines(r.key))
 			status := 0
 			if he != nil {
 				status = he.Status
@@ -92,11 +103,25 @@ func TestCheckRequest(t *testing.T) {
 			}
 		})
 	}
+	up, conn, version, k := lines("websocket"), lines("keep-alive\nUpgrade"), lines("13"), lines(key)
 	if a := testing.AllocsPerRun(100, func() {
-		_ = CheckRequest([]byte("GET"), 1, 1, []byte("websocket"), []byte("Upgrade"), []byte("13"), []byte(key))
+		_ = CheckRequest([]byte("GET"), 1, 1, up, conn, version, k)
 	}); a != 0 {
 		t.Errorf("CheckRequest: %v allocs", a)
 	}
+}
+
+// lines splits s at "\n" into field values, one per field line; "" is an
+// absent field (nil).
+func lines(s string) [][]byte {
+	if s == "" {
+		return nil
+	}
+	var out [][]byte
+	for _, l := range strings.Split(s, "\n") {
+		out = append(out, []byte(l))
+	}
+	return out
 }
 
 func TestAppendResponse(t *testing.T) {
@@ -140,7 +165,7 @@ func TestClientHandshake(t *testing.T) {
 	if len(key) != 24 {
 		t.Fatalf("NewKey length %d", len(key))
 	}
-	if CheckRequest([]byte("GET"), 1, 1, []byte("websocket"), []byte("Upgrade"), []byte("13"), key) != nil {
+	if CheckRequest([]byte("GET"), 1, 1, lines("websocket"), lines("Upgrade"), lines("13"), [][]byte{key}) != nil {
 		t.Fatal("NewKey not accepted by CheckRequest")
 	}
 	if k2 := NewKey(); bytes.Equal(key, k2) {
@@ -188,15 +213,28 @@ func FuzzHandshake(f *testing.F) {
 	f.Add("POST", 1, 0, "", "", "", "")
 	f.Add("GET", 1, 1, "WebSocket, h2c", "keep-alive,upgrade", "8", "AAAAAAAAAAAAAAAAAAAAAA==")
 	f.Add("GET", -1, 99, ",,,", " , ", "13 ", "====================\xff\xff==")
+	f.Add("GET", 1, 1, "websocket", "keep-alive\nUpgrade", "13\n13", "dGhlIHNhbXBsZSBub25jZQ==\ndGhlIHNhbXBsZSBub25jZQ==")
 	f.Fuzz(func(t *testing.T, method string, major, minor int, upgrade, connection, version, key string) {
-		he := CheckRequest([]byte(method), major, minor, []byte(upgrade), []byte(connection), []byte(version), []byte(key))
+		// A "\n" separates field lines of the same name.
+		he := CheckRequest([]byte(method), major, minor, lines(upgrade), lines(connection), lines(version), lines(key))
 		if he == nil {
 			if method != "GET" || major < 1 || (major == 1 && minor < 1) {
 				t.Fatalf("accepted %q HTTP/%d.%d", method, major, minor)
 			}
+			if strings.Contains(key, "\n") {
+				t.Fatalf("accepted a key on two lines: %q", key)
+			}
 			raw, err := base64.StdEncoding.DecodeString(strings.Trim(key, " \t"))
 			if err != nil || len(raw) != 16 {
 				t.Fatalf("accepted key %q", key)
+			}
+			for _, v := range strings.Split(version, "\n") {
+				if strings.Trim(v, " \t") != "13" {
+					t.Fatalf("accepted version %q", version)
+				}
+			}
+			if !strings.Contains(strings.ToLower(connection), "upgrade") || !strings.Contains(strings.ToLower(upgrade), "websocket") {
+				t.Fatalf("accepted Upgrade %q, Connection %q", upgrade, connection)
 			}
 			resp := AppendResponse(nil, []byte(key), "", "", nil)
 			if !bytes.HasSuffix(resp, []byte("\r\n\r\n")) {

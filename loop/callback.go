@@ -11,9 +11,16 @@ import (
 // current callback or handler returns, never re-entrantly. It wakes the loop
 // at once through gnet's EventLoop.Execute (one wake-up per batch, however
 // many callbacks are queued). Callbacks added before Start run once the loop
-// is up; callbacks added after the loop stopped are dropped.
+// is up. Callbacks added once the loop has stopped (Start has returned, or
+// Stop ended a loop never started) are dropped and not kept; those queued
+// during the last moments of Stop may be dropped too (Stop runs everything
+// queued before its close hooks and executor finished).
 func (l *Loop) AddCallback(fn func()) {
 	l.mu.Lock()
+	if l.state.Load() == stateStopped {
+		l.mu.Unlock()
+		return
+	}
 	l.queue = append(l.queue, fn)
 	el := l.el
 	wake := el != nil && !l.wakePending
@@ -31,6 +38,28 @@ func (l *Loop) AddCallback(fn func()) {
 func (l *Loop) post(el gnet.EventLoop) {
 	if err := el.Execute(context.Background(), l.drainFn); err != nil {
 		l.log.Debug("loop: callback not posted", "err", err)
+	}
+}
+
+// dropCallbacks forgets every queued callback once the loop has stopped
+// (state is stateStopped before it is called, so AddCallback drops from
+// then on).
+func (l *Loop) dropCallbacks() {
+	l.mu.Lock()
+	clear(l.queue)
+	l.queue, l.spare, l.el = nil, nil, nil
+	l.mu.Unlock()
+}
+
+// runQueued waits until the loop has run every callback queued before the
+// call (they run in order), or ctx is done, or the loop ended. Off the loop.
+func (l *Loop) runQueued(ctx context.Context) {
+	ran := make(chan struct{})
+	l.AddCallback(func() { close(ran) })
+	select {
+	case <-ran:
+	case <-ctx.Done():
+	case <-l.done:
 	}
 }
 

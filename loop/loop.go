@@ -192,6 +192,7 @@ func (l *Loop) Start() error {
 		gnet.WithTicker(true), // OnTick opens the control connection (see engine.OnTick)
 	)
 	l.state.Store(stateStopped)
+	l.dropCallbacks()
 	l.readyOnce.Do(func() { close(l.ready) })
 	if l.ctrl != nil {
 		l.ctrl.Close()
@@ -230,6 +231,7 @@ func (l *Loop) AddOnStop(fn func()) { l.closeHooks = append(l.closeHooks, fn) }
 func (l *Loop) Stop(ctx context.Context) error {
 	switch {
 	case l.state.CompareAndSwap(stateNew, stateStopped):
+		l.dropCallbacks()
 		close(l.done)
 		return nil
 	case !l.state.CompareAndSwap(stateRunning, stateStopping):
@@ -264,9 +266,12 @@ wait:
 	case <-hooksDone:
 	case <-ctx.Done():
 	}
-	l.exec.stop()
+	// Queued executor work gets ErrStopped, running work has until ctx;
+	// their dones run before the engine goes.
+	l.exec.stop(ctx)
 	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	l.runQueued(stopCtx)
 	err := l.eng.Stop(stopCtx)
 	<-l.done
 	if err != nil {

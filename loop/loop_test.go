@@ -231,4 +231,3 @@ func TestRunInExecutor(t *testing.T) {
 		t.Fatal("done never called after a panic")
 	}
 }
-

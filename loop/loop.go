@@ -44,6 +44,15 @@ type Options struct {
 	// ExecutorQueue bounds the work waiting for an executor worker; beyond it
 	// RunInExecutor reports ErrExecutorFull. Default: 4096.
 	ExecutorQueue int
+
+	// MaxQueuedBytes bounds, in bytes of payload, the data other goroutines
+	// have handed to the loop and it has not yet taken: WebSocket writes
+	// from other goroutines, Hub.Publish off the loop and a Hub's broker
+	// deliveries. Beyond it those calls return ErrLoopBacklog and queue
+	// nothing (a Hub drops the delivery and counts it in Hub.Dropped), so
+	// a loop that falls behind does not buffer without limit. Default:
+	// 64 MiB.
+	MaxQueuedBytes int
 }
 
 func (o Options) withDefaults() Options {
@@ -58,6 +67,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ExecutorQueue <= 0 {
 		o.ExecutorQueue = 4096
+	}
+	if o.MaxQueuedBytes <= 0 {
+		o.MaxQueuedBytes = 64 << 20
 	}
 	return o
 }
@@ -83,8 +95,8 @@ type Loop struct {
 
 	// Callback queue (goroutine-safe side).
 	mu          sync.Mutex
-	queue       []func()
-	spare       []func()
+	queue       []queued
+	spare       []queued
 	wakePending bool
 	el          gnet.EventLoop
 	drainFn     gnet.RunnableFunc
@@ -117,6 +129,10 @@ type Loop struct {
 	slowCloses     atomic.Int64
 	scratch        []byte // frames and responses being written; gnet copies them
 	iov            [2][]byte
+
+	// Owned by observers.go and pending.go.
+	wsCloseObservers []func(*WebSocket) // run when a WebSocket closes; loop-only
+	queuedBytes      atomic.Int64       // data bytes in queue (addDataCallback); reserved under mu
 }
 
 type listener struct {

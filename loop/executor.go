@@ -100,6 +100,16 @@ func (e *executor) stop(ctx context.Context) {
 	}
 }
 
+// abandon is stop without waiting for running work: for a loop that ended
+// without Stop's sequence (the engine failed, or it never started). The
+// dones it causes are dropped with the stopped loop; the workers end once
+// their current work returns.
+func (e *executor) abandon() {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	e.stop(ctx)
+}
+
 type typedJob[T any] struct {
 	l    *Loop
 	work func() (T, error)

@@ -295,3 +295,26 @@ func (b *lockedBuf) String() string {
 	defer b.mu.Unlock()
 	return string(b.b)
 }
+
+// TestRunInExecutorBeforeStart: a call before Start has its done run on the
+// loop once it is up.
+func TestRunInExecutorBeforeStart(t *testing.T) {
+	l := New(Options{Logger: slog.New(slog.DiscardHandler), TimeoutResolution: 10 * time.Millisecond})
+	got := make(chan bool, 1)
+	RunInExecutor(l, func() (int, error) { return 7, nil }, func(v int, err error) { got <- v == 7 && err == nil && l.InLoop() })
+	go l.Start()
+	<-l.Ready()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		l.Stop(ctx)
+	}()
+	select {
+	case ok := <-got:
+		if !ok {
+			t.Fatal("done got the wrong result or ran off the loop")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("done of a call made before Start never ran")
+	}
+}

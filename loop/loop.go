@@ -209,6 +209,7 @@ func (l *Loop) Start() error {
 	)
 	l.state.Store(stateStopped)
 	l.dropCallbacks()
+	l.exec.abandon() // a no-op after Stop; frees the workers if the engine failed
 	l.readyOnce.Do(func() { close(l.ready) })
 	if l.ctrl != nil {
 		l.ctrl.Close()
@@ -248,6 +249,7 @@ func (l *Loop) Stop(ctx context.Context) error {
 	switch {
 	case l.state.CompareAndSwap(stateNew, stateStopped):
 		l.dropCallbacks()
+		l.exec.abandon() // workers started by RunInExecutor before Start
 		close(l.done)
 		return nil
 	case !l.state.CompareAndSwap(stateRunning, stateStopping):

@@ -318,3 +318,30 @@ func TestRunInExecutorBeforeStart(t *testing.T) {
 		t.Fatal("done of a call made before Start never ran")
 	}
 }
+
+// TestPeriodicCallbackRestartInsideFn: Stop then Start inside fn leaves one
+// schedule, not two (tick must not schedule again after fn restarted it).
+func TestPeriodicCallbackRestartInsideFn(t *testing.T) {
+	l, _ := startBareLoop(t, Options{})
+	pending := make(chan int, 1)
+	var pc *PeriodicCallback
+	first := true
+	onLoop(l, func() int {
+		pc = l.NewPeriodicCallback(func() {
+			if first {
+				first = false
+				pc.Stop()
+				pc.Start()
+				l.AddCallback(func() { pending <- l.PendingTimeouts(); pc.Stop() })
+			}
+		}, time.Hour/2, 0)
+		pc.Start()
+		// The first tick, now rather than in half an hour.
+		l.RemoveTimeout(pc.h)
+		pc.h = l.timers.add(l.now(), pc.tickFn)
+		return 0
+	})
+	if n := wsRecv(t, pending, "PendingTimeouts"); n != 1 {
+		t.Fatalf("%d timeouts pending after a restart inside fn, want 1", n)
+	}
+}

@@ -11,10 +11,37 @@ import (
 // current callback or handler returns, never re-entrantly. It wakes the loop
 // at once through gnet's EventLoop.Execute (one wake-up per batch, however
 // many callbacks are queued). Callbacks added before Start run once the loop
-// is up; callbacks added after the loop stopped are dropped.
-func (l *Loop) AddCallback(fn func()) {
+// is up. Callbacks added once the loop has stopped (Start has returned, or
+// Stop ended a loop never started) are dropped and not kept; those queued
+// during the last moments of Stop may be dropped too (Stop runs everything
+// queued before its close hooks and executor finished).
+func (l *Loop) AddCallback(fn func()) { _ = l.enqueue(fn, 0) }
+
+// queued is a callback and the data bytes it holds against
+// Options.MaxQueuedBytes (0 for a plain AddCallback).
+type queued struct {
+	fn func()
+	n  int
+}
+
+// enqueue is AddCallback for fn holding n bytes of data (see
+// addDataCallback). Goroutine-safe.
+func (l *Loop) enqueue(fn func(), n int) error {
 	l.mu.Lock()
-	l.queue = append(l.queue, fn)
+	if l.state.Load() == stateStopped {
+		l.mu.Unlock()
+		return ErrStopped
+	}
+	if n > 0 {
+		// Reserved under mu, so that dropCallbacks' reset cannot
+		// interleave with a reservation.
+		if l.queuedBytes.Load()+int64(n) > int64(l.opts.MaxQueuedBytes) {
+			l.mu.Unlock()
+			return ErrLoopBacklog
+		}
+		l.queuedBytes.Add(int64(n))
+	}
+	l.queue = append(l.queue, queued{fn: fn, n: n})
 	el := l.el
 	wake := el != nil && !l.wakePending
 	if wake {
@@ -24,6 +51,7 @@ func (l *Loop) AddCallback(fn func()) {
 	if wake {
 		l.post(el)
 	}
+	return nil
 }
 
 // post asks gnet to run drain on the loop. If the engine is shutting down the
@@ -31,6 +59,29 @@ func (l *Loop) AddCallback(fn func()) {
 func (l *Loop) post(el gnet.EventLoop) {
 	if err := el.Execute(context.Background(), l.drainFn); err != nil {
 		l.log.Debug("loop: callback not posted", "err", err)
+	}
+}
+
+// dropCallbacks forgets every queued callback once the loop has stopped
+// (state is stateStopped before it is called, so AddCallback drops from
+// then on).
+func (l *Loop) dropCallbacks() {
+	l.mu.Lock()
+	clear(l.queue)
+	l.queue, l.spare, l.el = nil, nil, nil
+	l.queuedBytes.Store(0) // what they held is dropped with them
+	l.mu.Unlock()
+}
+
+// runQueued waits until the loop has run every callback queued before the
+// call (they run in order), or ctx is done, or the loop ended. Off the loop.
+func (l *Loop) runQueued(ctx context.Context) {
+	ran := make(chan struct{})
+	l.AddCallback(func() { close(ran) })
+	select {
+	case <-ran:
+	case <-ctx.Done():
+	case <-l.done:
 	}
 }
 
@@ -59,9 +110,12 @@ func (l *Loop) drain(context.Context) error {
 	l.spare = nil
 	l.wakePending = false
 	l.mu.Unlock()
-	for i, fn := range q {
-		l.safeCall(fn)
-		q[i] = nil
+	for i, it := range q {
+		q[i] = queued{}
+		if it.n > 0 {
+			l.queuedBytes.Add(-int64(it.n))
+		}
+		l.safeCall(it.fn)
 	}
 	l.mu.Lock()
 	if l.spare == nil {

@@ -1,26 +1,91 @@
 package loop
 
 import (
+	"fmt"
 	"net"
+	"os"
+	"strings"
 	"testing"
 	"time"
 )
 
-// rstAfterSend sends raw and then resets the connection (SO_LINGER 0)
-// while the loop is still busy in a slow handler, so the loop's next write
-// on it fails and gnet runs OnClose synchronously inside that write.
-func rstAfterSend(t *testing.T, addr, raw string) {
+// resetPeer resets c (SO_LINGER 0) and returns once the kernel has taken
+// the reset on the server's side too, so that the server's next write on
+// this connection fails (ECONNRESET) whatever the scheduling: on Linux a
+// reset socket leaves the TCP table, so the test waits until neither end
+// of c is listed in /proc/net/tcp (IPv4 loopback).
+func resetPeer(t *testing.T, c net.Conn) {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
+	me := fmt.Sprintf(":%04X", c.LocalAddr().(*net.TCPAddr).Port)
+	peer := fmt.Sprintf(":%04X", c.RemoteAddr().(*net.TCPAddr).Port)
+	if err := c.(*net.TCPConn).SetLinger(0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Write([]byte(raw)); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(100 * time.Millisecond) // the loop has read it and sleeps
-	c.(*net.TCPConn).SetLinger(0)
 	c.Close()
+	listed := func() (string, error) {
+		b, err := os.ReadFile("/proc/net/tcp")
+		if err != nil {
+			return "", err
+		}
+		for _, ln := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(ln) // sl local rem state ...
+			if len(f) > 3 && (strings.HasSuffix(f[1], me) && strings.HasSuffix(f[2], peer) ||
+				strings.HasSuffix(f[1], peer) && strings.HasSuffix(f[2], me)) {
+				return ln, nil
+			}
+		}
+		return "", nil
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		on, err := listed()
+		if err != nil {
+			// No /proc (not Linux): on loopback the reset is taken
+			// within the close call in practice.
+			t.Logf("cannot confirm the reset: %v", err)
+			return
+		}
+		if on == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("connection still in /proc/net/tcp 5 s after the reset: %s", on)
+		}
+	}
+}
+
+// slowStep is a handler step that blocks the loop until the test lets it
+// go (at most 5 s, so a failing test does not wedge the loop for good).
+type slowStep struct {
+	entered chan struct{}
+	proceed chan struct{}
+}
+
+func newSlowStep() *slowStep {
+	return &slowStep{entered: make(chan struct{}, 1), proceed: make(chan struct{})}
+}
+
+func (s *slowStep) run() {
+	select {
+	case s.entered <- struct{}{}:
+	default:
+	}
+	select {
+	case <-s.proceed:
+	case <-time.After(5 * time.Second):
+	}
+}
+
+// resetDuring waits until the loop is inside s, resets c and lets s go:
+// the loop's next write on c fails and gnet runs OnClose inside it.
+func (s *slowStep) resetDuring(t *testing.T, c net.Conn) {
+	t.Helper()
+	select {
+	case <-s.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the loop never reached the slow step")
+	}
+	resetPeer(t, c)
+	close(s.proceed)
 }
 
 // A peer that resets while the upgrade is being decided: the 101 write fails,
@@ -30,6 +95,7 @@ func rstAfterSend(t *testing.T, addr, raw string) {
 func TestCloseInsideUpgradeWrite(t *testing.T) {
 	opened := make(chan reviewSeen, 1)
 	closed := make(chan struct{}, 1)
+	step := newSlowStep()
 	var app *Application
 	l, addr := wsStartLoop(t, func(l *Loop, a *Application) {
 		app = a
@@ -42,17 +108,24 @@ func TestCloseInsideUpgradeWrite(t *testing.T) {
 				opened <- s
 			}}
 		}, WSOptions{CheckOrigin: func(string, *Request) bool {
-			time.Sleep(400 * time.Millisecond) // a slow check, on the loop
+			step.run() // a slow check, on the loop; the peer resets meanwhile
 			return true
 		}})
 	})
-	rstAfterSend(t, addr, wsHandshake(addr, "/ws"))
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write([]byte(wsHandshake(addr, "/ws"))); err != nil {
+		t.Fatal(err)
+	}
+	step.resetDuring(t, c)
 
 	var s reviewSeen
 	select {
 	case s = <-opened:
 	case <-time.After(5 * time.Second):
-		t.Skip("Open never ran: the write did not fail on this kernel")
+		t.Fatal("Open never ran after the 101's write failed")
 	}
 	if s.path != "/ws" || s.reqPath != "/ws" {
 		t.Errorf("upgrade request already recycled: newHandler saw Path %q, Open saw Request().Path %q; want /ws", s.path, s.reqPath)
@@ -106,16 +179,15 @@ func (r *reviewLife) OnClose(*WebSocket) {
 func TestCloseInsideOnMessageWrite(t *testing.T) {
 	type result struct{ closedDuringMsg, closedAfter bool }
 	res := make(chan result, 1)
+	step := newSlowStep()
 	_, addr := wsStartLoop(t, func(l *Loop, a *Application) {
 		a.HandleWebSocket("/ws", func(*Request) WebSocketHandler {
-			return &reviewNest{res: func(during bool) { res <- result{closedDuringMsg: during} }}
+			return &reviewNest{step: step, res: func(during bool) { res <- result{closedDuringMsg: during} }}
 		}, WSOptions{})
 	})
 	r := wsDialRaw(t, addr, "/ws", nil)
 	r.send(true, 1, []byte("hello"))
-	time.Sleep(100 * time.Millisecond) // OnMessage is sleeping on the loop
-	r.c.(*net.TCPConn).SetLinger(0)
-	r.c.Close()
+	step.resetDuring(t, r.c)
 	select {
 	case got := <-res:
 		if got.closedDuringMsg {
@@ -129,12 +201,13 @@ func TestCloseInsideOnMessageWrite(t *testing.T) {
 type reviewNest struct {
 	WebSocketBase
 	inMsg, closed bool
+	step          *slowStep
 	res           func(bool)
 }
 
 func (h *reviewNest) OnMessage(w *WebSocket, typ MessageType, data []byte) {
 	h.inMsg = true
-	time.Sleep(400 * time.Millisecond) // a slow handler on the loop
+	h.step.run() // a slow handler on the loop; the peer resets meanwhile
 	w.WriteMessage(data)
 	h.inMsg = false
 	h.res(h.closed)
@@ -148,10 +221,11 @@ func (h *reviewNest) OnClose(*WebSocket) { h.closed = true }
 func TestCloseInsidePongWrite(t *testing.T) {
 	var l *Loop
 	var recs chan *wsRec
+	step := newSlowStep()
 	l, addr := wsStartLoop(t, func(_ *Loop, a *Application) {
 		recs = wsRecRoute(a, "/ws", WSOptions{}, func(r *wsRec) {
 			r.onMsg = func(*WebSocket, MessageType, []byte) {
-				time.Sleep(400 * time.Millisecond) // busy; the peer resets meanwhile
+				step.run() // busy; the peer resets meanwhile
 			}
 		})
 	})
@@ -161,11 +235,10 @@ func TestCloseInsidePongWrite(t *testing.T) {
 	// A message and a ping in one segment: the ping is handled right
 	// after the slow OnMessage, in the same traffic call.
 	r.write(append(wsFrame(true, 1, []byte("slow")), wsFrame(true, 9, []byte("p"))...))
-	time.Sleep(100 * time.Millisecond)
-	r.c.(*net.TCPConn).SetLinger(0)
-	r.c.Close()
+	step.resetDuring(t, r.c)
 	wsRecv(t, rec.closeCh, "OnClose")
-	time.Sleep(100 * time.Millisecond)
+	// An OnPing after OnClose would run in the same traffic call, which
+	// has returned before wsEvents' callback runs.
 	for _, ev := range wsEvents(t, l, rec) {
 		if ev == "ping-out-of-order" {
 			t.Fatalf("OnPing ran after OnClose: events %v", wsEvents(t, l, rec))

@@ -429,11 +429,11 @@ func TestCloseValidatesCode(t *testing.T) {
 
 type openFunc func(w *WebSocket)
 
-func (f openFunc) Open(w *WebSocket)                         { f(w) }
+func (f openFunc) Open(w *WebSocket)                       { f(w) }
 func (openFunc) OnMessage(*WebSocket, MessageType, []byte) {}
-func (openFunc) OnClose(*WebSocket)                          {}
-func (openFunc) OnPing(*WebSocket, []byte)                   {}
-func (openFunc) OnPong(*WebSocket, []byte)                   {}
+func (openFunc) OnClose(*WebSocket)                        {}
+func (openFunc) OnPing(*WebSocket, []byte)                 {}
+func (openFunc) OnPong(*WebSocket, []byte)                 {}
 
 func TestStopOnLoopFailsCleanly(t *testing.T) {
 	l, _ := httpApp(t, Options{TimeoutResolution: 10 * time.Millisecond}, func(l *Loop, app *Application) {})

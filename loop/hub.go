@@ -1,8 +1,10 @@
 package loop
 
 import (
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 )
 
 // Broker carries publications between hubs: several loops in one process
@@ -23,38 +25,60 @@ type Broker interface {
 
 // Hub fans messages out to the WebSockets subscribed to a topic (a chat
 // room, a ticker symbol): each message is framed once and the same bytes
-// are written to every subscriber. Subscribers that were closed are
-// dropped at the next publication, so OnClose need not unsubscribe;
-// a slow subscriber is closed by the MaxBufferedBytes rule of its route
-// and never delays the others.
+// are written to every subscriber. A subscriber that closes is dropped from
+// all its topics at once (after its OnClose), so OnClose need not
+// unsubscribe; a topic left without subscribers is dropped and its broker
+// subscription cancelled. A slow subscriber is closed by the
+// MaxBufferedBytes rule of its route and never delays the others.
+//
+// Messages that reach the hub from other goroutines (Publish off the loop
+// without a broker, and every broker delivery) wait for the loop in its
+// queue of data from other goroutines, bounded by Options.MaxQueuedBytes:
+// beyond it Publish returns ErrLoopBacklog and a broker delivery is
+// dropped and counted in Dropped.
 type Hub struct {
 	l      *Loop
 	broker Broker
 	typ    MessageType
 	topics map[string]*hubTopic
+	// byWS holds each subscriber's topics, so that a close costs
+	// O(its topics), not a scan of every subscriber.
+	byWS     map[*WebSocket][]*hubTopic
+	watching bool         // forget is registered as a close observer
+	failed   []*WebSocket // fanOut's scratch: subscribers whose write failed
+	dropped  atomic.Int64 // broker deliveries dropped for the loop's backlog
 }
 
 type hubTopic struct {
+	name   string
 	subs   map[*WebSocket]struct{}
 	cancel func() // the broker subscription, nil without a broker
 }
 
 // NewHub returns a hub on l sending messages of type typ (Text or
 // Binary). broker may be nil: topics are then local to this loop.
+// Goroutine-safe.
 func NewHub(l *Loop, typ MessageType, broker Broker) *Hub {
-	return &Hub{l: l, broker: broker, typ: typ, topics: map[string]*hubTopic{}}
+	return &Hub{l: l, broker: broker, typ: typ, topics: map[string]*hubTopic{}, byWS: map[*WebSocket][]*hubTopic{}}
 }
 
-// Subscribe adds w to topic. Loop-only. With a broker, the first local
-// subscriber of a topic subscribes the hub to the broker.
+// Subscribe adds w, a WebSocket of the hub's loop, to topic; subscribing
+// twice is a no-op. A closed or closing w gets ErrWebSocketClosed.
+// Loop-only. With a broker, the first local subscriber of a topic
+// subscribes the hub to the broker.
 func (h *Hub) Subscribe(topic string, w *WebSocket) error {
+	if w.state != wsOpen || w.cf.has(cfClosing) || w.cf.has(cfDead) {
+		return fmt.Errorf("loop: hub subscribe %q: %w", topic, ErrWebSocketClosed)
+	}
+	if !h.watching {
+		h.watching = true
+		h.l.onWebSocketClose(h.forget)
+	}
 	t := h.topics[topic]
 	if t == nil {
-		t = &hubTopic{subs: map[*WebSocket]struct{}{}}
+		t = &hubTopic{name: topic, subs: map[*WebSocket]struct{}{}}
 		if h.broker != nil {
-			cancel, err := h.broker.Subscribe(topic, func(data []byte) {
-				h.l.AddCallback(func() { h.fanOut(topic, data) })
-			})
+			cancel, err := h.broker.Subscribe(topic, func(data []byte) { h.deliver(topic, data) })
 			if err != nil {
 				return fmt.Errorf("loop: hub subscribe %q: %w", topic, err)
 			}
@@ -62,15 +86,65 @@ func (h *Hub) Subscribe(topic string, w *WebSocket) error {
 		}
 		h.topics[topic] = t
 	}
+	if _, ok := t.subs[w]; ok {
+		return nil
+	}
 	t.subs[w] = struct{}{}
+	h.byWS[w] = append(h.byWS[w], t)
 	return nil
 }
 
+// deliver moves a broker delivery onto the loop; it runs on the broker's
+// goroutine (or the publisher's, for MemoryBroker).
+func (h *Hub) deliver(topic string, data []byte) {
+	if err := h.l.addDataCallback(len(data), func() { h.fanOut(topic, data) }); errors.Is(err, ErrLoopBacklog) {
+		h.dropped.Add(1)
+	}
+}
+
+// Dropped returns how many broker deliveries the hub dropped because the
+// loop's queue of data from other goroutines was over
+// Options.MaxQueuedBytes (the loop was not keeping up). Goroutine-safe.
+func (h *Hub) Dropped() int64 { return h.dropped.Load() }
+
 // Unsubscribe removes w from topic. Loop-only.
 func (h *Hub) Unsubscribe(topic string, w *WebSocket) {
-	if t := h.topics[topic]; t != nil {
+	t := h.topics[topic]
+	if t == nil {
+		return
+	}
+	if _, ok := t.subs[w]; !ok {
+		return
+	}
+	delete(t.subs, w)
+	ts := h.byWS[w]
+	for i, x := range ts {
+		if x == t {
+			ts[i] = ts[len(ts)-1]
+			ts[len(ts)-1] = nil
+			ts = ts[:len(ts)-1]
+			break
+		}
+	}
+	if len(ts) == 0 {
+		delete(h.byWS, w)
+	} else {
+		h.byWS[w] = ts
+	}
+	h.dropIfEmpty(t)
+}
+
+// forget removes w from all its topics: it closed, or a write to it
+// failed. Loop-only.
+func (h *Hub) forget(w *WebSocket) {
+	ts, ok := h.byWS[w]
+	if !ok {
+		return
+	}
+	delete(h.byWS, w)
+	for _, t := range ts {
 		delete(t.subs, w)
-		h.dropIfEmpty(topic, t)
+		h.dropIfEmpty(t)
 	}
 }
 
@@ -89,8 +163,11 @@ func (h *Hub) Subscribers(topic string) int {
 }
 
 // Publish sends data to every subscriber of topic. Goroutine-safe; data
-// may be reused once Publish returns. Without a broker, a call on the
-// loop writes to the subscribers before it returns.
+// may be reused once Publish returns. With a broker it returns the
+// broker's error (natsbroker's ErrBacklog when its queue is full).
+// Without one, a call on the loop writes to the subscribers before it
+// returns, and a call from another goroutine copies data for the loop or
+// returns ErrLoopBacklog (see Options.MaxQueuedBytes).
 func (h *Hub) Publish(topic string, data []byte) error {
 	if h.broker != nil {
 		if err := h.broker.Publish(topic, data); err != nil {
@@ -103,7 +180,9 @@ func (h *Hub) Publish(topic string, data []byte) error {
 		return nil
 	}
 	cp := append([]byte(nil), data...)
-	h.l.AddCallback(func() { h.fanOut(topic, cp) })
+	if err := h.l.addDataCallback(len(cp), func() { h.fanOut(topic, cp) }); err != nil {
+		return fmt.Errorf("loop: hub publish %q: %w", topic, err)
+	}
 	return nil
 }
 
@@ -113,19 +192,28 @@ func (h *Hub) fanOut(topic string, data []byte) {
 		return
 	}
 	p := PrepareMessage(h.typ, data)
+	failed := h.failed[:0]
+	h.failed = nil // a nested fanOut (from an OnClose) gets its own
 	for w := range t.subs {
 		if w.WritePrepared(p) != nil {
-			delete(t.subs, w) // closed, or just closed as a slow consumer
+			failed = append(failed, w) // closed, or just closed as a slow consumer
 		}
 	}
-	h.dropIfEmpty(topic, t)
+	for i, w := range failed {
+		h.forget(w)
+		failed[i] = nil
+	}
+	h.failed = failed[:0]
+	h.dropIfEmpty(t)
 }
 
-func (h *Hub) dropIfEmpty(topic string, t *hubTopic) {
-	if len(t.subs) > 0 {
+// dropIfEmpty drops t once it has no subscriber; a no-op for a topic
+// already dropped.
+func (h *Hub) dropIfEmpty(t *hubTopic) {
+	if len(t.subs) > 0 || h.topics[t.name] != t {
 		return
 	}
-	delete(h.topics, topic)
+	delete(h.topics, t.name)
 	if t.cancel != nil {
 		t.cancel()
 	}

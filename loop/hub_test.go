@@ -148,3 +148,60 @@ func TestHubDropsBrokerSubscription(t *testing.T) {
 		}
 	}
 }
+
+// multiRoom subscribes each connection to its room and to "all".
+type multiRoom struct {
+	WebSocketBase
+	hub *Hub
+}
+
+func (h *multiRoom) Open(w *WebSocket) {
+	h.hub.Subscribe(w.Request().PathArgs[0], w)
+	h.hub.Subscribe("all", w)
+}
+
+// TestHubForgetsClosedSubscriberAtOnce: when a subscribed WebSocket
+// closes, the hub drops it from all its topics, drops the emptied topics
+// and cancels their broker subscriptions at once, with no publication.
+func TestHubForgetsClosedSubscriberAtOnce(t *testing.T) {
+	var broker MemoryBroker
+	var hub *Hub
+	l, addr := wsStartLoop(t, func(l *Loop, app *Application) {
+		hub = NewHub(l, Text, &broker)
+		app.HandleWebSocket(`/m/(\w+)`, func(*Request) WebSocketHandler { return &multiRoom{hub: hub} }, WSOptions{})
+	})
+	brokerTopics := func() int {
+		broker.mu.Lock()
+		defer broker.mu.Unlock()
+		return len(broker.subs)
+	}
+	type state struct{ topics, all, watchers int }
+	hubState := func() state {
+		return onLoop(l, func() state {
+			s := state{topics: len(hub.topics), watchers: len(hub.byWS)}
+			if t := hub.topics["all"]; t != nil {
+				s.all = len(t.subs)
+			}
+			return s
+		})
+	}
+	a := gorillaDial(t, addr, "/m/a", nil)
+	b := gorillaDial(t, addr, "/m/b", nil)
+	for deadline := time.Now().Add(5 * time.Second); hubState() != (state{3, 2, 2}); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("hub state %+v, want 3 topics, 2 in all", hubState())
+		}
+	}
+	a.Close()
+	for deadline := time.Now().Add(5 * time.Second); hubState() != (state{2, 1, 1}) || brokerTopics() != 2; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after a closed: hub %+v (want 2 topics, 1 in all, 1 watched), broker %d topics (want 2)", hubState(), brokerTopics())
+		}
+	}
+	b.Close()
+	for deadline := time.Now().Add(5 * time.Second); hubState() != (state{}) || brokerTopics() != 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after both closed: hub %+v, broker %d topics; want nothing left", hubState(), brokerTopics())
+		}
+	}
+}

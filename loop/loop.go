@@ -85,6 +85,14 @@ type Options struct {
 	// (SO_REUSEPORT; the kernel spreads connections among them). Without
 	// it Start fails when the port is in use. Default: false.
 	ReusePort bool
+	// MaxQueuedBytes bounds, in bytes of payload, the data other goroutines
+	// have handed to the loop and it has not yet taken: WebSocket writes
+	// from other goroutines, Hub.Publish off the loop and a Hub's broker
+	// deliveries. Beyond it those calls return ErrLoopBacklog and queue
+	// nothing (a Hub drops the delivery and counts it in Hub.Dropped), so
+	// a loop that falls behind does not buffer without limit. Default:
+	// 64 MiB.
+	MaxQueuedBytes int
 }
 
 func (o Options) withDefaults() Options {
@@ -115,6 +123,9 @@ func (o Options) withDefaults() Options {
 	if o.LingerTimeout <= 0 {
 		o.LingerTimeout = defaultLingerTimeout
 	}
+	if o.MaxQueuedBytes <= 0 {
+		o.MaxQueuedBytes = 64 << 20
+	}
 	return o
 }
 
@@ -139,8 +150,8 @@ type Loop struct {
 
 	// Callback queue (goroutine-safe side).
 	mu          sync.Mutex
-	queue       []func()
-	spare       []func()
+	queue       []queued
+	spare       []queued
 	wakePending bool
 	el          gnet.EventLoop
 	drainFn     gnet.RunnableFunc
@@ -174,7 +185,7 @@ type Loop struct {
 	slowSkips      atomic.Int64
 	refused        atomic.Int64
 	unsentPub      atomic.Int64 // unsent, published for Stats
-	scratch        []byte // frames and responses being written; gnet copies them
+	scratch        []byte       // frames and responses being written; gnet copies them
 	iov            [2][]byte
 
 	// Unsent output (watch.go). Loop-only.
@@ -186,6 +197,9 @@ type Loop struct {
 	unsentAt   int64 // loop clock of the last exact count
 	partial    int64 // bytes reserved by messages in flight (MaxPartialBytes)
 	stopErr    error // why the engine stopped on its own
+	// Owned by observers.go and pending.go.
+	wsCloseObservers []func(*WebSocket) // run when a WebSocket closes; loop-only
+	queuedBytes      atomic.Int64       // data bytes in queue (addDataCallback); reserved under mu
 }
 
 type listener struct {
@@ -273,6 +287,8 @@ func (l *Loop) Start() error {
 		gnet.WithTicker(true), // OnTick opens the control connection (see engine.OnTick)
 	)
 	unexpected := l.state.Swap(stateStopped) == stateRunning
+	l.dropCallbacks()
+	l.exec.abandon() // a no-op after Stop; frees the workers if the engine failed
 	l.readyOnce.Do(func() { close(l.ready) })
 	if l.ctrl != nil {
 		l.ctrl.Close()
@@ -321,6 +337,8 @@ func (l *Loop) Stop(ctx context.Context) error {
 	}
 	switch {
 	case l.state.CompareAndSwap(stateNew, stateStopped):
+		l.dropCallbacks()
+		l.exec.abandon() // workers started by RunInExecutor before Start
 		close(l.done)
 		return nil
 	case !l.state.CompareAndSwap(stateRunning, stateStopping):
@@ -352,9 +370,12 @@ wait:
 	case <-hooksDone:
 	case <-ctx.Done():
 	}
-	l.exec.stop()
+	// Queued executor work gets ErrStopped, running work has until ctx;
+	// their dones run before the engine goes.
+	l.exec.stop(ctx)
 	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	l.runQueued(stopCtx)
 	err := l.eng.Stop(stopCtx)
 	<-l.done
 	if err != nil {

@@ -3,7 +3,6 @@ package loop_test
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -230,43 +229,5 @@ func TestRunInExecutor(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("done never called after a panic")
-	}
-}
-
-func TestRunInExecutorQueueFull(t *testing.T) {
-	l := loop.New(loop.Options{TimeoutResolution: 10 * time.Millisecond, ExecutorWorkers: 1, ExecutorQueue: 1})
-	go l.Start()
-	<-l.Ready()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		l.Stop(ctx)
-	}()
-	release := make(chan struct{})
-	results := make(chan error, 3)
-	work := func() (int, error) { <-release; return 1, nil }
-	done := func(_ int, err error) { results <- err }
-	loop.RunInExecutor(l, work, done) // taken by the worker (eventually)
-	time.Sleep(20 * time.Millisecond)
-	loop.RunInExecutor(l, work, done) // queued
-	loop.RunInExecutor(l, work, done) // full
-	select {
-	case err := <-results:
-		if !errors.Is(err, loop.ErrExecutorFull) {
-			t.Fatalf("got %v, want ErrExecutorFull", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no ErrExecutorFull")
-	}
-	close(release)
-	for i := 0; i < 2; i++ {
-		select {
-		case err := <-results:
-			if err != nil {
-				t.Fatalf("job %d: %v", i, err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("jobs did not finish")
-		}
 	}
 }

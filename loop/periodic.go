@@ -2,6 +2,7 @@ package loop
 
 import (
 	"math/rand/v2"
+	"runtime/debug"
 	"time"
 )
 
@@ -53,14 +54,23 @@ func (p *PeriodicCallback) Stop() {
 // IsRunning reports whether the callback is started. Loop-only.
 func (p *PeriodicCallback) IsRunning() bool { return p.running }
 
+// tick runs fn and schedules the next call even when fn panics (Tornado
+// reschedules in finally): one bad tick must not end the schedule while
+// IsRunning still says true.
 func (p *PeriodicCallback) tick() {
 	if !p.running {
 		return
 	}
+	h := p.h
+	defer func() {
+		if r := recover(); r != nil {
+			p.l.log.Error("loop: panic in periodic callback", "panic", r, "stack", string(debug.Stack()))
+		}
+		if p.running && p.h == h { // not stopped, nor restarted by fn
+			p.schedule()
+		}
+	}()
 	p.fn()
-	if p.running {
-		p.schedule()
-	}
 }
 
 // schedule advances next to the first deadline after now, skipping missed

@@ -880,6 +880,7 @@ func (w *WebSocket) closed(err error) {
 		w.guard(func() { w.h.OnClose(w) })
 	}
 	w.dec.Release()
+	w.l.notifyWebSocketClosed(w)
 }
 
 func (w *WebSocket) shutdown() {

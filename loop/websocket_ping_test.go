@@ -54,43 +54,99 @@ func TestWebSocketPingTimeoutDuringLargeFrame(t *testing.T) {
 // wheel fires per turn of the loop (wheelBatch); the rest fire in the next
 // turns, so every connection still gets its ping, and one that closed while
 // waiting for its batch is skipped.
+//
+// The deadlines are set together on the loop, so they fall due in one tick
+// however slowly the connections were dialed, and the backlog is sampled
+// by a callback that runs once per turn of the loop from before the tick
+// until the backlog is gone, so it cannot miss it.
 func TestPingsBeyondOneBatch(t *testing.T) {
 	const n = 10 * wheelBatch
-	// A coarse tick, so that the connections opened below fall due
-	// together.
-	l, addr := startTestLoopWith(t, Options{TimeoutResolution: time.Second}, func(l *Loop) ConnHandler {
+	l, addr := startTestLoopWith(t, Options{TimeoutResolution: 10 * time.Millisecond}, func(l *Loop) ConnHandler {
 		app := NewApplication(AppOptions{})
-		app.HandleWebSocket("/p", wsEchoRoute(WSOptions{}), WSOptions{PingInterval: 3 * time.Second, PingTimeout: 10 * time.Second})
+		// No ping of their own during the test: the test sets the deadlines.
+		app.HandleWebSocket("/p", wsEchoRoute(WSOptions{}), WSOptions{PingInterval: time.Hour, PingTimeout: time.Hour})
 		return app
 	})
-	var rs []*wsRaw
+	rs := map[string]*wsRaw{}
 	for i := 0; i < n; i++ {
-		rs = append(rs, wsDialRaw(t, addr, "/p", nil))
+		r := wsDialRaw(t, addr, "/p", nil)
+		rs[r.c.LocalAddr().String()] = r
 	}
-	rs[n-1].c.Close() // falls due with the others, closed by then
-	maxDue := make(chan int, 1)
-	go func() { // sample the wheel's backlog while the pings go out
-		most := 0
-		for t0 := time.Now(); time.Since(t0) < 6*time.Second; time.Sleep(time.Millisecond) {
-			ch := make(chan int, 1)
-			l.AddCallback(func() { ch <- len(l.wheel.due) - l.wheel.dueAt })
-			most = max(most, <-ch)
+	wsConns := func() int {
+		ch := make(chan int, 1)
+		l.AddCallback(func() {
+			k := 0
+			l.wheel.each(func(c *conn) {
+				if c.kind == kindWS {
+					k++
+				}
+			})
+			ch <- k
+		})
+		return wsRecv(t, ch, "count")
+	}
+	for deadline := time.Now().Add(10 * time.Second); wsConns() != n; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d WebSockets on the loop, want %d", wsConns(), n)
 		}
-		maxDue <- most
-	}()
-	for i, r := range rs[:n-1] {
-		r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		f, err := r.readFrame()
+	}
+	type result struct {
+		most   int    // largest backlog seen between turns
+		closed string // the peer address of the connection closed in the backlog
+	}
+	res := make(chan result, 1)
+	const d = 200 * time.Millisecond
+	l.AddCallback(func() {
+		l.wheel.each(func(c *conn) {
+			if c.kind == kindWS {
+				l.wheel.set(c, d)
+			}
+		})
+		var r result
+		stopAt := l.now() + int64(3*time.Second) // within wsRecv's 5 s
+		var sample func()
+		sample = func() {
+			backlog := len(l.wheel.due) - l.wheel.dueAt
+			if backlog > 0 && r.closed == "" {
+				// The last of the backlog fires in a later turn: close it
+				// now, its deadline must be skipped (no ping written).
+				c := l.wheel.due[len(l.wheel.due)-1]
+				r.closed = c.gc.RemoteAddr().String()
+				c.close()
+			}
+			r.most = max(r.most, backlog)
+			if (r.most > 0 && backlog == 0) || l.now() > stopAt {
+				res <- r
+				return
+			}
+			l.AddCallback(sample) // runs in the loop's next turn
+		}
+		// Start before the tick that fires them: a timer due earlier runs
+		// first, and the callback it queues runs in the next turn, as does
+		// the tick's continuation.
+		l.CallLater(d/2, sample)
+	})
+	r := wsRecv(t, res, "the backlog sample")
+	if r.most <= wheelBatch-1 {
+		t.Fatalf("largest backlog between turns %d: the tick fired every deadline in one turn (%d connections, batches of %d)", r.most, n, wheelBatch)
+	}
+	if _, ok := rs[r.closed]; !ok {
+		t.Fatalf("closed connection %q is none of the test's", r.closed)
+	}
+	for a, c := range rs {
+		c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		f, err := c.readFrame()
+		if a == r.closed {
+			if err == nil {
+				t.Errorf("connection closed while waiting for its batch got op %v, want EOF (its deadline must be skipped)", f.op)
+			}
+			continue
+		}
 		if err != nil {
-			t.Fatalf("connection %d of %d: no ping: %v", i, n, err)
+			t.Fatalf("connection %s: no ping: %v", a, err)
 		}
 		if f.op != ws.OpPing {
-			t.Fatalf("connection %d: got op %v, want a ping", i, f.op)
+			t.Fatalf("connection %s: got op %v, want a ping", a, f.op)
 		}
-	}
-	// Sampled between turns: a backlog shows that a tick fired one batch
-	// and left the rest to the next turns.
-	if m := <-maxDue; m == 0 {
-		t.Errorf("no deadline ever waited for a later batch (%d connections, batches of %d)", n, wheelBatch)
 	}
 }

@@ -487,7 +487,8 @@ func TestWebSocketWriteAfterClose(t *testing.T) {
 	if err := w.WriteMessage([]byte("x")); err != nil {
 		t.Errorf("off-loop write after close: %v (documented as not reported)", err)
 	}
-	time.Sleep(30 * time.Millisecond)
+	// The off-loop write's callback was queued before wsEvents' one, so
+	// it has run by then (callbacks run in order).
 	if ev := wsEvents(t, l, rec); fmt.Sprint(ev) != "[open close]" {
 		t.Fatalf("events %v", ev)
 	}
@@ -496,9 +497,12 @@ func TestWebSocketWriteAfterClose(t *testing.T) {
 // ---- keep-alive and backpressure ----
 
 func TestWebSocketPingTimeout(t *testing.T) {
-	var recs chan *wsRec
+	var recs, recs2 chan *wsRec
 	_, addr := wsStartLoop(t, func(l *Loop, app *Application) {
 		recs = wsRecRoute(app, "/k", WSOptions{PingInterval: 50 * time.Millisecond, PingTimeout: 50 * time.Millisecond}, nil)
+		// A client that answers has 250 ms to do so: a loaded test
+		// machine may take longer than 50 ms to run its reader.
+		recs2 = wsRecRoute(app, "/k2", WSOptions{PingInterval: 300 * time.Millisecond, PingTimeout: 250 * time.Millisecond}, nil)
 	})
 	t.Run("silent-raw-client-closed", func(t *testing.T) {
 		r := wsDialRaw(t, addr, "/k", nil)
@@ -529,11 +533,14 @@ func TestWebSocketPingTimeout(t *testing.T) {
 		}
 	})
 	t.Run("gorilla-answers-pings", func(t *testing.T) {
-		c := gorillaDial(t, addr, "/k", nil)
-		rec := wsRecv(t, recs, "handler")
+		c := gorillaDial(t, addr, "/k2", nil)
+		rec := wsRecv(t, recs2, "handler")
 		pings := make(chan struct{}, 100)
 		c.SetPingHandler(func(data string) error {
-			pings <- struct{}{}
+			select {
+			case pings <- struct{}{}:
+			default:
+			}
 			return c.WriteControl(gws.PongMessage, []byte(data), time.Now().Add(time.Second))
 		})
 		msgs := make(chan string, 10)
@@ -547,9 +554,16 @@ func TestWebSocketPingTimeout(t *testing.T) {
 				msgs <- string(m)
 			}
 		}()
-		time.Sleep(500 * time.Millisecond)
-		if len(pings) < 3 {
-			t.Errorf("only %d pings in 500ms", len(pings))
+		// Three answered pings, each of which the server would have
+		// followed by a close 250 ms later had it not seen the pong.
+		for i := range 3 {
+			select {
+			case <-pings:
+			case info := <-rec.closeCh:
+				t.Fatalf("closed after %d answered pings: %+v", i, info)
+			case <-time.After(5 * time.Second):
+				t.Fatalf("only %d pings in 5 s with a 300 ms interval", i)
+			}
 		}
 		select {
 		case info := <-rec.closeCh:
@@ -570,9 +584,12 @@ func TestWebSocketPingInterval(t *testing.T) {
 		app.HandleWebSocket("/k", wsEchoRoute(WSOptions{}), WSOptions{PingInterval: 300 * time.Millisecond, PingTimeout: 50 * time.Millisecond})
 	})
 	c := gorillaDial(t, addr, "/k", nil)
-	var pings atomic.Int32
+	pings := make(chan time.Time, 16)
 	c.SetPingHandler(func(data string) error {
-		pings.Add(1)
+		select {
+		case pings <- time.Now():
+		default:
+		}
 		return c.WriteControl(gws.PongMessage, []byte(data), time.Now().Add(time.Second))
 	})
 	go func() {
@@ -582,10 +599,19 @@ func TestWebSocketPingInterval(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(1300 * time.Millisecond)
-	// Pings at about 300, 600, 900, 1200 ms; the bug sent one every 50 ms.
-	if n := pings.Load(); n < 2 || n > 6 {
-		t.Fatalf("%d pings in 1.3 s with a 300 ms interval, want about 4", n)
+	var at [4]time.Time
+	for i := range at {
+		select {
+		case at[i] = <-pings:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d pings in 10 s with a 300 ms interval", i)
+		}
+	}
+	// Three intervals of 300 ms; the bug sent one every 50 ms (150 ms in
+	// all). A late loop or client only stretches the span, except for a
+	// late first ping: half the span leaves it 450 ms of slack.
+	if span := at[3].Sub(at[0]); span < 450*time.Millisecond {
+		t.Fatalf("4 pings within %v with a 300 ms interval and a 50 ms timeout: the next ping came a PingTimeout after the answer, not a PingInterval", span)
 	}
 }
 

@@ -5,37 +5,148 @@
 // NATS delivers back, so each subscriber gets each message once whichever
 // node published it. Topics map to NATS subjects as Prefix + topic: a
 // topic must be a valid subject token sequence (no spaces, no '*' or '>').
+//
+// Publish never blocks its caller (the loop, when a handler publishes):
+// nats.go's own Publish writes to the socket inline when its buffer fills,
+// and then waits for the socket for up to its FlusherTimeout. The broker
+// therefore queues publications, bounded, for one goroutine of its own that
+// hands them to NATS in order; when the queue is full Publish returns
+// ErrBacklog at once (an HTTP handler answers 503).
 package natsbroker
 
 import (
+	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 	"github.com/tornago/tornago/loop"
 )
 
+// ErrBacklog is returned by Publish when the broker's queue of publications
+// waiting for NATS is over Options.MaxPending or Options.MaxPendingBytes:
+// NATS (or the network to it) is not keeping up. The message is not sent.
+var ErrBacklog = errors.New("natsbroker: publish queue full")
+
+// ErrClosed is returned by Publish after Close.
+var ErrClosed = errors.New("natsbroker: closed")
+
+// Options configures a Broker. The zero value is ready to use.
+type Options struct {
+	// MaxPending bounds the publications queued for NATS. Default: 4096.
+	MaxPending int
+	// MaxPendingBytes bounds the payload bytes of the queued publications
+	// (the broker copies each one). Default: 8 MiB.
+	MaxPendingBytes int
+}
+
 // Broker is a loop.Broker over one NATS connection. Goroutine-safe.
 type Broker struct {
-	nc     *nats.Conn
-	prefix string
+	nc       *nats.Conn
+	prefix   string
+	maxBytes int64
+	bytes    atomic.Int64 // payload bytes queued or being handed to NATS
+	failed   atomic.Int64
+
+	mu     sync.RWMutex // a send holds it shared, Close alone
+	closed bool
+	queue  chan publication
+	done   chan struct{} // the publishing goroutine has ended
+}
+
+type publication struct {
+	topic string
+	data  []byte
 }
 
 var _ loop.Broker = (*Broker)(nil)
 
 // New returns a broker publishing and subscribing on nc under subjects
-// prefix+topic (for example prefix "tornago." and topic "room.go"). The
-// caller keeps ownership of nc and closes it after the hubs are done.
+// prefix+topic (for example prefix "tornago." and topic "room.go"), with
+// default Options. The caller keeps ownership of nc: call Close, then close
+// nc, after the hubs are done.
 func New(nc *nats.Conn, prefix string) *Broker {
-	return &Broker{nc: nc, prefix: prefix}
+	return NewWithOptions(nc, prefix, Options{})
 }
 
-// Publish implements loop.Broker. NATS copies data into its write buffer
-// before returning, so the caller may reuse data.
-func (b *Broker) Publish(topic string, data []byte) error {
-	if err := b.nc.Publish(b.prefix+topic, data); err != nil {
-		return fmt.Errorf("natsbroker: publish %q: %w", b.prefix+topic, err)
+// NewWithOptions is New with opts. It starts the broker's publishing
+// goroutine, which Close ends.
+func NewWithOptions(nc *nats.Conn, prefix string, opts Options) *Broker {
+	if opts.MaxPending <= 0 {
+		opts.MaxPending = 4096
 	}
-	return nil
+	if opts.MaxPendingBytes <= 0 {
+		opts.MaxPendingBytes = 8 << 20
+	}
+	b := &Broker{
+		nc:       nc,
+		prefix:   prefix,
+		maxBytes: int64(opts.MaxPendingBytes),
+		queue:    make(chan publication, opts.MaxPending),
+		done:     make(chan struct{}),
+	}
+	go b.publishLoop()
+	return b
+}
+
+func (b *Broker) publishLoop() {
+	defer close(b.done)
+	for p := range b.queue {
+		// nats.go copies data into its buffer (or writes it) before it
+		// returns; this goroutine may wait here, the loop does not.
+		if err := b.nc.Publish(b.prefix+p.topic, p.data); err != nil {
+			b.failed.Add(1)
+		}
+		b.bytes.Add(-int64(len(p.data)))
+	}
+}
+
+// Publish implements loop.Broker: it copies data and queues it for the
+// broker's goroutine, which publishes in the order of the Publish calls.
+// It never waits for NATS: when the queue is full it returns ErrBacklog,
+// after Close ErrClosed. A publication NATS then refuses (connection closed,
+// reconnect buffer full) is counted in Failed. The caller may reuse data
+// at once.
+func (b *Broker) Publish(topic string, data []byte) error {
+	n := int64(len(data))
+	if b.bytes.Add(n) > b.maxBytes {
+		b.bytes.Add(-n)
+		return fmt.Errorf("natsbroker: publish %q: %w", b.prefix+topic, ErrBacklog)
+	}
+	p := publication{topic: topic, data: append([]byte(nil), data...)}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		b.bytes.Add(-n)
+		return fmt.Errorf("natsbroker: publish %q: %w", b.prefix+topic, ErrClosed)
+	}
+	select {
+	case b.queue <- p:
+		return nil
+	default:
+		b.bytes.Add(-n)
+		return fmt.Errorf("natsbroker: publish %q: %w", b.prefix+topic, ErrBacklog)
+	}
+}
+
+// Failed returns how many accepted publications NATS refused.
+// Goroutine-safe.
+func (b *Broker) Failed() int64 { return b.failed.Load() }
+
+// Close refuses further publications, waits until the queued ones are
+// handed to NATS (each write bounded by nc's FlusherTimeout; quick when nc
+// is already closed) and ends the broker's goroutine. Subscriptions stay
+// until their cancel or nc's close. Goroutine-safe; later calls return at
+// once.
+func (b *Broker) Close() {
+	b.mu.Lock()
+	if !b.closed {
+		b.closed = true
+		close(b.queue)
+	}
+	b.mu.Unlock()
+	<-b.done
 }
 
 // Subscribe implements loop.Broker. deliver runs on the NATS client's

@@ -1,13 +1,15 @@
 package loop
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/url"
+	"slices"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gobwas/ws"
 	"github.com/tornago/tornago/proto/http1"
@@ -24,23 +26,69 @@ type DialOptions struct {
 	HandshakeTimeout time.Duration
 	// MaxMessageSize bounds received messages. Default: 64 MiB.
 	MaxMessageSize int64
+	// CloseTimeout bounds Close: the wait to send the close frame (behind
+	// a Send blocked on a peer that does not read) plus the wait for the
+	// server's close frame. Default: 2s.
+	CloseTimeout time.Duration
 }
+
+// ErrCloseSent is returned by Send and SendBinary once a close frame was
+// sent (by Close, or by Recv echoing the server's close): RFC 6455 5.5.1,
+// "After sending a Close frame, the application MUST NOT send any more data
+// frames."
+var ErrCloseSent = errors.New("loop: websocket close frame already sent")
+
+// defaultCloseTimeout is DialOptions.CloseTimeout's default.
+const defaultCloseTimeout = 2 * time.Second
 
 // Conn is a blocking WebSocket client connection for scripts and tests, in
 // the shape of Python's websocket.create_connection: Send, Recv, Close. It
-// uses one goroutine (the caller's); it is not loop-driven. Send and Recv
-// may be used from one goroutine each.
+// runs on the calling goroutines; it is not loop-driven.
+//
+// Concurrency: every method is goroutine-safe. The intended use is one
+// goroutine calling Recv and one calling Send/SendBinary (they may be the
+// same), with Close and SetDeadline callable from any goroutine at any
+// time, concurrently with both. Concurrent Recv calls are serialized (each
+// message goes to one of them), as are concurrent Sends (frames never
+// interleave); pongs and close frames written by Recv and Close take the
+// same turn as Sends.
 type Conn struct {
 	nc          net.Conn
-	br          *bufio.Reader
-	buf         []byte
-	dec         ws13.Decoder
-	lim         ws13.Limits
 	Subprotocol string
-	// CloseCode and CloseReason hold the server's close frame once Recv
-	// returned io.EOF.
+	// CloseCode and CloseReason hold the server's close frame (1005 and ""
+	// when it had no body). They are set before Recv returns io.EOF, or
+	// before Close returns when Close read the server's close itself; read
+	// them after either.
 	CloseCode   StatusCode
 	CloseReason string
+
+	closeTimeout time.Duration
+	closing      atomic.Bool // Close was called
+
+	// rlock is the reader's turn, a one-slot channel rather than a mutex so
+	// that Close can wait for it, for the server's close or for its timeout
+	// in one select. Everything down to pending is guarded by it.
+	rlock   chan struct{}
+	buf     []byte // buf[off:] is received and not yet decoded
+	off     int
+	dec     ws13.Decoder
+	lim     ws13.Limits
+	rerr    error         // sticky: io.EOF after the server's close, or the failure
+	pending []dialMessage // messages Close read while waiting for the server's close
+	pendN   int64         // bytes in pending
+	// readDone is closed when rerr is set, so Close stops waiting.
+	readDone chan struct{}
+
+	// wlock is the writer's turn (a one-slot channel so that Close can give
+	// up on a Send stuck behind a peer that does not read); it guards
+	// closeSent.
+	wlock     chan struct{}
+	closeSent bool
+}
+
+type dialMessage struct {
+	typ  MessageType
+	data []byte
 }
 
 // Dial connects to a ws:// URL (query strings kept) and performs the
@@ -82,7 +130,17 @@ func Dial(rawURL string, opts DialOptions) (*Conn, error) {
 		nc.Close()
 		return nil, fmt.Errorf("dial %s: send handshake: %w", rawURL, err)
 	}
-	c := &Conn{nc: nc, br: bufio.NewReaderSize(nc, 32<<10), lim: ws13.Limits{MaxMessage: opts.MaxMessageSize}}
+	if opts.CloseTimeout <= 0 {
+		opts.CloseTimeout = defaultCloseTimeout
+	}
+	c := &Conn{
+		nc:           nc,
+		closeTimeout: opts.CloseTimeout,
+		lim:          ws13.Limits{MaxMessage: opts.MaxMessageSize},
+		rlock:        make(chan struct{}, 1),
+		wlock:        make(chan struct{}, 1),
+		readDone:     make(chan struct{}),
+	}
 	c.dec.SetClientSide(true)
 	var rh http1.ResponseHead
 	for {
@@ -101,7 +159,7 @@ func Dial(rawURL string, opts DialOptions) (*Conn, error) {
 				return nil, fmt.Errorf("dial %s: bad handshake: %w", rawURL, err)
 			}
 			c.Subprotocol = string(rh.Get("Sec-WebSocket-Protocol"))
-			c.buf = append(c.buf[:0], c.buf[n:]...) // early frames stay
+			c.off = n // early frames stay
 			break
 		}
 		if !errors.Is(perr, http1.ErrIncomplete) {
@@ -117,83 +175,256 @@ func Dial(rawURL string, opts DialOptions) (*Conn, error) {
 	return c, nil
 }
 
+// fill reads more bytes into buf, first moving the undecoded tail to the
+// front. The caller holds rlock.
 func (c *Conn) fill() error {
-	var tmp [16 << 10]byte
-	n, err := c.br.Read(tmp[:])
-	c.buf = append(c.buf, tmp[:n]...)
-	if n > 0 {
-		return nil
+	if c.off > 0 {
+		c.buf = c.buf[:copy(c.buf, c.buf[c.off:])]
+		c.off = 0
 	}
-	return err
+	if cap(c.buf)-len(c.buf) < 4<<10 {
+		c.buf = slices.Grow(c.buf, 16<<10)
+	}
+	for {
+		n, err := c.nc.Read(c.buf[len(c.buf):cap(c.buf)])
+		c.buf = c.buf[:len(c.buf)+n]
+		if n > 0 {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
-// Send sends a text message.
+// Send sends a text message; s must be valid UTF-8 (the server closes the
+// connection with 1007 otherwise). After a close frame was sent it returns
+// ErrCloseSent. Goroutine-safe.
 func (c *Conn) Send(s string) error { return c.write(ws.OpText, []byte(s)) }
 
-// SendBinary sends a binary message.
+// SendBinary sends a binary message. Goroutine-safe; see Send.
 func (c *Conn) SendBinary(b []byte) error { return c.write(ws.OpBinary, b) }
 
 func (c *Conn) write(op ws.OpCode, p []byte) error {
-	if _, err := c.nc.Write(ws13.AppendMaskedFrame(nil, true, op, ws13.NewMask(), p)); err != nil {
+	frame := ws13.AppendMaskedFrame(nil, true, op, ws13.NewMask(), p)
+	c.wlock <- struct{}{}
+	defer func() { <-c.wlock }()
+	if c.closeSent {
+		return fmt.Errorf("websocket send: %w", ErrCloseSent)
+	}
+	if _, err := c.nc.Write(frame); err != nil {
 		return fmt.Errorf("websocket send: %w", err)
 	}
 	return nil
 }
 
-// Recv returns the next message (pings are answered). After the server's
-// close frame it returns io.EOF with CloseCode/CloseReason set. SetDeadline
-// bounds the wait.
+// writePong answers a ping, unless a close frame was sent already. The
+// caller holds rlock, not wlock.
+func (c *Conn) writePong(p []byte) {
+	frame := ws13.AppendMaskedFrame(nil, true, ws.OpPong, ws13.NewMask(), p)
+	c.wlock <- struct{}{}
+	defer func() { <-c.wlock }()
+	if !c.closeSent {
+		c.nc.Write(frame) // a failed write shows up as a read error
+	}
+}
+
+// sendClose writes the connection's one close frame; it does nothing if
+// one was sent already. The caller holds wlock.
+func (c *Conn) sendClose(code StatusCode, reason string) error {
+	if c.closeSent {
+		return nil
+	}
+	c.closeSent = true
+	_, err := c.nc.Write(ws13.AppendMaskedCloseFrame(nil, ws13.NewMask(), code, reason))
+	return err
+}
+
+// Recv returns the next message; the bytes are the caller's. Pings are
+// answered. After the server's close frame it echoes it (unless Close sent
+// one already) and returns io.EOF, unwrapped, with CloseCode/CloseReason
+// set; a protocol violation by the server sends the matching close code
+// and returns the *ws13.CloseError (wrapped). Either is returned again by
+// every later call. Messages Close received on Recv's behalf while waiting
+// for the server's close come first. SetDeadline bounds the wait.
+// Goroutine-safe; see Conn.
 func (c *Conn) Recv() (MessageType, []byte, error) {
+	c.rlock <- struct{}{}
+	defer func() { <-c.rlock }()
+	if len(c.pending) > 0 {
+		m := c.pending[0]
+		c.pending[0] = dialMessage{}
+		c.pending = c.pending[1:]
+		c.pendN -= int64(len(m.data))
+		return m.typ, m.data, nil
+	}
+	return c.next()
+}
+
+// next reads the next message or the end of the stream. The caller holds
+// rlock.
+func (c *Conn) next() (MessageType, []byte, error) {
+	if c.rerr != nil {
+		return 0, nil, c.rerr
+	}
 	for {
-		ev, n, err := c.dec.Next(c.buf, c.lim)
+		ev, n, err := c.dec.Next(c.buf[c.off:], c.lim)
 		if err != nil {
-			return 0, nil, fmt.Errorf("websocket recv: %w", err)
+			// RFC 6455 7.1.7: fail the connection, with the code the decoder
+			// chose (1002, 1007, 1009).
+			var ce *ws13.CloseError
+			if errors.As(err, &ce) {
+				c.wlock <- struct{}{}
+				c.sendClose(ce.Code, ce.Reason)
+				<-c.wlock
+			}
+			c.dec.Release()
+			return 0, nil, c.fail(fmt.Errorf("websocket recv: %w", err))
 		}
 		if n == 0 {
 			if err := c.fill(); err != nil {
-				return 0, nil, fmt.Errorf("websocket recv: %w", err)
+				return 0, nil, c.fail(fmt.Errorf("websocket recv: %w", err))
 			}
 			continue
 		}
-		var out []byte
+		// ev's bytes alias buf (or the decoder's assembly buffer): use them
+		// before consuming the frame.
 		switch ev.Kind {
 		case ws13.EventMessage:
-			out = append([]byte(nil), ev.Payload...)
+			out := append([]byte(nil), ev.Payload...)
+			c.dec.Release() // the assembly buffer, if fragmented
+			c.consume(n)
+			return MessageType(ev.Op), out, nil
 		case ws13.EventPing:
-			c.write(ws.OpPong, ev.Payload)
+			c.writePong(ev.Payload)
 		case ws13.EventClose:
 			c.CloseCode, c.CloseReason = ev.Code, string(ev.Reason)
+			// RFC 6455 5.5.1: the endpoint "MUST send a Close frame in
+			// response", "typically echoing the status code it received";
+			// no second one if Close sent ours.
+			c.wlock <- struct{}{}
+			c.sendClose(ev.Code, "")
+			<-c.wlock
+			c.consume(n)
+			return 0, nil, c.fail(io.EOF)
 		}
-		typ := MessageType(ev.Op)
-		kind := ev.Kind
-		c.dec.Release()
-		c.buf = append(c.buf[:0], c.buf[n:]...)
-		switch kind {
-		case ws13.EventMessage:
-			return typ, out, nil
-		case ws13.EventClose:
-			code := c.CloseCode
-			if code == CloseNoStatus {
-				code = 0
-			}
-			c.nc.Write(ws13.AppendMaskedCloseFrame(nil, ws13.NewMask(), code, ""))
-			return 0, nil, io.EOF
+		// A pong, or a non-final fragment now in the decoder's assembly
+		// buffer (not released: the message is still in progress).
+		c.consume(n)
+	}
+}
+
+// consume drops n decoded bytes; a buffer grown by a large message is let
+// go once empty.
+func (c *Conn) consume(n int) {
+	c.off += n
+	if c.off == len(c.buf) {
+		c.off = 0
+		c.buf = c.buf[:0]
+		if cap(c.buf) > 1<<20 {
+			c.buf = nil
 		}
 	}
 }
 
+// fail makes err the reader's sticky result and wakes a waiting Close.
+func (c *Conn) fail(err error) error {
+	if c.rerr == nil {
+		c.rerr = err
+		close(c.readDone)
+	}
+	return c.rerr
+}
+
 // SetDeadline sets the read and write deadline of the underlying socket.
+// Goroutine-safe; Close replaces the deadlines with its own.
 func (c *Conn) SetDeadline(t time.Time) error { return c.nc.SetDeadline(t) }
 
-// Close sends a close frame with code and reason, waits briefly for the
-// server's reply and closes the socket.
+// Close starts the closing handshake and closes the socket: it sends a
+// close frame with code and reason (none if Recv already echoed the
+// server's close), waits for the server's close frame and closes the
+// socket, all within DialOptions.CloseTimeout. Goroutine-safe.
+//
+// A Recv running concurrently returns io.EOF once the server's close
+// arrives (or an error if it does not in time); Close never reads while a
+// Recv does. With no Recv in progress Close reads itself, and keeps data
+// messages that arrive before the server's close (up to MaxMessageSize
+// bytes in all; beyond that they are dropped) for later Recv calls.
+//
+// code must be one a peer may send (1000-1003, 1007-1014, 3000-4999) and
+// reason at most 123 bytes of UTF-8; otherwise Close returns an error and
+// sends and closes nothing. A second Close returns an error wrapping
+// net.ErrClosed.
 func (c *Conn) Close(code StatusCode, reason string) error {
-	c.nc.Write(ws13.AppendMaskedCloseFrame(nil, ws13.NewMask(), code, reason))
-	c.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
-	for {
-		if _, _, err := c.Recv(); err != nil {
-			break
+	if err := checkCloseArgs(code, reason); err != nil {
+		return fmt.Errorf("websocket close: %w", err)
+	}
+	if !c.closing.CompareAndSwap(false, true) {
+		return fmt.Errorf("websocket close: %w", net.ErrClosed)
+	}
+	deadline := time.Now().Add(c.closeTimeout)
+	timeout := time.NewTimer(c.closeTimeout)
+	defer timeout.Stop()
+	var werr error
+	select {
+	case c.wlock <- struct{}{}:
+		c.nc.SetWriteDeadline(deadline)
+		werr = c.sendClose(code, reason)
+		<-c.wlock
+	case <-timeout.C:
+		werr = errors.New("timed out behind a blocked Send")
+	}
+	if werr == nil {
+		c.awaitClose(timeout.C, deadline)
+	}
+	cerr := c.nc.Close()
+	if werr != nil {
+		return fmt.Errorf("websocket close: %w", werr)
+	}
+	if cerr != nil {
+		return fmt.Errorf("websocket close: %w", cerr)
+	}
+	return nil
+}
+
+// awaitClose waits for the server's close frame: read by a Recv in
+// progress (readDone), or by Close itself once no Recv holds the reader's
+// turn.
+func (c *Conn) awaitClose(timeout <-chan time.Time, deadline time.Time) {
+	select {
+	case <-c.readDone:
+	case <-timeout:
+	case c.rlock <- struct{}{}:
+		defer func() { <-c.rlock }()
+		c.nc.SetReadDeadline(deadline)
+		for {
+			typ, data, err := c.next()
+			if err != nil {
+				return
+			}
+			if c.pendN+int64(len(data)) <= c.lim.MaxMessage {
+				c.pending = append(c.pending, dialMessage{typ, data})
+				c.pendN += int64(len(data))
+			}
 		}
 	}
-	return c.nc.Close()
+}
+
+// checkCloseArgs checks what Close would send. RFC 6455 7.4.1: 1004 is
+// reserved, 1005, 1006 and 1015 "MUST NOT be set as a status code in a
+// Close control frame by an endpoint"; 0-999 and 5000+ are not used (and
+// ws13.ValidCloseCode also refuses the unassigned 1016-2999). 5.5: a control
+// payload is at most 125 bytes, two of them the code; 5.5.1: the reason is
+// UTF-8.
+func checkCloseArgs(code StatusCode, reason string) error {
+	if !ws13.ValidCloseCode(code) {
+		return fmt.Errorf("close code %d may not be sent (1000-1003, 1007-1014, 3000-4999)", code)
+	}
+	if len(reason) > ws13.MaxControlPayload-2 {
+		return fmt.Errorf("close reason of %d bytes (at most %d)", len(reason), ws13.MaxControlPayload-2)
+	}
+	if !utf8.ValidString(reason) {
+		return errors.New("close reason is not valid UTF-8")
+	}
+	return nil
 }

@@ -38,9 +38,9 @@ func startDemosWith(t *testing.T, broker loop.Broker) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	l := loop.New(loop.Options{TimeoutResolution: 10 * time.Millisecond})
-	app := loop.NewApplication(loop.AppOptions{})
+	app := loop.NewApplication(demoAppOptions(longPollOptions{}))
 	addDemos(l, app, broker, 0)
-	addLongPoll(l, app)
+	addLongPoll(l, app, longPollOptions{})
 	if err := l.Listen(addr, app); err != nil {
 		t.Fatal(err)
 	}

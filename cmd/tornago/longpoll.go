@@ -192,7 +192,9 @@ func (b *messageBuffer) add(body string) int64 {
 	js, _ := json.Marshal(chatMessage{ID: id, Body: body}) // a string always encodes
 	b.msgs = append(b.msgs, storedMessage{id, js})
 	b.bytes += len(js)
-	for len(b.msgs)-b.head > b.o.MaxMessages || b.bytes > b.o.MaxBytes {
+	// The newest stays even when its escapes make it larger than MaxBytes
+	// alone: it was accepted, so pollers get it.
+	for n := len(b.msgs) - b.head; n > 1 && (n > b.o.MaxMessages || b.bytes > b.o.MaxBytes); n-- {
 		b.bytes -= len(b.msgs[b.head].js)
 		b.msgs[b.head] = storedMessage{} // let the bytes go now
 		b.head++

@@ -166,6 +166,8 @@ type pageState struct {
 	Ticks                 []pageTick // newest first
 	Messages              []string
 	ClockNote             string
+	LongPollState         string
+	LongPollMessages      []string
 }
 
 const readState = `(() => {
@@ -178,6 +180,8 @@ const readState = `(() => {
 		Ticks: [...document.querySelectorAll("#ticks tr[data-seq]")].map((r) => ({seq: +r.dataset.seq, ts: r.dataset.ts, latency: r.dataset.latency})),
 		Messages: [...document.querySelectorAll("#messages li .m")].map((m) => m.textContent),
 		ClockNote: b("clock-note").textContent,
+		LongPollState: b("lp-status").dataset.state,
+		LongPollMessages: [...document.querySelectorAll("#lp-messages li .m")].map((m) => m.textContent),
 	};
 })()`
 
@@ -309,6 +313,22 @@ func TestBrowserDemoPage(t *testing.T) {
 		t.Errorf("broadcast result %q", result)
 	}
 	waitFor("broadcast push", 5*time.Second, func(s pageState) bool { return hasMessage(s, "sent with the form") })
+
+	// Long polling: a message posted with the page's form and one posted
+	// from Go both reach the page's poll.
+	waitFor("long poll open", 5*time.Second, func(s pageState) bool { return s.LongPollState == "open" })
+	if err := chromedp.Run(ctx, chromedp.SendKeys("#lp-input", "polled from chromium"+kb.Enter, chromedp.ByID)); err != nil {
+		t.Fatalf("type long-poll line: %v", err)
+	}
+	lc := http.Client{Timeout: 5 * time.Second}
+	if resp, err := lc.PostForm("http://"+server+"/new-message", url.Values{"msg": {"polled from Go"}}); err != nil {
+		t.Fatalf("POST /new-message: %v", err)
+	} else {
+		resp.Body.Close()
+	}
+	waitFor("long-poll messages", 5*time.Second, func(s pageState) bool {
+		return slices.Contains(s.LongPollMessages, "polled from chromium") && slices.Contains(s.LongPollMessages, "polled from Go")
+	})
 
 	// Record every badge state from here on, to see the backoff happen.
 	if err := chromedp.Run(ctx, chromedp.Evaluate(`(() => {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,9 +38,9 @@ func startDemosWith(t *testing.T, broker loop.Broker) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	l := loop.New(loop.Options{TimeoutResolution: 10 * time.Millisecond})
-	app := loop.NewApplication(loop.AppOptions{})
+	app := loop.NewApplication(demoAppOptions(longPollOptions{}))
 	addDemos(l, app, broker, 0)
-	addLongPoll(l, app)
+	addLongPoll(l, app, longPollOptions{})
 	if err := l.Listen(addr, app); err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +96,7 @@ func TestDemoEcho(t *testing.T) {
 		t.Fatalf("big echo: type %d len %d err %v", typ, len(got), err)
 	}
 
-	// coder/websocket, with a cross-origin header (the demos accept any).
+	// coder/websocket, with a cross-origin header (/echo, a bench target, accepts any).
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	cc, _, err := cws.Dial(ctx, "ws://"+addr+"/echo", &cws.DialOptions{HTTPHeader: http.Header{"Origin": {"http://elsewhere.example"}}})
@@ -391,5 +392,113 @@ func TestNodeWsClient(t *testing.T) {
 	}
 	if len(res.Chat.Msgs) != 2 || res.Chat.Msgs[0] != "Welcome" || res.Chat.Msgs[1] != "new message :from node" || res.Chat.Code != 1005 {
 		t.Errorf("chat: %+v", res.Chat)
+	}
+}
+
+// httpGet returns the status and body of a GET.
+func httpGet(t *testing.T, u string) (int, string) {
+	t.Helper()
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(u)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+// TestDemoReceiveRejectsBadInput: /receive with invalid UTF-8 or without a
+// message is refused with 400 and a reason, and the /ws clients neither get
+// it nor lose their connection (a Text frame of invalid UTF-8 makes every
+// browser close with 1007).
+func TestDemoReceiveRejectsBadInput(t *testing.T) {
+	addr := startDemos(t)
+	a, b := dial(t, addr, "/ws"), dial(t, addr, "/ws")
+	for _, c := range []*gws.Conn{a, b} {
+		if _, m := read(t, c); m != "Welcome" {
+			t.Fatalf("first message %q", m)
+		}
+	}
+	for _, tc := range []struct{ query, want string }{
+		{"msg=%ff%fe", "UTF-8"},
+		{"msg=ok%c3", "UTF-8"},
+		{"", "msg is required"},
+		{"msg=", "msg is required"},
+		{"msg=" + strings.Repeat("x", 70<<10), ""}, // over the request-line limit or the message cap
+	} {
+		code, body := httpGet(t, "http://"+addr+"/receive?"+tc.query)
+		if code/100 != 4 || !strings.Contains(body, tc.want) {
+			t.Errorf("/receive?%.30s: %d %q, want 4xx saying %q", tc.query, code, body, tc.want)
+		}
+	}
+	if code, body := httpGet(t, "http://"+addr+"/receive?msg="+url.QueryEscape("ça va")); code != 200 {
+		t.Fatalf("valid /receive: %d %q", code, body)
+	}
+	for _, c := range []*gws.Conn{a, b} {
+		if typ, m := read(t, c); typ != gws.TextMessage || m != "ça va" {
+			t.Fatalf("after the refused ones the next message is %d %q, want the valid one", typ, m)
+		}
+	}
+}
+
+// TestDemoChatRefusesBinary: /ws is a text chat (the seed's on_message
+// prefixes the text with "new message :"), so binary input is refused with
+// 1003 Unsupported Data, the code RFC 6455 gives for exactly this, instead of
+// being echoed in a Text frame that may not be UTF-8.
+func TestDemoChatRefusesBinary(t *testing.T) {
+	addr := startDemos(t)
+	c := dial(t, addr, "/ws")
+	read(t, c)
+	if err := c.WriteMessage(gws.BinaryMessage, []byte{0xff, 0x00, 0xfe}); err != nil {
+		t.Fatal(err)
+	}
+	typ, m, err := c.ReadMessage()
+	var ce *gws.CloseError
+	if !errors.As(err, &ce) || ce.Code != 1003 {
+		t.Fatalf("binary to /ws: got %d %q %v, want close 1003", typ, m, err)
+	}
+}
+
+// TestDemoOriginSameOnly: /ws and /clock accept their own origin and clients
+// that send none (non-browsers), and refuse other origins with 403; the
+// bench targets /echo and /echo-deflate still accept any.
+func TestDemoOriginSameOnly(t *testing.T) {
+	addr := startDemos(t)
+	d := gws.Dialer{HandshakeTimeout: 5 * time.Second}
+	try := func(path, origin string) int {
+		t.Helper()
+		h := http.Header{}
+		if origin != "" {
+			h.Set("Origin", origin)
+		}
+		c, resp, err := d.Dial("ws://"+addr+path, h)
+		if err == nil {
+			c.Close()
+			return 101
+		}
+		if resp == nil {
+			t.Fatalf("dial %s: %v", path, err)
+		}
+		return resp.StatusCode
+	}
+	for _, path := range []string{"/ws", "/clock", "/clock?Id=o"} {
+		if got := try(path, "http://elsewhere.example"); got != 403 {
+			t.Errorf("%s from another origin: %d, want 403", path, got)
+		}
+		if got := try(path, "http://"+addr); got != 101 {
+			t.Errorf("%s from its own origin: %d, want 101", path, got)
+		}
+		if got := try(path, ""); got != 101 {
+			t.Errorf("%s without Origin: %d, want 101", path, got)
+		}
+	}
+	for _, path := range []string{"/echo", "/echo-deflate"} {
+		if got := try(path, "http://elsewhere.example"); got != 101 {
+			t.Errorf("%s from another origin: %d, want 101 (bench target)", path, got)
+		}
 	}
 }

@@ -2,10 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -132,4 +134,151 @@ func TestDemoLongPollNothingLost(t *testing.T) {
 			t.Fatalf("message %d is %q", i+1, b)
 		}
 	}
+}
+
+// postRaw sends a form and returns the status and body.
+func postRaw(t *testing.T, c *http.Client, u string, form url.Values) (int, []byte) {
+	t.Helper()
+	resp, err := c.PostForm(u, form)
+	if err != nil {
+		t.Fatalf("POST %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("POST %s: %v", u, err)
+	}
+	return resp.StatusCode, body
+}
+
+// TestDemoLongPollEmptyCursor: "cursor=" (what a form with an empty field
+// sends, and what Tornado's get_argument returns as "") means no cursor, as
+// in Tornado's chat demo.
+func TestDemoLongPollEmptyCursor(t *testing.T) {
+	base := "http://" + startDemos(t)
+	c := &http.Client{Timeout: 10 * time.Second}
+	var id struct{ ID int64 }
+	post(t, c, base+"/new-message", url.Values{"msg": {"a"}}, &id)
+	for _, path := range []string{"/poll-message", "/update-message"} {
+		var r pollReply
+		if post(t, c, base+path, url.Values{"cursor": {""}}, &r) && (len(r.Messages) != 1 || r.Messages[0].Body != "a") {
+			t.Errorf("%s cursor=: %+v", path, r)
+		}
+	}
+	// A cursor beyond the last id is from an earlier process: it counts as
+	// none, at once (the client sees the new epoch), instead of waiting for
+	// ids the new process has not reached.
+	var r pollReply
+	if post(t, c, base+"/update-message", url.Values{"cursor": {"999"}}, &r) && (len(r.Messages) != 1 || r.Messages[0].Body != "a") {
+		t.Errorf("/update-message cursor=999: %+v", r)
+	}
+	for _, bad := range []string{"x", "-1", "1.5"} {
+		code, body := postRaw(t, c, base+"/poll-message", url.Values{"cursor": {bad}})
+		if code != 400 || !strings.Contains(string(body), "cursor") {
+			t.Errorf("cursor=%s: %d %q, want 400 naming the cursor", bad, code, body)
+		}
+	}
+}
+
+// TestDemoLongPollRejectsBadMessages: invalid UTF-8, an empty message and one
+// over the per-message cap are refused with a reason and not stored.
+func TestDemoLongPollRejectsBadMessages(t *testing.T) {
+	base := "http://" + startDemos(t)
+	c := &http.Client{Timeout: 10 * time.Second}
+	for _, tc := range []struct {
+		msg  string
+		code int
+		want string
+	}{
+		{"\xff\xfe", 400, "UTF-8"},
+		{"", 400, "msg is required"},
+		{strings.Repeat("x", defaultLongPoll().MaxMessageBytes+1), 413, "bytes"},
+	} {
+		code, body := postRaw(t, c, base+"/new-message", url.Values{"msg": {tc.msg}})
+		if code != tc.code || !strings.Contains(string(body), tc.want) {
+			t.Errorf("msg %.20q: %d %.200q, want %d saying %q", tc.msg, code, body, tc.code, tc.want)
+		}
+	}
+	var r pollReply
+	post(t, c, base+"/poll-message", url.Values{"cursor": {"0"}}, &r)
+	if len(r.Messages) != 0 {
+		t.Fatalf("refused messages were stored: %d", len(r.Messages))
+	}
+}
+
+type pageReply struct {
+	Epoch    int64         `json:"epoch"`
+	Messages []chatMessage `json:"messages"`
+	More     bool          `json:"more"`
+	Missed   int64         `json:"missed"`
+}
+
+// TestDemoLongPollBounded: posting more than the store's byte cap evicts the
+// oldest messages; a poll from cursor 0 gets one bounded page saying how many
+// it missed, and following "more" with the last id reads every kept message
+// once, in order, each page bounded.
+func TestDemoLongPollBounded(t *testing.T) {
+	base := "http://" + startDemos(t)
+	c := &http.Client{Timeout: 10 * time.Second}
+	o := defaultLongPoll()
+	size := o.MaxMessageBytes
+	n := o.MaxBytes/size + 20 // 20 more than fit
+	body := strings.Repeat("m", size-8)
+	for i := 1; i <= n; i++ {
+		var id struct{ ID int64 }
+		if !post(t, c, base+"/new-message", url.Values{"msg": {fmt.Sprintf("%07d %s", i, body)}}, &id) {
+			t.FailNow()
+		}
+	}
+	cursor, pages, kept := int64(0), 0, 0
+	var first int64
+	for {
+		code, raw := postRaw(t, c, base+"/poll-message", url.Values{"cursor": {strconv.FormatInt(cursor, 10)}})
+		if code != 200 {
+			t.Fatalf("poll cursor %d: %d %.200q", cursor, code, raw)
+		}
+		// A page holds at most PageBytes of messages, or a single message.
+		if limit := o.PageBytes + 2*size; len(raw) > limit {
+			t.Fatalf("page from cursor %d is %d bytes, over %d", cursor, len(raw), limit)
+		}
+		var r pageReply
+		if err := json.Unmarshal(raw, &r); err != nil {
+			t.Fatal(err)
+		}
+		if pages == 0 {
+			if len(r.Messages) == 0 || r.Missed == 0 || r.Missed != r.Messages[0].ID-1 {
+				t.Fatalf("first page: %d messages, missed %d, first id %v", len(r.Messages), r.Missed, r.Messages[:min(1, len(r.Messages))])
+			}
+			first = r.Messages[0].ID
+		} else if r.Missed != 0 {
+			t.Fatalf("page %d reports %d missed", pages, r.Missed)
+		}
+		pages++
+		for _, m := range r.Messages {
+			if m.ID != cursor+1 && cursor != 0 {
+				t.Fatalf("after cursor %d got id %d", cursor, m.ID)
+			}
+			if want := fmt.Sprintf("%07d ", m.ID); !strings.HasPrefix(m.Body, want) {
+				t.Fatalf("message %d body %.10q", m.ID, m.Body)
+			}
+			cursor = m.ID
+			kept++
+		}
+		if !r.More {
+			break
+		}
+		if len(r.Messages) == 0 {
+			t.Fatal("more with an empty page")
+		}
+	}
+	if cursor != int64(n) {
+		t.Fatalf("paging ended at id %d of %d", cursor, n)
+	}
+	if kept*size > o.MaxBytes+size || first == 1 {
+		t.Fatalf("store kept %d messages of %d bytes (first id %d), over the %d byte cap", kept, size, first, o.MaxBytes)
+	}
+	if pages < 2 {
+		t.Fatalf("%d messages came in %d page(s)", kept, pages)
+	}
+	t.Logf("%d posted, %d kept from id %d, read in %d pages", n, kept, first, pages)
 }

@@ -17,7 +17,16 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/tornago/tornago/loop"
 	"github.com/tornago/tornago/loop/natsbroker"
+	"github.com/tornago/tornago/proto/http1"
 )
+
+// demoAppOptions bounds request bodies to what the demo routes take: the
+// largest long-poll message, urlencoded (up to 3 bytes a byte), and a
+// little room for the other fields, instead of http1's 10 MiB default.
+func demoAppOptions(lp longPollOptions) loop.AppOptions {
+	lp = lp.withDefaults()
+	return loop.AppOptions{Limits: http1.Limits{MaxBodyBytes: 3*int64(lp.MaxMessageBytes) + 4<<10}}
+}
 
 func main() {
 	port := flag.Int("port", 8888, "TCP port to listen on")
@@ -25,6 +34,7 @@ func main() {
 	gcPercent := flag.Int("gc-percent", 10, "GOGC for the server when the GOGC environment variable is unset")
 	ping := flag.Duration("ping", 25*time.Second, "keep-alive ping interval of every WebSocket route (Tornado's websocket_ping_interval); 0 or negative disables")
 	natsURL := flag.String("nats", "", "NATS server URL (nats://host:4222): /receive then reaches the /ws clients of every node using it")
+	lp := longPollFlags(flag.CommandLine)
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	// The binary serves no profiles; sampling allocations would only add
@@ -41,7 +51,7 @@ func main() {
 	}
 
 	l := loop.New(loop.Options{Logger: log})
-	app := loop.NewApplication(loop.AppOptions{})
+	app := loop.NewApplication(demoAppOptions(*lp))
 	var broker loop.Broker
 	if *natsURL != "" {
 		nc, err := nats.Connect(*natsURL, nats.Name("tornago"), nats.MaxReconnects(-1))
@@ -57,7 +67,7 @@ func main() {
 		pingInterval = -1 // WSOptions: negative disables, zero is the default
 	}
 	addDemos(l, app, broker, pingInterval)
-	addLongPoll(l, app)
+	polls := addLongPoll(l, app, *lp)
 
 	addr := fmt.Sprintf("%s:%d", *host, *port)
 	if err := l.Listen(addr, app); err != nil {
@@ -69,6 +79,12 @@ func main() {
 		signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 		s := <-sig
 		log.Info("stopping", "signal", s.String())
+		// Parked long polls first get an empty answer (the page polls
+		// again, and finds the server gone or back): Stop waits for
+		// in-flight requests, and a parked poll would hold it up to its
+		// 30 s timeout. Callbacks run in order, so this one runs before
+		// Stop's own.
+		l.AddCallback(polls.stop)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := l.Stop(ctx); err != nil {

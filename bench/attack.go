@@ -257,6 +257,7 @@ type attackEnv struct {
 	mu    sync.Mutex
 	extra map[string]any
 
+	methods  map[string]string // path: the method its probe answered
 	canary   *canary
 	sampler  *rssSampler
 	measured sync.Once
@@ -307,13 +308,13 @@ func RunAttack(name string, o AttackOptions) *AttackResult {
 		r.Err = fmt.Sprintf("server process %d is not running", o.PID)
 		return r
 	}
+	e := &attackEnv{o: o, host: host, r: r, extra: map[string]any{}, methods: map[string]string{}}
 	for _, need := range a.needs {
-		if why := probe(host, need); why != "" {
+		if why := e.probe(need); why != "" {
 			r.NA = why
 			return r
 		}
 	}
-	e := &attackEnv{o: o, host: host, r: r, extra: map[string]any{}}
 	if o.PID > 0 {
 		before := rss(o.PID)
 		r.RSSBefore = &before
@@ -404,11 +405,13 @@ func estimate(a *attack, o AttackOptions) time.Duration {
 
 // probe returns why route need is not served ("" when it is). "ws:PATH"
 // must upgrade; "http:METHOD:PATH" must answer 2xx to a request carrying
-// the form body msg=probe (a tiny message where the route takes one).
-func probe(host, need string) string {
+// the form body msg=probe (a tiny message where the route takes one). A
+// route answering 405 is tried with the other of GET and POST, and the
+// method that worked is what the attack then uses (methodFor).
+func (e *attackEnv) probe(need string) string {
 	kind, path, _ := strings.Cut(need, ":")
 	if kind == "ws" {
-		w, err := dialWS(host, path, "", 5*time.Second)
+		w, err := dialWS(e.host, path, "", 5*time.Second)
 		if err != nil {
 			return "no WebSocket route " + path + " (" + err.Error() + ")"
 		}
@@ -417,14 +420,30 @@ func probe(host, need string) string {
 	}
 	method, path, _ := strings.Cut(path, ":")
 	hc := &http.Client{Timeout: 5 * time.Second}
-	status, _, err := send(hc, method, "http://"+host+path, []byte("msg=probe"))
+	status, _, err := send(hc, method, "http://"+e.host+path, []byte("msg=probe"))
+	if status == 405 {
+		other := map[string]string{"GET": "POST", "POST": "GET"}[method]
+		if st, _, err2 := send(hc, other, "http://"+e.host+path, []byte("msg=probe")); st >= 200 && st <= 299 {
+			method, status, err = other, st, err2
+		}
+	}
 	if err != nil {
 		return "no HTTP route " + method + " " + path + " (" + err.Error() + ")"
 	}
 	if status < 200 || status > 299 {
 		return fmt.Sprintf("no HTTP route %s %s (status %d)", method, path, status)
 	}
+	p, _, _ := strings.Cut(path, "?")
+	e.methods[p] = method
 	return ""
+}
+
+// methodFor is the method the probe found for path (GET when not probed).
+func (e *attackEnv) methodFor(path string) string {
+	if m := e.methods[path]; m != "" {
+		return m
+	}
+	return "GET"
 }
 
 // processAlive: /proc/PID exists and is not a zombie (a server the harness

@@ -213,7 +213,7 @@ func slowReaders(e *attackEnv) error {
 			hc := &http.Client{Timeout: 10 * time.Second}
 			for time.Now().Before(end) {
 				t0 := time.Now()
-				status, _, err := send(hc, "GET", e.o.Base+"/receive", body)
+				status, _, err := send(hc, e.methodFor("/receive"), e.o.Base+"/receive", body)
 				st.add(status, err)
 				lat.add(time.Since(t0))
 				if err != nil {
@@ -234,7 +234,7 @@ func bigBroadcast(e *attackEnv) error {
 	ws := openNonReaders(e, e.o.BcastConns, "/ws")
 	hc := &http.Client{Timeout: 60 * time.Second}
 	t0 := time.Now()
-	status, _, err := send(hc, "GET", e.o.Base+"/receive", formBody(e.o.BcastSize, 'x'))
+	status, _, err := send(hc, e.methodFor("/receive"), e.o.Base+"/receive", formBody(e.o.BcastSize, 'x'))
 	e.set("receive_status", status)
 	e.set("receive_ms", time.Since(t0).Milliseconds())
 	if err != nil {
@@ -339,7 +339,7 @@ func longPoll(e *attackEnv) error {
 	var st statusCounter
 	t0 := time.Now()
 	for range e.o.LPPosts {
-		status, _, err := send(hc, "POST", e.o.Base+"/new-message", body)
+		status, _, err := send(hc, e.methodFor("/new-message"), e.o.Base+"/new-message", body)
 		st.add(status, err)
 	}
 	e.set("post_statuses", st.String())
@@ -435,7 +435,7 @@ func pipelining(e *attackEnv) error {
 	hc := &http.Client{Timeout: 30 * time.Second}
 	// The demo has no fixed ~64 KiB route: post one message of that size
 	// to the long-poll store, then ask for exactly it.
-	req, err := http.NewRequest("POST", o.Base+"/new-message", bytes.NewReader(formBody(o.PipeResp, 'y')))
+	req, err := http.NewRequest(e.methodFor("/new-message"), o.Base+"/new-message", bytes.NewReader(formBody(o.PipeResp, 'y')))
 	if err != nil {
 		return fmt.Errorf("pipelining: %w", err)
 	}

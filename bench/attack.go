@@ -153,10 +153,10 @@ type AttackResult struct {
 	// Canary: round trips completed, the worst one (a round trip that
 	// failed counts with the time it had waited), failures (timeouts,
 	// a dropped connection) and the worst against CanaryBudget.
-	CanaryRTTs   int    `json:"canary_round_trips"`
+	CanaryRTTs   *int   `json:"canary_round_trips,omitempty"`
 	CanaryWorst  *int64 `json:"canary_worst_ns,omitempty"`
 	CanaryP50    *int64 `json:"canary_p50_ns,omitempty"`
-	CanaryFailed int64  `json:"canary_failed"`
+	CanaryFailed *int64 `json:"canary_failed,omitempty"`
 	CanaryOK     *bool  `json:"canary_within_budget,omitempty"`
 	// RSS of the server (from -pid): before the attack, its peak during,
 	// and after (for partial frames, once it returned or Settle passed).
@@ -170,8 +170,8 @@ type AttackResult struct {
 	// Survived: the process is alive (when PID is known) and a new canary
 	// connection round-trips after the attack.
 	Alive       *bool          `json:"alive,omitempty"`
-	CanaryAfter bool           `json:"canary_after"`
-	Survived    bool           `json:"survived"`
+	CanaryAfter *bool          `json:"canary_after,omitempty"`
+	Survived    *bool          `json:"survived,omitempty"`
 	Expect      string         `json:"expect"`
 	ExpectHeld  *bool          `json:"expect_held,omitempty"`
 	Wall        float64        `json:"wall_s"`
@@ -342,12 +342,11 @@ func RunAttack(name string, o AttackOptions) *AttackResult {
 		r.Err = err.Error()
 	}
 	lat := e.canary.lat.sorted()
-	r.CanaryRTTs = len(lat)
-	r.CanaryFailed = e.canary.failed.Load()
+	n, failed := len(lat), e.canary.failed.Load()
+	r.CanaryRTTs, r.CanaryFailed = &n, &failed
 	if worst := max(e.canary.worst.Load(), int64(summarize(lat).Max)); worst > 0 {
 		r.CanaryWorst = &worst
-		ok := time.Duration(worst) <= o.CanaryBudget && r.CanaryFailed == 0
-		r.CanaryOK = &ok
+		r.CanaryOK = boolp(time.Duration(worst) <= o.CanaryBudget && failed == 0)
 	}
 	if len(lat) > 0 {
 		p50 := int64(summarize(lat).P50)
@@ -359,12 +358,12 @@ func RunAttack(name string, o AttackOptions) *AttackResult {
 	}
 	// Survival: a new connection must round-trip (descriptors and queued
 	// output may take a moment to free after the attackers left).
-	r.CanaryAfter = roundTripWithin(o.Canary, o.PID, 10*time.Second)
-	r.Survived = r.CanaryAfter
+	after := roundTripWithin(o.Canary, o.PID, 10*time.Second)
+	r.CanaryAfter, r.Survived = boolp(after), boolp(after)
 	if o.PID > 0 {
 		alive := processAlive(o.PID)
 		r.Alive = &alive
-		r.Survived = r.Survived && alive
+		r.Survived = boolp(after && alive)
 		after := rss(o.PID)
 		if a.name == "partial-frames" && alive {
 			after = settleRSS(o.PID, *r.RSSBefore+o.RSSReturn, o.Settle)

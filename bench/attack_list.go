@@ -69,7 +69,7 @@ var attacks = []attack{
 		expect: "survives; the canary and new connections are served afterwards",
 		run:    fdStorm, check: func(e *attackEnv, r *AttackResult) *bool {
 			ok, _ := r.Extra["new_conns_ok"].(bool)
-			return boolp(r.Survived && ok)
+			return boolp(r.Survived != nil && *r.Survived && ok)
 		}},
 }
 
@@ -574,7 +574,6 @@ func fdStorm(e *attackEnv) error {
 	e.set("closed_by_server", closedByServer)
 	e.endMeasure()
 	// New connections must work again once the descriptors are free.
-	ok := true
 	var okN atomic.Int64
 	deadline := time.Now().Add(10 * time.Second)
 	for range o.StormNew {
@@ -587,7 +586,7 @@ func fdStorm(e *attackEnv) error {
 		}()
 	}
 	wg.Wait()
-	ok = okN.Load() == int64(o.StormNew)
+	ok := okN.Load() == int64(o.StormNew)
 	e.set("new_conns_served", okN.Load())
 	e.set("new_conns_ok", ok)
 	return nil

@@ -138,7 +138,7 @@ func WriteAttackTable(w io.Writer, rs []*AttackResult) {
 	fmt.Fprintf(w, "%-16s %-8s %10s %6s %11s %11s %11s %-8s %-7s %s\n",
 		"attack", "server", "canary max", "fails", "RSS before", "peak RSS", "RSS after", "survived", "expect", "closes")
 	for _, r := range rs {
-		if r.NA != "" || (r.Err != "" && r.CanaryRTTs == 0 && r.CanaryWorst == nil) {
+		if r.NA != "" || r.CanaryRTTs == nil {
 			why := r.NA
 			if why == "" {
 				why = "error: " + r.Err
@@ -149,11 +149,11 @@ func WriteAttackTable(w io.Writer, rs []*AttackResult) {
 			continue
 		}
 		surv := "no"
-		if r.Survived {
+		if *r.Survived {
 			surv = "yes"
 		}
 		fmt.Fprintf(w, "%-16s %-8s %10s %6d %11s %11s %11s %-8s %-7s %s\n", r.Attack, r.Server,
-			dur(r.CanaryWorst), r.CanaryFailed, mib(r.RSSBefore), mib(r.PeakRSS), mib(r.RSSAfter), surv,
+			dur(r.CanaryWorst), *r.CanaryFailed, mib(r.RSSBefore), mib(r.PeakRSS), mib(r.RSSAfter), surv,
 			held(r.ExpectHeld), sortedCounts(r.Closes))
 		if r.Err != "" {
 			fmt.Fprintf(w, "    error: %s\n", r.Err)

@@ -398,7 +398,7 @@ func attack(f *flags) {
 	}
 	each := func(r *bench.AttackResult) {
 		fmt.Fprintf(os.Stderr, "done: %s %s canary worst %v peak RSS %v survived %v expect %v %s\n", r.Attack, r.Server,
-			nsOrNA(r.CanaryWorst), mibOrNA(r.PeakRSS), r.Survived, heldOrNA(r.ExpectHeld), r.NA+r.Err)
+			nsOrNA(r.CanaryWorst), mibOrNA(r.PeakRSS), heldOrNA(r.Survived), heldOrNA(r.ExpectHeld), r.NA+r.Err)
 	}
 	var rs []*bench.AttackResult
 	if f.url != "" {

@@ -42,69 +42,96 @@ var ServerNames = []string{"tornago", "gorilla", "tornado", "gnetws"}
 func StartServers(root string, names []string, basePort int, pinCPU string, logTo io.Writer) ([]*Server, error) {
 	var out []*Server
 	for i, name := range names {
-		port := strconv.Itoa(basePort + i)
-		// A port someone else listens on would make the harness measure
-		// the wrong process.
-		if err := waitPortFree("127.0.0.1:"+port, 60*time.Second); err != nil {
+		s, err := StartServer(root, name, basePort+i, ServerOptions{PinCPU: pinCPU}, logTo)
+		if err != nil {
 			StopServers(out)
-			return nil, fmt.Errorf("start %s: %w", name, err)
+			return nil, err
 		}
-		var argv []string
-		switch name {
-		case "tornago", "gorilla", "gnetws":
-			pkg := "./cmd/tornago"
-			if name != "tornago" {
-				pkg = "./bench/refserver/" + name
-			}
-			buildMu.Lock()
-			bin, ok := built[root+pkg]
-			if !ok && buildDir == "" {
-				var err error
-				if buildDir, err = os.MkdirTemp("", "tornago-bench-"); err != nil {
-					buildMu.Unlock()
-					return nil, fmt.Errorf("start servers: %w", err)
-				}
-			}
-			if !ok {
-				bin = filepath.Join(buildDir, name)
-				b := exec.Command("go", "build", "-o", bin, pkg)
-				b.Dir, b.Stderr = root, logTo
-				if err := b.Run(); err != nil {
-					buildMu.Unlock()
-					StopServers(out)
-					return nil, fmt.Errorf("build %s: %w", name, err)
-				}
-				built[root+pkg] = bin
-			}
-			buildMu.Unlock()
-			argv = []string{bin, "-port", port}
-		case "tornado":
-			argv = []string{"/usr/bin/python3", filepath.Join(root, "bench/refserver/tornado/server.py"), "--port", port}
-		default:
-			StopServers(out)
-			return nil, fmt.Errorf("start servers: unknown server %q (known: %v)", name, ServerNames)
-		}
-		if pinCPU != "" {
-			argv = append([]string{"taskset", "-c", pinCPU}, argv...)
-		}
-		cmd := exec.Command(argv[0], argv[1:]...)
-		cmd.Stdout, cmd.Stderr = logTo, logTo
-		if err := cmd.Start(); err != nil {
-			StopServers(out)
-			return nil, fmt.Errorf("start %s: %w", name, err)
-		}
-		s := &Server{Name: name, Host: "127.0.0.1:" + port, PID: cmd.Process.Pid, cmd: cmd}
 		out = append(out, s)
-		if err := waitListening(s.Host, 15*time.Second); err != nil {
-			StopServers(out)
-			return nil, fmt.Errorf("start %s: %w", name, err)
-		}
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d/status", s.PID)); err != nil || rss(s.PID) == 0 {
-			StopServers(out)
-			return nil, fmt.Errorf("start %s: process %d is not running", name, s.PID)
-		}
 	}
 	return out, nil
+}
+
+// ServerOptions are the knobs StartServer applies to a server process.
+type ServerOptions struct {
+	PinCPU string // taskset -c PinCPU when not empty
+	// NoFile, when > 0, starts the server with RLIMIT_NOFILE (soft and
+	// hard) set to it: the attack scenario's descriptor storm.
+	NoFile int
+}
+
+// StartServer builds (once per process) and starts one named server on
+// 127.0.0.1:port; stop it with StopServers.
+func StartServer(root, name string, port int, o ServerOptions, logTo io.Writer) (*Server, error) {
+	sport := strconv.Itoa(port)
+	// A port someone else listens on would make the harness measure
+	// the wrong process.
+	if err := waitPortFree("127.0.0.1:"+sport, 60*time.Second); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	var argv []string
+	switch name {
+	case "tornago", "gorilla", "gnetws":
+		pkg := "./cmd/tornago"
+		if name != "tornago" {
+			pkg = "./bench/refserver/" + name
+		}
+		bin, err := build(root, pkg, name, logTo)
+		if err != nil {
+			return nil, err
+		}
+		argv = []string{bin, "-port", sport}
+	case "tornado":
+		argv = []string{"/usr/bin/python3", filepath.Join(root, "bench/refserver/tornado/server.py"), "--port", sport}
+	default:
+		return nil, fmt.Errorf("start servers: unknown server %q (known: %v)", name, ServerNames)
+	}
+	if o.NoFile > 0 {
+		// Both limits: Go raises the soft limit to the hard one at start.
+		// exec keeps the PID, so -pid still names the server.
+		argv = append([]string{"/bin/sh", "-c", fmt.Sprintf(`ulimit -n %d && exec "$0" "$@"`, o.NoFile)}, argv...)
+	}
+	if o.PinCPU != "" {
+		argv = append([]string{"taskset", "-c", o.PinCPU}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = logTo, logTo
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	s := &Server{Name: name, Host: "127.0.0.1:" + sport, PID: cmd.Process.Pid, cmd: cmd}
+	if err := waitListening(s.Host, 15*time.Second); err != nil {
+		StopServers([]*Server{s})
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d/status", s.PID)); err != nil || rss(s.PID) == 0 {
+		StopServers([]*Server{s})
+		return nil, fmt.Errorf("start %s: process %d is not running", name, s.PID)
+	}
+	return s, nil
+}
+
+// build compiles pkg under root once per process and returns the binary.
+func build(root, pkg, name string, logTo io.Writer) (string, error) {
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if bin, ok := built[root+pkg]; ok {
+		return bin, nil
+	}
+	if buildDir == "" {
+		var err error
+		if buildDir, err = os.MkdirTemp("", "tornago-bench-"); err != nil {
+			return "", fmt.Errorf("start servers: %w", err)
+		}
+	}
+	bin := filepath.Join(buildDir, name)
+	b := exec.Command("go", "build", "-o", bin, pkg)
+	b.Dir, b.Stderr = root, logTo
+	if err := b.Run(); err != nil {
+		return "", fmt.Errorf("build %s: %w", name, err)
+	}
+	built[root+pkg] = bin
+	return bin, nil
 }
 
 // waitPortFree waits until host can be bound: the sockets of a server the

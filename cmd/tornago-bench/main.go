@@ -3,10 +3,13 @@
 // the harness's own CPU. Scenarios: idle, echo, push, broadcast, handshake,
 // transports; compare runs one of them against Tornago and the reference
 // servers (gorilla/websocket, Tornado, a bare gnet+gobwas/ws echo server)
-// started by the harness itself.
+// started by the harness itself. attack runs issue 10's hostile inputs
+// against one server (-url, -pid) or against servers it starts (-servers),
+// with an /echo canary beside each attack.
 //
 //	tornago-bench echo -url ws://127.0.0.1:8888/echo -c 1000 -size 64 -d 10s -pid PID
 //	tornago-bench compare -scenario idle -n 10000 -steps 2000,5000
+//	tornago-bench attack -servers tornago,gorilla
 package main
 
 import (
@@ -31,8 +34,33 @@ scenarios:
   handshake  -url -c C -d D -pid PID                             upgrades/s, server CPU per upgrade
   transports -url http://host -n N -d D -pid PID                 short poll vs long poll vs WebSocket
   compare    -scenario S [-servers tornago,gorilla,tornado,gnetws] [-reps 1] [-pin] [scenario flags without -url/-pid]
+  attack     [-url http://host:port -pid PID | -servers tornago,gorilla] [-attacks all|a,b,...] [attack flags]
+             hostile inputs with an /echo canary round trip every 100 ms: per attack the canary's
+             worst round trip, the server's peak RSS (every 50 ms), closes seen by code, survival,
+             and the attack's expectation; "tornago-bench attack -h" lists the attacks and flags
 common: -plot FILE.png  -client loop|gorilla  -rate R (connections/s)  -src K (source addresses)
 each run prints a table (stdout) and one JSON line per run (stdout, prefixed "JSON ").
+`
+
+const attackUsage = `attacks (issue 10; -attacks takes letters or names, default all):
+  a slow-readers   -slow-n 1000 /ws clients that never read; -slow-posters 4 loop
+                   GET /receive with a -slow-size 60000 byte form body for -d 10s
+  b big-broadcast  one -bcast-size 9000000 byte /receive to -bcast-n 200 non-readers, watched -bcast-hold 3s
+  c deflate-bomb   -bomb-conns 4 loop 65 KB permessage-deflate frames inflating to -bomb-inflated 64MiB
+                   on /echo-deflate for -d 10s, reading and discarding the echoes
+  d long-poll      -lp-posts 60 POST /new-message of -lp-size 9MiB, then GET /poll-message?cursor=0
+  e partial-frames -partial-conns 20 /echo clients send -partial-sent 60MiB of a -partial-declared 64MiB
+                   frame, then a byte every -partial-trickle 2s; closed within -partial-deadline 30s?
+  f pipelining     -pipe-bytes 30000 of pipelined GET /poll-message for one -pipe-resp 65536 byte
+                   message, never read, watched -pipe-hold 3s; RSS growth <= 16 MiB?
+  g headers        one GET /index with a -header-size 200000 byte header: a 431, not a reset?
+  h oversized      one -oversize 11MiB message to /ws: a 1009 close frame, not a reset?
+  i fd-storm       -storm-n 3000 TCP connections, held -storm-hold 2s, closed; the server (started
+                   with -storm-nofile 1024 descriptors when the harness starts it) still serves?
+the canary is ws://host/echo; its budget is -canary-budget 250ms. Non-readers read for -drain 3s at
+the end to see how they were closed. With -servers, -fresh (default true) starts a new server
+process per attack; -port, -pin and -root as for compare. Figures not measured print n/a and are
+absent from the JSON lines. Sizes take K, KiB, M, MiB (KiB = 1024 bytes, K = 1000).
 `
 
 type flags struct {
@@ -49,6 +77,94 @@ type flags struct {
 	srcbase           int
 	perProc           int
 	progress          bool
+	attack            attackFlags
+}
+
+// attackFlags are the attack scenario's own flags (see attackUsage).
+type attackFlags struct {
+	o           bench.AttackOptions
+	list        string
+	fresh       bool
+	stormNoFile int
+}
+
+// size is a byte count flag: 60000, 60K (1000s), 64KiB, 9MiB, 11M.
+type size struct{ p *int64 }
+
+func (s size) String() string {
+	if s.p == nil {
+		return "0"
+	}
+	return strconv.FormatInt(*s.p, 10)
+}
+
+func (s size) Set(v string) error {
+	mult := int64(1)
+	for _, u := range []struct {
+		suf string
+		m   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"K", 1e3}, {"M", 1e6}, {"G", 1e9}} {
+		if strings.HasSuffix(v, u.suf) {
+			v, mult = strings.TrimSuffix(v, u.suf), u.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return fmt.Errorf("size %q: want bytes, optionally with K, KiB, M or MiB", v)
+	}
+	*s.p = n * mult
+	return nil
+}
+
+// intSize is a size flag stored in an int.
+type intSize struct{ p *int }
+
+func (s intSize) String() string {
+	if s.p == nil {
+		return "0"
+	}
+	return strconv.Itoa(*s.p)
+}
+
+func (s intSize) Set(v string) error {
+	var n int64
+	if err := (size{&n}).Set(v); err != nil {
+		return err
+	}
+	*s.p = int(n)
+	return nil
+}
+
+func (a *attackFlags) register(fs *flag.FlagSet) {
+	o := &a.o
+	fs.StringVar(&a.list, "attacks", "all", "attack: comma-separated letters (a-i) or names to run")
+	fs.BoolVar(&a.fresh, "fresh", true, "attack with -servers: a new server process for every attack")
+	fs.IntVar(&a.stormNoFile, "storm-nofile", 1024, "attack with -servers: RLIMIT_NOFILE of the server for the fd storm (0: unchanged)")
+	fs.DurationVar(&o.CanaryBudget, "canary-budget", 250*time.Millisecond, "attack: the canary's worst round trip allowed")
+	fs.DurationVar(&o.Drain, "drain", 3*time.Second, "attack: how long non-readers finally read to see how they were closed")
+	fs.IntVar(&o.SlowConns, "slow-n", 1000, "slow-readers: /ws clients that never read")
+	fs.IntVar(&o.SlowPosters, "slow-posters", 4, "slow-readers: connections looping /receive")
+	fs.Var(intSize{&o.SlowSize}, "slow-size", "slow-readers: bytes per /receive message (default 60000)")
+	fs.IntVar(&o.BcastConns, "bcast-n", 200, "big-broadcast: non-readers")
+	fs.Var(intSize{&o.BcastSize}, "bcast-size", "big-broadcast: bytes of the one /receive message (default 9000000)")
+	fs.DurationVar(&o.BcastHold, "bcast-hold", 3*time.Second, "big-broadcast: watch time after the /receive")
+	fs.IntVar(&o.BombConns, "bomb-conns", 4, "deflate-bomb: attacking connections")
+	fs.Var(intSize{&o.BombInflated}, "bomb-inflated", "deflate-bomb: inflated size of each frame (default 64MiB)")
+	fs.IntVar(&o.LPPosts, "lp-posts", 60, "long-poll: POST /new-message count")
+	fs.Var(intSize{&o.LPSize}, "lp-size", "long-poll: bytes per message (default 9MiB)")
+	fs.IntVar(&o.PartialConns, "partial-conns", 20, "partial-frames: connections")
+	fs.Var(size{&o.PartialSent}, "partial-sent", "partial-frames: payload bytes sent at once (default 60MiB)")
+	fs.Var(size{&o.PartialDeclared}, "partial-declared", "partial-frames: declared frame length (default 64MiB)")
+	fs.DurationVar(&o.PartialDeadline, "partial-deadline", 30*time.Second, "partial-frames: the server should have closed them by then")
+	fs.DurationVar(&o.PartialTrick, "partial-trickle", 2*time.Second, "partial-frames: one more byte this often")
+	fs.Var(intSize{&o.PipeBytes}, "pipe-bytes", "pipelining: bytes of pipelined requests (default 30000)")
+	fs.Var(intSize{&o.PipeResp}, "pipe-resp", "pipelining: size of the message each request fetches (default 65536)")
+	fs.DurationVar(&o.PipeHold, "pipe-hold", 3*time.Second, "pipelining: watch time")
+	fs.Var(intSize{&o.HeaderSize}, "header-size", "headers: bytes of the one big header (default 200000)")
+	fs.Var(size{&o.Oversize}, "oversize", "oversized: message size sent to /ws (default 11MiB)")
+	fs.IntVar(&o.StormConns, "storm-n", 3000, "fd-storm: TCP connections")
+	fs.DurationVar(&o.StormHold, "storm-hold", 2*time.Second, "fd-storm: hold time before closing them")
 }
 
 func parse(name string, args []string) *flags {
@@ -76,6 +192,13 @@ func parse(name string, args []string) *flags {
 	fs.BoolVar(&f.pin, "pin", false, "compare: servers on CPU 0 (taskset), the harness on CPU 1")
 	fs.StringVar(&f.root, "root", "", "compare: module root to build from (default: found from the working directory)")
 	fs.BoolVar(&f.progress, "progress", true, "draw progress bars on stderr")
+	if name == "attack" {
+		f.attack.register(fs)
+		fs.Usage = func() {
+			fmt.Fprint(fs.Output(), usage, "\n", attackUsage, "\nflags:\n")
+			fs.PrintDefaults()
+		}
+	}
 	fs.Parse(args)
 	if f.client != "loop" && f.client != "gorilla" {
 		fail(fmt.Errorf("-client %q: want loop or gorilla", f.client))
@@ -103,6 +226,9 @@ func main() {
 		return
 	case "compare":
 		compare(f)
+		return
+	case "attack":
+		attack(f)
 		return
 	case "transports":
 		if f.url == "" {
@@ -256,4 +382,101 @@ func findRoot() string {
 	}
 	fail(fmt.Errorf("compare: no go.mod above %s; pass -root", dir))
 	return ""
+}
+
+func attack(f *flags) {
+	names, err := bench.ParseAttacks(f.attack.list)
+	if err != nil {
+		fail(err)
+	}
+	o := f.attack.o
+	o.SlowFor, o.BombFor = f.d, f.d
+	var prog *mpbProgress
+	if f.progress {
+		prog = newProgress()
+		o.Progress = prog
+	}
+	each := func(r *bench.AttackResult) {
+		fmt.Fprintf(os.Stderr, "done: %s %s canary worst %v peak RSS %v survived %v expect %v %s\n", r.Attack, r.Server,
+			nsOrNA(r.CanaryWorst), mibOrNA(r.PeakRSS), heldOrNA(r.Survived), heldOrNA(r.ExpectHeld), r.NA+r.Err)
+	}
+	var rs []*bench.AttackResult
+	if f.url != "" {
+		// One server, already running: -url is its base (ws:// is taken
+		// as http:// on the same host), -pid its process.
+		base := strings.TrimSuffix(f.url, "/")
+		if u, ok := strings.CutPrefix(base, "ws://"); ok {
+			base = "http://" + u
+		}
+		if i := strings.Index(strings.TrimPrefix(base, "http://"), "/"); i >= 0 {
+			base = base[:len("http://")+i]
+		}
+		o.Base, o.PID = base, f.pid
+		for _, n := range names {
+			r := bench.RunAttack(n, o)
+			rs = append(rs, r)
+			each(r)
+		}
+	} else {
+		servers := "tornago,gorilla"
+		f.fs.Visit(func(fl *flag.Flag) {
+			if fl.Name == "servers" {
+				servers = f.servers
+			}
+		})
+		root := f.root
+		if root == "" {
+			root = findRoot()
+		}
+		pin := ""
+		if f.pin {
+			pin = "0"
+		}
+		logf, err := os.Create(filepath.Join(os.TempDir(), "tornago-bench-servers.log"))
+		if err != nil {
+			fail(err)
+		}
+		defer logf.Close()
+		rs, err = bench.AttackServers(bench.AttackRunOptions{Root: root, Servers: strings.Split(servers, ","), Port: f.port,
+			PinCPU: pin, Fresh: f.attack.fresh, StormNoFile: f.attack.stormNoFile, Log: logf, Attacks: names, Options: o, Each: each})
+		if err != nil {
+			if prog != nil {
+				prog.Wait()
+			}
+			bench.WriteAttackTable(os.Stdout, rs)
+			fail(err)
+		}
+	}
+	if prog != nil {
+		prog.Wait()
+	}
+	bench.WriteAttackTable(os.Stdout, rs)
+	for _, r := range rs {
+		os.Stdout.WriteString("JSON ")
+		r.WriteJSON(os.Stdout)
+	}
+}
+
+func nsOrNA(p *int64) any {
+	if p == nil {
+		return "n/a"
+	}
+	return time.Duration(*p).Round(time.Microsecond)
+}
+
+func mibOrNA(p *int64) any {
+	if p == nil {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1f MiB", float64(*p)/(1<<20))
+}
+
+func heldOrNA(p *bool) string {
+	switch {
+	case p == nil:
+		return "n/a"
+	case *p:
+		return "held"
+	}
+	return "FAILED"
 }

@@ -1,0 +1,668 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// AttackOptions configures the attack scenario against one server: the
+// hostile inputs of issue 10, each bounded in count and time, run one after
+// another while an /echo canary measures round trips and /proc/PID the
+// server's memory. Zero fields take the defaults in parentheses (sized so
+// that a whole run against two servers takes a few minutes on 2 cores).
+type AttackOptions struct {
+	// Base is the server, http://host:port; every attack's route hangs off
+	// it, and the canary is ws://host:port/echo unless Canary is set.
+	Base, Canary string
+	// PID is the server process, for RSS (sampled every RSSEvery, 50ms) and
+	// "alive"; 0: neither is measured.
+	PID int
+	// CanaryEvery (100ms) spaces the canary's round trips; CanaryBudget
+	// (250ms) is the issue's bound on its worst one during any attack.
+	CanaryEvery, CanaryBudget time.Duration
+	RSSEvery                  time.Duration
+	// Drain (3s) is how long attackers that never read are finally given
+	// to read what was queued for them, to learn how the server closed
+	// them (a close code, "eof", "reset") or that it did not ("open").
+	Drain time.Duration
+	// Settle (10s) bounds the wait after an attack for the server's RSS to
+	// return to within RSSReturn (64 MiB) of its value before the attack.
+	Settle    time.Duration
+	RSSReturn int64
+
+	// a. slow readers: SlowConns (1000) /ws clients that never read while
+	// SlowPosters (4) connections send /receive with a SlowSize (60,000)
+	// byte message in a loop for SlowFor (10s).
+	SlowConns, SlowPosters, SlowSize int
+	SlowFor                          time.Duration
+	// b. big broadcast: one BcastSize (9,000,000) byte /receive to
+	// BcastConns (200) non-readers, watched for BcastHold (3s) after.
+	BcastConns, BcastSize int
+	BcastHold             time.Duration
+	// c. deflate bomb: BombConns (4) connections loop frames that inflate
+	// to BombInflated (64 MiB) zeros on /echo-deflate for BombFor (10s).
+	BombConns, BombInflated int
+	BombFor                 time.Duration
+	// d. long poll: LPPosts (60) POST /new-message of LPSize (9 MiB)
+	// bytes, then GET /poll-message?cursor=0.
+	LPPosts, LPSize int
+	// e. partial frames: PartialConns (20) /echo connections each send
+	// PartialSent (60 MiB) of a frame declaring PartialDeclared (64 MiB),
+	// then one byte every PartialTrickle (2s); the server should close
+	// them within PartialDeadline (30s) of the frame's first byte.
+	PartialConns                  int
+	PartialSent, PartialDeclared  int64
+	PartialDeadline, PartialTrick time.Duration
+	// f. pipelining: PipeBytes (30,000) of pipelined GETs for a
+	// PipeResp (65,536) byte response on a connection that never reads,
+	// watched for PipeHold (3s); the server's RSS should grow by at most
+	// PipeBudget (16 MiB).
+	PipeBytes, PipeResp int
+	PipeHold            time.Duration
+	PipeBudget          int64
+	// g. headers: one request with a HeaderSize (200,000) byte header.
+	HeaderSize int
+	// h. oversized: one Oversize (11 MiB) message to /ws.
+	Oversize int64
+	// i. fd storm: StormConns (3000) TCP connections held for StormHold
+	// (2s), then closed; StormNew (20) new /echo connections must then
+	// round-trip within 10 s.
+	StormConns, StormNew int
+	StormHold            time.Duration
+
+	Progress Progress
+}
+
+func (o *AttackOptions) defaults() {
+	d := func(p *time.Duration, v time.Duration) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	i := func(p *int, v int) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	i64 := func(p *int64, v int64) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	o.Base = strings.TrimSuffix(o.Base, "/")
+	if o.Canary == "" {
+		o.Canary = "ws" + strings.TrimPrefix(o.Base, "http") + "/echo"
+	}
+	d(&o.CanaryEvery, 100*time.Millisecond)
+	d(&o.CanaryBudget, 250*time.Millisecond)
+	d(&o.RSSEvery, 50*time.Millisecond)
+	d(&o.Drain, 3*time.Second)
+	d(&o.Settle, 10*time.Second)
+	i64(&o.RSSReturn, 64<<20)
+	i(&o.SlowConns, 1000)
+	i(&o.SlowPosters, 4)
+	i(&o.SlowSize, 60000)
+	d(&o.SlowFor, 10*time.Second)
+	i(&o.BcastConns, 200)
+	i(&o.BcastSize, 9000000)
+	d(&o.BcastHold, 3*time.Second)
+	i(&o.BombConns, 4)
+	i(&o.BombInflated, 64<<20)
+	d(&o.BombFor, 10*time.Second)
+	i(&o.LPPosts, 60)
+	i(&o.LPSize, 9<<20)
+	i(&o.PartialConns, 20)
+	i64(&o.PartialSent, 60<<20)
+	i64(&o.PartialDeclared, 64<<20)
+	d(&o.PartialDeadline, 30*time.Second)
+	d(&o.PartialTrick, 2*time.Second)
+	i(&o.PipeBytes, 30000)
+	i(&o.PipeResp, 65536)
+	d(&o.PipeHold, 3*time.Second)
+	i64(&o.PipeBudget, 16<<20)
+	i(&o.HeaderSize, 200000)
+	i64(&o.Oversize, 11<<20)
+	i(&o.StormConns, 3000)
+	i(&o.StormNew, 20)
+	d(&o.StormHold, 2*time.Second)
+}
+
+// AttackResult is one attack against one server. Figures that were not
+// measured are nil: the table prints n/a and the JSON line leaves them out.
+type AttackResult struct {
+	Scenario string `json:"scenario"` // "attack"
+	Attack   string `json:"attack"`   // "a-slow-readers", ...
+	Server   string `json:"server,omitempty"`
+	URL      string `json:"url"`
+	// NA says why the attack does not apply (a route the server lacks).
+	NA string `json:"not_applicable,omitempty"`
+	// Err is a failure of the harness or of the attack's setup.
+	Err string `json:"error,omitempty"`
+	// Canary: round trips completed, the worst one (a round trip that
+	// failed counts with the time it had waited), failures (timeouts,
+	// a dropped connection) and the worst against CanaryBudget.
+	CanaryRTTs   *int   `json:"canary_round_trips,omitempty"`
+	CanaryWorst  *int64 `json:"canary_worst_ns,omitempty"`
+	CanaryP50    *int64 `json:"canary_p50_ns,omitempty"`
+	CanaryFailed *int64 `json:"canary_failed,omitempty"`
+	CanaryOK     *bool  `json:"canary_within_budget,omitempty"`
+	// RSS of the server (from -pid): before the attack, its peak during,
+	// and after (for partial frames, once it returned or Settle passed).
+	RSSBefore *int64 `json:"rss_before_bytes,omitempty"`
+	PeakRSS   *int64 `json:"peak_rss_bytes,omitempty"`
+	RSSAfter  *int64 `json:"rss_after_bytes,omitempty"`
+	// Closes seen by the attackers: a close code, "eof" (FIN without a
+	// close frame), "reset", "open" (not closed when the attacker looked)
+	// or "error".
+	Closes map[string]int64 `json:"closes,omitempty"`
+	// Survived: the process is alive (when PID is known) and a new canary
+	// connection round-trips after the attack.
+	Alive       *bool          `json:"alive,omitempty"`
+	CanaryAfter *bool          `json:"canary_after,omitempty"`
+	Survived    *bool          `json:"survived,omitempty"`
+	Expect      string         `json:"expect"`
+	ExpectHeld  *bool          `json:"expect_held,omitempty"`
+	Wall        float64        `json:"wall_s"`
+	Extra       map[string]any `json:"extra,omitempty"`
+}
+
+// WriteJSON writes r as one line.
+func (r *AttackResult) WriteJSON(w io.Writer) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("attack result json: %w", err)
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}
+
+// attack is one entry of the suite.
+type attack struct {
+	letter, name string
+	// needs are routes probed first: "ws:/path" must upgrade, "http:/path"
+	// must not answer 404.
+	needs  []string
+	expect string
+	run    func(e *attackEnv) error
+	// check decides the expectation from the finished result; nil leaves
+	// it unmeasured.
+	check func(e *attackEnv, r *AttackResult) *bool
+}
+
+// Attacks lists the suite in run order: letter, name and expectation.
+func Attacks() [][3]string {
+	var out [][3]string
+	for _, a := range attacks {
+		out = append(out, [3]string{a.letter, a.name, a.expect})
+	}
+	return out
+}
+
+func findAttack(name string) *attack {
+	for i := range attacks {
+		a := &attacks[i]
+		if name == a.letter || name == a.name || name == a.letter+"-"+a.name {
+			return a
+		}
+	}
+	return nil
+}
+
+// ParseAttacks turns "a,c,fd-storm" or "all" into suite names.
+func ParseAttacks(list string) ([]string, error) {
+	if list == "" || list == "all" {
+		var out []string
+		for _, a := range attacks {
+			out = append(out, a.letter+"-"+a.name)
+		}
+		return out, nil
+	}
+	var out []string
+	for _, n := range strings.Split(list, ",") {
+		a := findAttack(strings.TrimSpace(n))
+		if a == nil {
+			return nil, fmt.Errorf("attack %q: unknown (want a-i or a name: %s)", n, attackNames())
+		}
+		out = append(out, a.letter+"-"+a.name)
+	}
+	return out, nil
+}
+
+func attackNames() string {
+	var s []string
+	for _, a := range attacks {
+		s = append(s, a.letter+"-"+a.name)
+	}
+	return strings.Join(s, ", ")
+}
+
+// attackEnv is what an attack runs with: options, the result being filled
+// and the measurements around it.
+type attackEnv struct {
+	o     AttackOptions
+	host  string
+	r     *AttackResult
+	mu    sync.Mutex
+	extra map[string]any
+
+	methods  map[string]string // path: the method its probe answered
+	canary   *canary
+	sampler  *rssSampler
+	measured sync.Once
+}
+
+func (e *attackEnv) set(k string, v any) {
+	e.mu.Lock()
+	e.extra[k] = v
+	e.mu.Unlock()
+}
+
+// closed counts one way an attacker's connection ended.
+func (e *attackEnv) closed(kind string) {
+	e.mu.Lock()
+	if e.r.Closes == nil {
+		e.r.Closes = map[string]int64{}
+	}
+	e.r.Closes[kind]++
+	e.mu.Unlock()
+}
+
+// endMeasure stops the canary and the RSS sampler: the attack's active
+// phase is over (draining and closing attackers come after).
+func (e *attackEnv) endMeasure() {
+	e.measured.Do(func() {
+		e.canary.stop()
+		if e.sampler != nil {
+			e.sampler.stop()
+		}
+	})
+}
+
+// RunAttack runs one attack of the suite (a name from ParseAttacks)
+// against o.Base.
+func RunAttack(name string, o AttackOptions) *AttackResult {
+	o.defaults()
+	r := &AttackResult{Scenario: "attack", Attack: name, URL: o.Base}
+	a := findAttack(name)
+	if a == nil {
+		r.Err = fmt.Sprintf("unknown attack %q", name)
+		return r
+	}
+	r.Attack, r.Expect = a.letter+"-"+a.name, a.expect
+	t0 := time.Now()
+	defer func() { r.Wall = time.Since(t0).Seconds() }()
+	host := strings.TrimPrefix(strings.TrimPrefix(o.Base, "http://"), "https://")
+	if o.PID > 0 && !processAlive(o.PID) {
+		r.Err = fmt.Sprintf("server process %d is not running", o.PID)
+		return r
+	}
+	e := &attackEnv{o: o, host: host, r: r, extra: map[string]any{}, methods: map[string]string{}}
+	for _, need := range a.needs {
+		if why := e.probe(need); why != "" {
+			r.NA = why
+			return r
+		}
+	}
+	if o.PID > 0 {
+		before := rss(o.PID)
+		r.RSSBefore = &before
+		e.sampler = startRSS(o.PID, o.RSSEvery)
+	}
+	e.canary = startCanary(o.Canary, o.CanaryEvery)
+	bar := orNoProgress(o.Progress).Timed(r.Attack, estimate(a, o))
+	done := make(chan struct{})
+	go func() {
+		for t := time.NewTicker(250 * time.Millisecond); ; {
+			select {
+			case <-done:
+				t.Stop()
+				return
+			case <-t.C:
+				bar.Set(int64(time.Since(t0)/time.Millisecond), int64(e.canary.n.Load()), e.canary.failed.Load())
+			}
+		}
+	}()
+	err := a.run(e)
+	e.endMeasure()
+	close(done)
+	bar.Done()
+	if err != nil {
+		r.Err = err.Error()
+	}
+	lat := e.canary.lat.sorted()
+	n, failed := len(lat), e.canary.failed.Load()
+	r.CanaryRTTs, r.CanaryFailed = &n, &failed
+	if worst := max(e.canary.worst.Load(), int64(summarize(lat).Max)); worst > 0 {
+		r.CanaryWorst = &worst
+		r.CanaryOK = boolp(time.Duration(worst) <= o.CanaryBudget && failed == 0)
+	}
+	if len(lat) > 0 {
+		p50 := int64(summarize(lat).P50)
+		r.CanaryP50 = &p50
+	}
+	if e.sampler != nil {
+		peak := e.sampler.peak.Load()
+		r.PeakRSS = &peak
+	}
+	// Survival: a new connection must round-trip (descriptors and queued
+	// output may take a moment to free after the attackers left).
+	after := roundTripWithin(o.Canary, o.PID, 10*time.Second)
+	r.CanaryAfter, r.Survived = boolp(after), boolp(after)
+	if o.PID > 0 {
+		alive := processAlive(o.PID)
+		r.Alive = &alive
+		r.Survived = boolp(after && alive)
+		after := rss(o.PID)
+		if a.name == "partial-frames" && alive {
+			after = settleRSS(o.PID, *r.RSSBefore+o.RSSReturn, o.Settle)
+		}
+		if alive {
+			r.RSSAfter = &after
+		}
+	}
+	e.mu.Lock()
+	if len(e.extra) > 0 {
+		r.Extra = e.extra
+	}
+	e.mu.Unlock()
+	if a.check != nil && r.Err == "" {
+		r.ExpectHeld = a.check(e, r)
+	}
+	return r
+}
+
+// estimate is an attack's expected length, for its progress bar.
+func estimate(a *attack, o AttackOptions) time.Duration {
+	switch a.name {
+	case "slow-readers":
+		return o.SlowFor + o.Drain
+	case "big-broadcast":
+		return o.BcastHold + o.Drain
+	case "deflate-bomb":
+		return o.BombFor
+	case "partial-frames":
+		return o.PartialDeadline
+	case "pipelining":
+		return o.PipeHold
+	case "fd-storm":
+		return o.StormHold + 2*time.Second
+	}
+	return 5 * time.Second
+}
+
+// probe returns why route need is not served ("" when it is). "ws:PATH"
+// must upgrade; "http:METHOD:PATH" must answer 2xx to a request carrying
+// the form body msg=probe (a tiny message where the route takes one). A
+// route answering 405 is tried with the other of GET and POST, and the
+// method that worked is what the attack then uses (methodFor).
+func (e *attackEnv) probe(need string) string {
+	kind, path, _ := strings.Cut(need, ":")
+	if kind == "ws" {
+		w, err := dialWS(e.host, path, "", 5*time.Second)
+		if err != nil {
+			return "no WebSocket route " + path + " (" + err.Error() + ")"
+		}
+		w.Close()
+		return ""
+	}
+	method, path, _ := strings.Cut(path, ":")
+	hc := &http.Client{Timeout: 5 * time.Second}
+	status, _, err := send(hc, method, "http://"+e.host+path, []byte("msg=probe"))
+	if status == 405 {
+		other := map[string]string{"GET": "POST", "POST": "GET"}[method]
+		if st, _, err2 := send(hc, other, "http://"+e.host+path, []byte("msg=probe")); st >= 200 && st <= 299 {
+			method, status, err = other, st, err2
+		}
+	}
+	if err != nil {
+		return "no HTTP route " + method + " " + path + " (" + err.Error() + ")"
+	}
+	if status < 200 || status > 299 {
+		return fmt.Sprintf("no HTTP route %s %s (status %d)", method, path, status)
+	}
+	p, _, _ := strings.Cut(path, "?")
+	e.methods[p] = method
+	return ""
+}
+
+// methodFor is the method the probe found for path (GET when not probed).
+func (e *attackEnv) methodFor(path string) string {
+	if m := e.methods[path]; m != "" {
+		return m
+	}
+	return "GET"
+}
+
+// processAlive: /proc/PID exists and is not a zombie (a server the harness
+// started and that exited stays a zombie until StopServers reaps it).
+func processAlive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 >= len(s) {
+		return false
+	}
+	st := s[i+2]
+	return st != 'Z' && st != 'X'
+}
+
+// fdLimit is the soft "Max open files" of pid, 0 when unknown.
+func fdLimit(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "Max open files") {
+			f := strings.Fields(strings.TrimPrefix(line, "Max open files"))
+			if len(f) > 0 {
+				n, _ := strconv.Atoi(f[0])
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+// rssSampler tracks the peak RSS of a process.
+type rssSampler struct {
+	peak atomic.Int64
+	quit chan struct{}
+	done chan struct{}
+}
+
+func startRSS(pid int, every time.Duration) *rssSampler {
+	s := &rssSampler{quit: make(chan struct{}), done: make(chan struct{})}
+	s.peak.Store(rss(pid))
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.quit:
+				return
+			case <-t.C:
+				if v := rss(pid); v > s.peak.Load() {
+					s.peak.Store(v)
+				}
+			}
+		}
+	}()
+	return s
+}
+
+func (s *rssSampler) stop() {
+	close(s.quit)
+	<-s.done
+}
+
+// settleRSS waits up to d for the RSS of pid to fall to target and
+// returns the last reading.
+func settleRSS(pid int, target int64, d time.Duration) int64 {
+	v := rss(pid)
+	for t0 := time.Now(); v > target && time.Since(t0) < d; v = rss(pid) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	return v
+}
+
+// canaryTimeout is how long one canary round trip may wait before it
+// counts as failed (longer than any stall worth measuring).
+const canaryTimeout = 10 * time.Second
+
+// canary is an /echo client doing a round trip every interval on its own
+// gorilla/websocket connection (reconnecting if it is dropped).
+type canary struct {
+	lat    latencies
+	n      atomic.Int64
+	worst  atomic.Int64 // longest wait of a failed round trip
+	failed atomic.Int64
+	quit   chan struct{}
+	done   chan struct{}
+}
+
+func startCanary(url string, every time.Duration) *canary {
+	c := &canary{quit: make(chan struct{}), done: make(chan struct{})}
+	go c.run(url, every)
+	return c
+}
+
+func (c *canary) fail(waited time.Duration) {
+	c.failed.Add(1)
+	if int64(waited) > c.worst.Load() {
+		c.worst.Store(int64(waited))
+	}
+}
+
+func (c *canary) run(url string, every time.Duration) {
+	defer close(c.done)
+	var ws *websocket.Conn
+	defer func() {
+		if ws != nil {
+			ws.Close()
+		}
+	}()
+	msg := make([]byte, 16)
+	for seq := 0; ; seq++ {
+		t0 := time.Now()
+		select {
+		case <-c.quit:
+			return
+		default:
+		}
+		if ws == nil {
+			d := websocket.Dialer{HandshakeTimeout: canaryTimeout}
+			var err error
+			ws, _, err = d.Dial(url, nil)
+			if err != nil {
+				ws = nil
+				c.fail(time.Since(t0))
+				c.sleep(t0.Add(every))
+				continue
+			}
+			t0 = time.Now()
+		}
+		copy(msg, fmt.Sprintf("canary %08d", seq))
+		ws.SetWriteDeadline(t0.Add(canaryTimeout))
+		ws.SetReadDeadline(t0.Add(canaryTimeout))
+		err := ws.WriteMessage(websocket.BinaryMessage, msg)
+		var got []byte
+		if err == nil {
+			_, got, err = ws.ReadMessage()
+		}
+		rtt := time.Since(t0)
+		if err != nil || !bytes.Equal(got, msg) {
+			c.fail(rtt)
+			ws.Close()
+			ws = nil
+		} else {
+			c.lat.add(rtt)
+			c.n.Add(1)
+		}
+		c.sleep(t0.Add(every))
+	}
+}
+
+func (c *canary) sleep(until time.Time) {
+	if d := time.Until(until); d > 0 {
+		select {
+		case <-c.quit:
+		case <-time.After(d):
+		}
+	}
+}
+
+// stop ends the canary after its round trip in flight, if any.
+func (c *canary) stop() {
+	close(c.quit)
+	<-c.done
+}
+
+// roundTripWithin: a new /echo connection echoes one message, retrying
+// until d has passed or the process pid (when > 0) is gone.
+func roundTripWithin(url string, pid int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if roundTrip(url, time.Until(deadline)) {
+			return true
+		}
+		if time.Now().After(deadline) || pid > 0 && !processAlive(pid) {
+			return false
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func roundTrip(url string, timeout time.Duration) bool {
+	timeout = max(timeout, 500*time.Millisecond)
+	d := websocket.Dialer{HandshakeTimeout: timeout}
+	ws, _, err := d.Dial(url, nil)
+	if err != nil {
+		return false
+	}
+	defer ws.Close()
+	ws.SetWriteDeadline(time.Now().Add(timeout))
+	ws.SetReadDeadline(time.Now().Add(timeout))
+	msg := []byte("after the attack")
+	if ws.WriteMessage(websocket.BinaryMessage, msg) != nil {
+		return false
+	}
+	_, got, err := ws.ReadMessage()
+	return err == nil && bytes.Equal(got, msg)
+}
+
+// sortedCounts renders a counter map as "k: n, ..." in key order.
+func sortedCounts(m map[string]int64) string {
+	if len(m) == 0 {
+		return "n/a"
+	}
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	var b strings.Builder
+	for i, k := range ks {
+		if i > 0 {
+			b.WriteString(" ")
+		}
+		fmt.Fprintf(&b, "%s:%d", k, m[k])
+	}
+	return b.String()
+}

@@ -1,0 +1,593 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"compress/flate"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// attacks is the suite of issue 10, in run order. The descriptor storm
+// comes last: a server it kills cannot spoil the others when the harness
+// does not restart servers.
+var attacks = []attack{
+	{letter: "a", name: "slow-readers", needs: []string{"ws:/ws", "http:GET:/receive"},
+		expect: "peak RSS <= 2x gorilla's (judged when both ran); canary within budget",
+		run:    slowReaders}, // judged by ApplyCrossTargets
+	{letter: "b", name: "big-broadcast", needs: []string{"ws:/ws", "http:GET:/receive"},
+		expect: "peak RSS <= 256 MiB; canary within budget",
+		run:    bigBroadcast, check: func(e *attackEnv, r *AttackResult) *bool {
+			if r.PeakRSS == nil {
+				return nil
+			}
+			return both(boolp(*r.PeakRSS <= 256<<20), r.CanaryOK)
+		}},
+	{letter: "c", name: "deflate-bomb", needs: []string{"ws:/echo-deflate"},
+		expect: "canary within budget",
+		run:    deflateBomb, check: checkCanary},
+	{letter: "d", name: "long-poll", needs: []string{"http:POST:/new-message", "http:GET:/poll-message?cursor=999999999999"},
+		expect: "canary within budget (413s count as the server defending itself)",
+		run:    longPoll, check: checkCanary},
+	{letter: "e", name: "partial-frames", needs: []string{"ws:/echo"},
+		expect: "every attacker closed within the deadline; RSS returns to within 64 MiB of before",
+		run:    partialFrames, check: func(e *attackEnv, r *AttackResult) *bool {
+			all, _ := r.Extra["all_closed_in_deadline"].(bool)
+			if r.RSSAfter == nil || r.RSSBefore == nil {
+				return boolp(all)
+			}
+			return boolp(all && *r.RSSAfter <= *r.RSSBefore+e.o.RSSReturn)
+		}},
+	{letter: "f", name: "pipelining", needs: []string{"http:POST:/new-message", "http:GET:/poll-message?cursor=999999999999"},
+		expect: "RSS grows by <= 16 MiB (PipeBudget) while the pipelining client does not read",
+		run:    pipelining, check: func(e *attackEnv, r *AttackResult) *bool {
+			if r.PeakRSS == nil {
+				return nil
+			}
+			return boolp(*r.PeakRSS-*r.RSSBefore <= e.o.PipeBudget)
+		}},
+	{letter: "g", name: "headers", needs: nil,
+		expect: "the client reads a 431 (or a 2xx from a server accepting heads this large), not a reset",
+		run:    bigHeader, check: func(e *attackEnv, r *AttackResult) *bool {
+			st, _ := r.Extra["status"].(int)
+			return boolp(st == 431 || st >= 200 && st < 300)
+		}},
+	{letter: "h", name: "oversized", needs: []string{"ws:/ws"},
+		expect: "the client reads a close frame with 1009, not a reset",
+		run:    oversized, check: func(e *attackEnv, r *AttackResult) *bool {
+			return boolp(r.Closes["1009"] == 1)
+		}},
+	{letter: "i", name: "fd-storm", needs: []string{"ws:/echo"},
+		expect: "survives; the canary and new connections are served afterwards",
+		run:    fdStorm, check: func(e *attackEnv, r *AttackResult) *bool {
+			ok, _ := r.Extra["new_conns_ok"].(bool)
+			return boolp(r.Survived != nil && *r.Survived && ok)
+		}},
+}
+
+func boolp(b bool) *bool { return &b }
+
+// both is a && b, nil when either is unknown.
+func both(a, b *bool) *bool {
+	if a == nil || b == nil {
+		return nil
+	}
+	return boolp(*a && *b)
+}
+
+func checkCanary(_ *attackEnv, r *AttackResult) *bool { return r.CanaryOK }
+
+// formBody is "msg=" and n bytes of ch: an urlencoded body (ch needs no
+// escaping), which cmd/tornago's GetArgument and the gorilla reference
+// both read whatever the method, and which fits no request line.
+func formBody(n int, ch byte) []byte {
+	b := make([]byte, 4+n)
+	copy(b, "msg=")
+	for i := 4; i < len(b); i++ {
+		b[i] = ch
+	}
+	return b
+}
+
+// send makes one request with a form body (nil: none) and reads the answer
+// to its end, returning the status and body bytes read.
+func send(hc *http.Client, method, url string, body []byte) (int, int64, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%s %s: %w", method, url, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%s %s: %w", method, url, err)
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err != nil {
+		return resp.StatusCode, n, fmt.Errorf("%s %s: body: %w", method, url, err)
+	}
+	return resp.StatusCode, n, nil
+}
+
+// statusCounter counts HTTP answers by status ("err" for no answer).
+type statusCounter struct {
+	mu sync.Mutex
+	m  map[string]int64
+}
+
+func (s *statusCounter) add(status int, err error) {
+	k := strconv.Itoa(status)
+	if err != nil && status == 0 {
+		k = "err"
+	}
+	s.mu.Lock()
+	if s.m == nil {
+		s.m = map[string]int64{}
+	}
+	s.m[k]++
+	s.mu.Unlock()
+}
+
+func (s *statusCounter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return sortedCounts(s.m)
+}
+
+// openNonReaders opens n WebSockets on path that read nothing after the
+// upgrade, 64 at a time.
+func openNonReaders(e *attackEnv, n int, path string) []*rawWS {
+	out := make([]*rawWS, n)
+	var errs atomic.Int64
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for i := range out {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			w, err := dialWS(e.host, path, "", 10*time.Second)
+			if err != nil {
+				errs.Add(1)
+				return
+			}
+			out[i] = w
+		}()
+	}
+	wg.Wait()
+	var live []*rawWS
+	for _, w := range out {
+		if w != nil {
+			live = append(live, w)
+		}
+	}
+	e.set("non_readers", len(live))
+	if k := errs.Load(); k > 0 {
+		e.set("dial_errors", k)
+	}
+	return live
+}
+
+// drainAll lets every non-reader read for Drain to see how the server
+// closed it, then closes them all.
+func drainAll(e *attackEnv, ws []*rawWS) {
+	deadline := time.Now().Add(e.o.Drain)
+	var wg sync.WaitGroup
+	for _, w := range ws {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.closed(w.readUntilClose(deadline, false, nil))
+			w.Close()
+		}()
+	}
+	wg.Wait()
+}
+
+func slowReaders(e *attackEnv) error {
+	ws := openNonReaders(e, e.o.SlowConns, "/ws")
+	body := formBody(e.o.SlowSize, 'x')
+	var st statusCounter
+	var lat latencies
+	end := time.Now().Add(e.o.SlowFor)
+	var wg sync.WaitGroup
+	for range e.o.SlowPosters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			hc := &http.Client{Timeout: 10 * time.Second}
+			for time.Now().Before(end) {
+				t0 := time.Now()
+				status, _, err := send(hc, e.methodFor("/receive"), e.o.Base+"/receive", body)
+				st.add(status, err)
+				lat.add(time.Since(t0))
+				if err != nil {
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	e.endMeasure()
+	e.set("receive_statuses", st.String())
+	e.set("receive_latency", summarize(lat.sorted()).String())
+	drainAll(e, ws)
+	return nil
+}
+
+func bigBroadcast(e *attackEnv) error {
+	ws := openNonReaders(e, e.o.BcastConns, "/ws")
+	hc := &http.Client{Timeout: 60 * time.Second}
+	t0 := time.Now()
+	status, _, err := send(hc, e.methodFor("/receive"), e.o.Base+"/receive", formBody(e.o.BcastSize, 'x'))
+	e.set("receive_status", status)
+	e.set("receive_ms", time.Since(t0).Milliseconds())
+	if err != nil {
+		e.set("receive_error", err.Error())
+	}
+	time.Sleep(e.o.BcastHold)
+	e.endMeasure()
+	drainAll(e, ws)
+	return nil
+}
+
+// bombs caches compressed payloads by inflated size (compressing 64 MiB
+// takes a moment).
+var bombs sync.Map
+
+// deflateBombPayload is raw DEFLATE of n zero bytes at the best compression,
+// without the 00 00 ff ff that RFC 7692 7.2.1 removes (the receiver appends
+// it back).
+func deflateBombPayload(n int) []byte {
+	if b, ok := bombs.Load(n); ok {
+		return b.([]byte)
+	}
+	var buf bytes.Buffer
+	zw, _ := flate.NewWriter(&buf, flate.BestCompression)
+	zero := make([]byte, 1<<20)
+	for left := n; left > 0; left -= len(zero) {
+		zw.Write(zero[:min(left, len(zero))])
+	}
+	zw.Flush()
+	b := bytes.TrimSuffix(buf.Bytes(), []byte{0, 0, 0xff, 0xff})
+	bombs.Store(n, b)
+	return b
+}
+
+func deflateBomb(e *attackEnv) error {
+	payload := deflateBombPayload(e.o.BombInflated)
+	e.set("frame_bytes", len(payload))
+	end := time.Now().Add(e.o.BombFor)
+	var sent, echoes, reconnects atomic.Int64
+	var notNegotiated atomic.Bool
+	var wg sync.WaitGroup
+	for range e.o.BombConns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for first := true; time.Now().Before(end); first = false {
+				if !first {
+					reconnects.Add(1)
+					time.Sleep(50 * time.Millisecond)
+				}
+				w, err := dialWS(e.host, "/echo-deflate", "permessage-deflate; client_no_context_takeover", 5*time.Second)
+				if err != nil {
+					e.closed("dial-error")
+					continue
+				}
+				if !strings.Contains(w.ext, "permessage-deflate") {
+					notNegotiated.Store(true)
+					w.Close()
+					return
+				}
+				frame := w.frame(2, true, payload)
+				stop := make(chan struct{})
+				go func() {
+					defer close(stop)
+					// Read and discard the echoes so that the server
+					// does real work rather than waiting on backpressure.
+					kind := w.readUntilClose(end, true, func(int64) { echoes.Add(1) })
+					if kind != "open" {
+						e.closed(kind)
+					}
+				}()
+			send:
+				for time.Now().Before(end) {
+					if w.write(frame, end) != nil {
+						break
+					}
+					sent.Add(1)
+					select {
+					case <-stop: // closed by the server
+						break send
+					default:
+					}
+				}
+				<-stop
+				w.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	if notNegotiated.Load() {
+		e.set("deflate", "not negotiated: the frames were not a bomb")
+	}
+	e.set("frames_sent", sent.Load())
+	e.set("echoes_read", echoes.Load())
+	e.set("reconnects", reconnects.Load())
+	return nil
+}
+
+func longPoll(e *attackEnv) error {
+	hc := &http.Client{Timeout: 60 * time.Second}
+	body := formBody(e.o.LPSize, 'x')
+	var st statusCounter
+	t0 := time.Now()
+	for range e.o.LPPosts {
+		status, _, err := send(hc, e.methodFor("/new-message"), e.o.Base+"/new-message", body)
+		st.add(status, err)
+	}
+	e.set("post_statuses", st.String())
+	e.set("posts_ms", time.Since(t0).Milliseconds())
+	t1 := time.Now()
+	status, n, err := send(hc, "GET", e.o.Base+"/poll-message?cursor=0", nil)
+	e.set("poll_status", status)
+	e.set("poll_bytes", n)
+	e.set("poll_ms", time.Since(t1).Milliseconds())
+	if err != nil {
+		e.set("poll_error", err.Error())
+	}
+	return nil
+}
+
+func partialFrames(e *attackEnv) error {
+	o := e.o
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var times []time.Duration
+	var within, sentAll atomic.Int64
+	var dialErrs atomic.Int64
+	for range o.PartialConns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w, err := dialWS(e.host, "/echo", "", 10*time.Second)
+			if err != nil {
+				dialErrs.Add(1)
+				return
+			}
+			defer w.Close()
+			t0 := time.Now()
+			// The reader waits a little past the deadline so that a close
+			// right at it is still seen.
+			readEnd := t0.Add(o.PartialDeadline + time.Second)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				kind := w.readUntilClose(readEnd, false, nil)
+				e.closed(kind)
+				if kind != "open" {
+					d := time.Since(t0)
+					mu.Lock()
+					times = append(times, d)
+					mu.Unlock()
+					if d <= o.PartialDeadline {
+						within.Add(1)
+					}
+				}
+			}()
+			if w.write(w.frameHeader(2, true, false, o.PartialDeclared), readEnd) != nil {
+				<-done
+				return
+			}
+			n, err := w.writePayload(min(o.PartialSent, o.PartialDeclared-1), 0, readEnd)
+			if err == nil {
+				sentAll.Add(1)
+			}
+			// One byte every PartialTrick while the frame is open: a
+			// sender too slow to matter, but never silent.
+			tick := time.NewTicker(o.PartialTrick)
+			defer tick.Stop()
+			for off := n; off < o.PartialDeclared-1 && err == nil; off++ {
+				select {
+				case <-done:
+					return
+				case <-tick.C:
+					err = w.write(w.mask([]byte{'x'}, off), readEnd)
+				}
+			}
+			<-done
+		}()
+	}
+	wg.Wait()
+	e.endMeasure()
+	if k := dialErrs.Load(); k > 0 {
+		e.set("dial_errors", k)
+	}
+	e.set("sent_all", sentAll.Load())
+	e.set("closed_in_deadline", within.Load())
+	e.set("all_closed_in_deadline", within.Load() == int64(o.PartialConns))
+	if len(times) > 0 {
+		s := summarize(sortDur(times))
+		e.set("time_to_close_p50_ms", s.P50.Milliseconds())
+		e.set("time_to_close_max_ms", s.Max.Milliseconds())
+	}
+	return nil
+}
+
+func pipelining(e *attackEnv) error {
+	o := e.o
+	hc := &http.Client{Timeout: 30 * time.Second}
+	// The demo has no fixed ~64 KiB route: post one message of that size
+	// to the long-poll store, then ask for exactly it.
+	req, err := http.NewRequest(e.methodFor("/new-message"), o.Base+"/new-message", bytes.NewReader(formBody(o.PipeResp, 'y')))
+	if err != nil {
+		return fmt.Errorf("pipelining: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("pipelining: seed message: %w", err)
+	}
+	var id struct {
+		ID int64 `json:"id"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&id)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 {
+		return fmt.Errorf("pipelining: seed message: status %d: %v", resp.StatusCode, err)
+	}
+	path := fmt.Sprintf("/poll-message?cursor=%d", id.ID-1)
+	_, n, err := send(hc, "GET", o.Base+path, nil)
+	if err != nil {
+		return fmt.Errorf("pipelining: %w", err)
+	}
+	e.set("response_bytes", n)
+	one := "GET " + path + " HTTP/1.1\r\nHost: " + e.host + "\r\n\r\n"
+	k := max(1, o.PipeBytes/len(one))
+	e.set("requests", k)
+	c, err := net.DialTimeout("tcp", e.host, 5*time.Second)
+	if err != nil {
+		return fmt.Errorf("pipelining: %w", err)
+	}
+	defer c.Close()
+	c.SetWriteDeadline(time.Now().Add(o.PipeHold))
+	wn, err := c.Write([]byte(strings.Repeat(one, k)))
+	e.set("bytes_written", wn)
+	if err != nil {
+		e.set("write_error", err.Error())
+	}
+	time.Sleep(o.PipeHold)
+	e.endMeasure()
+	if e.r.RSSBefore != nil {
+		e.set("rss_growth_bytes", e.sampler.peak.Load()-*e.r.RSSBefore)
+	}
+	return nil
+}
+
+func bigHeader(e *attackEnv) error {
+	c, err := net.DialTimeout("tcp", e.host, 5*time.Second)
+	if err != nil {
+		return fmt.Errorf("headers: %w", err)
+	}
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	c.SetDeadline(deadline)
+	req := "GET /index HTTP/1.1\r\nHost: " + e.host + "\r\nX-Attack: " + strings.Repeat("a", e.o.HeaderSize) + "\r\n\r\n"
+	werr := make(chan error, 1)
+	go func() {
+		_, err := io.WriteString(c, req)
+		werr <- err
+	}()
+	status, _, err := readHead(bufio.NewReader(c))
+	if status > 0 {
+		e.set("status", status)
+		e.set("outcome", "status "+strconv.Itoa(status))
+	} else {
+		e.set("outcome", closeKind(err))
+	}
+	if err := <-werr; err != nil {
+		e.set("write_error", closeKind(err))
+	}
+	return nil
+}
+
+func oversized(e *attackEnv) error {
+	w, err := dialWS(e.host, "/ws", "", 10*time.Second)
+	if err != nil {
+		return fmt.Errorf("oversized: %w", err)
+	}
+	defer w.Close()
+	deadline := time.Now().Add(15 * time.Second)
+	got := make(chan string, 1)
+	go func() { got <- w.readUntilClose(deadline, true, nil) }()
+	var werr error
+	if werr = w.write(w.frameHeader(1, true, false, e.o.Oversize), deadline); werr == nil {
+		_, werr = w.writePayload(e.o.Oversize, 0, deadline)
+	}
+	if werr != nil {
+		e.set("write_error", closeKind(werr))
+	}
+	e.closed(<-got)
+	return nil
+}
+
+func fdStorm(e *attackEnv) error {
+	o := e.o
+	if e.o.PID > 0 {
+		if lim := fdLimit(e.o.PID); lim > 0 {
+			e.set("server_fd_limit", lim)
+			e.set("past_limit", o.StormConns > lim)
+		}
+	}
+	conns := make([]net.Conn, o.StormConns)
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 256)
+	for i := range conns {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			c, err := net.DialTimeout("tcp", e.host, 3*time.Second)
+			if err != nil {
+				failed.Add(1)
+				return
+			}
+			conns[i] = c
+		}()
+	}
+	wg.Wait()
+	e.set("opened", int64(o.StormConns)-failed.Load())
+	e.set("dial_failed", failed.Load())
+	time.Sleep(o.StormHold)
+	// How many the server closed itself while held (a connection cap
+	// closing the newest, or a dying process).
+	var closedByServer int64
+	for _, c := range conns {
+		if c == nil {
+			continue
+		}
+		c.SetReadDeadline(time.Now().Add(time.Millisecond))
+		var b [1]byte
+		if _, err := c.Read(b[:]); err != nil && closeKind(err) != "open" {
+			closedByServer++
+		}
+		c.Close()
+	}
+	e.set("closed_by_server", closedByServer)
+	e.endMeasure()
+	// New connections must work again once the descriptors are free.
+	var okN atomic.Int64
+	deadline := time.Now().Add(10 * time.Second)
+	for range o.StormNew {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if roundTripWithin(o.Canary, o.PID, time.Until(deadline)) {
+				okN.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	ok := okN.Load() == int64(o.StormNew)
+	e.set("new_conns_served", okN.Load())
+	e.set("new_conns_ok", ok)
+	return nil
+}

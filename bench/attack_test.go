@@ -1,0 +1,164 @@
+package bench
+
+import (
+	"bytes"
+	"compress/flate"
+	"encoding/json"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+// tinyAttacks scales every attack down to a second or two: these tests
+// check the machinery (routes, measurements, reporting), not the targets,
+// which only a benchmark run on a quiet machine can judge.
+func tinyAttacks() AttackOptions {
+	return AttackOptions{
+		Drain: 300 * time.Millisecond, Settle: time.Second,
+		SlowConns: 20, SlowPosters: 2, SlowSize: 20000, SlowFor: 700 * time.Millisecond,
+		BcastConns: 10, BcastSize: 200000, BcastHold: 200 * time.Millisecond,
+		BombConns: 1, BombInflated: 1 << 20, BombFor: 700 * time.Millisecond,
+		LPPosts: 3, LPSize: 100000,
+		PartialConns: 2, PartialSent: 1 << 20, PartialDeclared: 2 << 20,
+		PartialDeadline: 1500 * time.Millisecond, PartialTrick: 300 * time.Millisecond,
+		PipeBytes: 3000, PipeResp: 20000, PipeHold: 300 * time.Millisecond,
+		HeaderSize: 200000,
+		Oversize:   11 << 20,
+		StormConns: 150, StormNew: 3, StormHold: 300 * time.Millisecond,
+	}
+}
+
+// TestAttackSuite runs every attack at tiny scale against a real Tornago
+// demo server and the gorilla reference (each started as a process, a
+// fresh one per attack, the fd storm under a 64-descriptor limit) and
+// checks that each was measured and reported, whatever the outcome.
+func TestAttackSuite(t *testing.T) {
+	names, err := ParseAttacks("all")
+	if err != nil || len(names) != 9 {
+		t.Fatalf("ParseAttacks: %v %v", names, err)
+	}
+	rs, err := AttackServers(AttackRunOptions{Root: moduleRoot(t), Servers: []string{"tornago", "gorilla"},
+		Port: 18800, Fresh: true, StormNoFile: 64, Log: &syncWriter{}, Attacks: names, Options: tinyAttacks()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 18 {
+		t.Fatalf("%d results, want 18", len(rs))
+	}
+	for _, r := range rs {
+		t.Logf("%s %s: canary %d rtts worst %s fails %d peak %s closes %v survived %v expect %s extra %v",
+			r.Server, r.Attack, r.CanaryRTTs, dur(r.CanaryWorst), r.CanaryFailed, mib(r.PeakRSS), r.Closes, held(r.Survived), held(r.ExpectHeld), r.Extra)
+		if r.Err != "" || r.NA != "" {
+			t.Errorf("%s %s: error %q, n/a %q", r.Server, r.Attack, r.Err, r.NA)
+			continue
+		}
+		// A server the attack killed (today's Tornago in the fd storm)
+		// fails the canary instead of answering it.
+		if r.CanaryRTTs == nil || *r.CanaryRTTs+int(*r.CanaryFailed) == 0 || r.CanaryWorst == nil || r.PeakRSS == nil || r.RSSBefore == nil || r.Alive == nil {
+			t.Errorf("%s %s: canary or RSS not measured: %+v", r.Server, r.Attack, r)
+		}
+		if *r.PeakRSS < *r.RSSBefore {
+			t.Errorf("%s %s: peak RSS %d below the RSS before %d", r.Server, r.Attack, *r.PeakRSS, *r.RSSBefore)
+		}
+		switch r.Attack {
+		case "a-slow-readers", "b-big-broadcast":
+			if n := r.Extra["non_readers"]; n != map[string]int{"a-slow-readers": 20, "b-big-broadcast": 10}[r.Attack] {
+				t.Errorf("%s %s: %v non-readers", r.Server, r.Attack, n)
+			}
+			if total(r.Closes) != int64(r.Extra["non_readers"].(int)) {
+				t.Errorf("%s %s: closes %v do not account for every non-reader", r.Server, r.Attack, r.Closes)
+			}
+		case "c-deflate-bomb":
+			if r.Extra["frames_sent"].(int64) == 0 || r.Extra["deflate"] != nil {
+				t.Errorf("%s: no bomb sent: %v", r.Server, r.Extra)
+			}
+		case "d-long-poll":
+			if r.Extra["post_statuses"] != "200:3" || r.Extra["poll_status"] != 200 || r.Extra["poll_bytes"].(int64) < 300000 {
+				t.Errorf("%s long poll: %v", r.Server, r.Extra)
+			}
+		case "e-partial-frames":
+			if total(r.Closes) != 2 || r.Extra["sent_all"] != int64(2) {
+				t.Errorf("%s partial frames: closes %v extra %v", r.Server, r.Closes, r.Extra)
+			}
+		case "f-pipelining":
+			if n := r.Extra["response_bytes"].(int64); n < 20000 || n > 21000 || r.Extra["requests"].(int) < 10 {
+				t.Errorf("%s pipelining: %v", r.Server, r.Extra)
+			}
+		case "g-headers":
+			if r.Extra["outcome"] == nil {
+				t.Errorf("%s headers: no outcome", r.Server)
+			}
+		case "h-oversized":
+			if total(r.Closes) != 1 {
+				t.Errorf("%s oversized: closes %v", r.Server, r.Closes)
+			}
+		case "i-fd-storm":
+			if r.Extra["server_fd_limit"] != 64 || r.Extra["past_limit"] != true {
+				t.Errorf("%s fd storm: %v", r.Server, r.Extra)
+			}
+		}
+		if r.Server == "gorilla" && (r.Survived == nil || !*r.Survived) {
+			t.Errorf("gorilla did not survive %s", r.Attack)
+		}
+		var line bytes.Buffer
+		r.WriteJSON(&line)
+		var back map[string]any
+		if err := json.Unmarshal(line.Bytes(), &back); err != nil {
+			t.Fatalf("json: %v\n%s", err, line.String())
+		}
+	}
+	var out strings.Builder
+	WriteAttackTable(&out, rs)
+	if !strings.Contains(out.String(), "i-fd-storm") || !strings.Contains(out.String(), "expectations") {
+		t.Fatalf("table:\n%s", out.String())
+	}
+	t.Log("\n" + out.String())
+}
+
+func total(m map[string]int64) int64 {
+	var n int64
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// TestAttackNotApplicable: an attack whose route the server lacks is
+// reported n/a, with no figures in its JSON line (not zeros).
+func TestAttackNotApplicable(t *testing.T) {
+	s := startServer(t, "gnetws", 18830)
+	o := tinyAttacks()
+	o.Base, o.PID = "http://"+s.Host, s.PID
+	r := RunAttack("b", o)
+	if r.NA == "" || r.Attack != "b-big-broadcast" {
+		t.Fatalf("big broadcast on gnetws: %+v", r)
+	}
+	var line bytes.Buffer
+	r.WriteJSON(&line)
+	for _, k := range []string{"peak_rss_bytes", "canary_worst_ns", "canary_round_trips", "canary_failed", "closes", "survived", "canary_after", "expect_held"} {
+		if strings.Contains(line.String(), k) {
+			t.Errorf("n/a result carries %s: %s", k, line.String())
+		}
+	}
+	var out strings.Builder
+	WriteAttackTable(&out, []*AttackResult{r})
+	if !strings.Contains(out.String(), "n/a") {
+		t.Fatalf("table:\n%s", out.String())
+	}
+}
+
+// TestDeflateBombPayload: the crafted payload is small and, with RFC
+// 7692's tail appended back, inflates to exactly the asked size.
+func TestDeflateBombPayload(t *testing.T) {
+	const n = 4 << 20
+	p := deflateBombPayload(n)
+	if len(p) > n/500 || bytes.HasSuffix(p, []byte{0, 0, 0xff, 0xff}) {
+		t.Fatalf("payload %d bytes (tail kept: %v)", len(p), bytes.HasSuffix(p, []byte{0, 0, 0xff, 0xff}))
+	}
+	zr := flate.NewReader(io.MultiReader(bytes.NewReader(p), bytes.NewReader([]byte{0, 0, 0xff, 0xff})))
+	got, err := io.Copy(io.Discard, zr)
+	if got != n || err != nil && err != io.ErrUnexpectedEOF {
+		t.Fatalf("inflated %d bytes (%v), want %d", got, err, n)
+	}
+}

@@ -292,6 +292,7 @@ func (w *WebSocket) level() int {
 }
 
 type wsRare struct {
+	checked     int // bytes of a partial text frame whose UTF-8 was checked
 	subprotocol string
 	reason      string
 	context     any
@@ -470,6 +471,10 @@ func (w *WebSocket) traffic() {
 	budget := turnBytes
 	for !c.cf.has(cfClosing) && !c.cf.has(cfDead) && w.state != wsClosed {
 		if w.need > 0 && c.gc.InboundBuffered() < int(w.need) {
+			if r := w.rare; r != nil && r.checked > 0 && c.gc.InboundBuffered() >= 2*r.checked {
+				buf, _ := c.gc.Peek(-1)
+				w.checkPartial(buf)
+			}
 			return
 		}
 		buf, _ := c.gc.Peek(-1)
@@ -492,11 +497,15 @@ func (w *WebSocket) traffic() {
 					c.gc.Discard(-1)
 					return
 				}
+				w.checkPartial(buf)
 			}
 			w.startMessage()
 			return
 		}
 		w.reserve(0)
+		if w.rare != nil {
+			w.rare.checked = 0
+		}
 		budget -= n
 		w.handle(&ev)
 		c.gc.Discard(n)
@@ -513,6 +522,25 @@ func (w *WebSocket) traffic() {
 	if c.gc.InboundBuffered() > 0 {
 		c.gc.Discard(-1)
 	}
+}
+
+// checkPartial checks the UTF-8 of the part of a text frame received so far
+// (RFC 6455 8.1: an endpoint fails the connection "as soon as" it finds
+// invalid UTF-8), and notes how much it checked: it checks again when the
+// frame's buffered part doubled, so the work stays linear in its size.
+func (w *WebSocket) checkPartial(buf []byte) {
+	if err := w.dec.CheckPartial(buf); err != nil {
+		w.failErr(err)
+		w.conn().gc.Discard(-1)
+		return
+	}
+	if len(buf) < 2 || (buf[0]&0x0f != byte(ws.OpText) && buf[0]&0x0f != byte(ws.OpContinuation)) {
+		return
+	}
+	if w.rare == nil {
+		w.rare = &wsRare{}
+	}
+	w.rare.checked = max(len(buf), 1)
 }
 
 // turnBytes bounds the input one connection is served per turn of the loop
@@ -648,7 +676,8 @@ func (w *WebSocket) abort(code StatusCode, reason string) {
 
 // WriteMessage sends a text message. Goroutine-safe: from the loop it goes
 // straight to the connection's output; from another goroutine data is copied
-// and the write runs on the loop (then the error is not reported).
+// and the write runs on the loop (its error is not reported; ErrLoopBacklog
+// when the loop's queue of such data is over Options.MaxQueuedBytes).
 func (w *WebSocket) WriteMessage(data []byte) error { return w.write(ws.OpText, data) }
 
 // WriteString sends a text message. Goroutine-safe like WriteMessage.
@@ -686,8 +715,9 @@ func (w *WebSocket) write(op ws.OpCode, data []byte) error {
 	l := w.l
 	if !l.InLoop() {
 		cp := append([]byte(nil), data...)
-		l.AddCallback(func() { _ = w.write(op, cp) })
-		return nil
+		// Bounded by Options.MaxQueuedBytes: a loop that falls behind
+		// makes writers fail fast instead of queueing without limit.
+		return l.addDataCallback(len(cp), func() { _ = w.write(op, cp) })
 	}
 	if w.state != wsOpen || w.cf.has(cfClosing) || w.cf.has(cfDead) {
 		return ErrWebSocketClosed

@@ -74,6 +74,7 @@ const (
 	cfWatched                          // on the loop's list of connections with unsent output
 	cfPaused                           // input is left unread until the output drains (backpressure)
 	cfInMessage                        // WebSocket: a message is in flight; the wheel deadline is its MessageTimeout
+	cfInflating                        // WebSocket: a compressed message is being inflated over several turns (Loop.inflates)
 )
 
 func (f connFlags) has(b connFlags) bool { return f&b != 0 }

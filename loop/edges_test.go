@@ -6,6 +6,7 @@ package loop
 import (
 	"bufio"
 	"bytes"
+	"compress/flate"
 	"context"
 	"fmt"
 	"io"
@@ -632,3 +633,48 @@ func TestSurvivesFdExhaustion(t *testing.T) {
 }
 
 var _ = ws13.MaxControlPayload
+
+// TestDeflateBombYields: a small frame that inflates to 32 MiB is inflated a
+// step per turn of the loop, so a message on another connection that
+// arrives meanwhile is handled before it, not after.
+func TestDeflateBombYields(t *testing.T) {
+	order := make(chan string, 4)
+	_, addr := wsStartLoop(t, func(l *Loop, app *Application) {
+		app.HandleWebSocket("/z", func(*Request) WebSocketHandler {
+			return msgFunc(func(w *WebSocket, data []byte) {
+				order <- fmt.Sprintf("%d", len(data))
+			})
+		}, WSOptions{MaxMessageSize: 64 << 20, Compression: &CompressionOptions{}})
+	})
+	var zb bytes.Buffer
+	fw, _ := flate.NewWriter(&zb, flate.BestCompression)
+	fw.Write(make([]byte, 32<<20))
+	fw.Flush()
+	z := zb.Bytes()[:zb.Len()-4] // RFC 7692 7.2.1: the sender drops 00 00 ff ff
+	bomb := ws13.AppendMaskedFrame(nil, true, ws.OpBinary, wsMask, z)
+	bomb[0] |= 0x40 // RSV1: compressed
+	dial := func() *wsRaw {
+		r := wsDialTCP(t, addr)
+		r.write([]byte(wsHandshake(addr, "/z", "Sec-WebSocket-Extensions: permessage-deflate\r\n")))
+		if resp := r.response(); resp.StatusCode != 101 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		return r
+	}
+	a, b := dial(), dial()
+	a.write(bomb)
+	b.send(true, ws.OpBinary, []byte("small"))
+	first := wsRecv(t, order, "first message")
+	second := wsRecv(t, order, "second message")
+	if first != "5" || second != fmt.Sprint(32<<20) {
+		t.Fatalf("delivered %s then %s: the bomb held the loop", first, second)
+	}
+}
+
+type msgFunc func(w *WebSocket, data []byte)
+
+func (msgFunc) Open(*WebSocket)                                   {}
+func (f msgFunc) OnMessage(w *WebSocket, _ MessageType, d []byte) { f(w, d) }
+func (msgFunc) OnClose(*WebSocket)                                {}
+func (msgFunc) OnPing(*WebSocket, []byte)                         {}
+func (msgFunc) OnPong(*WebSocket, []byte)                         {}

@@ -193,10 +193,11 @@ type Loop struct {
 	watchSpare []*conn
 	watchArmed bool
 	watchFn    func()
-	unsent     int   // bytes in gnet's outbound buffers, as of unsentAt plus writes since
-	unsentAt   int64 // loop clock of the last exact count
-	partial    int64 // bytes reserved by messages in flight (MaxPartialBytes)
-	stopErr    error // why the engine stopped on its own
+	unsent     int                   // bytes in gnet's outbound buffers, as of unsentAt plus writes since
+	unsentAt   int64                 // loop clock of the last exact count
+	partial    int64                 // bytes reserved by messages in flight (MaxPartialBytes)
+	inflates   map[*conn]*inflateJob // compressed messages inflating over several turns
+	stopErr    error                 // why the engine stopped on its own
 	// Owned by observers.go and pending.go.
 	wsCloseObservers []func(*WebSocket) // run when a WebSocket closes; loop-only
 	queuedBytes      atomic.Int64       // data bytes in queue (addDataCallback); reserved under mu
@@ -227,6 +228,7 @@ func New(opts Options) *Loop {
 	}
 	l.drainFn = l.drain
 	l.watchFn = l.pollWatched
+	l.inflates = make(map[*conn]*inflateJob)
 	l.timers.init(l)
 	l.wheel.init(l, opts.TimeoutResolution)
 	l.exec.init(l, opts.ExecutorWorkers, opts.ExecutorQueue)

@@ -131,5 +131,7 @@ func (l *Loop) unsentOver(n int) bool {
 		}
 		l.unsent, l.unsentAt = total, now
 	}
-	return l.unsent+n > max
+	// A lone message on a loop with nothing else unsent always goes (an
+	// echo of a 64 MiB message), or no message over the budget could.
+	return l.unsent > 0 && l.unsent+n > max
 }

@@ -470,6 +470,13 @@ func (w *WebSocket) traffic() {
 	c := w.conn()
 	budget := turnBytes
 	for !c.cf.has(cfClosing) && !c.cf.has(cfDead) && w.state != wsClosed {
+		if c.cf.has(cfInflating) {
+			if !w.continueInflate() {
+				c.gc.Wake(nil) // the next step after the other sockets
+				return
+			}
+			continue
+		}
 		if w.need > 0 && c.gc.InboundBuffered() < int(w.need) {
 			if r := w.rare; r != nil && r.checked > 0 && c.gc.InboundBuffered() >= 2*r.checked {
 				buf, _ := c.gc.Peek(-1)
@@ -511,6 +518,10 @@ func (w *WebSocket) traffic() {
 		c.gc.Discard(n)
 		if w.dec.Fragmented() {
 			w.startMessage()
+		}
+		if c.cf.has(cfInflating) {
+			c.gc.Wake(nil) // a large compressed message goes on next turn
+			return
 		}
 		if budget <= 0 && c.gc.InboundBuffered() > 0 && !c.cf.has(cfClosing) {
 			// Bounded work per turn: the rest is served after the loop
@@ -768,7 +779,7 @@ func (w *WebSocket) writeFrame(op ws.OpCode, data []byte) error {
 		return w.writeMasked(op, data)
 	}
 	l := c.l
-	if w.wsf.has(wsDeflate) && op.IsData() && len(data) >= w.route().opts.Compression.Threshold {
+	if w.wsf.has(wsDeflate) && op.IsData() && w.route().opts.Compression.compresses(len(data)) {
 		var err error
 		if l.scratch, err = appendDeflatedFrame(l.scratch[:0], w.level(), op, data); err != nil {
 			return err
@@ -805,7 +816,7 @@ func (w *WebSocket) WritePrepared(p *PreparedMessage) error {
 	}
 	frame := p.frame
 	if w.wsf.has(wsDeflate) {
-		if _, payload := p.split(); len(payload) >= w.route().opts.Compression.Threshold {
+		if _, payload := p.split(); w.route().opts.Compression.compresses(len(payload)) {
 			var err error
 			if frame, err = p.deflated(w.level()); err != nil {
 				return err
@@ -905,6 +916,7 @@ func (w *WebSocket) closed(err error) {
 	}
 	w.state = wsClosed
 	w.reserve(0)
+	w.dropInflate()
 	if w.wsf.has(wsOpened) && !w.wsf.has(wsNotified) {
 		w.wsf.set(wsNotified, true)
 		w.guard(func() { w.h.OnClose(w) })

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"sync"
 	"unicode/utf8"
@@ -39,6 +40,16 @@ type CompressionOptions struct {
 	// costs CPU and saves nothing. Default (0): 128 bytes; negative:
 	// compress every data message.
 	Threshold int
+	// MaxSize: outgoing messages longer than this many bytes are sent
+	// uncompressed too, because deflating runs on the loop (some 5-10 ms
+	// per MiB at level 1) and would hold every other connection back.
+	// Default (0): 1 MiB; negative: no limit.
+	MaxSize int
+}
+
+// compresses reports whether an outgoing message of n bytes is deflated.
+func (o *CompressionOptions) compresses(n int) bool {
+	return n >= o.Threshold && n <= o.MaxSize
 }
 
 func (o *CompressionOptions) withDefaults() *CompressionOptions {
@@ -51,6 +62,11 @@ func (o *CompressionOptions) withDefaults() *CompressionOptions {
 	}
 	if c.Threshold == 0 {
 		c.Threshold = 128
+	}
+	if c.MaxSize == 0 {
+		c.MaxSize = 1 << 20
+	} else if c.MaxSize < 0 {
+		c.MaxSize = math.MaxInt
 	}
 	return &c
 }
@@ -168,62 +184,6 @@ var (
 	errInflateCorrupt = errors.New("invalid DEFLATE data")
 )
 
-// inflateMessage decompresses a permessage-deflate message into a pooled
-// buffer and returns it; release it with putInflateBuf. It stops (with
-// errInflateTooBig) as soon as the output exceeds limit bytes, so a small
-// message that inflates to gigabytes (a zip bomb) costs at most limit+32 KiB.
-func inflateMessage(z []byte, limit int64) (*[]byte, error) {
-	f, _ := inflaters.Get().(*inflater)
-	if f == nil {
-		f = &inflater{}
-		f.src = tailReader{p: z}
-		f.fr = flate.NewReader(&f.src)
-	} else {
-		f.src = tailReader{p: z}
-		f.fr.(flate.Resetter).Reset(&f.src, nil)
-	}
-	defer func() {
-		f.src = tailReader{}
-		inflaters.Put(f)
-	}()
-	bp, _ := inflateBufs.Get().(*[]byte)
-	if bp == nil {
-		bp = new([]byte)
-	}
-	out := (*bp)[:0]
-	if cap(out) == 0 {
-		out = make([]byte, 0, min(int64(4*len(z)+512), limit+1))
-	}
-	for {
-		if len(out) == cap(out) {
-			if int64(len(out)) > limit {
-				*bp = out
-				putInflateBuf(bp)
-				return nil, errInflateTooBig
-			}
-			grow := min(int64(cap(out)), limit+1-int64(len(out)))
-			out = slices.Grow(out, int(max(grow, 512)))
-		}
-		n, err := f.fr.Read(out[len(out):cap(out)])
-		out = out[:len(out)+n]
-		if int64(len(out)) > limit {
-			*bp = out
-			putInflateBuf(bp)
-			return nil, errInflateTooBig
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			*bp = out
-			putInflateBuf(bp)
-			return nil, fmt.Errorf("%w: %v", errInflateCorrupt, err)
-		}
-	}
-	*bp = out
-	return bp, nil
-}
-
 func putInflateBuf(bp *[]byte) {
 	if cap(*bp) > 1<<20 {
 		*bp = nil // one huge message must not stay pinned in the pool
@@ -270,30 +230,139 @@ func (p *PreparedMessage) deflated(level int) ([]byte, error) {
 	return f, nil
 }
 
-// inflated delivers a compressed message: inflate it within the route's
-// MaxMessageSize, check text for UTF-8, hand it to OnMessage.
+// inflateJob is a compressed message whose inflation goes on over several
+// turns of the loop: at most turnBytes of output per turn, so a small frame
+// that inflates to MaxMessageSize (a deflate bomb) cannot hold the loop for
+// the half second that takes. The next frames of the connection wait in
+// gnet's buffer meanwhile, so messages keep their order.
+type inflateJob struct {
+	f     *inflater
+	bp    *[]byte // the output, from inflateBufs
+	op    ws.OpCode
+	limit int64
+}
+
+func newInflateJob(z []byte, op ws.OpCode, limit int64) *inflateJob {
+	f, _ := inflaters.Get().(*inflater)
+	if f == nil {
+		f = &inflater{}
+		f.src = tailReader{p: z}
+		f.fr = flate.NewReader(&f.src)
+	} else {
+		f.src = tailReader{p: z}
+		f.fr.(flate.Resetter).Reset(&f.src, nil)
+	}
+	bp, _ := inflateBufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	if cap(*bp) == 0 {
+		*bp = make([]byte, 0, min(int64(4*len(z)+512), limit+1, turnBytes))
+	}
+	return &inflateJob{f: f, bp: bp, op: op, limit: limit}
+}
+
+// step inflates up to max more bytes; done reports the message whole.
+func (j *inflateJob) step(most int) (done bool, err error) {
+	out := *j.bp
+	target := len(out) + most
+	defer func() { *j.bp = out }()
+	for len(out) < target {
+		if len(out) == cap(out) {
+			grow := min(int64(cap(out)), j.limit+1-int64(len(out)))
+			out = slices.Grow(out, int(max(grow, 512)))
+		}
+		n, err := j.f.fr.Read(out[len(out):min(cap(out), target)])
+		out = out[:len(out)+n]
+		if int64(len(out)) > j.limit {
+			return false, errInflateTooBig
+		}
+		if err == io.EOF {
+			return true, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("%w: %v", errInflateCorrupt, err)
+		}
+	}
+	return false, nil
+}
+
+// detach copies the compressed input not inflated yet, which points into
+// gnet's buffer or the decoder's, so that the job outlives them.
+func (j *inflateJob) detach() { j.f.src.p = append([]byte(nil), j.f.src.p...) }
+
+func (j *inflateJob) release() {
+	j.f.src = tailReader{}
+	inflaters.Put(j.f)
+	putInflateBuf(j.bp)
+	j.f, j.bp = nil, nil
+}
+
+// inflated delivers a compressed message, or starts inflating it over
+// several turns (cfInflating) when it inflates to more than turnBytes.
 func (w *WebSocket) inflated(ev *ws13.Event) {
-	bp, err := inflateMessage(ev.Payload, w.route().opts.MaxMessageSize)
+	j := newInflateJob(ev.Payload, ev.Op, w.route().opts.MaxMessageSize)
+	if !w.inflateStep(j) {
+		j.detach()
+		w.l.inflates[w.conn()] = j
+		w.conn().cf.set(cfInflating, true)
+	}
+}
+
+// inflateStep runs one step of j; it returns false while j is not done, and
+// delivers or fails the message (and releases j) when it is.
+func (w *WebSocket) inflateStep(j *inflateJob) bool {
+	done, err := j.step(turnBytes)
+	if err == nil && !done {
+		return false
+	}
+	defer j.release()
 	switch {
 	case errors.Is(err, errInflateTooBig):
 		// RFC 6455 7.4.1: 1009 "a message that is too big for it to
 		// process"; the limit applies to the inflated size.
 		w.fail(CloseTooBig, "message too big")
-		return
+		return true
 	case err != nil:
 		// RFC 7692 8: an endpoint that cannot inflate a message "MUST
 		// _Fail the WebSocket Connection_"; 1007 as for other bad data.
 		w.fail(CloseInvalidPayload, err.Error())
-		return
+		return true
 	}
-	defer putInflateBuf(bp)
-	data := *bp
+	data := *j.bp
 	// RFC 6455 8.1: invalid UTF-8 in a text message fails the connection.
-	if ev.Op == ws.OpText && !utf8.Valid(data) {
+	if j.op == ws.OpText && !utf8.Valid(data) {
 		w.fail(CloseInvalidPayload, "invalid UTF-8 in text message")
-		return
+		return true
 	}
 	if w.state == wsOpen {
-		w.guard(func() { w.h.OnMessage(w, MessageType(ev.Op), data) })
+		w.guard(func() { w.h.OnMessage(w, MessageType(j.op), data) })
 	}
+	return true
+}
+
+// continueInflate runs the next step of the connection's pending message;
+// false while it is not done (the caller yields the turn).
+func (w *WebSocket) continueInflate() bool {
+	c := w.conn()
+	j := c.l.inflates[c]
+	if j == nil || w.inflateStep(j) {
+		delete(c.l.inflates, c)
+		c.cf.set(cfInflating, false)
+		return true
+	}
+	return false
+}
+
+// dropInflate releases a pending inflation of a closed connection.
+func (w *WebSocket) dropInflate() {
+	c := w.conn()
+	if !c.cf.has(cfInflating) {
+		return
+	}
+	if j := c.l.inflates[c]; j != nil {
+		j.release()
+	}
+	delete(c.l.inflates, c)
+	c.cf.set(cfInflating, false)
 }

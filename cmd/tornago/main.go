@@ -60,7 +60,9 @@ func main() {
 			os.Exit(1)
 		}
 		defer nc.Close()
-		broker = natsbroker.New(nc, "tornago.")
+		nb := natsbroker.New(nc, "tornago.")
+		defer nb.Close() // runs first: sends what is queued, then nc closes
+		broker = nb
 	}
 	pingInterval := *ping
 	if pingInterval <= 0 {
@@ -93,7 +95,7 @@ func main() {
 	}()
 	go func() {
 		<-l.Ready()
-		log.Info("tornago listening", "addr", addr)
+		log.Info("tornago listening", "addr", l.Addr().String())
 	}()
 	if err := l.Start(); err != nil {
 		log.Error("loop", "err", err)

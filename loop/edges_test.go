@@ -678,3 +678,40 @@ func (f msgFunc) OnMessage(w *WebSocket, _ MessageType, d []byte) { f(w, d) }
 func (msgFunc) OnClose(*WebSocket)                                {}
 func (msgFunc) OnPing(*WebSocket, []byte)                         {}
 func (msgFunc) OnPong(*WebSocket, []byte)                         {}
+
+// TestUTF8FailFastInOneFrame is Autobahn 6.4.3/6.4.4: one text frame sent
+// in chops, the invalid sequence in a chop before the last; the server
+// must fail with 1007 before the frame is complete (past 4 KiB received,
+// the check runs each time the received part doubled).
+func TestUTF8FailFastInOneFrame(t *testing.T) {
+	_, addr := wsStartLoop(t, func(l *Loop, app *Application) {
+		app.HandleWebSocket("/ws", wsEchoRoute(WSOptions{}), WSOptions{})
+	})
+	for _, tc := range []struct {
+		name      string
+		good, bad int // valid bytes in the first chop, then the invalid one
+		later     int // valid bytes sent before the invalid chop
+	}{
+		{"first-chop", 10, 0, 0},
+		{"later-chop", 10, 0, 1000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			payload := bytes.Repeat([]byte("a"), 1<<20)
+			at := tc.good + tc.later
+			copy(payload[at:], "\xed\xa0\x80") // a surrogate: never valid
+			frame := wsFrame(true, ws.OpText, payload)
+			hdr := len(frame) - len(payload)
+			r := wsDialRaw(t, addr, "/ws", nil)
+			r.write(frame[:hdr+tc.good])
+			if tc.later > 0 {
+				time.Sleep(20 * time.Millisecond)
+				r.write(frame[hdr+tc.good : hdr+at])
+				time.Sleep(20 * time.Millisecond)
+			}
+			r.write(frame[hdr+at : hdr+at+3]) // the rest of the frame is never sent
+			if code, _ := r.readClose(); code != CloseInvalidPayload {
+				t.Fatalf("close %d, want 1007", code)
+			}
+		})
+	}
+}

@@ -102,6 +102,14 @@ func TestGracefulStopFinishesAsync(t *testing.T) {
 	io.WriteString(c, "GET /poll HTTP/1.1\r\nHost: x\r\n\r\n")
 	<-entered
 	idle := dial(t, addr) // an idle keep-alive connection is closed at once
+	// The loop must have accepted it before Stop: one accepted during the
+	// drain reads a 503 instead.
+	for deadline := time.Now().Add(5 * time.Second); l.Stats().OpenConns < 2; {
+		if time.Now().After(deadline) {
+			t.Fatal("the idle connection was not accepted")
+		}
+		time.Sleep(time.Millisecond)
+	}
 
 	stopped := make(chan error, 1)
 	stopStart := time.Now()

@@ -478,7 +478,7 @@ func (w *WebSocket) traffic() {
 			continue
 		}
 		if w.need > 0 && c.gc.InboundBuffered() < int(w.need) {
-			if r := w.rare; r != nil && r.checked > 0 && c.gc.InboundBuffered() >= 2*r.checked {
+			if r := w.rare; r != nil && r.checked > 0 && w.recheck(c.gc.InboundBuffered()) {
 				buf, _ := c.gc.Peek(-1)
 				w.checkPartial(buf)
 			}
@@ -552,6 +552,14 @@ func (w *WebSocket) checkPartial(buf []byte) {
 		w.rare = &wsRare{}
 	}
 	w.rare.checked = max(len(buf), 1)
+}
+
+// recheck reports whether a partial text frame with b bytes buffered is
+// checked again: on every read while it is small, then each time it
+// doubled, which keeps the total work linear in the frame's size.
+func (w *WebSocket) recheck(b int) bool {
+	checked := w.rare.checked
+	return b >= 2*checked || (b < 4096 && b > checked)
 }
 
 // turnBytes bounds the input one connection is served per turn of the loop

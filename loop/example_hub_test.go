@@ -3,7 +3,6 @@ package loop_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"time"
 
 	"github.com/tornago/tornago/loop"
@@ -15,28 +14,41 @@ type room struct {
 	hub *loop.Hub
 }
 
+// Open runs on the loop before the client can read the handshake's answer,
+// so a client whose Dial returned is already subscribed.
 func (r room) Open(w *loop.WebSocket) { r.hub.Subscribe(w.Request().PathArgs[0], w) }
 
 // ExampleHub pushes a message from another goroutine to every client in a
-// room; the frame is encoded once for all of them.
+// room; the frame is encoded once for all of them, and a client that closes
+// leaves its rooms by itself.
 func ExampleHub() {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close()
-
 	l := loop.New(loop.Options{})
 	hub := loop.NewHub(l, loop.Text, nil) // nil: no broker, this loop only
 	app := loop.NewApplication(loop.AppOptions{})
 	app.HandleWebSocket(`/rooms/(\w+)`, func(*loop.Request) loop.WebSocketHandler { return room{hub: hub} }, loop.WSOptions{})
-	l.Listen(addr, app)
+	if err := l.Listen("127.0.0.1:0", app); err != nil {
+		panic(err)
+	}
 	go l.Start()
 	<-l.Ready()
+	url := "ws://" + l.Addr().String() + "/rooms/go"
 
-	alice, _ := loop.Dial("ws://"+addr+"/rooms/go", loop.DialOptions{})
-	bob, _ := loop.Dial("ws://"+addr+"/rooms/go", loop.DialOptions{})
-	hub.Publish("go", []byte("release tonight")) // goroutine-safe
-	for _, c := range []*loop.Conn{alice, bob} {
-		_, msg, _ := c.Recv()
+	var clients []*loop.Conn
+	for range 2 {
+		c, err := loop.Dial(url, loop.DialOptions{})
+		if err != nil {
+			panic(err)
+		}
+		clients = append(clients, c)
+	}
+	if err := hub.Publish("go", []byte("release tonight")); err != nil { // goroutine-safe
+		panic(err)
+	}
+	for _, c := range clients {
+		_, msg, err := c.Recv()
+		if err != nil {
+			panic(err)
+		}
 		fmt.Println(string(msg))
 		c.Close(loop.CloseNormal, "")
 	}

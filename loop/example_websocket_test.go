@@ -1,0 +1,170 @@
+package loop_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/tornago/tornago/loop"
+)
+
+// chat is a WebSocket handler: embed WebSocketBase for no-op defaults and
+// override the hooks you need. Every hook runs on the loop.
+type chat struct {
+	loop.WebSocketBase
+	name   string
+	closed chan loop.StatusCode // for the example's output only
+}
+
+func (c *chat) Open(w *loop.WebSocket) {
+	c.name = w.Request().GetArgument("name", "anonymous") // Request is valid in Open only
+	w.WriteString("welcome, " + c.name)
+}
+
+func (c *chat) OnMessage(w *loop.WebSocket, typ loop.MessageType, data []byte) {
+	// data is borrowed until OnMessage returns; writing it copies it.
+	w.WriteString(c.name + " said: " + string(data))
+}
+
+func (c *chat) OnClose(w *loop.WebSocket) { c.closed <- w.CloseCode() }
+
+// ExampleApplication_HandleWebSocket serves a WebSocket route: newHandler
+// makes one handler per connection (or returns nil to refuse the upgrade).
+func ExampleApplication_HandleWebSocket() {
+	closed := make(chan loop.StatusCode, 1)
+	app := loop.NewApplication(loop.AppOptions{})
+	app.HandleWebSocket("/chat", func(r *loop.Request) loop.WebSocketHandler {
+		if r.GetArgument("name", "") == "" {
+			r.SetStatus(401)
+			return nil // refused: the client gets 401, no upgrade
+		}
+		return &chat{closed: closed}
+	}, loop.WSOptions{})
+	l := loop.New(loop.Options{})
+	if err := l.Listen("127.0.0.1:0", app); err != nil {
+		panic(err)
+	}
+	go l.Start()
+	<-l.Ready()
+	url := "ws://" + l.Addr().String() + "/chat"
+
+	if _, err := loop.Dial(url, loop.DialOptions{}); err != nil {
+		fmt.Println("without a name: refused")
+	}
+	c, err := loop.Dial(url+"?name=ann", loop.DialOptions{})
+	if err != nil {
+		panic(err)
+	}
+	_, msg, _ := c.Recv()
+	fmt.Println(string(msg))
+	c.Send("hi")
+	_, msg, _ = c.Recv()
+	fmt.Println(string(msg))
+	c.Close(loop.CloseNormal, "bye")
+	fmt.Println("server saw close:", <-closed)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	l.Stop(ctx)
+	// Output:
+	// without a name: refused
+	// welcome, ann
+	// ann said: hi
+	// server saw close: 1000
+}
+
+// ExampleDial uses the blocking client, for scripts and tests: Send, Recv
+// and Close on the caller's goroutine, like Python's create_connection.
+func ExampleDial() {
+	app := loop.NewApplication(loop.AppOptions{})
+	app.HandleWebSocket("/once", func(*loop.Request) loop.WebSocketHandler { return answerOnce{} }, loop.WSOptions{})
+	l := loop.New(loop.Options{})
+	if err := l.Listen("127.0.0.1:0", app); err != nil {
+		panic(err)
+	}
+	go l.Start()
+	<-l.Ready()
+
+	c, err := loop.Dial("ws://"+l.Addr().String()+"/once", loop.DialOptions{HandshakeTimeout: time.Second})
+	if err != nil {
+		panic(err)
+	}
+	if err := c.Send("ping?"); err != nil {
+		panic(err)
+	}
+	for {
+		typ, msg, err := c.Recv()
+		if err == io.EOF { // the server closed; Recv has answered its close frame
+			fmt.Println("closed by server:", c.CloseCode, c.CloseReason)
+			break
+		}
+		if err != nil {
+			panic(err)
+		}
+		fmt.Println(typ == loop.Text, string(msg))
+	}
+	c.Close(loop.CloseNormal, "") // releases the socket; sends nothing more here
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	l.Stop(ctx)
+	// Output:
+	// true pong: ping?
+	// closed by server: 1000 done
+}
+
+// answerOnce replies to the first message and closes.
+type answerOnce struct{ loop.WebSocketBase }
+
+func (answerOnce) OnMessage(w *loop.WebSocket, typ loop.MessageType, data []byte) {
+	w.WriteString("pong: " + string(data))
+	w.Close(loop.CloseNormal, "done")
+}
+
+// ExampleLoop_DialWebSocket connects a loop-driven client (no goroutine per
+// connection; its callbacks run on the loop) to an echo route served by the
+// same loop.
+func ExampleLoop_DialWebSocket() {
+	app := loop.NewApplication(loop.AppOptions{})
+	app.HandleWebSocket("/echo", func(*loop.Request) loop.WebSocketHandler { return exampleEcho{} }, loop.WSOptions{})
+	l := loop.New(loop.Options{})
+	if err := l.Listen("127.0.0.1:0", app); err != nil {
+		panic(err)
+	}
+	go l.Start()
+	<-l.Ready()
+
+	done := make(chan struct{})
+	_, err := l.DialWebSocket("ws://"+l.Addr().String()+"/echo?room=1", loop.ClientHandler{
+		OnOpen: func(w *loop.WebSocket) { w.WriteString("hello") },
+		OnMessage: func(w *loop.WebSocket, typ loop.MessageType, data []byte) {
+			fmt.Println("got:", string(data)) // data is valid during the call only
+			w.Close(loop.CloseNormal, "done")
+		},
+		OnError: func(c *loop.Client, err error) { fmt.Println("error:", err); close(done) },
+		OnClose: func(w *loop.WebSocket) { fmt.Println("closed:", w.CloseCode()); close(done) },
+	}, loop.ClientOptions{})
+	if err != nil {
+		panic(err)
+	}
+	<-done
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	l.Stop(ctx)
+	// Output:
+	// got: hello
+	// closed: 1000
+}
+
+// exampleEcho sends every message back with its type.
+type exampleEcho struct{ loop.WebSocketBase }
+
+func (exampleEcho) OnMessage(w *loop.WebSocket, typ loop.MessageType, data []byte) {
+	if typ == loop.Binary {
+		w.WriteBinary(data)
+		return
+	}
+	w.WriteMessage(data)
+}

@@ -58,6 +58,8 @@ type ServerOptions struct {
 	// NoFile, when > 0, starts the server with RLIMIT_NOFILE (soft and
 	// hard) set to it: the attack scenario's descriptor storm.
 	NoFile int
+	// Args are extra flags for the server (tornago, gorilla, gnetws).
+	Args []string
 }
 
 // StartServer builds (once per process) and starts one named server on
@@ -80,7 +82,7 @@ func StartServer(root, name string, port int, o ServerOptions, logTo io.Writer) 
 		if err != nil {
 			return nil, err
 		}
-		argv = []string{bin, "-port", sport}
+		argv = append([]string{bin, "-port", sport}, o.Args...)
 	case "tornado":
 		argv = []string{"/usr/bin/python3", filepath.Join(root, "bench/refserver/tornado/server.py"), "--port", sport}
 	default:

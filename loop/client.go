@@ -16,7 +16,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
 	"github.com/tornago/tornago/proto/http1"
 	"github.com/tornago/tornago/proto/ws13"
@@ -352,6 +351,7 @@ func (h *clientHooks) OnClose(w *WebSocket) {
 }
 
 func (h *clientHooks) OnPing(*WebSocket, []byte) {}
+
 func (h *clientHooks) OnPong(*WebSocket, []byte) {}
 
 // clientHandshake is the connMode of a client connection until the server's
@@ -569,40 +569,5 @@ func (l *Loop) dialOne(hs *clientHandshake) {
 			failed(fmt.Errorf("register with the loop: %w", res.Err))
 		}
 	case <-l.done:
-	}
-}
-
-// appendClose appends a close frame for this side: masked for a client.
-func (w *WebSocket) appendClose(dst []byte, code StatusCode, reason string) []byte {
-	if w.wsf.has(wsClient) {
-		return ws13.AppendMaskedCloseFrame(dst, ws13.NewMask(), code, reason)
-	}
-	return ws13.AppendCloseFrame(dst, code, reason)
-}
-
-// writeMasked writes a client frame, masked with a fresh key (RFC 6455 5.3).
-// The payload is copied while masking: the caller's bytes stay untouched.
-func (w *WebSocket) writeMasked(op ws.OpCode, data []byte) error {
-	l := w.l
-	mask := ws13.NewMask()
-	if len(data) <= 16<<10 {
-		l.scratch = ws13.AppendMaskedFrame(l.scratch[:0], true, op, mask, data)
-		return w.conn().write(l.scratch)
-	}
-	return w.conn().write(ws13.AppendMaskedFrame(nil, true, op, mask, data))
-}
-
-// split returns the opcode and payload of a prepared (unmasked) frame, so
-// a client can re-encode it masked.
-func (p *PreparedMessage) split() (ws.OpCode, []byte) {
-	f := p.frame
-	op := ws.OpCode(f[0] & 0x0f)
-	switch n := f[1] & 0x7f; n {
-	case 126:
-		return op, f[4:]
-	case 127:
-		return op, f[10:]
-	default:
-		return op, f[2:]
 	}
 }

@@ -146,6 +146,9 @@ func (e *engine) OnTraffic(gc gnet.Conn) gnet.Action {
 		e.l.leave()
 	} else {
 		gc.Discard(-1)
+		if _, ok := gc.Context().(ctrlMarker); ok {
+			e.l.runTurn() // a kick: the loop's next turn (turn.go)
+		}
 	}
 	return gnet.None
 }

@@ -42,7 +42,7 @@ func (h *httpConn) traffic(c *conn) {
 				return
 			}
 			if served >= turnRequests {
-				c.gc.Wake(nil) // bounded work per turn; the rest next turn
+				c.l.resumeNextTurn(c) // bounded work per turn; the rest next turn
 				return
 			}
 		}

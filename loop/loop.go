@@ -189,15 +189,26 @@ type Loop struct {
 	iov            [2][]byte
 
 	// Unsent output (watch.go). Loop-only.
-	watched    []*conn
-	watchSpare []*conn
-	watchArmed bool
-	watchFn    func()
-	unsent     int                   // bytes in gnet's outbound buffers, as of unsentAt plus writes since
-	unsentAt   int64                 // loop clock of the last exact count
-	partial    int64                 // bytes reserved by messages in flight (MaxPartialBytes)
-	inflates   map[*conn]*inflateJob // compressed messages inflating over several turns
-	stopErr    error                 // why the engine stopped on its own
+	watched      []*conn
+	watchSpare   []*conn
+	watchArmed   bool
+	watchFn      func()
+	unsent       int                   // bytes in gnet's outbound buffers, as of unsentAt plus writes since
+	unsentAt     int64                 // loop clock of the last exact count
+	partial      int64                 // bytes reserved by messages in flight (MaxPartialBytes)
+	inflates     map[*conn]*inflateJob // compressed messages inflating over several turns
+	inflating    []*conn               // the connections in inflates, in order
+	inflateArmed bool                  // stepInflates is queued
+
+	// Work yielded to the next turn (turn.go). Loop-only.
+	turnFns        []func()
+	turnConns      []*conn
+	turnSpareFns   []func()
+	turnSpareConns []*conn
+	kicked         bool
+	freedBytes     int64 // abandoned in-flight bytes since the last return to the OS (watch.go)
+	freedAt        int64
+	stopErr        error // why the engine stopped on its own
 	// Owned by observers.go and pending.go.
 	wsCloseObservers []func(*WebSocket) // run when a WebSocket closes; loop-only
 	queuedBytes      atomic.Int64       // data bytes in queue (addDataCallback); reserved under mu

@@ -1,6 +1,10 @@
 package loop
 
-import "time"
+import (
+	"runtime"
+	"runtime/debug"
+	"time"
+)
 
 // Unsent output. gnet tells nothing when a connection's outbound buffer
 // drains, so the loop keeps the connections that have unsent output on one
@@ -134,4 +138,22 @@ func (l *Loop) unsentOver(n int) bool {
 	// A lone message on a loop with nothing else unsent always goes (an
 	// echo of a 64 MiB message), or no message over the budget could.
 	return l.unsent > 0 && l.unsent+n > max
+}
+
+// freed notes n bytes of abandoned messages in flight (a large frame whose
+// sender was closed). Their buffers go back to gnet's and the runtime's
+// pools, where an idle server would keep them as RSS for minutes; once 64
+// MiB have gathered the loop has them returned to the OS, from another
+// goroutine and at most every 10 s (two collections: sync.Pool keeps a
+// buffer through one).
+func (l *Loop) freed(n int64) {
+	l.freedBytes += n
+	if l.freedBytes < 64<<20 || l.now()-l.freedAt < int64(10*time.Second) {
+		return
+	}
+	l.freedBytes, l.freedAt = 0, l.now()
+	go func() {
+		runtime.GC()
+		debug.FreeOSMemory()
+	}()
 }

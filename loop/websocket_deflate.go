@@ -236,10 +236,11 @@ func (p *PreparedMessage) deflated(level int) ([]byte, error) {
 // the half second that takes. The next frames of the connection wait in
 // gnet's buffer meanwhile, so messages keep their order.
 type inflateJob struct {
-	f     *inflater
-	bp    *[]byte // the output, from inflateBufs
-	op    ws.OpCode
-	limit int64
+	f        *inflater
+	bp       *[]byte // the output, from inflateBufs
+	op       ws.OpCode
+	limit    int64
+	reserved int64 // output bytes counted in the loop's MaxPartialBytes
 }
 
 func newInflateJob(z []byte, op ws.OpCode, limit int64) *inflateJob {
@@ -291,6 +292,19 @@ func (j *inflateJob) step(most int) (done bool, err error) {
 // gnet's buffer or the decoder's, so that the job outlives them.
 func (j *inflateJob) detach() { j.f.src.p = append([]byte(nil), j.f.src.p...) }
 
+// releaseInflate releases j and its share of MaxPartialBytes.
+func (w *WebSocket) releaseInflate(j *inflateJob) {
+	if j.f == nil {
+		return
+	}
+	w.l.partial -= j.reserved
+	if w.state == wsClosed {
+		w.l.freed(j.reserved)
+	}
+	j.reserved = 0
+	j.release()
+}
+
 func (j *inflateJob) release() {
 	j.f.src = tailReader{}
 	inflaters.Put(j.f)
@@ -304,19 +318,63 @@ func (w *WebSocket) inflated(ev *ws13.Event) {
 	j := newInflateJob(ev.Payload, ev.Op, w.route().opts.MaxMessageSize)
 	if !w.inflateStep(j) {
 		j.detach()
-		w.l.inflates[w.conn()] = j
+		l := w.l
+		l.inflates[w.conn()] = j
 		w.conn().cf.set(cfInflating, true)
+		l.inflating = append(l.inflating, w.conn())
+		if !l.inflateArmed {
+			l.inflateArmed = true
+			l.nextTurn(l.stepInflates)
+		}
+	}
+}
+
+// stepInflates runs one step of every pending inflation, once per turn of
+// the loop (a callback runs after the loop polled its sockets), and goes
+// on serving a connection's input once its message is whole. One step per
+// connection per turn, however many reads arrive: the output a step makes
+// is not bounded by the input that woke it.
+func (l *Loop) stepInflates() {
+	l.inflateArmed = false
+	list := l.inflating
+	l.inflating = nil
+	for _, c := range list {
+		if c.cf.has(cfDead) || !c.cf.has(cfInflating) {
+			continue
+		}
+		if !c.ws().continueInflate() {
+			l.inflating = append(l.inflating, c)
+			continue
+		}
+		if c.gc.InboundBuffered() > 0 {
+			c.traffic() // the frames that waited behind the message
+		}
+	}
+	if len(l.inflating) > 0 && !l.inflateArmed {
+		l.inflateArmed = true
+		l.nextTurn(l.stepInflates)
 	}
 }
 
 // inflateStep runs one step of j; it returns false while j is not done, and
 // delivers or fails the message (and releases j) when it is.
 func (w *WebSocket) inflateStep(j *inflateJob) bool {
+	before := len(*j.bp)
 	done, err := j.step(turnBytes)
+	if grown := int64(len(*j.bp) - before); err == nil && grown > 0 && !done {
+		l := w.l
+		if l.partial+grown > l.opts.MaxPartialBytes {
+			w.fail(CloseTryAgainLater, "server busy: too many large messages in flight")
+			w.releaseInflate(j)
+			return true
+		}
+		l.partial += grown
+		j.reserved += grown
+	}
 	if err == nil && !done {
 		return false
 	}
-	defer j.release()
+	defer w.releaseInflate(j)
 	switch {
 	case errors.Is(err, errInflateTooBig):
 		// RFC 6455 7.4.1: 1009 "a message that is too big for it to
@@ -361,7 +419,7 @@ func (w *WebSocket) dropInflate() {
 		return
 	}
 	if j := c.l.inflates[c]; j != nil {
-		j.release()
+		w.releaseInflate(j)
 	}
 	delete(c.l.inflates, c)
 	c.cf.set(cfInflating, false)

@@ -181,8 +181,9 @@ func (w *wheel) tick() {
 		w.l.safeCall(c.onDeadline)
 	}
 	if w.dueAt < len(w.due) {
-		// More fell due than one batch: go on in the loop's next turn.
-		w.l.AddCallback(w.tickFn)
+		// More fell due than one batch: go on in the loop's next turn,
+		// after it polled its sockets.
+		w.l.nextTurn(w.tickFn)
 		return
 	}
 	w.due, w.dueAt = w.due[:0], 0

@@ -109,6 +109,10 @@ func (c *clock) tick() {
 // long-poll store, so its size multiplies.
 const maxChatMessage = 64 << 10
 
+// receiveMax bounds a /receive message (-receive-bytes; the bench's attacks
+// raise it to show the loop's own output bounds at work).
+var receiveMax = maxChatMessage
+
 // textArgument returns the argument name as a chat message, or writes a
 // 400 or 413 saying why it cannot be one and returns ok false. Loop-only.
 func textArgument(r *loop.Request, name string, max int) (string, bool) {
@@ -163,7 +167,7 @@ func addDemos(l *loop.Loop, app *loop.Application, broker loop.Broker, ping time
 	// join the chat with its visitors' browsers.
 	app.HandleWebSocket("/ws", func(*loop.Request) loop.WebSocketHandler { return ch }, loop.WSOptions{PingInterval: ping})
 	app.Handle("/receive", loop.Methods{Get: func(r *loop.Request) {
-		msg, ok := textArgument(r, "msg", maxChatMessage)
+		msg, ok := textArgument(r, "msg", receiveMax)
 		if !ok {
 			return
 		}

@@ -25,7 +25,7 @@ import (
 // little room for the other fields, instead of http1's 10 MiB default.
 func demoAppOptions(lp longPollOptions) loop.AppOptions {
 	lp = lp.withDefaults()
-	return loop.AppOptions{Limits: http1.Limits{MaxBodyBytes: 3*int64(lp.MaxMessageBytes) + 4<<10}}
+	return loop.AppOptions{Limits: http1.Limits{MaxBodyBytes: 3*int64(max(lp.MaxMessageBytes, receiveMax)) + 4<<10}}
 }
 
 func main() {
@@ -35,6 +35,7 @@ func main() {
 	ping := flag.Duration("ping", 25*time.Second, "keep-alive ping interval of every WebSocket route (Tornado's websocket_ping_interval); 0 or negative disables")
 	natsURL := flag.String("nats", "", "NATS server URL (nats://host:4222): /receive then reaches the /ws clients of every node using it")
 	lp := longPollFlags(flag.CommandLine)
+	flag.IntVar(&receiveMax, "receive-bytes", receiveMax, "largest /receive message in bytes (413 beyond)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	// The binary serves no profiles; sampling allocations would only add

@@ -76,6 +76,10 @@ func AppendHeader(dst []byte, fin bool, op ws.OpCode, length int) []byte {
 	return appendHeader(dst, fin, op, false, length)
 }
 
+// MaxFrameHeader is the longest frame header: 2 bytes, an 8-byte extended
+// length and a 4-byte masking key (RFC 6455 5.2).
+const MaxFrameHeader = 14
+
 // FrameLen returns the total length (header, masking key and payload) of
 // the frame starting at buf once its header is complete, so a caller that
 // buffers a large frame can wait until that many bytes arrived instead of

@@ -1,0 +1,124 @@
+package loop
+
+// Closing a WebSocket: the closing handshake (RFC 6455 7), failing the
+// connection after a protocol violation, and aborting a slow consumer.
+// The socket itself closes through conn.close (close.go), after its
+// output drained.
+
+import (
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/tornago/tornago/proto/ws13"
+)
+
+// Close starts the closing handshake with code and reason; OnClose follows
+// once the peer answers or CloseTimeout passes. Goroutine-safe.
+func (w *WebSocket) Close(code StatusCode, reason string) error {
+	if err := checkClose(code, reason); err != nil {
+		return err
+	}
+	l := w.l
+	if !l.InLoop() {
+		l.AddCallback(func() { _ = w.Close(code, reason) })
+		return nil
+	}
+	if w.state != wsOpen || w.cf.has(cfDead) {
+		return ErrWebSocketClosed
+	}
+	w.state = wsClosing
+	w.code = code
+	w.setReason(reason)
+	w.wsf.set(wsSentClose, true)
+	w.conn().write(w.appendClose(nil, code, reason))
+	l.wheel.set(w.conn(), w.route().opts.CloseTimeout)
+	return nil
+}
+
+// checkClose validates a close code and reason before they are sent
+// (RFC 6455 7.4: 1005, 1006 and 1015 "MUST NOT be set as a status code in a
+// Close control frame by an endpoint"; 5.5: control payloads are at most
+// 125 bytes, so a reason at most 123; 5.5.1: the reason is UTF-8).
+func checkClose(code StatusCode, reason string) error {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014, code >= 3000 && code <= 4999:
+	default:
+		return fmt.Errorf("loop: close code %d may not be sent", code)
+	}
+	if len(reason) > ws13.MaxControlPayload-2 {
+		return fmt.Errorf("loop: close reason of %d bytes > 123", len(reason))
+	}
+	if !utf8.ValidString(reason) {
+		return errors.New("loop: close reason is not valid UTF-8")
+	}
+	return nil
+}
+
+// appendClose appends a close frame for this side: masked for a client.
+func (w *WebSocket) appendClose(dst []byte, code StatusCode, reason string) []byte {
+	if w.wsf.has(wsClient) {
+		return ws13.AppendMaskedCloseFrame(dst, ws13.NewMask(), code, reason)
+	}
+	return ws13.AppendCloseFrame(dst, code, reason)
+}
+
+// fail closes after a protocol violation with the RFC's code.
+func (w *WebSocket) fail(code StatusCode, reason string) {
+	w.code = code
+	w.setReason(reason)
+	if !w.wsf.has(wsSentClose) {
+		w.wsf.set(wsSentClose, true)
+		w.conn().write(w.appendClose(nil, code, reason))
+	}
+	w.state = wsClosed
+	// The peer may be in the middle of sending (a message too big): a
+	// lingering close lets it read the close frame instead of a reset.
+	w.conn().closeLinger()
+}
+
+// abort closes a slow consumer at once: what it did not read is dropped
+// (that is the point: its memory), the close frame goes out only if the
+// socket takes it.
+func (w *WebSocket) abort(code StatusCode, reason string) {
+	c := w.conn()
+	w.code = code
+	w.setReason(reason)
+	if !w.wsf.has(wsSentClose) {
+		w.wsf.set(wsSentClose, true)
+		if c.gc.OutboundBuffered() == 0 {
+			c.gc.Write(w.appendClose(nil, code, reason))
+		}
+	}
+	w.state = wsClosed
+	c.cf.set(cfClosing, true)
+	c.l.wheel.clear(c)
+	c.gc.Close()
+}
+
+func (w *WebSocket) closed(err error) {
+	if !w.wsf.has(wsSentClose) && w.code == 0 {
+		w.code = CloseAbnormal
+		w.setReason("")
+		if err != nil {
+			w.setReason(err.Error())
+		}
+	}
+	w.state = wsClosed
+	w.reserve(0)
+	w.dropInflate()
+	if w.wsf.has(wsOpened) && !w.wsf.has(wsNotified) {
+		w.wsf.set(wsNotified, true)
+		w.guard(func() { w.h.OnClose(w) })
+	}
+	w.dec.Release()
+	w.l.notifyWebSocketClosed(w)
+}
+
+func (w *WebSocket) shutdown() {
+	if w.wsf.has(wsClient) {
+		w.Close(CloseGoingAway, "client shutting down")
+		return
+	}
+	w.Close(CloseGoingAway, "server shutting down")
+}

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gobwas/ws"
 	"github.com/tornago/tornago/proto/http1"
@@ -417,14 +416,5 @@ func (c *Conn) awaitClose(timeout <-chan time.Time, deadline time.Time) {
 // payload is at most 125 bytes, two of them the code; 5.5.1: the reason is
 // UTF-8.
 func checkCloseArgs(code StatusCode, reason string) error {
-	if !ws13.ValidCloseCode(code) {
-		return fmt.Errorf("close code %d may not be sent (1000-1003, 1007-1014, 3000-4999)", code)
-	}
-	if len(reason) > ws13.MaxControlPayload-2 {
-		return fmt.Errorf("close reason of %d bytes (at most %d)", len(reason), ws13.MaxControlPayload-2)
-	}
-	if !utf8.ValidString(reason) {
-		return errors.New("close reason is not valid UTF-8")
-	}
-	return nil
+	return ws13.CheckCloseFrame(code, reason)
 }

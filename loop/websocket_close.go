@@ -6,9 +6,7 @@ package loop
 // output drained.
 
 import (
-	"errors"
 	"fmt"
-	"unicode/utf8"
 
 	"github.com/tornago/tornago/proto/ws13"
 )
@@ -36,21 +34,10 @@ func (w *WebSocket) Close(code StatusCode, reason string) error {
 	return nil
 }
 
-// checkClose validates a close code and reason before they are sent
-// (RFC 6455 7.4: 1005, 1006 and 1015 "MUST NOT be set as a status code in a
-// Close control frame by an endpoint"; 5.5: control payloads are at most
-// 125 bytes, so a reason at most 123; 5.5.1: the reason is UTF-8).
+// checkClose validates a close code and reason before they are sent.
 func checkClose(code StatusCode, reason string) error {
-	switch {
-	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014, code >= 3000 && code <= 4999:
-	default:
-		return fmt.Errorf("loop: close code %d may not be sent", code)
-	}
-	if len(reason) > ws13.MaxControlPayload-2 {
-		return fmt.Errorf("loop: close reason of %d bytes > 123", len(reason))
-	}
-	if !utf8.ValidString(reason) {
-		return errors.New("loop: close reason is not valid UTF-8")
+	if err := ws13.CheckCloseFrame(code, reason); err != nil {
+		return fmt.Errorf("loop: close: %w", err)
 	}
 	return nil
 }

@@ -333,18 +333,7 @@ func compare(f *flags) {
 	if !ok {
 		fail(fmt.Errorf("compare: scenario %q not comparable (want idle, echo, push, broadcast, handshake)", f.scenario))
 	}
-	root := f.root
-	if root == "" {
-		root = findRoot()
-	}
-	pin := ""
-	if f.pin {
-		pin = "0"
-	}
-	logf, err := os.Create(filepath.Join(os.TempDir(), "tornago-bench-servers.log"))
-	if err != nil {
-		fail(err)
-	}
+	root, pin, logf := serverSetup(f)
 	defer logf.Close()
 	ss, err := bench.StartServers(root, strings.Split(f.servers, ","), f.port, pin, logf)
 	if err != nil {
@@ -424,19 +413,9 @@ func attack(f *flags) {
 				servers = f.servers
 			}
 		})
-		root := f.root
-		if root == "" {
-			root = findRoot()
-		}
-		pin := ""
-		if f.pin {
-			pin = "0"
-		}
-		logf, err := os.Create(filepath.Join(os.TempDir(), "tornago-bench-servers.log"))
-		if err != nil {
-			fail(err)
-		}
+		root, pin, logf := serverSetup(f)
 		defer logf.Close()
+		var err error
 		rs, err = bench.AttackServers(bench.AttackRunOptions{Root: root, Servers: strings.Split(servers, ","), Port: f.port,
 			PinCPU: pin, Fresh: f.attack.fresh, StormNoFile: f.attack.stormNoFile, Log: logf, Attacks: names, Options: o, Each: each})
 		if err != nil {
@@ -479,4 +458,22 @@ func heldOrNA(p *bool) string {
 		return "held"
 	}
 	return "FAILED"
+}
+
+// serverSetup is what every run that starts its own servers needs: the
+// repository root, the CPU to pin servers to ("" for none), and the file
+// their output goes to.
+func serverSetup(f *flags) (root, pin string, logf *os.File) {
+	root = f.root
+	if root == "" {
+		root = findRoot()
+	}
+	if f.pin {
+		pin = "0"
+	}
+	logf, err := os.Create(filepath.Join(os.TempDir(), "tornago-bench-servers.log"))
+	if err != nil {
+		fail(err)
+	}
+	return root, pin, logf
 }

@@ -75,11 +75,12 @@ func TestHugeHeaderReads431(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		go func() {
-			io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: ")
-			c.Write(bytes.Repeat([]byte("a"), 200<<10))
-			io.WriteString(c, "\r\n\r\n")
-		}()
+		// The client sends all of its 200 KB header (and more) before it
+		// reads: a server that closes at once, with input unread, resets
+		// the connection, and the reset destroys the 431 in flight.
+		c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: ")
+		c.Write(bytes.Repeat([]byte("a"), 2<<20))
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 		c.Close()
@@ -100,11 +101,11 @@ func TestTooBigMessageReads1009(t *testing.T) {
 	})
 	for i := 0; i < 3; i++ {
 		r := wsDialRaw(t, addr, "/ws", nil)
+		// All of the message is sent before the client reads (a reset
+		// would destroy the close frame in flight).
 		frame := wsFrame(true, ws.OpBinary, make([]byte, 11<<20))
-		go func() {
-			r.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			r.c.Write(frame)
-		}()
+		r.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		r.c.Write(frame)
 		code, _ := r.readClose()
 		if code != CloseTooBig {
 			t.Fatalf("close code %d, want 1009", code)

@@ -1,12 +1,14 @@
 package bench
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,6 +35,12 @@ type AttackOptions struct {
 	// (250ms) is the issue's bound on its worst one during any attack.
 	CanaryEvery, CanaryBudget time.Duration
 	RSSEvery                  time.Duration
+	// CanaryCommand, when set, runs the canary in its own process (the
+	// command it returns prints one line per round trip, see CanaryChild),
+	// so that the harness's own load and garbage collector, with
+	// thousands of attacking connections in this process, do not show up
+	// as the server's latency. nil: a goroutine of this process.
+	CanaryCommand func(url string, every time.Duration) *exec.Cmd
 	// Drain (3s) is how long attackers that never read are finally given
 	// to read what was queued for them, to learn how the server closed
 	// them (a close code, "eof", "reset") or that it did not ("open").
@@ -320,7 +328,7 @@ func RunAttack(name string, o AttackOptions) *AttackResult {
 		r.RSSBefore = &before
 		e.sampler = startRSS(o.PID, o.RSSEvery)
 	}
-	e.canary = startCanary(o.Canary, o.CanaryEvery)
+	e.canary = startCanary(o.Canary, o.CanaryEvery, o.CanaryCommand)
 	bar := orNoProgress(o.Progress).Timed(r.Attack, estimate(a, o))
 	done := make(chan struct{})
 	go func() {
@@ -529,6 +537,7 @@ const canaryTimeout = 10 * time.Second
 // canary is an /echo client doing a round trip every interval on its own
 // gorilla/websocket connection (reconnecting if it is dropped).
 type canary struct {
+	report func(ok bool, d time.Duration) // CanaryChild: each round trip, as it ends
 	lat    latencies
 	n      atomic.Int64
 	worst  atomic.Int64 // longest wait of a failed round trip
@@ -537,13 +546,79 @@ type canary struct {
 	done   chan struct{}
 }
 
-func startCanary(url string, every time.Duration) *canary {
+func startCanary(url string, every time.Duration, command func(string, time.Duration) *exec.Cmd) *canary {
 	c := &canary{quit: make(chan struct{}), done: make(chan struct{})}
+	if command != nil {
+		if err := c.runChild(command(url, every)); err == nil {
+			return c
+		}
+	}
 	go c.run(url, every)
 	return c
 }
 
+// runChild runs the canary in a child process and reads its round trips.
+func (c *canary) runChild(cmd *exec.Cmd) error {
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	go func() {
+		<-c.quit
+		in.Close() // the child stops after its round trip in flight
+	}()
+	go func() {
+		defer close(c.done)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			var kind string
+			var ns int64
+			if _, err := fmt.Sscan(sc.Text(), &kind, &ns); err != nil {
+				continue
+			}
+			if kind == "ok" {
+				c.lat.add(time.Duration(ns))
+				c.n.Add(1)
+			} else {
+				c.fail(time.Duration(ns))
+			}
+		}
+		cmd.Wait()
+	}()
+	return nil
+}
+
+// CanaryChild is the canary's child process (tornago-bench canary-child):
+// a round trip on url every interval, one line per round trip on out ("ok
+// NS" or "fail NS", the wait in nanoseconds), until in reaches EOF.
+func CanaryChild(url string, every time.Duration, in io.Reader, out io.Writer) {
+	c := &canary{quit: make(chan struct{}), done: make(chan struct{})}
+	c.report = func(ok bool, d time.Duration) {
+		if ok {
+			fmt.Fprintln(out, "ok", int64(d))
+		} else {
+			fmt.Fprintln(out, "fail", int64(d))
+		}
+	}
+	go func() {
+		io.Copy(io.Discard, in)
+		close(c.quit)
+	}()
+	c.run(url, every)
+}
+
 func (c *canary) fail(waited time.Duration) {
+	if c.report != nil {
+		c.report(false, waited)
+	}
 	c.failed.Add(1)
 	if int64(waited) > c.worst.Load() {
 		c.worst.Store(int64(waited))
@@ -594,6 +669,9 @@ func (c *canary) run(url string, every time.Duration) {
 		} else {
 			c.lat.add(rtt)
 			c.n.Add(1)
+			if c.report != nil {
+				c.report(true, rtt)
+			}
 		}
 		c.sleep(t0.Add(every))
 	}

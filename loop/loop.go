@@ -81,6 +81,16 @@ type Options struct {
 	// the 4xx or the close frame instead of a reset. Default: 2s.
 	LingerTimeout time.Duration
 
+	// SocketSendBuffer is each accepted socket's kernel send buffer
+	// (SO_SNDBUF), in bytes. It bounds the kernel memory a client that does
+	// not read can hold beside MaxBufferedBytes in the loop: with the
+	// kernel's autotuning (up to net.ipv4.tcp_wmem's maximum, 4 MiB on
+	// Debian) a thousand stuck clients took this machine into TCP memory
+	// pressure, and the kernel then delayed every socket's segments by
+	// retransmission timeouts of hundreds of milliseconds. Default: 256 KiB;
+	// negative: the kernel's autotuning.
+	SocketSendBuffer int
+
 	// ReusePort lets other loops and processes listen on the same port
 	// (SO_REUSEPORT; the kernel spreads connections among them). Without
 	// it Start fails when the port is in use. Default: false.
@@ -107,6 +117,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ExecutorQueue <= 0 {
 		o.ExecutorQueue = 4096
+	}
+	if o.SocketSendBuffer == 0 {
+		o.SocketSendBuffer = 256 << 10
 	}
 	if o.MaxConns <= 0 {
 		o.MaxConns = defaultMaxConns()
@@ -282,7 +295,7 @@ func (l *Loop) Start() error {
 		// requires a listener, so bind an unused loopback port.
 		addrs = append(addrs, "tcp://127.0.0.1:0")
 	}
-	err := gnet.Rotate(&engine{l: l}, addrs,
+	opts := []gnet.Option{
 		gnet.WithMulticore(false),
 		gnet.WithNumEventLoop(1),
 		// Least-connections reads atomic counters: Register from other
@@ -298,7 +311,11 @@ func (l *Loop) Start() error {
 		gnet.WithReusePort(true),
 		gnet.WithLogger(gnetLogger{l.log}),
 		gnet.WithTicker(true), // OnTick opens the control connection (see engine.OnTick)
-	)
+	}
+	if l.opts.SocketSendBuffer > 0 {
+		opts = append(opts, gnet.WithSocketSendBuffer(l.opts.SocketSendBuffer))
+	}
+	err := gnet.Rotate(&engine{l: l}, addrs, opts...)
 	unexpected := l.state.Swap(stateStopped) == stateRunning
 	l.dropCallbacks()
 	l.exec.abandon() // a no-op after Stop; frees the workers if the engine failed

@@ -152,8 +152,10 @@ func (l *Loop) freed(n int64) {
 		return
 	}
 	l.freedBytes, l.freedAt = 0, l.now()
-	go func() {
+	// A second later: gnet releases a connection's buffers after OnClose,
+	// and the other connections of the same tick close meanwhile.
+	time.AfterFunc(time.Second, func() {
 		runtime.GC()
 		debug.FreeOSMemory()
-	}()
+	})
 }

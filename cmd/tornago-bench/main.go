@@ -16,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -85,6 +86,7 @@ type attackFlags struct {
 	o           bench.AttackOptions
 	list        string
 	fresh       bool
+	canaryProc  bool
 	stormNoFile int
 }
 
@@ -140,8 +142,10 @@ func (a *attackFlags) register(fs *flag.FlagSet) {
 	o := &a.o
 	fs.StringVar(&a.list, "attacks", "all", "attack: comma-separated letters (a-i) or names to run")
 	fs.BoolVar(&a.fresh, "fresh", true, "attack with -servers: a new server process for every attack")
+	fs.BoolVar(&a.canaryProc, "canary-proc", true, "attack: run the canary in a child process, away from the harness's own load")
 	fs.IntVar(&a.stormNoFile, "storm-nofile", 1024, "attack with -servers: RLIMIT_NOFILE of the server for the fd storm (0: unchanged)")
 	fs.DurationVar(&o.CanaryBudget, "canary-budget", 250*time.Millisecond, "attack: the canary's worst round trip allowed")
+	fs.DurationVar(&o.CanaryEvery, "canary-every", 100*time.Millisecond, "attack: the canary's round trip interval")
 	fs.DurationVar(&o.Drain, "drain", 3*time.Second, "attack: how long non-readers finally read to see how they were closed")
 	fs.IntVar(&o.SlowConns, "slow-n", 1000, "slow-readers: /ws clients that never read")
 	fs.IntVar(&o.SlowPosters, "slow-posters", 4, "slow-readers: connections looping /receive")
@@ -192,6 +196,9 @@ func parse(name string, args []string) *flags {
 	fs.BoolVar(&f.pin, "pin", false, "compare: servers on CPU 0 (taskset), the harness on CPU 1")
 	fs.StringVar(&f.root, "root", "", "compare: module root to build from (default: found from the working directory)")
 	fs.BoolVar(&f.progress, "progress", true, "draw progress bars on stderr")
+	if name == "canary-child" {
+		fs.DurationVar(&f.attack.o.CanaryEvery, "canary-every", 100*time.Millisecond, "the canary's round trip interval")
+	}
 	if name == "attack" {
 		f.attack.register(fs)
 		fs.Usage = func() {
@@ -223,6 +230,13 @@ func main() {
 		if err := bench.IdleChild(f.url, f.n, bench.OpenOptions{Rate: f.rate, Src: f.src, SrcBase: f.srcbase}, os.Stdin, os.Stdout); err != nil {
 			fail(err)
 		}
+		return
+	case "canary-child":
+		every := f.attack.o.CanaryEvery
+		if every <= 0 {
+			every = 100 * time.Millisecond
+		}
+		bench.CanaryChild(f.url, every, os.Stdin, os.Stdout)
 		return
 	case "compare":
 		compare(f)
@@ -380,6 +394,14 @@ func attack(f *flags) {
 	}
 	o := f.attack.o
 	o.SlowFor, o.BombFor = f.d, f.d
+	if exe, err := os.Executable(); err == nil && f.attack.canaryProc {
+		// The canary in a process of its own: the harness's thousands of
+		// attacking connections and its garbage collector must not show
+		// up as the server's latency.
+		o.CanaryCommand = func(url string, every time.Duration) *exec.Cmd {
+			return exec.Command(exe, "canary-child", "-url", url, "-canary-every", every.String(), "-progress=false")
+		}
+	}
 	var prog *mpbProgress
 	if f.progress {
 		prog = newProgress()

@@ -716,3 +716,22 @@ func TestUTF8FailFastInOneFrame(t *testing.T) {
 		})
 	}
 }
+
+// TestPingFloodNonReader: pongs to a peer that floods pings and never reads
+// them count as unsent output like any other: the peer is closed, the
+// loop's unsent output stays bounded.
+func TestPingFloodNonReader(t *testing.T) {
+	l, addr := wsStartLoop(t, func(l *Loop, app *Application) {
+		app.HandleWebSocket("/ws", wsEchoRoute(WSOptions{}), WSOptions{MaxBufferedBytes: 64 << 10})
+	})
+	r := wsDialRaw(t, addr, "/ws", nil)
+	r.c.(*net.TCPConn).SetReadBuffer(4 << 10)
+	ping := bytes.Repeat(wsFrame(true, ws.OpPing, bytes.Repeat([]byte("p"), 125)), 1000)
+	r.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	for i := 0; i < 200 && l.Stats().SlowConsumerCloses == 0; i++ { // up to 26 MB of pings
+		if _, err := r.c.Write(ping); err != nil {
+			break
+		}
+	}
+	waitFor(t, "the ping flooder to be closed", func() bool { return l.Stats().SlowConsumerCloses == 1 })
+}

@@ -101,9 +101,16 @@ func (w *WebSocket) admit(n int) error {
 	return ErrWebSocketClosed
 }
 
-// writeControl writes a pong or ping: small, never refused.
+// writeControl writes a pong or ping. It is small and not refused under
+// SlowSkip, but a peer that floods pings and never reads the pongs is a
+// slow consumer like any other: past MaxBufferedBytes it is closed.
 func (w *WebSocket) writeControl(op ws.OpCode, data []byte) error {
 	c := w.conn()
+	if c.gc.OutboundBuffered() > w.route().opts.MaxBufferedBytes {
+		c.l.slowCloses.Add(1)
+		w.abort(ClosePolicy, "slow consumer: send buffer full")
+		return ErrWebSocketClosed
+	}
 	if w.wsf.has(wsClient) {
 		return w.writeMasked(op, data)
 	}

@@ -80,6 +80,12 @@ type AppOptions struct {
 	IdleTimeout time.Duration
 	// ServerHeader is sent as Server on every response. Default: "Tornago".
 	ServerHeader string
+	// AccessLog, when set, is called on the loop once per answered
+	// request (error answers too, and WebSocket upgrades as 101), after
+	// the response was written; a request that could not be parsed has no
+	// entry. Keep it quick: it runs on
+	// the loop. Default: nil, no access log.
+	AccessLog func(AccessEntry)
 	// MaxBufferedBytes bounds the response bytes one connection may have
 	// unsent before the loop stops reading its next pipelined request; it
 	// reads again once half of them went out. One response is always

@@ -106,6 +106,9 @@ func (h *httpConn) traffic(c *conn) {
 func (h *httpConn) startRequest(c *conn, raw []byte) bool {
 	r := h.app.newRequest()
 	r.c, r.hc, r.status = c, h, 200
+	if h.app.opts.AccessLog != nil {
+		r.start = c.l.now()
+	}
 	r.raw = append(r.raw, raw...)
 	var p http1.Parser
 	if _, err := p.Parse(r.raw, h.app.opts.Limits, &r.head); err != nil {
@@ -220,6 +223,13 @@ func (h *httpConn) finish(c *conn, r *Request) {
 	l.scratch = r.appendResponse(l.scratch[:0], h.app.opts.ServerHeader)
 	c.write(l.scratch)
 	l.trimScratch()
+	if h.app.opts.AccessLog != nil {
+		n := len(r.out)
+		if r.headOnly {
+			n = 0
+		}
+		l.safeCall(func() { h.accessLog(r, r.status, n) })
+	}
 	if h.req == r {
 		h.req = nil
 	}

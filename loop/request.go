@@ -41,6 +41,7 @@ type Request struct {
 	onGone     func()
 	keep       bool
 	headOnly   bool
+	start      int64 // loop clock when the head was parsed (access log)
 }
 
 // Header returns the first value of a request header (case-insensitive).

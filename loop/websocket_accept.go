@@ -69,6 +69,9 @@ func (h *httpConn) upgrade(r *Request, wr *wsRoute) {
 	h.upgradeReq = r
 	c.l.wheel.clear(c)
 	c.write(resp)
+	if h.app.opts.AccessLog != nil {
+		c.l.safeCall(func() { h.accessLog(r, 101, 0) })
+	}
 	w := newWebSocket(c, handler, wr, sub)
 	w.wsf.set(wsDeflate, deflate)
 	w.wsf.set(wsHuffman, deflate && level == flate.HuffmanOnly)

@@ -6,7 +6,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"runtime"
@@ -36,8 +35,23 @@ func main() {
 	natsURL := flag.String("nats", "", "NATS server URL (nats://host:4222): /receive then reaches the /ws clients of every node using it")
 	lp := longPollFlags(flag.CommandLine)
 	flag.IntVar(&receiveMax, "receive-bytes", receiveMax, "largest /receive message in bytes (413 beyond)")
+	logLevel := flag.String("log-level", "info", "log level: debug, info, warn or error")
+	logFormat := flag.String("log-format", "text", "log format: text or json")
+	accessLog := flag.Bool("access-log", false, "log every answered request (method, path, status, bytes, duration, remote IP)")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: tornago [flags]\nEvery flag can also be set from the environment: -port as %s, -log-level as %s; flags win.\n", envName("port"), envName("log-level"))
+		flag.PrintDefaults()
+	}
 	flag.Parse()
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if err := applyEnv(flag.CommandLine, os.Getenv); err != nil {
+		fmt.Fprintln(os.Stderr, "tornago:", err)
+		os.Exit(2)
+	}
+	log, err := newLogger(os.Stderr, *logLevel, *logFormat)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "tornago:", err)
+		os.Exit(2)
+	}
 	// The binary serves no profiles; sampling allocations would only add
 	// the profiler's hash table and buckets to the server's RSS.
 	runtime.MemProfileRate = 0
@@ -52,7 +66,12 @@ func main() {
 	}
 
 	l := loop.New(loop.Options{Logger: log})
-	app := loop.NewApplication(demoAppOptions(*lp))
+	appOpts := demoAppOptions(*lp)
+	if *accessLog {
+		appOpts.AccessLog = accessLogger(log)
+	}
+	app := loop.NewApplication(appOpts)
+	addHealthz(app)
 	var broker loop.Broker
 	if *natsURL != "" {
 		nc, err := nats.Connect(*natsURL, nats.Name("tornago"), nats.MaxReconnects(-1))

@@ -44,10 +44,10 @@ type IdleOptions struct {
 
 // IdleStep is the server's RSS at a connection count.
 type IdleStep struct {
-	Conns        int     `json:"conns"`
-	RSS          int64   `json:"rss_bytes"`
+	Conns        int      `json:"conns"`
+	RSS          int64    `json:"rss_bytes"`
 	BytesPerConn *float64 `json:"rss_per_conn_bytes,omitempty"` // nil when the RSS shrank
-	Threads      int     `json:"threads"`
+	Threads      int      `json:"threads"`
 }
 
 // Idle opens N connections at a bounded rate, holds them, and reports the

@@ -104,9 +104,18 @@ func (r *Result) finish(ops int64, lat []time.Duration, cpu CPU, harnessCores fl
 	r.Pace = cpu.Pace(harnessCores)
 }
 
-// WriteJSON writes r as one line.
+// WriteJSON writes r as one line; latency is absent when nothing was
+// timed.
 func (r *Result) WriteJSON(w io.Writer) error {
-	b, err := json.Marshal(r)
+	type plain Result // without methods
+	out := struct {
+		*plain
+		Latency *Percentiles `json:"latency,omitempty"`
+	}{plain: (*plain)(r)}
+	if r.Latency.N > 0 {
+		out.Latency = &r.Latency
+	}
+	b, err := json.Marshal(out)
 	if err != nil {
 		return fmt.Errorf("result json: %w", err)
 	}

@@ -36,6 +36,7 @@ func invalidate(r *Result, checks ...error) error {
 	for _, err := range checks {
 		if err != nil {
 			r.Invalid = err.Error()
+			r.Machine = thisMachine()
 			return &InvalidError{Scenario: r.Scenario, Reason: r.Invalid}
 		}
 	}

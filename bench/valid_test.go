@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gonum.org/v1/plot"
 )
 
 // TestNothingListeningIsInvalid: every scenario against a port nobody
@@ -190,5 +192,33 @@ func TestWriteRatiosSpread(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("ratios lack %q:\n%s", want, out.String())
 		}
+	}
+}
+
+func TestTicks125(t *testing.T) {
+	labels := func(ts []plot.Tick) []string {
+		var out []string
+		for _, tk := range ts {
+			if tk.Label != "" {
+				out = append(out, tk.Label)
+			}
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		lo, hi float64
+		want   string
+	}{
+		{0, 1, "0 0.2 0.4 0.6 0.8 1"},
+		{0, 37, "0 10 20 30"},
+		{0, 19000, "0 5000 10000 15000"},
+		{12, 260, "50 100 150 200 250"},
+	} {
+		if got := strings.Join(labels(ticks125{}.Ticks(tc.lo, tc.hi)), " "); got != tc.want {
+			t.Errorf("ticks(%v, %v) = %q, want %q", tc.lo, tc.hi, got, tc.want)
+		}
+	}
+	if got := strings.Join(labels(logTicks125{}.Ticks(0.3, 120)), " "); got != "0.5 1 2 5 10 20 50 100" {
+		t.Errorf("log ticks = %q", got)
 	}
 }

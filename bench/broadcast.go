@@ -47,6 +47,9 @@ func Broadcast(o BroadcastOptions) (*Result, error) {
 	if o.Trigger == "" {
 		o.Trigger = "http://" + u.Host + "/receive"
 	}
+	if err := CheckPID(o.PID, o.URL); err != nil {
+		return nil, &InvalidError{"broadcast", err.Error()}
+	}
 	p := orNoProgress(o.Progress)
 	d := newDriver()
 	defer d.Stop()
@@ -83,9 +86,15 @@ func Broadcast(o BroadcastOptions) (*Result, error) {
 	live := op.live()
 	n32.Store(int32(len(live)))
 	res := &Result{Scenario: "broadcast", URL: o.URL, Client: d.Name(), Conns: len(live)}
+	if err := invalidate(res, openCheck(o.Conns, op)); err != nil {
+		op.closeAll()
+		res.Errors = op.errs.Load()
+		return res, err
+	}
 	time.Sleep(200 * time.Millisecond)
 	hc := &http.Client{Timeout: 10 * time.Second}
 	var triggerErrs, stalls int64
+	var lastTrigger string
 	sent := 0
 	delivered.Store(0)
 	m := startCPU(o.PID)
@@ -101,12 +110,14 @@ func Broadcast(o BroadcastOptions) (*Result, error) {
 		resp, err := hc.Get(o.Trigger + "?msg=" + msg)
 		if err != nil {
 			triggerErrs++
+			lastTrigger = err.Error()
 			continue
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != 200 {
 			triggerErrs++
+			lastTrigger = o.Trigger + ": " + resp.Status
 		}
 		if sent%16 == 0 {
 			bar.Set(int64(time.Since(t0)/time.Millisecond), delivered.Load(), triggerErrs+stalls)
@@ -125,5 +136,13 @@ func Broadcast(o BroadcastOptions) (*Result, error) {
 	res.finish(ops, lat.sorted(), cpu, harnessCores())
 	res.Extra = map[string]any{"broadcasts": sent, "missed": missed, "stalled_windows": stalls,
 		"window": o.Window, "connect": summarize(op.lat.sorted()).String()}
-	return res, nil
+	last, _ := op.lastErr.Load().(string)
+	var none error
+	if ops == 0 {
+		none = fmt.Errorf("no broadcast delivered%s", lastErr(lastTrigger+last))
+	}
+	return res, invalidate(res, aliveCheck(o.PID), none,
+		tooMany("triggers ("+o.Trigger+")", triggerErrs, int64(sent), lastTrigger),
+		tooMany("connections (closed during the run)", op.closed.Load(), int64(res.Conns), last),
+		tooMany("deliveries (missed)", missed, int64(sent)*int64(len(live)), last))
 }

@@ -202,44 +202,57 @@ func Compare(ss []*Server, reps int, pause time.Duration, run func(s *Server) (*
 	return rs, nil
 }
 
-// metric is one figure to compare, taken from a Result.
+// metric is one figure to compare, taken from a Result; ok is false when
+// the run did not measure it.
 type metric struct {
 	name  string
-	get   func(*Result) float64
+	get   func(*Result) (v float64, ok bool)
 	lower bool // lower is better
 }
 
+func always(f func(*Result) float64) func(*Result) (float64, bool) {
+	return func(r *Result) (float64, bool) { return f(r), true }
+}
+
 func metricsFor(scenario string) []metric {
-	extra := func(k string) func(*Result) float64 {
-		return func(r *Result) float64 {
+	extra := func(k string) func(*Result) (float64, bool) {
+		return func(r *Result) (float64, bool) {
 			switch v := r.Extra[k].(type) {
 			case float64:
-				return v
+				return v, true
 			case int64:
-				return float64(v)
+				return float64(v), true
 			case int:
-				return float64(v)
+				return float64(v), true
 			}
-			return 0
+			return 0, false
 		}
+	}
+	cpuPerOp := func(r *Result) (float64, bool) {
+		if r.CPUPerOp == nil {
+			return 0, false
+		}
+		return *r.CPUPerOp, true
 	}
 	switch scenario {
 	case "idle":
 		return []metric{{"RSS/conn B", extra("rss_per_conn_bytes"), true},
 			{"idle CPU %", extra("server_idle_cpu_pct"), true},
 			{"threads", extra("threads_after"), true},
-			{"connect p99 ms", func(r *Result) float64 { return float64(r.Latency.P99) / 1e6 }, true}}
+			{"connect p99 ms", always(func(r *Result) float64 { return float64(r.Latency.P99) / 1e6 }), true}}
 	default:
-		return []metric{{"ops/s", func(r *Result) float64 { return r.OpsPerS }, false},
-			{"srv CPU us/op", func(r *Result) float64 { return r.CPUPerOp }, true},
-			{"p50 ms", func(r *Result) float64 { return float64(r.Latency.P50) / 1e6 }, true},
-			{"p99 ms", func(r *Result) float64 { return float64(r.Latency.P99) / 1e6 }, true},
-			{"errors", func(r *Result) float64 { return float64(r.Errors) }, true}}
+		return []metric{{"ops/s", always(func(r *Result) float64 { return r.OpsPerS }), false},
+			{"srv CPU us/op", cpuPerOp, true},
+			{"p50 ms", always(func(r *Result) float64 { return float64(r.Latency.P50) / 1e6 }), true},
+			{"p99 ms", always(func(r *Result) float64 { return float64(r.Latency.P99) / 1e6 }), true},
+			{"errors", always(func(r *Result) float64 { return float64(r.Errors) }), true}}
 	}
 }
 
-// WriteRatios prints, per server, the median of each figure over its runs
-// and its ratio to the first server's (Tornago's).
+// WriteRatios prints, per server, the median of each figure over its runs,
+// its ratio to the first server's (Tornago's), and the min and max over the
+// runs (-reps) so that the spread is seen beside the ratio. Figures a run
+// did not measure are left out; none measured prints n/a.
 func WriteRatios(w io.Writer, rs []*Result) {
 	if len(rs) == 0 {
 		return
@@ -253,35 +266,47 @@ func WriteRatios(w io.Writer, rs []*Result) {
 		by[r.Server] = append(by[r.Server], r)
 	}
 	ms := metricsFor(rs[0].Scenario)
-	fmt.Fprintf(w, "\n%s: median of %d run(s) each; (x) = this server / %s\n", rs[0].Scenario, len(by[names[0]]), names[0])
+	fmt.Fprintf(w, "\n%s: median (this server / %s) [min..max] of %d run(s) each\n", rs[0].Scenario, names[0], len(by[names[0]]))
 	fmt.Fprintf(w, "%-16s", "")
 	for _, n := range names {
-		fmt.Fprintf(w, " %22s", n)
+		fmt.Fprintf(w, " %36s", n)
 	}
 	fmt.Fprintln(w)
 	for _, m := range ms {
 		fmt.Fprintf(w, "%-16s", m.name)
-		ref := median(by[names[0]], m.get)
+		ref := spread(by[names[0]], m.get)
 		for _, n := range names {
-			v := median(by[n], m.get)
-			ratio := "-"
-			if ref != 0 {
-				ratio = fmt.Sprintf("%.2fx", v/ref)
+			st := spread(by[n], m.get)
+			if st.n == 0 {
+				fmt.Fprintf(w, " %36s", "n/a")
+				continue
 			}
-			fmt.Fprintf(w, " %14.2f (%5s)", v, ratio)
+			ratio := "-"
+			if ref.n > 0 && ref.med != 0 {
+				ratio = fmt.Sprintf("%.2fx", st.med/ref.med)
+			}
+			fmt.Fprintf(w, " %36s", fmt.Sprintf("%.2f (%s) [%.2f..%.2f]", st.med, ratio, st.min, st.max))
 		}
 		fmt.Fprintln(w)
 	}
 }
 
-func median(rs []*Result, get func(*Result) float64) float64 {
+// stats are the min, median and max of a figure over n runs.
+type stats struct {
+	n             int
+	min, med, max float64
+}
+
+func spread(rs []*Result, get func(*Result) (float64, bool)) stats {
 	v := make([]float64, 0, len(rs))
 	for _, r := range rs {
-		v = append(v, get(r))
+		if x, ok := get(r); ok {
+			v = append(v, x)
+		}
 	}
 	if len(v) == 0 {
-		return 0
+		return stats{}
 	}
 	sort.Float64s(v)
-	return v[len(v)/2]
+	return stats{n: len(v), min: v[0], med: v[len(v)/2], max: v[len(v)-1]}
 }

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"encoding/binary"
+	"fmt"
 	"sync/atomic"
 	"time"
 )
@@ -29,6 +30,9 @@ func Echo(o EchoOptions) (*Result, error) {
 	}
 	if o.Duration <= 0 {
 		o.Duration = 10 * time.Second
+	}
+	if err := CheckPID(o.PID, o.URL); err != nil {
+		return nil, &InvalidError{"echo", err.Error()}
 	}
 	p := orNoProgress(o.Progress)
 	d := newDriver()
@@ -61,6 +65,11 @@ func Echo(o EchoOptions) (*Result, error) {
 		}}
 	}, p.Phase("connect", int64(o.Conns)))
 	res := &Result{Scenario: "echo", URL: o.URL, Client: d.Name(), Conns: len(op.live())}
+	if err := invalidate(res, openCheck(o.Conns, op)); err != nil {
+		op.closeAll()
+		res.Errors = op.errs.Load()
+		return res, err
+	}
 	running.Store(true)
 	m := startCPU(o.PID)
 	for _, c := range op.live() {
@@ -79,8 +88,15 @@ func Echo(o EchoOptions) (*Result, error) {
 	res.Errors = op.errs.Load() + badEcho.Load() + op.closed.Load()
 	res.finish(n, s, cpu, harnessCores())
 	res.Extra = map[string]any{"size_bytes": o.Size, "connect": summarize(op.lat.sorted()).String()}
-	if e, ok := op.lastErr.Load().(string); ok {
-		res.Extra["last_error"] = e
+	last, _ := op.lastErr.Load().(string)
+	if last != "" {
+		res.Extra["last_error"] = last
 	}
-	return res, nil
+	var none error
+	if n == 0 {
+		none = fmt.Errorf("no message echoed%s", lastErr(last))
+	}
+	return res, invalidate(res, aliveCheck(o.PID), none,
+		tooMany("connections (closed during the run)", op.closed.Load(), int64(res.Conns), last),
+		tooMany("messages (bad or unsent echoes)", badEcho.Load(), n+badEcho.Load(), last))
 }

@@ -42,11 +42,18 @@ func Handshake(o HandshakeOptions) (*Result, error) {
 	}
 	req := []byte("GET " + u.RequestURI() + " HTTP/1.1\r\nHost: " + u.Host +
 		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	if err := CheckPID(o.PID, o.URL); err != nil {
+		return nil, &InvalidError{"handshake", err.Error()}
+	}
 	closeFrame := ws13.AppendMaskedFrame(nil, true, ws.OpClose, ws13.NewMask(), []byte{0x03, 0xe8})
+	// One upgrade first: against nothing the run fails now, not after D.
+	if err := upgradeOnce(u.Host, "", req, closeFrame, make([]byte, 1024)); err != nil {
+		return nil, &InvalidError{"handshake", "no upgrade succeeded: " + err.Error()}
+	}
 	p := orNoProgress(o.Progress)
 	var ok, errs atomic.Int64
 	var lat latencies
-	var lastErr atomic.Value
+	var lastE atomic.Value
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	m := startCPU(o.PID)
@@ -60,7 +67,7 @@ func Handshake(o HandshakeOptions) (*Result, error) {
 				err := upgradeOnce(u.Host, srcAddr(w+i*o.Workers, o.Src, 0), req, closeFrame, buf)
 				if err != nil {
 					errs.Add(1)
-					lastErr.Store(err.Error())
+					lastE.Store(err.Error())
 					continue
 				}
 				lat.add(time.Since(start))
@@ -80,10 +87,15 @@ func Handshake(o HandshakeOptions) (*Result, error) {
 	res := &Result{Scenario: "handshake", URL: o.URL, Client: "net.Conn workers", Conns: o.Workers, Errors: errs.Load()}
 	res.finish(n, lat.sorted(), cpu, harnessCores())
 	res.Extra = map[string]any{}
-	if e, ok := lastErr.Load().(string); ok {
-		res.Extra["last_error"] = e
+	last, _ := lastE.Load().(string)
+	if last != "" {
+		res.Extra["last_error"] = last
 	}
-	return res, nil
+	var none error
+	if n == 0 {
+		none = fmt.Errorf("no upgrade succeeded (%d failed)%s", res.Errors, lastErr(last))
+	}
+	return res, invalidate(res, aliveCheck(o.PID), none, tooMany("upgrades", res.Errors, n+res.Errors, last))
 }
 
 func upgradeOnce(host, local string, req, closeFrame, buf []byte) error {

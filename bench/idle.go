@@ -37,14 +37,17 @@ type IdleOptions struct {
 	ChildCommand func(n, srcBase int) *exec.Cmd
 	Open         OpenOptions
 	Progress     Progress
+	// RSS reads the server's resident set in bytes; nil reads
+	// /proc/PID/status. Tests inject one to play a shrinking server.
+	RSS func(pid int) int64
 }
 
 // IdleStep is the server's RSS at a connection count.
 type IdleStep struct {
-	Conns        int     `json:"conns"`
-	RSS          int64   `json:"rss_bytes"`
-	BytesPerConn float64 `json:"rss_per_conn_bytes"`
-	Threads      int     `json:"threads"`
+	Conns        int      `json:"conns"`
+	RSS          int64    `json:"rss_bytes"`
+	BytesPerConn *float64 `json:"rss_per_conn_bytes,omitempty"` // nil when the RSS shrank
+	Threads      int      `json:"threads"`
 }
 
 // Idle opens N connections at a bounded rate, holds them, and reports the
@@ -60,6 +63,14 @@ func Idle(o IdleOptions) (*Result, error) {
 	if o.MaxPerProc <= 0 {
 		o.MaxPerProc = 19000
 	}
+	if err := CheckPID(o.PID, o.URL); err != nil {
+		return nil, &InvalidError{"idle", err.Error()}
+	}
+	sample := o.RSS
+	if sample == nil {
+		sample = rss
+	}
+	measured := o.PID > 0
 	p := orNoProgress(o.Progress)
 	local := min(o.Conns, o.MaxPerProc)
 	steps := []int{}
@@ -73,18 +84,31 @@ func Idle(o IdleOptions) (*Result, error) {
 	d := newDriver()
 	defer d.Stop()
 	res := &Result{Scenario: "idle", URL: o.URL, Client: d.Name()}
-	rss0, thr0 := rss(o.PID), threads(o.PID)
-	res.Steps = []IdleStep{{Conns: 0, RSS: rss0, Threads: thr0}}
+	var rss0 int64
+	thr0 := threads(o.PID)
+	if measured {
+		rss0 = settledRSS(func() int64 { return sample(o.PID) })
+		res.Steps = []IdleStep{{Conns: 0, RSS: rss0, Threads: thr0}}
+	}
+	// lowest is the smallest RSS seen after the baseline: below it, the
+	// server gave back memory it held before the run, and (after - before)
+	// no longer measures what the connections cost.
+	lowest := rss0
 	var ops []*opened
 	var lat []time.Duration
 	var errs int64
 	prev := 0
 	record := func(n int) {
+		if !measured {
+			return
+		}
 		time.Sleep(time.Second) // let the server settle (GC, kernel buffers)
-		r := rss(o.PID)
+		r := sample(o.PID)
+		lowest = min(lowest, r)
 		st := IdleStep{Conns: n, RSS: r, Threads: threads(o.PID)}
 		if n > 0 {
-			st.BytesPerConn = float64(r-rss0) / float64(n)
+			per := float64(r-rss0) / float64(n)
+			st.BytesPerConn = &per
 		}
 		res.Steps = append(res.Steps, st)
 	}
@@ -99,6 +123,10 @@ func Idle(o IdleOptions) (*Result, error) {
 		live := 0
 		for _, op := range ops {
 			live += len(op.live())
+		}
+		if live == 0 {
+			res.Errors = errs
+			return res, invalidate(res, openCheck(s, op))
 		}
 		record(live)
 	}
@@ -171,7 +199,11 @@ func Idle(o IdleOptions) (*Result, error) {
 	}
 	bar.Done()
 	cpu := m.stop()
-	rss1 := rss(o.PID)
+	var rss1 int64
+	if measured {
+		rss1 = sample(o.PID)
+		lowest = min(lowest, rss1)
+	}
 	var closed int64
 	for _, op := range ops {
 		closed += op.closed.Load()
@@ -181,22 +213,55 @@ func Idle(o IdleOptions) (*Result, error) {
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	res.finish(0, lat, cpu, harnessCores())
 	res.Pace = ""
-	per := 0.0
-	if res.Conns > 0 {
-		per = float64(rss1-rss0) / float64(res.Conns)
+	res.Extra = map[string]any{"closed_while_held": closed, "hold_s": o.Hold.Seconds()}
+	var shrank error
+	if measured {
+		res.Extra["rss_before_bytes"], res.Extra["rss_after_bytes"] = rss0, rss1
+		res.Extra["threads_before"], res.Extra["threads_after"] = thr0, threads(o.PID)
+		if cpu.ServerPct != nil {
+			res.Extra["server_idle_cpu_pct"] = *cpu.ServerPct
+		}
+		if lowest < rss0 {
+			shrank = fmt.Errorf("RSS per connection is invalid: server RSS shrank by %.1f MB during the run: start a fresh server",
+				float64(rss0-lowest)/1e6)
+			res.Extra["rss_per_conn_invalid"] = shrank.Error()
+			for i := range res.Steps {
+				res.Steps[i].BytesPerConn = nil
+			}
+		} else if res.Conns > 0 {
+			res.Extra["rss_per_conn_bytes"] = float64(rss1-rss0) / float64(res.Conns)
+		}
 	}
-	res.Extra = map[string]any{
-		"rss_before_bytes": rss0, "rss_after_bytes": rss1, "rss_per_conn_bytes": per,
-		"threads_before": thr0, "threads_after": threads(o.PID), "closed_while_held": closed,
-		"server_idle_cpu_pct": cpu.ServerPct, "hold_s": o.Hold.Seconds(),
-	}
+	last := ""
 	for _, op := range ops {
 		if e, ok := op.lastErr.Load().(string); ok {
-			res.Extra["last_error"] = e
+			last = e
 		}
 		op.closeAll()
 	}
-	return res, nil
+	if last != "" {
+		res.Extra["last_error"] = last
+	}
+	return res, invalidate(res, aliveCheck(o.PID), shrank,
+		tooMany("connections", errs, int64(o.Conns), last),
+		tooMany("connections (closed while held)", closed, int64(res.Conns)+closed, last))
+}
+
+// settledRSS is the server's RSS once it holds still: readings 250 ms apart
+// until two in a row differ by less than 64 KiB (at most 5 s), so that a
+// server still giving back memory from an earlier run is not measured
+// against a baseline it is about to fall below.
+func settledRSS(sample func() int64) int64 {
+	prev := sample()
+	for t0 := time.Now(); time.Since(t0) < 5*time.Second; {
+		time.Sleep(250 * time.Millisecond)
+		v := sample()
+		if d := v - prev; d < 64<<10 && d > -64<<10 {
+			return v
+		}
+		prev = v
+	}
+	return prev
 }
 
 // IdleChild is the child-process side of Idle: open n connections, write

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image/color"
 	"math"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -26,6 +27,8 @@ func WritePlot(file string, rs []*Result) error {
 		p.X.Label.Text = "connections"
 		p.Y.Label.Text = "server RSS (MiB)"
 		p.Y.Min = 0
+		p.X.Tick.Marker = ticks125{}
+		p.Y.Tick.Marker = ticks125{}
 		for i, r := range rs {
 			pts := plotter.XYs{}
 			for _, s := range r.Steps {
@@ -40,7 +43,9 @@ func WritePlot(file string, rs []*Result) error {
 		p.X.Label.Text = "latency (ms, log scale)"
 		p.Y.Label.Text = "fraction of samples <= x"
 		p.X.Scale = plot.LogScale{}
-		p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+		p.X.Tick.Marker = logTicks125{}
+		p.Y.Tick.Marker = ticks125{}
+		p.Y.Min, p.Y.Max = 0, 1
 		for i, r := range rs {
 			s := r.Samples
 			if len(s) == 0 {
@@ -88,4 +93,69 @@ func addLine(p *plot.Plot, i int, name string, pts plotter.XYs) error {
 		p.Add(sc)
 	}
 	return nil
+}
+
+// ticks125 labels every major tick at a 1-2-5 step (0.1, 0.2, 0.5, 1, 2,
+// 5, ...) chosen for 4 to 10 ticks over the axis: the default marker labels
+// only every other tick.
+type ticks125 struct{}
+
+func (ticks125) Ticks(lo, hi float64) []plot.Tick {
+	if !(hi > lo) {
+		return []plot.Tick{{Value: lo, Label: fmtTick(lo)}}
+	}
+	step := step125((hi - lo) / 5)
+	var ts []plot.Tick
+	for v := math.Ceil(lo/step-1e-9) * step; v <= hi+step*1e-9; v += step {
+		if math.Abs(v) < step*1e-9 {
+			v = 0
+		}
+		ts = append(ts, plot.Tick{Value: v, Label: fmtTick(v)})
+		for k := 1; k < 5; k++ { // minor ticks
+			if m := v + step*float64(k)/5; m <= hi {
+				ts = append(ts, plot.Tick{Value: m})
+			}
+		}
+	}
+	return ts
+}
+
+// step125 is the smallest 1, 2 or 5 times a power of ten that is >= x.
+func step125(x float64) float64 {
+	e := math.Pow(10, math.Floor(math.Log10(x)))
+	for _, m := range []float64{1, 2, 5, 10} {
+		if m*e >= x*(1-1e-9) {
+			return m * e
+		}
+	}
+	return 10 * e
+}
+
+func fmtTick(v float64) string {
+	return strconv.FormatFloat(v, 'g', 6, 64)
+}
+
+// logTicks125 labels 1, 2 and 5 in every decade of a log axis.
+type logTicks125 struct{}
+
+func (logTicks125) Ticks(lo, hi float64) []plot.Tick {
+	if lo <= 0 {
+		lo = 1e-3
+	}
+	var ts []plot.Tick
+	for e := math.Floor(math.Log10(lo)); math.Pow(10, e) <= hi; e++ {
+		d := math.Pow(10, e)
+		for m := 1; m < 10; m++ {
+			v := float64(m) * d
+			if v < lo*(1-1e-9) || v > hi*(1+1e-9) {
+				continue
+			}
+			t := plot.Tick{Value: v}
+			if m == 1 || m == 2 || m == 5 {
+				t.Label = fmtTick(v)
+			}
+			ts = append(ts, t)
+		}
+	}
+	return ts
 }

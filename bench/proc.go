@@ -73,25 +73,29 @@ func startCPU(pid int) cpuMeter {
 }
 
 // CPU is the CPU time used during a phase, in seconds and % of one core.
+// The server's figures are nil (absent from the JSON) without a -pid.
 type CPU struct {
-	Wall          float64 `json:"wall_s"`
-	Server        float64 `json:"server_cpu_s"`
-	ServerPct     float64 `json:"server_cpu_pct"`
-	Harness       float64 `json:"harness_cpu_s"`
-	HarnessPct    float64 `json:"harness_cpu_pct"`
-	ServerMeasure bool    `json:"server_measured"`
+	Wall          float64  `json:"wall_s"`
+	Server        *float64 `json:"server_cpu_s,omitempty"`
+	ServerPct     *float64 `json:"server_cpu_pct,omitempty"`
+	Harness       float64  `json:"harness_cpu_s"`
+	HarnessPct    float64  `json:"harness_cpu_pct"`
+	ServerMeasure bool     `json:"server_measured"`
 }
 
 func (m cpuMeter) stop() CPU {
 	c := CPU{Wall: time.Since(m.t0).Seconds()}
 	c.Harness = float64(cpuTicks(0)-m.self0) / 100
-	if m.pid > 0 {
-		c.Server = float64(cpuTicks(m.pid)-m.srv0) / 100
-		c.ServerMeasure = true
-	}
 	if c.Wall > 0 {
-		c.ServerPct = c.Server / c.Wall * 100
 		c.HarnessPct = c.Harness / c.Wall * 100
+	}
+	if m.pid > 0 && alive(m.pid) {
+		srv := float64(cpuTicks(m.pid)-m.srv0) / 100
+		c.Server, c.ServerMeasure = &srv, true
+		if c.Wall > 0 {
+			pct := srv / c.Wall * 100
+			c.ServerPct = &pct
+		}
 	}
 	return c
 }
@@ -100,11 +104,11 @@ func (m cpuMeter) stop() CPU {
 // figure is closest to saturating what it can use (the server is one loop
 // for Tornago; the harness may use every core).
 func (c CPU) Pace(harnessCores float64) string {
-	if !c.ServerMeasure {
+	if !c.ServerMeasure || c.ServerPct == nil {
 		return "unknown (no -pid)"
 	}
 	h := c.HarnessPct / (100 * harnessCores)
-	s := c.ServerPct / 100
+	s := *c.ServerPct / 100
 	switch {
 	case h >= 0.85 && h > s:
 		return "client (harness CPU-bound)"

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -53,6 +54,9 @@ func Push(o PushOptions) (*Result, error) {
 	if o.Duration <= 0 {
 		o.Duration = 10 * time.Second
 	}
+	if err := CheckPID(o.PID, o.URL); err != nil {
+		return nil, &InvalidError{"push", err.Error()}
+	}
 	p := orNoProgress(o.Progress)
 	d := newDriver()
 	defer d.Stop()
@@ -95,6 +99,11 @@ func Push(o PushOptions) (*Result, error) {
 		}}
 	}, p.Phase("connect", int64(o.Conns)))
 	res := &Result{Scenario: "push", URL: o.URL, Client: d.Name(), Conns: len(op.live())}
+	if err := invalidate(res, openCheck(o.Conns, op)); err != nil {
+		op.closeAll()
+		res.Errors = op.errs.Load()
+		return res, err
+	}
 	time.Sleep(100 * time.Millisecond)
 	// The first tick counted is the one after the newest seen now; wait
 	// for one tick if nothing arrived yet.
@@ -146,13 +155,14 @@ func Push(o PushOptions) (*Result, error) {
 	res.Extra = map[string]any{"ticks": s1 - s0 + 1, "missed": missed, "duplicated": dup,
 		"expected":           int64(len(live)) * (s1 - s0 + 1),
 		"tick_last_delivery": tp.String(), "connect": summarize(op.lat.sorted()).String()}
-	if e, ok := op.lastErr.Load().(string); ok {
-		res.Extra["last_error"] = e
+	last, _ := op.lastErr.Load().(string)
+	if last != "" {
+		res.Extra["last_error"] = last
 	}
 	// Pushes come in bursts, so average CPU says little: compare each
 	// side's CPU per tick with the time a tick takes to reach everyone.
-	if nt := float64(s1 - s0 + 1); nt > 0 && cpu.ServerMeasure {
-		srv, cli := cpu.Server/nt, cpu.Harness/nt/harnessCores()
+	if nt := float64(s1 - s0 + 1); nt > 0 && cpu.Server != nil {
+		srv, cli := *cpu.Server/nt, cpu.Harness/nt/harnessCores()
 		spread := tp.P50.Seconds()
 		res.Extra["server_cpu_per_tick_ms"] = srv * 1000
 		res.Extra["harness_cpu_per_tick_ms"] = cli * 1000
@@ -166,7 +176,15 @@ func Push(o PushOptions) (*Result, error) {
 			res.Pace = "neither (delivery spread well above either side's CPU per tick)"
 		}
 	}
-	return res, nil
+	expected := int64(len(live)) * (s1 - s0 + 1)
+	var none error
+	if delivered == 0 {
+		none = fmt.Errorf("no tick delivered (is %s a pushing route?)%s", o.URL, lastErr(last))
+	}
+	return res, invalidate(res, aliveCheck(o.PID), none,
+		tooMany("connections (closed during the run)", op.closed.Load(), int64(res.Conns), last),
+		tooMany("deliveries (missed)", missed, expected, last),
+		tooMany("messages (unparsable)", bad.Load(), delivered+bad.Load(), last))
 }
 
 func sortDur(s []time.Duration) []time.Duration {

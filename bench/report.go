@@ -75,13 +75,17 @@ type Result struct {
 	Errors   int64           `json:"errors"`
 	Ops      int64           `json:"ops"` // messages, deliveries or upgrades
 	OpsPerS  float64         `json:"ops_per_s"`
-	CPUPerOp float64         `json:"server_cpu_per_op_us"`
+	CPUPerOp *float64        `json:"server_cpu_per_op_us,omitempty"` // nil: not measured (no -pid)
 	Latency  Percentiles     `json:"latency"`
 	CPU      CPU             `json:"cpu"`
 	Pace     string          `json:"pace"`
 	Extra    map[string]any  `json:"extra,omitempty"`
 	Samples  []time.Duration `json:"-"` // sorted latencies, for plots
 	Steps    []IdleStep      `json:"steps,omitempty"`
+	Machine  Machine         `json:"machine"`
+	// Invalid, when set, is why the run could not measure what it
+	// reports (the scenario also returned an *InvalidError).
+	Invalid string `json:"invalid,omitempty"`
 }
 
 func (r *Result) finish(ops int64, lat []time.Duration, cpu CPU, harnessCores float64) {
@@ -92,15 +96,26 @@ func (r *Result) finish(ops int64, lat []time.Duration, cpu CPU, harnessCores fl
 	if cpu.Wall > 0 {
 		r.OpsPerS = float64(ops) / cpu.Wall
 	}
-	if ops > 0 && cpu.ServerMeasure {
-		r.CPUPerOp = cpu.Server / float64(ops) * 1e6
+	if ops > 0 && cpu.Server != nil {
+		v := *cpu.Server / float64(ops) * 1e6
+		r.CPUPerOp = &v
 	}
+	r.Machine = thisMachine()
 	r.Pace = cpu.Pace(harnessCores)
 }
 
-// WriteJSON writes r as one line.
+// WriteJSON writes r as one line; latency is absent when nothing was
+// timed.
 func (r *Result) WriteJSON(w io.Writer) error {
-	b, err := json.Marshal(r)
+	type plain Result // without methods
+	out := struct {
+		*plain
+		Latency *Percentiles `json:"latency,omitempty"`
+	}{plain: (*plain)(r)}
+	if r.Latency.N > 0 {
+		out.Latency = &r.Latency
+	}
+	b, err := json.Marshal(out)
 	if err != nil {
 		return fmt.Errorf("result json: %w", err)
 	}
@@ -113,9 +128,16 @@ func WriteTable(w io.Writer, rs []*Result) {
 	fmt.Fprintf(w, "%-10s %-10s %7s %7s %10s %12s %11s %10s %10s %10s %8s %8s\n",
 		"scenario", "server", "conns", "errors", "ops", "ops/s", "srv us/op", "p50", "p99", "max", "srv CPU%", "cli CPU%")
 	for _, r := range rs {
-		fmt.Fprintf(w, "%-10s %-10s %7d %7d %10d %12.0f %11.2f %10v %10v %10v %8.1f %8.1f\n",
-			r.Scenario, r.Server, r.Conns, r.Errors, r.Ops, r.OpsPerS, r.CPUPerOp,
-			round(r.Latency.P50), round(r.Latency.P99), round(r.Latency.Max), r.CPU.ServerPct, r.CPU.HarnessPct)
+		p50, p99, pmax := "n/a", "n/a", "n/a"
+		if r.Latency.N > 0 {
+			p50, p99, pmax = round(r.Latency.P50).String(), round(r.Latency.P99).String(), round(r.Latency.Max).String()
+		}
+		fmt.Fprintf(w, "%-10s %-10s %7d %7d %10d %12.0f %11s %10s %10s %10s %8s %8.1f\n",
+			r.Scenario, r.Server, r.Conns, r.Errors, r.Ops, r.OpsPerS, FormatOrNA(r.CPUPerOp, "%.2f"),
+			p50, p99, pmax, FormatOrNA(r.CPU.ServerPct, "%.1f"), r.CPU.HarnessPct)
+		if r.Invalid != "" {
+			fmt.Fprintf(w, "    INVALID: %s\n", r.Invalid)
+		}
 		for _, k := range sortedKeys(r.Extra) {
 			fmt.Fprintf(w, "    %s: %v\n", k, r.Extra[k])
 		}
@@ -123,6 +145,14 @@ func WriteTable(w io.Writer, rs []*Result) {
 			fmt.Fprintf(w, "    pace: %s\n", r.Pace)
 		}
 	}
+}
+
+// FormatOrNA formats a measured figure, or "n/a" for one not measured.
+func FormatOrNA(p *float64, format string) string {
+	if p == nil {
+		return "n/a"
+	}
+	return fmt.Sprintf(format, *p)
 }
 
 func sortedKeys(m map[string]any) []string {

@@ -84,19 +84,29 @@ func Transports(o TransportsOptions) ([]*Result, error) {
 	if o.PollEvery <= 0 {
 		o.PollEvery = time.Second
 	}
+	if err := CheckPID(o.PID, o.Base); err != nil {
+		return nil, &InvalidError{"transports", err.Error()}
+	}
 	var out []*Result
 	for _, t := range []string{"short-poll", "long-poll", "websocket"} {
 		r, err := transportRun(o, t)
+		if r != nil {
+			out = append(out, r)
+		}
 		if err != nil {
 			return out, err
 		}
-		out = append(out, r)
 	}
 	return out, nil
 }
 
 func transportRun(o TransportsOptions, kind string) (*Result, error) {
 	var wire, delivered, errs atomic.Int64
+	var lastE atomic.Value
+	fail := func(err error) {
+		errs.Add(1)
+		lastE.Store(err.Error())
+	}
 	var lat latencies
 	hc := &http.Client{Timeout: 40 * time.Second, Transport: &http.Transport{
 		DialContext: countingDial(&wire), MaxIdleConnsPerHost: o.Conns + 10}}
@@ -116,7 +126,7 @@ func transportRun(o TransportsOptions, kind string) (*Result, error) {
 	if kind != "websocket" {
 		resp, err := pub.Get(o.Base + "/poll-message?cursor=0")
 		if err != nil {
-			return nil, fmt.Errorf("transports: %w", err)
+			return nil, &InvalidError{"transports", kind + ": " + err.Error()}
 		}
 		var pr pollReply
 		json.NewDecoder(resp.Body).Decode(&pr)
@@ -132,7 +142,7 @@ func transportRun(o TransportsOptions, kind string) (*Result, error) {
 			for !stop.Load() {
 				resp, err := hc.PostForm(o.Base+path, url.Values{"cursor": {strconv.FormatInt(cursor, 10)}})
 				if err != nil {
-					errs.Add(1)
+					fail(err)
 					time.Sleep(100 * time.Millisecond)
 					continue
 				}
@@ -141,7 +151,7 @@ func transportRun(o TransportsOptions, kind string) (*Result, error) {
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				if err != nil {
-					errs.Add(1)
+					fail(fmt.Errorf("%s reply: %w", path, err))
 				}
 				for _, m := range pr.Messages {
 					if m.ID > cursor {
@@ -171,7 +181,7 @@ func transportRun(o TransportsOptions, kind string) (*Result, error) {
 				resp.Body.Close()
 			}
 			if err != nil {
-				errs.Add(1)
+				fail(err)
 				wg.Done()
 				continue
 			}
@@ -207,7 +217,7 @@ func transportRun(o TransportsOptions, kind string) (*Result, error) {
 			resp, err = pub.PostForm(o.Base+"/new-message", url.Values{"msg": {ts}})
 		}
 		if err != nil {
-			errs.Add(1)
+			fail(err)
 		} else {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
@@ -242,5 +252,14 @@ func transportRun(o TransportsOptions, kind string) (*Result, error) {
 	}
 	res.Extra = map[string]any{"transport": kind, "published": published, "expected": int64(published) * int64(o.Conns),
 		"wire_bytes": bytes, "wire_bytes_per_delivered": per}
-	return res, nil
+	last, _ := lastE.Load().(string)
+	if last != "" {
+		res.Extra["last_error"] = last
+	}
+	expected := int64(published) * int64(o.Conns)
+	var none error
+	if n == 0 {
+		none = fmt.Errorf("%s: no message delivered%s", kind, lastErr(last))
+	}
+	return res, invalidate(res, aliveCheck(o.PID), none, tooMany(kind+" deliveries (missed)", max(expected-n, 0), expected, last))
 }

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tornago/tornago/internal/notrun"
 )
 
 // quickStart returns the first go code block after the README's "Quick
@@ -46,7 +48,7 @@ func TestReadmeQuickStartCompiles(t *testing.T) {
 	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		t.Skipf("NOT RUN: no go command in PATH: %v", err)
+		notrun.Skip(t, "no go command in PATH: "+err.Error())
 	}
 	dir := t.TempDir()
 	src := filepath.Join(dir, "main.go")

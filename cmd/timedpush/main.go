@@ -1,12 +1,14 @@
 // Command timedpush is the smallest Tornago program worth copying: it embeds
-// the loop and pushes the time to every WebSocket client once a second.
+// the loop and pushes the time (RFC 3339, whole seconds, e.g.
+// 2026-11-23T16:12:25Z) to every WebSocket client once a second.
 //
 //	go run ./cmd/timedpush -addr :8889   # then connect to ws://localhost:8889/time
 package main
 
 import (
 	"flag"
-	"log"
+	"log/slog"
+	"os"
 	"time"
 
 	"github.com/tornago/tornago/loop"
@@ -24,20 +26,31 @@ func (c clients) OnPong(*loop.WebSocket, []byte)                      {}
 func main() {
 	addr := flag.String("addr", ":8889", "listen address")
 	flag.Parse()
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	l := loop.New(loop.Options{})
 	app := loop.NewApplication(loop.AppOptions{})
 	cs := clients{}
 	app.HandleWebSocket("/time", func(*loop.Request) loop.WebSocketHandler { return cs },
 		loop.WSOptions{CheckOrigin: loop.AnyOrigin})
 	push := l.NewPeriodicCallback(func() {
-		msg := loop.PrepareMessage(loop.Text, []byte(time.Now().Format(time.RFC3339Nano)))
+		msg := loop.PrepareMessage(loop.Text, []byte(time.Now().UTC().Format(time.RFC3339)))
 		for ws := range cs {
 			ws.WritePrepared(msg) // encoded once for all clients
 		}
 	}, time.Second, 0)
 	l.AddCallback(push.Start)
 	if err := l.Listen(*addr, app); err != nil {
-		log.Fatal(err)
+		log.Error("timedpush", "err", err)
+		os.Exit(1)
 	}
-	log.Fatal(l.Start())
+	go func() {
+		<-l.Ready()
+		if a := l.Addr(); a != nil { // nil: Start failed, and says so below
+			log.Info("timedpush listening", "addr", a.String(), "url", "ws://"+a.String()+"/time")
+		}
+	}()
+	if err := l.Start(); err != nil {
+		log.Error("timedpush", "err", err)
+		os.Exit(1)
+	}
 }

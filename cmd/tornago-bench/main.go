@@ -15,9 +15,11 @@ package main
 import (
 	"flag"
 	"fmt"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -40,8 +42,17 @@ scenarios:
              worst round trip, the server's peak RSS (every 50 ms), closes seen by code, survival,
              and the attack's expectation; "tornago-bench attack -h" lists the attacks and flags
 common: -plot FILE.png  -client loop|gorilla  -rate R (connections/s)  -src K (source addresses)
-each run prints a table (stdout) and one JSON line per run (stdout, prefixed "JSON ").
+        -server NAME (the label of a single run; default the URL's host:port)  -max-fail 0.05
+each run prints a table (stdout) and one JSON line per run (stdout, prefixed "JSON "). A run
+that could not measure what it reports (no connection opened, more than -max-fail of the
+connections, messages or requests failed, the server died, -pid is not the process listening
+on the URL's port, the server's RSS shrank below its baseline) says why in one line on stderr
+and exits 1. Figures not measured (no -pid) print n/a and are absent from the JSON line.
+"tornago-bench SCENARIO -h" lists every flag with its default.
 `
+
+// scenarios are the subcommands with their usage line's name.
+var scenarios = []string{"idle", "echo", "push", "broadcast", "handshake", "transports", "compare", "attack"}
 
 const attackUsage = `attacks (issue 10; -attacks takes letters or names, default all):
   a slow-readers   -slow-n 1000 /ws clients that never read; -slow-posters 4 loop
@@ -78,6 +89,8 @@ type flags struct {
 	srcbase           int
 	perProc           int
 	progress          bool
+	server            string
+	maxFail           float64
 	attack            attackFlags
 }
 
@@ -196,6 +209,18 @@ func parse(name string, args []string) *flags {
 	fs.BoolVar(&f.pin, "pin", false, "compare: servers on CPU 0 (taskset), the harness on CPU 1")
 	fs.StringVar(&f.root, "root", "", "compare: module root to build from (default: found from the working directory)")
 	fs.BoolVar(&f.progress, "progress", true, "draw progress bars on stderr")
+	fs.StringVar(&f.server, "server", "", "label of the server in a single run's table and JSON (default: the URL's host:port)")
+	fs.Float64Var(&f.maxFail, "max-fail", bench.MaxFailShare, "share of connections, messages or requests that may fail before the run is invalid (exit 1)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: tornago-bench %s [flags]\n", name)
+		for _, l := range strings.Split(usage, "\n") {
+			if strings.HasPrefix(l, "  "+name+" ") {
+				fmt.Fprintln(fs.Output(), l)
+			}
+		}
+		fmt.Fprintln(fs.Output(), "flags:")
+		fs.PrintDefaults()
+	}
 	if name == "canary-child" {
 		fs.DurationVar(&f.attack.o.CanaryEvery, "canary-every", 100*time.Millisecond, "the canary's round trip interval")
 	}
@@ -207,6 +232,10 @@ func parse(name string, args []string) *flags {
 		}
 	}
 	fs.Parse(args)
+	if f.maxFail < 0 || f.maxFail > 1 {
+		fail(fmt.Errorf("-max-fail %v: want a share between 0 and 1", f.maxFail))
+	}
+	bench.MaxFailShare = f.maxFail
 	if f.client != "loop" && f.client != "gorilla" {
 		fail(fmt.Errorf("-client %q: want loop or gorilla", f.client))
 	}
@@ -223,6 +252,20 @@ func main() {
 	if len(os.Args) < 2 {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
+	}
+	switch os.Args[1] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(os.Stdout, usage, "\nflags of every scenario (attack has more: tornago-bench attack -h):\n")
+		fs := parse("help", nil).fs
+		fs.SetOutput(os.Stdout)
+		fs.PrintDefaults()
+		return
+	case "idle-child", "canary-child":
+	default:
+		if !slices.Contains(scenarios, os.Args[1]) {
+			fmt.Fprintf(os.Stderr, "tornago-bench: unknown scenario %q\n%s", os.Args[1], usage)
+			os.Exit(2)
+		}
 	}
 	cmd, f := os.Args[1], parse(os.Args[1], os.Args[2:])
 	switch cmd {
@@ -256,10 +299,13 @@ func main() {
 		if prog != nil {
 			prog.Wait()
 		}
+		for _, r := range rs {
+			r.Server = label(f) + " " + r.Server
+		}
+		report(f, rs)
 		if err != nil {
 			fail(err)
 		}
-		report(f, rs)
 		return
 	}
 	if f.url == "" {
@@ -273,10 +319,26 @@ func main() {
 	if prog != nil {
 		prog.Wait()
 	}
+	if r != nil {
+		if r.Server == "" {
+			r.Server = label(f)
+		}
+		report(f, []*bench.Result{r})
+	}
 	if err != nil {
 		fail(err)
 	}
-	report(f, []*bench.Result{r})
+}
+
+// label names the server of a single run: -server, else the URL's host.
+func label(f *flags) string {
+	if f.server != "" {
+		return f.server
+	}
+	if u, err := neturl.Parse(f.url); err == nil && u.Host != "" {
+		return u.Host
+	}
+	return f.url
 }
 
 func progressOf(p *mpbProgress) bench.Progress {
@@ -363,7 +425,7 @@ func compare(f *flags) {
 	rs, err := bench.Compare(ss, f.reps, 3*time.Second, func(s *bench.Server) (*bench.Result, error) {
 		return run(f.scenario, f, s.URL(route), s.PID, prog)
 	}, func(r *bench.Result) {
-		fmt.Fprintf(os.Stderr, "done: %s %s ops/s %.0f srv us/op %.2f errors %d\n", r.Server, r.Scenario, r.OpsPerS, r.CPUPerOp, r.Errors)
+		fmt.Fprintf(os.Stderr, "done: %s %s ops/s %.0f srv us/op %s errors %d\n", r.Server, r.Scenario, r.OpsPerS, bench.FormatOrNA(r.CPUPerOp, "%.2f"), r.Errors)
 	})
 	if prog != nil {
 		prog.Wait()

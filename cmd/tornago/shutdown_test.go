@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tornago/tornago/internal/notrun"
 )
 
 // lockedBuffer collects a subprocess's output while the test reads it.
@@ -40,7 +42,7 @@ func startBinary(t *testing.T, args ...string) (string, *exec.Cmd, <-chan struct
 	t.Helper()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		t.Skip("!!!!!!!! go tool not on PATH: subprocess test NOT RUN !!!!!!!!")
+		notrun.Skip(t, "no go tool on PATH")
 	}
 	bin := filepath.Join(t.TempDir(), "tornago")
 	if out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput(); err != nil {

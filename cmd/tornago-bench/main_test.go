@@ -1,0 +1,79 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestMain runs main instead of the tests when re-executed by bench below.
+func TestMain(m *testing.M) {
+	if os.Getenv("TORNAGO_BENCH_AS_MAIN") == "1" {
+		os.Args = append([]string{"tornago-bench"}, strings.Fields(os.Getenv("TORNAGO_BENCH_ARGS"))...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// runBench runs this test binary as tornago-bench with args.
+func runBench(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "TORNAGO_BENCH_AS_MAIN=1", "TORNAGO_BENCH_ARGS="+strings.Join(args, " "))
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return o.String(), e.String(), code
+}
+
+// TestHelp: -h and -help on the binary and on each scenario print the usage
+// with every flag and its default, and exit 0.
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"-h"}, {"-help"}, {"echo", "-h"}, {"idle", "-help"}, {"compare", "-h"}, {"attack", "-h"}} {
+		out, errOut, code := runBench(t, args...)
+		all := out + errOut
+		if code != 0 {
+			t.Errorf("%v: exit %d\n%s", args, code, all)
+		}
+		for _, want := range []string{"usage: tornago-bench", "-url", "-pid", "-max-fail", "-server", "(default 10s)", "(default 2000)"} {
+			if !strings.Contains(all, want) {
+				t.Errorf("%v: no %q in\n%s", args, want, all)
+			}
+		}
+	}
+	if _, errOut, code := runBench(t, "nosuch"); code != 2 || !strings.Contains(errOut, `unknown scenario "nosuch"`) {
+		t.Errorf("unknown scenario: exit %d\n%s", code, errOut)
+	}
+}
+
+// TestNothingListeningExits1: against a refused port the binary says why in
+// one line on stderr and exits 1.
+func TestNothingListeningExits1(t *testing.T) {
+	out, errOut, code := runBench(t, "echo", "-url", "ws://127.0.0.1:1/echo", "-c", "10", "-d", "30s", "-progress=false")
+	lines := strings.Split(strings.TrimSpace(errOut), "\n")
+	if code != 1 || len(lines) != 1 || !strings.Contains(lines[0], "no connection opened") {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	if !strings.Contains(out, `"invalid":"no connection opened`) || strings.Contains(out, "server_cpu") {
+		t.Fatalf("stdout:\n%s", out)
+	}
+}
+
+func TestLabel(t *testing.T) {
+	if got := label(&flags{url: "ws://127.0.0.1:8888/echo"}); got != "127.0.0.1:8888" {
+		t.Errorf("label from URL = %q", got)
+	}
+	if got := label(&flags{url: "ws://127.0.0.1:8888/echo", server: "mine"}); got != "mine" {
+		t.Errorf("label from -server = %q", got)
+	}
+}

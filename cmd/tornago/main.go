@@ -36,6 +36,10 @@ func main() {
 	natsURL := flag.String("nats", "", "NATS server URL (nats://host:4222): /receive then reaches the /ws clients of every node using it")
 	lp := longPollFlags(flag.CommandLine)
 	flag.IntVar(&receiveMax, "receive-bytes", receiveMax, "largest /receive message in bytes (413 beyond)")
+	// Observability (observe.go).
+	metricsAddr := flag.String("metrics", "", "serve Prometheus metrics at /metrics on this address (127.0.0.1:9100), off the loop; default off")
+	pprofAddr := flag.String("pprof", "", "serve net/http/pprof at /debug/pprof/ on this address (127.0.0.1:6060); default off")
+	blockThreshold := flag.Duration("block-threshold", 0, "log the loop goroutine's stack when one handler, callback or timer runs longer than this (100ms); 0 disables")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	// The binary serves no profiles; sampling allocations would only add
@@ -51,7 +55,20 @@ func main() {
 		debug.SetGCPercent(*gcPercent)
 	}
 
-	l := loop.New(loop.Options{Logger: log})
+	l := loop.New(loop.Options{Logger: log, BlockThreshold: *blockThreshold})
+	// Observability listeners (observe.go).
+	if *metricsAddr != "" {
+		if err := serveMetrics(*metricsAddr, l, log); err != nil {
+			log.Error("metrics", "err", err)
+			os.Exit(1)
+		}
+	}
+	if *pprofAddr != "" {
+		if err := servePprof(*pprofAddr, log); err != nil {
+			log.Error("pprof", "err", err)
+			os.Exit(1)
+		}
+	}
 	app := loop.NewApplication(demoAppOptions(*lp))
 	var broker loop.Broker
 	if *natsURL != "" {

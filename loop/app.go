@@ -126,6 +126,8 @@ type Application struct {
 	// is what lets the heap, and so RSS, grow past the live connections.
 	freeHC  []*httpConn
 	freeReq []*Request
+
+	wsStats routeList // the WebSocket routes' counters (stats.go)
 }
 
 // maxFree bounds each free list: enough for a burst of handshakes, small

@@ -41,6 +41,9 @@ func (l *Loop) enqueue(fn func(), n int) error {
 		}
 		l.queuedBytes.Add(int64(n))
 	}
+	if len(l.queue) == 0 {
+		l.st.queueSince = l.now() // the batch's oldest callback, for the lag histogram
+	}
 	l.queue = append(l.queue, queued{fn: fn, n: n})
 	el := l.el
 	wake := el != nil && !l.wakePending
@@ -109,13 +112,21 @@ func (l *Loop) drain(context.Context) error {
 	l.queue = l.spare[:0]
 	l.spare = nil
 	l.wakePending = false
+	since := l.st.queueSince
 	l.mu.Unlock()
+	start := l.now()
+	if len(q) > 0 {
+		l.st.lag.observe(start - since)
+	}
 	for i, it := range q {
 		q[i] = queued{}
 		if it.n > 0 {
 			l.queuedBytes.Add(-int64(it.n))
 		}
 		l.safeCall(it.fn)
+	}
+	if len(q) > 0 {
+		l.st.batch.observe(l.now() - start)
 	}
 	l.mu.Lock()
 	if l.spare == nil {

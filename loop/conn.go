@@ -166,6 +166,9 @@ func (c *conn) closed(err error) {
 	c.cf.set(cfDead, true)
 	c.l.wheel.untrack(c)
 	c.l.openConns.Add(-1)
+	if c.kind == kindWS {
+		bump(&c.l.st.openWS, -1)
+	}
 	if c.kind == kindNone {
 		return
 	}

@@ -91,12 +91,14 @@ func (e *engine) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	}
 	if l.state.Load() != stateRunning {
 		l.refused.Add(1)
+		bump(&l.st.refusedStopping, 1)
 		return refusal503, gnet.Close
 	}
 	if l.openConns.Load() >= int64(l.opts.MaxConns) {
 		// Closed at once, on the loop that accepted it: the process's
 		// descriptors never run out, which would stop gnet's engine.
 		l.refused.Add(1)
+		bump(&l.st.refusedMax, 1)
 		if n := l.refused.Load(); n&(n-1) == 0 { // log 1, 2, 4, 8, ... refusals
 			l.log.Warn("loop: connection limit reached, refusing connections", "max_conns", l.opts.MaxConns, "refused", n)
 		}
@@ -141,7 +143,7 @@ func (l *Loop) handlerFor(a net.Addr) ConnHandler {
 func (e *engine) OnTraffic(gc gnet.Conn) gnet.Action {
 	e.l.enter()
 	if c, ok := gc.Context().(*conn); ok {
-		e.l.busy++
+		e.l.begin()
 		c.traffic()
 		e.l.leave()
 	} else {

@@ -209,6 +209,8 @@ func (h *httpConn) dispatch(c *conn, r *Request) {
 	}()
 	if !r.finished && !r.async {
 		r.Finish()
+	} else if !r.finished {
+		c.l.st.asyncPending(r)
 	}
 }
 
@@ -278,6 +280,7 @@ func (h *httpConn) deadline(c *conn) {
 func (h *httpConn) closed(c *conn, err error) {
 	if r := h.req; r != nil && !r.finished {
 		r.gone = true
+		c.l.st.asyncDone(r)
 		if r.onGone != nil {
 			fn := r.onGone
 			r.onGone = nil

@@ -103,6 +103,16 @@ type Options struct {
 	// a loop that falls behind does not buffer without limit. Default:
 	// 64 MiB.
 	MaxQueuedBytes int
+
+	// BlockThreshold turns on the blocked-loop watchdog (Tornado's
+	// set_blocking_log_threshold): when one handler, callback, timer or
+	// traffic callback runs longer than this, the loop goroutine's stack
+	// is logged (a Warn record) while it is still blocked, once per stall,
+	// and counted in Metrics().BlockedStalls. A stall is seen between 1
+	// and 1.5 times the threshold after it began. Cost: one goroutine
+	// waking every threshold/2, and two atomic stores per handler frame.
+	// Default: 0, off.
+	BlockThreshold time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -225,6 +235,9 @@ type Loop struct {
 	// Owned by observers.go and pending.go.
 	wsCloseObservers []func(*WebSocket) // run when a WebSocket closes; loop-only
 	queuedBytes      atomic.Int64       // data bytes in queue (addDataCallback); reserved under mu
+	// Owned by stats.go and watchdog.go.
+	st loopStats
+	wd *watchdog // nil unless Options.BlockThreshold
 }
 
 type listener struct {
@@ -256,6 +269,9 @@ func New(opts Options) *Loop {
 	l.timers.init(l)
 	l.wheel.init(l, opts.TimeoutResolution)
 	l.exec.init(l, opts.ExecutorWorkers, opts.ExecutorQueue)
+	if opts.BlockThreshold > 0 {
+		l.wd = newWatchdog(l, opts.BlockThreshold)
+	}
 	return l
 }
 
@@ -315,7 +331,13 @@ func (l *Loop) Start() error {
 	if l.opts.SocketSendBuffer > 0 {
 		opts = append(opts, gnet.WithSocketSendBuffer(l.opts.SocketSendBuffer))
 	}
+	if l.wd != nil {
+		go l.wd.run()
+	}
 	err := gnet.Rotate(&engine{l: l}, addrs, opts...)
+	if l.wd != nil {
+		close(l.wd.stop)
+	}
 	unexpected := l.state.Swap(stateStopped) == stateRunning
 	l.dropCallbacks()
 	l.exec.abandon() // a no-op after Stop; frees the workers if the engine failed
@@ -428,7 +450,7 @@ func (l *Loop) trimScratch() {
 }
 
 func (l *Loop) safeCall(fn func()) {
-	l.busy++
+	l.begin()
 	defer func() {
 		if r := recover(); r != nil {
 			l.log.Error("loop: panic in callback", "panic", r, "stack", string(debug.Stack()))
@@ -445,6 +467,9 @@ func (l *Loop) leave() {
 	if l.busy > 0 {
 		return
 	}
+	if l.wd != nil {
+		l.wd.mark.Store(0)
+	}
 	for len(l.deferredCloses) > 0 {
 		fn := l.deferredCloses[0]
 		l.deferredCloses[0] = nil
@@ -457,5 +482,8 @@ func (l *Loop) leave() {
 func (l *Loop) enter() {
 	if l.loopG.Load() == 0 {
 		l.loopG.Store(getg())
+		if l.wd != nil {
+			l.wd.gid.Store(currentGoroutineID())
+		}
 	}
 }

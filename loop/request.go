@@ -35,6 +35,7 @@ type Request struct {
 	hdr        []string // name, value pairs
 	out        []byte
 	async      bool
+	pending    bool // counted in pendingAsync (stats.go)
 	dispatched bool
 	finished   bool
 	gone       bool
@@ -211,6 +212,7 @@ func (r *Request) Finish() error {
 		return ErrFinished
 	}
 	r.finished = true
+	r.c.l.st.asyncDone(r)
 	if r.gone {
 		return nil
 	}
@@ -243,6 +245,7 @@ func (r *Request) SendError(code int) {
 }
 
 func (r *Request) appendResponse(dst []byte, server string) []byte {
+	r.c.l.st.countStatus(r.status)
 	dst = http1.AppendStatusLine(dst, r.status)
 	dst = append(dst, "Server: "...)
 	dst = append(dst, server...)

@@ -52,7 +52,7 @@ func (l *Loop) runTurn() {
 	for i, c := range conns {
 		conns[i] = nil
 		if !c.cf.has(cfDead) && c.gc.InboundBuffered() > 0 {
-			l.busy++
+			l.begin()
 			c.traffic()
 			l.leave()
 		}

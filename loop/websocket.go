@@ -167,6 +167,7 @@ type wsRoute struct {
 	newHandler func(r *Request) WebSocketHandler
 	opts       WSOptions
 	lim        ws13.Limits
+	st         *routeStats // nil for dialed WebSockets
 }
 
 func (wr *wsRoute) Serve(r *Request) { r.hc.upgrade(r, wr) }
@@ -179,7 +180,7 @@ func (wr *wsRoute) Serve(r *Request) { r.hc.upgrade(r, wr) }
 // returns: it is recycled for a later request then, so copy what you need.
 func (a *Application) HandleWebSocket(pattern string, newHandler func(r *Request) WebSocketHandler, opts WSOptions) {
 	o := opts.withDefaults()
-	a.Handle(pattern, &wsRoute{newHandler: newHandler, opts: o, lim: ws13.Limits{MaxMessage: o.MaxMessageSize}})
+	a.Handle(pattern, &wsRoute{newHandler: newHandler, opts: o, lim: ws13.Limits{MaxMessage: o.MaxMessageSize}, st: a.wsStats.add(pattern)})
 }
 
 // Stats are loop-wide counters. Goroutine-safe.

@@ -22,11 +22,13 @@ func (h *httpConn) upgrade(r *Request, wr *wsRoute) {
 			r.SetHeader(kv[0], kv[1])
 		}
 		r.keep = false
+		wr.countRejected(herr.Status)
 		r.SendError(herr.Status)
 		return
 	}
 	if !wr.opts.CheckOrigin(r.Header("Origin"), r) {
 		r.keep = false
+		wr.countRejected(403)
 		r.SendError(403)
 		return
 	}
@@ -56,6 +58,7 @@ func (h *httpConn) upgrade(r *Request, wr *wsRoute) {
 			st = 403
 		}
 		r.keep = false
+		wr.countRejected(st)
 		r.SendError(st)
 		return
 	}
@@ -73,6 +76,7 @@ func (h *httpConn) upgrade(r *Request, wr *wsRoute) {
 		c.l.safeCall(func() { h.accessLog(r, 101, 0) })
 	}
 	w := newWebSocket(c, handler, wr, sub)
+	wr.countUpgraded(c.l)
 	w.wsf.set(wsDeflate, deflate)
 	w.wsf.set(wsHuffman, deflate && level == flate.HuffmanOnly)
 	w.dec.SetDeflate(deflate)
@@ -93,6 +97,7 @@ func sameOrigin(origin string, r *Request) bool {
 // newWebSocket makes c a WebSocket connection served by h.
 func newWebSocket(c *conn, h WebSocketHandler, route *wsRoute, subprotocol string) *WebSocket {
 	c.kind, c.aux, c.h = kindWS, unsafe.Pointer(route), h
+	bump(&c.l.st.openWS, 1)
 	w := c.ws()
 	if subprotocol != "" {
 		w.rare = &wsRare{subprotocol: subprotocol}

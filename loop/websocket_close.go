@@ -44,6 +44,7 @@ func checkClose(code StatusCode, reason string) error {
 
 // appendClose appends a close frame for this side: masked for a client.
 func (w *WebSocket) appendClose(dst []byte, code StatusCode, reason string) []byte {
+	bump(&w.l.st.closeSent[closeIndex(code)], 1)
 	if w.wsf.has(wsClient) {
 		return ws13.AppendMaskedCloseFrame(dst, ws13.NewMask(), code, reason)
 	}

@@ -394,6 +394,7 @@ func (w *WebSocket) inflateStep(j *inflateJob) bool {
 		return true
 	}
 	if w.state == wsOpen {
+		w.countIn(len(data))
 		w.guard(func() { w.h.OnMessage(w, MessageType(j.op), data) })
 	}
 	return true

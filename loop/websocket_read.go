@@ -194,6 +194,7 @@ func (w *WebSocket) handle(ev *ws13.Event) {
 		if ev.Compressed {
 			w.inflated(ev)
 		} else if w.state == wsOpen {
+			w.countIn(len(ev.Payload))
 			w.guard(func() { w.h.OnMessage(w, MessageType(ev.Op), ev.Payload) })
 		}
 		w.dec.Release()
@@ -211,6 +212,7 @@ func (w *WebSocket) handle(ev *ws13.Event) {
 			w.guard(func() { w.h.OnPong(w, ev.Payload) })
 		}
 	case ws13.EventClose:
+		bump(&w.l.st.closeRecv[closeIndex(ev.Code)], 1)
 		w.code = ev.Code
 		w.setReason(string(ev.Reason))
 		if !w.wsf.has(wsSentClose) {

@@ -124,6 +124,9 @@ func (w *WebSocket) writeFrame(op ws.OpCode, data []byte) error {
 	if err := w.admit(len(data) + 14); err != nil {
 		return err
 	}
+	if op.IsData() {
+		w.countOut(len(data))
+	}
 	if w.wsf.has(wsClient) {
 		return w.writeMasked(op, data)
 	}
@@ -170,6 +173,10 @@ func (w *WebSocket) WritePrepared(p *PreparedMessage) error {
 	c := w.conn()
 	if err := w.admit(len(p.frame)); err != nil {
 		return err
+	}
+	if w.route().st != nil {
+		_, payload := p.split()
+		w.countOut(len(payload))
 	}
 	if w.wsf.has(wsClient) {
 		op, payload := p.split()

@@ -42,6 +42,10 @@ func main() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: tornago [flags]\nEvery flag can also be set from the environment: -port as %s, -log-level as %s; flags win.\n", envName("port"), envName("log-level"))
 		flag.PrintDefaults()
 	}
+	// Observability (observe.go).
+	metricsAddr := flag.String("metrics", "", "serve Prometheus metrics at /metrics on this address (127.0.0.1:9100), off the loop; default off")
+	pprofAddr := flag.String("pprof", "", "serve net/http/pprof at /debug/pprof/ on this address (127.0.0.1:6060); default off")
+	blockThreshold := flag.Duration("block-threshold", 0, "log the loop goroutine's stack when one handler, callback or timer runs longer than this (100ms); 0 disables")
 	flag.Parse()
 	if err := applyEnv(flag.CommandLine, os.Getenv); err != nil {
 		fmt.Fprintln(os.Stderr, "tornago:", err)
@@ -65,7 +69,20 @@ func main() {
 		debug.SetGCPercent(*gcPercent)
 	}
 
-	l := loop.New(loop.Options{Logger: log})
+	l := loop.New(loop.Options{Logger: log, BlockThreshold: *blockThreshold})
+	// Observability listeners (observe.go).
+	if *metricsAddr != "" {
+		if err := serveMetrics(*metricsAddr, l, log); err != nil {
+			log.Error("metrics", "err", err)
+			os.Exit(1)
+		}
+	}
+	if *pprofAddr != "" {
+		if err := servePprof(*pprofAddr, log); err != nil {
+			log.Error("pprof", "err", err)
+			os.Exit(1)
+		}
+	}
 	appOpts := demoAppOptions(*lp)
 	if *accessLog {
 		appOpts.AccessLog = accessLogger(log)

@@ -1,0 +1,58 @@
+package main
+
+// The operator's listeners: /metrics (-metrics) and net/http/pprof
+// (-pprof). Each is a plain net/http server on its own address, off the
+// loop: a scrape or a profile costs the loop nothing and still answers
+// while the loop is blocked.
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"runtime"
+	"time"
+
+	"github.com/tornago/tornago/loop"
+	"github.com/tornago/tornago/loop/metrics"
+)
+
+// serveMetrics serves l's metrics (and the Go runtime's and the process's)
+// at /metrics on addr, until the process exits.
+func serveMetrics(addr string, l *loop.Loop, log *slog.Logger) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", metrics.Handler(l))
+	return serveSide(addr, "metrics", mux, log)
+}
+
+// servePprof serves net/http/pprof's handlers at /debug/pprof/ on addr.
+// It turns allocation sampling back on (main turns it off to spare the
+// profiler's memory when nobody profiles).
+func servePprof(addr string, log *slog.Logger) error {
+	runtime.MemProfileRate = 512 << 10 // the runtime's default
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return serveSide(addr, "pprof", mux, log)
+}
+
+// serveSide listens on addr at once (so a bad address fails at start-up)
+// and serves h in the background.
+func serveSide(addr, what string, h http.Handler, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s listener: %w", what, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	log.Info(what+" listening", "addr", ln.Addr().String())
+	go func() {
+		if err := srv.Serve(ln); err != nil {
+			log.Error(what+" server", "err", err)
+		}
+	}()
+	return nil
+}

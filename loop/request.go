@@ -41,6 +41,7 @@ type Request struct {
 	onGone     func()
 	keep       bool
 	headOnly   bool
+	fwd        forwarded // RemoteIP, Scheme and Host, resolved on first use
 }
 
 // Header returns the first value of a request header (case-insensitive).
@@ -68,7 +69,9 @@ func (r *Request) Cookie(name string) string {
 	return ""
 }
 
-// RemoteAddr is the client's address as "ip:port".
+// RemoteAddr is the TCP peer's address as "ip:port": behind a reverse
+// proxy, the proxy's. RemoteIP gives the client's address through a trusted
+// proxy. "" once the connection is gone. Loop-only.
 func (r *Request) RemoteAddr() string {
 	if r.c == nil || r.c.gc == nil || r.c.cf.has(cfDead) {
 		return ""

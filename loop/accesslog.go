@@ -1,9 +1,6 @@
 package loop
 
-import (
-	"net"
-	"time"
-)
+import "time"
 
 // AccessEntry is one answered request, for AppOptions.AccessLog.
 type AccessEntry struct {
@@ -12,7 +9,7 @@ type AccessEntry struct {
 	Status   int           // 101 for a WebSocket upgrade
 	Bytes    int           // body bytes sent (0 for HEAD and upgrades)
 	Duration time.Duration // from the end of the request head to the response
-	Remote   string        // the client's IP, without the port
+	Remote   string        // the client's IP, without the port (Request.RemoteIP: through a trusted proxy, the forwarded one)
 }
 
 // accessLog reports r's response to the application's AccessLog, if any.
@@ -22,10 +19,7 @@ func (h *httpConn) accessLog(r *Request, status, bytes int) {
 	if fn == nil {
 		return
 	}
-	remote := r.RemoteAddr()
-	if host, _, err := net.SplitHostPort(remote); err == nil {
-		remote = host
-	}
+	remote := r.RemoteIP()
 	fn(AccessEntry{
 		Method:   r.Method,
 		Path:     r.Path,

@@ -2,6 +2,7 @@ package loop
 
 import (
 	"fmt"
+	"net/netip"
 	"regexp"
 	"time"
 	"unsafe"
@@ -92,6 +93,16 @@ type AppOptions struct {
 	// written whole, so this bounds a pipelining client that does not read
 	// to about one response plus this. Default: 1 MiB.
 	MaxBufferedBytes int
+	// TrustedProxies lists the reverse proxies (IPs or CIDR prefixes, such
+	// as "127.0.0.1" or "10.0.0.0/8") whose proxy headers are believed:
+	// from such a peer, Request.RemoteIP, Scheme and Host report the
+	// client's address, scheme and host from Forwarded (RFC 7239), else
+	// X-Forwarded-For / X-Real-IP, X-Forwarded-Proto and X-Forwarded-Host
+	// (Tornado's xheaders). The client is the rightmost address not in this
+	// list, so a client cannot forge its way past the proxy that appended
+	// the real one. Default: none, every such header is ignored.
+	// NewApplication panics on an entry that parses as neither.
+	TrustedProxies []string
 }
 
 func (o AppOptions) withDefaults() AppOptions {
@@ -117,8 +128,9 @@ func (o AppOptions) withDefaults() AppOptions {
 // Add routes before Start. An Application serves one Loop: it keeps
 // loop-only free lists, so give each Loop its own.
 type Application struct {
-	opts   AppOptions
-	routes []route
+	opts    AppOptions
+	routes  []route
+	trusted []netip.Prefix // AppOptions.TrustedProxies, parsed
 
 	// Free lists of per-connection HTTP state, touched only on the loop
 	// goroutine. Reusing them (with the header slices' capacity) keeps a
@@ -187,7 +199,11 @@ type route struct {
 
 // NewApplication returns an empty application.
 func NewApplication(opts AppOptions) *Application {
-	return &Application{opts: opts.withDefaults()}
+	trusted, err := parseTrustedProxies(opts.TrustedProxies)
+	if err != nil {
+		panic(err.Error())
+	}
+	return &Application{opts: opts.withDefaults(), trusted: trusted}
 }
 
 // Handle adds a route. pattern is anchored at both ends ("/user/([0-9]+)").

@@ -42,7 +42,8 @@ type Request struct {
 	onGone     func()
 	keep       bool
 	headOnly   bool
-	start      int64 // loop clock when the head was parsed (access log)
+	start      int64     // loop clock when the head was parsed (access log)
+	fwd        forwarded // RemoteIP, Scheme and Host, resolved on first use
 }
 
 // Header returns the first value of a request header (case-insensitive).
@@ -70,7 +71,9 @@ func (r *Request) Cookie(name string) string {
 	return ""
 }
 
-// RemoteAddr is the client's address as "ip:port".
+// RemoteAddr is the TCP peer's address as "ip:port": behind a reverse
+// proxy, the proxy's. RemoteIP gives the client's address through a trusted
+// proxy. "" once the connection is gone. Loop-only.
 func (r *Request) RemoteAddr() string {
 	if r.c == nil || r.c.gc == nil || r.c.cf.has(cfDead) {
 		return ""

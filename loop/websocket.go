@@ -121,7 +121,8 @@ type WSOptions struct {
 	// uploads over slow links. Default: 20s.
 	MessageTimeout time.Duration
 	// CheckOrigin decides whether to accept a browser's Origin. Default:
-	// only the same host as the Host header, or no Origin header at all
+	// only the same host as Request.Host (the Host header, or the public
+	// host a trusted proxy reports), or no Origin header at all
 	// (non-browser clients); others get 403. Use AnyOrigin to accept all.
 	CheckOrigin func(origin string, r *Request) bool
 	// Subprotocols the route speaks, in preference order; the first one

@@ -83,6 +83,10 @@ func (h *httpConn) upgrade(r *Request, wr *wsRoute) {
 	w.open(r)
 }
 
+// sameOrigin is the default origin check: a browser's Origin must name the
+// host the request was for, r.Host(), which is the public host a trusted
+// proxy reports rather than the proxy's own Host line to its upstream.
+// (Tornado's check_origin compares the hosts too, not the schemes.)
 func sameOrigin(origin string, r *Request) bool {
 	if origin == "" {
 		return true
@@ -91,7 +95,7 @@ func sameOrigin(origin string, r *Request) bool {
 	if err != nil {
 		return false
 	}
-	return strings.EqualFold(u.Host, r.Header("Host"))
+	return strings.EqualFold(u.Host, r.Host())
 }
 
 // newWebSocket makes c a WebSocket connection served by h.

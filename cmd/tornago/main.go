@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -38,6 +39,7 @@ func main() {
 	logLevel := flag.String("log-level", "info", "log level: debug, info, warn or error")
 	logFormat := flag.String("log-format", "text", "log format: text or json")
 	accessLog := flag.Bool("access-log", false, "log every answered request (method, path, status, bytes, duration, remote IP)")
+	trusted := flag.String("trusted-proxies", "", "comma-separated IPs or CIDRs of proxies whose Forwarded / X-Forwarded-* headers are believed (Tornado's xheaders); default none")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: tornago [flags]\nEvery flag can also be set from the environment: -port as %s, -log-level as %s; flags win.\n", envName("port"), envName("log-level"))
 		flag.PrintDefaults()
@@ -86,6 +88,9 @@ func main() {
 	appOpts := demoAppOptions(*lp)
 	if *accessLog {
 		appOpts.AccessLog = accessLogger(log)
+	}
+	if *trusted != "" {
+		appOpts.TrustedProxies = strings.Split(*trusted, ",")
 	}
 	app := loop.NewApplication(appOpts)
 	addHealthz(app)

@@ -91,9 +91,10 @@ func TestHealthzFromTheLoop(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("no access log entry")
 	}
-	release := make(chan struct{})
-	l.AddCallback(func() { <-release }) // a stuck loop
+	release, stuck := make(chan struct{}), make(chan struct{})
+	l.AddCallback(func() { close(stuck); <-release }) // a stuck loop
 	defer close(release)
+	<-stuck
 	c.Timeout = 300 * time.Millisecond
 	if resp, err := c.Get(u); err == nil {
 		resp.Body.Close()

@@ -115,6 +115,13 @@ func ApplyCrossTargets(rs []*AttackResult) {
 	}
 }
 
+// Summary is the result's one-line digest: the canary's worst round trip,
+// the peak RSS, survival, the expectation and why the attack did not run.
+func (r *AttackResult) Summary() string {
+	return fmt.Sprintf("%s %s canary worst %s peak RSS %s survived %s expect %s %s", r.Attack, r.Server,
+		dur(r.CanaryWorst), mib(r.PeakRSS), held(r.Survived), held(r.ExpectHeld), r.NA+r.Err)
+}
+
 func mib(p *int64) string {
 	if p == nil {
 		return "n/a"

@@ -355,7 +355,7 @@ func (c *Conn) SetDeadline(t time.Time) error { return c.nc.SetDeadline(t) }
 // sends and closes nothing. A second Close returns an error wrapping
 // net.ErrClosed.
 func (c *Conn) Close(code StatusCode, reason string) error {
-	if err := checkCloseArgs(code, reason); err != nil {
+	if err := checkClose(code, reason); err != nil {
 		return fmt.Errorf("websocket close: %w", err)
 	}
 	if !c.closing.CompareAndSwap(false, true) {
@@ -407,14 +407,4 @@ func (c *Conn) awaitClose(timeout <-chan time.Time, deadline time.Time) {
 			}
 		}
 	}
-}
-
-// checkCloseArgs checks what Close would send. RFC 6455 7.4.1: 1004 is
-// reserved, 1005, 1006 and 1015 "MUST NOT be set as a status code in a
-// Close control frame by an endpoint"; 0-999 and 5000+ are not used (and
-// ws13.ValidCloseCode also refuses the unassigned 1016-2999). 5.5: a control
-// payload is at most 125 bytes, two of them the code; 5.5.1: the reason is
-// UTF-8.
-func checkCloseArgs(code StatusCode, reason string) error {
-	return ws13.CheckCloseFrame(code, reason)
 }

@@ -393,8 +393,8 @@ func TestDialCloseValidates(t *testing.T) {
 		t.Fatalf("Recv %q, %v", msg, err)
 	}
 	for _, code := range []StatusCode{1000, 1003, 1007, 1014, 3000, 4999} {
-		if err := checkCloseArgs(code, strings.Repeat("é", 61)); err != nil {
-			t.Errorf("checkCloseArgs(%d) = %v, want nil", code, err)
+		if err := checkClose(code, strings.Repeat("é", 61)); err != nil {
+			t.Errorf("checkClose(%d) = %v, want nil", code, err)
 		}
 	}
 	if err := c.Close(4000, strings.Repeat("a", 123)); err != nil {

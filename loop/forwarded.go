@@ -155,7 +155,7 @@ func (a *Application) forwardedFor(f *forwarded, h *http1.Head) {
 	seen := false
 	for i := len(h.Fields) - 1; i >= 0; i-- {
 		fl := &h.Fields[i]
-		if !equalFoldASCII(fl.Name, "X-Forwarded-For") {
+		if !http1.EqualFold(fl.Name, "X-Forwarded-For") {
 			continue
 		}
 		rest := fl.Value
@@ -187,7 +187,7 @@ func (a *Application) forwardedFor(f *forwarded, h *http1.Head) {
 // chain appends), nil when absent.
 func lastValue(h *http1.Head, name string) []byte {
 	for i := len(h.Fields) - 1; i >= 0; i-- {
-		if equalFoldASCII(h.Fields[i].Name, name) {
+		if http1.EqualFold(h.Fields[i].Name, name) {
 			v, _ := http1.LastToken(h.Fields[i].Value)
 			return v
 		}
@@ -196,26 +196,7 @@ func lastValue(h *http1.Head, name string) []byte {
 }
 
 func isHTTPS(proto []byte) bool {
-	return equalFoldASCII(proto, "https") || equalFoldASCII(proto, "wss")
-}
-
-func equalFoldASCII(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range b {
-		x, y := b[i], s[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
+	return http1.EqualFold(proto, "https") || http1.EqualFold(proto, "wss")
 }
 
 // RemoteIP is the client's IP address without the port: the TCP peer's,

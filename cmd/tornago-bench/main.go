@@ -470,8 +470,7 @@ func attack(f *flags) {
 		o.Progress = prog
 	}
 	each := func(r *bench.AttackResult) {
-		fmt.Fprintf(os.Stderr, "done: %s %s canary worst %v peak RSS %v survived %v expect %v %s\n", r.Attack, r.Server,
-			nsOrNA(r.CanaryWorst), mibOrNA(r.PeakRSS), heldOrNA(r.Survived), heldOrNA(r.ExpectHeld), r.NA+r.Err)
+		fmt.Fprintln(os.Stderr, "done:", r.Summary())
 	}
 	var rs []*bench.AttackResult
 	if f.url != "" {
@@ -518,30 +517,6 @@ func attack(f *flags) {
 		os.Stdout.WriteString("JSON ")
 		r.WriteJSON(os.Stdout)
 	}
-}
-
-func nsOrNA(p *int64) any {
-	if p == nil {
-		return "n/a"
-	}
-	return time.Duration(*p).Round(time.Microsecond)
-}
-
-func mibOrNA(p *int64) any {
-	if p == nil {
-		return "n/a"
-	}
-	return fmt.Sprintf("%.1f MiB", float64(*p)/(1<<20))
-}
-
-func heldOrNA(p *bool) string {
-	switch {
-	case p == nil:
-		return "n/a"
-	case *p:
-		return "held"
-	}
-	return "FAILED"
 }
 
 // serverSetup is what every run that starts its own servers needs: the

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -32,17 +31,22 @@ func startDemos(t *testing.T) string {
 // startDemosWith runs the demo routes with a hub broker (nil: none).
 func startDemosWith(t *testing.T, broker loop.Broker) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	return startDemoApp(t, demoAppOptions(longPollOptions{}), broker, nil)
+}
+
+// startDemoApp runs the demo routes on a free loopback port with the
+// application's options, a hub broker (nil: none) and routes extra adds
+// first (nil: none), and stops the loop when the test ends.
+func startDemoApp(t *testing.T, opts loop.AppOptions, broker loop.Broker, extra func(*loop.Application)) string {
+	t.Helper()
 	l := loop.New(loop.Options{TimeoutResolution: 10 * time.Millisecond})
-	app := loop.NewApplication(demoAppOptions(longPollOptions{}))
+	app := loop.NewApplication(opts)
+	if extra != nil {
+		extra(app)
+	}
 	addDemos(l, app, broker, 0)
 	addLongPoll(l, app, longPollOptions{})
-	if err := l.Listen(addr, app); err != nil {
+	if err := l.Listen("127.0.0.1:0", app); err != nil {
 		t.Fatal(err)
 	}
 	errc := make(chan error, 1)
@@ -58,7 +62,7 @@ func startDemosWith(t *testing.T, broker loop.Broker) string {
 		defer cancel()
 		l.Stop(ctx)
 	})
-	return addr
+	return l.Addr().String()
 }
 
 func dial(t *testing.T, addr, path string) *gws.Conn {

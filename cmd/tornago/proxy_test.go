@@ -98,33 +98,13 @@ func freePort(t *testing.T) int {
 // client.
 func startDemosBehindProxy(t *testing.T) string {
 	t.Helper()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	l := loop.New(loop.Options{TimeoutResolution: 10 * time.Millisecond})
 	opts := demoAppOptions(longPollOptions{})
 	opts.TrustedProxies = []string{"127.0.0.1"}
-	app := loop.NewApplication(opts)
-	app.HandleFunc("/test/who", func(r *loop.Request) {
-		r.Write(map[string]string{"ip": r.RemoteIP(), "scheme": r.Scheme(), "host": r.Host(), "peer": r.RemoteAddr()})
+	return startDemoApp(t, opts, nil, func(app *loop.Application) {
+		app.HandleFunc("/test/who", func(r *loop.Request) {
+			r.Write(map[string]string{"ip": r.RemoteIP(), "scheme": r.Scheme(), "host": r.Host(), "peer": r.RemoteAddr()})
+		})
 	})
-	addDemos(l, app, nil, 0)
-	addLongPoll(l, app, longPollOptions{})
-	if err := l.Listen(addr, app); err != nil {
-		t.Fatal(err)
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- l.Start() }()
-	<-l.Ready()
-	select {
-	case err := <-errc:
-		t.Fatalf("start: %v", err)
-	default:
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		l.Stop(ctx)
-	})
-	return addr
 }
 
 // syncBuffer collects nginx's stderr from its own goroutine.

@@ -105,13 +105,13 @@ func ParseForwarded(dst []ForwardedElement, values ...[]byte) ([]ForwardedElemen
 			}
 			var slot *[]byte
 			switch {
-			case equalFold(name, "for"):
+			case EqualFold(name, "for"):
 				slot = &e.For
-			case equalFold(name, "by"):
+			case EqualFold(name, "by"):
 				slot = &e.By
-			case equalFold(name, "host"):
+			case EqualFold(name, "host"):
 				slot = &e.Host
-			case equalFold(name, "proto"):
+			case EqualFold(name, "proto"):
 				slot = &e.Proto
 			}
 			if slot != nil {

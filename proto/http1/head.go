@@ -51,7 +51,7 @@ func (h *Head) Get(name string) []byte { return getField(h.Fields, name) }
 // Values appends all values of the named field to dst.
 func (h *Head) Values(dst [][]byte, name string) [][]byte {
 	for i := range h.Fields {
-		if equalFold(h.Fields[i].Name, name) {
+		if EqualFold(h.Fields[i].Name, name) {
 			dst = append(dst, h.Fields[i].Value)
 		}
 	}
@@ -65,7 +65,7 @@ func (h *Head) HasToken(name, token string) bool { return fieldsHaveToken(h.Fiel
 
 func getField(fields []Field, name string) []byte {
 	for i := range fields {
-		if equalFold(fields[i].Name, name) {
+		if EqualFold(fields[i].Name, name) {
 			v := fields[i].Value
 			if v == nil {
 				v = fields[i].Name[len(fields[i].Name):] // non-nil, empty
@@ -76,8 +76,9 @@ func getField(fields []Field, name string) []byte {
 	return nil
 }
 
-// equalFold compares b and s ASCII case-insensitively without allocating.
-func equalFold(b []byte, s string) bool {
+// EqualFold compares b and s ASCII case-insensitively without allocating
+// (header names, tokens).
+func EqualFold(b []byte, s string) bool {
 	if len(b) != len(s) {
 		return false
 	}

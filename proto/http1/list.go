@@ -72,7 +72,7 @@ func listHas(v []byte, token string) bool {
 	for len(v) > 0 {
 		var elem []byte
 		elem, v = NextToken(v)
-		if equalFold(elem, token) {
+		if EqualFold(elem, token) {
 			return true
 		}
 	}
@@ -83,7 +83,7 @@ func listHas(v []byte, token string) bool {
 // the list element token; all fields of that name are considered.
 func fieldsHaveToken(fields []Field, name, token string) bool {
 	for i := range fields {
-		if equalFold(fields[i].Name, name) && listHas(fields[i].Value, token) {
+		if EqualFold(fields[i].Name, name) && listHas(fields[i].Value, token) {
 			return true
 		}
 	}

@@ -405,7 +405,7 @@ func (h *Head) finish() error {
 		name, v := f.Name, f.Value
 		switch len(name) {
 		case 4:
-			if equalFold(name, "host") {
+			if EqualFold(name, "host") {
 				// RFC 9112 3.2: "A server MUST respond with a 400 (Bad
 				// Request) status code to any HTTP/1.1 request message
 				// that lacks a Host header field and to any request
@@ -420,7 +420,7 @@ func (h *Head) finish() error {
 				}
 			}
 		case 6:
-			if equalFold(name, "expect") {
+			if EqualFold(name, "expect") {
 				// RFC 9110 10.1.1: "A server that receives an Expect field
 				// value containing a member other than 100-continue MAY
 				// respond with a 417 (Expectation Failed) status code".
@@ -429,7 +429,7 @@ func (h *Head) finish() error {
 					if e, v = NextToken(v); len(e) == 0 {
 						break
 					}
-					if equalFold(e, "100-continue") {
+					if EqualFold(e, "100-continue") {
 						expect100 = true
 					} else {
 						expectOther = true
@@ -437,26 +437,26 @@ func (h *Head) finish() error {
 				}
 			}
 		case 7:
-			if equalFold(name, "upgrade") {
+			if EqualFold(name, "upgrade") {
 				hasUpgrade = true
 			}
 		case 10:
-			if equalFold(name, "connection") {
+			if EqualFold(name, "connection") {
 				for len(v) > 0 {
 					var e []byte
 					e, v = NextToken(v)
 					switch {
-					case equalFold(e, "close"):
+					case EqualFold(e, "close"):
 						connClose = true
-					case equalFold(e, "keep-alive"):
+					case EqualFold(e, "keep-alive"):
 						connKeep = true
-					case equalFold(e, "upgrade"):
+					case EqualFold(e, "upgrade"):
 						connUpgrade = true
 					}
 				}
 			}
 		case 14:
-			if equalFold(name, "content-length") {
+			if EqualFold(name, "content-length") {
 				// RFC 9110 8.6: Content-Length = 1*DIGIT. "a recipient MAY
 				// either reject the message as invalid or replace that
 				// invalid field value with a single instance of the
@@ -487,14 +487,14 @@ func (h *Head) finish() error {
 				}
 			}
 		case 17:
-			if equalFold(name, "transfer-encoding") {
+			if EqualFold(name, "transfer-encoding") {
 				hasTE = true
 				for len(v) > 0 {
 					var e []byte
 					e, v = NextToken(v) // skips empty elements (RFC 9110 5.6.1)
 					switch {
 					case len(e) == 0:
-					case equalFold(e, "chunked"):
+					case EqualFold(e, "chunked"):
 						chunkedSeen++
 						lastChunked = true
 					default:

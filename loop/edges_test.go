@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -724,10 +725,24 @@ func TestPingFloodNonReader(t *testing.T) {
 	l, addr := wsStartLoop(t, func(l *Loop, app *Application) {
 		app.HandleWebSocket("/ws", wsEchoRoute(WSOptions{}), WSOptions{MaxBufferedBytes: 64 << 10})
 	})
-	r := wsDialRaw(t, addr, "/ws", nil)
-	r.c.(*net.TCPConn).SetReadBuffer(4 << 10)
+	// The small receive buffer is set before connecting, so that the
+	// window is small from the start and the pongs back up in the server
+	// (set after the handshake, the kernel took megabytes of them).
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4<<10) })
+	}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	r := &wsRaw{t: t, c: c, br: bufio.NewReader(c)}
+	r.write([]byte(wsHandshake(addr, "/ws")))
+	if resp := r.response(); resp.StatusCode != 101 {
+		t.Fatalf("handshake: %d", resp.StatusCode)
+	}
 	ping := bytes.Repeat(wsFrame(true, ws.OpPing, bytes.Repeat([]byte("p"), 125)), 1000)
-	r.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	r.c.SetWriteDeadline(time.Now().Add(30 * time.Second))
 	for i := 0; i < 200 && l.Stats().SlowConsumerCloses == 0 && l.Stats().OpenConns > 0; i++ { // up to 26 MB of pings
 		if _, err := r.c.Write(ping); err != nil {
 			break

@@ -220,25 +220,35 @@ func (h *Hub) dropIfEmpty(t *hubTopic) {
 }
 
 // MemoryBroker is a Broker inside one process: it lets hubs on several
-// loops (one per core, say) share topics. Goroutine-safe.
+// loops (a Group's, say) share topics. Publications are delivered in one
+// order, the same for every subscriber, even from concurrent publishers:
+// a topic's messages reach every loop in the same sequence. Goroutine-safe;
+// a deliver function must not call Publish (Hub's only queues the message
+// for its loop).
 type MemoryBroker struct {
+	pub  sync.Mutex // serialises Publish, for one order of delivery
 	mu   sync.Mutex
 	subs map[string]map[*memorySub]struct{}
+	buf  []*memorySub // Publish's scratch, under pub
 }
 
 type memorySub struct{ deliver func([]byte) }
 
 // Publish implements Broker. Each subscriber gets its own copy of data.
 func (b *MemoryBroker) Publish(topic string, data []byte) error {
+	b.pub.Lock()
+	defer b.pub.Unlock()
 	b.mu.Lock()
-	subs := make([]*memorySub, 0, len(b.subs[topic]))
+	subs := b.buf[:0]
 	for s := range b.subs[topic] {
 		subs = append(subs, s)
 	}
 	b.mu.Unlock()
-	for _, s := range subs {
+	for i, s := range subs {
 		s.deliver(append([]byte(nil), data...))
+		subs[i] = nil
 	}
+	b.buf = subs[:0]
 	return nil
 }
 

@@ -1,0 +1,125 @@
+package loop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"strconv"
+	"sync"
+)
+
+// Group runs several loops with the same setup on the same ports: more
+// cores without threads inside a loop. Each loop stays one reactor with its
+// own handlers, timers and state, and the kernel spreads new connections
+// over the loops' listening sockets (SO_REUSEPORT), so a connection lives
+// on one loop for its whole life and its handler code needs no locks.
+//
+// State that all connections see is either shared through a Hub on each
+// loop with one broker (a MemoryBroker in one process, natsbroker across
+// processes), or owned by one loop and reached from the others with
+// AddCallback.
+type Group struct {
+	loops []*Loop
+	ready chan struct{}
+}
+
+// NewGroup returns n loops built with opts, not yet running; n <= 0 means
+// one per CPU (runtime.GOMAXPROCS). opts.ReusePort is turned on: the loops
+// share their ports. Options that bound memory (MaxConns, MaxUnsentBytes,
+// MaxQueuedBytes...) apply to each loop, so the process may use n times
+// as much.
+func NewGroup(n int, opts Options) *Group {
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	opts.ReusePort = true
+	g := &Group{ready: make(chan struct{})}
+	for range n {
+		g.loops = append(g.loops, New(opts))
+	}
+	return g
+}
+
+// Loops returns the group's loops, in a fixed order. Goroutine-safe.
+func (g *Group) Loops() []*Loop { return g.loops }
+
+// Listen adds a listener on addr to every loop, each serving the handler
+// that setup builds for it: setup is called once per loop, here, with the
+// loop and its index, and is where per-loop state (a Hub, a
+// PeriodicCallback) is made. A port of 0 is resolved once, so every loop
+// listens on the same port. Call it before Start. It fails when the port
+// is taken by a socket without SO_REUSEPORT.
+func (g *Group) Listen(addr string, setup func(l *Loop, i int) ConnHandler) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("loop: group listen %s: %w", addr, err)
+	}
+	// Bind once without SO_REUSEPORT: fail now if the port is in use, and
+	// learn the port of ":0". The loops bind it right after with
+	// SO_REUSEPORT; another program taking it in between makes Start
+	// fail, not share it silently.
+	probe, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("loop: group listen %s: %w", addr, err)
+	}
+	bound := net.JoinHostPort(host, strconv.Itoa(probe.Addr().(*net.TCPAddr).Port))
+	probe.Close()
+	for i, l := range g.loops {
+		if err := l.Listen(bound, setup(l, i)); err != nil {
+			return fmt.Errorf("loop: group listen %s: loop %d: %w", addr, i, err)
+		}
+	}
+	return nil
+}
+
+// Start runs every loop, each on its own goroutine (see Loop.Start), and
+// blocks until all have returned. When one loop fails, the others are
+// stopped and the first error is returned. Call it once.
+func (g *Group) Start() error {
+	errs := make(chan error, len(g.loops))
+	var wg sync.WaitGroup
+	for _, l := range g.loops {
+		wg.Go(func() { errs <- l.Start() })
+	}
+	go func() {
+		for _, l := range g.loops {
+			<-l.Ready()
+		}
+		close(g.ready)
+	}()
+	var first error
+	for range g.loops {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+			go g.Stop(context.Background())
+		}
+	}
+	wg.Wait()
+	return first
+}
+
+// Ready is closed once every loop runs (or has failed). Goroutine-safe.
+func (g *Group) Ready() <-chan struct{} { return g.ready }
+
+// Addr returns the address of the first listener (the same on every loop),
+// or nil before Ready. Goroutine-safe.
+func (g *Group) Addr() net.Addr { return g.loops[0].Addr() }
+
+// Stop stops every loop at once (see Loop.Stop: WebSockets get 1001 and
+// responses finish, until ctx is done) and returns when all have stopped,
+// with their errors joined. Goroutine-safe; not from a loop goroutine.
+func (g *Group) Stop(ctx context.Context) error {
+	errs := make([]error, len(g.loops))
+	var wg sync.WaitGroup
+	for i, l := range g.loops {
+		wg.Go(func() {
+			if err := l.Stop(ctx); err != nil {
+				errs[i] = fmt.Errorf("loop %d: %w", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}

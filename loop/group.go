@@ -23,19 +23,22 @@ import (
 type Group struct {
 	loops []*Loop
 	ready chan struct{}
+	share bool // opts.ReusePort was set: other processes share the ports
 }
 
 // NewGroup returns n loops built with opts, not yet running; n <= 0 means
 // one per CPU (runtime.GOMAXPROCS). opts.ReusePort is turned on: the loops
-// share their ports. Options that bound memory (MaxConns, MaxUnsentBytes,
+// share their ports. Set it yourself when other processes share them too
+// (cmd/tornago -procs): Listen then skips its check that the port is free.
+// Options that bound memory (MaxConns, MaxUnsentBytes,
 // MaxQueuedBytes...) apply to each loop, so the process may use n times
 // as much.
 func NewGroup(n int, opts Options) *Group {
 	if n <= 0 {
 		n = runtime.GOMAXPROCS(0)
 	}
+	g := &Group{ready: make(chan struct{}), share: opts.ReusePort}
 	opts.ReusePort = true
-	g := &Group{ready: make(chan struct{})}
 	for range n {
 		g.loops = append(g.loops, New(opts))
 	}
@@ -49,12 +52,20 @@ func (g *Group) Loops() []*Loop { return g.loops }
 // that setup builds for it: setup is called once per loop, here, with the
 // loop and its index, and is where per-loop state (a Hub, a
 // PeriodicCallback) is made. A port of 0 is resolved once, so every loop
-// listens on the same port. Call it before Start. It fails when the port
-// is taken by a socket without SO_REUSEPORT.
+// listens on the same port. Call it before Start. Unless the group was
+// made with Options.ReusePort, it fails when the port is in use.
 func (g *Group) Listen(addr string, setup func(l *Loop, i int) ConnHandler) error {
-	host, _, err := net.SplitHostPort(addr)
+	host, ps, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("loop: group listen %s: %w", addr, err)
+	}
+	if port, _ := strconv.Atoi(ps); g.share && port != 0 {
+		for i, l := range g.loops {
+			if err := l.Listen(addr, setup(l, i)); err != nil {
+				return fmt.Errorf("loop: group listen %s: loop %d: %w", addr, i, err)
+			}
+		}
+		return nil
 	}
 	// Bind once without SO_REUSEPORT: fail now if the port is in use, and
 	// learn the port of ":0". The loops bind it right after with

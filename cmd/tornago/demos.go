@@ -3,6 +3,8 @@ package main
 import (
 	_ "embed"
 	"fmt"
+	"log/slog"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -34,16 +36,31 @@ const chatTopic = "chat"
 type chat struct {
 	loop.WebSocketBase
 	hub *loop.Hub
+	// members counts the chat's subscribers on every loop of the process
+	// (the count /receive reports); shared by the loops' chats.
+	members *atomic.Int64
 }
+
+// chatMember marks a subscribed connection, so OnClose counts it out once.
+type chatMember struct{}
 
 func (c *chat) Open(ws *loop.WebSocket) {
 	if err := c.hub.Subscribe(chatTopic, ws); err != nil {
 		ws.Close(loop.CloseTryAgainLater, "broker unavailable")
 		return
 	}
+	ws.SetContext(chatMember{})
+	c.members.Add(1)
 	ws.WriteString("Welcome")
 }
-func (c *chat) OnClose(ws *loop.WebSocket) { c.hub.Unsubscribe(chatTopic, ws) }
+
+func (c *chat) OnClose(ws *loop.WebSocket) {
+	if _, ok := ws.Context().(chatMember); ok {
+		ws.SetContext(nil)
+		c.members.Add(-1)
+	}
+	c.hub.Unsubscribe(chatTopic, ws)
+}
 
 // closeUnsupportedData is RFC 6455's 1003: "an endpoint that understands
 // only text data MAY send this if it receives a binary message".
@@ -58,50 +75,6 @@ func (c *chat) OnMessage(ws *loop.WebSocket, typ loop.MessageType, data []byte) 
 		return
 	}
 	ws.WriteString("new message :" + string(data))
-}
-
-// clock pushes the time every second to every client, from a
-// PeriodicCallback on the loop (the tutorial pushed from a thread).
-type clock struct {
-	loop.WebSocketBase
-	byID map[string]*loop.WebSocket
-	anon map[*loop.WebSocket]struct{}
-	seq  int64
-}
-
-type clockID struct{ id string }
-
-func (c *clock) Open(ws *loop.WebSocket) {
-	id := ws.Request().GetArgument("Id", "")
-	if id == "" {
-		c.anon[ws] = struct{}{}
-		return
-	}
-	ws.SetContext(clockID{id})
-	if old := c.byID[id]; old != nil {
-		old.SetContext(nil)
-		old.Close(4000, "replaced by a new connection with the same Id")
-	}
-	c.byID[id] = ws
-}
-
-func (c *clock) OnClose(ws *loop.WebSocket) {
-	delete(c.anon, ws)
-	if k, ok := ws.Context().(clockID); ok && c.byID[k.id] == ws {
-		delete(c.byID, k.id)
-	}
-}
-
-func (c *clock) tick() {
-	c.seq++
-	now := time.Now()
-	msg := loop.PrepareJSON(map[string]any{"time": now.Format(time.RFC3339Nano), "ts": now.UnixNano(), "seq": c.seq})
-	for _, ws := range c.byID {
-		ws.WritePrepared(msg)
-	}
-	for ws := range c.anon {
-		ws.WritePrepared(msg)
-	}
 }
 
 // maxChatMessage bounds one /receive or /new-message message in bytes
@@ -141,10 +114,24 @@ func httpError(r *loop.Request, code int, reason string) {
 	r.Finish()
 }
 
-// addDemos adds the demo routes. broker, when not nil, carries /receive
-// pushes to the /ws clients of every node sharing it (see -nats). ping is
-// every WebSocket route's PingInterval (0: the default, negative: none).
-func addDemos(l *loop.Loop, app *loop.Application, broker loop.Broker, ping time.Duration) {
+// demoEnv is what the demos of every loop of a process share.
+type demoEnv struct {
+	// broker, when not nil, carries /receive pushes to the /ws clients of
+	// every loop and node sharing it, and /clock Id claims.
+	broker loop.Broker
+	// ping is every WebSocket route's PingInterval (0: the default,
+	// negative: none).
+	ping time.Duration
+	// proc names this process in /clock claims (its pid).
+	proc string
+	log  *slog.Logger
+	// chatMembers counts the /ws subscribers of all the process's loops.
+	chatMembers atomic.Int64
+}
+
+// addDemos adds the demo routes of loop i of the process.
+func addDemos(l *loop.Loop, i int, app *loop.Application, env *demoEnv) {
+	ping := env.ping
 	app.Handle("/", loop.Methods{Get: func(r *loop.Request) {
 		r.SetHeader("Content-Type", "text/html; charset=UTF-8")
 		r.SetHeader("Cache-Control", "no-cache")
@@ -161,7 +148,7 @@ func addDemos(l *loop.Loop, app *loop.Application, broker loop.Broker, ping time
 		loop.WSOptions{MaxMessageSize: 64 << 20, CheckOrigin: loop.AnyOrigin, PingInterval: ping,
 			Compression: &loop.CompressionOptions{}})
 
-	ch := &chat{hub: loop.NewHub(l, loop.Text, broker)}
+	ch := &chat{hub: loop.NewHub(l, loop.Text, env.broker), members: &env.chatMembers}
 	// /ws and /clock keep the same-origin default (CheckOrigin nil): the
 	// page is served from this server, and another site's page must not
 	// join the chat with its visitors' browsers.
@@ -171,9 +158,9 @@ func addDemos(l *loop.Loop, app *loop.Application, broker loop.Broker, ping time
 		if !ok {
 			return
 		}
-		// delivered counts this node's clients; with a broker the other
-		// nodes' clients get the message too, a moment later.
-		n := ch.hub.Subscribers(chatTopic)
+		// delivered counts this process's clients, on all its loops; with
+		// NATS the other processes' clients get the message too.
+		n := ch.members.Load()
 		if err := ch.hub.Publish(chatTopic, []byte(msg)); err != nil {
 			httpError(r, 503, "broker unavailable")
 			return
@@ -181,8 +168,6 @@ func addDemos(l *loop.Loop, app *loop.Application, broker loop.Broker, ping time
 		r.Write(map[string]any{"delivered": n})
 	}})
 
-	ck := &clock{byID: map[string]*loop.WebSocket{}, anon: map[*loop.WebSocket]struct{}{}}
+	ck := newClock(l, env.broker, fmt.Sprintf("%s.%d", env.proc, i), env.log)
 	app.HandleWebSocket("/clock", func(*loop.Request) loop.WebSocketHandler { return ck }, loop.WSOptions{PingInterval: ping})
-	pc := l.NewPeriodicCallback(ck.tick, time.Second, 0)
-	l.AddCallback(pc.Start)
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -44,7 +45,7 @@ func startDemoApp(t *testing.T, opts loop.AppOptions, broker loop.Broker, extra 
 	if extra != nil {
 		extra(app)
 	}
-	addDemos(l, app, broker, 0)
+	addDemos(l, 0, app, &demoEnv{broker: broker, proc: "test", log: slog.Default()})
 	addLongPoll(l, app, longPollOptions{})
 	if err := l.Listen("127.0.0.1:0", app); err != nil {
 		t.Fatal(err)

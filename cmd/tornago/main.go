@@ -3,20 +3,15 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"runtime"
 	"runtime/debug"
-	"strings"
-	"syscall"
+	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/tornago/tornago/loop"
-	"github.com/tornago/tornago/loop/natsbroker"
 	"github.com/tornago/tornago/proto/http1"
 )
 
@@ -33,7 +28,9 @@ func main() {
 	host := flag.String("host", "", "address to bind (default all interfaces)")
 	gcPercent := flag.Int("gc-percent", 10, "GOGC for the server when the GOGC environment variable is unset")
 	ping := flag.Duration("ping", 25*time.Second, "keep-alive ping interval of every WebSocket route (Tornado's websocket_ping_interval); 0 or negative disables")
-	natsURL := flag.String("nats", "", "NATS server URL (nats://host:4222): /receive then reaches the /ws clients of every node using it")
+	natsURL := flag.String("nats", "", "NATS server URL (nats://host:4222): /receive then reaches the /ws clients of every node using it; with -procs and no -nats the parent runs an embedded one")
+	loops := flag.Int("loops", 1, "event loops in each process, sharing the port (SO_REUSEPORT); 0: one per CPU")
+	procs := flag.Int("procs", 1, "server processes on the port, supervised by this one (Tornado's fork_processes); 0: one per CPU")
 	lp := longPollFlags(flag.CommandLine)
 	flag.IntVar(&receiveMax, "receive-bytes", receiveMax, "largest /receive message in bytes (413 beyond)")
 	logLevel := flag.String("log-level", "info", "log level: debug, info, warn or error")
@@ -71,76 +68,24 @@ func main() {
 		debug.SetGCPercent(*gcPercent)
 	}
 
-	l := loop.New(loop.Options{Logger: log, BlockThreshold: *blockThreshold})
-	// Observability listeners (observe.go).
-	if *metricsAddr != "" {
-		if err := serveMetrics(*metricsAddr, l, log); err != nil {
-			log.Error("metrics", "err", err)
-			os.Exit(1)
+	cfg := serverConfig{
+		host: *host, port: *port, loops: *loops, ping: *ping, natsURL: *natsURL,
+		lp: *lp, accessLog: *accessLog, trusted: *trusted,
+		metricsAddr: *metricsAddr, pprofAddr: *pprofAddr, blockThreshold: *blockThreshold,
+	}
+	if child := os.Getenv(childEnv); child != "" {
+		// A child of -procs: the parent resolved the port and runs NATS.
+		cfg.child, _ = strconv.Atoi(child)
+		cfg.shared = true
+		log = log.With("proc", cfg.child)
+	} else {
+		cfg.child = -1
+		if *procs != 1 {
+			os.Exit(supervise(log, cfg, *procs, os.Args[1:]))
 		}
 	}
-	if *pprofAddr != "" {
-		if err := servePprof(*pprofAddr, log); err != nil {
-			log.Error("pprof", "err", err)
-			os.Exit(1)
-		}
-	}
-	appOpts := demoAppOptions(*lp)
-	if *accessLog {
-		appOpts.AccessLog = accessLogger(log)
-	}
-	if *trusted != "" {
-		appOpts.TrustedProxies = strings.Split(*trusted, ",")
-	}
-	app := loop.NewApplication(appOpts)
-	addHealthz(app)
-	var broker loop.Broker
-	if *natsURL != "" {
-		nc, err := nats.Connect(*natsURL, nats.Name("tornago"), nats.MaxReconnects(-1))
-		if err != nil {
-			log.Error("nats", "url", *natsURL, "err", err)
-			os.Exit(1)
-		}
-		defer nc.Close()
-		nb := natsbroker.New(nc, "tornago.")
-		defer nb.Close() // runs first: sends what is queued, then nc closes
-		broker = nb
-	}
-	pingInterval := *ping
-	if pingInterval <= 0 {
-		pingInterval = -1 // WSOptions: negative disables, zero is the default
-	}
-	addDemos(l, app, broker, pingInterval)
-	polls := addLongPoll(l, app, *lp)
-
-	addr := fmt.Sprintf("%s:%d", *host, *port)
-	if err := l.Listen(addr, app); err != nil {
-		log.Error("listen", "err", err)
-		os.Exit(1)
-	}
-	go func() {
-		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-		s := <-sig
-		log.Info("stopping", "signal", s.String())
-		// Parked long polls first get an empty answer (the page polls
-		// again, and finds the server gone or back): Stop waits for
-		// in-flight requests, and a parked poll would hold it up to its
-		// 30 s timeout. Callbacks run in order, so this one runs before
-		// Stop's own.
-		l.AddCallback(polls.stop)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := l.Stop(ctx); err != nil {
-			log.Warn("stop", "err", err)
-		}
-	}()
-	go func() {
-		<-l.Ready()
-		log.Info("tornago listening", "addr", l.Addr().String())
-	}()
-	if err := l.Start(); err != nil {
-		log.Error("loop", "err", err)
+	if err := serve(log, cfg); err != nil {
+		log.Error("tornago", "err", err)
 		os.Exit(1)
 	}
 }

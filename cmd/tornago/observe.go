@@ -18,11 +18,11 @@ import (
 	"github.com/tornago/tornago/loop/metrics"
 )
 
-// serveMetrics serves l's metrics (and the Go runtime's and the process's)
-// at /metrics on addr, until the process exits.
-func serveMetrics(addr string, l *loop.Loop, log *slog.Logger) error {
+// serveMetrics serves the loops' metrics (and the Go runtime's and the
+// process's) at /metrics on addr, until the process exits.
+func serveMetrics(addr string, loops []*loop.Loop, log *slog.Logger) error {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", metrics.Handler(l))
+	mux.Handle("/metrics", metrics.Handler(loops...))
 	return serveSide(addr, "metrics", mux, log)
 }
 

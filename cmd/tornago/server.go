@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/tornago/tornago/loop"
+	"github.com/tornago/tornago/loop/natsbroker"
+)
+
+// serverConfig is what one server process runs, from the flags.
+type serverConfig struct {
+	host      string
+	port      int
+	loops     int // 0: one per CPU
+	ping      time.Duration
+	natsURL   string
+	lp        longPollOptions
+	accessLog bool
+	trusted   string
+
+	metricsAddr, pprofAddr string
+	blockThreshold         time.Duration
+
+	child  int  // index among the -procs children, -1 when not one
+	shared bool // other processes listen on the port too (no free-port check)
+}
+
+// stopTimeout bounds a graceful stop: WebSockets get 1001 and responses
+// finish until then.
+const stopTimeout = 10 * time.Second
+
+// serve runs the demo server's loops in this process until SIGINT or
+// SIGTERM, then stops them gracefully.
+func serve(log *slog.Logger, cfg serverConfig) error {
+	n := cfg.loops
+	if n <= 0 {
+		n = runtime.NumCPU()
+	}
+	g := loop.NewGroup(n, loop.Options{Logger: log, BlockThreshold: cfg.blockThreshold, ReusePort: cfg.shared})
+	if cfg.metricsAddr != "" {
+		if err := serveMetrics(childAddr(cfg.metricsAddr, cfg.child), g.Loops(), log); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
+	if cfg.pprofAddr != "" {
+		if err := servePprof(childAddr(cfg.pprofAddr, cfg.child), log); err != nil {
+			return fmt.Errorf("pprof: %w", err)
+		}
+	}
+	appOpts := demoAppOptions(cfg.lp)
+	if cfg.accessLog {
+		appOpts.AccessLog = accessLogger(log)
+	}
+	if cfg.trusted != "" {
+		appOpts.TrustedProxies = strings.Split(cfg.trusted, ",")
+	}
+	env := &demoEnv{ping: cfg.ping, proc: strconv.Itoa(os.Getpid()), log: log}
+	if env.ping <= 0 {
+		env.ping = -1 // WSOptions: negative disables, zero is the default
+	}
+	switch {
+	case cfg.natsURL != "":
+		nc, err := nats.Connect(cfg.natsURL, nats.Name("tornago"), nats.MaxReconnects(-1),
+			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
+			nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }))
+		if err != nil {
+			return fmt.Errorf("nats %s: %w", cfg.natsURL, err)
+		}
+		defer nc.Close()
+		nb := natsbroker.New(nc, "tornago.")
+		defer nb.Close() // runs first: sends what is queued, then nc closes
+		env.broker = nb
+	case n > 1:
+		env.broker = &loop.MemoryBroker{}
+	}
+	polls := make([]*messageBuffer, n)
+	addr := net.JoinHostPort(cfg.host, strconv.Itoa(cfg.port))
+	err := g.Listen(addr, func(l *loop.Loop, i int) loop.ConnHandler {
+		app := loop.NewApplication(appOpts)
+		addHealthz(app)
+		addDemos(l, i, app, env)
+		polls[i] = addLongPoll(l, app, cfg.lp)
+		return app
+	})
+	if err != nil {
+		return err
+	}
+	go func() {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+		s := <-sig
+		log.Info("stopping", "signal", s.String())
+		// Parked long polls first get an empty answer (the page polls
+		// again, and finds the server gone or back): Stop waits for
+		// in-flight requests, and a parked poll would hold it up to its
+		// 30 s timeout. Callbacks run in order, so this one runs before
+		// Stop's own.
+		for i, l := range g.Loops() {
+			l.AddCallback(polls[i].stop)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+		defer cancel()
+		if err := g.Stop(ctx); err != nil {
+			log.Warn("stop", "err", err)
+		}
+	}()
+	go func() {
+		<-g.Ready()
+		if a := g.Addr(); a != nil {
+			log.Info("tornago listening", "addr", a.String(), "loops", n)
+		}
+	}()
+	if err := g.Start(); err != nil {
+		return fmt.Errorf("loop: %w", err)
+	}
+	return nil
+}
+
+// childAddr gives -procs child i its own port for a side listener
+// (-metrics, -pprof): the configured port plus i.
+func childAddr(addr string, child int) string {
+	if child <= 0 {
+		return addr
+	}
+	host, ps, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr // serveSide reports it
+	}
+	p, err := strconv.Atoi(ps)
+	if err != nil || p == 0 {
+		return addr
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p+child))
+}

@@ -266,3 +266,32 @@ func TestProcsClockIdReplacedAcrossChildren(t *testing.T) {
 		}
 	}
 }
+
+// TestProcsGivesUpOnFailingChild: a child that dies at every start (here
+// its -metrics port is taken) is restarted with back-off, then the parent
+// stops the others and exits non-zero.
+func TestProcsGivesUpOnFailingChild(t *testing.T) {
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	// Child 0 serves metrics on the held port and fails; child 1 on the
+	// next one, which is most likely free.
+	_, cmd, exited, stderr := startBinary(t, "-procs", "2", "-metrics", held.Addr().String())
+	select {
+	case <-exited:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("parent still running after 60 s of a failing child\n%s", stderr)
+	}
+	if code := cmd.ProcessState.ExitCode(); code == 0 {
+		t.Fatalf("parent exit code 0, want non-zero\n%s", stderr)
+	}
+	log := stderr.String()
+	if n := strings.Count(log, "child died; restarting"); n != maxQuickFailures {
+		t.Errorf("%d restarts logged, want %d\n%s", n, maxQuickFailures, log)
+	}
+	if !strings.Contains(log, "child keeps failing") {
+		t.Errorf("giving up was not logged\n%s", log)
+	}
+}

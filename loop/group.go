@@ -114,6 +114,7 @@ func (g *Group) Start() error {
 		}
 	}
 	wg.Wait()
+	<-g.ready // every loop is done: Ready is closed before Start returns
 	return first
 }
 

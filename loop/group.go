@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // Group runs several loops with the same setup on the same ports: more
@@ -85,9 +86,14 @@ func (g *Group) Listen(addr string, setup func(l *Loop, i int) ConnHandler) erro
 	return nil
 }
 
+// failStopGrace bounds the graceful stop of the other loops after one
+// failed.
+const failStopGrace = 10 * time.Second
+
 // Start runs every loop, each on its own goroutine (see Loop.Start), and
 // blocks until all have returned. When one loop fails, the others are
-// stopped and the first error is returned. Call it once.
+// stopped (gracefully, for up to 10 s) and the first error is returned.
+// Call it once.
 func (g *Group) Start() error {
 	errs := make(chan error, len(g.loops))
 	var wg sync.WaitGroup
@@ -96,7 +102,12 @@ func (g *Group) Start() error {
 	}
 	go func() {
 		for _, l := range g.loops {
-			<-l.Ready()
+			// Done too: a loop stopped (by a sibling's failure) before its
+			// Start ran never closes Ready.
+			select {
+			case <-l.Ready():
+			case <-l.Done():
+			}
 		}
 		close(g.ready)
 	}()
@@ -104,10 +115,17 @@ func (g *Group) Start() error {
 	for range g.loops {
 		if err := <-errs; err != nil && first == nil {
 			first = err
-			go g.Stop(context.Background())
+			// Bounded: a response that never finishes (a long poll) must
+			// not keep the failed group from returning to its supervisor.
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), failStopGrace)
+				defer cancel()
+				g.Stop(ctx)
+			}()
 		}
 	}
 	wg.Wait()
+	<-g.ready // every loop is done: Ready is closed before Start returns
 	return first
 }
 

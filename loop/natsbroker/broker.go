@@ -12,6 +12,13 @@
 // therefore queues publications, bounded, for one goroutine of its own that
 // hands them to NATS in order; when the queue is full Publish returns
 // ErrBacklog at once (an HTTP handler answers 503).
+//
+// Outages: while the connection to NATS is down (nats.go reconnecting),
+// Publish returns ErrUnavailable at once rather than let nats.go buffer
+// messages for a reconnect that may not come; subscriptions stay, and
+// nats.go subscribes them again when it reconnects, so hubs receive again
+// without doing anything. Core NATS keeps nothing for a disconnected
+// subscriber: what other nodes publish during its outage it never gets.
 package natsbroker
 
 import (
@@ -28,6 +35,12 @@ import (
 // waiting for NATS is over Options.MaxPending or Options.MaxPendingBytes:
 // NATS (or the network to it) is not keeping up. The message is not sent.
 var ErrBacklog = errors.New("natsbroker: publish queue full")
+
+// ErrUnavailable is returned by Publish while the NATS connection is not
+// connected (disconnected, reconnecting, draining or closed: see
+// Broker.Connected). The message is not sent. It ends once nats.go has
+// reconnected.
+var ErrUnavailable = errors.New("natsbroker: NATS unavailable")
 
 // ErrClosed is returned by Publish after Close.
 var ErrClosed = errors.New("natsbroker: closed")
@@ -53,6 +66,13 @@ type Broker struct {
 	closed bool
 	queue  chan publication
 	done   chan struct{} // the publishing goroutine has ended
+
+	// up mirrors nc.Status() == CONNECTED, kept by watchStatus: Publish
+	// must not ask nc, whose lock a Publish blocked on a stalled socket
+	// holds.
+	up      atomic.Bool
+	status  chan nats.Status // nc's status events, for watchStatus
+	watched chan struct{}    // watchStatus has ended
 }
 
 type publication struct {
@@ -85,10 +105,31 @@ func NewWithOptions(nc *nats.Conn, prefix string, opts Options) *Broker {
 		maxBytes: int64(opts.MaxPendingBytes),
 		queue:    make(chan publication, opts.MaxPending),
 		done:     make(chan struct{}),
+		watched:  make(chan struct{}),
 	}
+	// Listening before reading the status leaves no gap for a change.
+	b.status = nc.StatusChanged(nats.CONNECTED, nats.CONNECTING, nats.DISCONNECTED,
+		nats.RECONNECTING, nats.DRAINING_SUBS, nats.DRAINING_PUBS, nats.CLOSED)
+	b.up.Store(nc.Status() == nats.CONNECTED)
+	go b.watchStatus()
 	go b.publishLoop()
 	return b
 }
+
+// watchStatus keeps up current. nats.go drops events while the channel is
+// full, so each event only says "look again": the status read after the
+// last event received is the current one.
+func (b *Broker) watchStatus() {
+	defer close(b.watched)
+	for range b.status {
+		b.up.Store(b.nc.Status() == nats.CONNECTED)
+	}
+}
+
+// Connected reports whether the connection to NATS is up, that is whether
+// Publish accepts messages (queue permitting). It follows nats.go's status
+// events, a moment behind them. Goroutine-safe.
+func (b *Broker) Connected() bool { return b.up.Load() }
 
 func (b *Broker) publishLoop() {
 	defer close(b.done)
@@ -104,23 +145,27 @@ func (b *Broker) publishLoop() {
 
 // Publish implements loop.Broker: it copies data and queues it for the
 // broker's goroutine, which publishes in the order of the Publish calls.
-// It never waits for NATS: when the queue is full it returns ErrBacklog,
-// after Close ErrClosed. A publication NATS then refuses (connection closed,
-// reconnect buffer full) is counted in Failed. The caller may reuse data
-// at once.
+// It never waits for NATS: after Close it returns ErrClosed, while NATS is
+// not connected ErrUnavailable, when the queue is full ErrBacklog. A
+// publication accepted just before an outage was noticed is kept by
+// nats.go until it reconnects (its ReconnectBufSize); one NATS refuses
+// (connection closed, reconnect buffer full) is counted in Failed. The
+// caller may reuse data at once. Goroutine-safe.
 func (b *Broker) Publish(topic string, data []byte) error {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	switch {
+	case b.closed:
+		return fmt.Errorf("natsbroker: publish %q: %w", b.prefix+topic, ErrClosed)
+	case !b.up.Load():
+		return fmt.Errorf("natsbroker: publish %q: %w", b.prefix+topic, ErrUnavailable)
+	}
 	n := int64(len(data))
 	if b.bytes.Add(n) > b.maxBytes {
 		b.bytes.Add(-n)
 		return fmt.Errorf("natsbroker: publish %q: %w", b.prefix+topic, ErrBacklog)
 	}
 	p := publication{topic: topic, data: append([]byte(nil), data...)}
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	if b.closed {
-		b.bytes.Add(-n)
-		return fmt.Errorf("natsbroker: publish %q: %w", b.prefix+topic, ErrClosed)
-	}
 	select {
 	case b.queue <- p:
 		return nil
@@ -136,21 +181,28 @@ func (b *Broker) Failed() int64 { return b.failed.Load() }
 
 // Close refuses further publications, waits until the queued ones are
 // handed to NATS (each write bounded by nc's FlusherTimeout; quick when nc
-// is already closed) and ends the broker's goroutine. Subscriptions stay
-// until their cancel or nc's close. Goroutine-safe; later calls return at
-// once.
+// is already closed) and ends the broker's goroutines. Subscriptions stay
+// until their cancel or nc's close. Goroutine-safe; later calls return
+// once the first has.
 func (b *Broker) Close() {
 	b.mu.Lock()
-	if !b.closed {
+	first := !b.closed
+	if first {
 		b.closed = true
 		close(b.queue)
 	}
 	b.mu.Unlock()
 	<-b.done
+	if first {
+		b.nc.RemoveStatusListener(b.status) // closes it: watchStatus ends
+	}
+	<-b.watched
 }
 
 // Subscribe implements loop.Broker. deliver runs on the NATS client's
-// goroutine for the subscription; the Hub moves it onto its loop.
+// goroutine for the subscription; the Hub moves it onto its loop. It works
+// while NATS is down too (nats.go sends the subscription on reconnect),
+// and a subscription outlives outages; only a closed nc refuses it.
 func (b *Broker) Subscribe(topic string, deliver func([]byte)) (func(), error) {
 	sub, err := b.nc.Subscribe(b.prefix+topic, func(m *nats.Msg) { deliver(m.Data) })
 	if err != nil {

@@ -164,7 +164,8 @@ func (h *Hub) Subscribers(topic string) int {
 
 // Publish sends data to every subscriber of topic. Goroutine-safe; data
 // may be reused once Publish returns. With a broker it returns the
-// broker's error (natsbroker's ErrBacklog when its queue is full).
+// broker's error (natsbroker's ErrBacklog when its queue is full,
+// ErrUnavailable while NATS is down).
 // Without one, a call on the loop writes to the subscribers before it
 // returns, and a call from another goroutine copies data for the loop or
 // returns ErrLoopBacklog (see Options.MaxQueuedBytes).

@@ -39,26 +39,30 @@ type chat struct {
 	// members counts the chat's subscribers on every loop of the process
 	// (the count /receive reports); shared by the loops' chats.
 	members *atomic.Int64
+	refused map[*loop.WebSocket]struct{} // whose Open failed to subscribe
 }
-
-// chatMember marks a subscribed connection, so OnClose counts it out once.
-type chatMember struct{}
 
 func (c *chat) Open(ws *loop.WebSocket) {
 	if err := c.hub.Subscribe(chatTopic, ws); err != nil {
+		// Rare; remembered so that OnClose does not count it out. (A
+		// context value per member would cost an allocation each.)
+		if c.refused == nil {
+			c.refused = map[*loop.WebSocket]struct{}{}
+		}
+		c.refused[ws] = struct{}{}
 		ws.Close(loop.CloseTryAgainLater, "broker unavailable")
 		return
 	}
-	ws.SetContext(chatMember{})
 	c.members.Add(1)
 	ws.WriteString("Welcome")
 }
 
 func (c *chat) OnClose(ws *loop.WebSocket) {
-	if _, ok := ws.Context().(chatMember); ok {
-		ws.SetContext(nil)
-		c.members.Add(-1)
+	if _, ok := c.refused[ws]; ok {
+		delete(c.refused, ws)
+		return
 	}
+	c.members.Add(-1)
 	c.hub.Unsubscribe(chatTopic, ws)
 }
 

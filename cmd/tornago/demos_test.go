@@ -45,7 +45,7 @@ func startDemoApp(t *testing.T, opts loop.AppOptions, broker loop.Broker, extra 
 		extra(app)
 	}
 	addDemos(l, app, broker, 0)
-	addLongPoll(l, app, longPollOptions{})
+	addLongPoll(l, app, longPollOptions{}, nil)
 	if err := l.Listen("127.0.0.1:0", app); err != nil {
 		t.Fatal(err)
 	}

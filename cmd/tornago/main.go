@@ -95,8 +95,9 @@ func main() {
 	app := loop.NewApplication(appOpts)
 	addHealthz(app)
 	var broker loop.Broker
+	var nc *nats.Conn
 	if *natsURL != "" {
-		nc, err := nats.Connect(*natsURL, nats.Name("tornago"), nats.MaxReconnects(-1))
+		nc, err = nats.Connect(*natsURL, nats.Name("tornago"), nats.MaxReconnects(-1))
 		if err != nil {
 			log.Error("nats", "url", *natsURL, "err", err)
 			os.Exit(1)
@@ -111,7 +112,14 @@ func main() {
 		pingInterval = -1 // WSOptions: negative disables, zero is the default
 	}
 	addDemos(l, app, broker, pingInterval)
-	polls := addLongPoll(l, app, *lp)
+	// One log per process; with -nats, shared by every process (JetStream).
+	clog, err := newChatLog(nc, *lp, log)
+	if err != nil {
+		log.Error("long-poll", "err", err)
+		os.Exit(1)
+	}
+	defer clog.close() // after the loop stopped, before nc closes
+	polls := addLongPoll(l, app, *lp, clog)
 
 	addr := fmt.Sprintf("%s:%d", *host, *port)
 	if err := l.Listen(addr, app); err != nil {

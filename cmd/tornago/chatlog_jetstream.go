@@ -66,10 +66,10 @@ type jetStreamChatLog struct {
 	mu        sync.RWMutex // append holds it shared, close alone
 	closed    bool
 	closeOnce sync.Once
-	posts  chan chatPost
-	acks   chan chatAck
-	bytes  atomic.Int64 // body bytes of the posts not yet answered
-	pubs   sync.WaitGroup
+	posts     chan chatPost
+	acks      chan chatAck
+	bytes     atomic.Int64 // body bytes of the posts not yet answered
+	pubs      sync.WaitGroup
 
 	status chan nats.Status
 	kick   chan struct{}
@@ -94,7 +94,7 @@ type chatAck struct {
 type chatConsumer struct {
 	cc         jetstream.ConsumeContext
 	epoch      int64
-	reconnects uint64       // nc's count when it started
+	reconnects uint64      // nc's count when it started
 	stale      atomic.Bool // its deliveries are dropped until replaced
 }
 

@@ -41,8 +41,9 @@ const (
 	// answer and close.
 	publishTimeout = 5 * time.Second
 	// checkEvery is how often the stream's identity is checked without a
-	// reconnect.
+	// reconnect; retryEvery how soon a failed check is retried.
 	checkEvery = 5 * time.Second
+	retryEvery = 500 * time.Millisecond
 	// maxPosts and maxPostBytes bound the posts waiting for NATS; beyond,
 	// /new-message answers 503.
 	maxPosts     = 1024
@@ -71,10 +72,12 @@ type jetStreamChatLog struct {
 	bytes     atomic.Int64 // body bytes of the posts not yet answered
 	pubs      sync.WaitGroup
 
-	status chan nats.Status
-	kick   chan struct{}
-	quit   chan struct{}
-	super  sync.WaitGroup
+	status  chan nats.Status
+	kick    chan struct{}
+	quit    chan struct{}
+	super   sync.WaitGroup
+	checkMu sync.Mutex
+	abort   context.CancelFunc // cancels the check running, if any
 	cur    *chatConsumer // the supervisor's (close's, after it ended)
 	failed bool          // the last check failed (logged once per run)
 }
@@ -147,8 +150,9 @@ func newJetStreamChatLog(nc *nats.Conn, o longPollOptions, log *slog.Logger) (*j
 	j.pubs.Add(2)
 	go j.publish()
 	go j.answer()
-	j.super.Add(1)
+	j.super.Add(2)
 	go j.supervise()
+	go j.watch()
 	log.Info("long-poll chat on JetStream", "stream", chatStream, "epoch", epoch, "messages", s.CachedInfo().State.Msgs)
 	return j, nil
 }
@@ -212,8 +216,9 @@ func (j *jetStreamChatLog) finish(p chatPost, id int64, err error) {
 	p.l.AddCallback(func() { p.done(id, err) })
 }
 
-// supervise checks the stream after reconnects, consumer errors and every
-// checkEvery, and replaces the consumer when it is stale.
+// supervise checks the stream when poked (reconnects, consumer errors, a
+// failed check) and every checkEvery, and replaces the consumer when it is
+// stale.
 func (j *jetStreamChatLog) supervise() {
 	defer j.super.Done()
 	t := time.NewTicker(checkEvery)
@@ -222,18 +227,36 @@ func (j *jetStreamChatLog) supervise() {
 		select {
 		case <-j.quit:
 			return
-		case s, ok := <-j.status:
-			if !ok {
-				j.status = nil
-				continue
-			}
-			if s != nats.CONNECTED {
-				continue // the reconnect count guards deliveries meanwhile
-			}
 		case <-j.kick:
 		case <-t.C:
 		}
-		j.check()
+		if !j.check() {
+			time.AfterFunc(retryEvery, j.poke)
+		}
+	}
+}
+
+// watch turns the connection's status changes into checks. A check sent
+// on the connection that just dropped would wait for its timeout: it is
+// cancelled, and the reconnect's own check follows at once. The reconnect
+// count, not this, keeps deliveries in order meanwhile.
+func (j *jetStreamChatLog) watch() {
+	defer j.super.Done()
+	for {
+		select {
+		case <-j.quit:
+			return
+		case _, ok := <-j.status:
+			if !ok {
+				return
+			}
+			j.checkMu.Lock()
+			if j.abort != nil {
+				j.abort()
+			}
+			j.checkMu.Unlock()
+			j.poke()
+		}
 	}
 }
 
@@ -246,21 +269,31 @@ func (j *jetStreamChatLog) poke() {
 }
 
 // check makes sure the stream exists and the consumer reads it in its
-// current epoch. Supervisor only.
-func (j *jetStreamChatLog) check() {
+// current epoch, and reports false when it could not (the supervisor
+// retries soon). Not connected, it waits for the reconnect. Supervisor
+// only.
+func (j *jetStreamChatLog) check() bool {
 	if !j.nc.IsConnected() {
-		return
+		return true
 	}
 	rc := j.nc.Stats().Reconnects // before the check: a reconnect during it makes the consumer stale
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
-	defer cancel()
+	j.checkMu.Lock()
+	j.abort = cancel
+	j.checkMu.Unlock()
+	defer func() {
+		j.checkMu.Lock()
+		j.abort = nil
+		j.checkMu.Unlock()
+		cancel()
+	}()
 	info, err := j.streamInfo(ctx)
 	if err == nil {
 		epoch := streamEpoch(info)
 		c := j.cur
 		if c != nil && !c.stale.Load() && c.reconnects == rc && c.epoch == epoch {
 			j.recovered()
-			return
+			return true
 		}
 		if e, _ := j.position(); e != epoch {
 			j.log.Info("long-poll chat: new stream, new epoch (the NATS server lost the old one)", "stream", chatStream, "epoch", epoch, "old", e)
@@ -269,13 +302,14 @@ func (j *jetStreamChatLog) check() {
 		err = j.startConsumerAt(ctx, epoch, rc)
 	}
 	if err != nil {
-		if !j.failed {
+		if !j.failed && ctx.Err() != context.Canceled {
 			j.log.Warn("long-poll chat: JetStream check failed; retrying", "err", err)
+			j.failed = true
 		}
-		j.failed = true
-		return
+		return false
 	}
 	j.recovered()
+	return true
 }
 
 func (j *jetStreamChatLog) recovered() {

@@ -78,8 +78,8 @@ type jetStreamChatLog struct {
 	super   sync.WaitGroup
 	checkMu sync.Mutex
 	abort   context.CancelFunc // cancels the check running, if any
-	cur    *chatConsumer // the supervisor's (close's, after it ended)
-	failed bool          // the last check failed (logged once per run)
+	cur     *chatConsumer      // the supervisor's (close's, after it ended)
+	failed  bool               // the last check failed (logged once per run)
 }
 
 type chatPost struct {

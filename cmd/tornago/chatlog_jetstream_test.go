@@ -140,7 +140,7 @@ func TestChatLogJetStreamRestart(t *testing.T) {
 	for {
 		code, body := postRaw(t, c, bases[0]+"/new-message", url.Values{"msg": {"lost"}})
 		if code == 503 {
-			if !strings.Contains(string(body), "NATS") {
+			if !strings.Contains(strings.ToLower(string(body)), "nats") {
 				t.Fatalf("503 without a reason: %q", body)
 			}
 			break

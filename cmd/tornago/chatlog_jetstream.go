@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -120,12 +121,15 @@ func newJetStreamChatLog(nc *nats.Conn, o longPollOptions, log *slog.Logger) (*j
 			Discard:     jetstream.DiscardOld,
 			MaxMsgs:     int64(o.MaxMessages),
 			MaxBytes:    int64(o.MaxBytes),
-			MaxMsgSize:  int32(o.MaxMessageBytes), // our posts have no headers
+			MaxMsgSize:  int32(min(o.MaxMessageBytes, math.MaxInt32)), // our posts have no headers
 		},
 		posts: make(chan chatPost, maxPosts),
 		acks:  make(chan chatAck, maxPosts),
 		kick:  make(chan struct{}, 1),
 		quit:  make(chan struct{}),
+	}
+	if mp := nc.MaxPayload(); int64(o.MaxMessageBytes) > mp {
+		log.Warn("long-poll chat: messages over the NATS server's max_payload will get 503", "max_payload", mp, "longpoll-message-bytes", o.MaxMessageBytes)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -144,8 +144,8 @@ type messageBuffer struct {
 	scratch  []byte // the answer being built; Request.Write copies it
 }
 
-func newMessageBuffer(l *loop.Loop, o longPollOptions, log chatLog) *messageBuffer {
-	return &messageBuffer{l: l, o: o.withDefaults(), log: log, ring: newChatRing(),
+func newMessageBuffer(l *loop.Loop, o longPollOptions, clog chatLog) *messageBuffer {
+	return &messageBuffer{l: l, o: o.withDefaults(), log: clog, ring: newChatRing(),
 		waiters: map[*loop.Request]waiter{}}
 }
 

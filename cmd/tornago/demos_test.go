@@ -46,7 +46,14 @@ func startDemoApp(t *testing.T, opts loop.AppOptions, broker loop.Broker, extra 
 		extra(app)
 	}
 	addDemos(l, 0, app, &demoEnv{broker: broker, proc: "test", log: slog.Default()})
-	addLongPoll(l, app, longPollOptions{})
+	addLongPoll(l, app, longPollOptions{}, nil)
+	return serveLoop(t, l, app)
+}
+
+// serveLoop runs l serving app on a free loopback port, stops it when the
+// test ends, and returns the address.
+func serveLoop(t *testing.T, l *loop.Loop, app *loop.Application) string {
+	t.Helper()
 	if err := l.Listen("127.0.0.1:0", app); err != nil {
 		t.Fatal(err)
 	}

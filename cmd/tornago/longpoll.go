@@ -4,13 +4,20 @@ package main
 // message, POST /update-message waits for messages after a cursor, and
 // /poll-message (GET or POST) answers at once.
 //
+// Every loop (and every process sharing a NATS server with JetStream) is
+// a node of one chat: a message posted on any node reaches the polls of
+// all, in one order (chatlog.go). Each loop answers from its own replica
+// of the log, which follows the log a moment behind.
+//
 // The cursor protocol:
-//   - Message ids start at 1 in each server process and grow by 1. The
-//     answers' "epoch" changes with the process, so a client can tell that
-//     ids started over.
-//   - The client sends cursor = the id of the last message it has. Absent or
-//     empty (what an empty form field and Tornado's get_argument give) or 0
-//     means none. Anything but a non-negative integer gets 400.
+//   - Message ids grow by 1 in the log's order, the same on every node.
+//     The answers' "epoch" names the log: it changes when the log starts
+//     over (a new process without NATS; a new JetStream stream after the
+//     NATS server lost it), so a client can tell that ids started over.
+//   - The client sends cursor = the id of the last message it has, and
+//     epoch = the epoch of the answer it came in. Absent or empty (what an
+//     empty form field and Tornado's get_argument give) or 0 means none.
+//     Anything but a non-negative integer gets 400.
 //   - An answer is {"epoch":E,"messages":[{"id":..,"body":..},...],
 //     "more":bool,"missed":N}: the messages with ids above the cursor,
 //     oldest first, at most PageMessages of them and at most PageBytes of
@@ -19,17 +26,26 @@ package main
 //   - The server keeps at most MaxMessages messages and MaxBytes bytes of
 //     them and drops the oldest first. When messages after the cursor are
 //     gone, "missed" says how many, and the page starts at the oldest kept.
-//   - A cursor above the last id comes from an earlier process: it counts
-//     as 0 (the client sees the new epoch).
+//   - With the current epoch, the cursor holds even above this node's last
+//     id: the client saw those messages on a node further along, and this
+//     one has not received them yet. The poll waits until messages above
+//     the cursor arrive (a short poll answers an empty page), so the client
+//     neither misses nor repeats one when it switches nodes.
+//   - With another epoch the cursor counts as 0: the answer (in the new
+//     epoch) starts at the oldest kept message. Without an epoch (clients
+//     of Tornado's demo), a cursor above the last id counts as 0, as from
+//     an earlier process, and a lower one is taken as is.
+//   - /new-message answers {"id":N} once the log has ordered the message
+//     (503 with a reason when it cannot, e.g. NATS is down).
 //   - /update-message waits when nothing follows the cursor, then answers
 //     with the new messages, or with an empty list after Timeout or when
 //     the server stops; the client then polls again (after a backoff when
-//     the server is gone).
+//     the server is gone). When the log starts a new epoch, waiting polls
+//     are answered at once in the new one.
 //   - /poll-message answers also carry "waiting", the number of long polls
-//     parked on this server (as /receive reports "delivered").
+//     parked on this loop (as /receive reports "delivered").
 
 import (
-	"encoding/json"
 	"flag"
 	"strconv"
 	"time"
@@ -41,7 +57,7 @@ import (
 // take the defaults.
 type longPollOptions struct {
 	// MaxMessages is how many messages are kept (Tornado's chat demo keeps
-	// 200). Default: 200.
+	// 200), by the log and by each loop's replica. Default: 200.
 	MaxMessages int
 	// MaxBytes bounds the kept messages' encoded JSON (the body plus about
 	// 25 bytes, more when the body needs escapes). Default: 8 MiB.
@@ -100,8 +116,9 @@ type chatMessage struct {
 	Body string `json:"body"`
 }
 
-// storedMessage keeps a message encoded once, when posted: answering a poll
-// only copies bytes.
+// storedMessage keeps a message encoded once per process, when the log
+// takes it; every replica shares the bytes, and answering a poll only
+// copies them.
 type storedMessage struct {
 	id int64
 	js []byte // chatMessage as JSON
@@ -112,36 +129,29 @@ type waiter struct {
 	t      *loop.Timeout
 }
 
-// messageBuffer is the long-poll chat state, loop-only like everything else.
+// messageBuffer is one loop's replica of the chat log and its pollers.
+// Loop-only like everything else; the log reaches it through sync, run on
+// the loop.
 type messageBuffer struct {
 	l        *loop.Loop
 	o        longPollOptions
-	epoch    int64           // changes per process start so clients can tell a restart
-	msgs     []storedMessage // msgs[head:] are kept, oldest first
-	head     int
-	bytes    int   // len of the kept messages' js
-	next     int64 // id of the next message
+	log      chatLog
+	epoch    int64 // the log's, as of the last sync
+	ring     chatRing
+	batch    []storedMessage // sync's scratch
 	waiters  map[*loop.Request]waiter
 	stopping bool
 	scratch  []byte // the answer being built; Request.Write copies it
 }
 
-func newMessageBuffer(l *loop.Loop, o longPollOptions) *messageBuffer {
-	return &messageBuffer{l: l, o: o.withDefaults(), epoch: time.Now().UnixNano(), next: 1,
+func newMessageBuffer(l *loop.Loop, o longPollOptions, clog chatLog) *messageBuffer {
+	return &messageBuffer{l: l, o: o.withDefaults(), log: clog, ring: newChatRing(),
 		waiters: map[*loop.Request]waiter{}}
-}
-
-// first is the id of the oldest kept message (next when none is).
-func (b *messageBuffer) first() int64 {
-	if b.head < len(b.msgs) {
-		return b.msgs[b.head].id
-	}
-	return b.next
 }
 
 // appendPage appends the answer for cursor to dst (see the protocol above).
 func (b *messageBuffer) appendPage(dst []byte, cursor int64, waiting bool) []byte {
-	first := b.first()
+	first := b.ring.first()
 	var missed int64
 	if cursor < first-1 {
 		missed = first - 1 - cursor
@@ -150,10 +160,14 @@ func (b *messageBuffer) appendPage(dst []byte, cursor int64, waiting bool) []byt
 	dst = append(dst, `{"epoch":`...)
 	dst = strconv.AppendInt(dst, b.epoch, 10)
 	dst = append(dst, `,"messages":[`...)
-	i := b.head + int(cursor+1-first)
+	kept := b.ring.kept()
+	i := len(kept) // a cursor at or above the last id: nothing yet
+	if cursor < b.ring.next-1 {
+		i = int(cursor + 1 - first)
+	}
 	n, size := 0, 0
-	for ; i < len(b.msgs); i++ {
-		m := b.msgs[i].js
+	for ; i < len(kept); i++ {
+		m := kept[i].js
 		if n > 0 && (n == b.o.PageMessages || size+len(m) > b.o.PageBytes) {
 			break
 		}
@@ -165,7 +179,7 @@ func (b *messageBuffer) appendPage(dst []byte, cursor int64, waiting bool) []byt
 		size += len(m)
 	}
 	dst = append(dst, `],"more":`...)
-	dst = strconv.AppendBool(dst, i < len(b.msgs))
+	dst = strconv.AppendBool(dst, i < len(kept))
 	dst = append(dst, `,"missed":`...)
 	dst = strconv.AppendInt(dst, missed, 10)
 	if waiting {
@@ -185,28 +199,31 @@ func (b *messageBuffer) reply(r *loop.Request, cursor int64, waiting bool) {
 	}
 }
 
-// add stores body as the next message, dropping the oldest over the caps.
-func (b *messageBuffer) add(body string) int64 {
-	id := b.next
-	b.next++
-	js, _ := json.Marshal(chatMessage{ID: id, Body: body}) // a string always encodes
-	b.msgs = append(b.msgs, storedMessage{id, js})
-	b.bytes += len(js)
-	// The newest stays even when its escapes make it larger than MaxBytes
-	// alone: it was accepted, so pollers get it.
-	for n := len(b.msgs) - b.head; n > 1 && (n > b.o.MaxMessages || b.bytes > b.o.MaxBytes); n-- {
-		b.bytes -= len(b.msgs[b.head].js)
-		b.msgs[b.head] = storedMessage{} // let the bytes go now
-		b.head++
+// sync copies what the log has beyond the replica and answers the polls
+// that now have messages; a new epoch replaces the replica's messages and
+// answers every poll. Loop-only (the log's notify).
+func (b *messageBuffer) sync() {
+	epoch, batch, reset := b.log.since(b.epoch, b.ring.next, b.batch[:0])
+	if reset {
+		b.epoch = epoch
+		b.ring.clear()
+		b.ring.next = 1
 	}
-	// Compact once half the slice is dropped: amortized O(1) per message.
-	if b.head > 0 && b.head >= len(b.msgs)/2 {
-		n := copy(b.msgs, b.msgs[b.head:])
-		clear(b.msgs[n:])
-		b.msgs = b.msgs[:n]
-		b.head = 0
+	for _, m := range batch {
+		b.ring.add(m, b.o)
 	}
-	return id
+	clear(batch)
+	b.batch = batch[:0]
+	for w, wt := range b.waiters {
+		if reset {
+			wt.cursor = 0 // from the old epoch
+		} else if wt.cursor >= b.ring.next-1 {
+			continue
+		}
+		b.l.RemoveTimeout(wt.t)
+		delete(b.waiters, w)
+		b.reply(w, wt.cursor, false)
+	}
 }
 
 func (b *messageBuffer) newMessage(r *loop.Request) {
@@ -214,16 +231,22 @@ func (b *messageBuffer) newMessage(r *loop.Request) {
 	if !ok {
 		return
 	}
-	id := b.add(body)
-	for w, wt := range b.waiters {
-		b.l.RemoveTimeout(wt.t)
-		delete(b.waiters, w)
-		b.reply(w, wt.cursor, false)
+	err := b.log.append(b.l, body, func(id int64, err error) {
+		if err != nil {
+			httpError(r, 503, "the chat log is unavailable: "+err.Error())
+			return
+		}
+		r.Write(map[string]any{"id": id})
+		r.Finish()
+	})
+	if err != nil {
+		httpError(r, 503, "the chat log is unavailable: "+err.Error())
+		return
 	}
-	r.Write(map[string]any{"id": id})
+	r.Async() // done runs later, never during this handler
 }
 
-// parseCursor reads the cursor argument; "" means none (0).
+// parseCursor reads a cursor or epoch argument; "" means none (0).
 func parseCursor(s string) (int64, bool) {
 	if s == "" {
 		return 0, true
@@ -232,16 +255,32 @@ func parseCursor(s string) (int64, bool) {
 	return c, err == nil && c >= 0
 }
 
+// effectiveCursor applies the protocol's epoch rules to a client's cursor.
+func (b *messageBuffer) effectiveCursor(cursor, epoch int64) int64 {
+	switch {
+	case epoch == b.epoch:
+		return cursor // above the last id: this replica lags
+	case epoch != 0:
+		return 0 // ids of another log
+	case cursor >= b.ring.next:
+		return 0 // from an earlier process
+	}
+	return cursor
+}
+
 func (b *messageBuffer) update(r *loop.Request, wait bool) {
 	cursor, ok := parseCursor(r.GetArgument("cursor", ""))
 	if !ok {
 		httpError(r, 400, "cursor must be empty or the id of the last message you have (a non-negative integer)")
 		return
 	}
-	if cursor >= b.next {
-		cursor = 0 // from an earlier process
+	epoch, ok := parseCursor(r.GetArgument("epoch", ""))
+	if !ok {
+		httpError(r, 400, "epoch must be empty or the epoch of the answer your cursor came in (a non-negative integer)")
+		return
 	}
-	if !wait || b.stopping || cursor < b.next-1 {
+	cursor = b.effectiveCursor(cursor, epoch)
+	if !wait || b.stopping || cursor < b.ring.next-1 {
 		b.reply(r, cursor, !wait)
 		return
 	}
@@ -270,10 +309,19 @@ func (b *messageBuffer) stop() {
 	}
 }
 
-// addLongPoll adds the long-poll routes and returns their store, whose stop
-// the caller runs on the loop before stopping it.
-func addLongPoll(l *loop.Loop, app *loop.Application, o longPollOptions) *messageBuffer {
-	b := newMessageBuffer(l, o)
+// addLongPoll adds the long-poll routes on l, answering from a replica of
+// clog (nil: a memory log of this loop alone), and returns the replica,
+// whose stop the caller runs on the loop before stopping it. Call it while
+// setting up l, before it serves the routes.
+func addLongPoll(l *loop.Loop, app *loop.Application, o longPollOptions, clog chatLog) *messageBuffer {
+	if clog == nil {
+		clog = newMemoryChatLog(o)
+	}
+	b := newMessageBuffer(l, o, clog)
+	// The replica is not shared yet: fill it here so that the first polls
+	// see the log's epoch and history; the log's notifications follow.
+	b.sync()
+	clog.subscribe(l, b.sync)
 	app.Handle("/new-message", loop.Methods{Post: b.newMessage})
 	app.Handle("/update-message", loop.Methods{Post: func(r *loop.Request) { b.update(r, true) }})
 	app.Handle("/poll-message", loop.Methods{Post: func(r *loop.Request) { b.update(r, false) }, Get: func(r *loop.Request) { b.update(r, false) }})

@@ -282,3 +282,59 @@ func TestDemoLongPollBounded(t *testing.T) {
 	}
 	t.Logf("%d posted, %d kept from id %d, read in %d pages", n, kept, first, pages)
 }
+
+// TestDemoLongPollEpoch: with the current epoch a cursor holds even above
+// the last id (a short poll answers an empty page, a long poll waits for
+// the next message); with another epoch it counts as 0; a bad epoch gets
+// 400.
+func TestDemoLongPollEpoch(t *testing.T) {
+	base := "http://" + startDemos(t)
+	c := &http.Client{Timeout: 10 * time.Second}
+	var id struct{ ID int64 }
+	post(t, c, base+"/new-message", url.Values{"msg": {"a"}}, &id)
+	var r pageReply
+	if !post(t, c, base+"/poll-message", url.Values{}, &r) || r.Epoch == 0 || len(r.Messages) != 1 {
+		t.Fatalf("first poll: %+v", r)
+	}
+	epoch := strconv.FormatInt(r.Epoch, 10)
+	for _, tc := range []struct {
+		cursor, epoch string
+		want          int
+	}{
+		{"999", epoch, 0}, // seen elsewhere: nothing here yet, not a repeat
+		{"999", "", 1},    // no epoch: from an earlier process
+		{"1", strconv.FormatInt(r.Epoch+1, 10), 1}, // another log's ids
+		{"1", epoch, 0},
+		{"0", epoch, 1},
+	} {
+		var p pageReply
+		if post(t, c, base+"/poll-message", url.Values{"cursor": {tc.cursor}, "epoch": {tc.epoch}}, &p) && (len(p.Messages) != tc.want || p.Epoch != r.Epoch) {
+			t.Errorf("cursor %s epoch %q: %+v, want %d message(s) in epoch %d", tc.cursor, tc.epoch, p, tc.want, r.Epoch)
+		}
+	}
+	done := make(chan pageReply, 1)
+	go func() {
+		var p pageReply
+		post(t, c, base+"/update-message", url.Values{"cursor": {"5"}, "epoch": {epoch}}, &p)
+		done <- p
+	}()
+	waitParked(t, c, base, 1)
+	// Ids 2..5 do not answer it; 6 does, alone.
+	for i := 2; i <= 6; i++ {
+		post(t, c, base+"/new-message", url.Values{"msg": {strconv.Itoa(i)}}, &id)
+	}
+	select {
+	case p := <-done:
+		if len(p.Messages) != 1 || p.Messages[0] != (chatMessage{6, "6"}) {
+			t.Fatalf("long poll after cursor 5: %+v, want only id 6", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("long poll after cursor 5 not answered by id 6")
+	}
+	for _, bad := range []string{"x", "-1"} {
+		code, body := postRaw(t, c, base+"/poll-message", url.Values{"epoch": {bad}})
+		if code != 400 || !strings.Contains(string(body), "epoch") {
+			t.Errorf("epoch=%s: %d %q, want 400 naming the epoch", bad, code, body)
+		}
+	}
+}

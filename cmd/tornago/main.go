@@ -29,7 +29,7 @@ func main() {
 	gcPercent := flag.Int("gc-percent", 10, "GOGC for the server when the GOGC environment variable is unset")
 	retMem := flag.Duration("return-memory", 10*time.Second, "how often to check for free heap to give back to the OS after a burst (connection storm, large broadcast); 0 disables")
 	ping := flag.Duration("ping", 25*time.Second, "keep-alive ping interval of every WebSocket route (Tornado's websocket_ping_interval); 0 or negative disables")
-	natsURL := flag.String("nats", "", "NATS server URL (nats://host:4222): /receive then reaches the /ws clients of every node using it; with -procs and no -nats the parent runs an embedded one")
+	natsURL := flag.String("nats", "", "NATS server URL (nats://host:4222): /receive then reaches the /ws clients of every node using it, and the long-poll chat is one JetStream log for all; with -procs and no -nats the parent runs an embedded one")
 	loops := flag.Int("loops", 1, "event loops in each process, sharing the port (SO_REUSEPORT); 0: one per CPU")
 	procs := flag.Int("procs", 1, "server processes on the port, supervised by this one (Tornado's fork_processes); 0: one per CPU")
 	lp := longPollFlags(flag.CommandLine)

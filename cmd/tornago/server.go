@@ -69,9 +69,11 @@ func serve(log *slog.Logger, cfg serverConfig) error {
 	if env.ping <= 0 {
 		env.ping = -1 // WSOptions: negative disables, zero is the default
 	}
+	var nc *nats.Conn
 	switch {
 	case cfg.natsURL != "":
-		nc, err := nats.Connect(cfg.natsURL, nats.Name("tornago"), nats.MaxReconnects(-1),
+		var err error
+		nc, err = nats.Connect(cfg.natsURL, nats.Name("tornago"), nats.MaxReconnects(-1),
 			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
 			nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }))
 		if err != nil {
@@ -84,13 +86,20 @@ func serve(log *slog.Logger, cfg serverConfig) error {
 	case n > 1:
 		env.broker = &loop.MemoryBroker{}
 	}
+	// One long-poll log per process; with NATS, one for every process
+	// (JetStream). Closed after the loops stopped, before nc closes.
+	clog, err := newChatLog(nc, cfg.lp, log)
+	if err != nil {
+		return fmt.Errorf("long-poll: %w", err)
+	}
+	defer clog.close()
 	polls := make([]*messageBuffer, n)
 	addr := net.JoinHostPort(cfg.host, strconv.Itoa(cfg.port))
-	err := g.Listen(addr, func(l *loop.Loop, i int) loop.ConnHandler {
+	err = g.Listen(addr, func(l *loop.Loop, i int) loop.ConnHandler {
 		app := loop.NewApplication(appOpts)
 		addHealthz(app)
 		addDemos(l, i, app, env)
-		polls[i] = addLongPoll(l, app, cfg.lp)
+		polls[i] = addLongPoll(l, app, cfg.lp, clog)
 		return app
 	})
 	if err != nil {

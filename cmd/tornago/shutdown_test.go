@@ -40,6 +40,13 @@ func (b *lockedBuffer) String() string {
 // it has exited (cmd.ProcessState is set then) and its stderr.
 func startBinary(t *testing.T, args ...string) (string, *exec.Cmd, <-chan struct{}, *lockedBuffer) {
 	t.Helper()
+	return startBuilt(t, buildTornago(t), args...)
+}
+
+// buildTornago builds cmd/tornago into the test's temporary directory and
+// returns the binary's path.
+func buildTornago(t *testing.T) string {
+	t.Helper()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		notrun.Skip(t, "no go tool on PATH")
@@ -48,6 +55,12 @@ func startBinary(t *testing.T, args ...string) (string, *exec.Cmd, <-chan struct
 	if out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	return bin
+}
+
+// startBuilt is startBinary with a binary from buildTornago.
+func startBuilt(t *testing.T, bin string, args ...string) (string, *exec.Cmd, <-chan struct{}, *lockedBuffer) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -104,6 +104,18 @@ func (r *Result) finish(ops int64, lat []time.Duration, cpu CPU, harnessCores fl
 	r.Pace = cpu.Pace(harnessCores)
 }
 
+// finishSet is finish with latencies that may have come from several
+// processes.
+func (r *Result) finishSet(ops int64, lat latSet, cpu CPU, harnessCores float64) {
+	r.finish(ops, nil, cpu, harnessCores)
+	r.Samples = lat.sorted()
+	if lat.h != nil {
+		r.Latency = lat.h.summary()
+	} else {
+		r.Latency = summarize(r.Samples)
+	}
+}
+
 // WriteJSON writes r as one line; latency is absent when nothing was
 // timed.
 func (r *Result) WriteJSON(w io.Writer) error {

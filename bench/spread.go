@@ -445,7 +445,7 @@ func startChild(spread SpreadOptions, spec childSpec, emit func(event)) (*childP
 	b, _ := json.Marshal(spec)
 	if err := c.send(string(b)); err != nil {
 		c.close()
-		return nil, err
+		return nil, fmt.Errorf("%s child: exited at start (%s; its stderr is above): %w", spec.Scenario, cmd.ProcessState, err)
 	}
 	return c, nil
 }

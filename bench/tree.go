@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"strconv"
 	"strings"
@@ -57,6 +59,49 @@ func procTree(pid int) []procStat {
 	if !ok {
 		return nil
 	}
+	out := []procStat{root}
+	for i := 0; i < len(out); i++ {
+		kids, ok := childrenOf(out[i].pid)
+		if !ok {
+			return scanTree(root)
+		}
+		for _, k := range kids {
+			if st, ok := readStat(k); ok {
+				out = append(out, st)
+			}
+		}
+	}
+	return out
+}
+
+// childrenOf reads /proc/PID/task/*/children (each thread's children: a
+// Go program forks from any of its threads); ok is false when the kernel
+// has no such files (CONFIG_PROC_CHILDREN), and the caller scans /proc.
+func childrenOf(pid int) (kids []int, ok bool) {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, true // gone since: no children to add
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(dir + "/" + t.Name() + "/children")
+		if errors.Is(err, fs.ErrNotExist) {
+			if _, e := os.Stat(dir + "/" + t.Name()); e == nil {
+				return nil, false // the task is there, the file is not
+			}
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				kids = append(kids, n)
+			}
+		}
+	}
+	return kids, true
+}
+
+// scanTree finds root's descendants through every /proc/*/stat's ppid.
+func scanTree(root procStat) []procStat {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return []procStat{root}
@@ -64,7 +109,7 @@ func procTree(pid int) []procStat {
 	kids := map[int][]procStat{}
 	for _, e := range ents {
 		n, err := strconv.Atoi(e.Name())
-		if err != nil || n == pid {
+		if err != nil || n == root.pid {
 			continue
 		}
 		if st, ok := readStat(n); ok {

@@ -65,6 +65,16 @@ func TestProcTree(t *testing.T) {
 	if tr := treeRSS(pid); tr < rss(pid)+sum/2 || sum == 0 {
 		t.Fatalf("tree RSS %d, shell %d, children %d", tr, rss(pid), sum)
 	}
+	// The scan of every /proc/*/stat (kernels without task/*/children)
+	// finds the same tree.
+	root, _ := readStat(pid)
+	var scanned []int
+	for _, st := range scanTree(root) {
+		scanned = append(scanned, st.pid)
+	}
+	if !slices.Equal(sorted(scanned), sorted(ps)) {
+		t.Fatalf("scan %v, children files %v", scanned, ps)
+	}
 	if n := treeThreads(pid); n != 3 {
 		t.Fatalf("tree threads %d, want 3", n)
 	}
@@ -148,4 +158,10 @@ func TestCheckPIDTree(t *testing.T) {
 	if ps := treePIDs(pid); !slices.ContainsFunc(ps[1:], func(p int) bool { return comm(p) == "tornago" }) {
 		t.Fatalf("tree %v has no tornago", ps)
 	}
+}
+
+func sorted(s []int) []int {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
 }

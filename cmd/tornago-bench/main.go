@@ -33,13 +33,15 @@ const usage = `usage: tornago-bench SCENARIO [flags]
 scenarios:
   idle       -url -n N -pid PID [-steps 2000,5000] [-hold 10s]   RSS/conn, idle CPU, connect latency
   echo       -url -c C -size S -d D -pid PID                     messages/s, latency, server CPU/message
-  push       -url ws://host/clock -n N -d D -pid PID             per-tick delivery latency, missed, duplicated
-  broadcast  -url ws://host/ws -n N -d D -pid PID                delivered messages/s (triggers /receive?msg=)
+  push       -url ws://host/clock -n N -d D -pid PID             delivery latency, per-tick p50/p99 and time to the
+             last delivery, ticks late (still delivered when the next started), missed, duplicated
+  broadcast  -url ws://host/ws -n N -d D -pid PID                delivered messages/s (triggers /receive?msg=), each
+             broadcast's time to its last delivery, missed, duplicated (per client, over every process)
   handshake  -url -c C -d D -pid PID                             upgrades/s, server CPU per upgrade
   transports -url http://host -n N -d D -pid PID                 short poll vs long poll vs WebSocket
   compare    -scenario S [-servers tornago,gorilla,tornado,gnetws] [-reps 1] [-pin] [scenario flags without -url/-pid]
              a server may be a tornago variant: tornago-loops2 (tornago -loops 2), tornago-procs4, tornago-procs2-loops4
-  scale      [-loops 1,2,4,8,16] [-sweep loops|procs] [-scenarios push,broadcast,echo] [-servers S1,S2] [-reps 1]
+  scale      [-loops 1,2,4,8,16] [-sweep loops|procs] [-scenarios push:19000,broadcast:10000,echo] [-servers S1,S2] [-reps 1]
              [-n N] [-c C] [-d D] [-server-args "-ping 0"]: starts tornago -loops L (or -procs L) for each L, runs
              the scenarios against each in turn, and prints per scenario: conns, ops/s (deliveries/s for push and
              broadcast), server CPU per op in us, p50/p99 ms, a tick's (push) or a broadcast's time to its last
@@ -230,8 +232,10 @@ func parse(name string, args []string) *flags {
 	fs.Float64Var(&f.maxFail, "max-fail", bench.MaxFailShare, "share of connections, messages or requests that may fail before the run is invalid (exit 1)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: tornago-bench %s [flags]\n", name)
+		in := false // inside the scenario's entry (its line and the indented ones after it)
 		for _, l := range strings.Split(usage, "\n") {
-			if strings.HasPrefix(l, "  "+name+" ") {
+			in = strings.HasPrefix(l, "  "+name+" ") || (in && strings.HasPrefix(l, "             "))
+			if in {
 				fmt.Fprintln(fs.Output(), l)
 			}
 		}

@@ -82,7 +82,7 @@ func TestLabel(t *testing.T) {
 // against each (here spread over two harness processes), and prints the
 // scaling table with one row per server.
 func TestScale(t *testing.T) {
-	out, errOut, code := runBench(t, "scale", "-servers", "tornago,gorilla", "-scenarios", "push,echo", "-n", "30", "-c", "10",
+	out, errOut, code := runBench(t, "scale", "-servers", "tornago,gorilla", "-scenarios", "push:30,echo", "-n", "99", "-c", "10",
 		"-d", "1500ms", "-cprocs", "2", "-port", "18750", "-progress=false")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
@@ -97,6 +97,10 @@ func TestScale(t *testing.T) {
 	for _, l := range strings.Split(out, "\n") {
 		if strings.HasPrefix(l, "tornago ") || strings.HasPrefix(l, "gorilla ") {
 			rows++
+			// push:30 replaced -n 99; echo kept -c 10.
+			if f := strings.Fields(l); f[1] != "30" && f[1] != "10" {
+				t.Errorf("row %q: conns %s, want 30 (push) or 10 (echo)", l, f[1])
+			}
 		}
 	}
 	if rows != 4 {
@@ -112,6 +116,13 @@ func TestSweepServers(t *testing.T) {
 	f = parse("scale", []string{"-loops", "1,4", "-sweep", "procs"})
 	if got, _ := sweepServers(f); strings.Join(got, ",") != "tornago-procs1,tornago-procs4" {
 		t.Errorf("procs sweep = %v", got)
+	}
+	sc, err := scaleScenarios(parse("scale", []string{"-scenarios", "push:19000,broadcast,echo:50", "-n", "7", "-c", "3"}))
+	if err != nil || len(sc) != 3 || sc[0].flags.n != 19000 || sc[1].flags.n != 7 || sc[2].flags.c != 50 || sc[1].flags.c != 3 {
+		t.Errorf("scenarios with counts: %v", err)
+	}
+	if _, err := scaleScenarios(parse("scale", []string{"-scenarios", "push:x"})); err == nil {
+		t.Error("push:x accepted")
 	}
 	f = parse("scale", []string{"-servers", "tornago-loops1,gorilla"})
 	if got, _ := sweepServers(f); strings.Join(got, ",") != "tornago-loops1,gorilla" {

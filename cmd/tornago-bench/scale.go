@@ -20,7 +20,7 @@ type scaleFlags struct {
 func (s *scaleFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.loops, "loops", "1,2,4,8,16", "scale: the values swept (tornago -loops L, or -procs L with -sweep procs; 0 = one per CPU)")
 	fs.StringVar(&s.sweep, "sweep", "loops", "scale: the tornago flag swept: loops or procs")
-	fs.StringVar(&s.scenarios, "scenarios", "push,broadcast,echo", "scale: scenarios run against every server")
+	fs.StringVar(&s.scenarios, "scenarios", "push,broadcast,echo", "scale: scenarios run against every server, each optionally with its connection count (push:19000,broadcast:10000,echo:1000 replaces -n or -c)")
 	fs.StringVar(&s.serverArgs, "server-args", "", "scale: extra flags for every server, space-separated (\"-ping 0\")")
 }
 
@@ -46,6 +46,35 @@ func sweepServers(f *flags) ([]string, error) {
 	return names, nil
 }
 
+// scaleScenario is one scenario of a sweep with its own flags.
+type scaleScenario struct {
+	name  string
+	flags *flags
+}
+
+// scaleScenarios parses -scenarios: names, each optionally with its own
+// connection count (push:19000,broadcast:10000,echo:1000), which replaces
+// -n (push, broadcast) or -c (echo, handshake) for that scenario.
+func scaleScenarios(f *flags) ([]scaleScenario, error) {
+	var out []scaleScenario
+	for _, item := range strings.Split(f.scale.scenarios, ",") {
+		name, count, hasCount := strings.Cut(strings.TrimSpace(item), ":")
+		if _, ok := routes[name]; !ok || name == "idle" {
+			return nil, fmt.Errorf("scale: scenario %q (want push, broadcast, echo, handshake, each optionally :COUNT)", item)
+		}
+		fc := *f
+		if hasCount {
+			n, err := strconv.Atoi(count)
+			if err != nil || n <= 0 {
+				return nil, fmt.Errorf("scale: %q: want %s:COUNT with a count above 0", item, name)
+			}
+			fc.n, fc.c = n, n
+		}
+		out = append(out, scaleScenario{name, &fc})
+	}
+	return out, nil
+}
+
 // scale runs the many-core plan: every scenario against tornago with 1, 2,
 // 4, ... loops (or processes), servers alternating within each repetition,
 // and prints the scaling table after the per-run table and JSON lines.
@@ -54,18 +83,16 @@ func scale(f *flags) {
 	if err != nil {
 		fail(err)
 	}
-	scens := strings.Split(f.scale.scenarios, ",")
-	for _, sc := range scens {
-		if _, ok := routes[sc]; !ok || sc == "idle" {
-			fail(fmt.Errorf("scale: scenario %q (want push, broadcast, echo, handshake)", sc))
-		}
-	}
 	cprocsGiven := false
 	f.fs.Visit(func(fl *flag.Flag) { cprocsGiven = cprocsGiven || fl.Name == "cprocs" })
 	if !cprocsGiven {
 		// The loop client uses one core per harness process: on a bigger
 		// machine one process would measure the client, not 16 loops.
 		f.cprocs = runtime.NumCPU() / 2
+	}
+	scens, err := scaleScenarios(f)
+	if err != nil {
+		fail(err)
 	}
 	root, _, logf := serverSetup(f)
 	defer logf.Close()
@@ -84,9 +111,10 @@ func scale(f *flags) {
 		prog = newProgress()
 	}
 	var all []*bench.Result
-	for _, sc := range scens {
+	for _, one := range scens {
+		sc, fs := one.name, one.flags
 		rs, err := bench.Compare(ss, f.reps, 3*time.Second, func(s *bench.Server) (*bench.Result, error) {
-			r, err := run(sc, f, s.URL(routes[sc]), s.PID, prog)
+			r, err := run(sc, fs, s.URL(routes[sc]), s.PID, prog)
 			if bench.IsInvalid(err) && r != nil {
 				// An invalid run is a row of the table that says why,
 				// not the end of the sweep.

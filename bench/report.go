@@ -153,6 +153,10 @@ func WriteTable(w io.Writer, rs []*Result) {
 		for _, k := range sortedKeys(r.Extra) {
 			fmt.Fprintf(w, "    %s: %v\n", k, r.Extra[k])
 		}
+		if r.CPU.ServerProcs > 1 || r.CPU.ServerProcsGone > 0 || r.CPU.HarnessProcs > 1 {
+			fmt.Fprintf(w, "    processes: server %d (%d gone during the run), harness %d\n",
+				r.CPU.ServerProcs, r.CPU.ServerProcsGone, r.CPU.HarnessProcs)
+		}
 		if r.Pace != "" {
 			fmt.Fprintf(w, "    pace: %s\n", r.Pace)
 		}

@@ -324,7 +324,7 @@ func RunAttack(name string, o AttackOptions) *AttackResult {
 		}
 	}
 	if o.PID > 0 {
-		before := rss(o.PID)
+		before := treeRSS(o.PID)
 		r.RSSBefore = &before
 		e.sampler = startRSS(o.PID, o.RSSEvery)
 	}
@@ -372,7 +372,7 @@ func RunAttack(name string, o AttackOptions) *AttackResult {
 		alive := processAlive(o.PID)
 		r.Alive = &alive
 		r.Survived = boolp(after && alive)
-		after := rss(o.PID)
+		after := treeRSS(o.PID)
 		if a.name == "partial-frames" && alive {
 			after = settleRSS(o.PID, *r.RSSBefore+o.RSSReturn, o.Settle)
 		}
@@ -496,7 +496,7 @@ type rssSampler struct {
 
 func startRSS(pid int, every time.Duration) *rssSampler {
 	s := &rssSampler{quit: make(chan struct{}), done: make(chan struct{})}
-	s.peak.Store(rss(pid))
+	s.peak.Store(treeRSS(pid))
 	go func() {
 		defer close(s.done)
 		t := time.NewTicker(every)
@@ -506,7 +506,7 @@ func startRSS(pid int, every time.Duration) *rssSampler {
 			case <-s.quit:
 				return
 			case <-t.C:
-				if v := rss(pid); v > s.peak.Load() {
+				if v := treeRSS(pid); v > s.peak.Load() {
 					s.peak.Store(v)
 				}
 			}
@@ -523,8 +523,8 @@ func (s *rssSampler) stop() {
 // settleRSS waits up to d for the RSS of pid to fall to target and
 // returns the last reading.
 func settleRSS(pid int, target int64, d time.Duration) int64 {
-	v := rss(pid)
-	for t0 := time.Now(); v > target && time.Since(t0) < d; v = rss(pid) {
+	v := treeRSS(pid)
+	for t0 := time.Now(); v > target && time.Since(t0) < d; v = treeRSS(pid) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	return v

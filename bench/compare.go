@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -32,8 +33,33 @@ var (
 	buildDir string // one temporary directory per process
 )
 
-// ServerNames are the servers StartServers knows.
+// ServerNames are the servers StartServers knows. Tornago also comes in
+// variants named for its flags: tornago-loops4 is tornago -loops 4,
+// tornago-procs2 is tornago -procs 2, tornago-procs2-loops4 both.
 var ServerNames = []string{"tornago", "gorilla", "tornado", "gnetws"}
+
+// ServerVariant splits a server name into the server and its extra flags:
+// "tornago-loops4" is tornago with -loops 4 (see ServerNames).
+func ServerVariant(name string) (base string, args []string, err error) {
+	rest, ok := strings.CutPrefix(name, "tornago-")
+	if !ok {
+		return name, nil, nil
+	}
+	for _, part := range strings.Split(rest, "-") {
+		var flag string
+		for _, f := range []string{"loops", "procs"} {
+			if strings.HasPrefix(part, f) {
+				flag = f
+			}
+		}
+		n, err := strconv.Atoi(strings.TrimPrefix(part, flag))
+		if flag == "" || err != nil || n < 0 {
+			return "", nil, fmt.Errorf("server %q: want tornago-loopsN, tornago-procsN or tornago-procsN-loopsM", name)
+		}
+		args = append(args, "-"+flag, strconv.Itoa(n))
+	}
+	return "tornago", args, nil
+}
 
 // StartServers builds (go build into a temporary directory) and starts the
 // named servers from the module at root on ports basePort, basePort+1, ...;
@@ -71,18 +97,22 @@ func StartServer(root, name string, port int, o ServerOptions, logTo io.Writer) 
 	if err := waitPortFree("127.0.0.1:"+sport, 60*time.Second); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
+	base, variant, err := ServerVariant(name)
+	if err != nil {
+		return nil, fmt.Errorf("start servers: %w", err)
+	}
 	var argv []string
-	switch name {
+	switch base {
 	case "tornago", "gorilla", "gnetws":
 		pkg := "./cmd/tornago"
-		if name != "tornago" {
-			pkg = "./bench/refserver/" + name
+		if base != "tornago" {
+			pkg = "./bench/refserver/" + base
 		}
-		bin, err := build(root, pkg, name, logTo)
+		bin, err := build(root, pkg, base, logTo)
 		if err != nil {
 			return nil, err
 		}
-		argv = append([]string{bin, "-port", sport}, o.Args...)
+		argv = append(append([]string{bin, "-port", sport}, variant...), o.Args...)
 	case "tornado":
 		argv = []string{"/usr/bin/python3", filepath.Join(root, "bench/refserver/tornado/server.py"), "--port", sport}
 	default:
@@ -240,13 +270,23 @@ func metricsFor(scenario string) []metric {
 			{"idle CPU %", extra("server_idle_cpu_pct"), true},
 			{"threads", extra("threads_after"), true},
 			{"connect p99 ms", always(func(r *Result) float64 { return float64(r.Latency.P99) / 1e6 }), true}}
-	default:
-		return []metric{{"ops/s", always(func(r *Result) float64 { return r.OpsPerS }), false},
-			{"srv CPU us/op", cpuPerOp, true},
-			{"p50 ms", always(func(r *Result) float64 { return float64(r.Latency.P50) / 1e6 }), true},
-			{"p99 ms", always(func(r *Result) float64 { return float64(r.Latency.P99) / 1e6 }), true},
-			{"errors", always(func(r *Result) float64 { return float64(r.Errors) }), true}}
 	}
+	ms := []metric{{"ops/s", always(func(r *Result) float64 { return r.OpsPerS }), false},
+		{"srv CPU us/op", cpuPerOp, true},
+		{"p50 ms", always(func(r *Result) float64 { return float64(r.Latency.P50) / 1e6 }), true},
+		{"p99 ms", always(func(r *Result) float64 { return float64(r.Latency.P99) / 1e6 }), true},
+		{"errors", always(func(r *Result) float64 { return float64(r.Errors) }), true}}
+	switch scenario {
+	case "push":
+		ms = append(ms, metric{"tick p99 ms", extra("tick_p99_ms"), true}, metric{"tick last ms", extra("tick_last_delivery_max_ms"), true},
+			metric{"ticks late", extra("ticks_late"), true})
+	case "broadcast":
+		ms = append(ms, metric{"last dlv p99 ms", extra("last_delivery_p99_ms"), true})
+	}
+	if scenario == "push" || scenario == "broadcast" {
+		ms = append(ms, metric{"missed", extra("missed"), true}, metric{"duplicated", extra("duplicated"), true})
+	}
+	return ms
 }
 
 // WriteRatios prints, per server, the median of each figure over its runs,

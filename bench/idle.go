@@ -19,7 +19,7 @@ import (
 type IdleOptions struct {
 	URL   string // any WebSocket route that keeps the connection open
 	Conns int    // N, default 1000
-	PID   int    // server PID: RSS, threads and CPU come from /proc/PID
+	PID   int    // server PID: RSS, threads and CPU from /proc, summed over its process tree
 	// Steps are intermediate connection counts at which RSS is recorded
 	// (e.g. 2000,5000,10000); N is always the last step.
 	Steps []int
@@ -37,8 +37,8 @@ type IdleOptions struct {
 	ChildCommand func(n, srcBase int) *exec.Cmd
 	Open         OpenOptions
 	Progress     Progress
-	// RSS reads the server's resident set in bytes; nil reads
-	// /proc/PID/status. Tests inject one to play a shrinking server.
+	// RSS reads the server's resident set in bytes; nil sums
+	// /proc/*/status over the PID's process tree. Tests inject one to play a shrinking server.
 	RSS func(pid int) int64
 }
 
@@ -68,7 +68,7 @@ func Idle(o IdleOptions) (*Result, error) {
 	}
 	sample := o.RSS
 	if sample == nil {
-		sample = rss
+		sample = treeRSS
 	}
 	measured := o.PID > 0
 	p := orNoProgress(o.Progress)
@@ -85,7 +85,7 @@ func Idle(o IdleOptions) (*Result, error) {
 	defer d.Stop()
 	res := &Result{Scenario: "idle", URL: o.URL, Client: d.Name()}
 	var rss0 int64
-	thr0 := threads(o.PID)
+	thr0 := treeThreads(o.PID)
 	if measured {
 		rss0 = settledRSS(func() int64 { return sample(o.PID) })
 		res.Steps = []IdleStep{{Conns: 0, RSS: rss0, Threads: thr0}}
@@ -105,7 +105,7 @@ func Idle(o IdleOptions) (*Result, error) {
 		time.Sleep(time.Second) // let the server settle (GC, kernel buffers)
 		r := sample(o.PID)
 		lowest = min(lowest, r)
-		st := IdleStep{Conns: n, RSS: r, Threads: threads(o.PID)}
+		st := IdleStep{Conns: n, RSS: r, Threads: treeThreads(o.PID)}
 		if n > 0 {
 			per := float64(r-rss0) / float64(n)
 			st.BytesPerConn = &per
@@ -192,7 +192,11 @@ func Idle(o IdleOptions) (*Result, error) {
 	if childConns > 0 {
 		record(live + childConns)
 	}
-	m := startCPU(o.PID)
+	var kids []int
+	for _, c := range children {
+		kids = append(kids, c.Process.Pid)
+	}
+	m := startCPU(o.PID, kids...)
 	bar := p.Timed("hold", o.Hold)
 	for t0 := time.Now(); time.Since(t0) < o.Hold; time.Sleep(200 * time.Millisecond) {
 		bar.Set(int64(time.Since(t0)/time.Millisecond), 0, 0)
@@ -218,7 +222,7 @@ func Idle(o IdleOptions) (*Result, error) {
 	const shrinkNoise = 1 << 20
 	if measured {
 		res.Extra["rss_before_bytes"], res.Extra["rss_after_bytes"] = rss0, rss1
-		res.Extra["threads_before"], res.Extra["threads_after"] = thr0, threads(o.PID)
+		res.Extra["threads_before"], res.Extra["threads_after"] = thr0, treeThreads(o.PID)
 		if cpu.ServerPct != nil {
 			res.Extra["server_idle_cpu_pct"] = *cpu.ServerPct
 		}

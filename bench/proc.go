@@ -39,41 +39,42 @@ func threads(pid int) int {
 // cpuTicks is utime+stime of pid in clock ticks (100 Hz on Linux); pid 0
 // reads this process.
 func cpuTicks(pid int) int64 {
-	p := "self"
-	if pid > 0 {
-		p = strconv.Itoa(pid)
-	}
-	b, err := os.ReadFile("/proc/" + p + "/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return u + st
+	st, _ := readStat(pid)
+	return st.cpu
 }
 
-// cpuMeter measures the server's (pid) and this harness's CPU over a phase.
+// cpuMeter measures the server's (pid and its descendants) and this
+// harness's (this process and its harness children) CPU over a phase.
 type cpuMeter struct {
 	pid         int
+	harness     []int
 	t0          time.Time
 	srv0, self0 int64
+	procs0      []int
 }
 
-func startCPU(pid int) cpuMeter {
-	m := cpuMeter{pid: pid, t0: time.Now(), self0: cpuTicks(0)}
+// startCPU starts measuring; harness are the harness's child processes
+// whose CPU is the harness's, not the server's.
+func startCPU(pid int, harness ...int) cpuMeter {
+	m := cpuMeter{pid: pid, harness: harness, t0: time.Now(), self0: harnessTicks(harness)}
 	if pid > 0 {
-		m.srv0 = cpuTicks(pid)
+		m.srv0, _ = treeCPU(pid)
+		m.procs0 = treePIDs(pid)
 	}
 	return m
 }
 
+func harnessTicks(children []int) int64 {
+	t := cpuTicks(0)
+	for _, c := range children {
+		t += cpuTicks(c)
+	}
+	return t
+}
+
 // CPU is the CPU time used during a phase, in seconds and % of one core.
-// The server's figures are nil (absent from the JSON) without a -pid.
+// The server's figures are nil (absent from the JSON) without a -pid; they
+// are summed over the -pid's process tree.
 type CPU struct {
 	Wall          float64  `json:"wall_s"`
 	Server        *float64 `json:"server_cpu_s,omitempty"`
@@ -81,17 +82,34 @@ type CPU struct {
 	Harness       float64  `json:"harness_cpu_s"`
 	HarnessPct    float64  `json:"harness_cpu_pct"`
 	ServerMeasure bool     `json:"server_measured"`
+	// ServerProcs is how many processes the server's tree held at the end
+	// (the -pid and its descendants); ServerProcsGone how many of those at
+	// the start had exited by then (a child that crashed or was restarted).
+	ServerProcs     int `json:"server_procs,omitempty"`
+	ServerProcsGone int `json:"server_procs_gone,omitempty"`
+	// HarnessProcs is this process plus its harness children.
+	HarnessProcs int `json:"harness_procs"`
 }
 
 func (m cpuMeter) stop() CPU {
-	c := CPU{Wall: time.Since(m.t0).Seconds()}
-	c.Harness = float64(cpuTicks(0)-m.self0) / 100
+	c := CPU{Wall: time.Since(m.t0).Seconds(), HarnessProcs: 1 + len(m.harness)}
+	c.Harness = float64(harnessTicks(m.harness)-m.self0) / 100
 	if c.Wall > 0 {
 		c.HarnessPct = c.Harness / c.Wall * 100
 	}
 	if m.pid > 0 && alive(m.pid) {
-		srv := float64(cpuTicks(m.pid)-m.srv0) / 100
-		c.Server, c.ServerMeasure = &srv, true
+		t, n := treeCPU(m.pid)
+		srv := float64(t-m.srv0) / 100
+		c.Server, c.ServerMeasure, c.ServerProcs = &srv, true, n
+		now := map[int]bool{}
+		for _, p := range treePIDs(m.pid) {
+			now[p] = true
+		}
+		for _, p := range m.procs0 {
+			if !now[p] {
+				c.ServerProcsGone++
+			}
+		}
 		if c.Wall > 0 {
 			pct := srv / c.Wall * 100
 			c.ServerPct = &pct

@@ -104,6 +104,18 @@ func (r *Result) finish(ops int64, lat []time.Duration, cpu CPU, harnessCores fl
 	r.Pace = cpu.Pace(harnessCores)
 }
 
+// finishSet is finish with latencies that may have come from several
+// processes.
+func (r *Result) finishSet(ops int64, lat latSet, cpu CPU, harnessCores float64) {
+	r.finish(ops, nil, cpu, harnessCores)
+	r.Samples = lat.sorted()
+	if lat.h != nil {
+		r.Latency = lat.h.summary()
+	} else {
+		r.Latency = summarize(r.Samples)
+	}
+}
+
 // WriteJSON writes r as one line; latency is absent when nothing was
 // timed.
 func (r *Result) WriteJSON(w io.Writer) error {
@@ -140,6 +152,10 @@ func WriteTable(w io.Writer, rs []*Result) {
 		}
 		for _, k := range sortedKeys(r.Extra) {
 			fmt.Fprintf(w, "    %s: %v\n", k, r.Extra[k])
+		}
+		if r.CPU.ServerProcs > 1 || r.CPU.ServerProcsGone > 0 || r.CPU.HarnessProcs > 1 {
+			fmt.Fprintf(w, "    processes: server %d (%d gone during the run), harness %d\n",
+				r.CPU.ServerProcs, r.CPU.ServerProcsGone, r.CPU.HarnessProcs)
 		}
 		if r.Pace != "" {
 			fmt.Fprintf(w, "    pace: %s\n", r.Pace)

@@ -85,10 +85,11 @@ func alive(pid int) bool {
 	return st != "" && !strings.HasPrefix(st, "Z") && !strings.HasPrefix(st, "X")
 }
 
-// CheckPID returns an error unless process pid holds a socket listening on
-// the TCP port of rawURL (ws://, wss://, http:// or https://): with any
-// other process the harness would report someone else's CPU and memory.
-// pid 0 passes (nothing is measured).
+// CheckPID returns an error unless process pid, or one of its descendants,
+// holds a socket listening on the TCP port of rawURL (ws://, wss://,
+// http:// or https://): with any other process the harness would report
+// someone else's CPU and memory. A pid whose tree holds this harness is
+// refused too. pid 0 passes (nothing is measured).
 func CheckPID(pid int, rawURL string) error {
 	if pid <= 0 {
 		return nil
@@ -108,24 +109,39 @@ func CheckPID(pid int, rawURL string) error {
 	if !alive(pid) {
 		return fmt.Errorf("-pid %d: no such process", pid)
 	}
+	if self := os.Getpid(); pid != self && isDescendant(self, pid) {
+		return fmt.Errorf("-pid %d (%s) is an ancestor of this harness: its process tree would count the harness as the server", pid, procField(pid, "status", "Name:"))
+	}
 	inodes := listeningInodes(pid, pn)
 	if len(inodes) == 0 {
 		return fmt.Errorf("-pid %d: nothing listens on port %d", pid, pn)
 	}
-	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	if err != nil {
-		return fmt.Errorf("-pid %d: cannot see its sockets (%w): run the harness as the server's user", pid, err)
-	}
-	for _, fd := range fds {
-		l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+	// With tornago -procs the children own the listening sockets: any
+	// process of the tree will do.
+	tree := treePIDs(pid)
+	var denied error
+	for _, p := range tree {
+		fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p))
 		if err != nil {
+			if denied == nil {
+				denied = fmt.Errorf("-pid %d: cannot see the sockets of process %d (%w): run the harness as the server's user", pid, p, err)
+			}
 			continue
 		}
-		if ino, ok := strings.CutPrefix(l, "socket:["); ok && inodes[strings.TrimSuffix(ino, "]")] {
-			return nil
+		for _, fd := range fds {
+			l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", p, fd.Name()))
+			if err != nil {
+				continue
+			}
+			if ino, ok := strings.CutPrefix(l, "socket:["); ok && inodes[strings.TrimSuffix(ino, "]")] {
+				return nil
+			}
 		}
 	}
-	return fmt.Errorf("-pid %d (%s) is not the process listening on port %d", pid, procField(pid, "status", "Name:"), pn)
+	if denied != nil {
+		return denied
+	}
+	return fmt.Errorf("-pid %d (%s) is not the process listening on port %d (nor is any of its %d descendants)", pid, procField(pid, "status", "Name:"), pn, len(tree)-1)
 }
 
 // listeningInodes are the socket inodes in LISTEN state on port, as seen

@@ -9,6 +9,7 @@
 //
 //	tornago-bench echo -url ws://127.0.0.1:8888/echo -c 1000 -size 64 -d 10s -pid PID
 //	tornago-bench compare -scenario idle -n 10000 -steps 2000,5000
+//	tornago-bench scale -loops 1,2,4,8,16 -scenarios push,broadcast,echo -n 19000
 //	tornago-bench attack -servers tornago,gorilla
 package main
 
@@ -32,17 +33,33 @@ const usage = `usage: tornago-bench SCENARIO [flags]
 scenarios:
   idle       -url -n N -pid PID [-steps 2000,5000] [-hold 10s]   RSS/conn, idle CPU, connect latency
   echo       -url -c C -size S -d D -pid PID                     messages/s, latency, server CPU/message
-  push       -url ws://host/clock -n N -d D -pid PID             per-tick delivery latency, missed, duplicated
-  broadcast  -url ws://host/ws -n N -d D -pid PID                delivered messages/s (triggers /receive?msg=)
+  push       -url ws://host/clock -n N -d D -pid PID             delivery latency, per-tick p50/p99 and time to the
+             last delivery, ticks late (still delivered when the next started), missed, duplicated
+  broadcast  -url ws://host/ws -n N -d D -pid PID                delivered messages/s (triggers /receive?msg=), each
+             broadcast's time to its last delivery, missed, duplicated (per client, over every process)
   handshake  -url -c C -d D -pid PID                             upgrades/s, server CPU per upgrade
   transports -url http://host -n N -d D -pid PID                 short poll vs long poll vs WebSocket
   compare    -scenario S [-servers tornago,gorilla,tornado,gnetws] [-reps 1] [-pin] [scenario flags without -url/-pid]
+             a server may be a tornago variant: tornago-loops2 (tornago -loops 2), tornago-procs4, tornago-procs2-loops4
+  scale      [-loops 1,2,4,8,16] [-sweep loops|procs] [-scenarios push:19000,broadcast:10000,echo] [-servers S1,S2] [-reps 1]
+             [-n N] [-c C] [-d D] [-server-args "-ping 0"]: starts tornago -loops L (or -procs L) for each L, runs
+             the scenarios against each in turn, and prints per scenario: conns, ops/s (deliveries/s for push and
+             broadcast), server CPU per op in us, p50/p99 ms, a tick's (push) or a broadcast's time to its last
+             delivery, server and harness CPU%, server processes, missed, duplicated, and ratios to the first
+             server; -servers replaces the sweep by a list of servers. -cprocs defaults to one harness process
+             per 2 cores here so the client keeps up with many loops on a bigger machine
   attack     [-url http://host:port -pid PID | -servers tornago,gorilla] [-attacks all|a,b,...] [attack flags]
              hostile inputs with an /echo canary round trip every 100 ms: per attack the canary's
              worst round trip, the server's peak RSS (every 50 ms), closes seen by code, survival,
              and the attack's expectation; "tornago-bench attack -h" lists the attacks and flags
 common: -plot FILE.png  -client loop|gorilla  -rate R (connections/s)  -src K (source addresses)
         -server NAME (the label of a single run; default the URL's host:port)  -max-fail 0.05
+spread: one harness process holds at most -per-proc 19000 connections (handshake: workers); beyond
+        that, or with -cprocs K >= 2, echo, push, broadcast and handshake run their connections in K
+        child processes (each with its own source addresses 127.0.0.x, 1/K of -rate) and merge their
+        counts and latency histograms; idle keeps -per-proc in this process and the rest in children.
+        -pid may be a parent (tornago -procs): RSS, threads and CPU are summed over its process tree,
+        which must own the URL's listening socket; server_procs says how many processes it held.
 each run prints a table (stdout) and one JSON line per run (stdout, prefixed "JSON "). A run
 that could not measure what it reports (no connection opened, more than -max-fail of the
 connections, messages or requests failed, the server died, -pid is not the process listening
@@ -52,7 +69,7 @@ and exits 1. Figures not measured (no -pid) print n/a and are absent from the JS
 `
 
 // scenarios are the subcommands with their usage line's name.
-var scenarios = []string{"idle", "echo", "push", "broadcast", "handshake", "transports", "compare", "attack"}
+var scenarios = []string{"idle", "echo", "push", "broadcast", "handshake", "transports", "compare", "scale", "attack"}
 
 const attackUsage = `attacks (issue 10; -attacks takes letters or names, default all):
   a slow-readers   -slow-n 1000 /ws clients that never read; -slow-posters 4 loop
@@ -87,7 +104,8 @@ type flags struct {
 	pin               bool
 	root              string
 	srcbase           int
-	perProc           int
+	perProc, cprocs   int
+	scale             scaleFlags
 	progress          bool
 	server            string
 	maxFail           float64
@@ -195,7 +213,8 @@ func parse(name string, args []string) *flags {
 	fs.IntVar(&f.rate, "rate", 2000, "connections opened per second")
 	fs.IntVar(&f.src, "src", 0, "spread source addresses over 127.0.0.1..127.0.0.K (default 1 per 20k connections)")
 	fs.IntVar(&f.srcbase, "srcbase", 0, "first source address offset (idle-child)")
-	fs.IntVar(&f.perProc, "per-proc", 19000, "idle: connections per harness process; more go to child processes")
+	fs.IntVar(&f.perProc, "per-proc", bench.DefaultMaxPerProc, "connections (handshake: workers) per harness process; more go to child processes")
+	fs.IntVar(&f.cprocs, "cprocs", 0, "echo, push, broadcast, handshake: harness processes holding the connections, at least (0: as few as -per-proc allows; 2 or more: all in child processes)")
 	fs.IntVar(&f.window, "window", 4, "broadcasts in flight (broadcast)")
 	fs.DurationVar(&f.d, "d", 10*time.Second, "measured duration")
 	fs.DurationVar(&f.hold, "hold", 10*time.Second, "idle hold time for the CPU reading (> 25 s includes Tornago's pings)")
@@ -213,8 +232,10 @@ func parse(name string, args []string) *flags {
 	fs.Float64Var(&f.maxFail, "max-fail", bench.MaxFailShare, "share of connections, messages or requests that may fail before the run is invalid (exit 1)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: tornago-bench %s [flags]\n", name)
+		in := false // inside the scenario's entry (its line and the indented ones after it)
 		for _, l := range strings.Split(usage, "\n") {
-			if strings.HasPrefix(l, "  "+name+" ") {
+			in = strings.HasPrefix(l, "  "+name+" ") || (in && strings.HasPrefix(l, "             "))
+			if in {
 				fmt.Fprintln(fs.Output(), l)
 			}
 		}
@@ -223,6 +244,9 @@ func parse(name string, args []string) *flags {
 	}
 	if name == "canary-child" {
 		fs.DurationVar(&f.attack.o.CanaryEvery, "canary-every", 100*time.Millisecond, "the canary's round trip interval")
+	}
+	if name == "scale" {
+		f.scale.register(fs)
 	}
 	if name == "attack" {
 		f.attack.register(fs)
@@ -260,7 +284,7 @@ func main() {
 		fs.SetOutput(os.Stdout)
 		fs.PrintDefaults()
 		return
-	case "idle-child", "canary-child":
+	case "idle-child", "canary-child", "scenario-child":
 	default:
 		if !slices.Contains(scenarios, os.Args[1]) {
 			fmt.Fprintf(os.Stderr, "tornago-bench: unknown scenario %q\n%s", os.Args[1], usage)
@@ -274,6 +298,11 @@ func main() {
 			fail(err)
 		}
 		return
+	case "scenario-child":
+		if err := bench.Child(os.Stdin, os.Stdout); err != nil {
+			fail(err)
+		}
+		return
 	case "canary-child":
 		every := f.attack.o.CanaryEvery
 		if every <= 0 {
@@ -283,6 +312,9 @@ func main() {
 		return
 	case "compare":
 		compare(f)
+		return
+	case "scale":
+		scale(f)
 		return
 	case "attack":
 		attack(f)
@@ -352,6 +384,7 @@ func progressOf(p *mpbProgress) bench.Progress {
 // http:// base for transports).
 func run(cmd string, f *flags, url string, pid int, p *mpbProgress) (*bench.Result, error) {
 	open := bench.OpenOptions{Rate: f.rate, Src: f.src}
+	spread := spreadOf(f)
 	switch cmd {
 	case "idle":
 		var steps []int
@@ -366,13 +399,13 @@ func run(cmd string, f *flags, url string, pid int, p *mpbProgress) (*bench.Resu
 		if c <= 0 {
 			c = 1000
 		}
-		return bench.Echo(bench.EchoOptions{URL: url, Conns: c, Size: f.size, Duration: f.d, PID: pid, Open: open, Progress: progressOf(p)})
+		return bench.Echo(bench.EchoOptions{URL: url, Conns: c, Size: f.size, Duration: f.d, PID: pid, Open: open, Spread: spread, Progress: progressOf(p)})
 	case "push":
-		return bench.Push(bench.PushOptions{URL: url, Conns: f.n, Duration: f.d, PID: pid, Open: open, Progress: progressOf(p)})
+		return bench.Push(bench.PushOptions{URL: url, Conns: f.n, Duration: f.d, PID: pid, Open: open, Spread: spread, Progress: progressOf(p)})
 	case "broadcast":
-		return bench.Broadcast(bench.BroadcastOptions{URL: url, Conns: f.n, Duration: f.d, Window: f.window, PID: pid, Open: open, Progress: progressOf(p)})
+		return bench.Broadcast(bench.BroadcastOptions{URL: url, Conns: f.n, Duration: f.d, Window: f.window, PID: pid, Open: open, Spread: spread, Progress: progressOf(p)})
 	case "handshake":
-		return bench.Handshake(bench.HandshakeOptions{URL: url, Workers: f.c, Duration: f.d, Src: f.src, PID: pid, Progress: progressOf(p)})
+		return bench.Handshake(bench.HandshakeOptions{URL: url, Workers: f.c, Duration: f.d, Src: f.src, PID: pid, Spread: spread, Progress: progressOf(p)})
 	}
 	return nil, fmt.Errorf("unknown scenario %q\n%s", cmd, usage)
 }
@@ -535,4 +568,19 @@ func serverSetup(f *flags) (root, pin string, logf *os.File) {
 		fail(err)
 	}
 	return root, pin, logf
+}
+
+// spreadOf is the -per-proc and -cprocs choice of harness processes.
+// Children re-run this executable; TORNAGO_BENCH_ARGS tells the test
+// binary (which runs main from that variable) to be one too.
+func spreadOf(f *flags) bench.SpreadOptions {
+	s := bench.SpreadOptions{MaxPerProc: f.perProc, Procs: f.cprocs}
+	if exe, err := os.Executable(); err == nil {
+		s.Command = func() *exec.Cmd {
+			c := exec.Command(exe, "scenario-child")
+			c.Env = append(os.Environ(), "TORNAGO_BENCH_ARGS=scenario-child")
+			return c
+		}
+	}
+	return s
 }

@@ -39,7 +39,7 @@ func runBench(t *testing.T, args ...string) (stdout, stderr string, code int) {
 // TestHelp: -h and -help on the binary and on each scenario print the usage
 // with every flag and its default, and exit 0.
 func TestHelp(t *testing.T) {
-	for _, args := range [][]string{{"-h"}, {"-help"}, {"echo", "-h"}, {"idle", "-help"}, {"compare", "-h"}, {"attack", "-h"}} {
+	for _, args := range [][]string{{"-h"}, {"-help"}, {"echo", "-h"}, {"idle", "-help"}, {"compare", "-h"}, {"scale", "-h"}, {"attack", "-h"}} {
 		out, errOut, code := runBench(t, args...)
 		all := out + errOut
 		if code != 0 {
@@ -75,5 +75,57 @@ func TestLabel(t *testing.T) {
 	}
 	if got := label(&flags{url: "ws://127.0.0.1:8888/echo", server: "mine"}); got != "mine" {
 		t.Errorf("label from -server = %q", got)
+	}
+}
+
+// TestScale: scale -servers starts each server, runs every scenario
+// against each (here spread over two harness processes), and prints the
+// scaling table with one row per server.
+func TestScale(t *testing.T) {
+	out, errOut, code := runBench(t, "scale", "-servers", "tornago,gorilla", "-scenarios", "push:30,echo", "-n", "99", "-c", "10",
+		"-d", "1500ms", "-cprocs", "2", "-port", "18750", "-progress=false")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"push: median of 1 run(s) per server; (x) = ratio to tornago", "echo: median of 1 run(s)",
+		"x 2 processes", "tick p99 ms"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in\n%s", want, out)
+		}
+	}
+	rows := 0
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "tornago ") || strings.HasPrefix(l, "gorilla ") {
+			rows++
+			// push:30 replaced -n 99; echo kept -c 10.
+			if f := strings.Fields(l); f[1] != "30" && f[1] != "10" {
+				t.Errorf("row %q: conns %s, want 30 (push) or 10 (echo)", l, f[1])
+			}
+		}
+	}
+	if rows != 4 {
+		t.Errorf("%d table rows, want 2 scenarios x 2 servers:\n%s", rows, out)
+	}
+}
+
+func TestSweepServers(t *testing.T) {
+	f := parse("scale", []string{"-loops", "1,2,16"})
+	if got, err := sweepServers(f); err != nil || strings.Join(got, ",") != "tornago-loops1,tornago-loops2,tornago-loops16" {
+		t.Errorf("loops sweep = %v %v", got, err)
+	}
+	f = parse("scale", []string{"-loops", "1,4", "-sweep", "procs"})
+	if got, _ := sweepServers(f); strings.Join(got, ",") != "tornago-procs1,tornago-procs4" {
+		t.Errorf("procs sweep = %v", got)
+	}
+	sc, err := scaleScenarios(parse("scale", []string{"-scenarios", "push:19000,broadcast,echo:50", "-n", "7", "-c", "3"}))
+	if err != nil || len(sc) != 3 || sc[0].flags.n != 19000 || sc[1].flags.n != 7 || sc[2].flags.c != 50 || sc[1].flags.c != 3 {
+		t.Errorf("scenarios with counts: %v", err)
+	}
+	if _, err := scaleScenarios(parse("scale", []string{"-scenarios", "push:x"})); err == nil {
+		t.Error("push:x accepted")
+	}
+	f = parse("scale", []string{"-servers", "tornago-loops1,gorilla"})
+	if got, _ := sweepServers(f); strings.Join(got, ",") != "tornago-loops1,gorilla" {
+		t.Errorf("-servers = %v", got)
 	}
 }

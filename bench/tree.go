@@ -1,0 +1,178 @@
+package bench
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// A server started with -procs is a parent (supervisor, embedded NATS)
+// whose children serve the port, and children may be restarted: every
+// figure read "of the server" is summed over the -pid and all its
+// descendants, and the tree is read again at each sample.
+
+// procStat is what /proc/PID/stat says about one process.
+type procStat struct {
+	pid, ppid int
+	// cpu is utime+stime, child the cutime+cstime of reaped children, in
+	// clock ticks.
+	cpu, child int64
+}
+
+// readStat parses /proc/PID/stat ("self" for pid 0); ok is false when the
+// process is gone.
+func readStat(pid int) (procStat, bool) {
+	p := "self"
+	if pid > 0 {
+		p = strconv.Itoa(pid)
+	}
+	b, err := os.ReadFile("/proc/" + p + "/stat")
+	if err != nil {
+		return procStat{}, false
+	}
+	return parseStat(string(b))
+}
+
+func parseStat(s string) (procStat, bool) {
+	// The command name in parentheses may hold spaces: fields start after
+	// the last ')'.
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 > len(s) {
+		return procStat{}, false
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(s[:strings.IndexByte(s, ' ')]))
+	f := strings.Fields(s[i+2:])
+	if len(f) < 15 {
+		return procStat{}, false
+	}
+	// f[0] state, f[1] ppid, ... f[11] utime, f[12] stime, f[13] cutime, f[14] cstime
+	num := func(k int) int64 { v, _ := strconv.ParseInt(f[k], 10, 64); return v }
+	return procStat{pid: pid, ppid: int(num(1)), cpu: num(11) + num(12), child: num(13) + num(14)}, true
+}
+
+// procTree is pid and all its descendants (pid first), read from /proc
+// now; empty when pid is gone.
+func procTree(pid int) []procStat {
+	root, ok := readStat(pid)
+	if !ok {
+		return nil
+	}
+	out := []procStat{root}
+	for i := 0; i < len(out); i++ {
+		kids, ok := childrenOf(out[i].pid)
+		if !ok {
+			return scanTree(root)
+		}
+		for _, k := range kids {
+			if st, ok := readStat(k); ok {
+				out = append(out, st)
+			}
+		}
+	}
+	return out
+}
+
+// childrenOf reads /proc/PID/task/*/children (each thread's children: a
+// Go program forks from any of its threads); ok is false when the kernel
+// has no such files (CONFIG_PROC_CHILDREN), and the caller scans /proc.
+func childrenOf(pid int) (kids []int, ok bool) {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, true // gone since: no children to add
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(dir + "/" + t.Name() + "/children")
+		if errors.Is(err, fs.ErrNotExist) {
+			if _, e := os.Stat(dir + "/" + t.Name()); e == nil {
+				return nil, false // the task is there, the file is not
+			}
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				kids = append(kids, n)
+			}
+		}
+	}
+	return kids, true
+}
+
+// scanTree finds root's descendants through every /proc/*/stat's ppid.
+func scanTree(root procStat) []procStat {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return []procStat{root}
+	}
+	kids := map[int][]procStat{}
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil || n == root.pid {
+			continue
+		}
+		if st, ok := readStat(n); ok {
+			kids[st.ppid] = append(kids[st.ppid], st)
+		}
+	}
+	out := []procStat{root}
+	for i := 0; i < len(out); i++ {
+		out = append(out, kids[out[i].pid]...)
+	}
+	return out
+}
+
+// treePIDs are the pids of procTree(pid).
+func treePIDs(pid int) []int {
+	var out []int
+	for _, st := range procTree(pid) {
+		out = append(out, st.pid)
+	}
+	return out
+}
+
+// treeCPU is the CPU ticks of pid's tree: each live process's own time
+// plus the time of the children it reaped, so that a child that exited
+// (or was restarted) during a phase still counts once, in its parent.
+func treeCPU(pid int) (ticks int64, procs int) {
+	t := procTree(pid)
+	for _, st := range t {
+		ticks += st.cpu + st.child
+	}
+	return ticks, len(t)
+}
+
+// treeRSS is the resident set of pid's tree in bytes (shared pages are
+// counted in every process, as ps does), 0 when pid is gone.
+func treeRSS(pid int) int64 {
+	var sum int64
+	for _, p := range treePIDs(pid) {
+		sum += rss(p)
+	}
+	return sum
+}
+
+// treeThreads is the thread count of pid's tree.
+func treeThreads(pid int) int {
+	n := 0
+	for _, p := range treePIDs(pid) {
+		n += threads(p)
+	}
+	return n
+}
+
+// isDescendant reports whether pid is a strict descendant of root.
+func isDescendant(pid, root int) bool {
+	for seen := 0; pid > 1 && seen < 1000; seen++ {
+		st, ok := readStat(pid)
+		if !ok {
+			return false
+		}
+		if st.ppid == root {
+			return true
+		}
+		pid = st.ppid
+	}
+	return false
+}

@@ -143,14 +143,33 @@ func treeCPU(pid int) (ticks int64, procs int) {
 	return ticks, len(t)
 }
 
-// treeRSS is the resident set of pid's tree in bytes (shared pages are
-// counted in every process, as ps does), 0 when pid is gone.
+// treeRSS is the memory of pid's tree in bytes, 0 when pid is gone. One
+// process: its resident set (VmRSS), as before. Several: the sum of their
+// proportional set sizes (Pss), in which a page shared by k processes
+// counts 1/k in each, so the binary's pages, mapped by the parent and
+// every child, count once and not once per process (13 MB each for
+// cmd/tornago, more than the connections of a child).
 func treeRSS(pid int) int64 {
+	ps := treePIDs(pid)
+	if len(ps) <= 1 {
+		return rss(pid)
+	}
 	var sum int64
-	for _, p := range treePIDs(pid) {
-		sum += rss(p)
+	for _, p := range ps {
+		sum += pss(p)
 	}
 	return sum
+}
+
+// pss is the proportional set size of pid in bytes (smaps_rollup), its
+// VmRSS on kernels without smaps_rollup.
+func pss(pid int) int64 {
+	f := strings.Fields(procField(pid, "smaps_rollup", "Pss:"))
+	if len(f) == 0 {
+		return rss(pid)
+	}
+	kb, _ := strconv.ParseInt(f[0], 10, 64)
+	return kb * 1024
 }
 
 // treeThreads is the thread count of pid's tree.

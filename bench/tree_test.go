@@ -61,9 +61,14 @@ func TestProcTree(t *testing.T) {
 		}
 		sum += rss(p)
 	}
-	// RSS moves a little between readings; the children's part must be in.
-	if tr := treeRSS(pid); tr < rss(pid)+sum/2 || sum == 0 {
-		t.Fatalf("tree RSS %d, shell %d, children %d", tr, rss(pid), sum)
+	// The tree's figure is the sum of the processes' Pss: more than any
+	// one of them, at most the sum of their RSS (shared pages count once).
+	var pssSum int64
+	for _, p := range ps {
+		pssSum += pss(p)
+	}
+	if tr := treeRSS(pid); sum == 0 || tr <= pss(pid) || tr > rss(pid)+sum || tr < pssSum/2 {
+		t.Fatalf("tree %d, shell Pss %d RSS %d, children RSS %d, Pss sum %d", tr, pss(pid), rss(pid), sum, pssSum)
 	}
 	// The scan of every /proc/*/stat (kernels without task/*/children)
 	// finds the same tree.

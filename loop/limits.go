@@ -16,7 +16,10 @@ func defaultMaxConns() int {
 		return 1 << 20
 	}
 	n := int(rl.Cur)
-	return max(n-(64+n/100), 1)
+	// The reserve is at most half of a small limit (ulimit -n 64 would
+	// otherwise leave one connection, and a health probe beside a client
+	// would read 503).
+	return max(n-min(64+n/100, n/2), 1)
 }
 
 // resolve binds each listener's address once without SO_REUSEPORT, to fail

@@ -50,8 +50,9 @@ type Options struct {
 	// process never runs out of file descriptors: gnet stops its engine
 	// (and with it every connection) when accept fails with EMFILE.
 	// Counted in Stats().AcceptsRefused. Default: the process's open-file
-	// limit (RLIMIT_NOFILE) minus a reserve of 64 + 1% for the files,
-	// broker and dial sockets the program opens itself.
+	// limit (RLIMIT_NOFILE) minus a reserve of 64 + 1% (at most half the
+	// limit) for the files, broker and dial sockets the program opens
+	// itself.
 	MaxConns int
 
 	// MaxUnsentBytes bounds the output all connections of the loop together

@@ -136,6 +136,16 @@ func Broadcast(o BroadcastOptions) (*Result, error) {
 			bar.Set(int64(time.Since(t0)/time.Millisecond), localOps(ss), triggerErrs+stalls)
 		}
 	}
+	// Wait for the broadcasts in flight to reach everyone (each releases
+	// its place in the window), so that the last ones are not counted
+	// missed and a run of one broadcast (-d 1ms) measures it whole.
+	for range o.Window {
+		select {
+		case sem <- struct{}{}:
+		case <-time.After(30 * time.Second):
+			stalls++
+		}
+	}
 	err = stopSides(ss, time.Now().UnixNano())
 	cpu := m.stop()
 	bar.Done()

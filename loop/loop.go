@@ -392,7 +392,8 @@ func (l *Loop) Stop(ctx context.Context) error {
 	case l.state.CompareAndSwap(stateNew, stateStopped):
 		l.dropCallbacks()
 		l.exec.abandon() // workers started by RunInExecutor before Start
-		l.readyOnce.Do(func() { close(l.ready) }) // nobody waits on Ready forever
+		// Nobody waits on Ready forever.
+		l.readyOnce.Do(func() { close(l.ready) })
 		close(l.done)
 		return nil
 	case !l.state.CompareAndSwap(stateRunning, stateStopping):

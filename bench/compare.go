@@ -244,20 +244,23 @@ func always(f func(*Result) float64) func(*Result) (float64, bool) {
 	return func(r *Result) (float64, bool) { return f(r), true }
 }
 
-func metricsFor(scenario string) []metric {
-	extra := func(k string) func(*Result) (float64, bool) {
-		return func(r *Result) (float64, bool) {
-			switch v := r.Extra[k].(type) {
-			case float64:
-				return v, true
-			case int64:
-				return float64(v), true
-			case int:
-				return float64(v), true
-			}
-			return 0, false
+// extraFigure reads the numeric figure k of a result's Extra.
+func extraFigure(k string) func(*Result) (float64, bool) {
+	return func(r *Result) (float64, bool) {
+		switch v := r.Extra[k].(type) {
+		case float64:
+			return v, true
+		case int64:
+			return float64(v), true
+		case int:
+			return float64(v), true
 		}
+		return 0, false
 	}
+}
+
+func metricsFor(scenario string) []metric {
+	extra := extraFigure
 	cpuPerOp := func(r *Result) (float64, bool) {
 		if r.CPUPerOp == nil {
 			return 0, false

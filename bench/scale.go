@@ -41,19 +41,7 @@ func WriteScale(w io.Writer, rs []*Result) {
 		return *r.CPU.ServerPct, true
 	}
 	cliPct := func(r *Result) (float64, bool) { return r.CPU.HarnessPct, true }
-	extra := func(k string) func(*Result) (float64, bool) {
-		return func(r *Result) (float64, bool) {
-			switch v := r.Extra[k].(type) {
-			case float64:
-				return v, true
-			case int64:
-				return float64(v), true
-			case int:
-				return float64(v), true
-			}
-			return 0, false
-		}
-	}
+	extra := extraFigure
 	if len(rs) > 0 {
 		m := rs[0].Machine
 		fmt.Fprintf(w, "\nscaling on %d cores (GOMAXPROCS %d), kernel %s, %s\n", m.Cores, m.GOMAXPROCS, m.Kernel, m.GoVersion)

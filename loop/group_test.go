@@ -29,33 +29,7 @@ func startTestGroup(t *testing.T, n int, setup func(g *Group, l *Loop, i int) Co
 	if err := g.Listen("127.0.0.1:0", func(l *Loop, i int) ConnHandler { return setup(g, l, i) }); err != nil {
 		t.Fatal(err)
 	}
-	startErr := make(chan error, 1)
-	go func() { startErr <- g.Start() }()
-	select {
-	case <-g.Ready():
-	case <-time.After(10 * time.Second):
-		t.Fatal("group not ready after 10s")
-	}
-	select {
-	case err := <-startErr:
-		t.Fatalf("Start returned early: %v", err)
-	default:
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := g.Stop(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("Stop: %v", err)
-		}
-		select {
-		case err := <-startErr:
-			if err != nil {
-				t.Errorf("Start: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Start did not return after Stop")
-		}
-	})
+	runUntilCleanup(t, "group", g.Start, g.Ready(), g.Stop, 10*time.Second)
 	return g, g.Addr().String()
 }
 

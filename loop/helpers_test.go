@@ -51,33 +51,7 @@ func startTestLoopWith(t testing.TB, opts Options, setup func(l *Loop) ConnHandl
 	if err := l.Listen(addr, setup(l)); err != nil {
 		t.Fatal(err)
 	}
-	startErr := make(chan error, 1)
-	go func() { startErr <- l.Start() }()
-	select {
-	case <-l.Ready():
-	case <-time.After(5 * time.Second):
-		t.Fatal("loop not ready after 5s")
-	}
-	select {
-	case err := <-startErr:
-		t.Fatalf("Start returned early: %v", err)
-	default:
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		if err := l.Stop(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("Stop: %v", err)
-		}
-		select {
-		case err := <-startErr:
-			if err != nil {
-				t.Errorf("Start: %v", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Error("Start did not return after Stop")
-		}
-	})
+	runUntilCleanup(t, "loop", l.Start, l.Ready(), l.Stop, 5*time.Second)
 	return l, addr
 }
 
@@ -419,4 +393,38 @@ func gorillaDial(t testing.TB, addr, path string, d *gws.Dialer) *gws.Conn {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// runUntilCleanup runs start (a Loop's or Group's) on a goroutine, waits
+// up to wait for ready, and stops with stop when the test ends, checking
+// that Start returns nil (and not before).
+func runUntilCleanup(t testing.TB, what string, start func() error, ready <-chan struct{}, stop func(context.Context) error, wait time.Duration) {
+	t.Helper()
+	startErr := make(chan error, 1)
+	go func() { startErr <- start() }()
+	select {
+	case <-ready:
+	case <-time.After(wait):
+		t.Fatalf("%s not ready after %v", what, wait)
+	}
+	select {
+	case err := <-startErr:
+		t.Fatalf("Start returned early: %v", err)
+	default:
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), wait*3/5)
+		defer cancel()
+		if err := stop(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Stop: %v", err)
+		}
+		select {
+		case err := <-startErr:
+			if err != nil {
+				t.Errorf("Start: %v", err)
+			}
+		case <-time.After(wait):
+			t.Error("Start did not return after Stop")
+		}
+	})
 }

@@ -172,8 +172,6 @@ func openSides(spec childSpec, spread SpreadOptions, emit func(event), bar Progr
 	}
 	prog := &spreadProgress{bar: bar, done: make([]int64, k), errs: make([]int64, k)}
 	ss := make([]*side, k)
-	errs := make([]error, k)
-	var wg sync.WaitGroup
 	for i := range k {
 		cs := spec
 		cs.Conns = spec.Conns/k + btoi(i < spec.Conns%k)
@@ -198,29 +196,18 @@ func openSides(spec childSpec, spread SpreadOptions, emit func(event), bar Progr
 			return nil, err
 		}
 		ss[i] = &side{c: c}
-		wg.Add(1)
-		func() {
-			defer wg.Done()
-			line, err := c.await("ready ", spec.Open.Timeout+30*time.Second)
-			if err == nil {
-				err = json.Unmarshal([]byte(line), &ss[i].info)
-			}
-			if err != nil {
-				errs[i] = fmt.Errorf("%s child %d (pid %d): %w", spec.Scenario, i, c.cmd.Process.Pid, err)
-				return
-			}
-			prog.set(i, int64(ss[i].info.Opened+int(ss[i].info.Errors)), ss[i].info.Errors)
-		}()
-	}
-	wg.Wait()
-	if bar != nil {
-		bar.Done()
-	}
-	for _, err := range errs {
+		line, err := c.await("ready ", spec.Open.Timeout+30*time.Second)
+		if err == nil {
+			err = json.Unmarshal([]byte(line), &ss[i].info)
+		}
 		if err != nil {
 			closeSides(ss)
-			return nil, err
+			return nil, fmt.Errorf("%s child %d (pid %d): %w", spec.Scenario, i, c.cmd.Process.Pid, err)
 		}
+		prog.set(i, int64(ss[i].info.Opened+int(ss[i].info.Errors)), ss[i].info.Errors)
+	}
+	if bar != nil {
+		bar.Done()
 	}
 	return ss, nil
 }

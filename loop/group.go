@@ -60,24 +60,19 @@ func (g *Group) Listen(addr string, setup func(l *Loop, i int) ConnHandler) erro
 	if err != nil {
 		return fmt.Errorf("loop: group listen %s: %w", addr, err)
 	}
-	if port, _ := strconv.Atoi(ps); g.share && port != 0 {
-		for i, l := range g.loops {
-			if err := l.Listen(addr, setup(l, i)); err != nil {
-				return fmt.Errorf("loop: group listen %s: loop %d: %w", addr, i, err)
-			}
+	bound := addr
+	if port, _ := strconv.Atoi(ps); !g.share || port == 0 {
+		// Bind once without SO_REUSEPORT: fail now if the port is in
+		// use, and learn the port of ":0". The loops bind it right after
+		// with SO_REUSEPORT; another program taking it in between makes
+		// Start fail, not share it silently.
+		probe, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("loop: group listen %s: %w", addr, err)
 		}
-		return nil
+		bound = net.JoinHostPort(host, strconv.Itoa(probe.Addr().(*net.TCPAddr).Port))
+		probe.Close()
 	}
-	// Bind once without SO_REUSEPORT: fail now if the port is in use, and
-	// learn the port of ":0". The loops bind it right after with
-	// SO_REUSEPORT; another program taking it in between makes Start
-	// fail, not share it silently.
-	probe, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("loop: group listen %s: %w", addr, err)
-	}
-	bound := net.JoinHostPort(host, strconv.Itoa(probe.Addr().(*net.TCPAddr).Port))
-	probe.Close()
 	for i, l := range g.loops {
 		if err := l.Listen(bound, setup(l, i)); err != nil {
 			return fmt.Errorf("loop: group listen %s: loop %d: %w", addr, i, err)
@@ -102,12 +97,7 @@ func (g *Group) Start() error {
 	}
 	go func() {
 		for _, l := range g.loops {
-			// Done too: a loop stopped (by a sibling's failure) before its
-			// Start ran never closes Ready.
-			select {
-			case <-l.Ready():
-			case <-l.Done():
-			}
+			<-l.Ready() // closed by Start, or by a sibling's Stop before it
 		}
 		close(g.ready)
 	}()

@@ -2,7 +2,6 @@ package main
 
 import (
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 )
@@ -21,19 +20,5 @@ func TestLongPollAcrossProcesses(t *testing.T) {
 		addr, _, _, _ := startBuilt(t, bin, "-nats", ns.ClientURL(), "-ping", "0")
 		bases = append(bases, "http://"+addr)
 	}
-	c := &http.Client{Timeout: 40 * time.Second}
-	const n = 50
-	var wg sync.WaitGroup
-	wg.Go(func() { postAll(t, c, bases, n) })
-	cr := &chatReader{c: c}
-	cr.readAll(t, bases, n)
-	wg.Wait()
-
-	// A fresh client on each process, carrying the epoch: the same epoch
-	// and the same history (a process may still be receiving the last
-	// message: the long poll waits for it).
-	for _, base := range bases {
-		fresh := &chatReader{c: c, epoch: cr.epoch}
-		fresh.readAll(t, []string{base}, n)
-	}
+	readAcross(t, &http.Client{Timeout: 40 * time.Second}, bases, 50)
 }

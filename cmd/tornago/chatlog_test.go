@@ -119,14 +119,21 @@ func postAll(t *testing.T, c *http.Client, bases []string, n int) {
 func TestLongPollTwoLoopsOneLog(t *testing.T) {
 	clog := newMemoryChatLog(longPollOptions{})
 	bases := []string{"http://" + startLongPollNode(t, nil, clog), "http://" + startLongPollNode(t, nil, clog)}
-	c := &http.Client{Timeout: 10 * time.Second}
-	const n = 60
+	readAcross(t, &http.Client{Timeout: 10 * time.Second}, bases, 60)
+}
+
+// readAcross posts n messages alternately on the nodes of bases while a
+// client long-polls them alternately with its cursor and epoch: it must
+// read every message once, in order, with one epoch. Then a fresh client
+// on each node, carrying that epoch, must read the same history (a node
+// may still be receiving the last message: the long poll waits for it).
+func readAcross(t *testing.T, c *http.Client, bases []string, n int) {
+	t.Helper()
 	var wg sync.WaitGroup
 	wg.Go(func() { postAll(t, c, bases, n) })
 	cr := &chatReader{c: c}
 	cr.readAll(t, bases, n)
 	wg.Wait()
-	// And both answer with the same epoch and history.
 	for _, base := range bases {
 		fresh := &chatReader{c: c, epoch: cr.epoch}
 		fresh.readAll(t, []string{base}, n)

@@ -24,8 +24,8 @@ const childEnv = "TORNAGO_CHILD"
 
 // Restart policy: a child that dies is started again after a back-off that
 // doubles from minBackoff to maxBackoff; a child that ran healthyAfter
-// resets it. maxQuickFailures deaths in a row, each sooner than
-// healthyAfter, make the parent give up.
+// resets it. A child that dies sooner than healthyAfter once more after
+// maxQuickFailures such restarts in a row makes the parent give up.
 const (
 	minBackoff       = 100 * time.Millisecond
 	maxBackoff       = 10 * time.Second

@@ -94,7 +94,9 @@ func TestMetricsCountTraffic(t *testing.T) {
 	<-done
 	waitFor(t, "the WebSocket to be closed and the poll finished", func() bool {
 		m := l.Metrics()
-		return m.OpenWebSockets == 0 && m.PendingAsync == 0
+		// The batch is observed after its callbacks return, so after
+		// the poll's response may already have reached us.
+		return m.OpenWebSockets == 0 && m.PendingAsync == 0 && m.CallbackBatch.Count() > 0
 	})
 
 	m = l.Metrics()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Broker carries publications between hubs: several loops in one process
@@ -52,7 +53,8 @@ type Hub struct {
 type hubTopic struct {
 	name   string
 	subs   map[*WebSocket]struct{}
-	cancel func() // the broker subscription, nil without a broker
+	cancel func()        // the broker subscription, nil without a broker
+	hist   *topicHistory // nil when the topic keeps no history
 }
 
 // NewHub returns a hub on l sending messages of type typ (Text or
@@ -86,12 +88,32 @@ func (h *Hub) Subscribe(topic string, w *WebSocket) error {
 		}
 		h.topics[topic] = t
 	}
-	if _, ok := t.subs[w]; ok {
+	if t.has(w) {
 		return nil
 	}
 	t.subs[w] = struct{}{}
 	h.byWS[w] = append(h.byWS[w], t)
 	return nil
+}
+
+// has reports whether w is subscribed to t, with positions or without.
+func (t *hubTopic) has(w *WebSocket) bool {
+	if _, ok := t.subs[w]; ok {
+		return true
+	}
+	if t.hist != nil {
+		_, ok := t.hist.pos[w]
+		return ok
+	}
+	return false
+}
+
+// remove drops w from t's subscribers.
+func (t *hubTopic) remove(w *WebSocket) {
+	delete(t.subs, w)
+	if t.hist != nil {
+		delete(t.hist.pos, w)
+	}
 }
 
 // deliver moves a broker delivery onto the loop; it runs on the broker's
@@ -113,10 +135,10 @@ func (h *Hub) Unsubscribe(topic string, w *WebSocket) {
 	if t == nil {
 		return
 	}
-	if _, ok := t.subs[w]; !ok {
+	if !t.has(w) {
 		return
 	}
-	delete(t.subs, w)
+	t.remove(w)
 	ts := h.byWS[w]
 	for i, x := range ts {
 		if x == t {
@@ -143,7 +165,7 @@ func (h *Hub) forget(w *WebSocket) {
 	}
 	delete(h.byWS, w)
 	for _, t := range ts {
-		delete(t.subs, w)
+		t.remove(w)
 		h.dropIfEmpty(t)
 	}
 }
@@ -158,6 +180,13 @@ func (h *Hub) Subscribers(topic string) int {
 				n++
 			}
 		}
+		if t.hist != nil {
+			for w := range t.hist.pos {
+				if w.state == wsOpen {
+					n++
+				}
+			}
+		}
 	}
 	return n
 }
@@ -169,6 +198,9 @@ func (h *Hub) Subscribers(topic string) int {
 // Without one, a call on the loop writes to the subscribers before it
 // returns, and a call from another goroutine copies data for the loop or
 // returns ErrLoopBacklog (see Options.MaxQueuedBytes).
+//
+// On a topic that keeps history without a broker, the message gets the
+// topic's next position when it reaches the loop.
 func (h *Hub) Publish(topic string, data []byte) error {
 	if h.broker != nil {
 		if err := h.broker.Publish(topic, data); err != nil {
@@ -177,6 +209,9 @@ func (h *Hub) Publish(topic string, data []byte) error {
 		return nil
 	}
 	if h.l.InLoop() {
+		if t := h.topics[topic]; t != nil && t.hist != nil {
+			data = append([]byte(nil), data...) // the history keeps it
+		}
 		h.fanOut(topic, data)
 		return nil
 	}
@@ -192,7 +227,18 @@ func (h *Hub) fanOut(topic string, data []byte) {
 	if t == nil {
 		return
 	}
-	p := PrepareMessage(h.typ, data)
+	if t.hist != nil && t.hist.local != nil {
+		// A history topic without a broker: the hub orders it.
+		h.fanOutMessage(t, Message{Pos: t.hist.local.Next(), Data: data, Time: time.Now()})
+		return
+	}
+	h.writeAll(t, PrepareMessage(h.typ, data))
+	h.dropIfEmpty(t)
+}
+
+// writeAll writes p to t's subscribers without positions and forgets the
+// ones whose write failed.
+func (h *Hub) writeAll(t *hubTopic, p *PreparedMessage) {
 	failed := h.failed[:0]
 	h.failed = nil // a nested fanOut (from an OnClose) gets its own
 	for w := range t.subs {
@@ -200,18 +246,23 @@ func (h *Hub) fanOut(topic string, data []byte) {
 			failed = append(failed, w) // closed, or just closed as a slow consumer
 		}
 	}
+	h.forgetFailed(failed)
+}
+
+func (h *Hub) forgetFailed(failed []*WebSocket) {
 	for i, w := range failed {
 		h.forget(w)
 		failed[i] = nil
 	}
 	h.failed = failed[:0]
-	h.dropIfEmpty(t)
 }
 
 // dropIfEmpty drops t once it has no subscriber; a no-op for a topic
 // already dropped.
 func (h *Hub) dropIfEmpty(t *hubTopic) {
-	if len(t.subs) > 0 || h.topics[t.name] != t {
+	// A history topic stays: it must order (or follow) every message,
+	// subscribers or not, for those that come back.
+	if len(t.subs) > 0 || t.hist != nil || h.topics[t.name] != t {
 		return
 	}
 	delete(h.topics, t.name)
@@ -223,19 +274,33 @@ func (h *Hub) dropIfEmpty(t *hubTopic) {
 // MemoryBroker is a Broker inside one process: it lets hubs on several
 // loops (a Group's, say) share topics. Publications are delivered in one
 // order, the same for every subscriber, even from concurrent publishers:
-// a topic's messages reach every loop in the same sequence. Goroutine-safe;
+// a topic's messages reach every loop in the same sequence. It is a
+// HistoryBroker: a topic given KeepHistory gets positions and a history
+// shared by every loop (in this process's memory; its epoch is the time
+// KeepHistory first ran, so a restart starts a new one). Goroutine-safe;
 // a deliver function must not call Publish (Hub's only queues the message
 // for its loop).
 type MemoryBroker struct {
 	pub  sync.Mutex // serialises Publish, for one order of delivery
 	mu   sync.Mutex
 	subs map[string]map[*memorySub]struct{}
+	hist map[string]*memoryHistory
 	buf  []*memorySub // Publish's scratch, under pub
 }
 
-type memorySub struct{ deliver func([]byte) }
+type memorySub struct {
+	deliver func([]byte)
+	msg     func(Message) // a SubscribeHistory subscriber's, instead of deliver
+}
 
-// Publish implements Broker. Each subscriber gets its own copy of data.
+// memoryHistory is a history topic's buffer; under MemoryBroker.mu.
+type memoryHistory struct {
+	o   HistoryOptions
+	buf *HistoryBuffer
+}
+
+// Publish implements Broker. Each subscriber gets its own copy of data;
+// on a history topic the subscribers share the one the history keeps.
 func (b *MemoryBroker) Publish(topic string, data []byte) error {
 	b.pub.Lock()
 	defer b.pub.Unlock()
@@ -244,9 +309,22 @@ func (b *MemoryBroker) Publish(topic string, data []byte) error {
 	for s := range b.subs[topic] {
 		subs = append(subs, s)
 	}
+	var m Message
+	hist := b.hist[topic]
+	if hist != nil {
+		m = Message{Pos: hist.buf.Next(), Data: append([]byte(nil), data...), Time: time.Now()}
+		hist.buf.Add(m)
+	}
 	b.mu.Unlock()
 	for i, s := range subs {
-		s.deliver(append([]byte(nil), data...))
+		switch {
+		case s.msg != nil:
+			s.msg(m)
+		case hist != nil:
+			s.deliver(m.Data)
+		default:
+			s.deliver(append([]byte(nil), data...))
+		}
 		subs[i] = nil
 	}
 	b.buf = subs[:0]
@@ -255,7 +333,10 @@ func (b *MemoryBroker) Publish(topic string, data []byte) error {
 
 // Subscribe implements Broker.
 func (b *MemoryBroker) Subscribe(topic string, deliver func([]byte)) (func(), error) {
-	s := &memorySub{deliver: deliver}
+	return b.subscribe(topic, &memorySub{deliver: deliver}), nil
+}
+
+func (b *MemoryBroker) subscribe(topic string, s *memorySub) func() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.subs == nil {
@@ -272,5 +353,52 @@ func (b *MemoryBroker) Subscribe(topic string, deliver func([]byte)) (func(), er
 		if len(b.subs[topic]) == 0 {
 			delete(b.subs, topic)
 		}
-	}, nil
+	}
+}
+
+// KeepHistory implements HistoryBroker. A second call for the topic keeps
+// the first call's options.
+func (b *MemoryBroker) KeepHistory(topic string, o HistoryOptions) error {
+	if !o.keeps() {
+		return fmt.Errorf("loop: memory broker keep history %q: %w: no bound set", topic, ErrNoHistory)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.hist == nil {
+		b.hist = map[string]*memoryHistory{}
+	}
+	if b.hist[topic] == nil {
+		b.hist[topic] = &memoryHistory{o: o, buf: NewHistoryBuffer(o, time.Now().UnixMicro())}
+	}
+	return nil
+}
+
+// SubscribeHistory implements HistoryBroker.
+func (b *MemoryBroker) SubscribeHistory(topic string, deliver func(Message)) (Position, func(), error) {
+	// Under pub no message is being ordered: every message after head
+	// reaches the new subscriber, and none before.
+	b.pub.Lock()
+	defer b.pub.Unlock()
+	b.mu.Lock()
+	hist := b.hist[topic]
+	var head Position
+	if hist != nil {
+		head = hist.buf.Head()
+	}
+	b.mu.Unlock()
+	if hist == nil {
+		return Position{}, nil, fmt.Errorf("loop: memory broker subscribe %q: %w", topic, ErrNoHistory)
+	}
+	return head, b.subscribe(topic, &memorySub{msg: deliver}), nil
+}
+
+// History implements HistoryBroker.
+func (b *MemoryBroker) History(topic string, after Position, upTo int64, dst []Message) ([]Message, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	hist := b.hist[topic]
+	if hist == nil {
+		return dst, fmt.Errorf("loop: memory broker history %q: %w", topic, ErrNoHistory)
+	}
+	return hist.buf.After(after, upTo, time.Now(), dst)
 }

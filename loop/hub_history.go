@@ -1,0 +1,307 @@
+package loop
+
+// The Hub's side of topic history: KeepHistory, resuming subscribers
+// (SubscribeSince), positioned frames, and reading the history on the loop
+// (History, Watch) for transports that are not WebSockets.
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// topicHistory is a history topic's state on one hub. Loop-only.
+type topicHistory struct {
+	// local is the history itself when the hub has no broker; with a
+	// HistoryBroker the broker keeps it and local is nil.
+	local *HistoryBuffer
+	// last is the newest message fanned out on this loop (or the head the
+	// broker reported at subscription): a resume replays up to it and the
+	// rest arrives live.
+	last Position
+	// pos holds the subscribers that get positioned frames, each with the
+	// position it already had when it resumed ahead of this loop (a client
+	// that saw more on another node); messages up to it are skipped.
+	pos      map[*WebSocket]Position
+	watchers map[*hubWatcher]struct{}
+	scratch  []Message
+}
+
+type hubWatcher struct{ fn func(Message) }
+
+// KeepHistory makes topic keep history within o, from now on, subscribers
+// or not: every message published on it gets a Position, SubscribeSince
+// resumes a WebSocket after the last position it saw, and History and
+// Watch serve other transports (SSE, long polling). Without a broker the
+// history is this hub's own, in the loop's memory; with a HistoryBroker
+// (MemoryBroker, natsbroker) the broker keeps it and the positions are the
+// same on every hub sharing it; with another Broker it returns an error
+// wrapping ErrNoHistory. Calling it again for the same topic is a no-op.
+//
+// Loop-only, or before the loop starts (while setting it up).
+func (h *Hub) KeepHistory(topic string, o HistoryOptions) error {
+	if !o.keeps() {
+		return fmt.Errorf("loop: hub keep history %q: %w: no bound set (MaxMessages, MaxBytes or MaxAge)", topic, ErrNoHistory)
+	}
+	t := h.topics[topic]
+	if t != nil && t.hist != nil {
+		return nil
+	}
+	th := &topicHistory{pos: map[*WebSocket]Position{}, watchers: map[*hubWatcher]struct{}{}}
+	var cancel func()
+	switch b := h.broker.(type) {
+	case nil:
+		th.local = NewHistoryBuffer(o, time.Now().UnixMicro())
+		th.last = th.local.Head()
+	case HistoryBroker:
+		if err := b.KeepHistory(topic, o); err != nil {
+			return fmt.Errorf("loop: hub keep history %q: %w", topic, err)
+		}
+		head, c, err := b.SubscribeHistory(topic, func(m Message) { h.deliverMessage(topic, m) })
+		if err != nil {
+			return fmt.Errorf("loop: hub keep history %q: %w", topic, err)
+		}
+		th.last, cancel = head, c
+	default:
+		return fmt.Errorf("loop: hub keep history %q: %w: the broker (%T) keeps none", topic, ErrNoHistory, h.broker)
+	}
+	if !h.watching {
+		h.watching = true
+		h.l.onWebSocketClose(h.forget)
+	}
+	if t == nil {
+		t = &hubTopic{name: topic, subs: map[*WebSocket]struct{}{}}
+		h.topics[topic] = t
+	} else if t.cancel != nil {
+		t.cancel() // the plain subscription: deliveries now come with positions
+	}
+	t.cancel, t.hist = cancel, th
+	return nil
+}
+
+// deliverMessage moves a HistoryBroker delivery onto the loop; it runs on
+// the broker's goroutine.
+func (h *Hub) deliverMessage(topic string, m Message) {
+	if err := h.l.addDataCallback(len(m.Data), func() { h.fanOutMessageTopic(topic, m) }); errors.Is(err, ErrLoopBacklog) {
+		// fanOutMessage fetches what was dropped from the broker's
+		// history when the next message shows the gap.
+		h.dropped.Add(1)
+	}
+}
+
+func (h *Hub) fanOutMessageTopic(topic string, m Message) {
+	if t := h.topics[topic]; t != nil && t.hist != nil {
+		h.fanOutMessage(t, m)
+	}
+}
+
+// fanOutMessage sends m, the next message of history topic t, to every
+// subscriber: framed once without a position for Subscribe's subscribers
+// and once with it for SubscribeSince's, then to the watchers. Loop-only.
+func (h *Hub) fanOutMessage(t *hubTopic, m Message) {
+	th := t.hist
+	if m.Pos.Epoch == th.last.Epoch {
+		if m.Pos.Offset <= th.last.Offset {
+			return // already sent (a resubscription's overlap)
+		}
+		if hb, ok := h.broker.(HistoryBroker); ok && m.Pos.Offset > th.last.Offset+1 {
+			// Deliveries were dropped for the loop's backlog: send the
+			// gap from the broker's history first, so that positioned
+			// subscribers miss nothing the history still holds.
+			gap, err := hb.History(t.name, th.last, m.Pos.Offset-1, th.scratch[:0])
+			for _, g := range gap {
+				h.sendMessage(t, g)
+			}
+			clear(gap)
+			th.scratch = gap[:0]
+			if err != nil {
+				h.l.log.Warn("hub: messages lost for the loop's backlog", "topic", t.name, "from", th.last.Offset+1, "to", m.Pos.Offset-1, "err", err)
+			}
+		}
+	}
+	h.sendMessage(t, m)
+}
+
+func (h *Hub) sendMessage(t *hubTopic, m Message) {
+	th := t.hist
+	if th.local != nil {
+		th.local.Add(m)
+	}
+	th.last = m.Pos
+	if len(t.subs) > 0 {
+		h.writeAll(t, PrepareMessage(h.typ, m.Data))
+	}
+	if len(th.pos) > 0 {
+		p := PrepareMessage(h.typ, positionedFrame(m))
+		failed := h.failed[:0]
+		h.failed = nil
+		for w, skip := range th.pos {
+			if skip.Offset != 0 && skip.Epoch == m.Pos.Epoch && m.Pos.Offset <= skip.Offset {
+				continue
+			}
+			if w.WritePrepared(p) != nil {
+				failed = append(failed, w)
+			}
+		}
+		h.forgetFailed(failed)
+	}
+	for wt := range th.watchers {
+		h.l.safeCall(func() { wt.fn(m) })
+	}
+}
+
+// positionedFrame is what SubscribeSince's subscribers receive for m: the
+// position's text form, a newline, then the data ("E-N\n" + data). A client
+// keeps the position of the last one it got and resumes from it.
+func positionedFrame(m Message) []byte {
+	b := make([]byte, 0, 24+len(m.Data))
+	b = m.Pos.Append(b)
+	b = append(b, '\n')
+	return append(b, m.Data...)
+}
+
+// SubscribeSince subscribes w to history topic like Subscribe, except that
+// w gets each message as one frame of the hub's type holding the message's
+// position, a newline, and its data ("E-N\n" + data), and that it resumes:
+// with since non-zero (the last position w's client got, from any node
+// sharing the history), the kept messages after since are written to w
+// first, then the live ones, none lost or repeated in between. It returns
+// how many messages it replayed. When the history no longer reaches back to
+// since (dropped by its bounds, or since is of an older epoch) w is
+// subscribed anyway, from now on, and the error wraps ErrHistoryGone, so
+// that the handler can tell its client to reload.
+//
+// Loop-only. Replayed frames are copied per subscriber; live ones are
+// framed once per loop. The app's own frames to w should not start with a
+// digit, so that a client tells them from positioned ones.
+func (h *Hub) SubscribeSince(topic string, w *WebSocket, since Position) (int, error) {
+	if w.state != wsOpen || w.cf.has(cfClosing) || w.cf.has(cfDead) {
+		return 0, fmt.Errorf("loop: hub subscribe %q: %w", topic, ErrWebSocketClosed)
+	}
+	t := h.topics[topic]
+	if t == nil || t.hist == nil {
+		return 0, fmt.Errorf("loop: hub subscribe %q since %s: %w", topic, since, ErrNoHistory)
+	}
+	if t.has(w) {
+		return 0, nil
+	}
+	th := t.hist
+	var skip Position
+	n := 0
+	var gone error
+	switch {
+	case since == (Position{}):
+	case since.Epoch > th.last.Epoch || (since.Epoch == th.last.Epoch && since.Offset >= th.last.Offset):
+		// The client is at or ahead of this loop: nothing to replay, and
+		// what it already has must not be sent again when it arrives.
+		skip = since
+	default:
+		msgs, err := h.history(t, since)
+		for _, m := range msgs {
+			if w.write(ws.OpCode(h.typ), positionedFrame(m)) != nil {
+				break // closed (a slow consumer, say): the close observer forgets it
+			}
+			n++
+		}
+		clear(msgs)
+		th.scratch = msgs[:0]
+		if err != nil {
+			gone = fmt.Errorf("loop: hub subscribe %q since %s: %w", topic, since, err)
+		}
+	}
+	if w.state != wsOpen || w.cf.has(cfClosing) || w.cf.has(cfDead) {
+		return n, fmt.Errorf("loop: hub subscribe %q: %w", topic, ErrWebSocketClosed)
+	}
+	th.pos[w] = skip
+	h.byWS[w] = append(h.byWS[w], t)
+	return n, gone
+}
+
+// history appends the kept messages after since up to what this loop has
+// sent, from the hub's own history or the broker's.
+func (h *Hub) history(t *hubTopic, since Position) ([]Message, error) {
+	th := t.hist
+	if th.local != nil {
+		return th.local.After(since, th.last.Offset, time.Now(), th.scratch[:0])
+	}
+	if since.Epoch != th.last.Epoch {
+		return th.scratch[:0], fmt.Errorf("%w: epoch %d is not the history's %d", ErrHistoryGone, since.Epoch, th.last.Epoch)
+	}
+	return h.broker.(HistoryBroker).History(t.name, since, th.last.Offset, th.scratch[:0])
+}
+
+// History appends to dst the kept messages of history topic after since
+// that this loop has sent, oldest first, and returns the position of the
+// newest one sent (the head: what came after it arrives through Watch).
+// When the history no longer reaches back to since it returns dst
+// unchanged and an error wrapping ErrHistoryGone; a since at or ahead of
+// the head gives nothing and no error. Loop-only; the messages' Data must
+// not be modified, and stays valid as long as the caller keeps it.
+func (h *Hub) History(topic string, since Position, dst []Message) ([]Message, Position, error) {
+	t := h.topics[topic]
+	if t == nil || t.hist == nil {
+		return dst, Position{}, fmt.Errorf("loop: hub history %q: %w", topic, ErrNoHistory)
+	}
+	th := t.hist
+	if since.Epoch > th.last.Epoch || (since.Epoch == th.last.Epoch && since.Offset >= th.last.Offset) {
+		return dst, th.last, nil
+	}
+	var msgs []Message
+	var err error
+	if th.local != nil {
+		msgs, err = th.local.After(since, th.last.Offset, time.Now(), dst)
+	} else if since.Epoch != th.last.Epoch {
+		msgs, err = dst, fmt.Errorf("%w: epoch %d is not the history's %d", ErrHistoryGone, since.Epoch, th.last.Epoch)
+	} else {
+		msgs, err = h.broker.(HistoryBroker).History(topic, since, th.last.Offset, dst)
+	}
+	if err != nil {
+		return msgs, th.last, fmt.Errorf("loop: hub history %q since %s: %w", topic, since, err)
+	}
+	return msgs, th.last, nil
+}
+
+// Head returns the position of the newest message of history topic sent
+// on this loop (Offset 0 when none yet in its epoch). Loop-only.
+func (h *Hub) Head(topic string) (Position, error) {
+	t := h.topics[topic]
+	if t == nil || t.hist == nil {
+		return Position{}, fmt.Errorf("loop: hub head %q: %w", topic, ErrNoHistory)
+	}
+	return t.hist.last, nil
+}
+
+// Watch calls fn on the loop with every message of history topic sent
+// after this call, in order, right after the topic's WebSockets got it,
+// until cancel is called: a long poll or an SSE stream follows the topic
+// with it (History first, then Watch, in one loop turn, misses nothing).
+// fn must not keep m.Data past its return unless it treats it as
+// read-only; a panic in fn is recovered and logged. Loop-only, and so is
+// cancel.
+func (h *Hub) Watch(topic string, fn func(m Message)) (cancel func(), err error) {
+	t := h.topics[topic]
+	if t == nil || t.hist == nil {
+		return nil, fmt.Errorf("loop: hub watch %q: %w", topic, ErrNoHistory)
+	}
+	wt := &hubWatcher{fn: fn}
+	t.hist.watchers[wt] = struct{}{}
+	return func() { delete(t.hist.watchers, wt) }, nil
+}
+
+// PublishAt publishes data on history topic at pos, a position the caller
+// computes (a clock's tick can be its second, so that every loop names the
+// same tick alike without sharing anything). pos must follow the last
+// position: an offset at or below it is ignored, one beyond the next drops
+// the kept messages (offsets stay contiguous), and a new epoch starts the
+// history over. Only for a hub without a broker. Loop-only; data may be
+// reused once PublishAt returns.
+func (h *Hub) PublishAt(topic string, pos Position, data []byte) error {
+	t := h.topics[topic]
+	if t == nil || t.hist == nil || t.hist.local == nil {
+		return fmt.Errorf("loop: hub publish %q at %s: %w (PublishAt needs KeepHistory on a hub without a broker)", topic, pos, ErrNoHistory)
+	}
+	h.fanOutMessage(t, Message{Pos: pos, Data: append([]byte(nil), data...), Time: time.Now()})
+	return nil
+}

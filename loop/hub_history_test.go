@@ -1,0 +1,317 @@
+package loop
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gws "github.com/gorilla/websocket"
+)
+
+func TestHistoryBufferBounds(t *testing.T) {
+	now := time.Now()
+	b := NewHistoryBuffer(HistoryOptions{MaxMessages: 3, MaxBytes: 10}, 7)
+	for i := int64(1); i <= 5; i++ {
+		if !b.Add(Message{Pos: Position{7, i}, Data: []byte("ab"), Time: now}) {
+			t.Fatalf("add %d refused", i)
+		}
+	}
+	if b.Len() != 3 || b.Bytes() != 6 || b.Head() != (Position{7, 5}) {
+		t.Fatalf("len %d bytes %d head %v", b.Len(), b.Bytes(), b.Head())
+	}
+	if b.Add(Message{Pos: Position{7, 5}, Data: []byte("x")}) {
+		t.Fatal("a repeated offset was added")
+	}
+	got, err := b.After(Position{7, 2}, -1, now, nil)
+	if err != nil || len(got) != 3 || got[0].Pos.Offset != 3 {
+		t.Fatalf("after 2: %v %v", got, err)
+	}
+	if got, err := b.After(Position{7, 3}, 4, now, nil); err != nil || len(got) != 1 || got[0].Pos.Offset != 4 {
+		t.Fatalf("after 3 up to 4: %v %v", got, err)
+	}
+	if _, err := b.After(Position{7, 1}, -1, now, nil); !errors.Is(err, ErrHistoryGone) {
+		t.Fatalf("after a dropped offset: %v", err)
+	}
+	if _, err := b.After(Position{6, 4}, -1, now, nil); !errors.Is(err, ErrHistoryGone) {
+		t.Fatalf("after another epoch: %v", err)
+	}
+	if got, err := b.After(Position{7, 9}, -1, now, nil); err != nil || len(got) != 0 {
+		t.Fatalf("after the head: %v %v", got, err)
+	}
+	// Bytes: one large message drops the rest but stays itself.
+	b.Add(Message{Pos: Position{7, 6}, Data: []byte("0123456789abc"), Time: now})
+	if b.Len() != 1 || b.Bytes() != 13 {
+		t.Fatalf("over MaxBytes: len %d bytes %d", b.Len(), b.Bytes())
+	}
+	// A gap drops what came before it; a new epoch starts over.
+	b.Add(Message{Pos: Position{7, 9}, Data: []byte("g"), Time: now})
+	if _, err := b.After(Position{7, 7}, -1, now, nil); !errors.Is(err, ErrHistoryGone) {
+		t.Fatalf("after a gap: %v", err)
+	}
+	b.Add(Message{Pos: Position{8, 1}, Data: []byte("n"), Time: now})
+	if b.Head() != (Position{8, 1}) || b.Len() != 1 {
+		t.Fatalf("new epoch: head %v len %d", b.Head(), b.Len())
+	}
+	// Age: old messages are dropped when read.
+	a := NewHistoryBuffer(HistoryOptions{MaxAge: time.Minute}, 1)
+	a.Add(Message{Pos: Position{1, 1}, Data: []byte("old"), Time: now.Add(-2 * time.Minute)})
+	a.Add(Message{Pos: Position{1, 2}, Data: []byte("new"), Time: now})
+	if _, err := a.After(Position{1, 0}, -1, now, nil); !errors.Is(err, ErrHistoryGone) {
+		t.Fatalf("an expired message was kept: %v", err)
+	}
+	if got, err := a.After(Position{1, 1}, -1, now, nil); err != nil || len(got) != 1 {
+		t.Fatalf("after the expired one: %v %v", got, err)
+	}
+}
+
+func TestParsePosition(t *testing.T) {
+	for _, s := range []string{"", "0-1", "1733112000123456-42"} {
+		p, err := ParsePosition(s)
+		if err != nil || p.String() != s {
+			t.Errorf("%q: %v %v", s, p, err)
+		}
+	}
+	for _, s := range []string{"1", "-1", "a-1", "1-", "1--2", "1-2-3", "x"} {
+		if _, err := ParsePosition(s); !errors.Is(err, ErrBadPosition) {
+			t.Errorf("%q parsed: %v", s, err)
+		}
+	}
+}
+
+func FuzzParsePosition(f *testing.F) {
+	f.Add("1-2")
+	f.Add("")
+	f.Add("99999999999999999999-1")
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := ParsePosition(s)
+		if err != nil {
+			return
+		}
+		if q, err := ParsePosition(p.String()); err != nil || q != p {
+			t.Fatalf("%q -> %v -> %q -> %v %v", s, p, p.String(), q, err)
+		}
+	})
+}
+
+// historyRoute subscribes with ?since= and says {"gone":true} when the
+// history no longer reaches back.
+type historyRoute struct {
+	WebSocketBase
+	hub   *Hub
+	topic string
+}
+
+func (h historyRoute) Open(w *WebSocket) {
+	since, err := ParsePosition(w.Request().GetArgument("since", ""))
+	if err != nil {
+		w.Close(CloseProtocolError, "bad since")
+		return
+	}
+	if _, err := h.hub.SubscribeSince(h.topic, w, since); errors.Is(err, ErrHistoryGone) {
+		w.WriteString(`{"gone":true}`)
+	} else if err != nil {
+		w.Close(CloseInternalError, err.Error())
+	}
+}
+
+// readPositioned reads one positioned frame ("E-N\ndata").
+func readPositioned(t *testing.T, c *gws.Conn) (Position, string) {
+	t.Helper()
+	m := readText(t, c)
+	ps, data, ok := strings.Cut(m, "\n")
+	p, err := ParsePosition(ps)
+	if !ok || err != nil {
+		t.Fatalf("not a positioned frame: %q", m)
+	}
+	return p, data
+}
+
+func TestHubResumeOneLoop(t *testing.T) {
+	var hub *Hub
+	l, addr := wsStartLoop(t, func(l *Loop, app *Application) {
+		hub = NewHub(l, Text, nil)
+		if err := hub.KeepHistory("t", HistoryOptions{MaxMessages: 5}); err != nil {
+			t.Error(err)
+		}
+		app.HandleWebSocket("/h", func(*Request) WebSocketHandler { return historyRoute{hub: hub, topic: "t"} }, WSOptions{})
+	})
+	a := gorillaDial(t, addr, "/h", nil)
+	waitFor(t, "a subscribed", func() bool { return onLoop(l, func() int { return hub.Subscribers("t") }) == 1 })
+	for i := 1; i <= 3; i++ {
+		hub.Publish("t", fmt.Appendf(nil, "m%d", i))
+	}
+	var last Position
+	for i := 1; i <= 3; i++ {
+		p, d := readPositioned(t, a)
+		if p.Offset != int64(i) || d != fmt.Sprintf("m%d", i) {
+			t.Fatalf("a got %v %q", p, d)
+		}
+		last = p
+	}
+	a.Close()
+	// Published while nobody listens: kept for whoever comes back.
+	hub.Publish("t", []byte("m4"))
+	hub.Publish("t", []byte("m5"))
+	waitFor(t, "the history to hold m5", func() bool {
+		return onLoop(l, func() int64 { p, _ := hub.Head("t"); return p.Offset }) == 5
+	})
+	b := gorillaDial(t, addr, "/h?since="+last.String(), nil)
+	for i := 4; i <= 5; i++ {
+		if p, d := readPositioned(t, b); p.Offset != int64(i) || p.Epoch != last.Epoch || d != fmt.Sprintf("m%d", i) {
+			t.Fatalf("b recovered %v %q, want m%d", p, d, i)
+		}
+	}
+	hub.Publish("t", []byte("m6"))
+	if p, d := readPositioned(t, b); p.Offset != 6 || d != "m6" {
+		t.Fatalf("b live %v %q", p, d)
+	}
+	// Past the bound (5 kept: 2..6): the client is told.
+	c := gorillaDial(t, addr, "/h?since="+Position{last.Epoch, 0}.String(), nil)
+	if m := readText(t, c); m != `{"gone":true}` {
+		t.Fatalf("c got %q", m)
+	}
+	// And from another epoch (an earlier process).
+	d := gorillaDial(t, addr, "/h?since=5-2", nil)
+	if m := readText(t, d); m != `{"gone":true}` {
+		t.Fatalf("d got %q", m)
+	}
+	hub.Publish("t", []byte("m7"))
+	for _, x := range []*gws.Conn{b, c, d} {
+		if p, dd := readPositioned(t, x); p.Offset != 7 || dd != "m7" {
+			t.Fatalf("live after resume: %v %q", p, dd)
+		}
+	}
+	// History and Watch serve other transports on the loop.
+	got := onLoop(l, func() []string {
+		msgs, head, err := hub.History("t", Position{last.Epoch, 4}, nil)
+		out := []string{head.String(), fmt.Sprint(err)}
+		for _, m := range msgs {
+			out = append(out, string(m.Data))
+		}
+		return out
+	})
+	if strings.Join(got, ",") != fmt.Sprintf("%d-7,<nil>,m5,m6,m7", last.Epoch) {
+		t.Fatalf("History: %v", got)
+	}
+}
+
+func TestHubWatchAndPublishAt(t *testing.T) {
+	var hub *Hub
+	l, _ := wsStartLoop(t, func(l *Loop, app *Application) {
+		hub = NewHub(l, Text, nil)
+		hub.KeepHistory("clock", HistoryOptions{MaxMessages: 10})
+	})
+	seen := make(chan Message, 10)
+	onLoop(l, func() error {
+		_, err := hub.Watch("clock", func(m Message) { seen <- m })
+		hub.PublishAt("clock", Position{1, 100}, []byte("t100"))
+		hub.PublishAt("clock", Position{1, 100}, []byte("again")) // ignored
+		hub.PublishAt("clock", Position{1, 101}, []byte("t101"))
+		return err
+	})
+	for _, want := range []string{"1-100 t100", "1-101 t101"} {
+		m := wsRecv(t, seen, want)
+		if got := m.Pos.String() + " " + string(m.Data); got != want {
+			t.Fatalf("watched %q, want %q", got, want)
+		}
+	}
+	select {
+	case m := <-seen:
+		t.Fatalf("a repeated position was sent: %v", m.Pos)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if err := onLoop(l, func() error { return hub.PublishAt("nohistory", Position{1, 1}, nil) }); !errors.Is(err, ErrNoHistory) {
+		t.Fatalf("PublishAt without history: %v", err)
+	}
+}
+
+// TestHubResumeAcrossLoops publishes a stream from another goroutine while
+// clients on two loops drop and resume, each on whichever loop the kernel
+// gives it: every client must see every offset exactly once, in order.
+func TestHubResumeAcrossLoops(t *testing.T) {
+	broker := &MemoryBroker{}
+	hubs := make([]*Hub, 2)
+	_, addr := startTestGroup(t, 2, func(g *Group, l *Loop, i int) ConnHandler {
+		hubs[i] = NewHub(l, Text, broker)
+		if err := hubs[i].KeepHistory("s", HistoryOptions{MaxMessages: 10000}); err != nil {
+			t.Error(err)
+		}
+		app := NewApplication(AppOptions{})
+		app.HandleWebSocket("/h", func(*Request) WebSocketHandler { return historyRoute{hub: hubs[i], topic: "s"} }, WSOptions{})
+		return app
+	})
+	const total = 2000
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 1; i <= total; i++ {
+			hubs[i%2].Publish("s", fmt.Appendf(nil, "%d", i))
+			if i%100 == 0 {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+	}()
+	defer wg.Wait()
+	const clients = 4
+	errs := make(chan error, clients)
+	for k := 0; k < clients; k++ {
+		go func() {
+			var last Position
+			for seen := 0; last.Offset < total; {
+				u := wsURL(addr, "/h")
+				if last != (Position{}) {
+					u += "?since=" + last.String()
+				}
+				c, _, err := gws.DefaultDialer.Dial(u, nil)
+				if err != nil {
+					errs <- err
+					return
+				}
+				// Read a few then drop the connection (a reconnect).
+				for n := 0; n < 150+k*37 && last.Offset < total; n++ {
+					c.SetReadDeadline(time.Now().Add(5 * time.Second))
+					_, m, err := c.ReadMessage()
+					if err != nil {
+						c.Close()
+						errs <- fmt.Errorf("client %d after %v: %w", k, last, err)
+						return
+					}
+					ps, data, _ := strings.Cut(string(m), "\n")
+					p, err := ParsePosition(ps)
+					if err != nil {
+						errs <- fmt.Errorf("client %d: %q", k, m)
+						c.Close()
+						return
+					}
+					if last != (Position{}) && (p.Epoch != last.Epoch || p.Offset != last.Offset+1) {
+						errs <- fmt.Errorf("client %d: %v after %v", k, p, last)
+						c.Close()
+						return
+					}
+					if data != fmt.Sprint(p.Offset) {
+						errs <- fmt.Errorf("client %d: offset %d holds %q", k, p.Offset, data)
+					}
+					last = p
+					seen++
+				}
+				c.Close()
+			}
+			errs <- nil
+		}()
+	}
+	deadline := time.After(60 * time.Second)
+	for k := 0; k < clients; k++ {
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-deadline:
+			t.Fatal("clients did not finish")
+		}
+	}
+}

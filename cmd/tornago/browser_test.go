@@ -32,6 +32,13 @@ type faultProxy struct {
 	mu      sync.Mutex
 	pairs   map[*proxyPair]struct{}
 	wg      sync.WaitGroup
+	// refuse, while set, resets every new connection at once: the
+	// server looks down to the page (its process keeps running).
+	refuse atomic.Bool
+	// filter, when set before the first connection, sees the head of each
+	// connection's first request and returns a raw HTTP answer to send
+	// instead of forwarding it, or "" to forward.
+	filter func(head string) string
 }
 
 type proxyPair struct {
@@ -65,19 +72,86 @@ func (p *faultProxy) accept() {
 		if err != nil {
 			return
 		}
-		s, err := net.DialTimeout("tcp", p.backend, 5*time.Second)
-		if err != nil {
+		if p.refuse.Load() {
+			c.(*net.TCPConn).SetLinger(0)
 			c.Close()
 			continue
 		}
-		pr := &proxyPair{client: c.(*net.TCPConn), server: s.(*net.TCPConn)}
-		p.mu.Lock()
-		p.pairs[pr] = struct{}{}
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go p.pipe(pr, pr.server, pr.client)
-		go p.pipe(pr, pr.client, pr.server)
+		// Screening waits for the client's first bytes (a browser's
+		// preconnected socket may send them much later): one goroutine per
+		// connection keeps that from holding up the others.
+		p.wg.Add(1)
+		go p.forward(c.(*net.TCPConn))
 	}
+}
+
+func (p *faultProxy) forward(c *net.TCPConn) {
+	defer p.wg.Done()
+	pr := &proxyPair{client: c}
+	p.mu.Lock()
+	p.pairs[pr] = struct{}{}
+	p.mu.Unlock()
+	drop := func() {
+		c.Close()
+		p.mu.Lock()
+		delete(p.pairs, pr)
+		p.mu.Unlock()
+	}
+	var head []byte
+	if p.filter != nil {
+		var refused bool
+		if head, refused = p.screen(c); refused {
+			drop()
+			return
+		}
+	}
+	s, err := net.DialTimeout("tcp", p.backend, 5*time.Second)
+	if err != nil {
+		drop()
+		return
+	}
+	if _, err := s.Write(head); err != nil {
+		s.Close()
+		drop()
+		return
+	}
+	p.mu.Lock()
+	if _, ok := p.pairs[pr]; !ok {
+		// Reset while it was being screened or dialed.
+		p.mu.Unlock()
+		s.Close()
+		c.Close()
+		return
+	}
+	pr.server = s.(*net.TCPConn)
+	p.mu.Unlock()
+	p.wg.Add(2)
+	go p.pipe(pr, pr.server, pr.client)
+	go p.pipe(pr, pr.client, pr.server)
+}
+
+// screen reads the head of c's first request (bounded in size and time)
+// and answers it with the filter's response when the filter refuses it; it
+// returns the bytes read, to forward otherwise. Browsers open a new
+// connection for each WebSocket, so an upgrade is always a first request.
+func (p *faultProxy) screen(c net.Conn) (head []byte, refused bool) {
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	defer c.SetReadDeadline(time.Time{})
+	buf := make([]byte, 4096)
+	for len(head) < 64<<10 && !strings.Contains(string(head), "\r\n\r\n") {
+		n, err := c.Read(buf)
+		head = append(head, buf[:n]...)
+		if err != nil {
+			c.Close()
+			return nil, true
+		}
+	}
+	if answer := p.filter(string(head)); answer != "" {
+		c.Write([]byte(answer))
+		c.Close()
+		return nil, true
+	}
+	return head, false
 }
 
 func (p *faultProxy) pipe(pr *proxyPair, dst, src *net.TCPConn) {
@@ -111,9 +185,11 @@ func (p *faultProxy) reset() int {
 	n := len(p.pairs)
 	for pr := range p.pairs {
 		pr.client.SetLinger(0)
-		pr.server.SetLinger(0)
 		pr.client.Close()
-		pr.server.Close()
+		if pr.server != nil {
+			pr.server.SetLinger(0)
+			pr.server.Close()
+		}
 		delete(p.pairs, pr)
 	}
 	return n
@@ -196,38 +272,8 @@ func TestBrowserDemoPage(t *testing.T) {
 	px := startFaultProxy(t, server)
 	base := "http://" + px.addr()
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe),
-		chromedp.Flag("headless", "new"),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.WindowSize(1280, 860),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancelCtx := chromedp.NewContext(actx)
-	defer cancelCtx()
-	ctx, cancel := context.WithTimeout(ctx, 40*time.Second)
-	defer cancel()
-
-	// The screenshot is taken whatever happens, so a failure leaves a
-	// picture of the page as it was.
-	defer func() {
-		var png []byte
-		sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
-		defer scancel()
-		if err := chromedp.Run(sctx, chromedp.FullScreenshot(&png, 100)); err != nil {
-			t.Logf("screenshot: %v", err)
-			return
-		}
-		path := artifactPath(t, "browser.png")
-		if err := os.WriteFile(path, png, 0o644); err != nil {
-			t.Errorf("screenshot: %v", err)
-			return
-		}
-		t.Logf("screenshot: %s", path)
-	}()
+	pg := openPage(t, startBrowser(t, exe), 40*time.Second)
+	ctx := pg.ctx
 
 	state := func() pageState {
 		t.Helper()
@@ -259,8 +305,12 @@ func TestBrowserDemoPage(t *testing.T) {
 		t.Fatalf("navigate: %v", err)
 	}
 	s := waitFor("both sockets open", 10*time.Second, func(s pageState) bool {
-		return s.ClockState == "open" && s.ChatState == "open" && hasMessage(s, "Welcome")
+		return s.ClockState == "open" && s.ChatState == "open"
 	})
+	// No ?transport=: both run over WebSocket, which works here.
+	if g := pg.state(); g.Transports["chat"] != "ws" || g.Transports["clock"] != "ws" || len(g.Fallbacks) > 0 {
+		t.Errorf("transports %v, fallbacks %v; want ws for both, none", g.Transports, g.Fallbacks)
+	}
 
 	// At least three ticks, pushed about a second apart.
 	s = waitFor("three ticks", 6*time.Second, func(s pageState) bool { return len(s.Ticks) >= 3 })
@@ -406,4 +456,443 @@ func receive(t *testing.T, addr, msg string) int {
 		t.Fatalf("GET /receive: %v in %q", err, body)
 	}
 	return r.Delivered
+}
+
+// startBrowser starts headless Chromium for the test and returns the
+// context of its first tab; openPage opens more.
+func startBrowser(t *testing.T, exe string) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.Flag("headless", "new"),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.WindowSize(1280, 860),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	bctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	sctx, scancel := context.WithTimeout(bctx, 20*time.Second)
+	defer scancel()
+	if err := chromedp.Run(sctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return bctx
+}
+
+// browserPage is one tab, bounded by the deadline openPage gave it.
+type browserPage struct {
+	t   *testing.T
+	ctx context.Context
+}
+
+// openPage opens a tab (sessionStorage of its own, so no position carries
+// over from another test) that lives at most d, and saves its screenshot
+// when the test ends.
+func openPage(t *testing.T, bctx context.Context, d time.Duration) *browserPage {
+	t.Helper()
+	tctx, cancelTab := chromedp.NewContext(bctx)
+	ctx, cancel := context.WithTimeout(tctx, d)
+	p := &browserPage{t: t, ctx: ctx}
+	t.Cleanup(func() {
+		// The screenshot is taken whatever happened, so a failure leaves a
+		// picture of the page as it was.
+		var png []byte
+		sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
+		defer scancel()
+		if err := chromedp.Run(sctx, chromedp.FullScreenshot(&png, 100)); err != nil {
+			t.Logf("screenshot: %v", err)
+		} else {
+			name := strings.NewReplacer("/", "-", " ", "_").Replace(t.Name())
+			if name == "TestBrowserDemoPage" {
+				name = "browser" // the name CI has always kept
+			}
+			path := artifactPath(t, name+".png")
+			if err := os.WriteFile(path, png, 0o644); err != nil {
+				t.Errorf("screenshot: %v", err)
+			} else {
+				t.Logf("screenshot: %s", path)
+			}
+		}
+		cancel()
+		cancelTab()
+	})
+	return p
+}
+
+func (p *browserPage) navigate(url string) {
+	p.t.Helper()
+	if err := chromedp.Run(p.ctx, chromedp.Navigate(url)); err != nil {
+		p.t.Fatalf("navigate %s: %v", url, err)
+	}
+}
+
+// tgMessage is one positioned message or tick the page received.
+type tgMessage struct {
+	Pos       string
+	Body      string
+	Recovered bool
+	Transport string
+	Seq       int64 // ticks
+}
+
+// tgState is window.tornago: the page's own account of what it received.
+type tgState struct {
+	Forced, Transport string
+	Transports, Pos   map[string]string
+	Opens             map[string]int
+	Chat, Clock       []tgMessage
+	Plain             []string
+	Recovered         int
+	Duplicates        int
+	Gone              []struct {
+		Topic  string
+		Missed int
+	}
+	Fallbacks []string
+	// From the DOM, to see that what the state says is also shown.
+	ChatBadge, ClockBadge string
+	ChatLabel, ClockLabel string
+	RecoveredTags         int // "(recovered)" tags in the chat
+	RecoveredRows         int // rows marked recovered in the tick table
+	ChatGone, ClockGone   string
+}
+
+const readTornago = `(() => {
+	const b = (id) => document.getElementById(id);
+	return Object.assign({}, window.tornago, {
+		ChatBadge: b("chat-status").dataset.state,
+		ClockBadge: b("clock-status").dataset.state,
+		ChatLabel: b("chat-transport").dataset.transport + " " + b("chat-transport").textContent,
+		ClockLabel: b("clock-transport").dataset.transport + " " + b("clock-transport").textContent,
+		RecoveredTags: document.querySelectorAll("#messages li.recovered .tag").length,
+		RecoveredRows: document.querySelectorAll("#ticks tr.recovered").length,
+		ChatGone: b("chat-gone").textContent,
+		ClockGone: b("clock-gone").textContent,
+	});
+})()`
+
+func (p *browserPage) state() tgState {
+	p.t.Helper()
+	var s tgState
+	if err := chromedp.Run(p.ctx, chromedp.Evaluate(readTornago, &s)); err != nil {
+		p.t.Fatalf("read window.tornago: %v", err)
+	}
+	return s
+}
+
+// waitFor polls the page's state until cond holds, failing with the last
+// state after d.
+func (p *browserPage) waitFor(what string, d time.Duration, cond func(tgState) bool) tgState {
+	p.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		s := p.state()
+		if cond(s) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("waited %v for %s; page state %+v", d, what, s)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func chatBodies(s tgState) []string {
+	out := make([]string, len(s.Chat))
+	for i, m := range s.Chat {
+		out[i] = m.Body
+	}
+	return out
+}
+
+// publishAll publishes each message with /receive, straight to the server.
+func publishAll(t *testing.T, server string, msgs ...string) {
+	t.Helper()
+	for _, m := range msgs {
+		receive(t, server, m)
+	}
+}
+
+// serverHistory asks the server (short polls, following "more") for the
+// positions of topic's messages after since.
+func serverHistory(t *testing.T, server, topic, since string) []string {
+	t.Helper()
+	c := http.Client{Timeout: 5 * time.Second}
+	var out []string
+	for range 50 {
+		q := url.Values{"since": {since}}
+		if topic != "chat" {
+			q.Set("topic", topic)
+		}
+		resp, err := c.Get("http://" + server + "/poll-message?" + q.Encode())
+		if err != nil {
+			t.Fatalf("GET /poll-message: %v", err)
+		}
+		var a struct {
+			Head     string
+			Messages []struct{ Pos string }
+			More     bool
+			Missed   int
+		}
+		err = json.NewDecoder(resp.Body).Decode(&a)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("GET /poll-message?%s: %d, %v", q.Encode(), resp.StatusCode, err)
+		}
+		if a.Missed != 0 {
+			t.Fatalf("server history of %s after %s: %d missed", topic, since, a.Missed)
+		}
+		for _, m := range a.Messages {
+			out = append(out, m.Pos)
+			since = m.Pos
+		}
+		if !a.More {
+			return out
+		}
+	}
+	t.Fatalf("server history of %s: still more after 50 pages", topic)
+	return nil
+}
+
+// posBefore returns the position just before p ("E-N" to "E-(N-1)").
+func posBefore(t *testing.T, p string) string {
+	t.Helper()
+	e, n, ok := strings.Cut(p, "-")
+	off, err := strconv.ParseInt(n, 10, 64)
+	if !ok || err != nil || off < 1 {
+		t.Fatalf("position %q", p)
+	}
+	return e + "-" + strconv.FormatInt(off-1, 10)
+}
+
+// checkAgainstServer fails unless the page got exactly the server's
+// messages of topic from its first one to its last: none lost, none twice,
+// in order.
+func checkAgainstServer(t *testing.T, server, topic string, got []tgMessage) {
+	t.Helper()
+	if len(got) == 0 {
+		t.Errorf("%s: the page got nothing", topic)
+		return
+	}
+	var page []string
+	for _, m := range got {
+		page = append(page, m.Pos)
+	}
+	want := serverHistory(t, server, topic, posBefore(t, page[0]))
+	if i := slices.Index(want, page[len(page)-1]); i >= 0 {
+		want = want[:i+1]
+	}
+	if !slices.Equal(page, want) {
+		t.Errorf("%s: the page has positions\n%v\nthe server's history from the first to the last is\n%v", topic, page, want)
+	}
+}
+
+// allTransports is the page's ?transport= values.
+var allTransports = []string{"ws", "sse", "longpoll", "shortpoll"}
+
+// TestBrowserTransports forces each transport with ?transport= and checks
+// that the page says it uses it, and that chat messages published with
+// /receive and with the page's own chat form reach it, and ticks too.
+func TestBrowserTransports(t *testing.T) {
+	exe := chromiumPath()
+	requireTool(t, exe != "", "chromium (apt-get install chromium)")
+	b := startBrowser(t, exe)
+	for _, tr := range allTransports {
+		t.Run(tr, func(t *testing.T) {
+			server := startDemos(t)
+			pg := openPage(t, b, 30*time.Second)
+			pg.navigate("http://" + server + "/?transport=" + tr)
+			pg.waitFor("chat and clock open over "+tr, 10*time.Second, func(s tgState) bool {
+				return s.Transports["chat"] == tr && s.Transports["clock"] == tr &&
+					s.ChatBadge == "open" && s.ClockBadge == "open" && len(s.Clock) >= 2
+			})
+			publishAll(t, server, tr+" one", tr+" two", tr+" three")
+			if err := chromedp.Run(pg.ctx, chromedp.SendKeys("#chat-input", tr+" typed"+kb.Enter, chromedp.ByID)); err != nil {
+				t.Fatalf("type chat line: %v", err)
+			}
+			want := []string{tr + " one", tr + " two", tr + " three"}
+			s := pg.waitFor("the published messages", 10*time.Second, func(s tgState) bool {
+				got := chatBodies(s)
+				return len(got) >= 3 && slices.Equal(got[:3], want) &&
+					(tr == "ws" && slices.Contains(s.Plain, "new message :"+tr+" typed") ||
+						tr != "ws" && slices.Contains(got, tr+" typed"))
+			})
+			for _, m := range s.Chat {
+				if m.Recovered || m.Transport != tr {
+					t.Errorf("message %+v: want live over %s", m, tr)
+				}
+			}
+			if s.Forced != tr || s.Transport != tr || !strings.HasPrefix(s.ChatLabel, tr+" ") || !strings.HasPrefix(s.ClockLabel, tr+" ") {
+				t.Errorf("forced %q, transport %q, labels %q / %q; want %s", s.Forced, s.Transport, s.ChatLabel, s.ClockLabel, tr)
+			}
+			if s.Duplicates != 0 || s.Recovered != 0 || len(s.Gone) != 0 || len(s.Fallbacks) != 0 {
+				t.Errorf("duplicates %d, recovered %d, gone %v, fallbacks %v; want none", s.Duplicates, s.Recovered, s.Gone, s.Fallbacks)
+			}
+			checkAgainstServer(t, server, "chat", s.Chat)
+			checkAgainstServer(t, server, "clock", s.Clock)
+		})
+	}
+}
+
+// outage makes the server unreachable for the page (every connection reset,
+// new ones refused) until the page has noticed on both topics, runs during,
+// and lets the page back in.
+func outage(t *testing.T, pg *browserPage, px *faultProxy, during func()) {
+	t.Helper()
+	px.refuse.Store(true)
+	px.reset()
+	pg.waitFor("the page to notice the outage", 8*time.Second, func(s tgState) bool {
+		return s.ChatBadge != "open" && s.ClockBadge != "open"
+	})
+	during()
+	px.refuse.Store(false)
+}
+
+// TestBrowserRecovery cuts the page off the server over each transport,
+// publishes while it is away, and checks that on reconnect it shows the
+// missed messages and ticks, marked recovered, none lost or repeated.
+func TestBrowserRecovery(t *testing.T) {
+	exe := chromiumPath()
+	requireTool(t, exe != "", "chromium (apt-get install chromium)")
+	b := startBrowser(t, exe)
+	for _, tr := range allTransports {
+		t.Run(tr, func(t *testing.T) {
+			server := startDemos(t)
+			px := startFaultProxy(t, server)
+			pg := openPage(t, b, 45*time.Second)
+			pg.navigate("http://" + px.addr() + "/?transport=" + tr)
+			pg.waitFor("chat and clock open", 10*time.Second, func(s tgState) bool {
+				return s.ChatBadge == "open" && s.ClockBadge == "open" && len(s.Clock) >= 1
+			})
+			publishAll(t, server, "before")
+			pg.waitFor("the first message", 5*time.Second, func(s tgState) bool { return slices.Contains(chatBodies(s), "before") })
+			before := pg.state()
+
+			missed := []string{"missed 1", "missed 2", "missed 3"}
+			outage(t, pg, px, func() {
+				publishAll(t, server, missed...)
+				// Away for at least one tick.
+				time.Sleep(1500 * time.Millisecond)
+			})
+			s := pg.waitFor("the missed messages", 12*time.Second, func(s tgState) bool {
+				return slices.Contains(chatBodies(s), "missed 3") && s.ChatBadge == "open" && s.ClockBadge == "open"
+			})
+			publishAll(t, server, "after")
+			s = pg.waitFor("the next message", 5*time.Second, func(s tgState) bool { return slices.Contains(chatBodies(s), "after") })
+
+			if got, want := chatBodies(s), append(append([]string{"before"}, missed...), "after"); !slices.Equal(got, want) {
+				t.Errorf("chat %q, want %q", got, want)
+			}
+			for _, m := range s.Chat {
+				if want := strings.HasPrefix(m.Body, "missed"); m.Recovered != want {
+					t.Errorf("message %+v: recovered %v, want %v", m, m.Recovered, want)
+				}
+			}
+			if s.RecoveredTags != len(missed) {
+				t.Errorf("%d chat messages shown as recovered, want %d", s.RecoveredTags, len(missed))
+			}
+			var ticksRecovered int
+			for _, m := range s.Clock[len(before.Clock):] {
+				if m.Recovered {
+					ticksRecovered++
+				}
+			}
+			if ticksRecovered == 0 || s.RecoveredRows == 0 {
+				t.Errorf("no tick recovered (%d in the state, %d rows shown); ticks %+v", ticksRecovered, s.RecoveredRows, s.Clock)
+			}
+			if s.Duplicates != 0 || len(s.Gone) != 0 {
+				t.Errorf("duplicates %d, gone %v; want none", s.Duplicates, s.Gone)
+			}
+			if s.Transports["chat"] != tr || s.Transports["clock"] != tr || len(s.Fallbacks) != 0 {
+				t.Errorf("transports %v, fallbacks %v; want %s throughout", s.Transports, s.Fallbacks, tr)
+			}
+			if s.Opens["chat"] < 2 || s.Opens["clock"] < 2 {
+				t.Errorf("opens %v: want a reconnect of both", s.Opens)
+			}
+			checkAgainstServer(t, server, "chat", s.Chat)
+			checkAgainstServer(t, server, "clock", s.Clock)
+		})
+	}
+}
+
+// TestBrowserHistoryGone publishes more messages than the chat keeps (200)
+// while the page is away: the page must say how many it missed, and show
+// the ones kept as recovered.
+func TestBrowserHistoryGone(t *testing.T) {
+	exe := chromiumPath()
+	requireTool(t, exe != "", "chromium (apt-get install chromium)")
+	b := startBrowser(t, exe)
+	const kept, extra = 200, 50
+	for _, tr := range []string{"ws", "sse", "longpoll"} {
+		t.Run(tr, func(t *testing.T) {
+			server := startDemos(t)
+			px := startFaultProxy(t, server)
+			pg := openPage(t, b, 45*time.Second)
+			pg.navigate("http://" + px.addr() + "/?transport=" + tr)
+			pg.waitFor("chat open", 10*time.Second, func(s tgState) bool { return s.ChatBadge == "open" })
+			publishAll(t, server, "before")
+			pg.waitFor("the first message", 5*time.Second, func(s tgState) bool { return slices.Contains(chatBodies(s), "before") })
+			var missed []string
+			for i := range kept + extra {
+				missed = append(missed, "missed "+strconv.Itoa(i+1))
+			}
+			outage(t, pg, px, func() { publishAll(t, server, missed...) })
+			s := pg.waitFor("the kept messages and the notice", 12*time.Second, func(s tgState) bool {
+				return slices.Contains(chatBodies(s), missed[len(missed)-1]) && len(s.Gone) > 0
+			})
+			want := "history gone: " + strconv.Itoa(extra) + " messages missed, reloaded"
+			if len(s.Gone) != 1 || s.Gone[0].Topic != "chat" || s.Gone[0].Missed != extra || !strings.HasPrefix(s.ChatGone, want) {
+				t.Errorf("gone %+v, notice %q; want one for chat, %d missed, saying %q", s.Gone, s.ChatGone, extra, want)
+			}
+			if got, want := chatBodies(s), append([]string{"before"}, missed[extra:]...); !slices.Equal(got, want) {
+				t.Errorf("chat has %d messages (%q ... %q), want %d (before, missed %d ... missed %d)",
+					len(got), got[:min(3, len(got))], got[max(0, len(got)-2):], len(want), extra+1, kept+extra)
+			}
+			if s.Duplicates != 0 {
+				t.Errorf("%d duplicates", s.Duplicates)
+			}
+		})
+	}
+}
+
+// TestBrowserFallbackToSSE serves the page through a proxy that refuses
+// every WebSocket upgrade (403, as a proxy that does not carry them might):
+// with no ?transport=, chat and clock must land on SSE and work.
+func TestBrowserFallbackToSSE(t *testing.T) {
+	exe := chromiumPath()
+	requireTool(t, exe != "", "chromium (apt-get install chromium)")
+	server := startDemos(t)
+	px := startFaultProxy(t, server)
+	var upgrades atomic.Int64
+	px.filter = func(head string) string {
+		if strings.Contains(strings.ToLower(head), "\r\nupgrade: websocket") {
+			upgrades.Add(1)
+			return "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+		}
+		return ""
+	}
+	pg := openPage(t, startBrowser(t, exe), 30*time.Second)
+	pg.navigate("http://" + px.addr() + "/")
+	s := pg.waitFor("both on SSE", 10*time.Second, func(s tgState) bool {
+		return s.Transports["chat"] == "sse" && s.Transports["clock"] == "sse" &&
+			s.ChatBadge == "open" && s.ClockBadge == "open" && len(s.Clock) >= 1
+	})
+	for _, want := range []string{"chat: ws -> sse", "clock: ws -> sse"} {
+		if !slices.ContainsFunc(s.Fallbacks, func(f string) bool { return strings.HasPrefix(f, want) }) {
+			t.Errorf("fallbacks %v lack %q", s.Fallbacks, want)
+		}
+	}
+	if !strings.HasPrefix(s.ChatLabel, "sse ") || !strings.Contains(s.ChatLabel, "Server-Sent Events") {
+		t.Errorf("chat transport label %q, want it to say SSE", s.ChatLabel)
+	}
+	if n := upgrades.Load(); n < 4 {
+		t.Errorf("%d upgrades refused, want 2 for each topic before falling back", n)
+	}
+	publishAll(t, server, "over sse")
+	s = pg.waitFor("a message over SSE", 5*time.Second, func(s tgState) bool { return slices.Contains(chatBodies(s), "over sse") })
+	if m := s.Chat[len(s.Chat)-1]; m.Transport != "sse" || m.Recovered {
+		t.Errorf("message %+v: want live over sse", m)
+	}
 }

@@ -473,9 +473,9 @@ func startBrowser(t *testing.T, exe string) context.Context {
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	bctx, cancel := chromedp.NewContext(actx)
 	t.Cleanup(func() { cancel(); cancelAlloc() })
-	sctx, scancel := context.WithTimeout(bctx, 20*time.Second)
-	defer scancel()
-	if err := chromedp.Run(sctx); err != nil {
+	// The first Run starts the browser, for as long as its context lives:
+	// bctx itself, not one with a deadline.
+	if err := chromedp.Run(bctx); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
 	return bctx

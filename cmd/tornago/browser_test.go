@@ -151,7 +151,19 @@ func (p *faultProxy) screen(c net.Conn) (head []byte, refused bool) {
 		c.Close()
 		return nil, true
 	}
-	return head, false
+	// One request per connection, so that the filter sees every request
+	// (a browser reuses kept-alive connections for any path): ask the
+	// server to close after answering, unless this is an upgrade.
+	h := string(head)
+	if !strings.Contains(strings.ToLower(h), "\r\nupgrade:") {
+		if i := strings.Index(strings.ToLower(h), "\r\nconnection:"); i >= 0 {
+			end := i + 2 + strings.Index(h[i+2:], "\r\n")
+			h = h[:i] + "\r\nConnection: close" + h[end:]
+		} else if i := strings.Index(h, "\r\n"); i >= 0 {
+			h = h[:i] + "\r\nConnection: close" + h[i:]
+		}
+	}
+	return []byte(h), false
 }
 
 func (p *faultProxy) pipe(pr *proxyPair, dst, src *net.TCPConn) {
@@ -857,42 +869,84 @@ func TestBrowserHistoryGone(t *testing.T) {
 	}
 }
 
-// TestBrowserFallbackToSSE serves the page through a proxy that refuses
-// every WebSocket upgrade (403, as a proxy that does not carry them might):
-// with no ?transport=, chat and clock must land on SSE and work.
-func TestBrowserFallbackToSSE(t *testing.T) {
+// TestBrowserFallback serves the page through a proxy that refuses every
+// WebSocket upgrade (403, as a proxy that does not carry them might), and
+// then also /sse (404, as from a proxy that knows no such path): with no
+// ?transport=, chat and clock must land on SSE, then on long polling, and
+// work there.
+func TestBrowserFallback(t *testing.T) {
 	exe := chromiumPath()
 	requireTool(t, exe != "", "chromium (apt-get install chromium)")
-	server := startDemos(t)
-	px := startFaultProxy(t, server)
-	var upgrades atomic.Int64
-	px.filter = func(head string) string {
-		if strings.Contains(strings.ToLower(head), "\r\nupgrade: websocket") {
-			upgrades.Add(1)
-			return "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-		}
-		return ""
-	}
-	pg := openPage(t, startBrowser(t, exe), 30*time.Second)
-	pg.navigate("http://" + px.addr() + "/")
-	s := pg.waitFor("both on SSE", 10*time.Second, func(s tgState) bool {
-		return s.Transports["chat"] == "sse" && s.Transports["clock"] == "sse" &&
-			s.ChatBadge == "open" && s.ClockBadge == "open" && len(s.Clock) >= 1
-	})
-	for _, want := range []string{"chat: ws -> sse", "clock: ws -> sse"} {
-		if !slices.ContainsFunc(s.Fallbacks, func(f string) bool { return strings.HasPrefix(f, want) }) {
-			t.Errorf("fallbacks %v lack %q", s.Fallbacks, want)
-		}
-	}
-	if !strings.HasPrefix(s.ChatLabel, "sse ") || !strings.Contains(s.ChatLabel, "Server-Sent Events") {
-		t.Errorf("chat transport label %q, want it to say SSE", s.ChatLabel)
-	}
-	if n := upgrades.Load(); n < 4 {
-		t.Errorf("%d upgrades refused, want 2 for each topic before falling back", n)
-	}
-	publishAll(t, server, "over sse")
-	s = pg.waitFor("a message over SSE", 5*time.Second, func(s tgState) bool { return slices.Contains(chatBodies(s), "over sse") })
-	if m := s.Chat[len(s.Chat)-1]; m.Transport != "sse" || m.Recovered {
-		t.Errorf("message %+v: want live over sse", m)
+	b := startBrowser(t, exe)
+	for _, c := range []struct {
+		name, want string
+		fallbacks  []string
+		refuseSSE  bool
+	}{
+		{"ws refused", "sse", []string{"ws -> sse"}, false},
+		{"ws and sse refused", "longpoll", []string{"ws -> sse", "sse -> longpoll"}, true},
+	} {
+		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
+			server := startDemos(t)
+			px := startFaultProxy(t, server)
+			var upgrades, streams atomic.Int64
+			px.filter = func(head string) string {
+				h := strings.ToLower(head)
+				if strings.Contains(h, "\r\nupgrade: websocket") {
+					upgrades.Add(1)
+					return "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+				}
+				if c.refuseSSE && strings.HasPrefix(head, "GET /sse") {
+					streams.Add(1)
+					return "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+				}
+				return ""
+			}
+			pg := openPage(t, b, 30*time.Second)
+			pg.navigate("http://" + px.addr() + "/")
+			s := pg.waitFor("both on "+c.want, 15*time.Second, func(s tgState) bool {
+				return s.Transports["chat"] == c.want && s.Transports["clock"] == c.want &&
+					s.ChatBadge == "open" && s.ClockBadge == "open" && len(s.Clock) >= 1
+			})
+			var want []string
+			for _, topic := range []string{"clock", "chat"} {
+				for _, f := range c.fallbacks {
+					want = append(want, topic+": "+f)
+				}
+			}
+			var got []string
+			for _, f := range s.Fallbacks {
+				got = append(got, f[:strings.Index(f+" (", " (")])
+			}
+			slices.Sort(got)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("fallbacks %q, want %q", s.Fallbacks, want)
+			}
+			if !strings.HasPrefix(s.ChatLabel, c.want+" ") || !strings.Contains(s.ChatLabel, "(fallback)") {
+				t.Errorf("chat transport label %q, want it to name %s, a fallback", s.ChatLabel, c.want)
+			}
+			// Two tries of each refused transport for each topic, and no
+			// more once fallen back.
+			if n := upgrades.Load(); n != 4 {
+				t.Errorf("%d upgrades refused, want 4", n)
+			}
+			if n := streams.Load(); c.refuseSSE && n != 4 {
+				t.Errorf("%d streams refused, want 4", n)
+			}
+			publishAll(t, server, "over "+c.want)
+			if err := chromedp.Run(pg.ctx, chromedp.SendKeys("#chat-input", "typed over "+c.want+kb.Enter, chromedp.ByID)); err != nil {
+				t.Fatalf("type chat line: %v", err)
+			}
+			s = pg.waitFor("messages over "+c.want, 5*time.Second, func(s tgState) bool {
+				return slices.Equal(chatBodies(s), []string{"over " + c.want, "typed over " + c.want})
+			})
+			for _, m := range s.Chat {
+				if m.Transport != c.want || m.Recovered {
+					t.Errorf("message %+v: want live over %s", m, c.want)
+				}
+			}
+			checkAgainstServer(t, server, "chat", s.Chat)
+		})
 	}
 }

@@ -39,11 +39,13 @@
 // with a new creation time: every process's replica starts over in the new
 // epoch (a position of the old one gets ErrHistoryGone) and its consumer
 // reads the new stream from its start. Processes check after every
-// reconnect and every Options.HistoryCheckEvery.
+// reconnect and every Options.HistoryCheckEvery. Each history topic costs
+// a process one JetStream consumer (one NATS subscription and its
+// goroutine), whatever the number of subscribers.
 //
 // Memory per kept message: each process's replica holds the data plus
-// about 70 bytes (a loop.Message, 64 bytes, and the data allocation's
-// rounding); the NATS server's memory store holds the data plus about 320
+// about 70 to 100 bytes (a loop.Message, 64 bytes, the slice's spare
+// capacity and the data allocation's rounding); the NATS server's memory store holds the data plus about 320
 // bytes (with a 15-byte subject: its message struct, index and per-subject
 // state), although its own accounting, which the stream's MaxBytes limits,
 // counts only subject + data + 16. TestHistoryMemoryCost measures both

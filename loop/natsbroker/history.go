@@ -298,7 +298,9 @@ func streamEpoch(info *jetstream.StreamInfo) int64 { return info.Created.UnixMic
 // order, once each, with nothing between head and the first (it is called
 // under the topic's lock, which SubscribeHistory held to read head).
 // Messages of a new epoch (the stream was lost and made again) start at
-// offset 1. deliver runs on the topic's consumer goroutine and must not
+// offset 1. After an outage longer than the stream's bounds cover, the
+// offsets may jump: the stream dropped the messages in between, which a
+// subscriber can treat as ErrHistoryGone. deliver runs on the topic's consumer goroutine and must not
 // block nor call the broker for the topic (a Hub's only queues onto its
 // loop); it may keep m.Data but must not modify it (every subscriber and
 // the replica share it). No deliver runs once cancel or Close has

@@ -3,8 +3,10 @@
 //
 // A Hub given a Broker publishes every message to NATS and fans out what
 // NATS delivers back, so each subscriber gets each message once whichever
-// node published it. Topics map to NATS subjects as Prefix + topic: a
-// topic must be a valid subject token sequence (no spaces, no '*' or '>').
+// node published it. Topics map to NATS subjects as Prefix + topic (a
+// history topic's as Prefix + "_h." + topic, so a plain topic may not
+// start with the token "_h"): a topic must be a valid subject token
+// sequence (no spaces, no '*' or '>').
 //
 // Publish never blocks its caller (the loop, when a handler publishes):
 // nats.go's own Publish writes to the socket inline when its buffer fills,
@@ -45,7 +47,7 @@
 //
 // Memory per kept message: each process's replica holds the data plus
 // about 70 to 100 bytes (a loop.Message, 64 bytes, the slice's spare
-// capacity and the data allocation's rounding); the NATS server's memory store holds the data plus about 320
+// capacity and the data allocation's rounding); the NATS server's memory store holds the data plus about 300
 // bytes (with a 15-byte subject: its message struct, index and per-subject
 // state), although its own accounting, which the stream's MaxBytes limits,
 // counts only subject + data + 16. TestHistoryMemoryCost measures both

@@ -49,8 +49,9 @@
 // about 70 to 100 bytes (a loop.Message, 64 bytes, the slice's spare
 // capacity and the data allocation's rounding); the NATS server's memory
 // store holds the data plus about 300 bytes (with a 15-byte subject: its
-// message struct, index and per-subject state), although its own accounting, which the stream's MaxBytes limits,
-// counts only subject + data + 16. TestHistoryMemoryCost measures both
+// message struct, index and per-subject state), although its own
+// accounting, which the stream's MaxBytes limits, counts only subject +
+// data + 16. TestHistoryMemoryCost measures both
 // (go test -run MemoryCost -v), for 100-byte messages.
 package natsbroker
 

@@ -1,8 +1,5 @@
-//go:build hubhistory
-
-// Hub over a history topic, end to end. Off by default (go test -tags
-// hubhistory) while loop.Hub gains its history API: today the hub uses the
-// plain Subscribe, which on a history topic is fed by the replica.
+// Hub over a history topic, end to end, with the hub's plain Subscribe
+// (fed by the replica); cmd/tornago's tests resume clients across processes.
 
 package natsbroker_test
 

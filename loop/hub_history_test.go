@@ -315,3 +315,74 @@ func TestHubResumeAcrossLoops(t *testing.T) {
 		}
 	}
 }
+
+// kickingHistory is historyRoute that closes each connection with 1001
+// after it has sent every message the test's counter allows.
+type kickingHistory struct {
+	historyRoute
+	kick chan *WebSocket
+}
+
+func (k kickingHistory) Open(w *WebSocket) {
+	k.historyRoute.Open(w)
+	k.kick <- w
+}
+
+// TestClientResume: a DialWebSocket client with Reconnect and Resume is
+// dropped by the server again and again while messages are published; it
+// must see every offset once, in order, resuming with since= each time.
+func TestClientResume(t *testing.T) {
+	var hub *Hub
+	kick := make(chan *WebSocket, 16)
+	srv, addr := wsStartLoop(t, func(l *Loop, app *Application) {
+		hub = NewHub(l, Text, nil)
+		hub.KeepHistory("t", HistoryOptions{MaxMessages: 1000})
+		app.HandleWebSocket("/h", func(*Request) WebSocketHandler {
+			return kickingHistory{historyRoute{hub: hub, topic: "t"}, kick}
+		}, WSOptions{})
+	})
+	cl := clientLoop(t)
+	got := make(chan string, 1000)
+	opened := make(chan struct{}, 16)
+	c, err := cl.DialWebSocket(wsURL(addr, "/h?since="), ClientHandler{
+		OnOpen: func(*WebSocket) { opened <- struct{}{} },
+		OnMessage: func(_ *WebSocket, _ MessageType, data []byte) {
+			if data[0] != '{' { // the gone notice never comes here
+				got <- string(data)
+			}
+		},
+	}, ClientOptions{Reconnect: true, Resume: true, MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const total, drops = 300, 5
+	var ws *WebSocket
+	next := 1
+	for d := 0; d <= drops; d++ {
+		wsRecv(t, opened, "an open")
+		ws = wsRecv(t, kick, "the server side")
+		for ; next <= total*(d+1)/(drops+1); next++ {
+			hub.Publish("t", fmt.Appendf(nil, "%d", next))
+		}
+		if d < drops {
+			// Published before the drop is noticed, and during it: resumed.
+			onLoop(srv, func() error { return ws.Close(CloseGoingAway, "kicked") })
+			hub.Publish("t", []byte("x"))
+			next++
+		}
+	}
+	var last int64
+	for i := 0; i < total; i++ { // the "x"s took a number each
+		m := wsRecv(t, got, "a message")
+		ps, _, _ := strings.Cut(m, "\n")
+		p, err := ParsePosition(ps)
+		if err != nil || p.Offset != last+1 {
+			t.Fatalf("message %d: %q after offset %d", i, m, last)
+		}
+		last = p.Offset
+	}
+	if pos := onLoop(cl, c.Position); pos.Offset != last {
+		t.Fatalf("client position %v, last received %d", pos, last)
+	}
+}

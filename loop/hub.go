@@ -45,12 +45,12 @@ type Hub struct {
 	// byWS holds each subscriber's topics, so that a close costs
 	// O(its topics), not a scan of every subscriber.
 	byWS     map[*WebSocket][]*hubTopic
-	watching bool         // forget is registered as a close observer
+	watching bool // forget is registered as a close observer
 	// byStream holds each event stream's history topics (SubscribeStream).
 	byStream        map[*EventStream][]*hubTopic
-	watchingStreams bool // forgetStream is registered
-	failed   []*WebSocket // fanOut's scratch: subscribers whose write failed
-	dropped  atomic.Int64 // broker deliveries dropped for the loop's backlog
+	watchingStreams bool         // forgetStream is registered
+	failed          []*WebSocket // fanOut's scratch: subscribers whose write failed
+	dropped         atomic.Int64 // broker deliveries dropped for the loop's backlog
 }
 
 type hubTopic struct {

@@ -3,8 +3,8 @@ package loop
 import (
 	"bufio"
 	"errors"
-	"net/http"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"

@@ -1,8 +1,10 @@
 package loop
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -384,5 +386,108 @@ func TestClientResume(t *testing.T) {
 	}
 	if pos := onLoop(cl, c.Position); pos.Offset != last {
 		t.Fatalf("client position %v, last received %d", pos, last)
+	}
+}
+
+// hubEvent is one event read from a text/event-stream.
+type hubEvent struct{ id, event, data string }
+
+// readHubEvent reads one event (skipping comments) from br.
+func readHubEvent(t *testing.T, br *bufio.Reader) hubEvent {
+	t.Helper()
+	var ev hubEvent
+	var data []string
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("read event: %v", err)
+		}
+		line = strings.TrimRight(line, "\r\n")
+		switch {
+		case line == "":
+			if ev.id != "" || data != nil || ev.event != "" {
+				ev.data = strings.Join(data, "\n")
+				return ev
+			}
+		case strings.HasPrefix(line, ":"):
+		case strings.HasPrefix(line, "id: "):
+			ev.id = line[4:]
+		case strings.HasPrefix(line, "event: "):
+			ev.event = line[7:]
+		case strings.HasPrefix(line, "data: "):
+			data = append(data, line[6:])
+		}
+	}
+}
+
+// TestHubSubscribeStream: SSE subscribers of a history topic get each
+// message with its position as the event id, resume from Last-Event-ID
+// exactly, and learn when the history is gone.
+func TestHubSubscribeStream(t *testing.T) {
+	var hub *Hub
+	l, addr := wsStartLoop(t, func(l *Loop, app *Application) {
+		hub = NewHub(l, Text, nil)
+		hub.KeepHistory("t", HistoryOptions{MaxMessages: 3})
+		app.Handle("/sse", Methods{Get: func(r *Request) {
+			es, err := r.EventStream(EventStreamOptions{})
+			if err != nil {
+				return
+			}
+			since, _ := ParsePosition(es.LastEventID())
+			if _, err := hub.SubscribeStream("t", es, since); errors.Is(err, ErrHistoryGone) {
+				es.Send("", "gone", []byte("reload"))
+			}
+		}})
+	})
+	open := func(last string) (*bufio.Reader, func()) {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/sse", nil)
+		if last != "" {
+			req.Header.Set("Last-Event-ID", last)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
+			t.Fatalf("content type %q", ct)
+		}
+		return bufio.NewReader(resp.Body), func() { resp.Body.Close() }
+	}
+	a, closeA := open("")
+	waitFor(t, "the stream subscribed", func() bool {
+		return onLoop(l, func() int { return len(hub.topics["t"].hist.streams) }) == 1
+	})
+	hub.Publish("t", []byte("one"))
+	hub.Publish("t", []byte("two\nlines"))
+	e1, e2 := readHubEvent(t, a), readHubEvent(t, a)
+	if e1.data != "one" || e2.data != "two\nlines" || e1.id == "" {
+		t.Fatalf("events %+v %+v", e1, e2)
+	}
+	closeA()
+	waitFor(t, "the stream forgotten", func() bool {
+		return onLoop(l, func() int { return len(hub.topics["t"].hist.streams) }) == 0
+	})
+	hub.Publish("t", []byte("three"))
+	b, closeB := open(e1.id)
+	defer closeB()
+	if e := readHubEvent(t, b); e.data != "two\nlines" || e.id != e2.id {
+		t.Fatalf("resumed with %+v, want two", e)
+	}
+	if e := readHubEvent(t, b); e.data != "three" {
+		t.Fatalf("resumed with %+v, want three", e)
+	}
+	hub.Publish("t", []byte("four"))
+	if e := readHubEvent(t, b); e.data != "four" {
+		t.Fatalf("live %+v", e)
+	}
+	hub.Publish("t", []byte("five"))
+	if e := readHubEvent(t, b); e.data != "five" {
+		t.Fatalf("live %+v", e)
+	}
+	// Kept: three, four, five. After one: gone.
+	c, closeC := open(e1.id)
+	defer closeC()
+	if e := readHubEvent(t, c); e.event != "gone" {
+		t.Fatalf("past the history: %+v", e)
 	}
 }

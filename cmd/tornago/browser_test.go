@@ -35,9 +35,9 @@ type faultProxy struct {
 	// refuse, while set, resets every new connection at once: the
 	// server looks down to the page (its process keeps running).
 	refuse atomic.Bool
-	// filter, when set before the first connection, sees the head of each
-	// connection's first request and returns a raw HTTP answer to send
-	// instead of forwarding it, or "" to forward.
+	// filter, when not nil, sees the head of each connection's first
+	// request and returns a raw HTTP answer to send instead of forwarding
+	// it, or "" to forward. Set once, by startFilterProxy.
 	filter func(head string) string
 }
 
@@ -48,11 +48,17 @@ type proxyPair struct {
 
 func startFaultProxy(t *testing.T, backend string) *faultProxy {
 	t.Helper()
+	return startFilterProxy(t, backend, nil)
+}
+
+// startFilterProxy starts a faultProxy with a filter (nil: none).
+func startFilterProxy(t *testing.T, backend string, filter func(head string) string) *faultProxy {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &faultProxy{ln: ln, backend: backend, pairs: map[*proxyPair]struct{}{}}
+	p := &faultProxy{ln: ln, backend: backend, pairs: map[*proxyPair]struct{}{}, filter: filter}
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(func() {
@@ -888,9 +894,8 @@ func TestBrowserFallback(t *testing.T) {
 	} {
 		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
 			server := startDemos(t)
-			px := startFaultProxy(t, server)
 			var upgrades, streams atomic.Int64
-			px.filter = func(head string) string {
+			px := startFilterProxy(t, server, func(head string) string {
 				h := strings.ToLower(head)
 				if strings.Contains(h, "\r\nupgrade: websocket") {
 					upgrades.Add(1)
@@ -901,7 +906,7 @@ func TestBrowserFallback(t *testing.T) {
 					return "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 				}
 				return ""
-			}
+			})
 			pg := openPage(t, b, 30*time.Second)
 			pg.navigate("http://" + px.addr() + "/")
 			s := pg.waitFor("both on "+c.want, 15*time.Second, func(s tgState) bool {

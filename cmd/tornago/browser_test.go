@@ -955,3 +955,44 @@ func TestBrowserFallback(t *testing.T) {
 		})
 	}
 }
+
+// TestBrowserReloadResumes leaves the page and comes back in the same tab:
+// the new page resumes from the position the old one kept (sessionStorage:
+// ?since= on /ws, on a new EventSource and on the first poll) and shows what
+// was published meanwhile as recovered.
+func TestBrowserReloadResumes(t *testing.T) {
+	exe := chromiumPath()
+	requireTool(t, exe != "", "chromium (apt-get install chromium)")
+	b := startBrowser(t, exe)
+	for _, tr := range []string{"ws", "sse", "longpoll"} {
+		t.Run(tr, func(t *testing.T) {
+			server := startDemos(t)
+			pg := openPage(t, b, 30*time.Second)
+			page := "http://" + server + "/?transport=" + tr
+			pg.navigate(page)
+			pg.waitFor("chat open", 10*time.Second, func(s tgState) bool { return s.ChatBadge == "open" })
+			publishAll(t, server, "seen")
+			first := pg.waitFor("the first message", 5*time.Second, func(s tgState) bool { return slices.Contains(chatBodies(s), "seen") })
+			pg.navigate("about:blank")
+			publishAll(t, server, "while away 1", "while away 2")
+			pg.navigate(page)
+			s := pg.waitFor("the messages published while away", 10*time.Second, func(s tgState) bool {
+				return len(s.Chat) >= 2 && s.ChatBadge == "open"
+			})
+			publishAll(t, server, "back")
+			s = pg.waitFor("the next message", 5*time.Second, func(s tgState) bool { return slices.Contains(chatBodies(s), "back") })
+			if got, want := chatBodies(s), []string{"while away 1", "while away 2", "back"}; !slices.Equal(got, want) {
+				t.Errorf("chat after coming back %q, want %q", got, want)
+			}
+			for _, m := range s.Chat {
+				if want := strings.HasPrefix(m.Body, "while away"); m.Recovered != want {
+					t.Errorf("message %+v: recovered %v, want %v", m, m.Recovered, want)
+				}
+			}
+			if s.Duplicates != 0 || len(s.Gone) != 0 || s.RecoveredTags != 2 {
+				t.Errorf("duplicates %d, gone %v, %d shown recovered; want 0, none, 2", s.Duplicates, s.Gone, s.RecoveredTags)
+			}
+			checkAgainstServer(t, server, "chat", append(first.Chat, s.Chat...))
+		})
+	}
+}

@@ -387,7 +387,7 @@ ws.close()
 				t.Fatalf("read page state: %v", err)
 			}
 			if s.ClockState == "open" && s.ChatState == "open" && len(s.Ticks) >= 2 &&
-				slices.Contains(s.Messages, "Welcome") && s.LongPollState == "open" {
+				slices.Contains(s.Messages, "connected over WebSocket") && s.LongPollState == "open" {
 				break
 			}
 			if time.Now().After(deadline) {

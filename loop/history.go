@@ -113,8 +113,10 @@ type HistoryBroker interface {
 	// History appends to dst the kept messages of topic with offsets
 	// after after.Offset up to upTo included, oldest first. When after is
 	// of another epoch, or the history no longer holds after.Offset+1, it
-	// returns dst unchanged and an error wrapping ErrHistoryGone. The
-	// messages' Data must not be modified.
+	// returns dst unchanged and an error wrapping ErrHistoryGone. An
+	// after.Offset of -1 asks for every kept message of after's epoch.
+	// HistoryBuffer.After implements these rules. The messages' Data must
+	// not be modified.
 	History(topic string, after Position, upTo int64, dst []Message) ([]Message, error)
 }
 
@@ -208,7 +210,9 @@ func (b *HistoryBuffer) trim(now time.Time) {
 // upTo], oldest first (upTo < 0: up to the newest). It returns an error
 // wrapping ErrHistoryGone when after is of another epoch or the messages
 // right after it were dropped; an after at or past the head (a client that
-// saw more on a node further along) gives nothing and no error.
+// saw more on a node further along) gives nothing and no error. An
+// after.Offset of -1 asks for every kept message (of after's epoch): a
+// client that has none yet.
 func (b *HistoryBuffer) After(after Position, upTo int64, now time.Time, dst []Message) ([]Message, error) {
 	if after.Epoch != b.epoch {
 		return dst, fmt.Errorf("%w: epoch %d is not the history's %d", ErrHistoryGone, after.Epoch, b.epoch)
@@ -220,6 +224,9 @@ func (b *HistoryBuffer) After(after Position, upTo int64, now time.Time, dst []M
 	first := b.last + 1 // of the kept messages
 	if len(k) > 0 {
 		first = k[0].Pos.Offset
+	}
+	if after.Offset < 0 {
+		after.Offset = first - 1 // from the oldest kept
 	}
 	if after.Offset+1 < first {
 		return dst, fmt.Errorf("%w: offsets %d to %d were dropped", ErrHistoryGone, after.Offset+1, first-1)

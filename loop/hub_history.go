@@ -237,7 +237,8 @@ func (h *Hub) history(t *hubTopic, since Position) ([]Message, error) {
 // newest one sent (the head: what came after it arrives through Watch).
 // When the history no longer reaches back to since it returns dst
 // unchanged and an error wrapping ErrHistoryGone; a since at or ahead of
-// the head gives nothing and no error. Loop-only; the messages' Data must
+// the head gives nothing and no error; an Offset of -1 asks for every kept
+// message of since's epoch (a client that has none). Loop-only; the messages' Data must
 // not be modified, and stays valid as long as the caller keeps it.
 func (h *Hub) History(topic string, since Position, dst []Message) ([]Message, Position, error) {
 	t := h.topics[topic]

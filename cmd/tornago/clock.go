@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -14,6 +15,16 @@ import (
 // first on whichever loop or process the first one lives.
 const clockClaimTopic = "clock-claims"
 
+// clockTopic is the ticks' history topic on each loop's clock hub. A tick's
+// position is Position{clockEpoch, its Unix second}: every loop and
+// process names a tick alike without sharing anything, so a client
+// resumes on any of them; a gap in the seconds (a restart) is a gap in the
+// history, which the client is told of.
+const (
+	clockTopic = "clock"
+	clockEpoch = 1
+)
+
 // clock pushes the time every second to every client, from a
 // PeriodicCallback on the loop (the tutorial pushed from a thread). One
 // clock runs per loop; every loop ticks on the same whole second, and a
@@ -26,7 +37,9 @@ type clock struct {
 	broker loop.Broker // nil: one loop, Ids are replaced locally
 	node   string      // this loop's name in claims: pid.loop
 	byID   map[string]*clockHolder
-	anon   map[*loop.WebSocket]struct{}
+	// hub frames each tick once for every client of the loop and keeps
+	// the last clockHistory ticks for /clock?since=, /sse and the polls.
+	hub    *loop.Hub
 	claims int64
 }
 
@@ -44,7 +57,8 @@ type clockHolder struct {
 
 func newClock(l *loop.Loop, broker loop.Broker, node string, log *slog.Logger) *clock {
 	c := &clock{l: l, log: log, broker: broker, node: node,
-		byID: map[string]*clockHolder{}, anon: map[*loop.WebSocket]struct{}{}}
+		byID: map[string]*clockHolder{}, hub: loop.NewHub(l, loop.Text, nil)}
+	c.hub.KeepHistory(clockTopic, loop.HistoryOptions{MaxMessages: clockHistory}) // no broker: cannot fail
 	if broker != nil {
 		cancel, err := broker.Subscribe(clockClaimTopic, func(data []byte) {
 			l.AddCallback(func() { c.onClaim(string(data)) })
@@ -64,9 +78,15 @@ func newClock(l *loop.Loop, broker loop.Broker, node string, log *slog.Logger) *
 }
 
 func (c *clock) Open(ws *loop.WebSocket) {
+	if since, ok := sinceArgument(ws.Request()); ok {
+		if !subscribeSince(c.hub, clockTopic, ws, since) {
+			return
+		}
+	} else if err := c.hub.Subscribe(clockTopic, ws); err != nil {
+		return // closing already
+	}
 	id := ws.Request().GetArgument("Id", "")
 	if id == "" {
-		c.anon[ws] = struct{}{}
 		return
 	}
 	c.replace(id)
@@ -111,7 +131,6 @@ func (c *clock) onClaim(claim string) {
 }
 
 func (c *clock) OnClose(ws *loop.WebSocket) {
-	delete(c.anon, ws)
 	if h, ok := ws.Context().(*clockHolder); ok && c.byID[h.id] == h {
 		delete(c.byID, h.id)
 	}
@@ -119,11 +138,7 @@ func (c *clock) OnClose(ws *loop.WebSocket) {
 
 func (c *clock) tick() {
 	now := time.Now()
-	msg := loop.PrepareJSON(map[string]any{"time": now.Format(time.RFC3339Nano), "ts": now.UnixNano(), "seq": now.Round(time.Second).Unix()})
-	for _, h := range c.byID {
-		h.ws.WritePrepared(msg)
-	}
-	for ws := range c.anon {
-		ws.WritePrepared(msg)
-	}
+	sec := now.Round(time.Second).Unix()
+	msg, _ := json.Marshal(map[string]any{"time": now.Format(time.RFC3339Nano), "ts": now.UnixNano(), "seq": sec})
+	c.hub.PublishAt(clockTopic, loop.Position{Epoch: clockEpoch, Offset: sec}, msg)
 }

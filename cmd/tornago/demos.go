@@ -2,8 +2,10 @@ package main
 
 import (
 	_ "embed"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -43,18 +45,75 @@ type chat struct {
 }
 
 func (c *chat) Open(ws *loop.WebSocket) {
-	if err := c.hub.Subscribe(chatTopic, ws); err != nil {
-		// Rare; remembered so that OnClose does not count it out. (A
-		// context value per member would cost an allocation each.)
-		if c.refused == nil {
-			c.refused = map[*loop.WebSocket]struct{}{}
+	if since, ok := sinceArgument(ws.Request()); ok {
+		// The positioned protocol: resume, then live, each message "E-N\n" + body.
+		if !subscribeSince(c.hub, chatTopic, ws, since) {
+			c.refuse(ws)
+			return
 		}
-		c.refused[ws] = struct{}{}
+		c.members.Add(1)
+		return
+	}
+	if err := c.hub.Subscribe(chatTopic, ws); err != nil {
+		c.refuse(ws)
 		ws.Close(loop.CloseTryAgainLater, "broker unavailable")
 		return
 	}
 	c.members.Add(1)
 	ws.WriteString("Welcome")
+}
+
+// refuse remembers a connection whose Open failed to subscribe, so that
+// OnClose does not count it out. (A context value per member would cost an
+// allocation each.)
+func (c *chat) refuse(ws *loop.WebSocket) {
+	if c.refused == nil {
+		c.refused = map[*loop.WebSocket]struct{}{}
+	}
+	c.refused[ws] = struct{}{}
+}
+
+// sinceArgument returns the request's since argument, and whether it asks
+// for the positioned protocol (present, even empty: from now).
+func sinceArgument(r *loop.Request) (string, bool) {
+	const absent = "\x00"
+	s := r.GetArgument("since", absent)
+	return s, s != absent
+}
+
+// subscribeSince subscribes ws to a history topic from since (the client's
+// last position, "" for from now), writes the control frame that ends the
+// recovered messages, and reports whether ws is subscribed; when not, it
+// closed ws with a reason. Loop-only.
+func subscribeSince(hub *loop.Hub, topic string, ws *loop.WebSocket, since string) bool {
+	pos, err := loop.ParsePosition(since)
+	if err != nil {
+		ws.Close(loop.ClosePolicy, "since must be EPOCH-OFFSET")
+		return false
+	}
+	n, err := hub.SubscribeSince(topic, ws, pos)
+	gone := errors.Is(err, loop.ErrHistoryGone)
+	if err != nil && !gone {
+		ws.Close(loop.CloseTryAgainLater, "history unavailable")
+		return false
+	}
+	head, _ := hub.Head(topic)
+	ws.WriteMessage(subscribedJSON(head, n, gone))
+	return true
+}
+
+// subscribedJSON is the control message that follows the recovered
+// messages, on /ws?since= and /sse alike: head is the position the client
+// has now (it resumes from it even if no message comes), gone that the
+// history no longer reached back to its since.
+func subscribedJSON(head loop.Position, recovered int, gone bool) []byte {
+	b := append([]byte(nil), `{"type":"subscribed","head":"`...)
+	b = head.Append(b)
+	b = append(b, `","recovered":`...)
+	b = strconv.AppendInt(b, int64(recovered), 10)
+	b = append(b, `,"gone":`...)
+	b = strconv.AppendBool(b, gone)
+	return append(b, '}')
 }
 
 func (c *chat) OnClose(ws *loop.WebSocket) {
@@ -131,10 +190,34 @@ type demoEnv struct {
 	log  *slog.Logger
 	// chatMembers counts the /ws subscribers of all the process's loops.
 	chatMembers atomic.Int64
+	// lp bounds the chat's history and the poll answers.
+	lp longPollOptions
+	// sseHeartbeat is the /sse comment-line interval (0: the default).
+	sseHeartbeat time.Duration
 }
 
+// demoNode is one loop's demo state the server reaches after setup.
+type demoNode struct {
+	polls map[string]*topicPoll
+	// err is what kept the demos from being set up (the broker keeps no
+	// history, say); the server refuses to start with it.
+	err error
+}
+
+// stop answers the parked polls (an empty page: the client polls again).
+// Loop-only; run it before Loop.Stop, which waits for in-flight requests.
+func (n *demoNode) stop() {
+	for _, p := range n.polls {
+		p.stop()
+	}
+}
+
+// clockHistory keeps the last 5 minutes of ticks on each loop.
+const clockHistory = 300
+
 // addDemos adds the demo routes of loop i of the process.
-func addDemos(l *loop.Loop, i int, app *loop.Application, env *demoEnv) {
+func addDemos(l *loop.Loop, i int, app *loop.Application, env *demoEnv) *demoNode {
+	node := &demoNode{polls: map[string]*topicPoll{}}
 	ping := env.ping
 	app.Handle("/", loop.Methods{Get: func(r *loop.Request) {
 		r.SetHeader("Content-Type", "text/html; charset=UTF-8")
@@ -153,6 +236,11 @@ func addDemos(l *loop.Loop, i int, app *loop.Application, env *demoEnv) {
 			Compression: &loop.CompressionOptions{}})
 
 	ch := &chat{hub: loop.NewHub(l, loop.Text, env.broker), members: &env.chatMembers}
+	lp := env.lp.withDefaults()
+	if err := ch.hub.KeepHistory(chatTopic, loop.HistoryOptions{MaxMessages: lp.MaxMessages, MaxBytes: lp.MaxBytes}); err != nil {
+		node.err = fmt.Errorf("chat history: %w", err)
+		return node
+	}
 	// /ws and /clock keep the same-origin default (CheckOrigin nil): the
 	// page is served from this server, and another site's page must not
 	// join the chat with its visitors' browsers.
@@ -174,4 +262,39 @@ func addDemos(l *loop.Loop, i int, app *loop.Application, env *demoEnv) {
 
 	ck := newClock(l, env.broker, fmt.Sprintf("%s.%d", env.proc, i), env.log)
 	app.HandleWebSocket("/clock", func(*loop.Request) loop.WebSocketHandler { return ck }, loop.WSOptions{PingInterval: ping})
+
+	for topic, hub := range map[string]*loop.Hub{chatTopic: ch.hub, clockTopic: ck.hub} {
+		p, err := newTopicPoll(l, hub, topic, lp)
+		if err != nil {
+			node.err = fmt.Errorf("%s polls: %w", topic, err)
+			return node
+		}
+		node.polls[topic] = p
+	}
+	addPolls(app, ch.hub, node.polls, lp)
+	return node
+}
+
+// chatBroker returns the broker for the demos' hubs, from b, the process's
+// broker (nil: none, each loop alone): b itself when it keeps the chat's
+// history (MemoryBroker, natsbroker over JetStream), else b wrapped in
+// loop.LocalHistory with a warning: messages still travel through b, but
+// positions are then this process's own, and a client resuming on another
+// process is told its history is gone. Call it once per process.
+func chatBroker(b loop.Broker, lp longPollOptions, log *slog.Logger) loop.Broker {
+	if b == nil {
+		return nil
+	}
+	lp = lp.withDefaults()
+	o := loop.HistoryOptions{MaxMessages: lp.MaxMessages, MaxBytes: lp.MaxBytes}
+	if hb, ok := b.(loop.HistoryBroker); ok {
+		err := hb.KeepHistory(chatTopic, o)
+		if err == nil {
+			return b
+		}
+		log.Warn("chat: the broker keeps no history; positions are this process's own", "err", err)
+	} else {
+		log.Warn("chat: the broker keeps no history; positions are this process's own", "broker", fmt.Sprintf("%T", b))
+	}
+	return loop.LocalHistory(b)
 }

@@ -45,9 +45,20 @@ func startDemoApp(t *testing.T, opts loop.AppOptions, broker loop.Broker, extra 
 	if extra != nil {
 		extra(app)
 	}
-	addDemos(l, 0, app, &demoEnv{broker: broker, proc: "test", log: slog.Default()})
-	addLongPoll(l, app, longPollOptions{}, nil)
-	return serveLoop(t, l, app)
+	node := addDemos(l, 0, app, &demoEnv{broker: chatBroker(broker, longPollOptions{}, slog.Default()), proc: "test", log: slog.Default()})
+	if node.err != nil {
+		t.Fatal(node.err)
+	}
+	addr := serveLoop(t, l, app)
+	t.Cleanup(func() { // before serveLoop's Stop: parked polls must not hold it up
+		done := make(chan struct{})
+		l.AddCallback(func() { node.stop(); close(done) })
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+		}
+	})
+	return addr
 }
 
 // serveLoop runs l serving app on a free loopback port, stops it when the

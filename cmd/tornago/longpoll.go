@@ -4,48 +4,59 @@ package main
 // message, POST /update-message waits for messages after a cursor, and
 // /poll-message (GET or POST) answers at once.
 //
-// Every loop (and every process sharing a NATS server with JetStream) is
-// a node of one chat: a message posted on any node reaches the polls of
-// all, in one order (chatlog.go). Each loop answers from its own replica
-// of the log, which follows the log a moment behind.
+// The chat is the hub topic "chat" with history (hub_history in loop):
+// the same messages /receive publishes to /ws, with the same positions
+// that /ws?since= and /sse use. Every loop (and every process sharing a
+// NATS server with JetStream) is a node of one chat: a message posted on
+// any node reaches the polls of all, in one order, with the same ids.
 //
 // The cursor protocol:
-//   - Message ids grow by 1 in the log's order, the same on every node.
-//     The answers' "epoch" names the log: it changes when the log starts
-//     over (a new process without NATS; a new JetStream stream after the
-//     NATS server lost it), so a client can tell that ids started over.
-//   - The client sends cursor = the id of the last message it has, and
-//     epoch = the epoch of the answer it came in. Absent or empty (what an
-//     empty form field and Tornado's get_argument give) or 0 means none.
-//     Anything but a non-negative integer gets 400.
-//   - An answer is {"epoch":E,"messages":[{"id":..,"body":..},...],
-//     "more":bool,"missed":N}: the messages with ids above the cursor,
+//   - Message ids (the topic's offsets) grow by 1 in the topic's order,
+//     the same on every node. The answers' "epoch" names the history: it
+//     changes when the history starts over (a new process without NATS; a
+//     new JetStream stream after the NATS server lost it), so a client can
+//     tell that ids started over. Each message's "pos" is "EPOCH-ID".
+//   - The client sends since = the pos of the last message it has (or the
+//     answer's "head" when it had none), or the older pair cursor = its id
+//     and epoch = the epoch of the answer it came in. Absent or empty
+//     (what an empty form field and Tornado's get_argument give) or 0
+//     means none. Anything else malformed gets 400.
+//   - An answer is {"epoch":E,"messages":[{"id":..,"pos":..,"body":..},...],
+//     "head":"E-N","more":bool,"missed":N}: the messages after the cursor,
 //     oldest first, at most PageMessages of them and at most PageBytes of
-//     encoded messages (one message always fits). "more" says that more
-//     follow: poll again at once with the last id received as the cursor.
+//     encoded messages (one message always fits); head is the pos of the
+//     last one (or the topic's newest, with none). "more" says that more
+//     follow: poll again at once from head.
 //   - The server keeps at most MaxMessages messages and MaxBytes bytes of
 //     them and drops the oldest first. When messages after the cursor are
-//     gone, "missed" says how many, and the page starts at the oldest kept.
+//     gone, "missed" says how many (-1: unknown, the cursor was of another
+//     epoch), and the page starts at the oldest kept.
 //   - With the current epoch, the cursor holds even above this node's last
 //     id: the client saw those messages on a node further along, and this
 //     one has not received them yet. The poll waits until messages above
 //     the cursor arrive (a short poll answers an empty page), so the client
 //     neither misses nor repeats one when it switches nodes.
-//   - With another epoch the cursor counts as 0: the answer (in the new
-//     epoch) starts at the oldest kept message. Without an epoch (clients
-//     of Tornado's demo), a cursor above the last id counts as 0, as from
-//     an earlier process, and a lower one is taken as is.
-//   - /new-message answers {"id":N} once the log has ordered the message
-//     (503 with a reason when it cannot, e.g. NATS is down).
+//   - A cursor of an older epoch (an earlier process) gets the oldest kept
+//     messages of the current one, with missed -1. One of a newer epoch
+//     than this node knows is taken as a node further along (this one has
+//     not seen the new history yet): the poll waits.
+//   - Without an epoch (clients of Tornado's demo), a cursor above the last
+//     id counts as 0, as from an earlier process, and a lower one is taken
+//     as is.
+//   - /new-message answers {"published":true} once the topic took the
+//     message (503 with a reason when it cannot, e.g. NATS is down).
 //   - /update-message waits when nothing follows the cursor, then answers
 //     with the new messages, or with an empty list after Timeout or when
 //     the server stops; the client then polls again (after a backoff when
-//     the server is gone). When the log starts a new epoch, waiting polls
-//     are answered at once in the new one.
+//     the server is gone).
 //   - /poll-message answers also carry "waiting", the number of long polls
-//     parked on this loop (as /receive reports "delivered").
+//     parked on this loop for the topic (as /receive reports "delivered").
+//   - ?topic=clock polls the clock's ticks instead (bodies are the tick
+//     JSON, as a string).
 
 import (
+	"encoding/json"
+	"errors"
 	"flag"
 	"strconv"
 	"time"
@@ -111,139 +122,161 @@ func longPollFlags(fs *flag.FlagSet) *longPollOptions {
 
 // chatMessage has an id so a client's cursor names exactly what it has seen:
 // nothing is lost or repeated between polls (the tutorial dumped its cache).
+// Answers also carry "pos", the message's position ("E-N"), the same string
+// as its SSE event id and a /ws client's resume point.
 type chatMessage struct {
 	ID   int64  `json:"id"`
 	Body string `json:"body"`
 }
 
-// storedMessage keeps a message encoded once per process, when the log
-// takes it; every replica shares the bytes, and answering a poll only
-// copies them.
-type storedMessage struct {
-	id int64
-	js []byte // chatMessage as JSON
-}
-
 type waiter struct {
-	cursor int64
-	t      *loop.Timeout
+	after loop.Position
+	t     *loop.Timeout
 }
 
-// messageBuffer is one loop's replica of the chat log and its pollers.
-// Loop-only like everything else; the log reaches it through sync, run on
-// the loop.
-type messageBuffer struct {
+// topicPoll answers the long and short polls for one history topic of one
+// loop, from the loop's hub (Hub.History, then Hub.Watch for what follows).
+// Loop-only like everything else.
+type topicPoll struct {
 	l        *loop.Loop
+	hub      *loop.Hub
+	topic    string
 	o        longPollOptions
-	log      chatLog
-	epoch    int64 // the log's, as of the last sync
-	ring     chatRing
-	batch    []storedMessage // sync's scratch
 	waiters  map[*loop.Request]waiter
 	stopping bool
-	scratch  []byte // the answer being built; Request.Write copies it
+	msgs     []loop.Message // scratch
+	scratch  []byte         // the answer being built; Request.Write copies it
+	// A message usually answers many polls waiting at the same position:
+	// the page is built once for all of them (cleared after each message).
+	memoAfter loop.Position
+	memo      []byte
 }
 
-func newMessageBuffer(l *loop.Loop, o longPollOptions, clog chatLog) *messageBuffer {
-	return &messageBuffer{l: l, o: o.withDefaults(), log: clog, ring: newChatRing(),
-		waiters: map[*loop.Request]waiter{}}
-}
-
-// appendPage appends the answer for cursor to dst (see the protocol above).
-func (b *messageBuffer) appendPage(dst []byte, cursor int64, waiting bool) []byte {
-	first := b.ring.first()
-	var missed int64
-	if cursor < first-1 {
-		missed = first - 1 - cursor
-		cursor = first - 1
+func newTopicPoll(l *loop.Loop, hub *loop.Hub, topic string, o longPollOptions) (*topicPoll, error) {
+	p := &topicPoll{l: l, hub: hub, topic: topic, o: o.withDefaults(), waiters: map[*loop.Request]waiter{}}
+	if _, err := hub.Watch(topic, p.arrived); err != nil {
+		return nil, err
 	}
+	return p, nil
+}
+
+// page is one answer: the messages after after, the position the client
+// has after them (head when none), and how many it missed.
+func (p *topicPoll) page(after loop.Position) (msgs []loop.Message, head loop.Position, missed int64) {
+	msgs, head, err := p.hub.History(p.topic, after, p.msgs[:0])
+	if errors.Is(err, loop.ErrHistoryGone) {
+		// Messages after the cursor were dropped, or the cursor is of
+		// another history: start at the oldest kept, and say so.
+		msgs, head, _ = p.hub.History(p.topic, loop.Position{Epoch: head.Epoch, Offset: -1}, p.msgs[:0])
+		switch {
+		case after.Epoch != head.Epoch:
+			missed = -1 // unknown: another epoch
+		case len(msgs) > 0:
+			missed = msgs[0].Pos.Offset - after.Offset - 1
+		default:
+			missed = head.Offset - after.Offset
+		}
+	}
+	return msgs, head, missed
+}
+
+// appendPage appends an answer to dst (see the protocol above): at most
+// PageMessages messages and PageBytes of encoded messages (one always
+// fits). waiting < 0 leaves "waiting" out.
+func appendPage(dst []byte, msgs []loop.Message, head loop.Position, missed int64, o longPollOptions, waiting int) []byte {
 	dst = append(dst, `{"epoch":`...)
-	dst = strconv.AppendInt(dst, b.epoch, 10)
+	dst = strconv.AppendInt(dst, head.Epoch, 10)
 	dst = append(dst, `,"messages":[`...)
-	kept := b.ring.kept()
-	i := len(kept) // a cursor at or above the last id: nothing yet
-	if cursor < b.ring.next-1 {
-		i = int(cursor + 1 - first)
-	}
 	n, size := 0, 0
-	for ; i < len(kept); i++ {
-		m := kept[i].js
-		if n > 0 && (n == b.o.PageMessages || size+len(m) > b.o.PageBytes) {
+	for ; n < len(msgs); n++ {
+		m := msgs[n]
+		if n > 0 && (n == o.PageMessages || size+len(m.Data)+40 > o.PageBytes) {
 			break
 		}
 		if n > 0 {
 			dst = append(dst, ',')
 		}
-		dst = append(dst, m...)
-		n++
-		size += len(m)
+		start := len(dst)
+		dst = append(dst, `{"id":`...)
+		dst = strconv.AppendInt(dst, m.Pos.Offset, 10)
+		dst = append(dst, `,"pos":"`...)
+		dst = m.Pos.Append(dst)
+		dst = append(dst, `","body":`...)
+		dst = appendJSONString(dst, m.Data)
+		dst = append(dst, '}')
+		size += len(dst) - start
 	}
-	dst = append(dst, `],"more":`...)
-	dst = strconv.AppendBool(dst, i < len(kept))
+	last := head
+	if n > 0 {
+		last = msgs[n-1].Pos
+	}
+	dst = append(dst, `],"head":"`...)
+	dst = last.Append(dst)
+	dst = append(dst, `","more":`...)
+	dst = strconv.AppendBool(dst, n < len(msgs))
 	dst = append(dst, `,"missed":`...)
 	dst = strconv.AppendInt(dst, missed, 10)
-	if waiting {
+	if waiting >= 0 {
 		dst = append(dst, `,"waiting":`...)
-		dst = strconv.AppendInt(dst, int64(len(b.waiters)), 10)
+		dst = strconv.AppendInt(dst, int64(waiting), 10)
 	}
 	return append(dst, '}')
 }
 
-func (b *messageBuffer) reply(r *loop.Request, cursor int64, waiting bool) {
-	b.scratch = b.appendPage(b.scratch[:0], cursor, waiting)
+// appendJSONString appends s as a JSON string, as encoding/json writes it
+// (HTML-safe escapes included). s is valid UTF-8 (textArgument checks).
+func appendJSONString(dst, s []byte) []byte {
+	js, _ := json.Marshal(string(s)) // a string always encodes
+	return append(dst, js...)
+}
+
+func (p *topicPoll) reply(r *loop.Request, after loop.Position, waiting bool) {
+	msgs, head, missed := p.page(after)
+	w := -1
+	if waiting {
+		w = len(p.waiters)
+	}
+	p.scratch = appendPage(p.scratch[:0], msgs, head, missed, p.o, w)
+	clear(msgs)
+	p.msgs = msgs[:0]
+	p.send(r, p.scratch)
+}
+
+func (p *topicPoll) send(r *loop.Request, page []byte) {
 	r.SetHeader("Content-Type", "application/json; charset=UTF-8")
-	r.Write(b.scratch)
+	r.SetHeader("Cache-Control", "no-store")
+	r.Write(page)
 	r.Finish()
-	if cap(b.scratch) > 2*b.o.PageBytes {
-		b.scratch = nil // one large message passed through: do not keep its size
+	if cap(p.scratch) > 2*p.o.PageBytes {
+		p.scratch = nil // one large message passed through: do not keep its size
 	}
 }
 
-// sync copies what the log has beyond the replica and answers the polls
-// that now have messages; a new epoch replaces the replica's messages and
-// answers every poll. Loop-only (the log's notify).
-func (b *messageBuffer) sync() {
-	epoch, batch, reset := b.log.since(b.epoch, b.ring.next, b.batch[:0])
-	if reset {
-		b.epoch = epoch
-		b.ring.clear()
-		b.ring.next = 1
-	}
-	for _, m := range batch {
-		b.ring.add(m, b.o)
-	}
-	clear(batch)
-	b.batch = batch[:0]
-	for w, wt := range b.waiters {
-		if reset {
-			wt.cursor = 0 // from the old epoch
-		} else if wt.cursor >= b.ring.next-1 {
-			continue
+// arrived answers the polls waiting for m (Hub.Watch). Loop-only.
+func (p *topicPoll) arrived(m loop.Message) {
+	p.memo = nil
+	for r, w := range p.waiters {
+		if w.after.Epoch == m.Pos.Epoch && w.after.Offset >= m.Pos.Offset {
+			continue // the client has it already (from a node further along)
 		}
-		b.l.RemoveTimeout(wt.t)
-		delete(b.waiters, w)
-		b.reply(w, wt.cursor, false)
-	}
-}
-
-func (b *messageBuffer) newMessage(r *loop.Request) {
-	body, ok := textArgument(r, "msg", b.o.MaxMessageBytes)
-	if !ok {
-		return
-	}
-	err := b.log.append(b.l, body, func(id int64, err error) {
-		if err != nil {
-			httpError(r, 503, "the chat log is unavailable: "+err.Error())
-			return
+		if w.after.Epoch > m.Pos.Epoch {
+			continue // of a newer history than this loop has seen yet
 		}
-		r.Write(map[string]any{"id": id})
+		p.l.RemoveTimeout(w.t)
+		delete(p.waiters, r)
+		if p.memo == nil || p.memoAfter != w.after {
+			msgs, head, missed := p.page(w.after)
+			p.memo = appendPage(nil, msgs, head, missed, p.o, -1)
+			clear(msgs)
+			p.msgs = msgs[:0]
+			p.memoAfter = w.after
+		}
+		r.SetHeader("Content-Type", "application/json; charset=UTF-8")
+		r.SetHeader("Cache-Control", "no-store")
+		r.Write(p.memo)
 		r.Finish()
-	})
-	if err != nil {
-		httpError(r, 503, "the chat log is unavailable: "+err.Error())
-		return
 	}
-	r.Async() // done runs later, never during this handler
+	p.memo = nil
 }
 
 // parseCursor reads a cursor or epoch argument; "" means none (0).
@@ -255,44 +288,58 @@ func parseCursor(s string) (int64, bool) {
 	return c, err == nil && c >= 0
 }
 
-// effectiveCursor applies the protocol's epoch rules to a client's cursor.
-func (b *messageBuffer) effectiveCursor(cursor, epoch int64) int64 {
-	switch {
-	case epoch == b.epoch:
-		return cursor // above the last id: this replica lags
-	case epoch != 0:
-		return 0 // ids of another log
-	case cursor >= b.ring.next:
-		return 0 // from an earlier process
+// after reads the client's position: since=E-N, or the pair cursor and
+// epoch, with the protocol's rules for a missing epoch.
+func (p *topicPoll) after(r *loop.Request) (loop.Position, bool) {
+	head, _ := p.hub.Head(p.topic)
+	if s := r.GetArgument("since", ""); s != "" {
+		pos, err := loop.ParsePosition(s)
+		if err != nil {
+			httpError(r, 400, "since must be the pos of the last message you have (EPOCH-OFFSET)")
+			return loop.Position{}, false
+		}
+		return pos, true
 	}
-	return cursor
-}
-
-func (b *messageBuffer) update(r *loop.Request, wait bool) {
 	cursor, ok := parseCursor(r.GetArgument("cursor", ""))
 	if !ok {
 		httpError(r, 400, "cursor must be empty or the id of the last message you have (a non-negative integer)")
-		return
+		return loop.Position{}, false
 	}
 	epoch, ok := parseCursor(r.GetArgument("epoch", ""))
 	if !ok {
 		httpError(r, 400, "epoch must be empty or the epoch of the answer your cursor came in (a non-negative integer)")
+		return loop.Position{}, false
+	}
+	switch {
+	case epoch != 0:
+		return loop.Position{Epoch: epoch, Offset: cursor}, true
+	case cursor > head.Offset:
+		// One of Tornado's demo clients, from an earlier process.
+		return loop.Position{Epoch: head.Epoch}, true
+	}
+	return loop.Position{Epoch: head.Epoch, Offset: cursor}, true
+}
+
+func (p *topicPoll) update(r *loop.Request, wait bool) {
+	after, ok := p.after(r)
+	if !ok {
 		return
 	}
-	cursor = b.effectiveCursor(cursor, epoch)
-	if !wait || b.stopping || cursor < b.ring.next-1 {
-		b.reply(r, cursor, !wait)
+	head, _ := p.hub.Head(p.topic)
+	ahead := after.Epoch > head.Epoch || (after.Epoch == head.Epoch && after.Offset >= head.Offset)
+	if !wait || p.stopping || !ahead {
+		p.reply(r, after, !wait)
 		return
 	}
 	r.Async()
-	b.waiters[r] = waiter{cursor, b.l.CallLater(b.o.Timeout, func() {
-		delete(b.waiters, r)
-		b.reply(r, cursor, false)
+	p.waiters[r] = waiter{after, p.l.CallLater(p.o.Timeout, func() {
+		delete(p.waiters, r)
+		p.reply(r, after, false)
 	})}
 	r.OnConnectionClose(func() {
-		if w, ok := b.waiters[r]; ok {
-			b.l.RemoveTimeout(w.t)
-			delete(b.waiters, r)
+		if w, ok := p.waiters[r]; ok {
+			p.l.RemoveTimeout(w.t)
+			delete(p.waiters, r)
 		}
 	})
 }
@@ -300,30 +347,48 @@ func (b *messageBuffer) update(r *loop.Request, wait bool) {
 // stop answers every parked poll now (an empty page: the client polls
 // again) and makes later polls answer at once. Loop-only. Run it before
 // Loop.Stop, which waits for in-flight requests to finish.
-func (b *messageBuffer) stop() {
-	b.stopping = true
-	for r, w := range b.waiters {
-		b.l.RemoveTimeout(w.t)
-		delete(b.waiters, r)
-		b.reply(r, w.cursor, false)
+func (p *topicPoll) stop() {
+	p.stopping = true
+	for r, w := range p.waiters {
+		p.l.RemoveTimeout(w.t)
+		delete(p.waiters, r)
+		p.reply(r, w.after, false)
 	}
 }
 
-// addLongPoll adds the long-poll routes on l, answering from a replica of
-// clog (nil: a memory log of this loop alone), and returns the replica,
-// whose stop the caller runs on the loop before stopping it. Call it while
-// setting up l, before it serves the routes.
-func addLongPoll(l *loop.Loop, app *loop.Application, o longPollOptions, clog chatLog) *messageBuffer {
-	if clog == nil {
-		clog = newMemoryChatLog(o)
+// addPolls adds the long- and short-poll routes on app for the loop's
+// history topics (topics[0] is the default; ?topic= picks another) and
+// POST /new-message, which publishes on chat.
+func addPolls(app *loop.Application, chat *loop.Hub, polls map[string]*topicPoll, o longPollOptions) {
+	o = o.withDefaults()
+	pick := func(r *loop.Request) *topicPoll {
+		name := r.GetArgument("topic", chatTopic)
+		p := polls[name]
+		if p == nil {
+			httpError(r, 404, "no such topic: "+name)
+		}
+		return p
 	}
-	b := newMessageBuffer(l, o, clog)
-	// The replica is not shared yet: fill it here so that the first polls
-	// see the log's epoch and history; the log's notifications follow.
-	b.sync()
-	clog.subscribe(l, b.sync)
-	app.Handle("/new-message", loop.Methods{Post: b.newMessage})
-	app.Handle("/update-message", loop.Methods{Post: func(r *loop.Request) { b.update(r, true) }})
-	app.Handle("/poll-message", loop.Methods{Post: func(r *loop.Request) { b.update(r, false) }, Get: func(r *loop.Request) { b.update(r, false) }})
-	return b
+	app.Handle("/new-message", loop.Methods{Post: func(r *loop.Request) {
+		body, ok := textArgument(r, "msg", o.MaxMessageBytes)
+		if !ok {
+			return
+		}
+		if err := chat.Publish(chatTopic, []byte(body)); err != nil {
+			httpError(r, 503, "the chat is unavailable: "+err.Error())
+			return
+		}
+		r.Write(map[string]any{"published": true})
+	}})
+	app.Handle("/update-message", loop.Methods{Post: func(r *loop.Request) {
+		if p := pick(r); p != nil {
+			p.update(r, true)
+		}
+	}})
+	short := func(r *loop.Request) {
+		if p := pick(r); p != nil {
+			p.update(r, false)
+		}
+	}
+	app.Handle("/poll-message", loop.Methods{Post: short, Get: short})
 }

@@ -303,7 +303,7 @@ func TestDemoLongPollEpoch(t *testing.T) {
 	}{
 		{"999", epoch, 0}, // seen elsewhere: nothing here yet, not a repeat
 		{"999", "", 1},    // no epoch: from an earlier process
-		{"1", strconv.FormatInt(r.Epoch+1, 10), 1}, // another log's ids
+		{"1", strconv.FormatInt(r.Epoch-1, 10), 1}, // an earlier log's ids
 		{"1", epoch, 0},
 		{"0", epoch, 1},
 	} {

@@ -33,8 +33,8 @@ func TestReceiveAcrossNodes(t *testing.T) {
 		t.Cleanup(nc.Close)
 		return startDemosWith(t, natsbroker.New(nc, "tornago."))
 	}
-	n1, n2 := node(), node()
 	base := ns.NumSubscriptions()
+	n1, n2 := node(), node()
 	c1, c2 := dial(t, n1, "/ws"), dial(t, n2, "/ws")
 	for _, c := range []*gws.Conn{c1, c2} {
 		if _, m := read(t, c); m != "Welcome" {

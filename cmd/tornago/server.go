@@ -86,22 +86,24 @@ func serve(log *slog.Logger, cfg serverConfig) error {
 	case n > 1:
 		env.broker = &loop.MemoryBroker{}
 	}
-	// One long-poll log per process; with NATS, one for every process
-	// (JetStream). Closed after the loops stopped, before nc closes.
-	clog, err := newChatLog(nc, cfg.lp, log)
-	if err != nil {
-		return fmt.Errorf("long-poll: %w", err)
-	}
-	defer clog.close()
-	polls := make([]*messageBuffer, n)
+	env.lp = cfg.lp
+	env.broker = chatBroker(env.broker, cfg.lp, log)
+	nodes := make([]*demoNode, n)
 	addr := net.JoinHostPort(cfg.host, strconv.Itoa(cfg.port))
-	err = g.Listen(addr, func(l *loop.Loop, i int) loop.ConnHandler {
+	err := g.Listen(addr, func(l *loop.Loop, i int) loop.ConnHandler {
 		app := loop.NewApplication(appOpts)
 		addHealthz(app)
-		addDemos(l, i, app, env)
-		polls[i] = addLongPoll(l, app, cfg.lp, clog)
+		nodes[i] = addDemos(l, i, app, env)
 		return app
 	})
+	if err == nil {
+		for _, nd := range nodes {
+			if nd.err != nil {
+				err = nd.err
+				break
+			}
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -116,7 +118,7 @@ func serve(log *slog.Logger, cfg serverConfig) error {
 		// 30 s timeout. Callbacks run in order, so this one runs before
 		// Stop's own.
 		for i, l := range g.Loops() {
-			l.AddCallback(polls[i].stop)
+			l.AddCallback(nodes[i].stop)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 		defer cancel()

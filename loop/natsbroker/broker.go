@@ -3,8 +3,10 @@
 //
 // A Hub given a Broker publishes every message to NATS and fans out what
 // NATS delivers back, so each subscriber gets each message once whichever
-// node published it. Topics map to NATS subjects as Prefix + topic: a
-// topic must be a valid subject token sequence (no spaces, no '*' or '>').
+// node published it. Topics map to NATS subjects as Prefix + topic (a
+// history topic's as Prefix + "_h." + topic, so a plain topic may not
+// start with the token "_h"): a topic must be a valid subject token
+// sequence (no spaces, no '*' or '>').
 //
 // Publish never blocks its caller (the loop, when a handler publishes):
 // nats.go's own Publish writes to the socket inline when its buffer fills,
@@ -18,14 +20,48 @@
 // messages for a reconnect that may not come; subscriptions stay, and
 // nats.go subscribes them again when it reconnects, so hubs receive again
 // without doing anything. Core NATS keeps nothing for a disconnected
-// subscriber: what other nodes publish during its outage it never gets.
+// subscriber: what other nodes publish during its outage it never gets;
+// a topic that keeps history (below) gives it back.
+//
+// # History
+//
+// Broker is a loop.HistoryBroker over NATS JetStream. KeepHistory(topic, o)
+// makes a JetStream stream for the topic (see KeepHistory for its name and
+// subject), bounded by o and discarding its oldest messages; a message's
+// position is the stream's sequence number, in the epoch of the stream's
+// creation time (microseconds), so that every process on the NATS server
+// gives a message the same position, and a client that comes back on
+// another process resumes exactly where it left. Each process reads the
+// stream with one ordered consumer per topic into a replica (a
+// loop.HistoryBuffer under a mutex) that answers History and feeds
+// SubscribeHistory without asking NATS.
+//
+// When the NATS server loses the stream (a restart with memory storage, a
+// stream deleted by hand), the first process to notice makes it again,
+// with a new creation time: every process's replica starts over in the new
+// epoch (a position of the old one gets ErrHistoryGone) and its consumer
+// reads the new stream from its start. Processes check after every
+// reconnect and every Options.HistoryCheckEvery. Each history topic costs
+// a process one JetStream consumer (one NATS subscription and its
+// goroutine), whatever the number of subscribers.
+//
+// Memory per kept message: each process's replica holds the data plus
+// about 70 to 100 bytes (a loop.Message, 64 bytes, the slice's spare
+// capacity and the data allocation's rounding); the NATS server's memory
+// store holds the data plus about 300 bytes (with a 15-byte subject: its
+// message struct, index and per-subject state), although its own
+// accounting, which the stream's MaxBytes limits, counts only subject +
+// data + 16. TestHistoryMemoryCost measures both
+// (go test -run MemoryCost -v), for 100-byte messages.
 package natsbroker
 
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/tornago/tornago/loop"
@@ -52,6 +88,18 @@ type Options struct {
 	// MaxPendingBytes bounds the payload bytes of the queued publications
 	// (the broker copies each one). Default: 8 MiB.
 	MaxPendingBytes int
+
+	// FileStorage keeps history streams on the NATS server's disk rather
+	// than in its memory: they then outlive a server restart, and their
+	// positions with them. It applies to the streams this broker creates.
+	FileStorage bool
+	// HistoryCheckEvery is how often each history stream's identity is
+	// checked besides after reconnects (one JetStream API request per
+	// topic), to notice a stream deleted and made again. Default: 5 s.
+	HistoryCheckEvery time.Duration
+	// Logger receives history warnings (a stream lost, publications NATS
+	// refused). Default: slog.Default().
+	Logger *slog.Logger
 }
 
 // Broker is a loop.Broker over one NATS connection. Goroutine-safe.
@@ -73,14 +121,17 @@ type Broker struct {
 	up      atomic.Bool
 	status  chan nats.Status // nc's status events, for watchStatus
 	watched chan struct{}    // watchStatus has ended
+
+	history // history.go
 }
 
 type publication struct {
 	topic string
 	data  []byte
+	hist  *histTopic // non-nil: published to the topic's stream
 }
 
-var _ loop.Broker = (*Broker)(nil)
+var _ loop.HistoryBroker = (*Broker)(nil)
 
 // New returns a broker publishing and subscribing on nc under subjects
 // prefix+topic (for example prefix "tornago." and topic "room.go"), with
@@ -99,6 +150,12 @@ func NewWithOptions(nc *nats.Conn, prefix string, opts Options) *Broker {
 	if opts.MaxPendingBytes <= 0 {
 		opts.MaxPendingBytes = 8 << 20
 	}
+	if opts.HistoryCheckEvery <= 0 {
+		opts.HistoryCheckEvery = 5 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
 	b := &Broker{
 		nc:       nc,
 		prefix:   prefix,
@@ -107,6 +164,7 @@ func NewWithOptions(nc *nats.Conn, prefix string, opts Options) *Broker {
 		done:     make(chan struct{}),
 		watched:  make(chan struct{}),
 	}
+	b.initHistory(opts)
 	// Listening before reading the status leaves no gap for a change.
 	b.status = nc.StatusChanged(nats.CONNECTED, nats.CONNECTING, nats.DISCONNECTED,
 		nats.RECONNECTING, nats.DRAINING_SUBS, nats.DRAINING_PUBS, nats.CLOSED)
@@ -122,6 +180,7 @@ func NewWithOptions(nc *nats.Conn, prefix string, opts Options) *Broker {
 func (b *Broker) watchStatus() {
 	defer close(b.watched)
 	for range b.status {
+		b.historyStatusChanged() // before up: no publication to a stream not checked since
 		b.up.Store(b.nc.Status() == nats.CONNECTED)
 	}
 }
@@ -136,7 +195,9 @@ func (b *Broker) publishLoop() {
 	for p := range b.queue {
 		// nats.go copies data into its buffer (or writes it) before it
 		// returns; this goroutine may wait here, the loop does not.
-		if err := b.nc.Publish(b.prefix+p.topic, p.data); err != nil {
+		if p.hist != nil {
+			b.publishHistory(p)
+		} else if err := b.nc.Publish(b.prefix+p.topic, p.data); err != nil {
 			b.failed.Add(1)
 		}
 		b.bytes.Add(-int64(len(p.data)))
@@ -145,6 +206,12 @@ func (b *Broker) publishLoop() {
 
 // Publish implements loop.Broker: it copies data and queues it for the
 // broker's goroutine, which publishes in the order of the Publish calls.
+// On a topic that keeps history (KeepHistory) it publishes to the topic's
+// stream and waits for the stream's acknowledgement off the caller's
+// goroutine (a refusal or no ack within 5 s counts in Failed); right after
+// a reconnect it returns ErrUnavailable until the stream is checked. A
+// topic whose first token is "_h" is refused: those subjects are history
+// streams'.
 // It never waits for NATS: after Close it returns ErrClosed, while NATS is
 // not connected ErrUnavailable, when the queue is full ErrBacklog. A
 // publication accepted just before an outage was noticed is kept by
@@ -160,12 +227,19 @@ func (b *Broker) Publish(topic string, data []byte) error {
 	case !b.up.Load():
 		return fmt.Errorf("natsbroker: publish %q: %w", b.prefix+topic, ErrUnavailable)
 	}
+	t := b.histTopic(topic)
+	if t == nil && reserved(topic) {
+		return fmt.Errorf("natsbroker: publish %q: %w", topic, errReserved)
+	}
+	if t != nil && !t.ready.Load() {
+		return fmt.Errorf("natsbroker: publish %q: %w (the stream is being checked after a reconnect)", t.subject, ErrUnavailable)
+	}
 	n := int64(len(data))
 	if b.bytes.Add(n) > b.maxBytes {
 		b.bytes.Add(-n)
 		return fmt.Errorf("natsbroker: publish %q: %w", b.prefix+topic, ErrBacklog)
 	}
-	p := publication{topic: topic, data: append([]byte(nil), data...)}
+	p := publication{topic: topic, data: append([]byte(nil), data...), hist: t}
 	select {
 	case b.queue <- p:
 		return nil
@@ -175,15 +249,16 @@ func (b *Broker) Publish(topic string, data []byte) error {
 	}
 }
 
-// Failed returns how many accepted publications NATS refused.
-// Goroutine-safe.
+// Failed returns how many accepted publications NATS refused (for a
+// history topic: that its stream did not acknowledge). Goroutine-safe.
 func (b *Broker) Failed() int64 { return b.failed.Load() }
 
 // Close refuses further publications, waits until the queued ones are
 // handed to NATS (each write bounded by nc's FlusherTimeout; quick when nc
-// is already closed) and ends the broker's goroutines. Subscriptions stay
-// until their cancel or nc's close. Goroutine-safe; later calls return
-// once the first has.
+// is already closed) and the history ones acknowledged (at most 5 s), stops
+// the history consumers (no deliver runs once Close returns) and ends the
+// broker's goroutines. Plain subscriptions stay until their cancel or nc's
+// close. Goroutine-safe; later calls return once the first has.
 func (b *Broker) Close() {
 	b.mu.Lock()
 	first := !b.closed
@@ -194,6 +269,7 @@ func (b *Broker) Close() {
 	b.mu.Unlock()
 	<-b.done
 	if first {
+		b.closeHistory()
 		b.nc.RemoveStatusListener(b.status) // closes it: watchStatus ends
 	}
 	<-b.watched
@@ -203,7 +279,18 @@ func (b *Broker) Close() {
 // goroutine for the subscription; the Hub moves it onto its loop. It works
 // while NATS is down too (nats.go sends the subscription on reconnect),
 // and a subscription outlives outages; only a closed nc refuses it.
+//
+// On a topic that keeps history (KeepHistory called before), deliver gets
+// the data of SubscribeHistory's messages instead, from the replica; the
+// data is shared with the replica and must not be modified. A topic whose
+// first token is "_h" is refused. Goroutine-safe.
 func (b *Broker) Subscribe(topic string, deliver func([]byte)) (func(), error) {
+	if t := b.histTopic(topic); t != nil {
+		return t.subscribe(&histSub{data: deliver}), nil
+	}
+	if reserved(topic) {
+		return nil, fmt.Errorf("natsbroker: subscribe %q: %w", topic, errReserved)
+	}
 	sub, err := b.nc.Subscribe(b.prefix+topic, func(m *nats.Msg) { deliver(m.Data) })
 	if err != nil {
 		return nil, fmt.Errorf("natsbroker: subscribe %q: %w", b.prefix+topic, err)

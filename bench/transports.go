@@ -140,21 +140,30 @@ func (p *publisher) publish(msg string) error {
 	return nil
 }
 
-// head is the chat's position now, from a short poll without a cursor.
+// head is the chat's position now: the "head" of a short poll without a
+// cursor, followed while "more" (a page ends at its last message).
 func (p *publisher) head() (string, error) {
-	resp, err := p.hc.Get(p.base + "/poll-message")
-	if err != nil {
-		return "", fmt.Errorf("chat head: %w", err)
+	since := ""
+	for page := 0; page < 10000; page++ {
+		resp, err := p.hc.Get(p.base + "/poll-message?since=" + url.QueryEscape(since))
+		if err != nil {
+			return "", fmt.Errorf("chat head: %w", err)
+		}
+		var pr pollReply
+		err = json.NewDecoder(resp.Body).Decode(&pr)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			return "", fmt.Errorf("chat head: GET /poll-message: %s: %v", resp.Status, err)
+		}
+		if pr.Head == "" {
+			return "", fmt.Errorf("chat head: GET /poll-message answered no \"head\" (a server without positions?)")
+		}
+		if !pr.More {
+			return pr.Head, nil
+		}
+		since = pr.Head
 	}
-	defer resp.Body.Close()
-	var pr pollReply
-	if err := json.NewDecoder(resp.Body).Decode(&pr); err != nil || resp.StatusCode != 200 {
-		return "", fmt.Errorf("chat head: GET /poll-message: %s: %v", resp.Status, err)
-	}
-	if pr.Head == "" {
-		return "", fmt.Errorf("chat head: GET /poll-message answered no \"head\" (a server without positions?)")
-	}
-	return pr.Head, nil
+	return "", fmt.Errorf("chat head: GET /poll-message: still \"more\" after 10000 pages")
 }
 
 func runTag() string {

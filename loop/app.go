@@ -91,7 +91,10 @@ type AppOptions struct {
 	// unsent before the loop stops reading its next pipelined request; it
 	// reads again once half of them went out. One response is always
 	// written whole, so this bounds a pipelining client that does not read
-	// to about one response plus this. Default: 1 MiB.
+	// to about one response plus this. It is also the bound of a streamed
+	// response (Request.Flush): a Flush past it closes the connection as
+	// a slow consumer's (an event stream has its own,
+	// EventStreamOptions.MaxBufferedBytes). Default: 1 MiB.
 	MaxBufferedBytes int
 	// TrustedProxies lists the reverse proxies (IPs or CIDR prefixes, such
 	// as "127.0.0.1" or "10.0.0.0/8") whose proxy headers are believed:

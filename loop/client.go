@@ -62,6 +62,14 @@ type ClientOptions struct {
 	PingInterval time.Duration
 	// PingTimeout: see PingInterval. Default: 20s.
 	PingTimeout time.Duration
+	// Resume makes the client resume a history topic across reconnects
+	// (the server side is Hub.SubscribeSince): it remembers the position
+	// of the last positioned message it received ("E-N\n" + data) or the
+	// one set with Client.SetPosition, and dials each reconnect with
+	// since=<that position> in the URL's query (replacing a since the URL
+	// had), so the server sends what was missed before the live messages.
+	// OnMessage still gets the whole frame. Default: false.
+	Resume bool
 }
 
 func (o ClientOptions) withDefaults() ClientOptions {
@@ -154,6 +162,9 @@ type Client struct {
 	hs       *clientHandshake // the attempt in progress
 	retry    *Timeout
 	failures int
+	pos      Position // the last position received (Resume)
+	query    url.Values
+	path     string
 }
 
 // DialWebSocket starts connecting to a ws:// URL (a query string is kept)
@@ -195,6 +206,15 @@ func (l *Loop) DialWebSocket(rawURL string, h ClientHandler, opts ClientOptions)
 		addr: u.Host,
 		host: u.Host,
 		uri:  u.RequestURI(),
+	}
+	if o.Resume {
+		cl.query, cl.path = u.Query(), u.EscapedPath()
+		if cl.path == "" {
+			cl.path = "/"
+		}
+		if p, err := ParsePosition(cl.query.Get("since")); err == nil {
+			cl.pos = p
+		}
 	}
 	if u.Port() == "" {
 		cl.addr = net.JoinHostPort(u.Hostname(), "80")
@@ -247,6 +267,15 @@ func (c *Client) URL() string { return c.url }
 // Loop returns the loop the client runs on. Goroutine-safe.
 func (c *Client) Loop() *Loop { return c.l }
 
+// Position returns the position a Resume client resumes from: the last
+// positioned message received, or what SetPosition set. Loop-only.
+func (c *Client) Position() Position { return c.pos }
+
+// SetPosition sets the position the next reconnect resumes from, for a
+// position the application learned otherwise (a server's message saying
+// where the history stands before any message came). Loop-only.
+func (c *Client) SetPosition(p Position) { c.pos = p }
+
 // WebSocket returns the open (or closing) connection, nil while connecting
 // or after the close. Loop-only.
 func (c *Client) WebSocket() *WebSocket { return c.ws }
@@ -293,7 +322,12 @@ func (c *Client) connect() {
 			hdr = append(hdr, [2]string{name, v})
 		}
 	}
-	hs.req = ws13.AppendRequest(make([]byte, 0, 256), c.host, c.uri, hs.key, c.opts.Subprotocols, hdr)
+	uri := c.uri
+	if c.opts.Resume && c.pos != (Position{}) {
+		c.query.Set("since", c.pos.String())
+		uri = c.path + "?" + c.query.Encode()
+	}
+	hs.req = ws13.AppendRequest(make([]byte, 0, 256), c.host, uri, hs.key, c.opts.Subprotocols, hdr)
 	c.hs = hs
 	c.l.dials.push(c.l, hs)
 }
@@ -338,6 +372,11 @@ func (h *clientHooks) Open(w *WebSocket) {
 }
 
 func (h *clientHooks) OnMessage(w *WebSocket, typ MessageType, data []byte) {
+	if h.opts.Resume {
+		if p, ok := framePosition(data); ok {
+			h.pos = p
+		}
+	}
 	if h.h.OnMessage != nil {
 		h.h.OnMessage(w, typ, data)
 	}
@@ -570,4 +609,21 @@ func (l *Loop) dialOne(hs *clientHandshake) {
 		}
 	case <-l.done:
 	}
+}
+
+// framePosition reads the position that starts a positioned frame
+// ("E-N\n" + data, Hub.SubscribeSince).
+func framePosition(data []byte) (Position, bool) {
+	if len(data) == 0 || data[0] < '0' || data[0] > '9' {
+		return Position{}, false
+	}
+	i := 0
+	for i < len(data) && i < 42 && data[i] != '\n' {
+		i++
+	}
+	if i == len(data) || data[i] != '\n' {
+		return Position{}, false
+	}
+	p, err := ParsePosition(string(data[:i]))
+	return p, err == nil && p != (Position{})
 }

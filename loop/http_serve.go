@@ -222,14 +222,21 @@ func (h *httpConn) finish(c *conn, r *Request) {
 	// gnet's Write copies what the socket does not take at once, so the
 	// loop's scratch buffer serves every response.
 	l := c.l
-	l.scratch = r.appendResponse(l.scratch[:0], h.app.opts.ServerHeader)
-	c.write(l.scratch)
+	n := len(r.out)
+	if r.headOnly {
+		n = 0
+	}
+	if r.streaming {
+		l.scratch = r.appendTail(l.scratch[:0])
+		n = r.bodySent
+	} else {
+		l.scratch = r.appendResponse(l.scratch[:0], h.app.opts.ServerHeader)
+	}
+	if len(l.scratch) > 0 { // empty for a HEAD request after Flush
+		c.write(l.scratch)
+	}
 	l.trimScratch()
 	if h.app.opts.AccessLog != nil {
-		n := len(r.out)
-		if r.headOnly {
-			n = 0
-		}
 		l.safeCall(func() { h.accessLog(r, r.status, n) })
 	}
 	if h.req == r {
@@ -268,6 +275,9 @@ func (h *httpConn) reject(c *conn, status int) {
 
 func (h *httpConn) deadline(c *conn) {
 	if h.req != nil && !h.waiting {
+		if es := h.req.es; es != nil {
+			es.heartbeat() // the stream's deadline is its heartbeat
+		}
 		return // a handler holds the request (long poll): its own timers rule
 	}
 	if h.waiting || c.gc.InboundBuffered() > 0 {
@@ -285,6 +295,9 @@ func (h *httpConn) closed(c *conn, err error) {
 			fn := r.onGone
 			r.onGone = nil
 			c.l.safeCall(fn)
+		}
+		if r.es != nil {
+			r.es.ended()
 		}
 	}
 	if h.req == nil || h.req.finished {
@@ -309,7 +322,15 @@ func (h *httpConn) shutdown(c *conn) {
 		return
 	}
 	r.keep = false
+	if r.es != nil && !r.finished {
+		// An event stream has no end of its own: end it now, cleanly,
+		// so that its client reconnects (elsewhere) at once.
+		r.es.Close()
+		return
+	}
 	if r.dispatched && r.async && !r.finished {
+		// A streamed body past its grace is cut (SendError after Flush):
+		// the client must not take a truncated download for a whole one.
 		c.l.CallLater(shutdownGrace, func() {
 			if h.req == r && !r.finished && !c.cf.has(cfDead) {
 				r.async = false

@@ -45,9 +45,12 @@ type Hub struct {
 	// byWS holds each subscriber's topics, so that a close costs
 	// O(its topics), not a scan of every subscriber.
 	byWS     map[*WebSocket][]*hubTopic
-	watching bool         // forget is registered as a close observer
-	failed   []*WebSocket // fanOut's scratch: subscribers whose write failed
-	dropped  atomic.Int64 // broker deliveries dropped for the loop's backlog
+	watching bool // forget is registered as a close observer
+	// byStream holds each event stream's history topics (SubscribeStream).
+	byStream        map[*EventStream][]*hubTopic
+	watchingStreams bool         // forgetStream is registered
+	failed          []*WebSocket // fanOut's scratch: subscribers whose write failed
+	dropped         atomic.Int64 // broker deliveries dropped for the loop's backlog
 }
 
 type hubTopic struct {
@@ -61,7 +64,8 @@ type hubTopic struct {
 // Binary). broker may be nil: topics are then local to this loop.
 // Goroutine-safe.
 func NewHub(l *Loop, typ MessageType, broker Broker) *Hub {
-	return &Hub{l: l, broker: broker, typ: typ, topics: map[string]*hubTopic{}, byWS: map[*WebSocket][]*hubTopic{}}
+	return &Hub{l: l, broker: broker, typ: typ, topics: map[string]*hubTopic{}, byWS: map[*WebSocket][]*hubTopic{},
+		byStream: map[*EventStream][]*hubTopic{}}
 }
 
 // Subscribe adds w, a WebSocket of the hub's loop, to topic; subscribing

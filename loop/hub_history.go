@@ -25,6 +25,7 @@ type topicHistory struct {
 	// position it already had when it resumed ahead of this loop (a client
 	// that saw more on another node); messages up to it are skipped.
 	pos      map[*WebSocket]Position
+	streams  map[*EventStream]Position // SubscribeStream's, with pos's skip rule
 	watchers map[*hubWatcher]struct{}
 	scratch  []Message
 }
@@ -49,7 +50,7 @@ func (h *Hub) KeepHistory(topic string, o HistoryOptions) error {
 	if t != nil && t.hist != nil {
 		return nil
 	}
-	th := &topicHistory{pos: map[*WebSocket]Position{}, watchers: map[*hubWatcher]struct{}{}}
+	th := &topicHistory{pos: map[*WebSocket]Position{}, streams: map[*EventStream]Position{}, watchers: map[*hubWatcher]struct{}{}}
 	var cancel func()
 	switch b := h.broker.(type) {
 	case nil:
@@ -146,6 +147,9 @@ func (h *Hub) sendMessage(t *hubTopic, m Message) {
 			}
 		}
 		h.forgetFailed(failed)
+	}
+	if len(th.streams) > 0 {
+		h.sendStreams(t, m)
 	}
 	for wt := range th.watchers {
 		h.l.safeCall(func() { wt.fn(m) })

@@ -1,8 +1,10 @@
 package loop
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -313,5 +315,179 @@ func TestHubResumeAcrossLoops(t *testing.T) {
 		case <-deadline:
 			t.Fatal("clients did not finish")
 		}
+	}
+}
+
+// kickingHistory is historyRoute that closes each connection with 1001
+// after it has sent every message the test's counter allows.
+type kickingHistory struct {
+	historyRoute
+	kick chan *WebSocket
+}
+
+func (k kickingHistory) Open(w *WebSocket) {
+	k.historyRoute.Open(w)
+	k.kick <- w
+}
+
+// TestClientResume: a DialWebSocket client with Reconnect and Resume is
+// dropped by the server again and again while messages are published; it
+// must see every offset once, in order, resuming with since= each time.
+func TestClientResume(t *testing.T) {
+	var hub *Hub
+	kick := make(chan *WebSocket, 16)
+	srv, addr := wsStartLoop(t, func(l *Loop, app *Application) {
+		hub = NewHub(l, Text, nil)
+		hub.KeepHistory("t", HistoryOptions{MaxMessages: 1000})
+		app.HandleWebSocket("/h", func(*Request) WebSocketHandler {
+			return kickingHistory{historyRoute{hub: hub, topic: "t"}, kick}
+		}, WSOptions{})
+	})
+	cl := clientLoop(t)
+	got := make(chan string, 1000)
+	opened := make(chan struct{}, 16)
+	c, err := cl.DialWebSocket(wsURL(addr, "/h?since="), ClientHandler{
+		OnOpen: func(*WebSocket) { opened <- struct{}{} },
+		OnMessage: func(_ *WebSocket, _ MessageType, data []byte) {
+			if data[0] != '{' { // the gone notice never comes here
+				got <- string(data)
+			}
+		},
+	}, ClientOptions{Reconnect: true, Resume: true, MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const total, drops = 300, 5
+	var ws *WebSocket
+	next := 1
+	for d := 0; d <= drops; d++ {
+		wsRecv(t, opened, "an open")
+		ws = wsRecv(t, kick, "the server side")
+		for ; next <= total*(d+1)/(drops+1); next++ {
+			hub.Publish("t", fmt.Appendf(nil, "%d", next))
+		}
+		if d < drops {
+			// Published before the drop is noticed, and during it: resumed.
+			onLoop(srv, func() error { return ws.Close(CloseGoingAway, "kicked") })
+			hub.Publish("t", []byte("x"))
+			next++
+		}
+	}
+	var last int64
+	for i := 0; i < total; i++ { // the "x"s took a number each
+		m := wsRecv(t, got, "a message")
+		ps, _, _ := strings.Cut(m, "\n")
+		p, err := ParsePosition(ps)
+		if err != nil || p.Offset != last+1 {
+			t.Fatalf("message %d: %q after offset %d", i, m, last)
+		}
+		last = p.Offset
+	}
+	if pos := onLoop(cl, c.Position); pos.Offset != last {
+		t.Fatalf("client position %v, last received %d", pos, last)
+	}
+}
+
+// hubEvent is one event read from a text/event-stream.
+type hubEvent struct{ id, event, data string }
+
+// readHubEvent reads one event (skipping comments) from br.
+func readHubEvent(t *testing.T, br *bufio.Reader) hubEvent {
+	t.Helper()
+	var ev hubEvent
+	var data []string
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("read event: %v", err)
+		}
+		line = strings.TrimRight(line, "\r\n")
+		switch {
+		case line == "":
+			if ev.id != "" || data != nil || ev.event != "" {
+				ev.data = strings.Join(data, "\n")
+				return ev
+			}
+		case strings.HasPrefix(line, ":"):
+		case strings.HasPrefix(line, "id: "):
+			ev.id = line[4:]
+		case strings.HasPrefix(line, "event: "):
+			ev.event = line[7:]
+		case strings.HasPrefix(line, "data: "):
+			data = append(data, line[6:])
+		}
+	}
+}
+
+// TestHubSubscribeStream: SSE subscribers of a history topic get each
+// message with its position as the event id, resume from Last-Event-ID
+// exactly, and learn when the history is gone.
+func TestHubSubscribeStream(t *testing.T) {
+	var hub *Hub
+	l, addr := wsStartLoop(t, func(l *Loop, app *Application) {
+		hub = NewHub(l, Text, nil)
+		hub.KeepHistory("t", HistoryOptions{MaxMessages: 3})
+		app.Handle("/sse", Methods{Get: func(r *Request) {
+			es, err := r.EventStream(EventStreamOptions{})
+			if err != nil {
+				return
+			}
+			since, _ := ParsePosition(es.LastEventID())
+			if _, err := hub.SubscribeStream("t", es, since); errors.Is(err, ErrHistoryGone) {
+				es.Send("", "gone", []byte("reload"))
+			}
+		}})
+	})
+	open := func(last string) (*bufio.Reader, func()) {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/sse", nil)
+		if last != "" {
+			req.Header.Set("Last-Event-ID", last)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
+			t.Fatalf("content type %q", ct)
+		}
+		return bufio.NewReader(resp.Body), func() { resp.Body.Close() }
+	}
+	a, closeA := open("")
+	waitFor(t, "the stream subscribed", func() bool {
+		return onLoop(l, func() int { return len(hub.topics["t"].hist.streams) }) == 1
+	})
+	hub.Publish("t", []byte("one"))
+	hub.Publish("t", []byte("two\nlines"))
+	e1, e2 := readHubEvent(t, a), readHubEvent(t, a)
+	if e1.data != "one" || e2.data != "two\nlines" || e1.id == "" {
+		t.Fatalf("events %+v %+v", e1, e2)
+	}
+	closeA()
+	waitFor(t, "the stream forgotten", func() bool {
+		return onLoop(l, func() int { return len(hub.topics["t"].hist.streams) }) == 0
+	})
+	hub.Publish("t", []byte("three"))
+	b, closeB := open(e1.id)
+	defer closeB()
+	if e := readHubEvent(t, b); e.data != "two\nlines" || e.id != e2.id {
+		t.Fatalf("resumed with %+v, want two", e)
+	}
+	if e := readHubEvent(t, b); e.data != "three" {
+		t.Fatalf("resumed with %+v, want three", e)
+	}
+	hub.Publish("t", []byte("four"))
+	if e := readHubEvent(t, b); e.data != "four" {
+		t.Fatalf("live %+v", e)
+	}
+	hub.Publish("t", []byte("five"))
+	if e := readHubEvent(t, b); e.data != "five" {
+		t.Fatalf("live %+v", e)
+	}
+	// Kept: three, four, five. After one: gone.
+	c, closeC := open(e1.id)
+	defer closeC()
+	if e := readHubEvent(t, c); e.event != "gone" {
+		t.Fatalf("past the history: %+v", e)
 	}
 }

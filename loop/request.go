@@ -44,6 +44,13 @@ type Request struct {
 	headOnly   bool
 	start      int64     // loop clock when the head was parsed (access log)
 	fwd        forwarded // RemoteIP, Scheme and Host, resolved on first use
+
+	// Streamed responses (stream.go).
+	streaming bool         // the head is sent: Flush ran
+	chunked   bool         // the body is sent in chunks (HTTP/1.1); else until close
+	streamMax int          // unsent-output bound; 0: AppOptions.MaxBufferedBytes
+	bodySent  int          // body bytes sent so far (access log)
+	es        *EventStream // the request's event stream, if any
 }
 
 // Header returns the first value of a request header (case-insensitive).
@@ -216,10 +223,12 @@ func (r *Request) Finish() error {
 	}
 	r.finished = true
 	r.c.l.st.asyncDone(r)
-	if r.gone {
-		return nil
+	if !r.gone {
+		r.hc.finish(r.c, r)
 	}
-	r.hc.finish(r.c, r)
+	if r.es != nil {
+		r.es.ended()
+	}
 	return nil
 }
 
@@ -235,8 +244,16 @@ func (r *Request) Redirect(u string, permanent bool) {
 }
 
 // SendError discards any output and finishes with an error page for code.
+// After Flush the head is gone: the stream is cut instead (the connection
+// closes without the last chunk, so the client sees a truncated response,
+// not a complete one).
 func (r *Request) SendError(code int) {
 	if r.finished {
+		return
+	}
+	if r.streaming {
+		r.out = r.out[:0]
+		r.abortStream(false)
 		return
 	}
 	r.out = r.out[:0]
@@ -248,6 +265,17 @@ func (r *Request) SendError(code int) {
 }
 
 func (r *Request) appendResponse(dst []byte, server string) []byte {
+	bodyless := r.status == 204 || r.status == 304 || r.status < 200
+	dst = r.appendHead(dst, server, bodyless, false)
+	if !r.headOnly && !bodyless {
+		dst = append(dst, r.out...)
+	}
+	return dst
+}
+
+// appendHead appends the status line and headers; stream selects the
+// framing of a streamed body (chunked, or until close) over Content-Length.
+func (r *Request) appendHead(dst []byte, server string, bodyless, stream bool) []byte {
 	r.c.l.st.countStatus(r.status)
 	dst = http1.AppendStatusLine(dst, r.status)
 	dst = append(dst, "Server: "...)
@@ -262,11 +290,15 @@ func (r *Request) appendResponse(dst []byte, server string) []byte {
 		dst = append(dst, r.hdr[i+1]...)
 		dst = append(dst, "\r\n"...)
 	}
-	if !r.hasHeader("Content-Type") && len(r.out) > 0 {
+	if !r.hasHeader("Content-Type") && (len(r.out) > 0 || stream) {
 		dst = append(dst, "Content-Type: text/html; charset=UTF-8\r\n"...)
 	}
-	bodyless := r.status == 204 || r.status == 304 || r.status < 200
-	if !bodyless {
+	switch {
+	case bodyless:
+	case stream && r.chunked:
+		dst = append(dst, "Transfer-Encoding: chunked\r\n"...)
+	case stream: // HTTP/1.0: the body ends with the connection
+	default:
 		dst = append(dst, "Content-Length: "...)
 		dst = strconv.AppendInt(dst, int64(len(r.out)), 10)
 		dst = append(dst, "\r\n"...)
@@ -276,11 +308,7 @@ func (r *Request) appendResponse(dst []byte, server string) []byte {
 	} else if r.head.Minor == 0 {
 		dst = append(dst, "Connection: keep-alive\r\n"...)
 	}
-	dst = append(dst, "\r\n"...)
-	if !r.headOnly && !bodyless {
-		dst = append(dst, r.out...)
-	}
-	return dst
+	return append(dst, "\r\n"...)
 }
 
 // framingHeader reports headers a handler may not set: the loop writes

@@ -17,16 +17,17 @@ func bump(p *int64, n int64) { atomic.StoreInt64(p, *p+n) }
 
 // loopStats are the loop-wide counters (Loop.st).
 type loopStats struct {
-	refusedMax      int64 // accepts refused at MaxConns
-	refusedStopping int64 // accepts refused while stopping
-	openWS          int64 // WebSockets open (server and dialed)
-	pendingAsync    int64 // asynchronous requests dispatched and not finished (long polls)
-	status          [len(httpCodes) + 1]int64
-	closeSent       [closeCodeSlots]int64
-	closeRecv       [closeCodeSlots]int64
-	lag             histogram // enqueue → run of a callback batch's oldest callback
-	batch           histogram // the run of one callback batch
-	queueSince      int64     // loop clock of the oldest queued callback; under Loop.mu
+	refusedMax       int64 // accepts refused at MaxConns
+	refusedStopping  int64 // accepts refused while stopping
+	openWS           int64 // WebSockets open (server and dialed)
+	pendingAsync     int64 // asynchronous requests dispatched and not finished (long polls)
+	openEventStreams int64 // event streams open (eventstream.go)
+	status           [len(httpCodes) + 1]int64
+	closeSent        [closeCodeSlots]int64
+	closeRecv        [closeCodeSlots]int64
+	lag              histogram // enqueue → run of a callback batch's oldest callback
+	batch            histogram // the run of one callback batch
+	queueSince       int64     // loop clock of the oldest queued callback; under Loop.mu
 }
 
 // httpCodes are the HTTP statuses counted one by one; the rest count as
@@ -174,9 +175,12 @@ type Metrics struct {
 	// other OpenConns speak HTTP (or are handshaking).
 	OpenWebSockets int64
 	// PendingAsync is the asynchronous requests (Request.Async: long
-	// polls) whose handler returned and that are not finished yet; each
-	// holds one HTTP connection.
+	// polls, streamed responses and event streams) whose handler returned
+	// and that are not finished yet; each holds one HTTP connection.
 	PendingAsync int64
+	// OpenEventStreams is the event streams (Request.EventStream) open
+	// now; each is also counted in PendingAsync.
+	OpenEventStreams int64
 	// RefusedMaxConns and RefusedStopping split AcceptsRefused by cause:
 	// Options.MaxConns reached, or the loop stopping.
 	RefusedMaxConns int64
@@ -277,18 +281,19 @@ var closeCodes = func() (c [closeCodeSlots - 1]int) {
 func (l *Loop) Metrics() Metrics {
 	s := &l.st
 	m := Metrics{
-		Stats:           l.Stats(),
-		OpenWebSockets:  atomic.LoadInt64(&s.openWS),
-		PendingAsync:    atomic.LoadInt64(&s.pendingAsync),
-		RefusedMaxConns: atomic.LoadInt64(&s.refusedMax),
-		RefusedStopping: atomic.LoadInt64(&s.refusedStopping),
-		HTTPResponses:   codeCounts(httpCodes[:], s.status[:]),
-		ClosesSent:      codeCounts(closeCodes[:], s.closeSent[:]),
-		ClosesReceived:  codeCounts(closeCodes[:], s.closeRecv[:]),
-		CallbackLag:     s.lag.snapshot(),
-		CallbackBatch:   s.batch.snapshot(),
-		TimeoutsPending: l.PendingTimeouts(),
-		ExecutorQueued:  len(l.exec.jobs),
+		Stats:            l.Stats(),
+		OpenWebSockets:   atomic.LoadInt64(&s.openWS),
+		PendingAsync:     atomic.LoadInt64(&s.pendingAsync),
+		OpenEventStreams: atomic.LoadInt64(&s.openEventStreams),
+		RefusedMaxConns:  atomic.LoadInt64(&s.refusedMax),
+		RefusedStopping:  atomic.LoadInt64(&s.refusedStopping),
+		HTTPResponses:    codeCounts(httpCodes[:], s.status[:]),
+		ClosesSent:       codeCounts(closeCodes[:], s.closeSent[:]),
+		ClosesReceived:   codeCounts(closeCodes[:], s.closeRecv[:]),
+		CallbackLag:      s.lag.snapshot(),
+		CallbackBatch:    s.batch.snapshot(),
+		TimeoutsPending:  l.PendingTimeouts(),
+		ExecutorQueued:   len(l.exec.jobs),
 	}
 	if l.wd != nil {
 		m.BlockedStalls = l.wd.stalls.Load()

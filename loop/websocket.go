@@ -186,7 +186,7 @@ func (a *Application) HandleWebSocket(pattern string, newHandler func(r *Request
 
 // Stats are loop-wide counters. Goroutine-safe.
 type Stats struct {
-	SlowConsumerCloses int64 // WebSockets closed for unsent output over their bound (SlowClose)
+	SlowConsumerCloses int64 // WebSockets (SlowClose) and streamed responses closed for unsent output over their bound
 	SlowConsumerSkips  int64 // messages dropped for a lagging client (SlowSkip)
 	AcceptsRefused     int64 // connections answered 503 and closed: MaxConns reached, or stopping
 	OpenConns          int64 // connections open now (served and dialed)

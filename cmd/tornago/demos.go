@@ -97,9 +97,55 @@ func subscribeSince(hub *loop.Hub, topic string, ws *loop.WebSocket, since strin
 		ws.Close(loop.CloseTryAgainLater, "history unavailable")
 		return false
 	}
-	head, _ := hub.Head(topic)
-	ws.WriteMessage(subscribedJSON(head, n, gone))
+	ws.WriteMessage(subscribedJSON(clientHead(hub, topic, pos), n, gone))
 	return true
+}
+
+// clientHead is the position a client resuming from since has once it is
+// subscribed: the topic's head on this loop, or since when the client saw
+// more on a node further along (reporting the lower head would make it
+// take those messages again).
+func clientHead(hub *loop.Hub, topic string, since loop.Position) loop.Position {
+	head, _ := hub.Head(topic)
+	if since.Epoch > head.Epoch || (since.Epoch == head.Epoch && since.Offset > head.Offset) {
+		return since
+	}
+	return head
+}
+
+// serveSSE is GET /sse: a history topic (?topic=, default the chat) as
+// Server-Sent Events, resuming after Last-Event-ID (or ?lastEventId= or
+// ?since=). After the recovered events comes one "subscribed" event whose
+// id is the client's position, so that the browser resumes from there even
+// when no message came. Loop-only.
+func serveSSE(r *loop.Request, hubs map[string]*loop.Hub, heartbeat time.Duration) {
+	topic := r.GetArgument("topic", chatTopic)
+	hub := hubs[topic]
+	if hub == nil {
+		httpError(r, 404, "no such topic: "+topic)
+		return
+	}
+	since := r.Header("Last-Event-ID")
+	if since == "" {
+		since = r.GetArgument("lastEventId", r.GetArgument("since", ""))
+	}
+	pos, err := loop.ParsePosition(since)
+	if err != nil {
+		httpError(r, 400, "Last-Event-ID (or since) must be EPOCH-OFFSET")
+		return
+	}
+	es, err := r.EventStream(loop.EventStreamOptions{Heartbeat: heartbeat, Retry: 2 * time.Second})
+	if err != nil || es.Closed() {
+		return // HEAD, or the loop is stopping: the stream is already ended
+	}
+	n, err := hub.SubscribeStream(topic, es, pos)
+	gone := errors.Is(err, loop.ErrHistoryGone)
+	if err != nil && !gone {
+		es.Close()
+		return
+	}
+	head := clientHead(hub, topic, pos)
+	es.Send(head.String(), "subscribed", subscribedJSON(head, n, gone))
 }
 
 // subscribedJSON is the control message that follows the recovered
@@ -272,6 +318,8 @@ func addDemos(l *loop.Loop, i int, app *loop.Application, env *demoEnv) *demoNod
 		node.polls[topic] = p
 	}
 	addPolls(app, ch.hub, node.polls, lp)
+	hubs := map[string]*loop.Hub{chatTopic: ch.hub, clockTopic: ck.hub}
+	app.Handle("/sse", loop.Methods{Get: func(r *loop.Request) { serveSSE(r, hubs, env.sseHeartbeat) }})
 	return node
 }
 

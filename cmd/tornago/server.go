@@ -24,6 +24,7 @@ type serverConfig struct {
 	port      int
 	loops     int // 0: one per CPU
 	ping      time.Duration
+	sseHB     time.Duration // /sse heartbeat interval (0: the default)
 	natsURL   string
 	lp        longPollOptions
 	accessLog bool
@@ -65,7 +66,7 @@ func serve(log *slog.Logger, cfg serverConfig) error {
 	if cfg.trusted != "" {
 		appOpts.TrustedProxies = strings.Split(cfg.trusted, ",")
 	}
-	env := &demoEnv{ping: cfg.ping, proc: strconv.Itoa(os.Getpid()), log: log}
+	env := &demoEnv{ping: cfg.ping, proc: strconv.Itoa(os.Getpid()), log: log, sseHeartbeat: cfg.sseHB}
 	if env.ping <= 0 {
 		env.ping = -1 // WSOptions: negative disables, zero is the default
 	}

@@ -67,6 +67,13 @@ func startBuilt(t *testing.T, bin string, args ...string) (string, *exec.Cmd, <-
 	}
 	addr := ln.Addr().String()
 	ln.Close()
+	return startBuiltAt(t, bin, addr, args...)
+}
+
+// startBuiltAt is startBuilt on a given 127.0.0.1 address (a restart on the
+// same port).
+func startBuiltAt(t *testing.T, bin, addr string, args ...string) (string, *exec.Cmd, <-chan struct{}, *lockedBuffer) {
+	t.Helper()
 	_, port, _ := net.SplitHostPort(addr)
 	cmd := exec.Command(bin, append([]string{"-host", "127.0.0.1", "-port", port}, args...)...)
 	stderr := &lockedBuffer{}

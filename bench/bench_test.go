@@ -116,27 +116,6 @@ func TestTornadoReference(t *testing.T) {
 	checkRun(t, r, err, 20)
 }
 
-func TestTransports(t *testing.T) {
-	s := startServer(t, "tornago", 18770)
-	rs, err := Transports(TransportsOptions{Base: "http://" + s.Host, Conns: 10, Duration: time.Second,
-		Every: 100 * time.Millisecond, PollEvery: 200 * time.Millisecond, PID: s.PID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rs) != 3 {
-		t.Fatalf("%d results", len(rs))
-	}
-	for _, r := range rs {
-		if r.Errors != 0 || r.Ops != r.Extra["expected"].(int64) || r.Extra["wire_bytes_per_delivered"].(float64) <= 0 {
-			t.Fatalf("%s: errors %d delivered %d extra %v", r.Server, r.Errors, r.Ops, r.Extra)
-		}
-	}
-	// WebSocket frames carry a message in a few bytes; a poll carries HTTP.
-	if ws, lp := rs[2].Extra["wire_bytes_per_delivered"].(float64), rs[1].Extra["wire_bytes_per_delivered"].(float64); ws >= lp {
-		t.Fatalf("websocket %.0f B/msg not below long polling %.0f", ws, lp)
-	}
-}
-
 func TestCompareAndPlot(t *testing.T) {
 	root := moduleRoot(t)
 	ss, err := StartServers(root, []string{"tornago", "gorilla"}, 18780, "", &syncWriter{})

@@ -268,6 +268,18 @@ func metricsFor(scenario string) []metric {
 		return *r.CPUPerOp, true
 	}
 	switch scenario {
+	case "transports":
+		return []metric{{"wire B/msg", extra("wire_bytes_per_delivered"), true},
+			{"p50 ms", always(func(r *Result) float64 { return float64(r.Latency.P50) / 1e6 }), true},
+			{"p99 ms", always(func(r *Result) float64 { return float64(r.Latency.P99) / 1e6 }), true},
+			{"srv CPU us/msg", cpuPerOp, true},
+			{"conns/min", extra("conns_per_min"), true},
+			{"requests/min", extra("http_requests_per_min"), true},
+			{"lost", extra("lost"), true},
+			{"repeated", extra("repeated"), true}}
+	case "history":
+		return []metric{{"RSS/message B", extra("rss_per_message_bytes"), true},
+			{"overhead B", extra("overhead_per_message_bytes"), true}}
 	case "idle":
 		return []metric{{"RSS/conn B", extra("rss_per_conn_bytes"), true},
 			{"idle CPU %", extra("server_idle_cpu_pct"), true},

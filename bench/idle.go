@@ -17,9 +17,16 @@ import (
 
 // IdleOptions configures the idle scenario.
 type IdleOptions struct {
-	URL   string // any WebSocket route that keeps the connection open
-	Conns int    // N, default 1000
-	PID   int    // server PID: RSS, threads and CPU from /proc, summed over its process tree
+	URL string // any WebSocket route that keeps the connection open
+	// Transport is what each idle client holds (IdleTransports): "" or
+	// "ws", a WebSocket on URL; "sse", a GET /sse stream; "long-poll", a
+	// POST /update-message parked after the chat's head (polled again
+	// when the server's timeout answers it). For the last two URL names
+	// the server (http://host:port) and every connection is held in this
+	// process (at most MaxPerProc).
+	Transport string
+	Conns     int // N, default 1000
+	PID       int // server PID: RSS, threads and CPU from /proc, summed over its process tree
 	// Steps are intermediate connection counts at which RSS is recorded
 	// (e.g. 2000,5000,10000); N is always the last step.
 	Steps []int
@@ -62,6 +69,13 @@ func Idle(o IdleOptions) (*Result, error) {
 	}
 	if o.MaxPerProc <= 0 {
 		o.MaxPerProc = 19000
+	}
+	switch o.Transport {
+	case "", "ws":
+	case "sse", "long-poll":
+		return idleHTTP(o)
+	default:
+		return nil, fmt.Errorf("idle: unknown transport %q (known: %v)", o.Transport, IdleTransports)
 	}
 	if err := CheckPID(o.PID, o.URL); err != nil {
 		return nil, &InvalidError{"idle", err.Error()}

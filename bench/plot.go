@@ -13,11 +13,16 @@ import (
 )
 
 // WritePlot draws results to a PNG: for idle runs with steps, the server's
-// RSS (MiB) against connection count, one line per server; otherwise the
-// latency CDF (log scale), one line per run.
+// RSS (MiB) against connection count, one line per server; for transports
+// runs, bar charts of bytes per message, p99, server CPU per message and
+// requests per minute, one bar per transport; otherwise the latency CDF
+// (log scale), one line per run.
 func WritePlot(file string, rs []*Result) error {
 	if len(rs) == 0 {
 		return fmt.Errorf("plot: no results")
+	}
+	if rs[0].Scenario == "transports" {
+		return writeTransportsPlot(file, rs)
 	}
 	p := plot.New()
 	p.Legend.Top = true

@@ -2,34 +2,45 @@ package bench
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/gorilla/websocket"
 )
 
+// TransportKinds are the transports the transports scenario runs, in
+// order; the first (WebSocket) is the one the others are compared with.
+var TransportKinds = []string{"websocket", "sse", "long-poll", "short-poll"}
+
 // TransportsOptions configures the transports scenario against a server
-// with Tornago's demo routes: POST /new-message, POST /update-message
-// (long poll), GET /poll-message (short poll), /ws + /receive?msg=.
+// with Tornago's demo protocol (issue 12): GET /receive?msg= publishes to
+// the chat topic, which clients follow by /ws?since=, GET /sse, POST
+// /update-message (long poll) and GET /poll-message (short poll), each
+// resuming from the position "E-N" of the last message it has.
 type TransportsOptions struct {
 	Base     string        // http://host:port
 	Conns    int           // clients per transport, default 100
-	Duration time.Duration // per transport, default 10s
+	Duration time.Duration // publishing time per transport, default 10s
 	// Every is the publish interval, default 100ms (10 messages/s).
 	Every time.Duration
 	// PollEvery is the short-poll interval, default 1s.
 	PollEvery time.Duration
-	PID       int
-	Progress  Progress
+	// Kinds are the transports to run (of TransportKinds), default all.
+	Kinds []string
+	// NoReconnect leaves the clients' connections alone; by default every
+	// client drops its connection half way through publishing and resumes
+	// from the last position it has.
+	NoReconnect bool
+	PID         int
+	Progress    Progress
 }
 
 // countingConn counts the TCP payload bytes both ways.
@@ -50,27 +61,14 @@ func (c countingConn) Write(p []byte) (int, error) {
 	return k, err
 }
 
-func countingDial(n *atomic.Int64) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		return countingConn{c, n}, nil
-	}
-}
-
-type pollReply struct {
-	Messages []struct {
-		ID   int64  `json:"id"`
-		Body string `json:"body"`
-	} `json:"messages"`
-}
-
-// Transports delivers the same stream of messages (one every Every, each
-// carrying its send time) to Conns clients by short polling, long polling
-// and WebSocket in turn, and reports per transport the client-side bytes
-// on the wire per delivered message, delivery latency and server CPU.
+// Transports publishes the same stream (one message every Every, each
+// carrying its send time and a sequence number) to Conns clients over
+// each transport in turn (WebSocket, SSE, long polling, short polling) and
+// reports per transport: client bytes on the wire per delivered message,
+// delivery latency, server CPU per delivered message, connections and HTTP
+// requests per minute, and the messages each client lost or got twice
+// across the forced reconnect at mid-run (counted by sequence number
+// against what was published).
 func Transports(o TransportsOptions) ([]*Result, error) {
 	if o.Conns <= 0 {
 		o.Conns = 100
@@ -84,11 +82,20 @@ func Transports(o TransportsOptions) ([]*Result, error) {
 	if o.PollEvery <= 0 {
 		o.PollEvery = time.Second
 	}
+	if len(o.Kinds) == 0 {
+		o.Kinds = TransportKinds
+	}
+	for _, k := range o.Kinds {
+		if !contains(TransportKinds, k) {
+			return nil, fmt.Errorf("transports: unknown transport %q (known: %s)", k, strings.Join(TransportKinds, ", "))
+		}
+	}
+	o.Base = strings.TrimSuffix(o.Base, "/")
 	if err := CheckPID(o.PID, o.Base); err != nil {
 		return nil, &InvalidError{"transports", err.Error()}
 	}
 	var out []*Result
-	for _, t := range []string{"short-poll", "long-poll", "websocket"} {
+	for _, t := range o.Kinds {
 		r, err := transportRun(o, t)
 		if r != nil {
 			out = append(out, r)
@@ -100,166 +107,181 @@ func Transports(o TransportsOptions) ([]*Result, error) {
 	return out, nil
 }
 
-func transportRun(o TransportsOptions, kind string) (*Result, error) {
-	var wire, delivered, errs atomic.Int64
-	var lastE atomic.Value
-	fail := func(err error) {
-		errs.Add(1)
-		lastE.Store(err.Error())
-	}
-	var lat latencies
-	hc := &http.Client{Timeout: 40 * time.Second, Transport: &http.Transport{
-		DialContext: countingDial(&wire), MaxIdleConnsPerHost: o.Conns + 10}}
-	pub := &http.Client{Timeout: 10 * time.Second}
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	record := func(body string) {
-		ts, err := strconv.ParseInt(body, 10, 64)
-		if err != nil {
-			return // a message from someone else
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
 		}
-		lat.add(time.Duration(time.Now().UnixNano() - ts))
-		delivered.Add(1)
 	}
-	// The newest id, so clients start after what earlier runs left.
-	cursor0 := int64(0)
-	if kind != "websocket" {
-		resp, err := pub.Get(o.Base + "/poll-message?cursor=0")
+	return false
+}
+
+// publisher sends GET /receive?msg= on its own connection (not counted
+// as the clients').
+type publisher struct {
+	base string
+	hc   *http.Client
+}
+
+func newPublisher(base string) *publisher {
+	return &publisher{base: base, hc: &http.Client{Timeout: 10 * time.Second}}
+}
+
+func (p *publisher) publish(msg string) error {
+	resp, err := p.hc.Get(p.base + "/receive?msg=" + url.QueryEscape(msg))
+	if err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("publish: GET /receive: %s %.200s", resp.Status, b)
+	}
+	return nil
+}
+
+// head is the chat's position now: the "head" of a short poll without a
+// cursor, followed while "more" (a page ends at its last message).
+func (p *publisher) head() (string, error) {
+	since := ""
+	for page := 0; page < 10000; page++ {
+		resp, err := p.hc.Get(p.base + "/poll-message?since=" + url.QueryEscape(since))
 		if err != nil {
-			return nil, &InvalidError{"transports", kind + ": " + err.Error()}
+			return "", fmt.Errorf("chat head: %w", err)
 		}
 		var pr pollReply
-		json.NewDecoder(resp.Body).Decode(&pr)
+		err = json.NewDecoder(resp.Body).Decode(&pr)
 		resp.Body.Close()
-		for _, m := range pr.Messages {
-			cursor0 = max(cursor0, m.ID)
+		if err != nil || resp.StatusCode != 200 {
+			return "", fmt.Errorf("chat head: GET /poll-message: %s: %v", resp.Status, err)
 		}
-	}
-	poll := func(path string) func() {
-		return func() {
-			defer wg.Done()
-			cursor := cursor0
-			for !stop.Load() {
-				resp, err := hc.PostForm(o.Base+path, url.Values{"cursor": {strconv.FormatInt(cursor, 10)}})
-				if err != nil {
-					fail(err)
-					time.Sleep(100 * time.Millisecond)
-					continue
-				}
-				var pr pollReply
-				err = json.NewDecoder(resp.Body).Decode(&pr)
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if err != nil {
-					fail(fmt.Errorf("%s reply: %w", path, err))
-				}
-				for _, m := range pr.Messages {
-					if m.ID > cursor {
-						cursor = m.ID
-						record(m.Body)
-					}
-				}
-				if path == "/poll-message" {
-					time.Sleep(o.PollEvery)
-				}
-			}
+		if pr.Head == "" {
+			return "", fmt.Errorf("chat head: GET /poll-message answered no \"head\" (a server without positions?)")
 		}
-	}
-	var wss []*websocket.Conn
-	var wsMu sync.Mutex
-	for i := 0; i < o.Conns; i++ {
-		wg.Add(1)
-		switch kind {
-		case "short-poll":
-			go poll("/poll-message")()
-		case "long-poll":
-			go poll("/update-message")()
-		case "websocket":
-			d := websocket.Dialer{NetDialContext: countingDial(&wire), HandshakeTimeout: 10 * time.Second}
-			ws, resp, err := d.Dial("ws"+strings.TrimPrefix(o.Base, "http")+"/ws", nil)
-			if resp != nil && resp.Body != nil {
-				resp.Body.Close()
-			}
-			if err != nil {
-				fail(err)
-				wg.Done()
-				continue
-			}
-			wsMu.Lock()
-			wss = append(wss, ws)
-			wsMu.Unlock()
-			go func() {
-				defer wg.Done()
-				for {
-					_, data, err := ws.ReadMessage()
-					if err != nil {
-						return
-					}
-					record(string(data))
-				}
-			}()
+		if !pr.More {
+			return pr.Head, nil
 		}
+		since = pr.Head
 	}
-	time.Sleep(300 * time.Millisecond)
-	wire.Store(0)
-	delivered.Store(0)
+	return "", fmt.Errorf("chat head: GET /poll-message: still \"more\" after 10000 pages")
+}
+
+func runTag() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func transportRun(o TransportsOptions, kind string) (*Result, error) {
+	res := &Result{Scenario: "transports", Server: kind, URL: o.Base, Client: "net/http + gorilla, one connection pool per client", Conns: o.Conns}
+	pub := newPublisher(o.Base)
+	defer pub.hc.CloseIdleConnections()
+	// A first message gives a fresh server a position to start from.
+	if err := pub.publish("transports: " + kind + " starts"); err != nil {
+		return nil, &InvalidError{"transports", kind + ": " + err.Error()}
+	}
+	head0, err := pub.head()
+	if err != nil {
+		return nil, &InvalidError{"transports", kind + ": " + err.Error()}
+	}
+	tag := runTag() + "-" + kind
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	drop, dropNow := context.WithCancel(ctx)
+	defer dropNow()
+	r := &txRun{o: o, kind: kind, tag: []byte(`"run":"` + tag + `"`), head0: head0, drop: drop}
+
 	m := startCPU(o.PID)
+	t0 := time.Now()
+	clients := make([]*txClient, o.Conns)
+	var wg sync.WaitGroup
+	for i := range clients {
+		c := newTxClient(r)
+		clients[i] = c
+		wg.Add(1)
+		go func() { defer wg.Done(); c.run(ctx) }()
+	}
+	// Clients start from head0, so what is published before one is
+	// connected still reaches it (from the history); the pause only keeps
+	// the connecting storm out of the first latencies.
+	time.Sleep(300 * time.Millisecond)
 	bar := orNoProgress(o.Progress).Timed(kind, o.Duration)
 	published := 0
-	for t0 := time.Now(); time.Since(t0) < o.Duration; published++ {
-		next := t0.Add(time.Duration(published+1) * o.Every)
-		ts := strconv.FormatInt(time.Now().UnixNano(), 10)
-		var resp *http.Response
-		var err error
-		if kind == "websocket" {
-			resp, err = pub.Get(o.Base + "/receive?msg=" + ts)
-		} else {
-			resp, err = pub.PostForm(o.Base+"/new-message", url.Values{"msg": {ts}})
+	dropped := o.NoReconnect
+	var pubErrs int64
+	for tp := time.Now(); time.Since(tp) < o.Duration; {
+		if !dropped && time.Since(tp) >= o.Duration/2 {
+			dropNow()
+			dropped = true
 		}
-		if err != nil {
-			fail(err)
-		} else {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
+		next := tp.Add(time.Duration(published+1) * o.Every)
+		msg := fmt.Sprintf(`{"run":"%s","seq":%d,"ts":%d}`, tag, published+1, time.Now().UnixNano())
+		if err := pub.publish(msg); err != nil {
+			pubErrs++
+			r.fail(err)
+			// The sequence number is used: the message may have been
+			// published without its answer arriving.
 		}
-		bar.Set(int64(time.Since(t0)/time.Millisecond), delivered.Load(), errs.Load())
+		published++
+		bar.Set(int64(time.Since(tp)/time.Millisecond), r.delivered.Load(), r.errs.Load())
 		time.Sleep(time.Until(next))
 	}
-	// Let the last message reach the pollers before stopping the clock.
-	time.Sleep(min(o.PollEvery, time.Second) + 100*time.Millisecond)
-	cpu := m.stop()
-	bytes, n := wire.Load(), delivered.Load()
-	bar.Done()
-	stop.Store(true)
-	for _, ws := range wss {
-		ws.Close()
+	// Let the last messages reach every client (short polls wait up to
+	// PollEvery), then stop the clock.
+	want := int64(published) * int64(o.Conns)
+	for grace := time.Now(); r.delivered.Load() < want && time.Since(grace) < o.PollEvery+3*time.Second; {
+		time.Sleep(20 * time.Millisecond)
 	}
-	// Long polls end by themselves with the next message or their 30 s
-	// timeout; one more message releases them now.
-	if kind == "long-poll" {
-		if resp, err := pub.PostForm(o.Base+"/new-message", url.Values{"msg": {"bye"}}); err == nil {
-			resp.Body.Close()
+	cpu := m.stop()
+	wall := time.Since(t0)
+	bar.Done()
+	cancel()
+	wg.Wait()
+	for _, c := range clients {
+		if c.tr != nil {
+			c.tr.CloseIdleConnections()
 		}
 	}
-	wg.Wait()
-	hc.CloseIdleConnections()
-	res := &Result{Scenario: "transports", Server: kind, URL: o.Base, Client: "net/http + gorilla", Conns: o.Conns, Errors: errs.Load()}
-	res.finish(n, lat.sorted(), cpu, harnessCores())
-	res.Pace = ""
-	per := 0.0
-	if n > 0 {
-		per = float64(bytes) / float64(n)
+
+	var lost, repeated int64
+	for _, c := range clients {
+		l, rp := c.tally(published)
+		lost += l
+		repeated += rp
 	}
-	res.Extra = map[string]any{"transport": kind, "published": published, "expected": int64(published) * int64(o.Conns),
-		"wire_bytes": bytes, "wire_bytes_per_delivered": per}
-	last, _ := lastE.Load().(string)
+	n := r.delivered.Load()
+	res.Errors = r.errs.Load()
+	res.finish(n, r.lat.sorted(), cpu, harnessCores())
+	res.Pace = ""
+	bytes := r.wire.Load()
+	mins := wall.Minutes()
+	res.Extra = map[string]any{"transport": kind, "published": published, "expected": want, "delivered": n,
+		"lost": lost, "repeated": repeated, "reconnect": !o.NoReconnect, "resumed_clients": r.resumed.Load(),
+		"history_gone": r.gone.Load(), "wire_bytes": bytes,
+		"conns_opened": r.dials.Load(), "conns_per_min": float64(r.dials.Load()) / mins,
+		"http_requests": r.requests.Load(), "http_requests_per_min": float64(r.requests.Load()) / mins,
+		"every_ms": ms(o.Every), "start": head0}
+	if kind == "short-poll" {
+		res.Extra["poll_every_ms"] = ms(o.PollEvery)
+	}
+	if n > 0 {
+		res.Extra["wire_bytes_per_delivered"] = float64(bytes) / float64(n)
+	}
+	if f := r.foreign.Load(); f > 0 {
+		res.Extra["foreign_messages"] = f
+	}
+	last, _ := r.lastErr.Load().(string)
 	if last != "" {
 		res.Extra["last_error"] = last
 	}
-	expected := int64(published) * int64(o.Conns)
-	var none error
+	var none, notResumed error
 	if n == 0 {
 		none = fmt.Errorf("%s: no message delivered%s", kind, lastErr(last))
 	}
-	return res, invalidate(res, aliveCheck(o.PID), none, tooMany(kind+" deliveries (missed)", max(expected-n, 0), expected, last))
+	if !o.NoReconnect {
+		notResumed = tooMany(kind+" clients resumed after the drop (not)", int64(o.Conns)-r.resumed.Load(), int64(o.Conns), last)
+	}
+	return res, invalidate(res, aliveCheck(o.PID), none,
+		tooMany(kind+" publishes", pubErrs, int64(published), last),
+		tooMany(kind+" deliveries (lost)", lost, want, last), notResumed)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -490,4 +491,29 @@ func TestHubSubscribeStream(t *testing.T) {
 	if e := readHubEvent(t, c); e.event != "gone" {
 		t.Fatalf("past the history: %+v", e)
 	}
+}
+
+// BenchmarkHistoryCost measures what a kept message costs a hub's (or
+// MemoryBroker's) history beyond its data: go test -bench HistoryCost
+// -run ^$ ./loop reports bytes per kept message of 100 bytes, and the
+// time to add one.
+func BenchmarkHistoryCost(b *testing.B) {
+	const kept, size = 100000, 100
+	data := make([]byte, size)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	h := NewHistoryBuffer(HistoryOptions{MaxMessages: kept}, 1)
+	now := time.Now()
+	for i := int64(1); i <= kept; i++ {
+		h.Add(Message{Pos: Position{1, i}, Data: append([]byte(nil), data...), Time: now})
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	overhead := float64(after.HeapAlloc-before.HeapAlloc)/kept - size
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		h.Add(Message{Pos: Position{1, kept + 1 + int64(i)}, Data: data, Time: now})
+	}
+	b.ReportMetric(overhead, "B/msg-overhead") // after ResetTimer, which drops metrics
 }

@@ -32,13 +32,26 @@ import (
 const usage = `usage: tornago-bench SCENARIO [flags]
 scenarios:
   idle       -url -n N -pid PID [-steps 2000,5000] [-hold 10s]   RSS/conn, idle CPU, connect latency
+             [-transport ws|sse|long-poll]: with -transport, -url is the server (http://host:port) and each
+             client holds the chat: a WebSocket on /ws?since=, a GET /sse stream, or a parked POST
+             /update-message (sse and long-poll: at most -per-proc in this process)
   echo       -url -c C -size S -d D -pid PID                     messages/s, latency, server CPU/message
   push       -url ws://host/clock -n N -d D -pid PID             delivery latency, per-tick p50/p99 and time to the
              last delivery, ticks late (still delivered when the next started), missed, duplicated
   broadcast  -url ws://host/ws -n N -d D -pid PID                delivered messages/s (triggers /receive?msg=), each
              broadcast's time to its last delivery, missed, duplicated (per client, over every process)
   handshake  -url -c C -d D -pid PID                             upgrades/s, server CPU per upgrade
-  transports -url http://host -n N -d D -pid PID                 short poll vs long poll vs WebSocket
+  transports -url http://host -n N -d D -pid PID [-transports websocket,sse,long-poll,short-poll] [-every 100ms]
+             [-poll-every 1s] [-reconnect=true]: one chat stream (GET /receive?msg= with a sequence number and
+             the send time, one publisher) to N clients per transport: /ws?since=, GET /sse (Last-Event-ID on
+             reconnect), POST /update-message and GET /poll-message with since=E-N; per transport the client
+             bytes on the wire per delivered message, p50/p99 delivery latency, server CPU per message,
+             connections and HTTP requests per minute, and the messages lost and repeated across the
+             reconnect of every client at mid-run (each resumes from its last position), with ratios to
+             WebSocket's figures; -plot draws them as bar charts
+  history    -url http://host -n K -size B -pid PID                server memory per kept chat message: K messages of B
+             bytes (default 1000) to /receive on a fresh server started with -longpoll-messages >= K and
+             -longpoll-bytes >= K*(B+128); (RSS after - RSS before) / K, checked against the kept history
   compare    -scenario S [-servers tornago,gorilla,tornado,gnetws] [-reps 1] [-pin] [scenario flags without -url/-pid]
              a server may be a tornago variant: tornago-loops2 (tornago -loops 2), tornago-procs4, tornago-procs2-loops4
   scale      [-loops 1,2,4,8,16] [-sweep loops|procs] [-scenarios push:19000,broadcast:10000,echo] [-servers S1,S2] [-reps 1]
@@ -69,7 +82,7 @@ and exits 1. Figures not measured (no -pid) print n/a and are absent from the JS
 `
 
 // scenarios are the subcommands with their usage line's name.
-var scenarios = []string{"idle", "echo", "push", "broadcast", "handshake", "transports", "compare", "scale", "attack"}
+var scenarios = []string{"idle", "echo", "push", "broadcast", "handshake", "transports", "history", "compare", "scale", "attack"}
 
 const attackUsage = `attacks (issue 10; -attacks takes letters or names, default all):
   a slow-readers   -slow-n 1000 /ws clients that never read; -slow-posters 4 loop
@@ -110,6 +123,15 @@ type flags struct {
 	server            string
 	maxFail           float64
 	attack            attackFlags
+	tx                txFlags
+}
+
+// txFlags are the transports, history and idle -transport flags.
+type txFlags struct {
+	kinds            string
+	every, pollEvery time.Duration
+	reconnect        bool
+	transport        string
 }
 
 // attackFlags are the attack scenario's own flags (see attackUsage).
@@ -219,7 +241,7 @@ func parse(name string, args []string) *flags {
 	fs.DurationVar(&f.d, "d", 10*time.Second, "measured duration")
 	fs.DurationVar(&f.hold, "hold", 10*time.Second, "idle hold time for the CPU reading (> 25 s includes Tornago's pings)")
 	fs.StringVar(&f.steps, "steps", "", "idle: comma-separated connection counts at which RSS is also recorded")
-	fs.StringVar(&f.plot, "plot", "", "write a PNG: latency CDF, or RSS against connections for idle")
+	fs.StringVar(&f.plot, "plot", "", "write a PNG: latency CDF, RSS against connections for idle, bar charts per transport for transports")
 	fs.StringVar(&f.client, "client", "loop", "client: loop (loop-driven, no goroutine per connection) or gorilla")
 	fs.StringVar(&f.scenario, "scenario", "echo", "compare: scenario to run")
 	fs.StringVar(&f.servers, "servers", "tornago,gorilla,tornado", "compare: servers to start")
@@ -241,6 +263,15 @@ func parse(name string, args []string) *flags {
 		}
 		fmt.Fprintln(fs.Output(), "flags:")
 		fs.PrintDefaults()
+	}
+	if name == "transports" || name == "help" {
+		fs.StringVar(&f.tx.kinds, "transports", strings.Join(bench.TransportKinds, ","), "transports: the transports to run, in order (the first is the ratios' reference)")
+		fs.DurationVar(&f.tx.every, "every", 100*time.Millisecond, "transports: publish interval")
+		fs.DurationVar(&f.tx.pollEvery, "poll-every", time.Second, "transports: short-poll interval")
+		fs.BoolVar(&f.tx.reconnect, "reconnect", true, "transports: every client drops its connection at mid-run and resumes from its last position")
+	}
+	if name == "idle" || name == "help" {
+		fs.StringVar(&f.tx.transport, "transport", "", "idle: what each client holds on the server's chat: ws (/ws?since=), sse (GET /sse) or long-poll (POST /update-message); empty: a WebSocket on -url as given")
 	}
 	if name == "canary-child" {
 		fs.DurationVar(&f.attack.o.CanaryEvery, "canary-every", 100*time.Millisecond, "the canary's round trip interval")
@@ -320,24 +351,10 @@ func main() {
 		attack(f)
 		return
 	case "transports":
-		if f.url == "" {
-			fail(fmt.Errorf("transports: -url http://host:port is required"))
-		}
-		var prog *mpbProgress
-		if f.progress {
-			prog = newProgress()
-		}
-		rs, err := bench.Transports(bench.TransportsOptions{Base: strings.TrimSuffix(f.url, "/"), Conns: f.n, Duration: f.d, PID: f.pid, Progress: progressOf(prog)})
-		if prog != nil {
-			prog.Wait()
-		}
-		for _, r := range rs {
-			r.Server = label(f) + " " + r.Server
-		}
-		report(f, rs)
-		if err != nil {
-			fail(err)
-		}
+		transports(f)
+		return
+	case "history":
+		history(f)
 		return
 	}
 	if f.url == "" {
@@ -393,7 +410,13 @@ func run(cmd string, f *flags, url string, pid int, p *mpbProgress) (*bench.Resu
 				steps = append(steps, k)
 			}
 		}
-		return bench.Idle(bench.IdleOptions{URL: url, Conns: f.n, PID: pid, Steps: steps, Hold: f.hold, MaxPerProc: f.perProc, Open: open, Progress: progressOf(p)})
+		if f.tx.transport == "ws" {
+			var err error
+			if url, err = bench.ChatWSURL(url); err != nil {
+				return nil, err
+			}
+		}
+		return bench.Idle(bench.IdleOptions{URL: url, Transport: f.tx.transport, Conns: f.n, PID: pid, Steps: steps, Hold: f.hold, MaxPerProc: f.perProc, Open: open, Progress: progressOf(p)})
 	case "echo":
 		c := f.c
 		if c <= 0 {
@@ -583,4 +606,61 @@ func spreadOf(f *flags) bench.SpreadOptions {
 		}
 	}
 	return s
+}
+
+// transports runs the transports scenario against -url and prints the
+// table, the JSON lines, the ratios to the first transport and the plot.
+func transports(f *flags) {
+	if f.url == "" {
+		fail(fmt.Errorf("transports: -url http://host:port is required"))
+	}
+	var prog *mpbProgress
+	if f.progress {
+		prog = newProgress()
+	}
+	rs, err := bench.Transports(bench.TransportsOptions{Base: strings.TrimSuffix(f.url, "/"), Conns: f.n, Duration: f.d,
+		Every: f.tx.every, PollEvery: f.tx.pollEvery, Kinds: strings.Split(f.tx.kinds, ","), NoReconnect: !f.tx.reconnect,
+		PID: f.pid, Progress: progressOf(prog)})
+	if prog != nil {
+		prog.Wait()
+	}
+	for _, r := range rs {
+		r.Server = label(f) + " " + r.Server
+	}
+	if len(rs) > 0 {
+		report(f, rs)
+		bench.WriteRatios(os.Stdout, rs)
+	}
+	if err != nil {
+		fail(err)
+	}
+}
+
+// history runs the history scenario: -n messages of -size bytes (1000
+// unless -size is given).
+func history(f *flags) {
+	if f.url == "" {
+		fail(fmt.Errorf("history: -url http://host:port is required"))
+	}
+	size := 1000
+	f.fs.Visit(func(fl *flag.Flag) {
+		if fl.Name == "size" {
+			size = f.size
+		}
+	})
+	var prog *mpbProgress
+	if f.progress {
+		prog = newProgress()
+	}
+	r, err := bench.History(bench.HistoryOptions{Base: f.url, Messages: f.n, Size: size, PID: f.pid, Progress: progressOf(prog)})
+	if prog != nil {
+		prog.Wait()
+	}
+	if r != nil {
+		r.Server = label(f)
+		report(f, []*bench.Result{r})
+	}
+	if err != nil {
+		fail(err)
+	}
 }

@@ -39,8 +39,9 @@ type clock struct {
 	byID   map[string]*clockHolder
 	// hub frames each tick once for every client of the loop and keeps
 	// the last clockHistory ticks for /clock?since=, /sse and the polls.
-	hub    *loop.Hub
-	claims int64
+	hub     *loop.Hub
+	lastSec int64 // the last second published
+	claims  int64
 }
 
 // clockHolder is the connection holding an Id on this loop. Its claim
@@ -139,6 +140,27 @@ func (c *clock) OnClose(ws *loop.WebSocket) {
 func (c *clock) tick() {
 	now := time.Now()
 	sec := now.Round(time.Second).Unix()
-	msg, _ := json.Marshal(map[string]any{"time": now.Format(time.RFC3339Nano), "ts": now.UnixNano(), "seq": sec})
+	if c.lastSec != 0 && sec > c.lastSec+1 && sec-c.lastSec <= clockHistory {
+		// Seconds the loop was too busy to tick (a PeriodicCallback skips
+		// them): publish them now, marked late, so that the history stays
+		// contiguous and clients resuming across them are not told it is
+		// gone.
+		for s := c.lastSec + 1; s < sec; s++ {
+			c.publish(now, s, true)
+		}
+	}
+	c.publish(now, sec, false)
+}
+
+func (c *clock) publish(now time.Time, sec int64, late bool) {
+	if sec <= c.lastSec {
+		return
+	}
+	c.lastSec = sec
+	m := map[string]any{"time": now.Format(time.RFC3339Nano), "ts": now.UnixNano(), "seq": sec}
+	if late {
+		m["late"] = true
+	}
+	msg, _ := json.Marshal(m)
 	c.hub.PublishAt(clockTopic, loop.Position{Epoch: clockEpoch, Offset: sec}, msg)
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -45,27 +44,10 @@ func connectNATS(t *testing.T, url string) *nats.Conn {
 }
 
 // startDemoNode runs the demos on their own loop with broker, as one node
-// of a chat, and answers its parked polls before the loop stops.
+// of a chat.
 func startDemoNode(t *testing.T, broker loop.Broker) string {
 	t.Helper()
-	l := loop.New(loop.Options{TimeoutResolution: 10 * time.Millisecond})
-	app := loop.NewApplication(demoAppOptions(longPollOptions{}))
-	node := addDemos(l, 0, app, &demoEnv{broker: chatBroker(broker, longPollOptions{}, slog.Default()), proc: "test", log: slog.Default()})
-	if node.err != nil {
-		t.Fatal(node.err)
-	}
-	addr := serveLoop(t, l, app)
-	// Registered after serveLoop's: runs before it, so parked polls do not
-	// hold Stop up.
-	t.Cleanup(func() {
-		done := make(chan struct{})
-		l.AddCallback(func() { node.stop(); close(done) })
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-		}
-	})
-	return addr
+	return startDemosWith(t, broker)
 }
 
 // chatReader is a long-poll client that keeps its position, as the page

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -256,5 +257,43 @@ func TestPythonResume(t *testing.T) {
 	json.Unmarshal(got[2], &ctl)
 	if m1[1] != "p1" || m2[1] != "p2 with\nnewline" || ctl.Recovered != 2 || ctl.Head != m2[0] {
 		t.Fatalf("python read %s", out)
+	}
+}
+
+// TestClockFillsSkippedSeconds: seconds the loop was too busy to tick are
+// published late, so the clock's history stays contiguous for resumes.
+func TestClockFillsSkippedSeconds(t *testing.T) {
+	l := loop.New(loop.Options{TimeoutResolution: 10 * time.Millisecond})
+	app := loop.NewApplication(loop.AppOptions{})
+	ck := newClock(l, nil, "test", slog.Default())
+	serveLoop(t, l, app)
+	type out struct {
+		msgs []loop.Message
+		err  error
+	}
+	done := make(chan out, 1)
+	l.AddCallback(func() {
+		// A fresh hub: the clock's own may hold a real tick already.
+		ck.hub = loop.NewHub(l, loop.Text, nil)
+		ck.hub.KeepHistory(clockTopic, loop.HistoryOptions{MaxMessages: clockHistory})
+		now := time.Now().Round(time.Second).Unix()
+		ck.lastSec = now - 4 // as if three ticks were skipped
+		ck.tick()
+		msgs, _, err := ck.hub.History(clockTopic, loop.Position{Epoch: clockEpoch, Offset: now - 4}, nil)
+		done <- out{msgs, err}
+	})
+	o := <-done
+	if o.err != nil || len(o.msgs) < 4 {
+		t.Fatalf("history after the gap: %d messages, %v", len(o.msgs), o.err)
+	}
+	for i, m := range o.msgs[:4] {
+		var tick struct {
+			Seq  int64
+			Late bool
+		}
+		json.Unmarshal(m.Data, &tick)
+		if m.Pos.Offset != o.msgs[0].Pos.Offset+int64(i) || tick.Seq != m.Pos.Offset || tick.Late != (i < 3) {
+			t.Fatalf("tick %d: %v %s", i, m.Pos, m.Data)
+		}
 	}
 }

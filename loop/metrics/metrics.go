@@ -60,7 +60,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 // The metrics, by name (without the tornago_ prefix) in the README's order.
 var (
 	dConns = desc("connections_open",
-		"Connections open now, by kind: websocket, longpoll (an HTTP connection holding an asynchronous request), http (the other HTTP connections, and dialed ones handshaking).", "kind")
+		"Connections open now, by kind: websocket, eventstream (a Server-Sent Events response), longpoll (an HTTP connection holding another asynchronous request), http (the other HTTP connections, and dialed ones handshaking).", "kind")
 	dRefused = desc("accepts_refused_total",
 		"Connections answered 503 and closed at accept, by reason: max_conns (Options.MaxConns reached) or stopping.", "reason")
 	dUpgrades = desc("websocket_upgrades_total",
@@ -140,8 +140,13 @@ func collectLoop(ch chan<- prometheus.Metric, name string, m loop.Metrics) {
 	if plain < 0 { // the counters are read one by one, not at one instant
 		plain = 0
 	}
+	polls := m.PendingAsync - m.OpenEventStreams // streams count as pending too
+	if polls < 0 {
+		polls = 0
+	}
 	gauge(dConns, float64(m.OpenWebSockets), "websocket")
-	gauge(dConns, float64(m.PendingAsync), "longpoll")
+	gauge(dConns, float64(m.OpenEventStreams), "eventstream")
+	gauge(dConns, float64(polls), "longpoll")
 	gauge(dConns, float64(plain), "http")
 	counter(dRefused, m.RefusedMaxConns, "max_conns")
 	counter(dRefused, m.RefusedStopping, "stopping")

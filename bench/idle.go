@@ -233,26 +233,8 @@ func Idle(o IdleOptions) (*Result, error) {
 	res.Pace = ""
 	res.Extra = map[string]any{"closed_while_held": closed, "hold_s": o.Hold.Seconds()}
 	var shrank error
-	const shrinkNoise = 1 << 20
 	if measured {
-		res.Extra["rss_before_bytes"], res.Extra["rss_after_bytes"] = rss0, rss1
-		res.Extra["threads_before"], res.Extra["threads_after"] = thr0, treeThreads(o.PID)
-		if cpu.ServerPct != nil {
-			res.Extra["server_idle_cpu_pct"] = *cpu.ServerPct
-		}
-		// Below 1 MiB a shrink is the allocator's noise (seen: a few KiB
-		// on a gorilla server under -race), not a server that gave back a
-		// previous run's memory.
-		if rss0-lowest > shrinkNoise {
-			shrank = fmt.Errorf("RSS per connection is invalid: server RSS shrank by %.1f MB during the run: start a fresh server",
-				float64(rss0-lowest)/1e6)
-			res.Extra["rss_per_conn_invalid"] = shrank.Error()
-			for i := range res.Steps {
-				res.Steps[i].BytesPerConn = nil
-			}
-		} else if res.Conns > 0 {
-			res.Extra["rss_per_conn_bytes"] = float64(rss1-rss0) / float64(res.Conns)
-		}
+		shrank = idleMemory(res, o.PID, rss0, rss1, lowest, thr0, cpu, res.Conns)
 	}
 	last := ""
 	for _, op := range ops {
@@ -297,5 +279,34 @@ func IdleChild(url string, n int, opt OpenOptions, in io.Reader, out io.Writer) 
 	}
 	io.Copy(io.Discard, in)
 	op.closeAll()
+	return nil
+}
+
+// idleMemory records an idle run's memory figures in res.Extra: RSS before
+// and after, threads, idle CPU, and RSS per connection, or the error that
+// invalidates it when the server's RSS shrank below the baseline during
+// the run (a server reused from an earlier run giving memory back).
+func idleMemory(res *Result, pid int, rss0, rss1, lowest int64, thr0 int, cpu CPU, conns int) error {
+	res.Extra["rss_before_bytes"], res.Extra["rss_after_bytes"] = rss0, rss1
+	res.Extra["threads_before"], res.Extra["threads_after"] = thr0, treeThreads(pid)
+	if cpu.ServerPct != nil {
+		res.Extra["server_idle_cpu_pct"] = *cpu.ServerPct
+	}
+	// Below 1 MiB a shrink is the allocator's noise (seen: a few KiB on a
+	// gorilla server under -race), not a server that gave back a previous
+	// run's memory.
+	const shrinkNoise = 1 << 20
+	if rss0-lowest > shrinkNoise {
+		shrank := fmt.Errorf("RSS per connection is invalid: server RSS shrank by %.1f MB during the run: start a fresh server",
+			float64(rss0-lowest)/1e6)
+		res.Extra["rss_per_conn_invalid"] = shrank.Error()
+		for i := range res.Steps {
+			res.Steps[i].BytesPerConn = nil
+		}
+		return shrank
+	}
+	if conns > 0 {
+		res.Extra["rss_per_conn_bytes"] = float64(rss1-rss0) / float64(conns)
+	}
 	return nil
 }

@@ -275,23 +275,8 @@ func idleHTTP(o IdleOptions) (*Result, error) {
 		}
 	}
 	var shrank error
-	const shrinkNoise = 1 << 20
 	if measured {
-		res.Extra["rss_before_bytes"], res.Extra["rss_after_bytes"] = rss0, rss1
-		res.Extra["threads_before"], res.Extra["threads_after"] = thr0, treeThreads(o.PID)
-		if cpu.ServerPct != nil {
-			res.Extra["server_idle_cpu_pct"] = *cpu.ServerPct
-		}
-		if rss0-lowest > shrinkNoise {
-			shrank = fmt.Errorf("RSS per connection is invalid: server RSS shrank by %.1f MB during the run: start a fresh server",
-				float64(rss0-lowest)/1e6)
-			res.Extra["rss_per_conn_invalid"] = shrank.Error()
-			for i := range res.Steps {
-				res.Steps[i].BytesPerConn = nil
-			}
-		} else if opened > 0 {
-			res.Extra["rss_per_conn_bytes"] = float64(rss1-rss0) / float64(opened)
-		}
+		shrank = idleMemory(res, o.PID, rss0, rss1, lowest, thr0, cpu, opened)
 	}
 	last, _ := lastE.Load().(string)
 	if last != "" {

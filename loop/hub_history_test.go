@@ -517,3 +517,41 @@ func BenchmarkHistoryCost(b *testing.B) {
 	}
 	b.ReportMetric(overhead, "B/msg-overhead") // after ResetTimer, which drops metrics
 }
+
+// BenchmarkHistoryTopicCost measures what an empty history topic costs:
+// the hub's topic state alone (no broker), and with a MemoryBroker (its
+// history and one subscription per hub). go test -bench HistoryTopicCost
+// -run ^$ ./loop.
+func BenchmarkHistoryTopicCost(b *testing.B) {
+	const topics = 10000
+	for _, withBroker := range []bool{false, true} {
+		name := "hub"
+		if withBroker {
+			name = "memorybroker"
+		}
+		b.Run(name, func(b *testing.B) {
+			var perTopic float64
+			for i := 0; i < b.N; i++ {
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				var broker Broker
+				if withBroker {
+					broker = &MemoryBroker{}
+				}
+				h := NewHub(New(Options{}), Text, broker)
+				for k := 0; k < topics; k++ {
+					if err := h.KeepHistory(fmt.Sprintf("topic.%06d", k), HistoryOptions{MaxMessages: 100}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				perTopic = float64(after.HeapAlloc-before.HeapAlloc) / topics
+				runtime.KeepAlive(h)
+				runtime.KeepAlive(broker)
+			}
+			b.ReportMetric(perTopic, "B/topic")
+		})
+	}
+}

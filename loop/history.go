@@ -28,15 +28,13 @@ type Position struct {
 // String is the position's text form, "E-N" (epoch, offset; both decimal),
 // used alike as an SSE event id, a WebSocket's ?since= and a long-poll
 // cursor. The zero Position is "".
-func (p Position) String() string {
-	if p == (Position{}) {
-		return ""
-	}
-	return string(p.Append(nil))
-}
+func (p Position) String() string { return string(p.Append(nil)) }
 
-// Append appends the position's text form to dst.
+// Append appends the position's text form (String) to dst.
 func (p Position) Append(dst []byte) []byte {
+	if p == (Position{}) {
+		return dst
+	}
 	dst = strconv.AppendInt(dst, p.Epoch, 10)
 	dst = append(dst, '-')
 	return strconv.AppendInt(dst, p.Offset, 10)

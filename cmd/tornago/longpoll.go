@@ -188,15 +188,12 @@ func appendPage(dst []byte, msgs []loop.Message, head loop.Position, missed int6
 	dst = strconv.AppendInt(dst, head.Epoch, 10)
 	dst = append(dst, `,"messages":[`...)
 	n, size := 0, 0
-	for ; n < len(msgs); n++ {
+	for ; n < len(msgs) && (n == 0 || n < o.PageMessages); n++ {
 		m := msgs[n]
-		if n > 0 && (n == o.PageMessages || size+len(m.Data)+40 > o.PageBytes) {
-			break
-		}
+		start := len(dst)
 		if n > 0 {
 			dst = append(dst, ',')
 		}
-		start := len(dst)
 		dst = append(dst, `{"id":`...)
 		dst = strconv.AppendInt(dst, m.Pos.Offset, 10)
 		dst = append(dst, `,"pos":"`...)
@@ -204,6 +201,10 @@ func appendPage(dst []byte, msgs []loop.Message, head loop.Position, missed int6
 		dst = append(dst, `","body":`...)
 		dst = appendJSONString(dst, m.Data)
 		dst = append(dst, '}')
+		if n > 0 && size+len(dst)-start > o.PageBytes {
+			dst = dst[:start] // does not fit: the next page starts with it
+			break
+		}
 		size += len(dst) - start
 	}
 	last := head

@@ -40,6 +40,13 @@ func (p Position) Append(dst []byte) []byte {
 	return strconv.AppendInt(dst, p.Offset, 10)
 }
 
+// Less reports whether p comes before q: an older epoch (epochs are
+// creation times, so a newer history has a larger one), or the same epoch
+// and a lower offset.
+func (p Position) Less(q Position) bool {
+	return p.Epoch < q.Epoch || (p.Epoch == q.Epoch && p.Offset < q.Offset)
+}
+
 // ErrBadPosition is returned by ParsePosition for text that is not a
 // position.
 var ErrBadPosition = errors.New("loop: not a position (want EPOCH-OFFSET, two non-negative integers)")

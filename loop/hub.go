@@ -50,6 +50,7 @@ type Hub struct {
 	byStream        map[*EventStream][]*hubTopic
 	watchingStreams bool         // forgetStream is registered
 	failed          []*WebSocket // fanOut's scratch: subscribers whose write failed
+	frame           []byte       // SubscribeSince's scratch: one replayed frame
 	dropped         atomic.Int64 // broker deliveries dropped for the loop's backlog
 }
 
@@ -288,19 +289,13 @@ type MemoryBroker struct {
 	pub  sync.Mutex // serialises Publish, for one order of delivery
 	mu   sync.Mutex
 	subs map[string]map[*memorySub]struct{}
-	hist map[string]*memoryHistory
+	hist map[string]*HistoryBuffer
 	buf  []*memorySub // Publish's scratch, under pub
 }
 
 type memorySub struct {
 	deliver func([]byte)
 	msg     func(Message) // a SubscribeHistory subscriber's, instead of deliver
-}
-
-// memoryHistory is a history topic's buffer; under MemoryBroker.mu.
-type memoryHistory struct {
-	o   HistoryOptions
-	buf *HistoryBuffer
 }
 
 // Publish implements Broker. Each subscriber gets its own copy of data;
@@ -316,8 +311,8 @@ func (b *MemoryBroker) Publish(topic string, data []byte) error {
 	var m Message
 	hist := b.hist[topic]
 	if hist != nil {
-		m = Message{Pos: hist.buf.Next(), Data: append([]byte(nil), data...), Time: time.Now()}
-		hist.buf.Add(m)
+		m = Message{Pos: hist.Next(), Data: append([]byte(nil), data...), Time: time.Now()}
+		hist.Add(m)
 	}
 	b.mu.Unlock()
 	for i, s := range subs {
@@ -369,10 +364,10 @@ func (b *MemoryBroker) KeepHistory(topic string, o HistoryOptions) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.hist == nil {
-		b.hist = map[string]*memoryHistory{}
+		b.hist = map[string]*HistoryBuffer{}
 	}
 	if b.hist[topic] == nil {
-		b.hist[topic] = &memoryHistory{o: o, buf: NewHistoryBuffer(o, time.Now().UnixMicro())}
+		b.hist[topic] = NewHistoryBuffer(o, time.Now().UnixMicro())
 	}
 	return nil
 }
@@ -387,7 +382,7 @@ func (b *MemoryBroker) SubscribeHistory(topic string, deliver func(Message)) (Po
 	hist := b.hist[topic]
 	var head Position
 	if hist != nil {
-		head = hist.buf.Head()
+		head = hist.Head()
 	}
 	b.mu.Unlock()
 	if hist == nil {
@@ -404,5 +399,5 @@ func (b *MemoryBroker) History(topic string, after Position, upTo int64, dst []M
 	if hist == nil {
 		return dst, fmt.Errorf("loop: memory broker history %q: %w", topic, ErrNoHistory)
 	}
-	return hist.buf.After(after, upTo, time.Now(), dst)
+	return hist.After(after, upTo, time.Now(), dst)
 }

@@ -135,11 +135,11 @@ func (h *Hub) sendMessage(t *hubTopic, m Message) {
 		h.writeAll(t, PrepareMessage(h.typ, m.Data))
 	}
 	if len(th.pos) > 0 {
-		p := PrepareMessage(h.typ, positionedFrame(m))
+		p := PrepareMessage(h.typ, appendPositioned(make([]byte, 0, 24+len(m.Data)), m))
 		failed := h.failed[:0]
 		h.failed = nil
 		for w, skip := range th.pos {
-			if skip.Offset != 0 && skip.Epoch == m.Pos.Epoch && m.Pos.Offset <= skip.Offset {
+			if skips(skip, m.Pos) {
 				continue
 			}
 			if w.WritePrepared(p) != nil {
@@ -156,14 +156,19 @@ func (h *Hub) sendMessage(t *hubTopic, m Message) {
 	}
 }
 
-// positionedFrame is what SubscribeSince's subscribers receive for m: the
-// position's text form, a newline, then the data ("E-N\n" + data). A client
-// keeps the position of the last one it got and resumes from it.
-func positionedFrame(m Message) []byte {
-	b := make([]byte, 0, 24+len(m.Data))
-	b = m.Pos.Append(b)
-	b = append(b, '\n')
-	return append(b, m.Data...)
+// appendPositioned appends what SubscribeSince's subscribers receive for
+// m: the position's text form, a newline, then the data ("E-N\n" + data).
+// A client keeps the position of the last one it got and resumes from it.
+func appendPositioned(dst []byte, m Message) []byte {
+	dst = m.Pos.Append(dst)
+	dst = append(dst, '\n')
+	return append(dst, m.Data...)
+}
+
+// skips reports whether a subscriber that resumed ahead of this loop at
+// skip already has the message at p.
+func skips(skip, p Position) bool {
+	return skip.Offset != 0 && skip.Epoch == p.Epoch && p.Offset <= skip.Offset
 }
 
 // SubscribeSince subscribes w to history topic like Subscribe, except that
@@ -191,49 +196,64 @@ func (h *Hub) SubscribeSince(topic string, w *WebSocket, since Position) (int, e
 	if t.has(w) {
 		return 0, nil
 	}
-	th := t.hist
-	var skip Position
-	n := 0
+	skip, n, err := h.resume(t, since, func(m Message) error {
+		h.frame = appendPositioned(h.frame[:0], m)
+		return w.write(ws.OpCode(h.typ), h.frame) // copies: the buffer serves the next one
+	})
+	if cap(h.frame) > 64<<10 {
+		h.frame = nil // one large message passed through: do not keep its size
+	}
 	var gone error
-	switch {
-	case since == (Position{}):
-	case since.Epoch > th.last.Epoch || (since.Epoch == th.last.Epoch && since.Offset >= th.last.Offset):
-		// The client is at or ahead of this loop: nothing to replay, and
-		// what it already has must not be sent again when it arrives.
-		skip = since
-	default:
-		msgs, err := h.history(t, since)
-		for _, m := range msgs {
-			if w.write(ws.OpCode(h.typ), positionedFrame(m)) != nil {
-				break // closed (a slow consumer, say): the close observer forgets it
-			}
-			n++
-		}
-		clear(msgs)
-		th.scratch = msgs[:0]
-		if err != nil {
-			gone = fmt.Errorf("loop: hub subscribe %q since %s: %w", topic, since, err)
-		}
+	if err != nil {
+		gone = fmt.Errorf("loop: hub subscribe %q since %s: %w", topic, since, err)
 	}
 	if w.state != wsOpen || w.cf.has(cfClosing) || w.cf.has(cfDead) {
 		return n, fmt.Errorf("loop: hub subscribe %q: %w", topic, ErrWebSocketClosed)
 	}
-	th.pos[w] = skip
+	t.hist.pos[w] = skip
 	h.byWS[w] = append(h.byWS[w], t)
 	return n, gone
 }
 
-// history appends the kept messages after since up to what this loop has
-// sent, from the hub's own history or the broker's.
-func (h *Hub) history(t *hubTopic, since Position) ([]Message, error) {
+// resume replays to a subscriber coming back at since the kept messages
+// after it, up to what this loop has sent, with send (which fails once the
+// subscriber is closed). It returns what the subscriber already has beyond
+// this loop (skip: it resumed ahead, from a node further along), how many
+// messages it sent, and ErrHistoryGone (wrapped) when the history no
+// longer reaches back to since. Loop-only.
+func (h *Hub) resume(t *hubTopic, since Position, send func(Message) error) (skip Position, n int, err error) {
+	th := t.hist
+	switch {
+	case since == (Position{}):
+		return Position{}, 0, nil
+	case !since.Less(th.last):
+		// At or ahead of this loop: nothing to replay, and what the
+		// client already has must not be sent again when it arrives.
+		return since, 0, nil
+	}
+	msgs, err := h.history(t, since, th.scratch[:0])
+	for _, m := range msgs {
+		if send(m) != nil {
+			break // closed (a slow consumer, say): the close observer forgets it
+		}
+		n++
+	}
+	clear(msgs)
+	th.scratch = msgs[:0]
+	return Position{}, n, err
+}
+
+// history appends to dst the kept messages after since up to what this
+// loop has sent, from the hub's own history or the broker's.
+func (h *Hub) history(t *hubTopic, since Position, dst []Message) ([]Message, error) {
 	th := t.hist
 	if th.local != nil {
-		return th.local.After(since, th.last.Offset, time.Now(), th.scratch[:0])
+		return th.local.After(since, th.last.Offset, time.Now(), dst)
 	}
 	if since.Epoch != th.last.Epoch {
-		return th.scratch[:0], fmt.Errorf("%w: epoch %d is not the history's %d", ErrHistoryGone, since.Epoch, th.last.Epoch)
+		return dst, fmt.Errorf("%w: epoch %d is not the history's %d", ErrHistoryGone, since.Epoch, th.last.Epoch)
 	}
-	return h.broker.(HistoryBroker).History(t.name, since, th.last.Offset, th.scratch[:0])
+	return h.broker.(HistoryBroker).History(t.name, since, th.last.Offset, dst)
 }
 
 // History appends to dst the kept messages of history topic after since
@@ -242,30 +262,23 @@ func (h *Hub) history(t *hubTopic, since Position) ([]Message, error) {
 // When the history no longer reaches back to since it returns dst
 // unchanged and an error wrapping ErrHistoryGone; a since at or ahead of
 // the head gives nothing and no error; an Offset of -1 asks for every kept
-// message of since's epoch (a client that has none). Loop-only; the messages' Data must
-// not be modified, and stays valid as long as the caller keeps it.
+// message of since's epoch (a client that has none). Loop-only; the
+// messages' Data must not be modified, and stays valid as long as the
+// caller keeps it.
 func (h *Hub) History(topic string, since Position, dst []Message) ([]Message, Position, error) {
 	t := h.topics[topic]
 	if t == nil || t.hist == nil {
 		return dst, Position{}, fmt.Errorf("loop: hub history %q: %w", topic, ErrNoHistory)
 	}
-	th := t.hist
-	if since.Epoch > th.last.Epoch || (since.Epoch == th.last.Epoch && since.Offset >= th.last.Offset) {
-		return dst, th.last, nil
+	head := t.hist.last
+	if !since.Less(head) {
+		return dst, head, nil
 	}
-	var msgs []Message
-	var err error
-	if th.local != nil {
-		msgs, err = th.local.After(since, th.last.Offset, time.Now(), dst)
-	} else if since.Epoch != th.last.Epoch {
-		msgs, err = dst, fmt.Errorf("%w: epoch %d is not the history's %d", ErrHistoryGone, since.Epoch, th.last.Epoch)
-	} else {
-		msgs, err = h.broker.(HistoryBroker).History(topic, since, th.last.Offset, dst)
-	}
+	msgs, err := h.history(t, since, dst)
 	if err != nil {
-		return msgs, th.last, fmt.Errorf("loop: hub history %q since %s: %w", topic, since, err)
+		return msgs, head, fmt.Errorf("loop: hub history %q since %s: %w", topic, since, err)
 	}
-	return msgs, th.last, nil
+	return msgs, head, nil
 }
 
 // Head returns the position of the newest message of history topic sent

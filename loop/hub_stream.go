@@ -31,26 +31,10 @@ func (h *Hub) SubscribeStream(topic string, es *EventStream, since Position) (in
 		h.watchingStreams = true
 		h.l.onEventStreamClose(h.forgetStream)
 	}
-	var skip Position
-	n := 0
+	skip, n, err := h.resume(t, since, func(m Message) error { return es.Send(m.Pos.String(), "", m.Data) })
 	var gone error
-	switch {
-	case since == (Position{}):
-	case since.Epoch > th.last.Epoch || (since.Epoch == th.last.Epoch && since.Offset >= th.last.Offset):
-		skip = since // the client is at or ahead of this loop
-	default:
-		msgs, err := h.history(t, since)
-		for _, m := range msgs {
-			if es.Send(m.Pos.String(), "", m.Data) != nil {
-				break // ended (a slow consumer, say): the observer forgets it
-			}
-			n++
-		}
-		clear(msgs)
-		th.scratch = msgs[:0]
-		if err != nil {
-			gone = fmt.Errorf("loop: hub subscribe stream %q since %s: %w", topic, since, err)
-		}
+	if err != nil {
+		gone = fmt.Errorf("loop: hub subscribe stream %q since %s: %w", topic, since, err)
 	}
 	if es.Closed() {
 		return n, fmt.Errorf("loop: hub subscribe stream %q: %w", topic, ErrStreamClosed)
@@ -78,7 +62,7 @@ func (h *Hub) sendStreams(t *hubTopic, m Message) {
 	ev := PrepareEvent(m.Pos.String(), "", m.Data)
 	var failed []*EventStream
 	for es, skip := range th.streams {
-		if skip.Offset != 0 && skip.Epoch == m.Pos.Epoch && m.Pos.Offset <= skip.Offset {
+		if skips(skip, m.Pos) {
 			continue
 		}
 		if es.WritePrepared(ev) != nil {

@@ -107,7 +107,7 @@ func subscribeSince(hub *loop.Hub, topic string, ws *loop.WebSocket, since strin
 // take those messages again).
 func clientHead(hub *loop.Hub, topic string, since loop.Position) loop.Position {
 	head, _ := hub.Head(topic)
-	if since.Epoch > head.Epoch || (since.Epoch == head.Epoch && since.Offset > head.Offset) {
+	if head.Less(since) {
 		return since
 	}
 	return head

@@ -257,11 +257,10 @@ func (p *topicPoll) send(r *loop.Request, page []byte) {
 func (p *topicPoll) arrived(m loop.Message) {
 	p.memo = nil
 	for r, w := range p.waiters {
-		if w.after.Epoch == m.Pos.Epoch && w.after.Offset >= m.Pos.Offset {
-			continue // the client has it already (from a node further along)
-		}
-		if w.after.Epoch > m.Pos.Epoch {
-			continue // of a newer history than this loop has seen yet
+		if !w.after.Less(m.Pos) {
+			// The client has it already (from a node further along), or
+			// its cursor is of a newer history than this loop has seen.
+			continue
 		}
 		p.l.RemoveTimeout(w.t)
 		delete(p.waiters, r)
@@ -272,10 +271,7 @@ func (p *topicPoll) arrived(m loop.Message) {
 			p.msgs = msgs[:0]
 			p.memoAfter = w.after
 		}
-		r.SetHeader("Content-Type", "application/json; charset=UTF-8")
-		r.SetHeader("Cache-Control", "no-store")
-		r.Write(p.memo)
-		r.Finish()
+		p.send(r, p.memo)
 	}
 	p.memo = nil
 }
@@ -327,8 +323,7 @@ func (p *topicPoll) update(r *loop.Request, wait bool) {
 		return
 	}
 	head, _ := p.hub.Head(p.topic)
-	ahead := after.Epoch > head.Epoch || (after.Epoch == head.Epoch && after.Offset >= head.Offset)
-	if !wait || p.stopping || !ahead {
+	if !wait || p.stopping || after.Less(head) {
 		p.reply(r, after, !wait)
 		return
 	}

@@ -388,6 +388,18 @@ func TestClientResume(t *testing.T) {
 	if pos := onLoop(cl, c.Position); pos.Offset != last {
 		t.Fatalf("client position %v, last received %d", pos, last)
 	}
+	// SetPosition moves where the next reconnect resumes from.
+	head := onLoop(srv, func() Position { p, _ := hub.Head("t"); return p })
+	onLoop(cl, func() error { c.SetPosition(Position{head.Epoch, last - 3}); return nil })
+	onLoop(srv, func() error { return ws.Close(CloseGoingAway, "kicked") })
+	wsRecv(t, opened, "the reopen")
+	wsRecv(t, kick, "the server side again")
+	for want := last - 2; want <= last; want++ {
+		m := wsRecv(t, got, "a replayed message")
+		if p, _ := ParsePosition(strings.SplitN(m, "\n", 2)[0]); p.Offset != want {
+			t.Fatalf("after SetPosition: %q, want offset %d", m, want)
+		}
+	}
 }
 
 // hubEvent is one event read from a text/event-stream.
@@ -553,5 +565,156 @@ func BenchmarkHistoryTopicCost(b *testing.B) {
 			}
 			b.ReportMetric(perTopic, "B/topic")
 		})
+	}
+}
+
+// TestHubRefillsDroppedDeliveries: broker deliveries dropped because the
+// loop's queue was over MaxQueuedBytes are fetched from the broker's
+// history when the next one shows the gap, so a positioned subscriber
+// still gets every offset once, in order.
+func TestHubRefillsDroppedDeliveries(t *testing.T) {
+	broker := &MemoryBroker{}
+	var hub *Hub
+	l, addr := startTestLoopWith(t, Options{TimeoutResolution: 10 * time.Millisecond, MaxQueuedBytes: 3000}, func(l *Loop) ConnHandler {
+		hub = NewHub(l, Text, broker)
+		if err := hub.KeepHistory("t", HistoryOptions{MaxMessages: 100}); err != nil {
+			t.Error(err)
+		}
+		app := NewApplication(AppOptions{})
+		app.HandleWebSocket("/h", func(*Request) WebSocketHandler { return historyRoute{hub: hub, topic: "t"} }, WSOptions{})
+		return app
+	})
+	c := gorillaDial(t, addr, "/h?since=", nil)
+	waitFor(t, "subscribed", func() bool { return onLoop(l, func() int { return hub.Subscribers("t") }) == 1 })
+	// Hold the loop while 10 deliveries of 1,000 bytes arrive: the queue
+	// takes about three, the rest are dropped.
+	held, release := make(chan struct{}), make(chan struct{})
+	l.AddCallback(func() { close(held); <-release })
+	<-held
+	payload := strings.Repeat("x", 1000)
+	for i := 1; i <= 10; i++ {
+		broker.Publish("t", []byte(payload))
+	}
+	close(release)
+	if hub.Dropped() == 0 {
+		t.Fatal("no delivery was dropped: the test does not test the refill")
+	}
+	// Callbacks run in order: once this one ran, the queued deliveries
+	// are out and the queue is empty again.
+	head := onLoop(l, func() Position { p, _ := hub.Head("t"); return p })
+	if head.Offset >= 10 {
+		t.Fatalf("head %v: nothing to refill", head)
+	}
+	broker.Publish("t", []byte("last")) // shows the gap
+	for want := int64(1); want <= 11; want++ {
+		p, data := readPositioned(t, c)
+		if p.Offset != want || (want == 11) != (data == "last") {
+			t.Fatalf("got offset %d (%d bytes), want %d", p.Offset, len(data), want)
+		}
+	}
+}
+
+// hidden is a Broker that keeps no history (only Publish and Subscribe of
+// the MemoryBroker it wraps show), like core NATS.
+type hidden struct{ b *MemoryBroker }
+
+func (h hidden) Publish(topic string, data []byte) error { return h.b.Publish(topic, data) }
+func (h hidden) Subscribe(topic string, deliver func([]byte)) (func(), error) {
+	return h.b.Subscribe(topic, deliver)
+}
+
+// TestLocalHistory: two processes' LocalHistory over one broker without
+// history number the same messages each in its own epoch; a position from
+// one is gone on the other, not taken for a wrong message.
+func TestLocalHistory(t *testing.T) {
+	plain := hidden{&MemoryBroker{}}
+	a, b := LocalHistory(plain), LocalHistory(plain)
+	for _, h := range []HistoryBroker{a, b} {
+		if err := h.KeepHistory("t", HistoryOptions{MaxMessages: 10}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond) // epochs are creation times in µs: two processes differ
+	}
+	got := make(chan Message, 4)
+	_, cancel, err := b.SubscribeHistory("t", func(m Message) { got <- m })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	a.Publish("t", []byte("one"))
+	b.Publish("t", []byte("two"))
+	for _, want := range []string{"one", "two"} {
+		if m := wsRecv(t, got, want); string(m.Data) != want {
+			t.Fatalf("b delivered %q, want %q", m.Data, want)
+		}
+	}
+	ma, err := a.History("t", Position{Epoch: mustHead(t, a).Epoch}, -1, nil)
+	if err != nil || len(ma) != 2 || string(ma[1].Data) != "two" {
+		t.Fatalf("a's history: %v %v", ma, err)
+	}
+	if mustHead(t, a).Epoch == mustHead(t, b).Epoch {
+		t.Fatal("both processes' histories have one epoch")
+	}
+	if _, err := b.History("t", ma[0].Pos, -1, nil); !errors.Is(err, ErrHistoryGone) {
+		t.Fatalf("a's position on b: %v, want ErrHistoryGone", err)
+	}
+	// A plain topic still goes straight through the broker.
+	plainGot := make(chan []byte, 1)
+	cancelPlain, _ := a.Subscribe("p", func(d []byte) { plainGot <- d })
+	defer cancelPlain()
+	b.Publish("p", []byte("plain"))
+	if d := wsRecv(t, plainGot, "the plain topic"); string(d) != "plain" {
+		t.Fatalf("plain topic: %q", d)
+	}
+}
+
+func mustHead(t *testing.T, h HistoryBroker) Position {
+	t.Helper()
+	head, cancel, err := h.SubscribeHistory("t", func(Message) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	return head
+}
+
+// TestHubResumeAhead: a client resuming with a position ahead of this
+// loop (it saw more on a node further along) gets nothing replayed, and
+// the messages up to its position are skipped when this loop sends them,
+// on a WebSocket and on an event stream alike.
+func TestHubResumeAhead(t *testing.T) {
+	var hub *Hub
+	l, addr := wsStartLoop(t, func(l *Loop, app *Application) {
+		hub = NewHub(l, Text, nil)
+		hub.KeepHistory("t", HistoryOptions{MaxMessages: 10})
+		app.HandleWebSocket("/h", func(*Request) WebSocketHandler { return historyRoute{hub: hub, topic: "t"} }, WSOptions{})
+		app.Handle("/sse", Methods{Get: func(r *Request) {
+			es, _ := r.EventStream(EventStreamOptions{})
+			since, _ := ParsePosition(es.LastEventID())
+			hub.SubscribeStream("t", es, since)
+		}})
+	})
+	head := onLoop(l, func() Position { p, _ := hub.Head("t"); return p })
+	ahead := Position{head.Epoch, head.Offset + 2}
+	c := gorillaDial(t, addr, "/h?since="+ahead.String(), nil)
+	req, _ := http.NewRequest("GET", "http://"+addr+"/sse", nil)
+	req.Header.Set("Last-Event-ID", ahead.String())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	waitFor(t, "both subscribed", func() bool {
+		return onLoop(l, func() int { return hub.Subscribers("t") + len(hub.topics["t"].hist.streams) }) == 2
+	})
+	for _, m := range []string{"seen elsewhere 1", "seen elsewhere 2", "new"} {
+		hub.Publish("t", []byte(m))
+	}
+	if p, d := readPositioned(t, c); d != "new" || p.Offset != head.Offset+3 {
+		t.Fatalf("websocket got %v %q, want only the third", p, d)
+	}
+	if e := readHubEvent(t, br); e.data != "new" {
+		t.Fatalf("stream got %+v, want only the third", e)
 	}
 }

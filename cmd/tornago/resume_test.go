@@ -123,6 +123,17 @@ func TestWSResume(t *testing.T) {
 	if len(rec) != 1 || rec[0].Body != "d" || s3.Recovered != 1 {
 		t.Fatalf("from head %s: %v %+v", s2.Head, rec, s3)
 	}
+	// Ahead of this node (seen on one further along): the head it reports
+	// is the client's own, so that it does not take those messages again.
+	h3, _ := loop.ParsePosition(s3.Head)
+	ahead := loop.Position{Epoch: h3.Epoch, Offset: h3.Offset + 5}
+	if _, rec, s4 := resume(t, addr, "/ws", ahead.String()); len(rec) != 0 || s4.Head != ahead.String() {
+		t.Fatalf("ahead at %s: %v %+v", ahead, rec, s4)
+	}
+	code, body := postRaw(t, &http.Client{Timeout: 5 * time.Second}, "http://"+addr+"/poll-message", url.Values{"since": {"12x"}})
+	if code != 400 || !strings.Contains(string(body), "since") {
+		t.Fatalf("poll since=12x: %d %q", code, body)
+	}
 	// Bad positions are refused with 1008.
 	bad := dial(t, addr, "/ws?since=12x")
 	if _, _, err := bad.ReadMessage(); !gws.IsCloseError(err, 1008) {

@@ -55,6 +55,7 @@ func startLoop(t *testing.T) (addr, metricsURL string) {
 	l := loop.New(loop.Options{Logger: slog.New(slog.DiscardHandler), TimeoutResolution: 10 * time.Millisecond})
 	app := loop.NewApplication(loop.AppOptions{})
 	app.HandleFunc("/hello", func(r *loop.Request) { r.Write("hello") })
+	app.Handle("/events", loop.Methods{Get: func(r *loop.Request) { r.EventStream(loop.EventStreamOptions{}) }})
 	app.HandleWebSocket("/echo", func(*loop.Request) loop.WebSocketHandler { return echo{} }, loop.WSOptions{})
 	app.HandleWebSocket("/small", func(*loop.Request) loop.WebSocketHandler { return echo{} },
 		loop.WSOptions{MaxBufferedBytes: 4 << 10, CheckOrigin: loop.AnyOrigin})
@@ -177,6 +178,16 @@ func TestMetricsScrapedOverHTTP(t *testing.T) {
 		resp.Body.Close()
 	}
 	waitValue(t, mu, 3, "tornago_http_responses_total", "code=200")
+
+	// An event stream is counted as one, not as a long poll.
+	ev, err := http.Get("http://" + addr + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitValue(t, mu, 1, "tornago_connections_open", "kind=eventstream")
+	waitValue(t, mu, 0, "tornago_connections_open", "kind=longpoll")
+	ev.Body.Close()
+	waitValue(t, mu, 0, "tornago_connections_open", "kind=eventstream")
 
 	// A WebSocket: open, three echoes, then closed by the client with 1000.
 	c, _, err := gws.DefaultDialer.Dial("ws://"+addr+"/echo", nil)

@@ -210,18 +210,7 @@ func Idle(o IdleOptions) (*Result, error) {
 	for _, c := range children {
 		kids = append(kids, c.Process.Pid)
 	}
-	m := startCPU(o.PID, kids...)
-	bar := p.Timed("hold", o.Hold)
-	for t0 := time.Now(); time.Since(t0) < o.Hold; time.Sleep(200 * time.Millisecond) {
-		bar.Set(int64(time.Since(t0)/time.Millisecond), 0, 0)
-	}
-	bar.Done()
-	cpu := m.stop()
-	var rss1 int64
-	if measured {
-		rss1 = sample(o.PID)
-		lowest = min(lowest, rss1)
-	}
+	cpu, rss1 := holdIdle(p, o.Hold, o.PID, measured, sample, &lowest, kids...)
 	var closed int64
 	for _, op := range ops {
 		closed += op.closed.Load()
@@ -309,4 +298,23 @@ func idleMemory(res *Result, pid int, rss0, rss1, lowest int64, thr0 int, cpu CP
 		res.Extra["rss_per_conn_bytes"] = float64(rss1-rss0) / float64(conns)
 	}
 	return nil
+}
+
+// holdIdle holds the idle connections for hold, showing progress, and
+// returns the server's CPU over the hold and its RSS after it (0 when not
+// measured), lowering lowest to it.
+func holdIdle(p Progress, hold time.Duration, pid int, measured bool, sample func(int) int64, lowest *int64, kids ...int) (CPU, int64) {
+	m := startCPU(pid, kids...)
+	bar := p.Timed("hold", hold)
+	for t0 := time.Now(); time.Since(t0) < hold; time.Sleep(200 * time.Millisecond) {
+		bar.Set(int64(time.Since(t0)/time.Millisecond), 0, 0)
+	}
+	bar.Done()
+	cpu := m.stop()
+	var rss int64
+	if measured {
+		rss = sample(pid)
+		*lowest = min(*lowest, rss)
+	}
+	return cpu, rss
 }

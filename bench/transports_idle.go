@@ -241,18 +241,7 @@ func idleHTTP(o IdleOptions) (*Result, error) {
 		}
 		record(opened)
 	}
-	m := startCPU(o.PID)
-	bar := p.Timed("hold", o.Hold)
-	for t0 := time.Now(); time.Since(t0) < o.Hold; time.Sleep(200 * time.Millisecond) {
-		bar.Set(int64(time.Since(t0)/time.Millisecond), 0, 0)
-	}
-	bar.Done()
-	cpu := m.stop()
-	var rss1 int64
-	if measured {
-		rss1 = sample(o.PID)
-		lowest = min(lowest, rss1)
-	}
+	cpu, rss1 := holdIdle(p, o.Hold, o.PID, measured, sample, &lowest)
 	waiting := -1
 	if o.Transport == "long-poll" {
 		if resp, err := pub.hc.Get(base + "/poll-message?since=" + neturl.QueryEscape(head)); err == nil {

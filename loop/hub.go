@@ -74,7 +74,7 @@ func NewHub(l *Loop, typ MessageType, broker Broker) *Hub {
 // Loop-only. With a broker, the first local subscriber of a topic
 // subscribes the hub to the broker.
 func (h *Hub) Subscribe(topic string, w *WebSocket) error {
-	if w.state != wsOpen || w.cf.has(cfClosing) || w.cf.has(cfDead) {
+	if !w.writable() {
 		return fmt.Errorf("loop: hub subscribe %q: %w", topic, ErrWebSocketClosed)
 	}
 	if !h.watching {

@@ -186,7 +186,7 @@ func skips(skip, p Position) bool {
 // framed once per loop. The app's own frames to w should not start with a
 // digit, so that a client tells them from positioned ones.
 func (h *Hub) SubscribeSince(topic string, w *WebSocket, since Position) (int, error) {
-	if w.state != wsOpen || w.cf.has(cfClosing) || w.cf.has(cfDead) {
+	if !w.writable() {
 		return 0, fmt.Errorf("loop: hub subscribe %q: %w", topic, ErrWebSocketClosed)
 	}
 	t := h.topics[topic]
@@ -207,7 +207,7 @@ func (h *Hub) SubscribeSince(topic string, w *WebSocket, since Position) (int, e
 	if err != nil {
 		gone = fmt.Errorf("loop: hub subscribe %q since %s: %w", topic, since, err)
 	}
-	if w.state != wsOpen || w.cf.has(cfClosing) || w.cf.has(cfDead) {
+	if !w.writable() {
 		return n, fmt.Errorf("loop: hub subscribe %q: %w", topic, ErrWebSocketClosed)
 	}
 	t.hist.pos[w] = skip

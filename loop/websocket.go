@@ -244,6 +244,12 @@ func (f *wsFlags) set(b wsFlags, v bool) {
 // conn is the connection w is.
 func (w *WebSocket) conn() *conn { return (*conn)(w) }
 
+// writable reports whether messages may still be written: the handshake is
+// done and no close has started. Loop-only.
+func (w *WebSocket) writable() bool {
+	return w.state == wsOpen && !w.cf.has(cfClosing) && !w.cf.has(cfDead)
+}
+
 // route is the route (or the Client's) whose options w follows.
 func (w *WebSocket) route() *wsRoute { return (*wsRoute)(w.aux) }
 

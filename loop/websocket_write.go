@@ -71,7 +71,7 @@ func (w *WebSocket) write(op ws.OpCode, data []byte) error {
 		// makes writers fail fast instead of queueing without limit.
 		return l.addDataCallback(len(cp), func() { _ = w.write(op, cp) })
 	}
-	if w.state != wsOpen || w.cf.has(cfClosing) || w.cf.has(cfDead) {
+	if !w.writable() {
 		return ErrWebSocketClosed
 	}
 	return w.writeFrame(op, data)
@@ -167,7 +167,7 @@ func (w *WebSocket) writeMasked(op ws.OpCode, data []byte) error {
 // broadcast encodes once and writes the same bytes to every client.
 // Loop-only.
 func (w *WebSocket) WritePrepared(p *PreparedMessage) error {
-	if w.state != wsOpen || w.cf.has(cfClosing) || w.cf.has(cfDead) {
+	if !w.writable() {
 		return ErrWebSocketClosed
 	}
 	c := w.conn()

@@ -338,7 +338,7 @@ func TestClientMasksEveryFrameWithFreshKey(t *testing.T) {
 			}
 			frames <- f
 			if f.op == ws.OpClose {
-				c.Write(ws13.AppendCloseFrame(nil, ws.StatusCode(binary.BigEndian.Uint16(f.payload)), ""))
+				c.Write(ws13.AppendCloseFrame(nil, StatusCode(binary.BigEndian.Uint16(f.payload)), ""))
 			}
 		}
 	})

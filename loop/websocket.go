@@ -6,7 +6,6 @@ import (
 	"runtime/debug"
 	"time"
 
-	"github.com/gobwas/ws"
 	"github.com/tornago/tornago/proto/ws13"
 )
 
@@ -14,21 +13,22 @@ import (
 // (Tornado's WebSocketClosedError).
 var ErrWebSocketClosed = errors.New("loop: websocket closed")
 
-// StatusCode is a WebSocket close code (RFC 6455 7.4).
-type StatusCode = ws.StatusCode
+// StatusCode is a WebSocket close code (RFC 6455 7.4): ws13's, so the loop,
+// both WebSocket clients and the protocol layer share one type.
+type StatusCode = ws13.StatusCode
 
-// Close codes used by the loop.
+// Close codes used by the loop (ws13's; see there for the RFC's words).
 const (
-	CloseNormal         StatusCode = 1000
-	CloseGoingAway      StatusCode = 1001
-	CloseProtocolError  StatusCode = 1002
-	CloseNoStatus       StatusCode = 1005
-	CloseAbnormal       StatusCode = 1006
-	CloseInvalidPayload StatusCode = 1007
-	ClosePolicy         StatusCode = 1008
-	CloseTooBig         StatusCode = 1009
-	CloseInternalError  StatusCode = 1011
-	CloseTryAgainLater  StatusCode = 1013
+	CloseNormal         = ws13.CloseNormal
+	CloseGoingAway      = ws13.CloseGoingAway
+	CloseProtocolError  = ws13.CloseProtocolError
+	CloseNoStatus       = ws13.CloseNoStatus
+	CloseAbnormal       = ws13.CloseAbnormal
+	CloseInvalidPayload = ws13.CloseInvalidPayload
+	ClosePolicy         = ws13.ClosePolicy
+	CloseTooBig         = ws13.CloseTooBig
+	CloseInternalError  = ws13.CloseInternalError
+	CloseTryAgainLater  = ws13.CloseTryAgainLater
 )
 
 // MessageType tells text from binary messages.

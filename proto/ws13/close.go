@@ -26,7 +26,7 @@ var (
 // A close frame without a status code (the peer sees 1005) has an empty
 // body: AppendCloseFrame writes one for code 0 or 1005, which this check,
 // being about codes put on the wire, rejects.
-func CheckCloseFrame(code ws.StatusCode, reason string) error {
+func CheckCloseFrame(code StatusCode, reason string) error {
 	// RFC 6455 7.4.1: 1004 "Reserved. The specific meaning might be
 	// defined in the future."; 1005 and 1006 are "a reserved value and
 	// MUST NOT be set as a status code in a Close control frame by an
@@ -59,7 +59,7 @@ func parseClose(p []byte) (Event, error) {
 		// RFC 6455 7.1.5: "If this Close control frame contains no status
 		// code, _The WebSocket Connection Close Code_ is considered to be
 		// 1005."
-		ev.Code = ws.StatusNoStatusRcvd
+		ev.Code = CloseNoStatus
 		return ev, nil
 	case 1:
 		// RFC 6455 5.5.1: "If there is a body, the first two bytes of the
@@ -67,7 +67,7 @@ func parseClose(p []byte) (Event, error) {
 		// representing a status code".
 		return ev, protocolError("close frame body of 1 byte")
 	}
-	ev.Code = ws.StatusCode(binary.BigEndian.Uint16(p))
+	ev.Code = StatusCode(binary.BigEndian.Uint16(p))
 	ev.Reason = p[2:]
 	// RFC 6455 7.4.1/7.4.2: 1004 is reserved, "1005 ... MUST NOT be set as
 	// a status code in a Close control frame by an endpoint" (likewise 1006
@@ -92,7 +92,7 @@ func parseClose(p []byte) (Event, error) {
 // Number Registry" and sent by real servers, so they are accepted.
 // 1004 is reserved, 1005, 1006 and 1015 must never be sent, 0-999,
 // 1016-2999 (unassigned protocol codes) and 5000 and above are invalid.
-func ValidCloseCode(code ws.StatusCode) bool {
+func ValidCloseCode(code StatusCode) bool {
 	switch {
 	case code >= 1000 && code <= 1003:
 		return true
@@ -118,20 +118,20 @@ func closeReason(reason string) string {
 	return reason[:cut]
 }
 
-func appendCloseBody(dst []byte, code ws.StatusCode, reason string) []byte {
+func appendCloseBody(dst []byte, code StatusCode, reason string) []byte {
 	dst = binary.BigEndian.AppendUint16(dst, uint16(code))
 	return append(dst, reason...)
 }
 
 // AppendCloseFrame appends an unmasked close frame (as a server sends) with
-// code and reason to dst. Code 0 or 1005 (ws.StatusNoStatusRcvd) produces an
+// code and reason to dst. Code 0 or 1005 (CloseNoStatus) produces an
 // empty body and reason is ignored (RFC 6455 7.4.1: 1005 "MUST NOT be set
 // as a status code in a Close control frame"). The reason is cut to fit the
 // 125-byte control payload limit at a UTF-8 character boundary. It writes
 // any other code as given: check a code and reason that come from an
 // application with CheckCloseFrame first.
-func AppendCloseFrame(dst []byte, code ws.StatusCode, reason string) []byte {
-	if code == 0 || code == ws.StatusNoStatusRcvd {
+func AppendCloseFrame(dst []byte, code StatusCode, reason string) []byte {
+	if code == 0 || code == CloseNoStatus {
 		return append(dst, bitFin|byte(ws.OpClose), 0)
 	}
 	reason = closeReason(reason)
@@ -142,8 +142,8 @@ func AppendCloseFrame(dst []byte, code ws.StatusCode, reason string) []byte {
 
 // AppendMaskedCloseFrame is AppendCloseFrame for a client: the frame is
 // masked with mask.
-func AppendMaskedCloseFrame(dst []byte, mask [4]byte, code ws.StatusCode, reason string) []byte {
-	if code == 0 || code == ws.StatusNoStatusRcvd {
+func AppendMaskedCloseFrame(dst []byte, mask [4]byte, code StatusCode, reason string) []byte {
+	if code == 0 || code == CloseNoStatus {
 		return append(dst, bitFin|byte(ws.OpClose), bitMask, mask[0], mask[1], mask[2], mask[3])
 	}
 	reason = closeReason(reason)

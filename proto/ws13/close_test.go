@@ -27,7 +27,7 @@ func sendable(code int) bool {
 
 func TestCheckCloseFrame(t *testing.T) {
 	for code := 0; code <= 0xFFFF; code++ {
-		err := CheckCloseFrame(ws.StatusCode(code), "bye")
+		err := CheckCloseFrame(StatusCode(code), "bye")
 		if want := sendable(code); (err == nil) != want {
 			t.Fatalf("CheckCloseFrame(%d) = %v, want ok %v", code, err, want)
 		}
@@ -79,7 +79,7 @@ func TestDecoderCloseCodes(t *testing.T) {
 			if err != nil || ev.Kind != EventClose || int(ev.Code) != code || string(ev.Reason) != "r" {
 				t.Fatalf("code %d: %v %v", code, ev, err)
 			}
-		} else if closeCode(err) != ws.StatusProtocolError {
+		} else if closeCode(err) != CloseProtocolError {
 			t.Fatalf("code %d: err %v, want 1002", code, err)
 		}
 	}

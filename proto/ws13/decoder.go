@@ -22,7 +22,7 @@ const MaxControlPayload = 125
 // should send a close frame with Code and Reason (see AppendCloseFrame) and
 // then close the connection.
 type CloseError struct {
-	Code   ws.StatusCode
+	Code   StatusCode
 	Reason string
 }
 
@@ -32,11 +32,11 @@ func (e *CloseError) Error() string {
 }
 
 func protocolError(reason string) *CloseError {
-	return &CloseError{Code: ws.StatusProtocolError, Reason: reason}
+	return &CloseError{Code: CloseProtocolError, Reason: reason}
 }
 
 func invalidUTF8(reason string) *CloseError {
-	return &CloseError{Code: ws.StatusInvalidFramePayloadData, Reason: reason}
+	return &CloseError{Code: CloseInvalidPayload, Reason: reason}
 }
 
 // Limits bounds what a Decoder accepts.
@@ -108,8 +108,8 @@ type Event struct {
 	// an endpoint may echo.
 	Payload []byte
 	// Code is the status code of an EventClose: the peer's, or
-	// ws.StatusNoStatusRcvd (1005) when the close frame had no payload.
-	Code ws.StatusCode
+	// CloseNoStatus (1005) when the close frame had no payload.
+	Code StatusCode
 	// Reason is the UTF-8 close reason of an EventClose.
 	Reason []byte
 	// Compressed reports an EventMessage whose first frame had RSV1 set
@@ -346,7 +346,7 @@ func (d *Decoder) Next(buf []byte, lim Limits) (ev Event, n int, err error) {
 			max += max>>10 + 64
 		}
 		if length > max-acc {
-			return ev, 0, &CloseError{Code: ws.StatusMessageTooBig, Reason: "message too big"}
+			return ev, 0, &CloseError{Code: CloseTooBig, Reason: "message too big"}
 		}
 	}
 	if masked {
@@ -428,7 +428,7 @@ func (d *Decoder) Next(buf []byte, lim Limits) (ev Event, n int, err error) {
 // When the frame is a text frame, or a continuation of a text message, and
 // the payload bytes present so far, after the bytes of the message's earlier
 // fragments, cannot be the beginning of valid UTF-8, it returns a
-// *CloseError with 1007 (ws.StatusInvalidFramePayloadData); otherwise nil.
+// *CloseError with 1007 (CloseInvalidPayload); otherwise nil.
 // A sequence cut by the end of buf is not an error: its next bytes have not
 // arrived. Binary and control frames, frames with an incomplete header and
 // compressed messages (permessage-deflate: only the inflated bytes are

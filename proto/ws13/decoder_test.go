@@ -44,7 +44,7 @@ type rec struct {
 	Kind    EventKind
 	Op      ws.OpCode
 	Payload string
-	Code    ws.StatusCode
+	Code    StatusCode
 	Reason  string
 }
 
@@ -62,7 +62,7 @@ type result struct {
 	consumed int
 }
 
-func closeCode(err error) ws.StatusCode {
+func closeCode(err error) StatusCode {
 	var ce *CloseError
 	if errors.As(err, &ce) {
 		return ce.Code
@@ -155,7 +155,7 @@ func TestRules(t *testing.T) {
 		in     []byte
 		client bool
 		lim    Limits
-		code   ws.StatusCode // 0: no error expected
+		code   StatusCode // 0: no error expected
 		evs    []rec         // events expected before the error/end
 	}
 	tests := []tc{
@@ -242,7 +242,7 @@ func TestRules(t *testing.T) {
 	for _, c := range []uint16{1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999} {
 		body := closeBody(c, "ok")
 		tests = append(tests, tc{name: fmt.Sprintf("close code %d valid", c), in: mf(true, ws.OpClose, body),
-			evs: []rec{{Kind: EventClose, Op: ws.OpClose, Payload: body, Code: ws.StatusCode(c), Reason: "ok"}}})
+			evs: []rec{{Kind: EventClose, Op: ws.OpClose, Payload: body, Code: StatusCode(c), Reason: "ok"}}})
 	}
 	for _, op := range []byte{3, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF} {
 		tests = append(tests,
@@ -286,7 +286,7 @@ func TestCloseErrorMessage(t *testing.T) {
 
 func TestValidCloseCode(t *testing.T) {
 	for c := 0; c <= 0xFFFF; c++ {
-		code := ws.StatusCode(c)
+		code := StatusCode(c)
 		want := (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) || (c >= 3000 && c <= 4999)
 		if got := ValidCloseCode(code); got != want {
 			t.Fatalf("ValidCloseCode(%d) = %v, want %v", c, got, want)
@@ -294,7 +294,7 @@ func TestValidCloseCode(t *testing.T) {
 		// Agree with gobwas/ws except where it is stricter (1012-1014, which
 		// it does not know) or looser (>= 5000, which RFC 6455 leaves
 		// undefined).
-		gob := ws.CheckCloseFrameData(code, "") == nil
+		gob := ws.CheckCloseFrameData(ws.StatusCode(code), "") == nil
 		if c < 5000 && (c < 1012 || c > 1014) && gob != want {
 			t.Fatalf("code %d: ValidCloseCode %v, ws.CheckCloseFrameData %v", c, want, gob)
 		}
@@ -646,7 +646,7 @@ func TestCloseFrames(t *testing.T) {
 	if got := AppendCloseFrame(nil, 0, "ignored"); !bytes.Equal(got, []byte{0x88, 0}) {
 		t.Fatalf("code 0: % x", got)
 	}
-	if got := AppendCloseFrame(nil, ws.StatusNoStatusRcvd, ""); !bytes.Equal(got, []byte{0x88, 0}) {
+	if got := AppendCloseFrame(nil, CloseNoStatus, ""); !bytes.Equal(got, []byte{0x88, 0}) {
 		t.Fatalf("code 1005: % x", got)
 	}
 	if got := AppendCloseFrame(nil, 1000, "bye"); !bytes.Equal(got, []byte{0x88, 5, 0x03, 0xe8, 'b', 'y', 'e'}) {
@@ -671,9 +671,9 @@ func TestCloseFrames(t *testing.T) {
 
 	// Masked variants decode on the server side.
 	for _, c := range []struct {
-		code   ws.StatusCode
+		code   StatusCode
 		reason string
-		want   ws.StatusCode
+		want   StatusCode
 	}{{0, "x", 1005}, {1005, "", 1005}, {1000, "bye", 1000}, {4000, long, 4000}} {
 		m := AppendMaskedCloseFrame(nil, testMask, c.code, c.reason)
 		var srv Decoder

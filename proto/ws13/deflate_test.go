@@ -81,7 +81,7 @@ func TestDecoderDeflate(t *testing.T) {
 	}
 	// Without SetDeflate RSV1 is a protocol error.
 	var d Decoder
-	if _, err := next(&d, compressed(true, ws.OpText, "x")); closeCode(err) != ws.StatusProtocolError {
+	if _, err := next(&d, compressed(true, ws.OpText, "x")); closeCode(err) != CloseProtocolError {
 		t.Fatalf("RSV1 without deflate: %v", err)
 	}
 
@@ -93,7 +93,7 @@ func TestDecoderDeflate(t *testing.T) {
 		t.Fatalf("compressed frame: %+v %v", ev, err)
 	}
 	// Uncompressed text is still checked.
-	if _, err := next(&d, mf(true, ws.OpText, "\xff")); closeCode(err) != ws.StatusInvalidFramePayloadData {
+	if _, err := next(&d, mf(true, ws.OpText, "\xff")); closeCode(err) != CloseInvalidPayload {
 		t.Fatalf("plain invalid text: %v", err)
 	}
 
@@ -132,7 +132,7 @@ func TestDecoderDeflate(t *testing.T) {
 			_, n, err = d.Next(b, Limits{})
 			b = b[n:]
 		}
-		if closeCode(err) != ws.StatusProtocolError {
+		if closeCode(err) != CloseProtocolError {
 			t.Errorf("%s: %v, want 1002", name, err)
 		}
 	}

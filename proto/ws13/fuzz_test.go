@@ -36,7 +36,7 @@ func FuzzDecoder(f *testing.F) {
 			if ev.Kind == EventMessage && ev.Op != ws.OpText && ev.Op != ws.OpBinary {
 				t.Fatalf("message with opcode %d", ev.Op)
 			}
-			if ev.Kind == EventClose && ev.Code != ws.StatusNoStatusRcvd && !ValidCloseCode(ev.Code) {
+			if ev.Kind == EventClose && ev.Code != CloseNoStatus && !ValidCloseCode(ev.Code) {
 				t.Fatalf("close event with code %d", ev.Code)
 			}
 			if ev.Kind >= EventPing && len(ev.Payload) > MaxControlPayload {

@@ -100,7 +100,7 @@ func TestCheckPartial(t *testing.T) {
 			if got := err != nil; got != tt.want {
 				t.Fatalf("CheckPartial = %v, want error %v", err, tt.want)
 			}
-			if err != nil && closeCode(err) != ws.StatusInvalidFramePayloadData {
+			if err != nil && closeCode(err) != CloseInvalidPayload {
 				t.Fatalf("error %v, want 1007", err)
 			}
 			if !bytes.Equal(buf, snap) {
@@ -112,7 +112,7 @@ func TestCheckPartial(t *testing.T) {
 			// Next then decodes the whole frame as if CheckPartial had not
 			// run; when CheckPartial failed, so does Next, with 1007.
 			_, n, nerr := d.Next(tt.frame, Limits{})
-			if tt.want && (n == 0 || closeCode(nerr) != ws.StatusInvalidFramePayloadData) {
+			if tt.want && (n == 0 || closeCode(nerr) != CloseInvalidPayload) {
 				t.Fatalf("whole frame: n=%d err=%v, want 1007", n, nerr)
 			}
 		})
@@ -183,7 +183,7 @@ func FuzzCheckPartial(f *testing.F) {
 				}
 				snap := bytes.Clone(p)
 				err := d.CheckPartial(p)
-				if err != nil && closeCode(err) != ws.StatusInvalidFramePayloadData {
+				if err != nil && closeCode(err) != CloseInvalidPayload {
 					t.Fatalf("CheckPartial error %v", err)
 				}
 				if !bytes.Equal(p, snap) {
@@ -212,7 +212,7 @@ func FuzzCheckPartial(f *testing.F) {
 			}
 			_, n, err := d.Next(buf, lim)
 			complete := n > 0 || err != nil
-			if failed >= 0 && complete && closeCode(err) != ws.StatusInvalidFramePayloadData {
+			if failed >= 0 && complete && closeCode(err) != CloseInvalidPayload {
 				t.Fatalf("prefix of %d bytes failed, but Next on %d bytes: n=%d err=%v", failed, len(buf), n, err)
 			}
 			if err != nil || n == 0 {

@@ -78,7 +78,9 @@ func (d *loopDriver) Dial(rawURL, localAddr string, h handler) {
 			h.onClose(lc, err)
 		},
 	}
-	_, err := d.l.DialWebSocket(rawURL, ch, loop.ClientOptions{LocalAddr: localAddr, HandshakeTimeout: 20 * time.Second})
+	// No client pings (PingInterval -1): the load clients must not add
+	// traffic of their own to what is measured; the server pings them.
+	_, err := d.l.DialWebSocket(rawURL, ch, loop.ClientOptions{LocalAddr: localAddr, HandshakeTimeout: 20 * time.Second, PingInterval: -1})
 	if err != nil {
 		if h.onClose != nil {
 			h.onClose(nil, fmt.Errorf("dial %s: %w", rawURL, err))

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,7 +21,9 @@ import (
 )
 
 // ClientOptions configures DialWebSocket. The zero value is ready; every
-// field documents its default.
+// field documents its default. The fields it shares with wsclient.DialOptions
+// and WSOptions have the same names, defaults (ws13's table) and meaning of
+// zero (the default) and negative (the default, except PingInterval: off).
 type ClientOptions struct {
 	// Header adds request headers (Origin, Authorization, Cookie, ...). A
 	// Host field replaces the URL's host. The handshake's own fields
@@ -39,8 +40,11 @@ type ClientOptions struct {
 	// Default: 10s.
 	HandshakeTimeout time.Duration
 	// MaxMessageSize bounds a received message; a larger one closes the
-	// connection with 1009. Default: 10 MiB.
+	// connection with 1009. Default: 10 MiB (Tornado's).
 	MaxMessageSize int64
+	// CloseTimeout bounds the wait for the server's close frame after the
+	// client's. Default: 5s.
+	CloseTimeout time.Duration
 	// LocalAddr is the source IP to bind ("127.0.0.2"), optionally with a
 	// port. Default: any. One source IP gives at most ~28k connections to
 	// one server address (the ephemeral port range); spread more over
@@ -55,12 +59,14 @@ type ClientOptions struct {
 	// MinBackoff and MaxBackoff bound the reconnect delay. Defaults: 500ms
 	// and 30s; MaxBackoff is raised to MinBackoff if smaller.
 	MinBackoff, MaxBackoff time.Duration
-	// PingInterval makes the client ping this often and close (1006) a
-	// connection from which nothing arrived within PingTimeout after a ping.
-	// It costs a timing-wheel entry per connection. Default: 0, no client
-	// pings (servers usually ping; the loop answers their pings).
+	// PingInterval makes the client ping this often to detect a half-open
+	// server, as WSOptions.PingInterval does for the server side. It costs
+	// a timing-wheel entry per connection, no timer or goroutine. Default:
+	// 25s; negative disables (the loop still answers the server's pings).
 	PingInterval time.Duration
-	// PingTimeout: see PingInterval. Default: 20s.
+	// PingTimeout closes (1006) a connection whose pong to the client's
+	// ping has not arrived within this long; only a pong counts, other
+	// input does not. Default: 20s.
 	PingTimeout time.Duration
 	// Resume makes the client resume a history topic across reconnects
 	// (the server side is Hub.SubscribeSince): it remembers the position
@@ -74,10 +80,13 @@ type ClientOptions struct {
 
 func (o ClientOptions) withDefaults() ClientOptions {
 	if o.HandshakeTimeout <= 0 {
-		o.HandshakeTimeout = 10 * time.Second
+		o.HandshakeTimeout = ws13.DefaultHandshakeTimeout
 	}
 	if o.MaxMessageSize <= 0 {
 		o.MaxMessageSize = ws13.DefaultMaxMessage
+	}
+	if o.CloseTimeout <= 0 {
+		o.CloseTimeout = ws13.DefaultCloseTimeout
 	}
 	if o.MinBackoff <= 0 {
 		o.MinBackoff = 500 * time.Millisecond
@@ -88,11 +97,14 @@ func (o ClientOptions) withDefaults() ClientOptions {
 	if o.MaxBackoff < o.MinBackoff {
 		o.MaxBackoff = o.MinBackoff
 	}
-	if o.PingInterval <= 0 {
+	if o.PingInterval == 0 {
+		o.PingInterval = ws13.DefaultPingInterval
+	}
+	if o.PingInterval < 0 {
 		o.PingInterval = -1 // WSOptions: negative disables
 	}
 	if o.PingTimeout <= 0 {
-		o.PingTimeout = 20 * time.Second
+		o.PingTimeout = ws13.DefaultPingTimeout
 	}
 	return o
 }
@@ -177,33 +189,17 @@ func (l *Loop) DialWebSocket(rawURL string, h ClientHandler, opts ClientOptions)
 	if s := l.state.Load(); s == stateStopping || s == stateStopped {
 		return nil, fmt.Errorf("loop: websocket dial %s: %w", rawURL, ErrStopped)
 	}
-	u, err := url.Parse(rawURL)
+	u, addr, err := ws13.CheckDial(rawURL, opts.Header, opts.Subprotocols)
 	if err != nil {
-		return nil, fmt.Errorf("loop: websocket dial: %w", err)
-	}
-	if u.Scheme != "ws" {
-		return nil, fmt.Errorf("loop: websocket dial %s: scheme %q not supported (ws:// only; terminate TLS in a proxy)", rawURL, u.Scheme)
-	}
-	if u.Hostname() == "" {
-		return nil, fmt.Errorf("loop: websocket dial %s: no host", rawURL)
-	}
-	o := opts.withDefaults()
-	for name, vals := range o.Header {
-		for _, v := range vals {
-			if err := ws13.CheckRequestHeader(name, v); err != nil {
-				return nil, fmt.Errorf("loop: websocket dial %s: %w", rawURL, err)
-			}
-		}
-	}
-	if err := ws13.CheckSubprotocols(o.Subprotocols); err != nil {
 		return nil, fmt.Errorf("loop: websocket dial %s: %w", rawURL, err)
 	}
+	o := opts.withDefaults()
 	cl := &Client{
 		l:    l,
 		h:    h,
 		opts: o,
 		url:  rawURL,
-		addr: u.Host,
+		addr: addr,
 		host: u.Host,
 		uri:  u.RequestURI(),
 	}
@@ -215,9 +211,6 @@ func (l *Loop) DialWebSocket(rawURL string, h ClientHandler, opts ClientOptions)
 		if p, err := ParsePosition(cl.query.Get("since")); err == nil {
 			cl.pos = p
 		}
-	}
-	if u.Port() == "" {
-		cl.addr = net.JoinHostPort(u.Hostname(), "80")
 	}
 	if o.LocalAddr != "" {
 		a, err := parseLocalAddr(o.LocalAddr)
@@ -245,18 +238,19 @@ func parseLocalAddr(s string) (*net.TCPAddr, error) {
 // clientRouteKey selects a shared wsRoute: clients with the same limits
 // share one, so 20k clients do not carry 20k copies of the options.
 type clientRouteKey struct {
-	maxMsg             int64
-	pingEvery, pingTTL time.Duration
+	maxMsg                           int64
+	pingEvery, pingTTL, closeTimeout time.Duration
 }
 
 var clientRoutes sync.Map // clientRouteKey -> *wsRoute
 
 func clientRoute(o ClientOptions) *wsRoute {
-	k := clientRouteKey{o.MaxMessageSize, o.PingInterval, o.PingTimeout}
+	k := clientRouteKey{o.MaxMessageSize, o.PingInterval, o.PingTimeout, o.CloseTimeout}
 	if r, ok := clientRoutes.Load(k); ok {
 		return r.(*wsRoute)
 	}
-	wo := WSOptions{MaxMessageSize: o.MaxMessageSize, PingInterval: o.PingInterval, PingTimeout: o.PingTimeout}.withDefaults()
+	wo := WSOptions{MaxMessageSize: o.MaxMessageSize, PingInterval: o.PingInterval, PingTimeout: o.PingTimeout,
+		CloseTimeout: o.CloseTimeout}.withDefaults()
 	r, _ := clientRoutes.LoadOrStore(k, &wsRoute{opts: wo, lim: ws13.Limits{MaxMessage: wo.MaxMessageSize}})
 	return r.(*wsRoute)
 }
@@ -316,18 +310,12 @@ func (c *Client) connect() {
 		return
 	}
 	hs := &clientHandshake{cl: c, start: c.l.now(), key: ws13.NewKey()}
-	hdr := make([][2]string, 0, len(c.opts.Header))
-	for name, vals := range c.opts.Header {
-		for _, v := range vals {
-			hdr = append(hdr, [2]string{name, v})
-		}
-	}
 	uri := c.uri
 	if c.opts.Resume && c.pos != (Position{}) {
 		c.query.Set("since", c.pos.String())
 		uri = c.path + "?" + c.query.Encode()
 	}
-	hs.req = ws13.AppendRequest(make([]byte, 0, 256), c.host, uri, hs.key, c.opts.Subprotocols, hdr)
+	hs.req = ws13.AppendRequest(make([]byte, 0, 256), c.host, uri, hs.key, c.opts.Subprotocols, c.opts.Header)
 	c.hs = hs
 	c.l.dials.push(c.l, hs)
 }
@@ -444,25 +432,15 @@ func (hs *clientHandshake) traffic(c *conn) {
 		hs.fail(0, fmt.Errorf("bad handshake response: %w", err))
 		return
 	}
-	if err := ws13.CheckResponse(rh.Status, rh.Get("Upgrade"), rh.Get("Connection"), rh.Get("Sec-WebSocket-Accept"), hs.key); err != nil {
-		c.gc.Discard(-1)
-		hs.fail(rh.Status, err)
-		return
-	}
-	proto := rh.Get("Sec-WebSocket-Protocol")
-	if err := ws13.CheckResponseSubprotocol(proto, cl.opts.Subprotocols); err != nil {
-		c.gc.Discard(-1)
-		hs.fail(rh.Status, err)
-		return
-	}
 	// No extension is offered, so any is a failure (RFC 6455 4.1).
-	if err := ws13.CheckResponseExtensions(rh.Get("Sec-WebSocket-Extensions"), nil); err != nil {
+	acc, err := ws13.CheckResponse(rh.Status, rh.Get, ws13.ClientOffer{Key: hs.key, Subprotocols: cl.opts.Subprotocols})
+	if err != nil {
 		c.gc.Discard(-1)
 		hs.fail(rh.Status, err)
 		return
 	}
-	sub := strings.Trim(string(proto), " \t")
-	c.gc.Discard(n) // rh aliases buf: used up above
+	sub := acc.Subprotocol
+	c.gc.Discard(n) // rh aliases buf: used up above (acc holds copies)
 	hs.done = true
 	cl.hs = nil
 	cl.failures = 0

@@ -842,3 +842,31 @@ func TestClientLoopStopClosesWith1001(t *testing.T) {
 	}
 	expectNone(t, rec.opens, 50*time.Millisecond, "reconnect after Stop")
 }
+
+// TestClientOptionsDefaults: the loop client's defaults are ws13's table,
+// the ones WSOptions (server routes) and wsclient.DialOptions use, zero and
+// negative meaning the same in all: the default, except a negative
+// PingInterval, which turns pings off. The client's route gets them all,
+// CloseTimeout included.
+func TestClientOptionsDefaults(t *testing.T) {
+	for _, o := range []ClientOptions{{}, {HandshakeTimeout: -1, MaxMessageSize: -1, CloseTimeout: -1, PingTimeout: -1}} {
+		d := o.withDefaults()
+		if d.HandshakeTimeout != ws13.DefaultHandshakeTimeout || d.MaxMessageSize != ws13.DefaultMaxMessage ||
+			d.CloseTimeout != ws13.DefaultCloseTimeout || d.PingInterval != ws13.DefaultPingInterval ||
+			d.PingTimeout != ws13.DefaultPingTimeout {
+			t.Errorf("%+v.withDefaults() = %+v", o, d)
+		}
+		r := clientRoute(d).opts
+		s := WSOptions{}.withDefaults()
+		if r.MaxMessageSize != s.MaxMessageSize || r.CloseTimeout != s.CloseTimeout ||
+			r.PingInterval != s.PingInterval || r.PingTimeout != s.PingTimeout {
+			t.Errorf("client route %+v, server route defaults %+v", r, s)
+		}
+	}
+	if d := (ClientOptions{PingInterval: -5}).withDefaults(); d.PingInterval >= 0 {
+		t.Errorf("negative PingInterval became %v, want off", d.PingInterval)
+	}
+	if r := clientRoute(ClientOptions{CloseTimeout: 1234 * time.Millisecond}.withDefaults()); r.opts.CloseTimeout != 1234*time.Millisecond {
+		t.Errorf("route CloseTimeout %v, want 1.234s", r.opts.CloseTimeout)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tornago/tornago/loop"
+	"github.com/tornago/tornago/loop/wsclient"
 )
 
 // chatter is one chat connection. It runs on the loop that accepted it,
@@ -57,22 +58,22 @@ func ExampleGroup() {
 
 	// The kernel picks each connection's loop; the output is the same
 	// whichever it picks.
-	alice, err := loop.Dial(url, loop.DialOptions{})
+	alice, err := wsclient.Dial(url, wsclient.DialOptions{})
 	if err != nil {
 		panic(err)
 	}
-	bob, err := loop.Dial(url, loop.DialOptions{})
+	bob, err := wsclient.Dial(url, wsclient.DialOptions{})
 	if err != nil {
 		panic(err)
 	}
 	for _, line := range []struct {
-		from *loop.Conn
+		from *wsclient.Conn
 		text string
 	}{{alice, "hi, I'm Alice"}, {bob, "hello Alice"}} {
 		line.from.Send(line.text)
 		for _, to := range []struct {
 			name string
-			c    *loop.Conn
+			c    *wsclient.Conn
 		}{{"alice", alice}, {"bob", bob}} {
 			_, msg, err := to.c.Recv()
 			if err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tornago/tornago/loop"
+	"github.com/tornago/tornago/loop/wsclient"
 )
 
 // feed resumes each connection after the position in its ?since=.
@@ -54,7 +55,7 @@ func ExampleHub_SubscribeSince() {
 	sent := make(chan struct{})
 	l.AddCallback(func() { close(sent) }) // callbacks run in order: "first" is out after this
 	<-sent
-	c, err := loop.Dial(base+"?since=", loop.DialOptions{}) // from now on
+	c, err := wsclient.Dial(base+"?since=", wsclient.DialOptions{}) // from now on
 	if err != nil {
 		panic(err)
 	}
@@ -67,7 +68,7 @@ func ExampleHub_SubscribeSince() {
 	// Published while the client is away.
 	hub.Publish("news", []byte("third"))
 	hub.Publish("news", []byte("fourth"))
-	c, err = loop.Dial(base+"?since="+pos, loop.DialOptions{})
+	c, err = wsclient.Dial(base+"?since="+pos, wsclient.DialOptions{})
 	if err != nil {
 		panic(err)
 	}

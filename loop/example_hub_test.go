@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tornago/tornago/loop"
+	"github.com/tornago/tornago/loop/wsclient"
 )
 
 // room subscribes each connection to the room named in its path.
@@ -33,9 +34,9 @@ func ExampleHub() {
 	<-l.Ready()
 	url := "ws://" + l.Addr().String() + "/rooms/go"
 
-	var clients []*loop.Conn
+	var clients []*wsclient.Conn
 	for range 2 {
-		c, err := loop.Dial(url, loop.DialOptions{})
+		c, err := wsclient.Dial(url, wsclient.DialOptions{})
 		if err != nil {
 			panic(err)
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tornago/tornago/loop"
+	"github.com/tornago/tornago/loop/wsclient"
 )
 
 // Example embeds a loop in another program: build an application, listen on
@@ -67,7 +68,7 @@ func ExampleLoop_Stop() {
 	<-l.Ready()
 	addr := l.Addr().String()
 
-	c, err := loop.Dial("ws://"+addr+"/ws", loop.DialOptions{})
+	c, err := wsclient.Dial("ws://"+addr+"/ws", wsclient.DialOptions{})
 	if err != nil {
 		panic(err)
 	}
@@ -80,7 +81,7 @@ func ExampleLoop_Stop() {
 	_, _, rerr := c.Recv()
 	c.Close(loop.CloseNormal, "")
 	serr := <-stopped // printed after Stop, which ran the hook, has returned
-	fmt.Println("client:", rerr == io.EOF, c.CloseCode)
+	fmt.Println("client:", rerr == io.EOF, c.CloseCode())
 	fmt.Println("Stop:", serr)
 
 	_, err = http.Get("http://" + addr + "/")

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tornago/tornago/loop"
+	"github.com/tornago/tornago/loop/wsclient"
 )
 
 // chat is a WebSocket handler: embed WebSocketBase for no-op defaults and
@@ -49,10 +50,10 @@ func ExampleApplication_HandleWebSocket() {
 	<-l.Ready()
 	url := "ws://" + l.Addr().String() + "/chat"
 
-	if _, err := loop.Dial(url, loop.DialOptions{}); err != nil {
+	if _, err := wsclient.Dial(url, wsclient.DialOptions{}); err != nil {
 		fmt.Println("without a name: refused")
 	}
-	c, err := loop.Dial(url+"?name=ann", loop.DialOptions{})
+	c, err := wsclient.Dial(url+"?name=ann", wsclient.DialOptions{})
 	if err != nil {
 		panic(err)
 	}
@@ -86,7 +87,7 @@ func ExampleDial() {
 	go l.Start()
 	<-l.Ready()
 
-	c, err := loop.Dial("ws://"+l.Addr().String()+"/once", loop.DialOptions{HandshakeTimeout: time.Second})
+	c, err := wsclient.Dial("ws://"+l.Addr().String()+"/once", wsclient.DialOptions{HandshakeTimeout: time.Second})
 	if err != nil {
 		panic(err)
 	}
@@ -96,13 +97,13 @@ func ExampleDial() {
 	for {
 		typ, msg, err := c.Recv()
 		if err == io.EOF { // the server closed; Recv has answered its close frame
-			fmt.Println("closed by server:", c.CloseCode, c.CloseReason)
+			fmt.Println("closed by server:", c.CloseCode(), c.CloseReason())
 			break
 		}
 		if err != nil {
 			panic(err)
 		}
-		fmt.Println(typ == loop.Text, string(msg))
+		fmt.Println(typ == wsclient.Text, string(msg))
 	}
 	c.Close(loop.CloseNormal, "") // releases the socket; sends nothing more here
 

@@ -1,7 +1,7 @@
 package loop
 
 // Tests of Group: real loops sharing a loopback port with SO_REUSEPORT,
-// real clients (Dial, net/http), and hubs sharing topics through one
+// real clients (wsclient.Dial, net/http), and hubs sharing topics through one
 // MemoryBroker.
 
 import (
@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tornago/tornago/loop/wsclient"
 )
 
 // startTestGroup runs a group of n loops on a free loopback port, each
@@ -62,9 +64,9 @@ func groupWhoSetup(g *Group, l *Loop, i int) ConnHandler {
 
 // groupDial connects to path and returns the client with the loop index
 // its handler reported.
-func groupDial(t *testing.T, addr, path string, n int) (*Conn, int) {
+func groupDial(t *testing.T, addr, path string, n int) (*wsclient.Conn, int) {
 	t.Helper()
-	c, err := Dial("ws://"+addr+path, DialOptions{})
+	c, err := wsclient.Dial("ws://"+addr+path, wsclient.DialOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +152,7 @@ func TestGroupHubExactlyOnce(t *testing.T) {
 		return app
 	})
 
-	var conns []*Conn
+	var conns []*wsclient.Conn
 	perLoop := make([]int, n)
 	for range clients {
 		c, i := groupDial(t, addr, "/sub", n)
@@ -364,7 +366,7 @@ func TestGroupOneLoopFailing(t *testing.T) {
 func TestGroupStopClosesWith1001(t *testing.T) {
 	const n = 3
 	g, addr := startTestGroup(t, n, groupWhoSetup)
-	var conns []*Conn
+	var conns []*wsclient.Conn
 	perLoop := make([]int, n)
 	for covered := 0; covered < n; {
 		if len(conns) == 300 {
@@ -386,8 +388,8 @@ func TestGroupStopClosesWith1001(t *testing.T) {
 		if _, msg, err := c.Recv(); !errors.Is(err, io.EOF) {
 			t.Fatalf("client %d: got %q, %v; want the server's close", ci, msg, err)
 		}
-		if c.CloseCode != CloseGoingAway {
-			t.Errorf("client %d: close code %d, want 1001", ci, c.CloseCode)
+		if c.CloseCode() != CloseGoingAway {
+			t.Errorf("client %d: close code %d, want 1001", ci, c.CloseCode())
 		}
 	}
 	if err := <-stopped; err != nil {

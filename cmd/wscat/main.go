@@ -22,9 +22,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"net/http"
 	"unicode/utf8"
 
-	"github.com/tornago/tornago/loop"
+	"github.com/tornago/tornago/loop/wsclient"
+	"github.com/tornago/tornago/proto/ws13"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
@@ -51,14 +53,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	opts := loop.DialOptions{MaxMessageSize: int64(*maxMsg)}
+	opts := wsclient.DialOptions{MaxMessageSize: int64(*maxMsg)}
 	if *origin != "" {
-		opts.Header = append(opts.Header, [2]string{"Origin", *origin})
+		opts.Header = http.Header{"Origin": {*origin}}
 	}
 	if *proto != "" {
 		opts.Subprotocols = []string{*proto}
 	}
-	c, err := loop.Dial(fs.Arg(0), opts)
+	c, err := wsclient.Dial(fs.Arg(0), opts)
 	if err != nil {
 		fmt.Fprintln(stderr, "wscat:", err)
 		return 1
@@ -77,9 +79,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	for {
 		typ, msg, err := c.Recv()
 		if err == io.EOF {
-			fmt.Fprintf(stderr, "closed: %d %s\n", c.CloseCode, c.CloseReason)
-			switch c.CloseCode {
-			case loop.CloseNormal, loop.CloseGoingAway, loop.CloseNoStatus:
+			fmt.Fprintf(stderr, "closed: %d %s\n", c.CloseCode(), c.CloseReason())
+			switch c.CloseCode() {
+			case ws13.CloseNormal, ws13.CloseGoingAway, ws13.CloseNoStatus:
 			default:
 				status = 1
 			}
@@ -90,14 +92,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			status = 1
 			break
 		}
-		if typ == loop.Binary {
+		if typ == wsclient.Binary {
 			_, err = fmt.Fprintf(stdout, "< (binary %d bytes)\n", len(msg))
 		} else {
 			_, err = fmt.Fprintf(stdout, "< %s\n", msg)
 		}
 		if err != nil {
 			fmt.Fprintln(stderr, "wscat: write stdout:", err)
-			c.Close(loop.CloseGoingAway, "")
+			c.Close(ws13.CloseGoingAway, "")
 			return 1
 		}
 	}
@@ -110,7 +112,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	default:
 		// The server ended it first; a second Close (the sender's) only
 		// returns an error, so this one just releases the socket.
-		c.Close(loop.CloseNormal, "")
+		c.Close(ws13.CloseNormal, "")
 	}
 	return status
 }
@@ -120,37 +122,37 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 // returns the first error: reading in, a refused line, Send or Close.
 // A Send refused because the server closed first is no error here: the
 // reader reports the server's close.
-func send(c *loop.Conn, in io.Reader, max int, inputDone chan<- struct{}) error {
+func send(c *wsclient.Conn, in io.Reader, max int, inputDone chan<- struct{}) error {
 	sc := bufio.NewScanner(in)
 	// Room for the line and its "\r\n"; the Scanner grows its buffer up
 	// to that only for lines that need it.
 	sc.Buffer(make([]byte, 0, 64<<10), max+2)
 	var err error
-	code := loop.CloseNormal
+	code := ws13.CloseNormal
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Bytes()
 		if len(line) > max {
-			code, err = loop.CloseTooBig, fmt.Errorf("stdin line %d: %d bytes, over -max-message %d", n, len(line), max)
+			code, err = ws13.CloseTooBig, fmt.Errorf("stdin line %d: %d bytes, over -max-message %d", n, len(line), max)
 			break
 		}
 		if !utf8.Valid(line) {
-			code, err = loop.CloseInvalidPayload, fmt.Errorf("stdin line %d: not valid UTF-8 (a text message must be)", n)
+			code, err = ws13.CloseInvalidPayload, fmt.Errorf("stdin line %d: not valid UTF-8 (a text message must be)", n)
 			break
 		}
 		if serr := c.Send(string(line)); serr != nil {
 			close(inputDone)
-			if errors.Is(serr, loop.ErrCloseSent) {
+			if errors.Is(serr, wsclient.ErrCloseSent) {
 				return nil
 			}
-			c.Close(loop.CloseNormal, "")
+			c.Close(ws13.CloseNormal, "")
 			return serr
 		}
 	}
 	if err == nil {
 		if serr := sc.Err(); errors.Is(serr, bufio.ErrTooLong) {
-			code, err = loop.CloseTooBig, fmt.Errorf("stdin: a line over -max-message %d bytes", max)
+			code, err = ws13.CloseTooBig, fmt.Errorf("stdin: a line over -max-message %d bytes", max)
 		} else if serr != nil {
-			code, err = loop.CloseGoingAway, fmt.Errorf("read stdin: %w", serr)
+			code, err = ws13.CloseGoingAway, fmt.Errorf("read stdin: %w", serr)
 		}
 	}
 	close(inputDone)

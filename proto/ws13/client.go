@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
+	"net"
+	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/tornago/tornago/proto/http1"
@@ -11,6 +15,7 @@ import (
 
 // Errors returned (wrapped with details) by the client-side checks.
 var (
+	ErrURL                 = errors.New("ws13: invalid WebSocket URL")
 	ErrRequestHeader       = errors.New("ws13: invalid handshake request header")
 	ErrResponseSubprotocol = errors.New("ws13: handshake response selected a subprotocol the client did not offer")
 	ErrResponseExtension   = errors.New("ws13: handshake response selected an extension the client did not offer")
@@ -59,6 +64,42 @@ func isTokenChar(c byte) bool {
 	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
 
+// CheckDial validates what a client is asked to dial, before anything is
+// sent: rawURL must be a ws:// URL naming a host (wss:// is not supported:
+// terminate TLS in a proxy), every header field must pass
+// CheckRequestHeader and subprotocols CheckSubprotocols. It returns the
+// parsed URL (its query string is part of the request-target) and the
+// host:port to connect to, port 80 when the URL has none. Errors wrap
+// ErrURL or ErrRequestHeader. header is an http.Header (or any map of field
+// names to values).
+func CheckDial(rawURL string, header map[string][]string, subprotocols []string) (u *url.URL, addr string, err error) {
+	u, err = url.Parse(rawURL)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %w", ErrURL, err)
+	}
+	if u.Scheme != "ws" {
+		return nil, "", fmt.Errorf("%w: scheme %q not supported (ws:// only; terminate TLS in a proxy)", ErrURL, u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return nil, "", fmt.Errorf("%w: no host", ErrURL)
+	}
+	for name, vals := range header {
+		for _, v := range vals {
+			if err := CheckRequestHeader(name, v); err != nil {
+				return nil, "", err
+			}
+		}
+	}
+	if err := CheckSubprotocols(subprotocols); err != nil {
+		return nil, "", err
+	}
+	addr = u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), "80")
+	}
+	return u, addr, nil
+}
+
 // AppendRequest appends a client's opening handshake (RFC 6455 4.1) to dst:
 //
 //	GET <requestURI> HTTP/1.1
@@ -68,16 +109,18 @@ func isTokenChar(c byte) bool {
 //	Sec-WebSocket-Key: <key>
 //	Sec-WebSocket-Version: 13
 //	[Sec-WebSocket-Protocol: <subprotocols joined with ", ">]
-//	[extra headers]
+//	[extra headers, in name order]
 //
-// followed by the empty line. key is a NewKey value. The caller validates
-// extra with CheckRequestHeader first; a field that fails the check (and a
-// subprotocol holding CR or LF) is left out here rather than sent, so the
-// result is never a split request. An extra Host field replaces host.
-func AppendRequest(dst []byte, host, requestURI string, key []byte, subprotocols []string, extra [][2]string) []byte {
-	for _, h := range extra {
-		if strings.EqualFold(h[0], "Host") && safeHeader(h[1]) {
-			host = h[1]
+// followed by the empty line. key is a NewKey value; extra is an
+// http.Header (or any map of field names to values). The caller validates
+// with CheckDial (or CheckRequestHeader) first; a field that fails the
+// check (and a subprotocol holding CR or LF) is left out here rather than
+// sent, so the result is never a split request. An extra Host field
+// replaces host.
+func AppendRequest(dst []byte, host, requestURI string, key []byte, subprotocols []string, extra map[string][]string) []byte {
+	for name, vals := range extra {
+		if strings.EqualFold(name, "Host") && len(vals) > 0 && safeHeader(vals[0]) {
+			host = vals[0]
 		}
 	}
 	if requestURI == "" {
@@ -106,13 +149,70 @@ func AppendRequest(dst []byte, host, requestURI string, key []byte, subprotocols
 	if !first {
 		dst = append(dst, "\r\n"...)
 	}
-	for _, h := range extra {
-		if strings.EqualFold(h[0], "Host") || CheckRequestHeader(h[0], h[1]) != nil {
+	if len(extra) == 0 {
+		return append(dst, "\r\n"...)
+	}
+	// Name order, so that a request is the same bytes every time (a map's
+	// order is random).
+	for _, name := range slices.Sorted(maps.Keys(extra)) {
+		if strings.EqualFold(name, "Host") {
 			continue
 		}
-		dst = appendHeaderLine(dst, h[0], h[1])
+		for _, v := range extra[name] {
+			if CheckRequestHeader(name, v) != nil {
+				continue
+			}
+			dst = appendHeaderLine(dst, name, v)
+		}
 	}
 	return append(dst, "\r\n"...)
+}
+
+// ClientOffer is what a client's opening handshake offered, for
+// CheckResponse.
+type ClientOffer struct {
+	// Key is the Sec-WebSocket-Key value sent (a NewKey value).
+	Key []byte
+	// Subprotocols are the subprotocols offered in Sec-WebSocket-Protocol.
+	Subprotocols []string
+	// Extensions are the names of the extensions offered in
+	// Sec-WebSocket-Extensions; nil: none, so any extension in the
+	// response fails it.
+	Extensions []string
+}
+
+// Accepted is what a server's valid 101 reply selected.
+type Accepted struct {
+	// Subprotocol is the subprotocol the server selected, trimmed of white
+	// space; "" for none.
+	Subprotocol string
+	// Extensions is the Sec-WebSocket-Extensions value, trimmed; "" for
+	// none. Every extension in it was offered.
+	Extensions string
+}
+
+// CheckResponse validates a server's reply to a client's opening handshake
+// (RFC 6455 4.1), the one check both of tornago's clients make: status 101,
+// Upgrade containing "websocket", Connection containing "Upgrade", the
+// Sec-WebSocket-Accept value derived from offer.Key, a subprotocol (if any)
+// among offer.Subprotocols and extensions (if any) among offer.Extensions.
+// header returns the value of a response field, nil when absent (as
+// http1.ResponseHead.Get does). Errors wrap ErrResponseStatus,
+// ErrResponseUpgrade, ErrResponseConnection, ErrResponseAccept,
+// ErrResponseSubprotocol or ErrResponseExtension. It is a pure function.
+func CheckResponse(status int, header func(name string) []byte, offer ClientOffer) (Accepted, error) {
+	if err := checkResponseHead(status, header("Upgrade"), header("Connection"), header("Sec-WebSocket-Accept"), offer.Key); err != nil {
+		return Accepted{}, err
+	}
+	proto := http1.TrimOWS(header("Sec-WebSocket-Protocol"))
+	if err := CheckResponseSubprotocol(proto, offer.Subprotocols); err != nil {
+		return Accepted{}, err
+	}
+	exts := http1.TrimOWS(header("Sec-WebSocket-Extensions"))
+	if err := CheckResponseExtensions(exts, offer.Extensions); err != nil {
+		return Accepted{}, err
+	}
+	return Accepted{Subprotocol: string(proto), Extensions: string(exts)}, nil
 }
 
 // CheckResponseSubprotocol validates the Sec-WebSocket-Protocol value of a

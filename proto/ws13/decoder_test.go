@@ -156,7 +156,7 @@ func TestRules(t *testing.T) {
 		client bool
 		lim    Limits
 		code   StatusCode // 0: no error expected
-		evs    []rec         // events expected before the error/end
+		evs    []rec      // events expected before the error/end
 	}
 	tests := []tc{
 		// 5.1 masking.

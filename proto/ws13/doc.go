@@ -25,5 +25,9 @@
 //
 // [CheckRequest] validates an upgrade request from header values the HTTP
 // layer already parsed, and [AppendResponse] writes the 101 answer.
-// [NewKey], [NewMask] and [CheckResponse] serve the client side.
+// [CheckDial], [AppendRequest], [NewKey], [NewMask] and [CheckResponse] serve
+// the client side: both of tornago's clients (loop's loop-driven one and
+// the blocking wsclient) validate and check with these, and share the
+// option defaults in defaults.go. [StatusCode] is the close-code type of
+// the whole module.
 package ws13

@@ -242,12 +242,11 @@ var (
 	ErrResponseAccept     = errors.New("ws13: handshake response Sec-WebSocket-Accept does not match the key")
 )
 
-// CheckResponse validates a server's reply to a client's opening handshake
-// that sent the Sec-WebSocket-Key value key (RFC 6455 4.1): status 101,
-// Upgrade containing "websocket", Connection containing "Upgrade" and the
-// Sec-WebSocket-Accept value derived from key. Errors wrap ErrResponseStatus,
-// ErrResponseUpgrade, ErrResponseConnection or ErrResponseAccept.
-func CheckResponse(status int, upgrade, connection, accept []byte, key []byte) error {
+// checkResponseHead checks the status and the three fields every server's
+// 101 reply must have, for CheckResponse: status 101, Upgrade containing
+// "websocket", Connection containing "Upgrade" and the Sec-WebSocket-Accept
+// value derived from key.
+func checkResponseHead(status int, upgrade, connection, accept []byte, key []byte) error {
 	// RFC 6455 4.1: "If the status code received from the server is not
 	// 101, the client handles the response per HTTP [RFC2616] procedures."
 	if status != 101 {

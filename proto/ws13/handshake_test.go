@@ -172,10 +172,10 @@ func TestClientHandshake(t *testing.T) {
 		t.Fatal("NewKey repeated")
 	}
 	accept := AppendAcceptKey(nil, key)
-	if err := CheckResponse(101, []byte("websocket"), []byte("Upgrade"), accept, key); err != nil {
+	if err := checkResponseHead(101, []byte("websocket"), []byte("Upgrade"), accept, key); err != nil {
 		t.Fatalf("valid response: %v", err)
 	}
-	if err := CheckResponse(101, []byte("WebSocket"), []byte("keep-alive, upgrade"), append([]byte(" "), accept...), key); err != nil {
+	if err := checkResponseHead(101, []byte("WebSocket"), []byte("keep-alive, upgrade"), append([]byte(" "), accept...), key); err != nil {
 		t.Fatalf("valid response, case and space: %v", err)
 	}
 	other := AppendAcceptKey(nil, NewKey())
@@ -192,8 +192,8 @@ func TestClientHandshake(t *testing.T) {
 		{101, []byte("websocket"), []byte("Upgrade"), other, ErrResponseAccept},
 		{101, []byte("websocket"), []byte("Upgrade"), accept[:27], ErrResponseAccept},
 	} {
-		if err := CheckResponse(c.status, c.upgrade, c.connection, c.accept, key); !errors.Is(err, c.want) {
-			t.Errorf("CheckResponse(%d, %q, %q, %q): %v, want %v", c.status, c.upgrade, c.connection, c.accept, err, c.want)
+		if err := checkResponseHead(c.status, c.upgrade, c.connection, c.accept, key); !errors.Is(err, c.want) {
+			t.Errorf("checkResponseHead(%d, %q, %q, %q): %v, want %v", c.status, c.upgrade, c.connection, c.accept, err, c.want)
 		}
 	}
 	// Masks are random: 1000 draws of 32 bits are all distinct with
@@ -247,6 +247,6 @@ func FuzzHandshake(f *testing.F) {
 		}
 		_ = he.Error()
 		_ = ParseSubprotocols(nil, []byte(upgrade), []byte(connection))
-		_ = CheckResponse(101, []byte(upgrade), []byte(connection), []byte(version), []byte(key))
+		_ = checkResponseHead(101, []byte(upgrade), []byte(connection), []byte(version), []byte(key))
 	})
 }

@@ -1,12 +1,13 @@
-package loop
+package wsclient
 
 import (
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/url"
+	"net/http"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -15,30 +16,80 @@ import (
 	"github.com/tornago/tornago/proto/ws13"
 )
 
-// DialOptions configures Dial. The zero value is ready.
+// DialOptions configures Dial. The zero value is ready; every field
+// documents its default. The names, defaults and the meaning of zero and
+// negative values are those of loop.ClientOptions (ws13's table): zero or
+// negative means the default.
 type DialOptions struct {
-	// Header adds request headers (Origin, Cookie, ...).
-	Header [][2]string
-	// Subprotocols are offered in Sec-WebSocket-Protocol.
+	// Header adds request headers (Origin, Authorization, Cookie, ...). A
+	// Host field replaces the URL's host. The handshake's own fields
+	// (Upgrade, Connection, Sec-WebSocket-*) are refused: offer
+	// subprotocols with Subprotocols.
+	Header http.Header
+	// Subprotocols are offered in Sec-WebSocket-Protocol, in preference
+	// order; Conn.Subprotocol tells which one the server chose.
 	Subprotocols []string
-	// HandshakeTimeout bounds connect + upgrade. Default: 10s.
+	// HandshakeTimeout bounds the TCP connect and the upgrade. Default: 10s.
 	HandshakeTimeout time.Duration
-	// MaxMessageSize bounds received messages. Default: 64 MiB.
+	// MaxMessageSize bounds a received message; a larger one fails Recv
+	// and closes the connection with 1009. Default: 10 MiB (Tornado's).
 	MaxMessageSize int64
 	// CloseTimeout bounds Close: the wait to send the close frame (behind
 	// a Send blocked on a peer that does not read) plus the wait for the
-	// server's close frame. Default: 2s.
+	// server's close frame. Default: 5s.
 	CloseTimeout time.Duration
 }
+
+func (o DialOptions) withDefaults() DialOptions {
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = ws13.DefaultHandshakeTimeout
+	}
+	if o.MaxMessageSize <= 0 {
+		o.MaxMessageSize = ws13.DefaultMaxMessage
+	}
+	if o.CloseTimeout <= 0 {
+		o.CloseTimeout = ws13.DefaultCloseTimeout
+	}
+	return o
+}
+
+// MessageType tells text from binary messages (the values of
+// loop.MessageType).
+type MessageType uint8
+
+// Message types.
+const (
+	Text   MessageType = 1
+	Binary MessageType = 2
+)
 
 // ErrCloseSent is returned by Send and SendBinary once a close frame was
 // sent (by Close, or by Recv echoing the server's close): RFC 6455 5.5.1,
 // "After sending a Close frame, the application MUST NOT send any more data
 // frames."
-var ErrCloseSent = errors.New("loop: websocket close frame already sent")
+var ErrCloseSent = errors.New("wsclient: close frame already sent")
 
-// defaultCloseTimeout is DialOptions.CloseTimeout's default.
-const defaultCloseTimeout = 2 * time.Second
+// DialError is the error Dial returns: the URL, the HTTP status of the
+// server's reply (0 when none arrived) and the cause, as loop.DialError for
+// the loop-driven client.
+type DialError struct {
+	URL    string
+	Status int
+	Err    error
+}
+
+// Error implements error.
+func (e *DialError) Error() string {
+	if e.Status != 0 {
+		return fmt.Sprintf("wsclient: dial %s: status %d: %v", e.URL, e.Status, e.Err)
+	}
+	return fmt.Sprintf("wsclient: dial %s: %v", e.URL, e.Err)
+}
+
+// Unwrap returns the cause: a net error, ws13.ErrURL or
+// ws13.ErrRequestHeader (bad arguments, nothing was sent), or one of ws13's
+// ErrResponse* values (the server's reply failed the handshake).
+func (e *DialError) Unwrap() error { return e.Err }
 
 // Conn is a blocking WebSocket client connection for scripts and tests, in
 // the shape of Python's websocket.create_connection: Send, Recv, Close. It
@@ -53,13 +104,13 @@ const defaultCloseTimeout = 2 * time.Second
 // same turn as Sends.
 type Conn struct {
 	nc          net.Conn
-	Subprotocol string
-	// CloseCode and CloseReason hold the server's close frame (1005 and ""
-	// when it had no body). They are set before Recv returns io.EOF, or
-	// before Close returns when Close read the server's close itself; read
-	// them after either.
-	CloseCode   StatusCode
-	CloseReason string
+	subprotocol string
+
+	// cmu guards the server's close code and reason, set by the reader and
+	// read by CloseCode and CloseReason from any goroutine.
+	cmu         sync.Mutex
+	closeCode   ws13.StatusCode
+	closeReason string
 
 	closeTimeout time.Duration
 	closing      atomic.Bool // Close was called
@@ -91,46 +142,34 @@ type dialMessage struct {
 }
 
 // Dial connects to a ws:// URL (query strings kept) and performs the
-// handshake, masking every frame with a fresh key.
+// opening handshake, all within DialOptions.HandshakeTimeout; every frame
+// it sends is masked with a fresh key. Errors are *DialError.
 func Dial(rawURL string, opts DialOptions) (*Conn, error) {
-	u, err := url.Parse(rawURL)
+	c, status, err := dial(rawURL, opts)
 	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", rawURL, err)
+		return nil, &DialError{URL: rawURL, Status: status, Err: err}
 	}
-	if u.Scheme != "ws" {
-		return nil, fmt.Errorf("dial %s: scheme %q not supported (ws:// only; terminate TLS in a proxy)", rawURL, u.Scheme)
-	}
-	host := u.Host
-	if u.Port() == "" {
-		host = net.JoinHostPort(u.Hostname(), "80")
-	}
-	for _, h := range opts.Header {
-		if err := ws13.CheckRequestHeader(h[0], h[1]); err != nil {
-			return nil, fmt.Errorf("dial %s: %w", rawURL, err)
-		}
-	}
-	if err := ws13.CheckSubprotocols(opts.Subprotocols); err != nil {
-		return nil, fmt.Errorf("dial %s: %w", rawURL, err)
-	}
-	if opts.HandshakeTimeout <= 0 {
-		opts.HandshakeTimeout = 10 * time.Second
-	}
-	if opts.MaxMessageSize <= 0 {
-		opts.MaxMessageSize = 64 << 20
-	}
-	nc, err := net.DialTimeout("tcp", host, opts.HandshakeTimeout)
+	return c, nil
+}
+
+// dial is Dial; it returns the HTTP status of the server's reply with an
+// error when a reply arrived.
+func dial(rawURL string, opts DialOptions) (*Conn, int, error) {
+	u, addr, err := ws13.CheckDial(rawURL, opts.Header, opts.Subprotocols)
 	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", rawURL, err)
+		return nil, 0, err
+	}
+	opts = opts.withDefaults()
+	nc, err := net.DialTimeout("tcp", addr, opts.HandshakeTimeout)
+	if err != nil {
+		return nil, 0, err
 	}
 	nc.SetDeadline(time.Now().Add(opts.HandshakeTimeout))
 	key := ws13.NewKey()
 	req := ws13.AppendRequest(nil, u.Host, u.RequestURI(), key, opts.Subprotocols, opts.Header)
 	if _, err := nc.Write(req); err != nil {
 		nc.Close()
-		return nil, fmt.Errorf("dial %s: send handshake: %w", rawURL, err)
-	}
-	if opts.CloseTimeout <= 0 {
-		opts.CloseTimeout = defaultCloseTimeout
+		return nil, 0, fmt.Errorf("send the upgrade request: %w", err)
 	}
 	c := &Conn{
 		nc:           nc,
@@ -145,33 +184,49 @@ func Dial(rawURL string, opts DialOptions) (*Conn, error) {
 	for {
 		n, perr := http1.ParseResponse(c.buf, 0, &rh)
 		if perr == nil {
-			if err := ws13.CheckResponse(rh.Status, rh.Get("Upgrade"), rh.Get("Connection"), rh.Get("Sec-WebSocket-Accept"), key); err != nil {
+			// No extension is offered, so any is a failure (RFC 6455 4.1).
+			acc, err := ws13.CheckResponse(rh.Status, rh.Get, ws13.ClientOffer{Key: key, Subprotocols: opts.Subprotocols})
+			if err != nil {
 				nc.Close()
-				return nil, fmt.Errorf("dial %s: bad handshake (status %d): %w", rawURL, rh.Status, err)
+				return nil, rh.Status, err
 			}
-			if err := ws13.CheckResponseSubprotocol(rh.Get("Sec-WebSocket-Protocol"), opts.Subprotocols); err != nil {
-				nc.Close()
-				return nil, fmt.Errorf("dial %s: bad handshake: %w", rawURL, err)
-			}
-			if err := ws13.CheckResponseExtensions(rh.Get("Sec-WebSocket-Extensions"), nil); err != nil {
-				nc.Close()
-				return nil, fmt.Errorf("dial %s: bad handshake: %w", rawURL, err)
-			}
-			c.Subprotocol = string(rh.Get("Sec-WebSocket-Protocol"))
+			c.subprotocol = acc.Subprotocol
 			c.off = n // early frames stay
 			break
 		}
 		if !errors.Is(perr, http1.ErrIncomplete) {
 			nc.Close()
-			return nil, fmt.Errorf("dial %s: bad handshake: %w", rawURL, perr)
+			return nil, 0, fmt.Errorf("bad handshake response: %w", perr)
 		}
 		if err := c.fill(); err != nil {
 			nc.Close()
-			return nil, fmt.Errorf("dial %s: read handshake: %w", rawURL, err)
+			return nil, 0, fmt.Errorf("read the handshake response: %w", err)
 		}
 	}
 	nc.SetDeadline(time.Time{})
-	return c, nil
+	return c, 0, nil
+}
+
+// Subprotocol returns the subprotocol the server selected, "" for none.
+// Goroutine-safe.
+func (c *Conn) Subprotocol() string { return c.subprotocol }
+
+// CloseCode returns the code of the server's close frame (1005,
+// ws13.CloseNoStatus, when it had none), 0 while none arrived. It is set
+// before Recv returns io.EOF, and before Close returns when Close read the
+// server's close itself. Goroutine-safe.
+func (c *Conn) CloseCode() ws13.StatusCode {
+	c.cmu.Lock()
+	defer c.cmu.Unlock()
+	return c.closeCode
+}
+
+// CloseReason returns the reason of the server's close frame, "" while
+// none arrived; see CloseCode. Goroutine-safe.
+func (c *Conn) CloseReason() string {
+	c.cmu.Lock()
+	defer c.cmu.Unlock()
+	return c.closeReason
 }
 
 // fill reads more bytes into buf, first moving the undecoded tail to the
@@ -196,9 +251,9 @@ func (c *Conn) fill() error {
 	}
 }
 
-// Send sends a text message; s must be valid UTF-8 (the server closes the
-// connection with 1007 otherwise). After a close frame was sent it returns
-// ErrCloseSent. Goroutine-safe.
+// Send sends a text message. Goroutine-safe. s must be valid UTF-8 (the
+// server closes the connection with 1007 otherwise). After a close frame
+// was sent it returns ErrCloseSent.
 func (c *Conn) Send(s string) error { return c.write(ws.OpText, []byte(s)) }
 
 // SendBinary sends a binary message. Goroutine-safe; see Send.
@@ -209,10 +264,10 @@ func (c *Conn) write(op ws.OpCode, p []byte) error {
 	c.wlock <- struct{}{}
 	defer func() { <-c.wlock }()
 	if c.closeSent {
-		return fmt.Errorf("websocket send: %w", ErrCloseSent)
+		return fmt.Errorf("wsclient: send: %w", ErrCloseSent)
 	}
 	if _, err := c.nc.Write(frame); err != nil {
-		return fmt.Errorf("websocket send: %w", err)
+		return fmt.Errorf("wsclient: send: %w", err)
 	}
 	return nil
 }
@@ -230,7 +285,7 @@ func (c *Conn) writePong(p []byte) {
 
 // sendClose writes the connection's one close frame; it does nothing if
 // one was sent already. The caller holds wlock.
-func (c *Conn) sendClose(code StatusCode, reason string) error {
+func (c *Conn) sendClose(code ws13.StatusCode, reason string) error {
 	if c.closeSent {
 		return nil
 	}
@@ -239,14 +294,14 @@ func (c *Conn) sendClose(code StatusCode, reason string) error {
 	return err
 }
 
-// Recv returns the next message; the bytes are the caller's. Pings are
-// answered. After the server's close frame it echoes it (unless Close sent
-// one already) and returns io.EOF, unwrapped, with CloseCode/CloseReason
-// set; a protocol violation by the server sends the matching close code
-// and returns the *ws13.CloseError (wrapped). Either is returned again by
-// every later call. Messages Close received on Recv's behalf while waiting
-// for the server's close come first. SetDeadline bounds the wait.
-// Goroutine-safe; see Conn.
+// Recv returns the next message; the bytes are the caller's.
+// Goroutine-safe; see Conn. Pings are answered. After the server's close
+// frame it echoes it (unless Close sent one already) and returns io.EOF,
+// unwrapped, with CloseCode and CloseReason set; a protocol violation by
+// the server sends the matching close code and returns the
+// *ws13.CloseError (wrapped). Either is returned again by every later
+// call. Messages Close received on Recv's behalf while waiting for the
+// server's close come first. SetDeadline bounds the wait.
 func (c *Conn) Recv() (MessageType, []byte, error) {
 	c.rlock <- struct{}{}
 	defer func() { <-c.rlock }()
@@ -278,11 +333,11 @@ func (c *Conn) next() (MessageType, []byte, error) {
 				<-c.wlock
 			}
 			c.dec.Release()
-			return 0, nil, c.fail(fmt.Errorf("websocket recv: %w", err))
+			return 0, nil, c.fail(fmt.Errorf("wsclient: recv: %w", err))
 		}
 		if n == 0 {
 			if err := c.fill(); err != nil {
-				return 0, nil, c.fail(fmt.Errorf("websocket recv: %w", err))
+				return 0, nil, c.fail(fmt.Errorf("wsclient: recv: %w", err))
 			}
 			continue
 		}
@@ -297,7 +352,9 @@ func (c *Conn) next() (MessageType, []byte, error) {
 		case ws13.EventPing:
 			c.writePong(ev.Payload)
 		case ws13.EventClose:
-			c.CloseCode, c.CloseReason = ev.Code, string(ev.Reason)
+			c.cmu.Lock()
+			c.closeCode, c.closeReason = ev.Code, string(ev.Reason)
+			c.cmu.Unlock()
 			// RFC 6455 5.5.1: the endpoint "MUST send a Close frame in
 			// response", "typically echoing the status code it received";
 			// no second one if Close sent ours.
@@ -336,13 +393,13 @@ func (c *Conn) fail(err error) error {
 }
 
 // SetDeadline sets the read and write deadline of the underlying socket.
-// Goroutine-safe; Close replaces the deadlines with its own.
+// Goroutine-safe. Close replaces the deadlines with its own.
 func (c *Conn) SetDeadline(t time.Time) error { return c.nc.SetDeadline(t) }
 
-// Close starts the closing handshake and closes the socket: it sends a
-// close frame with code and reason (none if Recv already echoed the
-// server's close), waits for the server's close frame and closes the
-// socket, all within DialOptions.CloseTimeout. Goroutine-safe.
+// Close starts the closing handshake and closes the socket. Goroutine-safe.
+// It sends a close frame with code and reason (none if Recv already echoed
+// the server's close), waits for the server's close frame and closes the
+// socket, all within DialOptions.CloseTimeout.
 //
 // A Recv running concurrently returns io.EOF once the server's close
 // arrives (or an error if it does not in time); Close never reads while a
@@ -354,12 +411,12 @@ func (c *Conn) SetDeadline(t time.Time) error { return c.nc.SetDeadline(t) }
 // reason at most 123 bytes of UTF-8; otherwise Close returns an error and
 // sends and closes nothing. A second Close returns an error wrapping
 // net.ErrClosed.
-func (c *Conn) Close(code StatusCode, reason string) error {
-	if err := checkClose(code, reason); err != nil {
-		return fmt.Errorf("websocket close: %w", err)
+func (c *Conn) Close(code ws13.StatusCode, reason string) error {
+	if err := ws13.CheckCloseFrame(code, reason); err != nil {
+		return fmt.Errorf("wsclient: close: %w", err)
 	}
 	if !c.closing.CompareAndSwap(false, true) {
-		return fmt.Errorf("websocket close: %w", net.ErrClosed)
+		return fmt.Errorf("wsclient: close: %w", net.ErrClosed)
 	}
 	deadline := time.Now().Add(c.closeTimeout)
 	timeout := time.NewTimer(c.closeTimeout)
@@ -378,10 +435,10 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 	}
 	cerr := c.nc.Close()
 	if werr != nil {
-		return fmt.Errorf("websocket close: %w", werr)
+		return fmt.Errorf("wsclient: close: %w", werr)
 	}
 	if cerr != nil {
-		return fmt.Errorf("websocket close: %w", cerr)
+		return fmt.Errorf("wsclient: close: %w", cerr)
 	}
 	return nil
 }

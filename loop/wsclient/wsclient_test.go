@@ -1,7 +1,8 @@
-package loop
+package wsclient
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -11,13 +12,71 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/tornago/tornago/loop"
 	"github.com/tornago/tornago/proto/ws13"
 )
+
+// Close codes the tests use.
+const (
+	CloseNormal        = ws13.CloseNormal
+	CloseGoingAway     = ws13.CloseGoingAway
+	CloseProtocolError = ws13.CloseProtocolError
+	CloseNoStatus      = ws13.CloseNoStatus
+	CloseAbnormal      = ws13.CloseAbnormal
+)
+
+// echoHandler echoes every message with its type.
+type echoHandler struct{ loop.WebSocketBase }
+
+func (echoHandler) OnMessage(w *loop.WebSocket, typ loop.MessageType, data []byte) {
+	if typ == loop.Binary {
+		w.WriteBinary(data)
+		return
+	}
+	w.WriteMessage(data)
+}
+
+// startEcho runs a loop with an echo route at /echo on a free loopback port
+// and returns the URL; the loop stops when the test ends.
+func startEcho(t testing.TB) string {
+	t.Helper()
+	app := loop.NewApplication(loop.AppOptions{})
+	app.HandleWebSocket("/echo", func(*loop.Request) loop.WebSocketHandler { return echoHandler{} }, loop.WSOptions{})
+	l := loop.New(loop.Options{})
+	if err := l.Listen("127.0.0.1:0", app); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan error, 1)
+	go func() { started <- l.Start() }()
+	<-l.Ready()
+	if l.Addr() == nil {
+		t.Fatal(<-started)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		l.Stop(ctx)
+	})
+	return "ws://" + l.Addr().String() + "/echo"
+}
+
+// recvT waits for a value on ch, or fails the test after 5 s.
+func recvT[T any](t testing.TB, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(5 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+		var zero T
+		return zero
+	}
+}
 
 // TestDialRejectsBadHeader: a header that would split the request is an
 // error before anything is sent.
 func TestDialRejectsBadHeader(t *testing.T) {
-	_, err := Dial("ws://127.0.0.1:1/x", DialOptions{Header: [][2]string{{"X-A", "1\r\nEvil: yes"}}})
+	_, err := Dial("ws://127.0.0.1:1/x", DialOptions{Header: http.Header{"X-A": {"1\r\nEvil: yes"}}})
 	if !errors.Is(err, ws13.ErrRequestHeader) {
 		t.Fatalf("err %v, want ErrRequestHeader", err)
 	}
@@ -59,7 +118,7 @@ type dialPeerFrame struct {
 	kind    ws13.EventKind
 	op      ws.OpCode
 	payload []byte
-	code    StatusCode
+	code    ws13.StatusCode
 }
 
 // rawPeer is the server end of one Dial connection, driven by hand: it
@@ -179,11 +238,9 @@ func dialT(t testing.TB, url string) *Conn {
 // set", races under -race). The reader must get the echo, then io.EOF with
 // the server's 1000.
 func TestDialConcurrentRecvClose(t *testing.T) {
-	_, addr := wsStartLoop(t, func(l *Loop, app *Application) {
-		app.HandleWebSocket("/echo", wsEchoRoute(WSOptions{}), WSOptions{})
-	})
+	echo := startEcho(t)
 	for i := range 20 {
-		c := dialT(t, wsURL(addr, "/echo"))
+		c := dialT(t, echo)
 		type got struct {
 			msgs []string
 			err  error
@@ -207,12 +264,12 @@ func TestDialConcurrentRecvClose(t *testing.T) {
 		if err := c.Close(CloseNormal, "bye"); err != nil {
 			t.Fatalf("run %d: Close: %v", i, err)
 		}
-		g := wsRecv(t, done, "the reader to return")
+		g := recvT(t, done, "the reader to return")
 		if len(g.msgs) != 1 || g.msgs[0] != "hi" || g.err != io.EOF {
 			t.Fatalf("run %d: reader got %q, %v; want [hi], io.EOF", i, g.msgs, g.err)
 		}
-		if c.CloseCode != CloseNormal {
-			t.Fatalf("run %d: close %d %q, want the server's echo of 1000", i, c.CloseCode, c.CloseReason)
+		if c.CloseCode() != CloseNormal {
+			t.Fatalf("run %d: close %d %q, want the server's echo of 1000", i, c.CloseCode(), c.CloseReason())
 		}
 	}
 }
@@ -221,11 +278,9 @@ func TestDialConcurrentRecvClose(t *testing.T) {
 // pause, a reader goroutine receiving and Close from a third goroutine:
 // nothing races, both return errors cleanly, and the server gets one close.
 func TestDialConcurrentSendRecvClose(t *testing.T) {
-	_, addr := wsStartLoop(t, func(l *Loop, app *Application) {
-		app.HandleWebSocket("/echo", wsEchoRoute(WSOptions{}), WSOptions{})
-	})
+	echo := startEcho(t)
 	for i := range 5 {
-		c := dialT(t, wsURL(addr, "/echo"))
+		c := dialT(t, echo)
 		recvErr, sendErr := make(chan error, 1), make(chan error, 1)
 		go func() {
 			for {
@@ -249,13 +304,13 @@ func TestDialConcurrentSendRecvClose(t *testing.T) {
 		}
 		closed := make(chan error, 1)
 		go func() { closed <- c.Close(CloseGoingAway, "") }()
-		if err := wsRecv(t, closed, "Close"); err != nil {
+		if err := recvT(t, closed, "Close"); err != nil {
 			t.Fatalf("run %d: Close: %v", i, err)
 		}
-		if err := wsRecv(t, recvErr, "the reader's error"); err != io.EOF {
+		if err := recvT(t, recvErr, "the reader's error"); err != io.EOF {
 			t.Fatalf("run %d: reader: %v, want io.EOF", i, err)
 		}
-		if err := wsRecv(t, sendErr, "the writer's error"); !errors.Is(err, ErrCloseSent) && !errors.Is(err, net.ErrClosed) {
+		if err := recvT(t, sendErr, "the writer's error"); !errors.Is(err, ErrCloseSent) && !errors.Is(err, net.ErrClosed) {
 			t.Fatalf("run %d: writer: %v, want ErrCloseSent or net.ErrClosed", i, err)
 		}
 	}
@@ -268,7 +323,7 @@ func TestDialCloseSendsOneFrame(t *testing.T) {
 	t.Run("client first", func(t *testing.T) {
 		url, peers := startRawPeer(t)
 		c := dialT(t, url)
-		p := wsRecv(t, peers, "the connection")
+		p := recvT(t, peers, "the connection")
 		got := make(chan []dialPeerFrame, 1)
 		go func() {
 			f, err := p.next()
@@ -281,27 +336,27 @@ func TestDialCloseSendsOneFrame(t *testing.T) {
 		if err := c.Close(CloseNormal, ""); err != nil {
 			t.Fatal(err)
 		}
-		if fs := wsRecv(t, got, "the client's frames"); countCloses(fs) != 1 {
+		if fs := recvT(t, got, "the client's frames"); countCloses(fs) != 1 {
 			t.Fatalf("server got %d close frames (%+v), want 1", countCloses(fs), fs)
 		}
 	})
 	t.Run("server first", func(t *testing.T) {
 		url, peers := startRawPeer(t)
 		c := dialT(t, url)
-		p := wsRecv(t, peers, "the connection")
+		p := recvT(t, peers, "the connection")
 		p.write(ws13.AppendCloseFrame(nil, CloseGoingAway, "restart"))
 		if _, _, err := c.Recv(); err != io.EOF {
 			t.Fatalf("Recv: %v, want io.EOF", err)
 		}
-		if c.CloseCode != CloseGoingAway || c.CloseReason != "restart" {
-			t.Fatalf("close %d %q", c.CloseCode, c.CloseReason)
+		if c.CloseCode() != CloseGoingAway || c.CloseReason() != "restart" {
+			t.Fatalf("close %d %q", c.CloseCode(), c.CloseReason())
 		}
 		got := make(chan []dialPeerFrame, 1)
 		go func() { got <- p.rest() }()
 		if err := c.Close(CloseNormal, ""); err != nil {
 			t.Fatal(err)
 		}
-		fs := wsRecv(t, got, "the client's frames")
+		fs := recvT(t, got, "the client's frames")
 		if countCloses(fs) != 1 || fs[0].code != CloseGoingAway {
 			t.Fatalf("server got %+v, want one close echoing 1001", fs)
 		}
@@ -317,9 +372,9 @@ func TestDialCloseSendsOneFrame(t *testing.T) {
 func TestDialCloseKeepsLateMessages(t *testing.T) {
 	url, peers := startRawPeer(t)
 	c := dialT(t, url)
-	p := wsRecv(t, peers, "the connection")
+	p := recvT(t, peers, "the connection")
 	peerDone := make(chan struct{})
-	defer func() { wsRecv(t, peerDone, "the peer") }()
+	defer func() { recvT(t, peerDone, "the peer") }()
 	go func() {
 		defer close(peerDone)
 		if f, err := p.next(); err != nil || f.kind != ws13.EventClose {
@@ -350,7 +405,7 @@ func TestDialCloseBoundedWithoutAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := wsRecv(t, peers, "the connection")
+	p := recvT(t, peers, "the connection")
 	go io.Copy(io.Discard, p.br) // reads, never answers
 	recvErr := make(chan error, 1)
 	go func() {
@@ -359,8 +414,8 @@ func TestDialCloseBoundedWithoutAnswer(t *testing.T) {
 	}()
 	closed := make(chan error, 1)
 	go func() { closed <- c.Close(CloseNormal, "") }()
-	wsRecv(t, closed, "Close to give up on the silent server")
-	if err := wsRecv(t, recvErr, "Recv to fail"); err == nil || err == io.EOF {
+	recvT(t, closed, "Close to give up on the silent server")
+	if err := recvT(t, recvErr, "Recv to fail"); err == nil || err == io.EOF {
 		t.Fatalf("Recv: %v, want an error", err)
 	}
 }
@@ -369,12 +424,10 @@ func TestDialCloseBoundedWithoutAnswer(t *testing.T) {
 // 1006, 1015, <1000, 1004, 1016-2999, >=5000) and reasons over 123 bytes or
 // not UTF-8, sends nothing, and the connection stays usable.
 func TestDialCloseValidates(t *testing.T) {
-	_, addr := wsStartLoop(t, func(l *Loop, app *Application) {
-		app.HandleWebSocket("/echo", wsEchoRoute(WSOptions{}), WSOptions{})
-	})
-	c := dialT(t, wsURL(addr, "/echo"))
+	echo := startEcho(t)
+	c := dialT(t, echo)
 	bad := []struct {
-		code   StatusCode
+		code   ws13.StatusCode
 		reason string
 	}{
 		{0, ""}, {999, ""}, {1004, ""}, {CloseNoStatus, ""}, {CloseAbnormal, ""}, {1015, ""},
@@ -392,16 +445,16 @@ func TestDialCloseValidates(t *testing.T) {
 	if _, msg, err := c.Recv(); err != nil || string(msg) != "still open" {
 		t.Fatalf("Recv %q, %v", msg, err)
 	}
-	for _, code := range []StatusCode{1000, 1003, 1007, 1014, 3000, 4999} {
-		if err := checkClose(code, strings.Repeat("é", 61)); err != nil {
-			t.Errorf("checkClose(%d) = %v, want nil", code, err)
+	for _, code := range []ws13.StatusCode{1000, 1003, 1007, 1014, 3000, 4999} {
+		if err := ws13.CheckCloseFrame(code, strings.Repeat("é", 61)); err != nil {
+			t.Errorf("CheckCloseFrame(%d) = %v, want nil", code, err)
 		}
 	}
 	if err := c.Close(4000, strings.Repeat("a", 123)); err != nil {
 		t.Fatal(err)
 	}
-	if c.CloseCode != 4000 {
-		t.Fatalf("server echoed %d, want 4000", c.CloseCode)
+	if c.CloseCode() != 4000 {
+		t.Fatalf("server echoed %d, want 4000", c.CloseCode())
 	}
 }
 
@@ -411,7 +464,7 @@ func TestDialCloseValidates(t *testing.T) {
 func TestDialRecvFragmented(t *testing.T) {
 	url, peers := startRawPeer(t)
 	c := dialT(t, url)
-	p := wsRecv(t, peers, "the connection")
+	p := recvT(t, peers, "the connection")
 	var b []byte
 	b = ws13.AppendFrame(b, false, ws.OpText, []byte("one "))
 	b = ws13.AppendFrame(b, false, ws.OpContinuation, []byte("two "))
@@ -431,7 +484,7 @@ func TestDialRecvFragmented(t *testing.T) {
 		t.Fatalf("peer got %+v, %v; want the close", f, err)
 	}
 	p.write(ws13.AppendCloseFrame(nil, CloseNormal, ""))
-	if err := wsRecv(t, closed, "Close"); err != nil {
+	if err := recvT(t, closed, "Close"); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -442,7 +495,7 @@ func TestDialRecvFragmented(t *testing.T) {
 func TestDialRecvProtocolError(t *testing.T) {
 	url, peers := startRawPeer(t)
 	c := dialT(t, url)
-	p := wsRecv(t, peers, "the connection")
+	p := recvT(t, peers, "the connection")
 	p.write([]byte{0x81 | 0x40, 0}) // RSV1 without an extension
 	_, _, err := c.Recv()
 	var ce *ws13.CloseError
@@ -456,5 +509,85 @@ func TestDialRecvProtocolError(t *testing.T) {
 	fs := p.rest()
 	if countCloses(fs) != 1 || fs[0].code != CloseProtocolError {
 		t.Fatalf("peer got %+v, want one 1002 close", fs)
+	}
+}
+
+// answerOnce listens on 127.0.0.1 and answers one request with reply (the
+// Sec-WebSocket-Accept for the client's key is appended when accept).
+func answerOnce(t testing.TB, reply string, accept bool) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		if accept {
+			reply += "Sec-WebSocket-Accept: " + string(ws13.AppendAcceptKey(nil, []byte(req.Header.Get("Sec-WebSocket-Key")))) + "\r\n"
+		}
+		c.Write([]byte(reply + "\r\n"))
+		c.Read(make([]byte, 1))
+	}()
+	return "ws://" + ln.Addr().String() + "/x"
+}
+
+// TestDialSubprotocolTrimmed: the selected subprotocol comes back without
+// the white space around it, as the loop client reports it (both use
+// ws13.CheckResponse).
+func TestDialSubprotocolTrimmed(t *testing.T) {
+	url := answerOnce(t, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Protocol: \t chat \r\n", true)
+	c, err := Dial(url, DialOptions{Subprotocols: []string{"superchat", "chat"}, HandshakeTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.nc.Close()
+	if c.Subprotocol() != "chat" {
+		t.Fatalf("Subprotocol %q, want chat", c.Subprotocol())
+	}
+}
+
+// TestDialNeedsHost: a URL without a host is refused before any dial (it
+// used to dial ":80", the local host's port 80, as the loop client never
+// did).
+func TestDialNeedsHost(t *testing.T) {
+	for _, u := range []string{"ws:///x", "ws://:8080/x", "wss://example.com/", "http://127.0.0.1:1/"} {
+		_, err := Dial(u, DialOptions{})
+		var de *DialError
+		if !errors.Is(err, ws13.ErrURL) || !errors.As(err, &de) || de.URL != u {
+			t.Errorf("Dial(%q) = %v, want a *DialError wrapping ws13.ErrURL", u, err)
+		}
+	}
+}
+
+// TestDialErrorStatus: a server refusing the upgrade gives a *DialError
+// with its status and the ws13 cause.
+func TestDialErrorStatus(t *testing.T) {
+	url := answerOnce(t, "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n", false)
+	_, err := Dial(url, DialOptions{HandshakeTimeout: 5 * time.Second})
+	var de *DialError
+	if !errors.As(err, &de) || de.Status != 403 || !errors.Is(err, ws13.ErrResponseStatus) {
+		t.Fatalf("Dial: %v, want a *DialError with status 403 wrapping ws13.ErrResponseStatus", err)
+	}
+}
+
+// TestDialDefaults: the zero DialOptions get ws13's defaults, the ones
+// loop.ClientOptions and loop.WSOptions use.
+func TestDialDefaults(t *testing.T) {
+	for _, o := range []DialOptions{{}, {HandshakeTimeout: -1, MaxMessageSize: -1, CloseTimeout: -1}} {
+		d := o.withDefaults()
+		if d.HandshakeTimeout != ws13.DefaultHandshakeTimeout || d.MaxMessageSize != ws13.DefaultMaxMessage ||
+			d.CloseTimeout != ws13.DefaultCloseTimeout {
+			t.Errorf("%+v.withDefaults() = %+v", o, d)
+		}
 	}
 }

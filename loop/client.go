@@ -410,8 +410,15 @@ func (hs *clientHandshake) open(c *conn) {
 		c.close()
 		return
 	}
-	c.gc.Write(hs.req)
+	// Through conn.write, so that a request the socket does not take at
+	// once counts in the loop's unsent output (Metrics.UnsentBytes,
+	// MaxUnsentBytes) and is watched until it drains.
+	err := c.write(hs.req)
 	hs.req = nil
+	if err != nil {
+		hs.fail(0, fmt.Errorf("send the upgrade request: %w", err))
+		return
+	}
 	c.l.wheel.set(c, max(hs.remaining(), time.Millisecond))
 }
 

@@ -843,6 +843,55 @@ func TestClientLoopStopClosesWith1001(t *testing.T) {
 	expectNone(t, rec.opens, 50*time.Millisecond, "reconnect after Stop")
 }
 
+// TestClientUpgradeUnsentAccounted (bug 7, client half): an upgrade request
+// the socket does not take at once counts in the loop's unsent output
+// (Metrics.UnsentBytes) until the server reads it, and the count falls back
+// to exactly 0 once it did. The request used to be written around
+// conn.write, so the loop never saw it: UnsentBytes stayed 0 and the
+// connection was not watched.
+func TestClientUpgradeUnsentAccounted(t *testing.T) {
+	const pad = 16 << 20 // far more than loopback socket buffers hold
+	read := make(chan struct{})
+	drained := make(chan int64, 1)
+	addr := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+		<-read // do not read until the test has seen the unsent bytes
+		n, _ := io.CopyN(io.Discard, br, pad)
+		drained <- n
+		time.Sleep(time.Second) // keep the socket open while the test looks
+	})
+	l := clientLoop(t)
+	rec := newClientRec()
+	opts := ClientOptions{Header: http.Header{"X-Pad": {strings.Repeat("a", pad)}}, PingInterval: -1}
+	cl, err := l.DialWebSocket("ws://"+addr+"/", rec.handler(nil), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	waitUnsent := func(what string, ok func(int64) bool) int64 {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			n := l.Metrics().UnsentBytes
+			if ok(n) {
+				return n
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("Metrics.UnsentBytes = %d, want %s", n, what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	n := waitUnsent("> 0 while the server does not read the upgrade request", func(n int64) bool { return n > 0 })
+	if n > pad+1024 {
+		t.Fatalf("UnsentBytes %d, more than the request", n)
+	}
+	close(read)
+	if got := wsRecv(t, drained, "the server to read the request"); got != pad {
+		t.Fatalf("server read %d bytes, want %d", got, pad)
+	}
+	waitUnsent("0 once the server read the request", func(n int64) bool { return n == 0 })
+}
+
 // TestClientOptionsDefaults: the loop client's defaults are ws13's table,
 // the ones WSOptions (server routes) and wsclient.DialOptions use, zero and
 // negative meaning the same in all: the default, except a negative

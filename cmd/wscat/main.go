@@ -21,8 +21,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"net/http"
+	"os"
 	"unicode/utf8"
 
 	"github.com/tornago/tornago/loop/wsclient"

@@ -18,7 +18,7 @@ import (
 
 // wscatBin is the wscat binary the tests run, built once by TestMain.
 // Without -race: a race-instrumented binary takes about a second per run on
-// a loaded machine, and the race detector's view of Conn is in loop's
+// a loaded machine, and the race detector's view of Conn is in wsclient's
 // TestDialConcurrentRecvClose.
 var wscatBin string
 

@@ -3,7 +3,6 @@ package loop_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/tornago/tornago/loop"
@@ -73,54 +72,6 @@ func ExampleApplication_HandleWebSocket() {
 	// welcome, ann
 	// ann said: hi
 	// server saw close: 1000
-}
-
-// ExampleDial uses the blocking client, for scripts and tests: Send, Recv
-// and Close on the caller's goroutine, like Python's create_connection.
-func ExampleDial() {
-	app := loop.NewApplication(loop.AppOptions{})
-	app.HandleWebSocket("/once", func(*loop.Request) loop.WebSocketHandler { return answerOnce{} }, loop.WSOptions{})
-	l := loop.New(loop.Options{})
-	if err := l.Listen("127.0.0.1:0", app); err != nil {
-		panic(err)
-	}
-	go l.Start()
-	<-l.Ready()
-
-	c, err := wsclient.Dial("ws://"+l.Addr().String()+"/once", wsclient.DialOptions{HandshakeTimeout: time.Second})
-	if err != nil {
-		panic(err)
-	}
-	if err := c.Send("ping?"); err != nil {
-		panic(err)
-	}
-	for {
-		typ, msg, err := c.Recv()
-		if err == io.EOF { // the server closed; Recv has answered its close frame
-			fmt.Println("closed by server:", c.CloseCode(), c.CloseReason())
-			break
-		}
-		if err != nil {
-			panic(err)
-		}
-		fmt.Println(typ == wsclient.Text, string(msg))
-	}
-	c.Close(loop.CloseNormal, "") // releases the socket; sends nothing more here
-
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	l.Stop(ctx)
-	// Output:
-	// true pong: ping?
-	// closed by server: 1000 done
-}
-
-// answerOnce replies to the first message and closes.
-type answerOnce struct{ loop.WebSocketBase }
-
-func (answerOnce) OnMessage(w *loop.WebSocket, typ loop.MessageType, data []byte) {
-	w.WriteString("pong: " + string(data))
-	w.Close(loop.CloseNormal, "done")
 }
 
 // ExampleLoop_DialWebSocket connects a loop-driven client (no goroutine per

@@ -179,10 +179,12 @@ type Client struct {
 	path     string
 }
 
+// Goroutine-safe.
 // DialWebSocket starts connecting to a ws:// URL (a query string is kept)
 // and returns at once; h's callbacks report the outcome. It returns an
-// error only for a bad URL or options, or a stopped loop. It may be called
-// before Start (the dial begins once the loop runs). Goroutine-safe.
+// error only for a bad URL or options (checked by ws13.CheckDial, as
+// wsclient.Dial does), or a stopped loop. It may be called before Start
+// (the dial begins once the loop runs).
 //
 // wss:// is not supported: terminate TLS in a proxy.
 func (l *Loop) DialWebSocket(rawURL string, h ClientHandler, opts ClientOptions) (*Client, error) {
@@ -255,29 +257,35 @@ func clientRoute(o ClientOptions) *wsRoute {
 	return r.(*wsRoute)
 }
 
-// URL returns the URL given to DialWebSocket. Goroutine-safe.
+// Goroutine-safe.
+// URL returns the URL given to DialWebSocket.
 func (c *Client) URL() string { return c.url }
 
-// Loop returns the loop the client runs on. Goroutine-safe.
+// Goroutine-safe.
+// Loop returns the loop the client runs on.
 func (c *Client) Loop() *Loop { return c.l }
 
+// Loop-only.
 // Position returns the position a Resume client resumes from: the last
-// positioned message received, or what SetPosition set. Loop-only.
+// positioned message received, or what SetPosition set.
 func (c *Client) Position() Position { return c.pos }
 
+// Loop-only.
 // SetPosition sets the position the next reconnect resumes from, for a
 // position the application learned otherwise (a server's message saying
-// where the history stands before any message came). Loop-only.
+// where the history stands before any message came).
 func (c *Client) SetPosition(p Position) { c.pos = p }
 
+// Loop-only.
 // WebSocket returns the open (or closing) connection, nil while connecting
-// or after the close. Loop-only.
+// or after the close.
 func (c *Client) WebSocket() *WebSocket { return c.ws }
 
+// Goroutine-safe.
 // Close stops reconnecting, abandons an attempt in progress and closes the
 // current connection with 1000 (OnClose follows when the server answers or
-// the close timeout passes). OnError is not called any more. Goroutine-safe;
-// idempotent.
+// ClientOptions.CloseTimeout passes). OnError is not called any more.
+// Idempotent.
 func (c *Client) Close() {
 	if c.closed.Swap(true) {
 		return

@@ -207,22 +207,24 @@ func dial(rawURL string, opts DialOptions) (*Conn, int, error) {
 	return c, 0, nil
 }
 
-// Subprotocol returns the subprotocol the server selected, "" for none.
 // Goroutine-safe.
+// Subprotocol returns the subprotocol the server selected, "" for none.
 func (c *Conn) Subprotocol() string { return c.subprotocol }
 
+// Goroutine-safe.
 // CloseCode returns the code of the server's close frame (1005,
 // ws13.CloseNoStatus, when it had none), 0 while none arrived. It is set
 // before Recv returns io.EOF, and before Close returns when Close read the
-// server's close itself. Goroutine-safe.
+// server's close itself.
 func (c *Conn) CloseCode() ws13.StatusCode {
 	c.cmu.Lock()
 	defer c.cmu.Unlock()
 	return c.closeCode
 }
 
+// Goroutine-safe.
 // CloseReason returns the reason of the server's close frame, "" while
-// none arrived; see CloseCode. Goroutine-safe.
+// none arrived; see CloseCode.
 func (c *Conn) CloseReason() string {
 	c.cmu.Lock()
 	defer c.cmu.Unlock()
@@ -251,12 +253,14 @@ func (c *Conn) fill() error {
 	}
 }
 
-// Send sends a text message. Goroutine-safe. s must be valid UTF-8 (the
-// server closes the connection with 1007 otherwise). After a close frame
-// was sent it returns ErrCloseSent.
+// Goroutine-safe.
+// Send sends a text message; s must be valid UTF-8 (the server closes the
+// connection with 1007 otherwise). After a close frame was sent it returns
+// ErrCloseSent.
 func (c *Conn) Send(s string) error { return c.write(ws.OpText, []byte(s)) }
 
-// SendBinary sends a binary message. Goroutine-safe; see Send.
+// Goroutine-safe.
+// SendBinary sends a binary message; see Send.
 func (c *Conn) SendBinary(b []byte) error { return c.write(ws.OpBinary, b) }
 
 func (c *Conn) write(op ws.OpCode, p []byte) error {
@@ -294,14 +298,15 @@ func (c *Conn) sendClose(code ws13.StatusCode, reason string) error {
 	return err
 }
 
-// Recv returns the next message; the bytes are the caller's.
-// Goroutine-safe; see Conn. Pings are answered. After the server's close
-// frame it echoes it (unless Close sent one already) and returns io.EOF,
-// unwrapped, with CloseCode and CloseReason set; a protocol violation by
-// the server sends the matching close code and returns the
-// *ws13.CloseError (wrapped). Either is returned again by every later
-// call. Messages Close received on Recv's behalf while waiting for the
-// server's close come first. SetDeadline bounds the wait.
+// Goroutine-safe (see Conn).
+// Recv returns the next message; the bytes are the caller's. Pings are
+// answered. After the server's close frame it echoes it (unless Close sent
+// one already) and returns io.EOF, unwrapped, with CloseCode and
+// CloseReason set; a protocol violation by the server sends the matching
+// close code and returns the *ws13.CloseError (wrapped). Either is
+// returned again by every later call. Messages Close received on Recv's
+// behalf while waiting for the server's close come first. SetDeadline
+// bounds the wait.
 func (c *Conn) Recv() (MessageType, []byte, error) {
 	c.rlock <- struct{}{}
 	defer func() { <-c.rlock }()
@@ -392,13 +397,15 @@ func (c *Conn) fail(err error) error {
 	return c.rerr
 }
 
+// Goroutine-safe.
 // SetDeadline sets the read and write deadline of the underlying socket.
-// Goroutine-safe. Close replaces the deadlines with its own.
+// Close replaces the deadlines with its own.
 func (c *Conn) SetDeadline(t time.Time) error { return c.nc.SetDeadline(t) }
 
-// Close starts the closing handshake and closes the socket. Goroutine-safe.
-// It sends a close frame with code and reason (none if Recv already echoed
-// the server's close), waits for the server's close frame and closes the
+// Goroutine-safe.
+// Close starts the closing handshake and closes the socket: it sends a
+// close frame with code and reason (none if Recv already echoed the
+// server's close), waits for the server's close frame and closes the
 // socket, all within DialOptions.CloseTimeout.
 //
 // A Recv running concurrently returns io.EOF once the server's close

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tornago/tornago/loop"
+	"github.com/tornago/tornago/loop/pubsub"
 )
 
 // feed resumes each connection after the position in its ?since=.
@@ -17,12 +18,12 @@ type feed struct {
 }
 
 func (f feed) Open(w *loop.WebSocket) {
-	since, err := loop.ParsePosition(w.Request().GetArgument("since", ""))
+	since, err := pubsub.ParsePosition(w.Request().GetArgument("since", ""))
 	if err != nil {
 		w.Close(loop.ClosePolicy, "bad since")
 		return
 	}
-	if _, err := f.hub.SubscribeSince("news", w, since); errors.Is(err, loop.ErrHistoryGone) {
+	if _, err := f.hub.SubscribeSince("news", w, since); errors.Is(err, pubsub.ErrHistoryGone) {
 		w.WriteString(`{"gone":true}`) // the client should reload
 	}
 }
@@ -33,7 +34,7 @@ func (f feed) Open(w *loop.WebSocket) {
 func ExampleHub_SubscribeSince() {
 	l := loop.New(loop.Options{})
 	hub := loop.NewHub(l, loop.Text, nil) // nil: the hub keeps the history itself
-	if err := hub.KeepHistory("news", loop.HistoryOptions{MaxMessages: 100, MaxAge: time.Hour}); err != nil {
+	if err := hub.KeepHistory("news", pubsub.HistoryOptions{MaxMessages: 100, MaxAge: time.Hour}); err != nil {
 		panic(err)
 	}
 	app := loop.NewApplication(loop.AppOptions{})

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tornago/tornago/loop/pubsub"
 )
 
 // startTestGroup runs a group of n loops on a free loopback port, each
@@ -127,7 +129,7 @@ func (h groupSub) Open(w *WebSocket) {
 // sees the same sequence (MemoryBroker's one order).
 func TestGroupHubExactlyOnce(t *testing.T) {
 	const n, clients, k = 3, 60, 200
-	broker := &MemoryBroker{}
+	broker := &pubsub.MemoryBroker{}
 	hubs := make([]*Hub, n) // filled by setup, in Listen, before Start
 	_, addr := startTestGroup(t, n, func(g *Group, l *Loop, i int) ConnHandler {
 		hub := NewHub(l, Text, broker)

@@ -3,26 +3,11 @@ package loop
 import (
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
-)
 
-// Broker carries publications between hubs: several loops in one process
-// (MemoryBroker), or several machines through a message broker such as
-// NATS. A Hub publishes every message to its broker and fans out only what
-// the broker delivers back, so a message reaches each subscriber once
-// whichever node published it. Implementations must be goroutine-safe and
-// must not block for long in Publish or Subscribe.
-type Broker interface {
-	// Publish sends data to every subscriber of topic, this node's
-	// included. The broker may keep data only until Publish returns.
-	Publish(topic string, data []byte) error
-	// Subscribe arranges for deliver to be called, on any goroutine, with
-	// each message published on topic, until cancel is called. deliver may
-	// keep data.
-	Subscribe(topic string, deliver func(data []byte)) (cancel func(), err error)
-}
+	"github.com/tornago/tornago/loop/pubsub"
+)
 
 // Hub fans messages out to the WebSockets subscribed to a topic (a chat
 // room, a ticker symbol): each message is framed once and the same bytes
@@ -39,7 +24,7 @@ type Broker interface {
 // dropped and counted in Dropped.
 type Hub struct {
 	l      *Loop
-	broker Broker
+	broker pubsub.Broker
 	typ    MessageType
 	topics map[string]*hubTopic
 	// byWS holds each subscriber's topics, so that a close costs
@@ -64,7 +49,7 @@ type hubTopic struct {
 // NewHub returns a hub on l sending messages of type typ (Text or
 // Binary). broker may be nil: topics are then local to this loop.
 // Goroutine-safe.
-func NewHub(l *Loop, typ MessageType, broker Broker) *Hub {
+func NewHub(l *Loop, typ MessageType, broker pubsub.Broker) *Hub {
 	return &Hub{l: l, broker: broker, typ: typ, topics: map[string]*hubTopic{}, byWS: map[*WebSocket][]*hubTopic{},
 		byStream: map[*EventStream][]*hubTopic{}}
 }
@@ -234,7 +219,7 @@ func (h *Hub) fanOut(topic string, data []byte) {
 	}
 	if t.hist != nil && t.hist.local != nil {
 		// A history topic without a broker: the hub orders it.
-		h.fanOutMessage(t, Message{Pos: t.hist.local.Next(), Data: data, Time: time.Now()})
+		h.fanOutMessage(t, pubsub.Message{Pos: t.hist.local.Next(), Data: data, Time: time.Now()})
 		return
 	}
 	h.writeAll(t, PrepareMessage(h.typ, data))
@@ -274,130 +259,4 @@ func (h *Hub) dropIfEmpty(t *hubTopic) {
 	if t.cancel != nil {
 		t.cancel()
 	}
-}
-
-// MemoryBroker is a Broker inside one process: it lets hubs on several
-// loops (a Group's, say) share topics. Publications are delivered in one
-// order, the same for every subscriber, even from concurrent publishers:
-// a topic's messages reach every loop in the same sequence. It is a
-// HistoryBroker: a topic given KeepHistory gets positions and a history
-// shared by every loop (in this process's memory; its epoch is the time
-// KeepHistory first ran, so a restart starts a new one). Goroutine-safe;
-// a deliver function must not call Publish (Hub's only queues the message
-// for its loop).
-type MemoryBroker struct {
-	pub  sync.Mutex // serialises Publish, for one order of delivery
-	mu   sync.Mutex
-	subs map[string]map[*memorySub]struct{}
-	hist map[string]*HistoryBuffer
-	buf  []*memorySub // Publish's scratch, under pub
-}
-
-type memorySub struct {
-	deliver func([]byte)
-	msg     func(Message) // a SubscribeHistory subscriber's, instead of deliver
-}
-
-// Publish implements Broker. Each subscriber gets its own copy of data;
-// on a history topic the subscribers share the one the history keeps.
-func (b *MemoryBroker) Publish(topic string, data []byte) error {
-	b.pub.Lock()
-	defer b.pub.Unlock()
-	b.mu.Lock()
-	subs := b.buf[:0]
-	for s := range b.subs[topic] {
-		subs = append(subs, s)
-	}
-	var m Message
-	hist := b.hist[topic]
-	if hist != nil {
-		m = Message{Pos: hist.Next(), Data: append([]byte(nil), data...), Time: time.Now()}
-		hist.Add(m)
-	}
-	b.mu.Unlock()
-	for i, s := range subs {
-		switch {
-		case s.msg != nil:
-			s.msg(m)
-		case hist != nil:
-			s.deliver(m.Data)
-		default:
-			s.deliver(append([]byte(nil), data...))
-		}
-		subs[i] = nil
-	}
-	b.buf = subs[:0]
-	return nil
-}
-
-// Subscribe implements Broker.
-func (b *MemoryBroker) Subscribe(topic string, deliver func([]byte)) (func(), error) {
-	return b.subscribe(topic, &memorySub{deliver: deliver}), nil
-}
-
-func (b *MemoryBroker) subscribe(topic string, s *memorySub) func() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.subs == nil {
-		b.subs = map[string]map[*memorySub]struct{}{}
-	}
-	if b.subs[topic] == nil {
-		b.subs[topic] = map[*memorySub]struct{}{}
-	}
-	b.subs[topic][s] = struct{}{}
-	return func() {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		delete(b.subs[topic], s)
-		if len(b.subs[topic]) == 0 {
-			delete(b.subs, topic)
-		}
-	}
-}
-
-// KeepHistory implements HistoryBroker. A second call for the topic keeps
-// the first call's options.
-func (b *MemoryBroker) KeepHistory(topic string, o HistoryOptions) error {
-	if !o.keeps() {
-		return fmt.Errorf("loop: memory broker keep history %q: %w: no bound set", topic, ErrNoHistory)
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.hist == nil {
-		b.hist = map[string]*HistoryBuffer{}
-	}
-	if b.hist[topic] == nil {
-		b.hist[topic] = NewHistoryBuffer(o, time.Now().UnixMicro())
-	}
-	return nil
-}
-
-// SubscribeHistory implements HistoryBroker.
-func (b *MemoryBroker) SubscribeHistory(topic string, deliver func(Message)) (Position, func(), error) {
-	// Under pub no message is being ordered: every message after head
-	// reaches the new subscriber, and none before.
-	b.pub.Lock()
-	defer b.pub.Unlock()
-	b.mu.Lock()
-	hist := b.hist[topic]
-	var head Position
-	if hist != nil {
-		head = hist.Head()
-	}
-	b.mu.Unlock()
-	if hist == nil {
-		return Position{}, nil, fmt.Errorf("loop: memory broker subscribe %q: %w", topic, ErrNoHistory)
-	}
-	return head, b.subscribe(topic, &memorySub{msg: deliver}), nil
-}
-
-// History implements HistoryBroker.
-func (b *MemoryBroker) History(topic string, after Position, upTo int64, dst []Message) ([]Message, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	hist := b.hist[topic]
-	if hist == nil {
-		return dst, fmt.Errorf("loop: memory broker history %q: %w", topic, ErrNoHistory)
-	}
-	return hist.After(after, upTo, time.Now(), dst)
 }

@@ -34,9 +34,11 @@ func (f feed) Open(w *loop.WebSocket) {
 func ExampleHub_SubscribeSince() {
 	l := loop.New(loop.Options{})
 	hub := loop.NewHub(l, loop.Text, nil) // nil: the hub keeps the history itself
-	if err := hub.KeepHistory("news", pubsub.HistoryOptions{MaxMessages: 100, MaxAge: time.Hour}); err != nil {
+	hub.KeepHistory("news", pubsub.HistoryOptions{MaxMessages: 100, MaxAge: time.Hour}, func(err error) { // before Start: runs before KeepHistory returns
+		if err != nil {
 		panic(err)
-	}
+		}
+	})
 	app := loop.NewApplication(loop.AppOptions{})
 	app.HandleWebSocket("/news", func(*loop.Request) loop.WebSocketHandler { return feed{hub: hub} }, loop.WSOptions{})
 	if err := l.Listen("127.0.0.1:0", app); err != nil {

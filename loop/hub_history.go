@@ -29,6 +29,14 @@ type topicHistory struct {
 	streams  map[*EventStream]pubsub.Position // SubscribeStream's, with pos's skip rule
 	watchers map[*hubWatcher]struct{}
 	scratch  []pubsub.Message
+	o        pubsub.HistoryOptions // what KeepHistory was given
+}
+
+// pendingKeep is a KeepHistory call waiting for the broker, with the dones
+// of the calls for the same topic and options made meanwhile.
+type pendingKeep struct {
+	o     pubsub.HistoryOptions
+	dones []func(error)
 }
 
 type hubWatcher struct{ fn func(pubsub.Message) }
@@ -39,63 +47,165 @@ type hubWatcher struct{ fn func(pubsub.Message) }
 // Watch serve other transports (SSE, long polling). Without a broker the
 // history is this hub's own, in the loop's memory; with a HistoryBroker
 // (MemoryBroker, natsbroker) the broker keeps it and the positions are the
-// same on every hub sharing it; with another Broker it returns an error
-// wrapping ErrNoHistory. Calling it again for the same topic is a no-op.
+// same on every hub sharing it; with another Broker done gets an error
+// wrapping ErrNoHistory. Calling it again for the topic with the same
+// options is a no-op; with other options done gets an error wrapping
+// pubsub.ErrHistoryOptionsDiffer.
 //
-// Loop-only, or before the loop starts (while setting it up).
-func (h *Hub) KeepHistory(topic string, o pubsub.HistoryOptions) error {
-	if !o.Keeps() {
-		return fmt.Errorf("loop: hub keep history %q: %w: no bound set (MaxMessages, MaxBytes or MaxAge)", topic, pubsub.ErrNoHistory)
+// Loop-only, or before the loop starts (while setting it up). It does not
+// block the loop: the broker's calls (natsbroker's wait for JetStream, up
+// to 10 s) run off it, and done (may be nil) runs on the loop with the
+// result; until then the topic is not a history topic (SubscribeSince,
+// History and Watch return ErrNoHistory). Without a broker the topic keeps
+// history when KeepHistory returns. Before the loop starts the broker's
+// calls are made on the caller's goroutine and done runs before
+// KeepHistory returns, so that the topics are ready for the first client.
+// Off the loop, done gets ErrNotOnLoop (on the loop).
+func (h *Hub) KeepHistory(topic string, o pubsub.HistoryOptions, done func(error)) {
+	if done == nil {
+		done = func(error) {}
 	}
-	t := h.topics[topic]
-	if t != nil && t.hist != nil {
-		return nil
+	fail := func(err error) { h.report(done, fmt.Errorf("loop: hub keep history %q: %w", topic, err)) }
+	switch {
+	case !h.onLoop():
+		fail(ErrNotOnLoop)
+		return
+	case h.closed.Load():
+		fail(ErrHubClosed)
+		return
+	case !o.Keeps():
+		fail(fmt.Errorf("%w: no bound set (MaxMessages, MaxBytes or MaxAge)", pubsub.ErrNoHistory))
+		return
 	}
-	th := &topicHistory{pos: map[*WebSocket]pubsub.Position{}, streams: map[*EventStream]pubsub.Position{}, watchers: map[*hubWatcher]struct{}{}}
-	var cancel func()
+	differ := func(had pubsub.HistoryOptions) {
+		fail(fmt.Errorf("with %+v: %w (%+v)", o, pubsub.ErrHistoryOptionsDiffer, had))
+	}
+	if t := h.topics[topic]; t != nil && t.hist != nil {
+		if t.hist.o != o {
+			differ(t.hist.o)
+			return
+		}
+		h.report(done, nil)
+		return
+	}
+	if pk := h.keeping[topic]; pk != nil {
+		if pk.o != o {
+			differ(pk.o)
+			return
+		}
+		pk.dones = append(pk.dones, done)
+		return
+	}
+	var hb pubsub.HistoryBroker
 	switch b := h.broker.(type) {
 	case nil:
-		th.local = pubsub.NewHistoryBuffer(o, time.Now().UnixMicro())
-		th.last = th.local.Head()
+		local := pubsub.NewHistoryBuffer(o, time.Now().UnixMicro())
+		h.installHistory(topic, o, local, local.Head(), nil)
+		h.report(done, nil)
+		return
 	case pubsub.HistoryBroker:
-		if err := b.KeepHistory(topic, o); err != nil {
-			return fmt.Errorf("loop: hub keep history %q: %w", topic, err)
-		}
-		head, c, err := b.SubscribeHistory(topic, func(m pubsub.Message) { h.deliverMessage(topic, m) })
-		if err != nil {
-			return fmt.Errorf("loop: hub keep history %q: %w", topic, err)
-		}
-		th.last, cancel = head, c
+		hb = b
 	default:
-		return fmt.Errorf("loop: hub keep history %q: %w: the broker (%T) keeps none", topic, pubsub.ErrNoHistory, h.broker)
+		fail(fmt.Errorf("%w: the broker (%T) keeps none", pubsub.ErrNoHistory, h.broker))
+		return
 	}
-	if !h.watching {
-		h.watching = true
-		h.l.onWebSocketClose(h.forget)
+	pk := &pendingKeep{o: o, dones: []func(error){done}}
+	h.keeping[topic] = pk
+	bs := &brokerSub{}
+	work := func() (pubsub.Position, error) {
+		if err := hb.KeepHistory(topic, o); err != nil {
+			return pubsub.Position{}, err
+		}
+		head, cancel, err := hb.SubscribeHistory(topic, func(m pubsub.Message) { h.deliverMessage(topic, bs, m) })
+		bs.cancel = cancel
+		return head, err
 	}
+	if h.l.state.Load() == stateNew {
+		// Setting up: nothing runs on the loop yet, and the caller may
+		// wait (its topics are then ready when the first client comes).
+		head, err := work()
+		h.kept(topic, pk, bs, head, err)
+		return
+	}
+	h.ops.run(func() {
+		head, err := work()
+		h.l.AddCallback(func() { h.kept(topic, pk, bs, head, err) })
+	})
+}
+
+// report gives err to done on the loop (never re-entrantly), or at once
+// while setting up.
+func (h *Hub) report(done func(error), err error) {
+	if h.l.state.Load() == stateNew {
+		done(err)
+		return
+	}
+	h.l.AddCallback(func() { done(err) })
+}
+
+// kept ends a KeepHistory with a HistoryBroker, on the loop: it makes the
+// topic a history topic from head, the broker's position when the hub
+// subscribed, and calls the dones.
+func (h *Hub) kept(topic string, pk *pendingKeep, bs *brokerSub, head pubsub.Position, err error) {
+	if h.keeping[topic] == pk {
+		delete(h.keeping, topic)
+	}
+	switch {
+	case h.closed.Load():
+		err = ErrHubClosed
+	case err == nil:
+		h.installHistory(topic, pk.o, nil, head, bs)
+	}
+	if err != nil {
+		h.cancelSub(bs)
+		err = fmt.Errorf("loop: hub keep history %q: %w", topic, err)
+	}
+	for _, done := range pk.dones {
+		h.l.safeCall(func() { done(err) })
+	}
+}
+
+// installHistory makes topic a history topic, with local as its history
+// (no broker) or bs as its HistoryBroker subscription. Loop-only.
+func (h *Hub) installHistory(topic string, o pubsub.HistoryOptions, local *pubsub.HistoryBuffer, last pubsub.Position, bs *brokerSub) {
+	th := &topicHistory{local: local, last: last, o: o, pos: map[*WebSocket]pubsub.Position{},
+		streams: map[*EventStream]pubsub.Position{}, watchers: map[*hubWatcher]struct{}{}}
+	h.watch()
+	t := h.topics[topic]
 	if t == nil {
 		t = &hubTopic{name: topic, subs: map[*WebSocket]struct{}{}}
 		h.topics[topic] = t
-	} else if t.cancel != nil {
-		t.cancel() // the plain subscription: deliveries now come with positions
+	} else if t.sub != nil {
+		h.cancelSub(t.sub) // the plain subscription: deliveries now come with positions
 	}
-	t.cancel, t.hist = cancel, th
-	return nil
+	t.sub, t.hist = bs, th
+	if bs == nil {
+		return
+	}
+	// Messages the broker delivered between SubscribeHistory and now
+	// reached the loop before t.sub was bs and were ignored: send them
+	// from the broker's history (History does not block: see
+	// pubsub.Broker).
+	msgs, err := h.broker.(pubsub.HistoryBroker).History(topic, last, -1, nil)
+	if err != nil {
+		h.l.log.Warn("hub: history after subscribing", "topic", topic, "err", err)
+	}
+	for _, m := range msgs {
+		h.fanOutMessage(t, m)
+	}
 }
 
-// deliverMessage moves a HistoryBroker delivery onto the loop; it runs on
-// the broker's goroutine.
-func (h *Hub) deliverMessage(topic string, m pubsub.Message) {
-	if err := h.l.addDataCallback(len(m.Data), func() { h.fanOutMessageTopic(topic, m) }); errors.Is(err, ErrLoopBacklog) {
+// deliverMessage moves a delivery of HistoryBroker subscription bs onto
+// the loop; it runs on the broker's goroutine.
+func (h *Hub) deliverMessage(topic string, bs *brokerSub, m pubsub.Message) {
+	if err := h.l.addDataCallback(len(m.Data), func() {
+		if t := h.topics[topic]; t != nil && t.hist != nil && t.sub == bs {
+			h.fanOutMessage(t, m)
+		}
+	}); errors.Is(err, ErrLoopBacklog) {
 		// fanOutMessage fetches what was dropped from the broker's
 		// history when the next message shows the gap.
 		h.dropped.Add(1)
-	}
-}
-
-func (h *Hub) fanOutMessageTopic(topic string, m pubsub.Message) {
-	if t := h.topics[topic]; t != nil && t.hist != nil {
-		h.fanOutMessage(t, m)
 	}
 }
 
@@ -187,6 +297,9 @@ func skips(skip, p pubsub.Position) bool {
 // framed once per loop. The app's own frames to w should not start with a
 // digit, so that a client tells them from positioned ones.
 func (h *Hub) SubscribeSince(topic string, w *WebSocket, since pubsub.Position) (int, error) {
+	if h.closed.Load() {
+		return 0, fmt.Errorf("loop: hub subscribe %q: %w", topic, ErrHubClosed)
+	}
 	if !w.writable() {
 		return 0, fmt.Errorf("loop: hub subscribe %q: %w", topic, ErrWebSocketClosed)
 	}
@@ -300,6 +413,9 @@ func (h *Hub) Head(topic string) (pubsub.Position, error) {
 // read-only; a panic in fn is recovered and logged. Loop-only, and so is
 // cancel.
 func (h *Hub) Watch(topic string, fn func(m pubsub.Message)) (cancel func(), err error) {
+	if h.closed.Load() {
+		return nil, fmt.Errorf("loop: hub watch %q: %w", topic, ErrHubClosed)
+	}
 	t := h.topics[topic]
 	if t == nil || t.hist == nil {
 		return nil, fmt.Errorf("loop: hub watch %q: %w", topic, pubsub.ErrNoHistory)

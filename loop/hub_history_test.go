@@ -52,9 +52,11 @@ func TestHubResumeOneLoop(t *testing.T) {
 	var hub *Hub
 	l, addr := wsStartLoop(t, func(l *Loop, app *Application) {
 		hub = NewHub(l, Text, nil)
-		if err := hub.KeepHistory("t", pubsub.HistoryOptions{MaxMessages: 5}); err != nil {
+		hub.KeepHistory("t", pubsub.HistoryOptions{MaxMessages: 5}, func(err error) { // before Start: runs before KeepHistory returns
+			if err != nil {
 			t.Error(err)
-		}
+			}
+		})
 		app.HandleWebSocket("/h", func(*Request) WebSocketHandler { return historyRoute{hub: hub, topic: "t"} }, WSOptions{})
 	})
 	a := gorillaDial(t, addr, "/h", nil)
@@ -121,7 +123,7 @@ func TestHubWatchAndPublishAt(t *testing.T) {
 	var hub *Hub
 	l, _ := wsStartLoop(t, func(l *Loop, app *Application) {
 		hub = NewHub(l, Text, nil)
-		hub.KeepHistory("clock", pubsub.HistoryOptions{MaxMessages: 10})
+		hub.KeepHistory("clock", pubsub.HistoryOptions{MaxMessages: 10}, nil)
 	})
 	seen := make(chan pubsub.Message, 10)
 	onLoop(l, func() error {
@@ -155,9 +157,11 @@ func TestHubResumeAcrossLoops(t *testing.T) {
 	hubs := make([]*Hub, 2)
 	_, addr := startTestGroup(t, 2, func(g *Group, l *Loop, i int) ConnHandler {
 		hubs[i] = NewHub(l, Text, broker)
-		if err := hubs[i].KeepHistory("s", pubsub.HistoryOptions{MaxMessages: 10000}); err != nil {
+		hubs[i].KeepHistory("s", pubsub.HistoryOptions{MaxMessages: 10000}, func(err error) { // before Start: runs before KeepHistory returns
+			if err != nil {
 			t.Error(err)
-		}
+			}
+		})
 		app := NewApplication(AppOptions{})
 		app.HandleWebSocket("/h", func(*Request) WebSocketHandler { return historyRoute{hub: hubs[i], topic: "s"} }, WSOptions{})
 		return app
@@ -255,7 +259,7 @@ func TestClientResume(t *testing.T) {
 	kick := make(chan *WebSocket, 16)
 	srv, addr := wsStartLoop(t, func(l *Loop, app *Application) {
 		hub = NewHub(l, Text, nil)
-		hub.KeepHistory("t", pubsub.HistoryOptions{MaxMessages: 1000})
+		hub.KeepHistory("t", pubsub.HistoryOptions{MaxMessages: 1000}, nil)
 		app.HandleWebSocket("/h", func(*Request) WebSocketHandler {
 			return kickingHistory{historyRoute{hub: hub, topic: "t"}, kick}
 		}, WSOptions{})
@@ -356,7 +360,7 @@ func TestHubSubscribeStream(t *testing.T) {
 	var hub *Hub
 	l, addr := wsStartLoop(t, func(l *Loop, app *Application) {
 		hub = NewHub(l, Text, nil)
-		hub.KeepHistory("t", pubsub.HistoryOptions{MaxMessages: 3})
+		hub.KeepHistory("t", pubsub.HistoryOptions{MaxMessages: 3}, nil)
 		app.Handle("/sse", Methods{Get: func(r *Request) {
 			es, err := r.EventStream(EventStreamOptions{})
 			if err != nil {
@@ -444,9 +448,11 @@ func BenchmarkHistoryTopicCost(b *testing.B) {
 				}
 				h := NewHub(New(Options{}), Text, broker)
 				for k := 0; k < topics; k++ {
-					if err := h.KeepHistory(fmt.Sprintf("topic.%06d", k), pubsub.HistoryOptions{MaxMessages: 100}); err != nil {
+					h.KeepHistory(fmt.Sprintf("topic.%06d", k), pubsub.HistoryOptions{MaxMessages: 100}, func(err error) { // before Start: runs before KeepHistory returns
+						if err != nil {
 						b.Fatal(err)
-					}
+						}
+					})
 				}
 				runtime.GC()
 				runtime.ReadMemStats(&after)
@@ -468,9 +474,11 @@ func TestHubRefillsDroppedDeliveries(t *testing.T) {
 	var hub *Hub
 	l, addr := startTestLoopWith(t, Options{TimeoutResolution: 10 * time.Millisecond, MaxQueuedBytes: 3000}, func(l *Loop) ConnHandler {
 		hub = NewHub(l, Text, broker)
-		if err := hub.KeepHistory("t", pubsub.HistoryOptions{MaxMessages: 100}); err != nil {
+		hub.KeepHistory("t", pubsub.HistoryOptions{MaxMessages: 100}, func(err error) { // before Start: runs before KeepHistory returns
+			if err != nil {
 			t.Error(err)
-		}
+			}
+		})
 		app := NewApplication(AppOptions{})
 		app.HandleWebSocket("/h", func(*Request) WebSocketHandler { return historyRoute{hub: hub, topic: "t"} }, WSOptions{})
 		return app
@@ -513,7 +521,7 @@ func TestHubResumeAhead(t *testing.T) {
 	var hub *Hub
 	l, addr := wsStartLoop(t, func(l *Loop, app *Application) {
 		hub = NewHub(l, Text, nil)
-		hub.KeepHistory("t", pubsub.HistoryOptions{MaxMessages: 10})
+		hub.KeepHistory("t", pubsub.HistoryOptions{MaxMessages: 10}, nil)
 		app.HandleWebSocket("/h", func(*Request) WebSocketHandler { return historyRoute{hub: hub, topic: "t"} }, WSOptions{})
 		app.Handle("/sse", Methods{Get: func(r *Request) {
 			es, _ := r.EventStream(EventStreamOptions{})

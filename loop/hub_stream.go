@@ -17,6 +17,9 @@ import "fmt"
 // error wraps ErrHistoryGone. It returns how many messages it replayed. A
 // stream that ends is dropped from its topics by itself. Loop-only.
 func (h *Hub) SubscribeStream(topic string, es *EventStream, since pubsub.Position) (int, error) {
+	if h.closed.Load() {
+		return 0, fmt.Errorf("loop: hub subscribe stream %q: %w", topic, ErrHubClosed)
+	}
 	if es.Closed() {
 		return 0, fmt.Errorf("loop: hub subscribe stream %q: %w", topic, ErrStreamClosed)
 	}
@@ -28,9 +31,8 @@ func (h *Hub) SubscribeStream(topic string, es *EventStream, since pubsub.Positi
 	if _, ok := th.streams[es]; ok {
 		return 0, nil
 	}
-	if !h.watchingStreams {
-		h.watchingStreams = true
-		h.l.onEventStreamClose(h.forgetStream)
+	if h.unwatchStreams == nil {
+		h.unwatchStreams = h.l.onEventStreamClose(h.forgetStream)
 	}
 	skip, n, err := h.resume(t, since, func(m pubsub.Message) error { return es.Send(m.Pos.String(), "", m.Data) })
 	var gone error

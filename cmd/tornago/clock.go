@@ -60,7 +60,7 @@ type clockHolder struct {
 func newClock(l *loop.Loop, broker pubsub.Broker, node string, log *slog.Logger) *clock {
 	c := &clock{l: l, log: log, broker: broker, node: node,
 		byID: map[string]*clockHolder{}, hub: loop.NewHub(l, loop.Text, nil)}
-	c.hub.KeepHistory(clockTopic, pubsub.HistoryOptions{MaxMessages: clockHistory}) // no broker: cannot fail
+	c.hub.KeepHistory(clockTopic, pubsub.HistoryOptions{MaxMessages: clockHistory}, nil) // no broker: cannot fail
 	if broker != nil {
 		cancel, err := broker.Subscribe(clockClaimTopic, func(data []byte) {
 			l.AddCallback(func() { c.onClaim(string(data)) })

@@ -284,8 +284,12 @@ func addDemos(l *loop.Loop, i int, app *loop.Application, env *demoEnv) *demoNod
 
 	ch := &chat{hub: loop.NewHub(l, loop.Text, env.broker), members: &env.chatMembers}
 	lp := env.lp.withDefaults()
-	if err := ch.hub.KeepHistory(chatTopic, pubsub.HistoryOptions{MaxMessages: lp.MaxMessages, MaxBytes: lp.MaxBytes}); err != nil {
-		node.err = fmt.Errorf("chat history: %w", err)
+	// Before Start: the broker's calls are made here and done runs before
+	// KeepHistory returns.
+	var kept error
+	ch.hub.KeepHistory(chatTopic, pubsub.HistoryOptions{MaxMessages: lp.MaxMessages, MaxBytes: lp.MaxBytes}, func(err error) { kept = err })
+	if kept != nil {
+		node.err = fmt.Errorf("chat history: %w", kept)
 		return node
 	}
 	// /ws and /clock keep the same-origin default (CheckOrigin nil): the

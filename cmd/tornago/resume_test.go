@@ -287,7 +287,7 @@ func TestClockFillsSkippedSeconds(t *testing.T) {
 	l.AddCallback(func() {
 		// A fresh hub: the clock's own may hold a real tick already.
 		ck.hub = loop.NewHub(l, loop.Text, nil)
-		ck.hub.KeepHistory(clockTopic, pubsub.HistoryOptions{MaxMessages: clockHistory})
+		ck.hub.KeepHistory(clockTopic, pubsub.HistoryOptions{MaxMessages: clockHistory}, nil)
 		now := time.Now().Round(time.Second).Unix()
 		ck.lastSec = now - 4 // as if three ticks were skipped
 		ck.tick()

@@ -34,9 +34,11 @@ func (f feed) Open(w *loop.WebSocket) {
 func ExampleHub_SubscribeSince() {
 	l := loop.New(loop.Options{})
 	hub := loop.NewHub(l, loop.Text, nil) // nil: the hub keeps the history itself
-	hub.KeepHistory("news", pubsub.HistoryOptions{MaxMessages: 100, MaxAge: time.Hour}, func(err error) { // before Start: runs before KeepHistory returns
+	// Before Start, done runs before KeepHistory returns; on the loop it
+	// runs later, once the broker (if any) answered.
+	hub.KeepHistory("news", pubsub.HistoryOptions{MaxMessages: 100, MaxAge: time.Hour}, func(err error) {
 		if err != nil {
-		panic(err)
+			panic(err)
 		}
 	})
 	app := loop.NewApplication(loop.AppOptions{})

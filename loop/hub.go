@@ -48,13 +48,13 @@ type Hub struct {
 	unwatch func() // removes forget from the loop's close observers; nil while not registered
 	// byStream holds each event stream's history topics (SubscribeStream).
 	byStream       map[*EventStream][]*hubTopic
-	unwatchStreams func()                          // removes forgetStream; nil while not registered
-	keeping        map[string]*pendingKeep         // KeepHistory calls waiting for the broker
-	ops            brokerOps                       // broker calls, off the loop, in order
-	closed         atomic.Bool                     // Close ran
-	failed         []*WebSocket                    // fanOut's scratch: subscribers whose write failed
-	frame          []byte                          // SubscribeSince's scratch: one replayed frame
-	dropped        atomic.Int64                    // broker deliveries dropped for the loop's backlog
+	unwatchStreams func()                  // removes forgetStream; nil while not registered
+	keeping        map[string]*pendingKeep // KeepHistory calls waiting for the broker
+	ops            brokerOps               // broker calls, off the loop, in order
+	closed         atomic.Bool             // Close ran
+	failed         []*WebSocket            // fanOut's scratch: subscribers whose write failed
+	frame          []byte                  // SubscribeSince's scratch: one replayed frame
+	dropped        atomic.Int64            // broker deliveries dropped for the loop's backlog
 }
 
 type hubTopic struct {

@@ -52,9 +52,9 @@ func TestHubResumeOneLoop(t *testing.T) {
 	var hub *Hub
 	l, addr := wsStartLoop(t, func(l *Loop, app *Application) {
 		hub = NewHub(l, Text, nil)
-		hub.KeepHistory("t", pubsub.HistoryOptions{MaxMessages: 5}, func(err error) { // before Start: runs before KeepHistory returns
+		hub.KeepHistory("t", pubsub.HistoryOptions{MaxMessages: 5}, func(err error) { // before Start: done runs before KeepHistory returns
 			if err != nil {
-			t.Error(err)
+				t.Error(err)
 			}
 		})
 		app.HandleWebSocket("/h", func(*Request) WebSocketHandler { return historyRoute{hub: hub, topic: "t"} }, WSOptions{})
@@ -157,9 +157,9 @@ func TestHubResumeAcrossLoops(t *testing.T) {
 	hubs := make([]*Hub, 2)
 	_, addr := startTestGroup(t, 2, func(g *Group, l *Loop, i int) ConnHandler {
 		hubs[i] = NewHub(l, Text, broker)
-		hubs[i].KeepHistory("s", pubsub.HistoryOptions{MaxMessages: 10000}, func(err error) { // before Start: runs before KeepHistory returns
+		hubs[i].KeepHistory("s", pubsub.HistoryOptions{MaxMessages: 10000}, func(err error) { // before Start: done runs before KeepHistory returns
 			if err != nil {
-			t.Error(err)
+				t.Error(err)
 			}
 		})
 		app := NewApplication(AppOptions{})
@@ -448,9 +448,9 @@ func BenchmarkHistoryTopicCost(b *testing.B) {
 				}
 				h := NewHub(New(Options{}), Text, broker)
 				for k := 0; k < topics; k++ {
-					h.KeepHistory(fmt.Sprintf("topic.%06d", k), pubsub.HistoryOptions{MaxMessages: 100}, func(err error) { // before Start: runs before KeepHistory returns
+					h.KeepHistory(fmt.Sprintf("topic.%06d", k), pubsub.HistoryOptions{MaxMessages: 100}, func(err error) { // before Start: done runs before KeepHistory returns
 						if err != nil {
-						b.Fatal(err)
+							b.Fatal(err)
 						}
 					})
 				}
@@ -474,9 +474,9 @@ func TestHubRefillsDroppedDeliveries(t *testing.T) {
 	var hub *Hub
 	l, addr := startTestLoopWith(t, Options{TimeoutResolution: 10 * time.Millisecond, MaxQueuedBytes: 3000}, func(l *Loop) ConnHandler {
 		hub = NewHub(l, Text, broker)
-		hub.KeepHistory("t", pubsub.HistoryOptions{MaxMessages: 100}, func(err error) { // before Start: runs before KeepHistory returns
+		hub.KeepHistory("t", pubsub.HistoryOptions{MaxMessages: 100}, func(err error) { // before Start: done runs before KeepHistory returns
 			if err != nil {
-			t.Error(err)
+				t.Error(err)
 			}
 		})
 		app := NewApplication(AppOptions{})

@@ -145,8 +145,9 @@ func (h *Hub) watch() {
 	}
 }
 
+// Loop-only (off the loop: ErrNotOnLoop).
 // Subscribe adds w, a WebSocket of the hub's loop, to topic; subscribing
-// twice is a no-op. Loop-only. A closed or closing w gets
+// twice is a no-op. A closed or closing w gets
 // ErrWebSocketClosed, a closed hub ErrHubClosed. With a broker, the first
 // local subscriber of a topic subscribes the hub to the broker, off the
 // loop: if the broker refuses, the error is logged and the topic's
@@ -427,14 +428,14 @@ func (h *Hub) dropIfEmpty(t *hubTopic) {
 	}
 }
 
+// Loop-only (off the loop: ErrNotOnLoop).
 // Close releases the hub (a room's that is over): it cancels its broker
 // subscriptions (off the loop), drops its subscribers (WebSockets, event
 // streams, watchers; they stay open) and its history topics (without a
 // broker, their history is lost), and removes its close observers from the
 // loop. Then Publish, Subscribe, SubscribeSince, SubscribeStream,
 // KeepHistory and Watch return ErrHubClosed, and deliveries still queued
-// are dropped. Closing twice is a no-op. Loop-only: off the loop it
-// returns ErrNotOnLoop.
+// are dropped. Closing twice is a no-op.
 func (h *Hub) Close() error {
 	if !h.onLoop() {
 		return fmt.Errorf("loop: hub close: %w", ErrNotOnLoop)

@@ -41,6 +41,7 @@ type pendingKeep struct {
 
 type hubWatcher struct{ fn func(pubsub.Message) }
 
+// Loop-only, or before Start (off the loop: done gets ErrNotOnLoop).
 // KeepHistory makes topic keep history within o, from now on, subscribers
 // or not: every message published on it gets a Position, SubscribeSince
 // resumes a WebSocket after the last position it saw, and History and
@@ -52,15 +53,13 @@ type hubWatcher struct{ fn func(pubsub.Message) }
 // options is a no-op; with other options done gets an error wrapping
 // pubsub.ErrHistoryOptionsDiffer.
 //
-// Loop-only, or before the loop starts (while setting it up). It does not
-// block the loop: the broker's calls (natsbroker's wait for JetStream, up
+// It does not block the loop: the broker's calls (natsbroker's wait for JetStream, up
 // to 10 s) run off it, and done (may be nil) runs on the loop with the
 // result; until then the topic is not a history topic (SubscribeSince,
 // History and Watch return ErrNoHistory). Without a broker the topic keeps
 // history when KeepHistory returns. Before the loop starts the broker's
 // calls are made on the caller's goroutine and done runs before
 // KeepHistory returns, so that the topics are ready for the first client.
-// Off the loop, done gets ErrNotOnLoop (on the loop).
 func (h *Hub) KeepHistory(topic string, o pubsub.HistoryOptions, done func(error)) {
 	if done == nil {
 		done = func(error) {}

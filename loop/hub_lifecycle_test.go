@@ -234,3 +234,39 @@ func TestHubCloseOffTheLoop(t *testing.T) {
 		t.Fatalf("Close off the loop: %v, want ErrNotOnLoop", err)
 	}
 }
+
+// TestHubKeepHistoryOptionsRule: the hub applies pubsub's rule for a
+// second KeepHistory, with and without a broker, and before and after
+// Start: the same options are a no-op, other options an error wrapping
+// ErrHistoryOptionsDiffer.
+func TestHubKeepHistoryOptionsRule(t *testing.T) {
+	first, other := pubsub.HistoryOptions{MaxMessages: 10}, pubsub.HistoryOptions{MaxMessages: 20}
+	for _, broker := range []pubsub.Broker{nil, &pubsub.MemoryBroker{}} {
+		var hub *Hub
+		l, _ := wsStartLoop(t, func(l *Loop, app *Application) {
+			hub = NewHub(l, Text, broker)
+			// Before Start: done runs before KeepHistory returns.
+			ran := false
+			hub.KeepHistory("t", first, func(err error) {
+				ran = true
+				if err != nil {
+					t.Error(err)
+				}
+			})
+			if !ran {
+				t.Error("before Start, done did not run before KeepHistory returned")
+			}
+		})
+		keep := func(o pubsub.HistoryOptions) error {
+			done := make(chan error, 1)
+			l.AddCallback(func() { hub.KeepHistory("t", o, func(err error) { done <- err }) })
+			return wsRecv(t, done, "KeepHistory's done")
+		}
+		if err := keep(first); err != nil {
+			t.Fatalf("broker %T: the same options again: %v", broker, err)
+		}
+		if err := keep(other); !errors.Is(err, pubsub.ErrHistoryOptionsDiffer) {
+			t.Fatalf("broker %T: other options: %v, want ErrHistoryOptionsDiffer", broker, err)
+		}
+	}
+}

@@ -28,6 +28,7 @@ type HistoryOptions struct {
 	MaxAge time.Duration
 }
 
+// Goroutine-safe.
 // Keeps reports whether o sets a bound, that is whether a topic given o
 // keeps anything.
 func (o HistoryOptions) Keeps() bool { return o.MaxMessages > 0 || o.MaxBytes > 0 || o.MaxAge > 0 }
@@ -102,25 +103,31 @@ func NewHistoryBuffer(o HistoryOptions, epoch int64) *HistoryBuffer {
 	return &HistoryBuffer{o: o, epoch: epoch}
 }
 
+// Not goroutine-safe (see HistoryBuffer).
 // Head is the position of the newest message ordered, Offset 0 when none
 // was in this epoch.
 func (b *HistoryBuffer) Head() Position { return Position{b.epoch, b.last} }
 
+// Not goroutine-safe (see HistoryBuffer).
 // Len is how many messages are kept.
 func (b *HistoryBuffer) Len() int { return len(b.msgs) - b.head }
 
+// Not goroutine-safe (see HistoryBuffer).
 // Bytes is the kept messages' data bytes.
 func (b *HistoryBuffer) Bytes() int { return b.bytes }
 
+// Not goroutine-safe (see HistoryBuffer).
 // Reset drops every message and starts epoch, whose first offset is 1.
 func (b *HistoryBuffer) Reset(epoch int64) {
 	clear(b.msgs) // let the data go now
 	b.msgs, b.head, b.bytes, b.epoch, b.last = b.msgs[:0], 0, 0, epoch, 0
 }
 
+// Not goroutine-safe (see HistoryBuffer).
 // Next is the position the next message gets with Add.
 func (b *HistoryBuffer) Next() Position { return Position{b.epoch, b.last + 1} }
 
+// Not goroutine-safe (see HistoryBuffer).
 // Add keeps m as the newest message and drops the oldest over the bounds.
 // A message of another epoch resets the buffer to it first; one at or
 // below the head is ignored (false); one past Next drops every kept
@@ -170,6 +177,7 @@ func (b *HistoryBuffer) trim(now time.Time) {
 	}
 }
 
+// Not goroutine-safe (see HistoryBuffer).
 // After appends to dst the kept messages with offsets in (after.Offset,
 // upTo], oldest first (upTo < 0: up to the newest). It returns an error
 // wrapping ErrHistoryGone when after is of another epoch or the messages

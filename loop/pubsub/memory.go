@@ -28,6 +28,7 @@ type memorySub struct {
 	msg     func(Message) // a SubscribeHistory subscriber's, instead of deliver
 }
 
+// Goroutine-safe.
 // Publish implements Broker. Each subscriber gets its own copy of data;
 // on a history topic the subscribers share the one the history keeps.
 func (b *MemoryBroker) Publish(topic string, data []byte) error {
@@ -60,6 +61,7 @@ func (b *MemoryBroker) Publish(topic string, data []byte) error {
 	return nil
 }
 
+// Goroutine-safe.
 // Subscribe implements Broker.
 func (b *MemoryBroker) Subscribe(topic string, deliver func([]byte)) (func(), error) {
 	return b.subscribe(topic, &memorySub{deliver: deliver}), nil
@@ -85,6 +87,7 @@ func (b *MemoryBroker) subscribe(topic string, s *memorySub) func() {
 	}
 }
 
+// Goroutine-safe.
 // KeepHistory implements HistoryBroker. Calling it again for the topic
 // with the same options is a no-op; with other options it returns an
 // error wrapping ErrHistoryOptionsDiffer and the topic keeps the first
@@ -108,6 +111,7 @@ func (b *MemoryBroker) KeepHistory(topic string, o HistoryOptions) error {
 	return nil
 }
 
+// Goroutine-safe.
 // SubscribeHistory implements HistoryBroker.
 func (b *MemoryBroker) SubscribeHistory(topic string, deliver func(Message)) (Position, func(), error) {
 	// Under pub no message is being ordered: every message after head
@@ -127,6 +131,7 @@ func (b *MemoryBroker) SubscribeHistory(topic string, deliver func(Message)) (Po
 	return head, b.subscribe(topic, &memorySub{msg: deliver}), nil
 }
 
+// Goroutine-safe.
 // History implements HistoryBroker.
 func (b *MemoryBroker) History(topic string, after Position, upTo int64, dst []Message) ([]Message, error) {
 	b.mu.Lock()

@@ -17,11 +17,13 @@ type Position struct {
 	Offset int64
 }
 
+// Goroutine-safe.
 // String is the position's text form, "E-N" (epoch, offset; both decimal),
 // used alike as an SSE event id, a WebSocket's ?since= and a long-poll
 // cursor. The zero Position is "".
 func (p Position) String() string { return string(p.Append(nil)) }
 
+// Goroutine-safe.
 // Append appends the position's text form (String) to dst.
 func (p Position) Append(dst []byte) []byte {
 	if p == (Position{}) {
@@ -32,6 +34,7 @@ func (p Position) Append(dst []byte) []byte {
 	return strconv.AppendInt(dst, p.Offset, 10)
 }
 
+// Goroutine-safe.
 // Less reports whether p comes before q: an older epoch (epochs are
 // creation times, so a newer history has a larger one), or the same epoch
 // and a lower offset.

@@ -159,8 +159,13 @@ func (h *Hub) kept(topic string, pk *pendingKeep, bs *brokerSub, head pubsub.Pos
 		h.cancelSub(bs)
 		err = fmt.Errorf("loop: hub keep history %q: %w", topic, err)
 	}
+	setup := h.l.state.Load() == stateNew // the caller's goroutine, before Start
 	for _, done := range pk.dones {
-		h.l.safeCall(func() { done(err) })
+		if setup {
+			done(err)
+		} else {
+			h.l.safeCall(func() { done(err) }) // a panic in one must not skip the others
+		}
 	}
 }
 

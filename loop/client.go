@@ -16,6 +16,7 @@ import (
 	"unsafe"
 
 	"github.com/panjf2000/gnet/v2"
+	"github.com/tornago/tornago/loop/pubsub"
 	"github.com/tornago/tornago/proto/http1"
 	"github.com/tornago/tornago/proto/ws13"
 )
@@ -174,7 +175,7 @@ type Client struct {
 	hs       *clientHandshake // the attempt in progress
 	retry    *Timeout
 	failures int
-	pos      Position // the last position received (Resume)
+	pos      pubsub.Position // the last position received (Resume)
 	query    url.Values
 	path     string
 }
@@ -210,7 +211,7 @@ func (l *Loop) DialWebSocket(rawURL string, h ClientHandler, opts ClientOptions)
 		if cl.path == "" {
 			cl.path = "/"
 		}
-		if p, err := ParsePosition(cl.query.Get("since")); err == nil {
+		if p, err := pubsub.ParsePosition(cl.query.Get("since")); err == nil {
 			cl.pos = p
 		}
 	}
@@ -268,13 +269,13 @@ func (c *Client) Loop() *Loop { return c.l }
 // Loop-only.
 // Position returns the position a Resume client resumes from: the last
 // positioned message received, or what SetPosition set.
-func (c *Client) Position() Position { return c.pos }
+func (c *Client) Position() pubsub.Position { return c.pos }
 
 // Loop-only.
 // SetPosition sets the position the next reconnect resumes from, for a
 // position the application learned otherwise (a server's message saying
 // where the history stands before any message came).
-func (c *Client) SetPosition(p Position) { c.pos = p }
+func (c *Client) SetPosition(p pubsub.Position) { c.pos = p }
 
 // Loop-only.
 // WebSocket returns the open (or closing) connection, nil while connecting
@@ -319,7 +320,7 @@ func (c *Client) connect() {
 	}
 	hs := &clientHandshake{cl: c, start: c.l.now(), key: ws13.NewKey()}
 	uri := c.uri
-	if c.opts.Resume && c.pos != (Position{}) {
+	if c.opts.Resume && c.pos != (pubsub.Position{}) {
 		c.query.Set("since", c.pos.String())
 		uri = c.path + "?" + c.query.Encode()
 	}
@@ -606,17 +607,17 @@ func (l *Loop) dialOne(hs *clientHandshake) {
 
 // framePosition reads the position that starts a positioned frame
 // ("E-N\n" + data, Hub.SubscribeSince).
-func framePosition(data []byte) (Position, bool) {
+func framePosition(data []byte) (pubsub.Position, bool) {
 	if len(data) == 0 || data[0] < '0' || data[0] > '9' {
-		return Position{}, false
+		return pubsub.Position{}, false
 	}
 	i := 0
 	for i < len(data) && i < 42 && data[i] != '\n' {
 		i++
 	}
 	if i == len(data) || data[i] != '\n' {
-		return Position{}, false
+		return pubsub.Position{}, false
 	}
-	p, err := ParsePosition(string(data[:i]))
-	return p, err == nil && p != (Position{})
+	p, err := pubsub.ParsePosition(string(data[:i]))
+	return p, err == nil && p != (pubsub.Position{})
 }

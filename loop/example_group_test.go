@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tornago/tornago/loop"
+	"github.com/tornago/tornago/loop/pubsub"
 	"github.com/tornago/tornago/loop/wsclient"
 )
 
@@ -37,7 +38,7 @@ func (c chatter) OnMessage(w *loop.WebSocket, _ loop.MessageType, data []byte) {
 // share: one loop owns the state, the others reach it with AddCallback.
 func ExampleGroup() {
 	g := loop.NewGroup(2, loop.Options{})
-	broker := &loop.MemoryBroker{}
+	broker := &pubsub.MemoryBroker{}
 	owner := g.Loops()[0]
 	sent := 0
 	// setup runs once per loop, here, before the loops start.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tornago/tornago/loop"
+	"github.com/tornago/tornago/loop/pubsub"
 	"github.com/tornago/tornago/loop/wsclient"
 )
 
@@ -18,12 +19,12 @@ type feed struct {
 }
 
 func (f feed) Open(w *loop.WebSocket) {
-	since, err := loop.ParsePosition(w.Request().GetArgument("since", ""))
+	since, err := pubsub.ParsePosition(w.Request().GetArgument("since", ""))
 	if err != nil {
 		w.Close(loop.ClosePolicy, "bad since")
 		return
 	}
-	if _, err := f.hub.SubscribeSince("news", w, since); errors.Is(err, loop.ErrHistoryGone) {
+	if _, err := f.hub.SubscribeSince("news", w, since); errors.Is(err, pubsub.ErrHistoryGone) {
 		w.WriteString(`{"gone":true}`) // the client should reload
 	}
 }
@@ -34,9 +35,13 @@ func (f feed) Open(w *loop.WebSocket) {
 func ExampleHub_SubscribeSince() {
 	l := loop.New(loop.Options{})
 	hub := loop.NewHub(l, loop.Text, nil) // nil: the hub keeps the history itself
-	if err := hub.KeepHistory("news", loop.HistoryOptions{MaxMessages: 100, MaxAge: time.Hour}); err != nil {
-		panic(err)
-	}
+	// Before Start, done runs before KeepHistory returns; on the loop it
+	// runs later, once the broker (if any) answered.
+	hub.KeepHistory("news", pubsub.HistoryOptions{MaxMessages: 100, MaxAge: time.Hour}, func(err error) {
+		if err != nil {
+			panic(err)
+		}
+	})
 	app := loop.NewApplication(loop.AppOptions{})
 	app.HandleWebSocket("/news", func(*loop.Request) loop.WebSocketHandler { return feed{hub: hub} }, loop.WSOptions{})
 	if err := l.Listen("127.0.0.1:0", app); err != nil {

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tornago/tornago/loop/pubsub"
 	"github.com/tornago/tornago/loop/wsclient"
 )
 
@@ -129,7 +130,7 @@ func (h groupSub) Open(w *WebSocket) {
 // sees the same sequence (MemoryBroker's one order).
 func TestGroupHubExactlyOnce(t *testing.T) {
 	const n, clients, k = 3, 60, 200
-	broker := &MemoryBroker{}
+	broker := &pubsub.MemoryBroker{}
 	hubs := make([]*Hub, n) // filled by setup, in Listen, before Start
 	_, addr := startTestGroup(t, n, func(g *Group, l *Loop, i int) ConnHandler {
 		hub := NewHub(l, Text, broker)

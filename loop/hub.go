@@ -3,26 +3,16 @@ package loop
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tornago/tornago/loop/pubsub"
 )
 
-// Broker carries publications between hubs: several loops in one process
-// (MemoryBroker), or several machines through a message broker such as
-// NATS. A Hub publishes every message to its broker and fans out only what
-// the broker delivers back, so a message reaches each subscriber once
-// whichever node published it. Implementations must be goroutine-safe and
-// must not block for long in Publish or Subscribe.
-type Broker interface {
-	// Publish sends data to every subscriber of topic, this node's
-	// included. The broker may keep data only until Publish returns.
-	Publish(topic string, data []byte) error
-	// Subscribe arranges for deliver to be called, on any goroutine, with
-	// each message published on topic, until cancel is called. deliver may
-	// keep data.
-	Subscribe(topic string, deliver func(data []byte)) (cancel func(), err error)
-}
+// ErrHubClosed is returned by a Hub's methods once Close ran.
+var ErrHubClosed = errors.New("loop: hub closed")
 
 // Hub fans messages out to the WebSockets subscribed to a topic (a chat
 // room, a ticker symbol): each message is framed once and the same bytes
@@ -30,7 +20,17 @@ type Broker interface {
 // all its topics at once (after its OnClose), so OnClose need not
 // unsubscribe; a topic left without subscribers is dropped and its broker
 // subscription cancelled. A slow subscriber is closed by the
-// MaxBufferedBytes rule of its route and never delays the others.
+// MaxBufferedBytes rule of its route and never delays the others. A hub
+// that is no longer needed (a room's) is released with Close.
+//
+// The hub never calls a broker method that may block on the loop (see
+// pubsub.Broker): it subscribes, cancels and keeps history on a goroutine
+// of its own, one call after the other in the order the loop asked for
+// them, and the results come back through the loop's queue. A topic's
+// first subscriber therefore gets messages from the broker once the
+// broker subscription is made; a Publish on the loop to a topic whose
+// broker calls are still under way waits behind them, so that this hub's
+// subscribers get their own messages.
 //
 // Messages that reach the hub from other goroutines (Publish off the loop
 // without a broker, and every broker delivery) wait for the loop in its
@@ -39,59 +39,143 @@ type Broker interface {
 // dropped and counted in Dropped.
 type Hub struct {
 	l      *Loop
-	broker Broker
+	broker pubsub.Broker
 	typ    MessageType
 	topics map[string]*hubTopic
 	// byWS holds each subscriber's topics, so that a close costs
 	// O(its topics), not a scan of every subscriber.
-	byWS     map[*WebSocket][]*hubTopic
-	watching bool // forget is registered as a close observer
+	byWS    map[*WebSocket][]*hubTopic
+	unwatch func() // removes forget from the loop's close observers; nil while not registered
 	// byStream holds each event stream's history topics (SubscribeStream).
-	byStream        map[*EventStream][]*hubTopic
-	watchingStreams bool         // forgetStream is registered
-	failed          []*WebSocket // fanOut's scratch: subscribers whose write failed
-	frame           []byte       // SubscribeSince's scratch: one replayed frame
-	dropped         atomic.Int64 // broker deliveries dropped for the loop's backlog
+	byStream       map[*EventStream][]*hubTopic
+	unwatchStreams func()                  // removes forgetStream; nil while not registered
+	keeping        map[string]*pendingKeep // KeepHistory calls waiting for the broker
+	ops            brokerOps               // broker calls, off the loop, in order
+	closed         atomic.Bool             // Close ran
+	failed         []*WebSocket            // fanOut's scratch: subscribers whose write failed
+	frame          []byte                  // SubscribeSince's scratch: one replayed frame
+	dropped        atomic.Int64            // broker deliveries dropped for the loop's backlog
 }
 
 type hubTopic struct {
-	name   string
-	subs   map[*WebSocket]struct{}
-	cancel func()        // the broker subscription, nil without a broker
-	hist   *topicHistory // nil when the topic keeps no history
+	name string
+	subs map[*WebSocket]struct{}
+	// sub is the topic's broker subscription (plain, or SubscribeHistory's
+	// once the topic keeps history), nil without a broker. Deliveries of
+	// any other subscription (one being replaced or cancelled) are
+	// ignored.
+	sub *brokerSub
+	// inflight counts the broker calls queued for this topic whose result
+	// has not reached the loop yet; a Publish on the loop waits behind
+	// them while it is not 0.
+	inflight int
+	hist     *topicHistory // nil when the topic keeps no history
+}
+
+// brokerSub is one broker subscription of a hub. cancel is written and
+// read only by the hub's broker goroutine (brokerOps), in order.
+type brokerSub struct{ cancel func() }
+
+// brokerOps runs a hub's broker calls off the loop, one at a time in the
+// order they were queued, on a goroutine that lives while there is work:
+// a broker may block (nats.go's Subscribe takes the connection's lock,
+// which a stalled publish holds), and the order keeps a topic's subscribe
+// before its cancel.
+type brokerOps struct {
+	mu      sync.Mutex
+	queue   []func()
+	running bool
+	log     *slog.Logger
+}
+
+// run queues op. Goroutine-safe.
+func (q *brokerOps) run(op func()) {
+	q.mu.Lock()
+	q.queue = append(q.queue, op)
+	start := !q.running
+	q.running = true
+	q.mu.Unlock()
+	if start {
+		go q.drain()
+	}
+}
+
+func (q *brokerOps) drain() {
+	for {
+		q.mu.Lock()
+		if len(q.queue) == 0 {
+			q.queue, q.running = nil, false
+			q.mu.Unlock()
+			return
+		}
+		op := q.queue[0]
+		q.queue[0] = nil
+		q.queue = q.queue[1:]
+		q.mu.Unlock()
+		q.call(op)
+	}
+}
+
+// call runs op; a panicking broker is logged, not fatal to the process.
+func (q *brokerOps) call(op func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			q.log.Error("hub: broker call panicked", "panic", r)
+		}
+	}()
+	op()
 }
 
 // NewHub returns a hub on l sending messages of type typ (Text or
 // Binary). broker may be nil: topics are then local to this loop.
 // Goroutine-safe.
-func NewHub(l *Loop, typ MessageType, broker Broker) *Hub {
+func NewHub(l *Loop, typ MessageType, broker pubsub.Broker) *Hub {
 	return &Hub{l: l, broker: broker, typ: typ, topics: map[string]*hubTopic{}, byWS: map[*WebSocket][]*hubTopic{},
-		byStream: map[*EventStream][]*hubTopic{}}
+		byStream: map[*EventStream][]*hubTopic{}, keeping: map[string]*pendingKeep{}, ops: brokerOps{log: l.log}}
 }
 
+// onLoop reports whether the caller may use the hub's loop-only state: on
+// the loop, or before the loop started (while setting it up).
+func (h *Hub) onLoop() bool { return h.l.InLoop() || h.l.state.Load() == stateNew }
+
+// watch registers forget as a close observer once.
+func (h *Hub) watch() {
+	if h.unwatch == nil {
+		h.unwatch = h.l.onWebSocketClose(h.forget)
+	}
+}
+
+// Loop-only (off the loop: ErrNotOnLoop).
 // Subscribe adds w, a WebSocket of the hub's loop, to topic; subscribing
-// twice is a no-op. A closed or closing w gets ErrWebSocketClosed.
-// Loop-only. With a broker, the first local subscriber of a topic
-// subscribes the hub to the broker.
+// twice is a no-op. A closed or closing w gets
+// ErrWebSocketClosed, a closed hub ErrHubClosed. With a broker, the first
+// local subscriber of a topic subscribes the hub to the broker, off the
+// loop: if the broker refuses, the error is logged and the topic's
+// subscribers are closed with CloseInternalError (their clients reconnect
+// and subscribe again).
 func (h *Hub) Subscribe(topic string, w *WebSocket) error {
-	if !w.writable() {
+	switch {
+	case !h.onLoop():
+		return fmt.Errorf("loop: hub subscribe %q: %w", topic, ErrNotOnLoop)
+	case h.closed.Load():
+		return fmt.Errorf("loop: hub subscribe %q: %w", topic, ErrHubClosed)
+	case !w.writable():
 		return fmt.Errorf("loop: hub subscribe %q: %w", topic, ErrWebSocketClosed)
 	}
-	if !h.watching {
-		h.watching = true
-		h.l.onWebSocketClose(h.forget)
-	}
+	h.watch()
 	t := h.topics[topic]
 	if t == nil {
 		t = &hubTopic{name: topic, subs: map[*WebSocket]struct{}{}}
-		if h.broker != nil {
-			cancel, err := h.broker.Subscribe(topic, func(data []byte) { h.deliver(topic, data) })
-			if err != nil {
-				return fmt.Errorf("loop: hub subscribe %q: %w", topic, err)
-			}
-			t.cancel = cancel
-		}
 		h.topics[topic] = t
+		if b := h.broker; b != nil {
+			bs := &brokerSub{}
+			t.sub = bs
+			h.queueTopic(t, func() error {
+				cancel, err := b.Subscribe(topic, func(data []byte) { h.deliver(topic, bs, data) })
+				bs.cancel = cancel
+				return err
+			}, func(err error) { h.subscribeFailed(t, bs, err) })
+		}
 	}
 	if t.has(w) {
 		return nil
@@ -99,6 +183,48 @@ func (h *Hub) Subscribe(topic string, w *WebSocket) error {
 	t.subs[w] = struct{}{}
 	h.byWS[w] = append(h.byWS[w], t)
 	return nil
+}
+
+// queueTopic runs work off the loop (after every broker call queued
+// before), then after with its result on the loop. Loop-only.
+func (h *Hub) queueTopic(t *hubTopic, work func() error, after func(error)) {
+	t.inflight++
+	h.ops.run(func() {
+		err := work()
+		h.l.AddCallback(func() {
+			t.inflight--
+			if after != nil {
+				after(err)
+			}
+		})
+	})
+}
+
+// cancelSub cancels bs off the loop, after the call that made it.
+func (h *Hub) cancelSub(bs *brokerSub) {
+	h.ops.run(func() {
+		if bs.cancel != nil {
+			bs.cancel()
+			bs.cancel = nil
+		}
+	})
+}
+
+// subscribeFailed handles a broker Subscribe's result on the loop: on an
+// error it drops the topic, and closes its subscribers, which would
+// otherwise wait for messages that never come.
+func (h *Hub) subscribeFailed(t *hubTopic, bs *brokerSub, err error) {
+	if err == nil || h.topics[t.name] != t || t.sub != bs {
+		return
+	}
+	h.l.log.Error("hub: broker subscribe failed: closing the topic's subscribers", "topic", t.name, "err", err)
+	delete(h.topics, t.name)
+	t.sub = nil
+	for w := range t.subs {
+		t.remove(w)
+		h.dropFromWS(w, t)
+		w.Close(CloseInternalError, "broker unavailable")
+	}
 }
 
 // has reports whether w is subscribed to t, with positions or without.
@@ -121,10 +247,14 @@ func (t *hubTopic) remove(w *WebSocket) {
 	}
 }
 
-// deliver moves a broker delivery onto the loop; it runs on the broker's
-// goroutine (or the publisher's, for MemoryBroker).
-func (h *Hub) deliver(topic string, data []byte) {
-	if err := h.l.addDataCallback(len(data), func() { h.fanOut(topic, data) }); errors.Is(err, ErrLoopBacklog) {
+// deliver moves a delivery of broker subscription bs onto the loop; it
+// runs on the broker's goroutine (or the publisher's, for MemoryBroker).
+func (h *Hub) deliver(topic string, bs *brokerSub, data []byte) {
+	if err := h.l.addDataCallback(len(data), func() {
+		if t := h.topics[topic]; t != nil && t.sub == bs {
+			h.fanOut(topic, data)
+		}
+	}); errors.Is(err, ErrLoopBacklog) {
 		h.dropped.Add(1)
 	}
 }
@@ -144,6 +274,12 @@ func (h *Hub) Unsubscribe(topic string, w *WebSocket) {
 		return
 	}
 	t.remove(w)
+	h.dropFromWS(w, t)
+	h.dropIfEmpty(t)
+}
+
+// dropFromWS removes t from w's topics.
+func (h *Hub) dropFromWS(w *WebSocket, t *hubTopic) {
 	ts := h.byWS[w]
 	for i, x := range ts {
 		if x == t {
@@ -158,7 +294,6 @@ func (h *Hub) Unsubscribe(topic string, w *WebSocket) {
 	} else {
 		h.byWS[w] = ts
 	}
-	h.dropIfEmpty(t)
 }
 
 // forget removes w from all its topics: it closed, or a write to it
@@ -197,9 +332,11 @@ func (h *Hub) Subscribers(topic string) int {
 }
 
 // Publish sends data to every subscriber of topic. Goroutine-safe; data
-// may be reused once Publish returns. With a broker it returns the
-// broker's error (natsbroker's ErrBacklog when its queue is full,
-// ErrUnavailable while NATS is down).
+// may be reused once Publish returns. After Close it returns ErrHubClosed.
+// With a broker it returns the broker's error (natsbroker's ErrBacklog
+// when its queue is full, ErrUnavailable while NATS is down); on the loop,
+// to a topic whose broker subscription is still being made, it copies
+// data and publishes it after that call (a broker error is then logged).
 // Without one, a call on the loop writes to the subscribers before it
 // returns, and a call from another goroutine copies data for the loop or
 // returns ErrLoopBacklog (see Options.MaxQueuedBytes).
@@ -207,8 +344,22 @@ func (h *Hub) Subscribers(topic string) int {
 // On a topic that keeps history without a broker, the message gets the
 // topic's next position when it reaches the loop.
 func (h *Hub) Publish(topic string, data []byte) error {
-	if h.broker != nil {
-		if err := h.broker.Publish(topic, data); err != nil {
+	if h.closed.Load() {
+		return fmt.Errorf("loop: hub publish %q: %w", topic, ErrHubClosed)
+	}
+	if b := h.broker; b != nil {
+		if h.l.InLoop() {
+			if t := h.topics[topic]; t != nil && t.inflight > 0 {
+				cp := append([]byte(nil), data...)
+				h.queueTopic(t, func() error { return b.Publish(topic, cp) }, func(err error) {
+					if err != nil {
+						h.l.log.Warn("hub: publish after the broker subscription failed", "topic", topic, "err", err)
+					}
+				})
+				return nil
+			}
+		}
+		if err := b.Publish(topic, data); err != nil {
 			return fmt.Errorf("loop: hub publish %q: %w", topic, err)
 		}
 		return nil
@@ -234,7 +385,7 @@ func (h *Hub) fanOut(topic string, data []byte) {
 	}
 	if t.hist != nil && t.hist.local != nil {
 		// A history topic without a broker: the hub orders it.
-		h.fanOutMessage(t, Message{Pos: t.hist.local.Next(), Data: data, Time: time.Now()})
+		h.fanOutMessage(t, pubsub.Message{Pos: t.hist.local.Next(), Data: data, Time: time.Now()})
 		return
 	}
 	h.writeAll(t, PrepareMessage(h.typ, data))
@@ -271,133 +422,49 @@ func (h *Hub) dropIfEmpty(t *hubTopic) {
 		return
 	}
 	delete(h.topics, t.name)
-	if t.cancel != nil {
-		t.cancel()
+	if t.sub != nil {
+		h.cancelSub(t.sub)
+		t.sub = nil
 	}
 }
 
-// MemoryBroker is a Broker inside one process: it lets hubs on several
-// loops (a Group's, say) share topics. Publications are delivered in one
-// order, the same for every subscriber, even from concurrent publishers:
-// a topic's messages reach every loop in the same sequence. It is a
-// HistoryBroker: a topic given KeepHistory gets positions and a history
-// shared by every loop (in this process's memory; its epoch is the time
-// KeepHistory first ran, so a restart starts a new one). Goroutine-safe;
-// a deliver function must not call Publish (Hub's only queues the message
-// for its loop).
-type MemoryBroker struct {
-	pub  sync.Mutex // serialises Publish, for one order of delivery
-	mu   sync.Mutex
-	subs map[string]map[*memorySub]struct{}
-	hist map[string]*HistoryBuffer
-	buf  []*memorySub // Publish's scratch, under pub
-}
-
-type memorySub struct {
-	deliver func([]byte)
-	msg     func(Message) // a SubscribeHistory subscriber's, instead of deliver
-}
-
-// Publish implements Broker. Each subscriber gets its own copy of data;
-// on a history topic the subscribers share the one the history keeps.
-func (b *MemoryBroker) Publish(topic string, data []byte) error {
-	b.pub.Lock()
-	defer b.pub.Unlock()
-	b.mu.Lock()
-	subs := b.buf[:0]
-	for s := range b.subs[topic] {
-		subs = append(subs, s)
+// Loop-only (off the loop: ErrNotOnLoop).
+// Close releases the hub (a room's that is over): it cancels its broker
+// subscriptions (off the loop), drops its subscribers (WebSockets, event
+// streams, watchers; they stay open) and its history topics (without a
+// broker, their history is lost), and removes its close observers from the
+// loop. Then Publish, Subscribe, SubscribeSince, SubscribeStream,
+// KeepHistory and Watch return ErrHubClosed, and deliveries still queued
+// are dropped. Closing twice is a no-op.
+func (h *Hub) Close() error {
+	if !h.onLoop() {
+		return fmt.Errorf("loop: hub close: %w", ErrNotOnLoop)
 	}
-	var m Message
-	hist := b.hist[topic]
-	if hist != nil {
-		m = Message{Pos: hist.Next(), Data: append([]byte(nil), data...), Time: time.Now()}
-		hist.Add(m)
+	if h.closed.Swap(true) {
+		return nil
 	}
-	b.mu.Unlock()
-	for i, s := range subs {
-		switch {
-		case s.msg != nil:
-			s.msg(m)
-		case hist != nil:
-			s.deliver(m.Data)
-		default:
-			s.deliver(append([]byte(nil), data...))
+	for _, t := range h.topics {
+		if t.sub != nil {
+			h.cancelSub(t.sub)
+			t.sub = nil
 		}
-		subs[i] = nil
-	}
-	b.buf = subs[:0]
-	return nil
-}
-
-// Subscribe implements Broker.
-func (b *MemoryBroker) Subscribe(topic string, deliver func([]byte)) (func(), error) {
-	return b.subscribe(topic, &memorySub{deliver: deliver}), nil
-}
-
-func (b *MemoryBroker) subscribe(topic string, s *memorySub) func() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.subs == nil {
-		b.subs = map[string]map[*memorySub]struct{}{}
-	}
-	if b.subs[topic] == nil {
-		b.subs[topic] = map[*memorySub]struct{}{}
-	}
-	b.subs[topic][s] = struct{}{}
-	return func() {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		delete(b.subs[topic], s)
-		if len(b.subs[topic]) == 0 {
-			delete(b.subs, topic)
+		if t.hist != nil {
+			clear(t.hist.pos)
+			clear(t.hist.streams)
+			clear(t.hist.watchers)
 		}
+		clear(t.subs)
 	}
-}
-
-// KeepHistory implements HistoryBroker. A second call for the topic keeps
-// the first call's options.
-func (b *MemoryBroker) KeepHistory(topic string, o HistoryOptions) error {
-	if !o.keeps() {
-		return fmt.Errorf("loop: memory broker keep history %q: %w: no bound set", topic, ErrNoHistory)
+	clear(h.topics)
+	clear(h.byWS)
+	clear(h.byStream)
+	if h.unwatch != nil {
+		h.unwatch()
+		h.unwatch = nil
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.hist == nil {
-		b.hist = map[string]*HistoryBuffer{}
-	}
-	if b.hist[topic] == nil {
-		b.hist[topic] = NewHistoryBuffer(o, time.Now().UnixMicro())
+	if h.unwatchStreams != nil {
+		h.unwatchStreams()
+		h.unwatchStreams = nil
 	}
 	return nil
-}
-
-// SubscribeHistory implements HistoryBroker.
-func (b *MemoryBroker) SubscribeHistory(topic string, deliver func(Message)) (Position, func(), error) {
-	// Under pub no message is being ordered: every message after head
-	// reaches the new subscriber, and none before.
-	b.pub.Lock()
-	defer b.pub.Unlock()
-	b.mu.Lock()
-	hist := b.hist[topic]
-	var head Position
-	if hist != nil {
-		head = hist.Head()
-	}
-	b.mu.Unlock()
-	if hist == nil {
-		return Position{}, nil, fmt.Errorf("loop: memory broker subscribe %q: %w", topic, ErrNoHistory)
-	}
-	return head, b.subscribe(topic, &memorySub{msg: deliver}), nil
-}
-
-// History implements HistoryBroker.
-func (b *MemoryBroker) History(topic string, after Position, upTo int64, dst []Message) ([]Message, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	hist := b.hist[topic]
-	if hist == nil {
-		return dst, fmt.Errorf("loop: memory broker history %q: %w", topic, ErrNoHistory)
-	}
-	return hist.After(after, upTo, time.Now(), dst)
 }

@@ -10,104 +10,219 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/tornago/tornago/loop/pubsub"
 )
 
 // topicHistory is a history topic's state on one hub. Loop-only.
 type topicHistory struct {
 	// local is the history itself when the hub has no broker; with a
 	// HistoryBroker the broker keeps it and local is nil.
-	local *HistoryBuffer
+	local *pubsub.HistoryBuffer
 	// last is the newest message fanned out on this loop (or the head the
 	// broker reported at subscription): a resume replays up to it and the
 	// rest arrives live.
-	last Position
+	last pubsub.Position
 	// pos holds the subscribers that get positioned frames, each with the
 	// position it already had when it resumed ahead of this loop (a client
 	// that saw more on another node); messages up to it are skipped.
-	pos      map[*WebSocket]Position
-	streams  map[*EventStream]Position // SubscribeStream's, with pos's skip rule
+	pos      map[*WebSocket]pubsub.Position
+	streams  map[*EventStream]pubsub.Position // SubscribeStream's, with pos's skip rule
 	watchers map[*hubWatcher]struct{}
-	scratch  []Message
+	scratch  []pubsub.Message
+	o        pubsub.HistoryOptions // what KeepHistory was given
 }
 
-type hubWatcher struct{ fn func(Message) }
+// pendingKeep is a KeepHistory call waiting for the broker, with the dones
+// of the calls for the same topic and options made meanwhile.
+type pendingKeep struct {
+	o     pubsub.HistoryOptions
+	dones []func(error)
+}
 
+type hubWatcher struct{ fn func(pubsub.Message) }
+
+// Loop-only, or before Start (off the loop: done gets ErrNotOnLoop).
 // KeepHistory makes topic keep history within o, from now on, subscribers
 // or not: every message published on it gets a Position, SubscribeSince
 // resumes a WebSocket after the last position it saw, and History and
 // Watch serve other transports (SSE, long polling). Without a broker the
 // history is this hub's own, in the loop's memory; with a HistoryBroker
 // (MemoryBroker, natsbroker) the broker keeps it and the positions are the
-// same on every hub sharing it; with another Broker it returns an error
-// wrapping ErrNoHistory. Calling it again for the same topic is a no-op.
+// same on every hub sharing it; with another Broker done gets an error
+// wrapping ErrNoHistory. Calling it again for the topic with the same
+// options is a no-op; with other options done gets an error wrapping
+// pubsub.ErrHistoryOptionsDiffer.
 //
-// Loop-only, or before the loop starts (while setting it up).
-func (h *Hub) KeepHistory(topic string, o HistoryOptions) error {
-	if !o.keeps() {
-		return fmt.Errorf("loop: hub keep history %q: %w: no bound set (MaxMessages, MaxBytes or MaxAge)", topic, ErrNoHistory)
+// It does not block the loop: the broker's calls (natsbroker's wait for JetStream, up
+// to 10 s) run off it, and done (may be nil) runs on the loop with the
+// result; until then the topic is not a history topic (SubscribeSince,
+// History and Watch return ErrNoHistory). Without a broker the topic keeps
+// history when KeepHistory returns. Before the loop starts the broker's
+// calls are made on the caller's goroutine and done runs before
+// KeepHistory returns, so that the topics are ready for the first client.
+func (h *Hub) KeepHistory(topic string, o pubsub.HistoryOptions, done func(error)) {
+	if done == nil {
+		done = func(error) {}
 	}
-	t := h.topics[topic]
-	if t != nil && t.hist != nil {
-		return nil
+	fail := func(err error) { h.report(done, fmt.Errorf("loop: hub keep history %q: %w", topic, err)) }
+	switch {
+	case !h.onLoop():
+		fail(ErrNotOnLoop)
+		return
+	case h.closed.Load():
+		fail(ErrHubClosed)
+		return
+	case !o.Keeps():
+		fail(fmt.Errorf("%w: no bound set (MaxMessages, MaxBytes or MaxAge)", pubsub.ErrNoHistory))
+		return
 	}
-	th := &topicHistory{pos: map[*WebSocket]Position{}, streams: map[*EventStream]Position{}, watchers: map[*hubWatcher]struct{}{}}
-	var cancel func()
+	differ := func(had pubsub.HistoryOptions) {
+		fail(fmt.Errorf("with %+v: %w (%+v)", o, pubsub.ErrHistoryOptionsDiffer, had))
+	}
+	if t := h.topics[topic]; t != nil && t.hist != nil {
+		if t.hist.o != o {
+			differ(t.hist.o)
+			return
+		}
+		h.report(done, nil)
+		return
+	}
+	if pk := h.keeping[topic]; pk != nil {
+		if pk.o != o {
+			differ(pk.o)
+			return
+		}
+		pk.dones = append(pk.dones, done)
+		return
+	}
+	var hb pubsub.HistoryBroker
 	switch b := h.broker.(type) {
 	case nil:
-		th.local = NewHistoryBuffer(o, time.Now().UnixMicro())
-		th.last = th.local.Head()
-	case HistoryBroker:
-		if err := b.KeepHistory(topic, o); err != nil {
-			return fmt.Errorf("loop: hub keep history %q: %w", topic, err)
-		}
-		head, c, err := b.SubscribeHistory(topic, func(m Message) { h.deliverMessage(topic, m) })
-		if err != nil {
-			return fmt.Errorf("loop: hub keep history %q: %w", topic, err)
-		}
-		th.last, cancel = head, c
+		local := pubsub.NewHistoryBuffer(o, time.Now().UnixMicro())
+		h.installHistory(topic, o, local, local.Head(), nil)
+		h.report(done, nil)
+		return
+	case pubsub.HistoryBroker:
+		hb = b
 	default:
-		return fmt.Errorf("loop: hub keep history %q: %w: the broker (%T) keeps none", topic, ErrNoHistory, h.broker)
+		fail(fmt.Errorf("%w: the broker (%T) keeps none", pubsub.ErrNoHistory, h.broker))
+		return
 	}
-	if !h.watching {
-		h.watching = true
-		h.l.onWebSocketClose(h.forget)
+	pk := &pendingKeep{o: o, dones: []func(error){done}}
+	h.keeping[topic] = pk
+	bs := &brokerSub{}
+	work := func() (pubsub.Position, error) {
+		if err := hb.KeepHistory(topic, o); err != nil {
+			return pubsub.Position{}, err
+		}
+		head, cancel, err := hb.SubscribeHistory(topic, func(m pubsub.Message) { h.deliverMessage(topic, bs, m) })
+		bs.cancel = cancel
+		return head, err
 	}
+	if h.l.state.Load() == stateNew {
+		// Setting up: nothing runs on the loop yet, and the caller may
+		// wait (its topics are then ready when the first client comes).
+		head, err := work()
+		h.kept(topic, pk, bs, head, err)
+		return
+	}
+	h.ops.run(func() {
+		head, err := work()
+		h.l.AddCallback(func() { h.kept(topic, pk, bs, head, err) })
+	})
+}
+
+// report gives err to done on the loop (never re-entrantly), or at once
+// while setting up.
+func (h *Hub) report(done func(error), err error) {
+	if h.l.state.Load() == stateNew {
+		done(err)
+		return
+	}
+	h.l.AddCallback(func() { done(err) })
+}
+
+// kept ends a KeepHistory with a HistoryBroker, on the loop: it makes the
+// topic a history topic from head, the broker's position when the hub
+// subscribed, and calls the dones.
+func (h *Hub) kept(topic string, pk *pendingKeep, bs *brokerSub, head pubsub.Position, err error) {
+	if h.keeping[topic] == pk {
+		delete(h.keeping, topic)
+	}
+	switch {
+	case h.closed.Load():
+		err = ErrHubClosed
+	case err == nil:
+		h.installHistory(topic, pk.o, nil, head, bs)
+	}
+	if err != nil {
+		h.cancelSub(bs)
+		err = fmt.Errorf("loop: hub keep history %q: %w", topic, err)
+	}
+	setup := h.l.state.Load() == stateNew // the caller's goroutine, before Start
+	for _, done := range pk.dones {
+		if setup {
+			done(err)
+		} else {
+			h.l.safeCall(func() { done(err) }) // a panic in one must not skip the others
+		}
+	}
+}
+
+// installHistory makes topic a history topic, with local as its history
+// (no broker) or bs as its HistoryBroker subscription. Loop-only.
+func (h *Hub) installHistory(topic string, o pubsub.HistoryOptions, local *pubsub.HistoryBuffer, last pubsub.Position, bs *brokerSub) {
+	th := &topicHistory{local: local, last: last, o: o, pos: map[*WebSocket]pubsub.Position{},
+		streams: map[*EventStream]pubsub.Position{}, watchers: map[*hubWatcher]struct{}{}}
+	h.watch()
+	t := h.topics[topic]
 	if t == nil {
 		t = &hubTopic{name: topic, subs: map[*WebSocket]struct{}{}}
 		h.topics[topic] = t
-	} else if t.cancel != nil {
-		t.cancel() // the plain subscription: deliveries now come with positions
+	} else if t.sub != nil {
+		h.cancelSub(t.sub) // the plain subscription: deliveries now come with positions
 	}
-	t.cancel, t.hist = cancel, th
-	return nil
+	t.sub, t.hist = bs, th
+	if bs == nil {
+		return
+	}
+	// Messages the broker delivered between SubscribeHistory and now
+	// reached the loop before t.sub was bs and were ignored: send them
+	// from the broker's history (History does not block: see
+	// pubsub.Broker).
+	msgs, err := h.broker.(pubsub.HistoryBroker).History(topic, last, -1, nil)
+	if err != nil {
+		h.l.log.Warn("hub: history after subscribing", "topic", topic, "err", err)
+	}
+	for _, m := range msgs {
+		h.fanOutMessage(t, m)
+	}
 }
 
-// deliverMessage moves a HistoryBroker delivery onto the loop; it runs on
-// the broker's goroutine.
-func (h *Hub) deliverMessage(topic string, m Message) {
-	if err := h.l.addDataCallback(len(m.Data), func() { h.fanOutMessageTopic(topic, m) }); errors.Is(err, ErrLoopBacklog) {
+// deliverMessage moves a delivery of HistoryBroker subscription bs onto
+// the loop; it runs on the broker's goroutine.
+func (h *Hub) deliverMessage(topic string, bs *brokerSub, m pubsub.Message) {
+	if err := h.l.addDataCallback(len(m.Data), func() {
+		if t := h.topics[topic]; t != nil && t.hist != nil && t.sub == bs {
+			h.fanOutMessage(t, m)
+		}
+	}); errors.Is(err, ErrLoopBacklog) {
 		// fanOutMessage fetches what was dropped from the broker's
 		// history when the next message shows the gap.
 		h.dropped.Add(1)
 	}
 }
 
-func (h *Hub) fanOutMessageTopic(topic string, m Message) {
-	if t := h.topics[topic]; t != nil && t.hist != nil {
-		h.fanOutMessage(t, m)
-	}
-}
-
 // fanOutMessage sends m, the next message of history topic t, to every
 // subscriber: framed once without a position for Subscribe's subscribers
 // and once with it for SubscribeSince's, then to the watchers. Loop-only.
-func (h *Hub) fanOutMessage(t *hubTopic, m Message) {
+func (h *Hub) fanOutMessage(t *hubTopic, m pubsub.Message) {
 	th := t.hist
 	if m.Pos.Epoch == th.last.Epoch {
 		if m.Pos.Offset <= th.last.Offset {
 			return // already sent (a resubscription's overlap)
 		}
-		if hb, ok := h.broker.(HistoryBroker); ok && m.Pos.Offset > th.last.Offset+1 {
+		if hb, ok := h.broker.(pubsub.HistoryBroker); ok && m.Pos.Offset > th.last.Offset+1 {
 			// Deliveries were dropped for the loop's backlog: send the
 			// gap from the broker's history first, so that positioned
 			// subscribers miss nothing the history still holds.
@@ -125,7 +240,7 @@ func (h *Hub) fanOutMessage(t *hubTopic, m Message) {
 	h.sendMessage(t, m)
 }
 
-func (h *Hub) sendMessage(t *hubTopic, m Message) {
+func (h *Hub) sendMessage(t *hubTopic, m pubsub.Message) {
 	th := t.hist
 	if th.local != nil {
 		th.local.Add(m)
@@ -159,7 +274,7 @@ func (h *Hub) sendMessage(t *hubTopic, m Message) {
 // appendPositioned appends what SubscribeSince's subscribers receive for
 // m: the position's text form, a newline, then the data ("E-N\n" + data).
 // A client keeps the position of the last one it got and resumes from it.
-func appendPositioned(dst []byte, m Message) []byte {
+func appendPositioned(dst []byte, m pubsub.Message) []byte {
 	dst = m.Pos.Append(dst)
 	dst = append(dst, '\n')
 	return append(dst, m.Data...)
@@ -167,7 +282,7 @@ func appendPositioned(dst []byte, m Message) []byte {
 
 // skips reports whether a subscriber that resumed ahead of this loop at
 // skip already has the message at p.
-func skips(skip, p Position) bool {
+func skips(skip, p pubsub.Position) bool {
 	return skip.Offset != 0 && skip.Epoch == p.Epoch && p.Offset <= skip.Offset
 }
 
@@ -185,18 +300,21 @@ func skips(skip, p Position) bool {
 // Loop-only. Replayed frames are copied per subscriber; live ones are
 // framed once per loop. The app's own frames to w should not start with a
 // digit, so that a client tells them from positioned ones.
-func (h *Hub) SubscribeSince(topic string, w *WebSocket, since Position) (int, error) {
+func (h *Hub) SubscribeSince(topic string, w *WebSocket, since pubsub.Position) (int, error) {
+	if h.closed.Load() {
+		return 0, fmt.Errorf("loop: hub subscribe %q: %w", topic, ErrHubClosed)
+	}
 	if !w.writable() {
 		return 0, fmt.Errorf("loop: hub subscribe %q: %w", topic, ErrWebSocketClosed)
 	}
 	t := h.topics[topic]
 	if t == nil || t.hist == nil {
-		return 0, fmt.Errorf("loop: hub subscribe %q since %s: %w", topic, since, ErrNoHistory)
+		return 0, fmt.Errorf("loop: hub subscribe %q since %s: %w", topic, since, pubsub.ErrNoHistory)
 	}
 	if t.has(w) {
 		return 0, nil
 	}
-	skip, n, err := h.resume(t, since, func(m Message) error {
+	skip, n, err := h.resume(t, since, func(m pubsub.Message) error {
 		h.frame = appendPositioned(h.frame[:0], m)
 		return w.write(ws.OpCode(h.typ), h.frame) // copies: the buffer serves the next one
 	})
@@ -221,11 +339,11 @@ func (h *Hub) SubscribeSince(topic string, w *WebSocket, since Position) (int, e
 // this loop (skip: it resumed ahead, from a node further along), how many
 // messages it sent, and ErrHistoryGone (wrapped) when the history no
 // longer reaches back to since. Loop-only.
-func (h *Hub) resume(t *hubTopic, since Position, send func(Message) error) (skip Position, n int, err error) {
+func (h *Hub) resume(t *hubTopic, since pubsub.Position, send func(pubsub.Message) error) (skip pubsub.Position, n int, err error) {
 	th := t.hist
 	switch {
-	case since == (Position{}):
-		return Position{}, 0, nil
+	case since == (pubsub.Position{}):
+		return pubsub.Position{}, 0, nil
 	case !since.Less(th.last):
 		// At or ahead of this loop: nothing to replay, and what the
 		// client already has must not be sent again when it arrives.
@@ -240,20 +358,20 @@ func (h *Hub) resume(t *hubTopic, since Position, send func(Message) error) (ski
 	}
 	clear(msgs)
 	th.scratch = msgs[:0]
-	return Position{}, n, err
+	return pubsub.Position{}, n, err
 }
 
 // history appends to dst the kept messages after since up to what this
 // loop has sent, from the hub's own history or the broker's.
-func (h *Hub) history(t *hubTopic, since Position, dst []Message) ([]Message, error) {
+func (h *Hub) history(t *hubTopic, since pubsub.Position, dst []pubsub.Message) ([]pubsub.Message, error) {
 	th := t.hist
 	if th.local != nil {
 		return th.local.After(since, th.last.Offset, time.Now(), dst)
 	}
 	if since.Epoch != th.last.Epoch {
-		return dst, fmt.Errorf("%w: epoch %d is not the history's %d", ErrHistoryGone, since.Epoch, th.last.Epoch)
+		return dst, fmt.Errorf("%w: epoch %d is not the history's %d", pubsub.ErrHistoryGone, since.Epoch, th.last.Epoch)
 	}
-	return h.broker.(HistoryBroker).History(t.name, since, th.last.Offset, dst)
+	return h.broker.(pubsub.HistoryBroker).History(t.name, since, th.last.Offset, dst)
 }
 
 // History appends to dst the kept messages of history topic after since
@@ -265,10 +383,10 @@ func (h *Hub) history(t *hubTopic, since Position, dst []Message) ([]Message, er
 // message of since's epoch (a client that has none). Loop-only; the
 // messages' Data must not be modified, and stays valid as long as the
 // caller keeps it.
-func (h *Hub) History(topic string, since Position, dst []Message) ([]Message, Position, error) {
+func (h *Hub) History(topic string, since pubsub.Position, dst []pubsub.Message) ([]pubsub.Message, pubsub.Position, error) {
 	t := h.topics[topic]
 	if t == nil || t.hist == nil {
-		return dst, Position{}, fmt.Errorf("loop: hub history %q: %w", topic, ErrNoHistory)
+		return dst, pubsub.Position{}, fmt.Errorf("loop: hub history %q: %w", topic, pubsub.ErrNoHistory)
 	}
 	head := t.hist.last
 	if !since.Less(head) {
@@ -283,10 +401,10 @@ func (h *Hub) History(topic string, since Position, dst []Message) ([]Message, P
 
 // Head returns the position of the newest message of history topic sent
 // on this loop (Offset 0 when none yet in its epoch). Loop-only.
-func (h *Hub) Head(topic string) (Position, error) {
+func (h *Hub) Head(topic string) (pubsub.Position, error) {
 	t := h.topics[topic]
 	if t == nil || t.hist == nil {
-		return Position{}, fmt.Errorf("loop: hub head %q: %w", topic, ErrNoHistory)
+		return pubsub.Position{}, fmt.Errorf("loop: hub head %q: %w", topic, pubsub.ErrNoHistory)
 	}
 	return t.hist.last, nil
 }
@@ -298,10 +416,13 @@ func (h *Hub) Head(topic string) (Position, error) {
 // fn must not keep m.Data past its return unless it treats it as
 // read-only; a panic in fn is recovered and logged. Loop-only, and so is
 // cancel.
-func (h *Hub) Watch(topic string, fn func(m Message)) (cancel func(), err error) {
+func (h *Hub) Watch(topic string, fn func(m pubsub.Message)) (cancel func(), err error) {
+	if h.closed.Load() {
+		return nil, fmt.Errorf("loop: hub watch %q: %w", topic, ErrHubClosed)
+	}
 	t := h.topics[topic]
 	if t == nil || t.hist == nil {
-		return nil, fmt.Errorf("loop: hub watch %q: %w", topic, ErrNoHistory)
+		return nil, fmt.Errorf("loop: hub watch %q: %w", topic, pubsub.ErrNoHistory)
 	}
 	wt := &hubWatcher{fn: fn}
 	t.hist.watchers[wt] = struct{}{}
@@ -315,11 +436,11 @@ func (h *Hub) Watch(topic string, fn func(m Message)) (cancel func(), err error)
 // the kept messages (offsets stay contiguous), and a new epoch starts the
 // history over. Only for a hub without a broker. Loop-only; data may be
 // reused once PublishAt returns.
-func (h *Hub) PublishAt(topic string, pos Position, data []byte) error {
+func (h *Hub) PublishAt(topic string, pos pubsub.Position, data []byte) error {
 	t := h.topics[topic]
 	if t == nil || t.hist == nil || t.hist.local == nil {
-		return fmt.Errorf("loop: hub publish %q at %s: %w (PublishAt needs KeepHistory on a hub without a broker)", topic, pos, ErrNoHistory)
+		return fmt.Errorf("loop: hub publish %q at %s: %w (PublishAt needs KeepHistory on a hub without a broker)", topic, pos, pubsub.ErrNoHistory)
 	}
-	h.fanOutMessage(t, Message{Pos: pos, Data: append([]byte(nil), data...), Time: time.Now()})
+	h.fanOutMessage(t, pubsub.Message{Pos: pos, Data: append([]byte(nil), data...), Time: time.Now()})
 	return nil
 }

@@ -12,92 +12,8 @@ import (
 	"time"
 
 	gws "github.com/gorilla/websocket"
+	"github.com/tornago/tornago/loop/pubsub"
 )
-
-func TestHistoryBufferBounds(t *testing.T) {
-	now := time.Now()
-	b := NewHistoryBuffer(HistoryOptions{MaxMessages: 3, MaxBytes: 10}, 7)
-	for i := int64(1); i <= 5; i++ {
-		if !b.Add(Message{Pos: Position{7, i}, Data: []byte("ab"), Time: now}) {
-			t.Fatalf("add %d refused", i)
-		}
-	}
-	if b.Len() != 3 || b.Bytes() != 6 || b.Head() != (Position{7, 5}) {
-		t.Fatalf("len %d bytes %d head %v", b.Len(), b.Bytes(), b.Head())
-	}
-	if b.Add(Message{Pos: Position{7, 5}, Data: []byte("x")}) {
-		t.Fatal("a repeated offset was added")
-	}
-	got, err := b.After(Position{7, 2}, -1, now, nil)
-	if err != nil || len(got) != 3 || got[0].Pos.Offset != 3 {
-		t.Fatalf("after 2: %v %v", got, err)
-	}
-	if got, err := b.After(Position{7, 3}, 4, now, nil); err != nil || len(got) != 1 || got[0].Pos.Offset != 4 {
-		t.Fatalf("after 3 up to 4: %v %v", got, err)
-	}
-	if _, err := b.After(Position{7, 1}, -1, now, nil); !errors.Is(err, ErrHistoryGone) {
-		t.Fatalf("after a dropped offset: %v", err)
-	}
-	if _, err := b.After(Position{6, 4}, -1, now, nil); !errors.Is(err, ErrHistoryGone) {
-		t.Fatalf("after another epoch: %v", err)
-	}
-	if got, err := b.After(Position{7, 9}, -1, now, nil); err != nil || len(got) != 0 {
-		t.Fatalf("after the head: %v %v", got, err)
-	}
-	// Bytes: one large message drops the rest but stays itself.
-	b.Add(Message{Pos: Position{7, 6}, Data: []byte("0123456789abc"), Time: now})
-	if b.Len() != 1 || b.Bytes() != 13 {
-		t.Fatalf("over MaxBytes: len %d bytes %d", b.Len(), b.Bytes())
-	}
-	// A gap drops what came before it; a new epoch starts over.
-	b.Add(Message{Pos: Position{7, 9}, Data: []byte("g"), Time: now})
-	if _, err := b.After(Position{7, 7}, -1, now, nil); !errors.Is(err, ErrHistoryGone) {
-		t.Fatalf("after a gap: %v", err)
-	}
-	b.Add(Message{Pos: Position{8, 1}, Data: []byte("n"), Time: now})
-	if b.Head() != (Position{8, 1}) || b.Len() != 1 {
-		t.Fatalf("new epoch: head %v len %d", b.Head(), b.Len())
-	}
-	// Age: old messages are dropped when read.
-	a := NewHistoryBuffer(HistoryOptions{MaxAge: time.Minute}, 1)
-	a.Add(Message{Pos: Position{1, 1}, Data: []byte("old"), Time: now.Add(-2 * time.Minute)})
-	a.Add(Message{Pos: Position{1, 2}, Data: []byte("new"), Time: now})
-	if _, err := a.After(Position{1, 0}, -1, now, nil); !errors.Is(err, ErrHistoryGone) {
-		t.Fatalf("an expired message was kept: %v", err)
-	}
-	if got, err := a.After(Position{1, 1}, -1, now, nil); err != nil || len(got) != 1 {
-		t.Fatalf("after the expired one: %v %v", got, err)
-	}
-}
-
-func TestParsePosition(t *testing.T) {
-	for _, s := range []string{"", "0-1", "1733112000123456-42"} {
-		p, err := ParsePosition(s)
-		if err != nil || p.String() != s {
-			t.Errorf("%q: %v %v", s, p, err)
-		}
-	}
-	for _, s := range []string{"1", "-1", "a-1", "1-", "1--2", "1-2-3", "x"} {
-		if _, err := ParsePosition(s); !errors.Is(err, ErrBadPosition) {
-			t.Errorf("%q parsed: %v", s, err)
-		}
-	}
-}
-
-func FuzzParsePosition(f *testing.F) {
-	f.Add("1-2")
-	f.Add("")
-	f.Add("99999999999999999999-1")
-	f.Fuzz(func(t *testing.T, s string) {
-		p, err := ParsePosition(s)
-		if err != nil {
-			return
-		}
-		if q, err := ParsePosition(p.String()); err != nil || q != p {
-			t.Fatalf("%q -> %v -> %q -> %v %v", s, p, p.String(), q, err)
-		}
-	})
-}
 
 // historyRoute subscribes with ?since= and says {"gone":true} when the
 // history no longer reaches back.
@@ -108,12 +24,12 @@ type historyRoute struct {
 }
 
 func (h historyRoute) Open(w *WebSocket) {
-	since, err := ParsePosition(w.Request().GetArgument("since", ""))
+	since, err := pubsub.ParsePosition(w.Request().GetArgument("since", ""))
 	if err != nil {
 		w.Close(CloseProtocolError, "bad since")
 		return
 	}
-	if _, err := h.hub.SubscribeSince(h.topic, w, since); errors.Is(err, ErrHistoryGone) {
+	if _, err := h.hub.SubscribeSince(h.topic, w, since); errors.Is(err, pubsub.ErrHistoryGone) {
 		w.WriteString(`{"gone":true}`)
 	} else if err != nil {
 		w.Close(CloseInternalError, err.Error())
@@ -121,11 +37,11 @@ func (h historyRoute) Open(w *WebSocket) {
 }
 
 // readPositioned reads one positioned frame ("E-N\ndata").
-func readPositioned(t *testing.T, c *gws.Conn) (Position, string) {
+func readPositioned(t *testing.T, c *gws.Conn) (pubsub.Position, string) {
 	t.Helper()
 	m := readText(t, c)
 	ps, data, ok := strings.Cut(m, "\n")
-	p, err := ParsePosition(ps)
+	p, err := pubsub.ParsePosition(ps)
 	if !ok || err != nil {
 		t.Fatalf("not a positioned frame: %q", m)
 	}
@@ -136,9 +52,11 @@ func TestHubResumeOneLoop(t *testing.T) {
 	var hub *Hub
 	l, addr := wsStartLoop(t, func(l *Loop, app *Application) {
 		hub = NewHub(l, Text, nil)
-		if err := hub.KeepHistory("t", HistoryOptions{MaxMessages: 5}); err != nil {
-			t.Error(err)
-		}
+		hub.KeepHistory("t", pubsub.HistoryOptions{MaxMessages: 5}, func(err error) { // before Start: done runs before KeepHistory returns
+			if err != nil {
+				t.Error(err)
+			}
+		})
 		app.HandleWebSocket("/h", func(*Request) WebSocketHandler { return historyRoute{hub: hub, topic: "t"} }, WSOptions{})
 	})
 	a := gorillaDial(t, addr, "/h", nil)
@@ -146,7 +64,7 @@ func TestHubResumeOneLoop(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		hub.Publish("t", fmt.Appendf(nil, "m%d", i))
 	}
-	var last Position
+	var last pubsub.Position
 	for i := 1; i <= 3; i++ {
 		p, d := readPositioned(t, a)
 		if p.Offset != int64(i) || d != fmt.Sprintf("m%d", i) {
@@ -172,7 +90,7 @@ func TestHubResumeOneLoop(t *testing.T) {
 		t.Fatalf("b live %v %q", p, d)
 	}
 	// Past the bound (5 kept: 2..6): the client is told.
-	c := gorillaDial(t, addr, "/h?since="+Position{last.Epoch, 0}.String(), nil)
+	c := gorillaDial(t, addr, "/h?since="+pubsub.Position{Epoch: last.Epoch, Offset: 0}.String(), nil)
 	if m := readText(t, c); m != `{"gone":true}` {
 		t.Fatalf("c got %q", m)
 	}
@@ -189,7 +107,7 @@ func TestHubResumeOneLoop(t *testing.T) {
 	}
 	// History and Watch serve other transports on the loop.
 	got := onLoop(l, func() []string {
-		msgs, head, err := hub.History("t", Position{last.Epoch, 4}, nil)
+		msgs, head, err := hub.History("t", pubsub.Position{Epoch: last.Epoch, Offset: 4}, nil)
 		out := []string{head.String(), fmt.Sprint(err)}
 		for _, m := range msgs {
 			out = append(out, string(m.Data))
@@ -205,14 +123,14 @@ func TestHubWatchAndPublishAt(t *testing.T) {
 	var hub *Hub
 	l, _ := wsStartLoop(t, func(l *Loop, app *Application) {
 		hub = NewHub(l, Text, nil)
-		hub.KeepHistory("clock", HistoryOptions{MaxMessages: 10})
+		hub.KeepHistory("clock", pubsub.HistoryOptions{MaxMessages: 10}, nil)
 	})
-	seen := make(chan Message, 10)
+	seen := make(chan pubsub.Message, 10)
 	onLoop(l, func() error {
-		_, err := hub.Watch("clock", func(m Message) { seen <- m })
-		hub.PublishAt("clock", Position{1, 100}, []byte("t100"))
-		hub.PublishAt("clock", Position{1, 100}, []byte("again")) // ignored
-		hub.PublishAt("clock", Position{1, 101}, []byte("t101"))
+		_, err := hub.Watch("clock", func(m pubsub.Message) { seen <- m })
+		hub.PublishAt("clock", pubsub.Position{Epoch: 1, Offset: 100}, []byte("t100"))
+		hub.PublishAt("clock", pubsub.Position{Epoch: 1, Offset: 100}, []byte("again")) // ignored
+		hub.PublishAt("clock", pubsub.Position{Epoch: 1, Offset: 101}, []byte("t101"))
 		return err
 	})
 	for _, want := range []string{"1-100 t100", "1-101 t101"} {
@@ -226,7 +144,7 @@ func TestHubWatchAndPublishAt(t *testing.T) {
 		t.Fatalf("a repeated position was sent: %v", m.Pos)
 	case <-time.After(50 * time.Millisecond):
 	}
-	if err := onLoop(l, func() error { return hub.PublishAt("nohistory", Position{1, 1}, nil) }); !errors.Is(err, ErrNoHistory) {
+	if err := onLoop(l, func() error { return hub.PublishAt("nohistory", pubsub.Position{Epoch: 1, Offset: 1}, nil) }); !errors.Is(err, pubsub.ErrNoHistory) {
 		t.Fatalf("PublishAt without history: %v", err)
 	}
 }
@@ -235,13 +153,15 @@ func TestHubWatchAndPublishAt(t *testing.T) {
 // clients on two loops drop and resume, each on whichever loop the kernel
 // gives it: every client must see every offset exactly once, in order.
 func TestHubResumeAcrossLoops(t *testing.T) {
-	broker := &MemoryBroker{}
+	broker := &pubsub.MemoryBroker{}
 	hubs := make([]*Hub, 2)
 	_, addr := startTestGroup(t, 2, func(g *Group, l *Loop, i int) ConnHandler {
 		hubs[i] = NewHub(l, Text, broker)
-		if err := hubs[i].KeepHistory("s", HistoryOptions{MaxMessages: 10000}); err != nil {
-			t.Error(err)
-		}
+		hubs[i].KeepHistory("s", pubsub.HistoryOptions{MaxMessages: 10000}, func(err error) { // before Start: done runs before KeepHistory returns
+			if err != nil {
+				t.Error(err)
+			}
+		})
 		app := NewApplication(AppOptions{})
 		app.HandleWebSocket("/h", func(*Request) WebSocketHandler { return historyRoute{hub: hubs[i], topic: "s"} }, WSOptions{})
 		return app
@@ -263,10 +183,10 @@ func TestHubResumeAcrossLoops(t *testing.T) {
 	errs := make(chan error, clients)
 	for k := 0; k < clients; k++ {
 		go func() {
-			var last Position
+			var last pubsub.Position
 			for seen := 0; last.Offset < total; {
 				u := wsURL(addr, "/h")
-				if last != (Position{}) {
+				if last != (pubsub.Position{}) {
 					u += "?since=" + last.String()
 				}
 				c, _, err := gws.DefaultDialer.Dial(u, nil)
@@ -284,13 +204,13 @@ func TestHubResumeAcrossLoops(t *testing.T) {
 						return
 					}
 					ps, data, _ := strings.Cut(string(m), "\n")
-					p, err := ParsePosition(ps)
+					p, err := pubsub.ParsePosition(ps)
 					if err != nil {
 						errs <- fmt.Errorf("client %d: %q", k, m)
 						c.Close()
 						return
 					}
-					if last != (Position{}) && (p.Epoch != last.Epoch || p.Offset != last.Offset+1) {
+					if last != (pubsub.Position{}) && (p.Epoch != last.Epoch || p.Offset != last.Offset+1) {
 						errs <- fmt.Errorf("client %d: %v after %v", k, p, last)
 						c.Close()
 						return
@@ -339,7 +259,7 @@ func TestClientResume(t *testing.T) {
 	kick := make(chan *WebSocket, 16)
 	srv, addr := wsStartLoop(t, func(l *Loop, app *Application) {
 		hub = NewHub(l, Text, nil)
-		hub.KeepHistory("t", HistoryOptions{MaxMessages: 1000})
+		hub.KeepHistory("t", pubsub.HistoryOptions{MaxMessages: 1000}, nil)
 		app.HandleWebSocket("/h", func(*Request) WebSocketHandler {
 			return kickingHistory{historyRoute{hub: hub, topic: "t"}, kick}
 		}, WSOptions{})
@@ -379,7 +299,7 @@ func TestClientResume(t *testing.T) {
 	for i := 0; i < total; i++ { // the "x"s took a number each
 		m := wsRecv(t, got, "a message")
 		ps, _, _ := strings.Cut(m, "\n")
-		p, err := ParsePosition(ps)
+		p, err := pubsub.ParsePosition(ps)
 		if err != nil || p.Offset != last+1 {
 			t.Fatalf("message %d: %q after offset %d", i, m, last)
 		}
@@ -389,14 +309,14 @@ func TestClientResume(t *testing.T) {
 		t.Fatalf("client position %v, last received %d", pos, last)
 	}
 	// SetPosition moves where the next reconnect resumes from.
-	head := onLoop(srv, func() Position { p, _ := hub.Head("t"); return p })
-	onLoop(cl, func() error { c.SetPosition(Position{head.Epoch, last - 3}); return nil })
+	head := onLoop(srv, func() pubsub.Position { p, _ := hub.Head("t"); return p })
+	onLoop(cl, func() error { c.SetPosition(pubsub.Position{Epoch: head.Epoch, Offset: last - 3}); return nil })
 	onLoop(srv, func() error { return ws.Close(CloseGoingAway, "kicked") })
 	wsRecv(t, opened, "the reopen")
 	wsRecv(t, kick, "the server side again")
 	for want := last - 2; want <= last; want++ {
 		m := wsRecv(t, got, "a replayed message")
-		if p, _ := ParsePosition(strings.SplitN(m, "\n", 2)[0]); p.Offset != want {
+		if p, _ := pubsub.ParsePosition(strings.SplitN(m, "\n", 2)[0]); p.Offset != want {
 			t.Fatalf("after SetPosition: %q, want offset %d", m, want)
 		}
 	}
@@ -440,14 +360,14 @@ func TestHubSubscribeStream(t *testing.T) {
 	var hub *Hub
 	l, addr := wsStartLoop(t, func(l *Loop, app *Application) {
 		hub = NewHub(l, Text, nil)
-		hub.KeepHistory("t", HistoryOptions{MaxMessages: 3})
+		hub.KeepHistory("t", pubsub.HistoryOptions{MaxMessages: 3}, nil)
 		app.Handle("/sse", Methods{Get: func(r *Request) {
 			es, err := r.EventStream(EventStreamOptions{})
 			if err != nil {
 				return
 			}
-			since, _ := ParsePosition(es.LastEventID())
-			if _, err := hub.SubscribeStream("t", es, since); errors.Is(err, ErrHistoryGone) {
+			since, _ := pubsub.ParsePosition(es.LastEventID())
+			if _, err := hub.SubscribeStream("t", es, since); errors.Is(err, pubsub.ErrHistoryGone) {
 				es.Send("", "gone", []byte("reload"))
 			}
 		}})
@@ -505,31 +425,6 @@ func TestHubSubscribeStream(t *testing.T) {
 	}
 }
 
-// BenchmarkHistoryCost measures what a kept message costs a hub's (or
-// MemoryBroker's) history beyond its data: go test -bench HistoryCost
-// -run ^$ ./loop reports bytes per kept message of 100 bytes, and the
-// time to add one.
-func BenchmarkHistoryCost(b *testing.B) {
-	const kept, size = 100000, 100
-	data := make([]byte, size)
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	h := NewHistoryBuffer(HistoryOptions{MaxMessages: kept}, 1)
-	now := time.Now()
-	for i := int64(1); i <= kept; i++ {
-		h.Add(Message{Pos: Position{1, i}, Data: append([]byte(nil), data...), Time: now})
-	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	overhead := float64(after.HeapAlloc-before.HeapAlloc)/kept - size
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		h.Add(Message{Pos: Position{1, kept + 1 + int64(i)}, Data: data, Time: now})
-	}
-	b.ReportMetric(overhead, "B/msg-overhead") // after ResetTimer, which drops metrics
-}
-
 // BenchmarkHistoryTopicCost measures what an empty history topic costs:
 // the hub's topic state alone (no broker), and with a MemoryBroker (its
 // history and one subscription per hub). go test -bench HistoryTopicCost
@@ -547,15 +442,17 @@ func BenchmarkHistoryTopicCost(b *testing.B) {
 				var before, after runtime.MemStats
 				runtime.GC()
 				runtime.ReadMemStats(&before)
-				var broker Broker
+				var broker pubsub.Broker
 				if withBroker {
-					broker = &MemoryBroker{}
+					broker = &pubsub.MemoryBroker{}
 				}
 				h := NewHub(New(Options{}), Text, broker)
 				for k := 0; k < topics; k++ {
-					if err := h.KeepHistory(fmt.Sprintf("topic.%06d", k), HistoryOptions{MaxMessages: 100}); err != nil {
-						b.Fatal(err)
-					}
+					h.KeepHistory(fmt.Sprintf("topic.%06d", k), pubsub.HistoryOptions{MaxMessages: 100}, func(err error) { // before Start: done runs before KeepHistory returns
+						if err != nil {
+							b.Fatal(err)
+						}
+					})
 				}
 				runtime.GC()
 				runtime.ReadMemStats(&after)
@@ -573,13 +470,15 @@ func BenchmarkHistoryTopicCost(b *testing.B) {
 // history when the next one shows the gap, so a positioned subscriber
 // still gets every offset once, in order.
 func TestHubRefillsDroppedDeliveries(t *testing.T) {
-	broker := &MemoryBroker{}
+	broker := &pubsub.MemoryBroker{}
 	var hub *Hub
 	l, addr := startTestLoopWith(t, Options{TimeoutResolution: 10 * time.Millisecond, MaxQueuedBytes: 3000}, func(l *Loop) ConnHandler {
 		hub = NewHub(l, Text, broker)
-		if err := hub.KeepHistory("t", HistoryOptions{MaxMessages: 100}); err != nil {
-			t.Error(err)
-		}
+		hub.KeepHistory("t", pubsub.HistoryOptions{MaxMessages: 100}, func(err error) { // before Start: done runs before KeepHistory returns
+			if err != nil {
+				t.Error(err)
+			}
+		})
 		app := NewApplication(AppOptions{})
 		app.HandleWebSocket("/h", func(*Request) WebSocketHandler { return historyRoute{hub: hub, topic: "t"} }, WSOptions{})
 		return app
@@ -601,7 +500,7 @@ func TestHubRefillsDroppedDeliveries(t *testing.T) {
 	}
 	// Callbacks run in order: once this one ran, the queued deliveries
 	// are out and the queue is empty again.
-	head := onLoop(l, func() Position { p, _ := hub.Head("t"); return p })
+	head := onLoop(l, func() pubsub.Position { p, _ := hub.Head("t"); return p })
 	if head.Offset >= 10 {
 		t.Fatalf("head %v: nothing to refill", head)
 	}
@@ -614,70 +513,6 @@ func TestHubRefillsDroppedDeliveries(t *testing.T) {
 	}
 }
 
-// hidden is a Broker that keeps no history (only Publish and Subscribe of
-// the MemoryBroker it wraps show), like core NATS.
-type hidden struct{ b *MemoryBroker }
-
-func (h hidden) Publish(topic string, data []byte) error { return h.b.Publish(topic, data) }
-func (h hidden) Subscribe(topic string, deliver func([]byte)) (func(), error) {
-	return h.b.Subscribe(topic, deliver)
-}
-
-// TestLocalHistory: two processes' LocalHistory over one broker without
-// history number the same messages each in its own epoch; a position from
-// one is gone on the other, not taken for a wrong message.
-func TestLocalHistory(t *testing.T) {
-	plain := hidden{&MemoryBroker{}}
-	a, b := LocalHistory(plain), LocalHistory(plain)
-	for _, h := range []HistoryBroker{a, b} {
-		if err := h.KeepHistory("t", HistoryOptions{MaxMessages: 10}); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Millisecond) // epochs are creation times in µs: two processes differ
-	}
-	got := make(chan Message, 4)
-	_, cancel, err := b.SubscribeHistory("t", func(m Message) { got <- m })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cancel()
-	a.Publish("t", []byte("one"))
-	b.Publish("t", []byte("two"))
-	for _, want := range []string{"one", "two"} {
-		if m := wsRecv(t, got, want); string(m.Data) != want {
-			t.Fatalf("b delivered %q, want %q", m.Data, want)
-		}
-	}
-	ma, err := a.History("t", Position{Epoch: mustHead(t, a).Epoch}, -1, nil)
-	if err != nil || len(ma) != 2 || string(ma[1].Data) != "two" {
-		t.Fatalf("a's history: %v %v", ma, err)
-	}
-	if mustHead(t, a).Epoch == mustHead(t, b).Epoch {
-		t.Fatal("both processes' histories have one epoch")
-	}
-	if _, err := b.History("t", ma[0].Pos, -1, nil); !errors.Is(err, ErrHistoryGone) {
-		t.Fatalf("a's position on b: %v, want ErrHistoryGone", err)
-	}
-	// A plain topic still goes straight through the broker.
-	plainGot := make(chan []byte, 1)
-	cancelPlain, _ := a.Subscribe("p", func(d []byte) { plainGot <- d })
-	defer cancelPlain()
-	b.Publish("p", []byte("plain"))
-	if d := wsRecv(t, plainGot, "the plain topic"); string(d) != "plain" {
-		t.Fatalf("plain topic: %q", d)
-	}
-}
-
-func mustHead(t *testing.T, h HistoryBroker) Position {
-	t.Helper()
-	head, cancel, err := h.SubscribeHistory("t", func(Message) {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cancel()
-	return head
-}
-
 // TestHubResumeAhead: a client resuming with a position ahead of this
 // loop (it saw more on a node further along) gets nothing replayed, and
 // the messages up to its position are skipped when this loop sends them,
@@ -686,16 +521,16 @@ func TestHubResumeAhead(t *testing.T) {
 	var hub *Hub
 	l, addr := wsStartLoop(t, func(l *Loop, app *Application) {
 		hub = NewHub(l, Text, nil)
-		hub.KeepHistory("t", HistoryOptions{MaxMessages: 10})
+		hub.KeepHistory("t", pubsub.HistoryOptions{MaxMessages: 10}, nil)
 		app.HandleWebSocket("/h", func(*Request) WebSocketHandler { return historyRoute{hub: hub, topic: "t"} }, WSOptions{})
 		app.Handle("/sse", Methods{Get: func(r *Request) {
 			es, _ := r.EventStream(EventStreamOptions{})
-			since, _ := ParsePosition(es.LastEventID())
+			since, _ := pubsub.ParsePosition(es.LastEventID())
 			hub.SubscribeStream("t", es, since)
 		}})
 	})
-	head := onLoop(l, func() Position { p, _ := hub.Head("t"); return p })
-	ahead := Position{head.Epoch, head.Offset + 2}
+	head := onLoop(l, func() pubsub.Position { p, _ := hub.Head("t"); return p })
+	ahead := pubsub.Position{Epoch: head.Epoch, Offset: head.Offset + 2}
 	c := gorillaDial(t, addr, "/h?since="+ahead.String(), nil)
 	req, _ := http.NewRequest("GET", "http://"+addr+"/sse", nil)
 	req.Header.Set("Last-Event-ID", ahead.String())

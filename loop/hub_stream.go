@@ -4,6 +4,7 @@ package loop
 // events whose id is the message's position, so that a browser's
 // EventSource resumes by itself with Last-Event-ID.
 
+import "github.com/tornago/tornago/loop/pubsub"
 import "fmt"
 
 // SubscribeStream subscribes es, an event stream of the hub's loop, to
@@ -15,23 +16,25 @@ import "fmt"
 // history no longer reaches back, es is subscribed from now on and the
 // error wraps ErrHistoryGone. It returns how many messages it replayed. A
 // stream that ends is dropped from its topics by itself. Loop-only.
-func (h *Hub) SubscribeStream(topic string, es *EventStream, since Position) (int, error) {
+func (h *Hub) SubscribeStream(topic string, es *EventStream, since pubsub.Position) (int, error) {
+	if h.closed.Load() {
+		return 0, fmt.Errorf("loop: hub subscribe stream %q: %w", topic, ErrHubClosed)
+	}
 	if es.Closed() {
 		return 0, fmt.Errorf("loop: hub subscribe stream %q: %w", topic, ErrStreamClosed)
 	}
 	t := h.topics[topic]
 	if t == nil || t.hist == nil {
-		return 0, fmt.Errorf("loop: hub subscribe stream %q since %s: %w", topic, since, ErrNoHistory)
+		return 0, fmt.Errorf("loop: hub subscribe stream %q since %s: %w", topic, since, pubsub.ErrNoHistory)
 	}
 	th := t.hist
 	if _, ok := th.streams[es]; ok {
 		return 0, nil
 	}
-	if !h.watchingStreams {
-		h.watchingStreams = true
-		h.l.onEventStreamClose(h.forgetStream)
+	if h.unwatchStreams == nil {
+		h.unwatchStreams = h.l.onEventStreamClose(h.forgetStream)
 	}
-	skip, n, err := h.resume(t, since, func(m Message) error { return es.Send(m.Pos.String(), "", m.Data) })
+	skip, n, err := h.resume(t, since, func(m pubsub.Message) error { return es.Send(m.Pos.String(), "", m.Data) })
 	var gone error
 	if err != nil {
 		gone = fmt.Errorf("loop: hub subscribe stream %q since %s: %w", topic, since, err)
@@ -57,7 +60,7 @@ func (h *Hub) forgetStream(es *EventStream) {
 }
 
 // sendStreams writes m to t's event streams, encoded once.
-func (h *Hub) sendStreams(t *hubTopic, m Message) {
+func (h *Hub) sendStreams(t *hubTopic, m pubsub.Message) {
 	th := t.hist
 	ev := PrepareEvent(m.Pos.String(), "", m.Data)
 	var failed []*EventStream

@@ -1,10 +1,12 @@
 package loop
 
 import (
+	"sync"
 	"testing"
 	"time"
 
 	gws "github.com/gorilla/websocket"
+	"github.com/tornago/tornago/loop/pubsub"
 )
 
 // roomHandler subscribes to the room named in the path and publishes every
@@ -24,7 +26,7 @@ func (h *roomHandler) OnMessage(w *WebSocket, _ MessageType, data []byte) {
 	h.hub.Publish(h.room, data)
 }
 
-func startHubLoop(t *testing.T, broker Broker) (*Loop, *Hub, string) {
+func startHubLoop(t *testing.T, broker pubsub.Broker) (*Loop, *Hub, string) {
 	var hub *Hub
 	l, addr := wsStartLoop(t, func(l *Loop, app *Application) {
 		hub = NewHub(l, Text, broker)
@@ -90,7 +92,7 @@ func TestHubRooms(t *testing.T) {
 // TestHubMemoryBroker checks that hubs on two loops share a topic through
 // a broker and that each subscriber gets each message exactly once.
 func TestHubMemoryBroker(t *testing.T) {
-	var broker MemoryBroker
+	var broker pubsub.MemoryBroker
 	_, _, addr1 := startHubLoop(t, &broker)
 	_, _, addr2 := startHubLoop(t, &broker)
 	c1 := gorillaDial(t, addr1, "/room/x", nil)
@@ -118,13 +120,9 @@ func TestHubMemoryBroker(t *testing.T) {
 // TestHubDropsBrokerSubscription: when a topic's last local subscriber is
 // gone, the hub cancels its broker subscription.
 func TestHubDropsBrokerSubscription(t *testing.T) {
-	var broker MemoryBroker
-	l, hub, addr := startHubLoop(t, &broker)
-	brokerTopics := func() int {
-		broker.mu.Lock()
-		defer broker.mu.Unlock()
-		return len(broker.subs)
-	}
+	broker := newCountingBroker()
+	l, hub, addr := startHubLoop(t, broker)
+	brokerTopics := broker.topics
 	c := gorillaDial(t, addr, "/room/z", nil)
 	c.WriteMessage(gws.TextMessage, []byte("hi"))
 	if m := readText(t, c); m != "hi" {
@@ -164,17 +162,13 @@ func (h *multiRoom) Open(w *WebSocket) {
 // closes, the hub drops it from all its topics, drops the emptied topics
 // and cancels their broker subscriptions at once, with no publication.
 func TestHubForgetsClosedSubscriberAtOnce(t *testing.T) {
-	var broker MemoryBroker
+	broker := newCountingBroker()
 	var hub *Hub
 	l, addr := wsStartLoop(t, func(l *Loop, app *Application) {
-		hub = NewHub(l, Text, &broker)
+		hub = NewHub(l, Text, broker)
 		app.HandleWebSocket(`/m/(\w+)`, func(*Request) WebSocketHandler { return &multiRoom{hub: hub} }, WSOptions{})
 	})
-	brokerTopics := func() int {
-		broker.mu.Lock()
-		defer broker.mu.Unlock()
-		return len(broker.subs)
-	}
+	brokerTopics := broker.topics
 	type state struct{ topics, all, watchers int }
 	hubState := func() state {
 		return onLoop(l, func() state {
@@ -204,4 +198,69 @@ func TestHubForgetsClosedSubscriberAtOnce(t *testing.T) {
 			t.Fatalf("after both closed: hub %+v, broker %d topics; want nothing left", hubState(), brokerTopics())
 		}
 	}
+}
+
+// countingBroker is a MemoryBroker that counts its live subscriptions per
+// topic (Subscribe and SubscribeHistory alike), for tests that check that a
+// hub cancels what it subscribed.
+type countingBroker struct {
+	*pubsub.MemoryBroker
+	mu   sync.Mutex
+	subs map[string]int
+}
+
+func newCountingBroker() *countingBroker {
+	return &countingBroker{MemoryBroker: &pubsub.MemoryBroker{}, subs: map[string]int{}}
+}
+
+func (b *countingBroker) count(topic string) func() {
+	b.mu.Lock()
+	b.subs[topic]++
+	b.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			if b.subs[topic]--; b.subs[topic] == 0 {
+				delete(b.subs, topic)
+			}
+		})
+	}
+}
+
+func (b *countingBroker) Subscribe(topic string, deliver func([]byte)) (func(), error) {
+	cancel, err := b.MemoryBroker.Subscribe(topic, deliver)
+	if err != nil {
+		return nil, err
+	}
+	done := b.count(topic)
+	return func() { done(); cancel() }, nil
+}
+
+func (b *countingBroker) SubscribeHistory(topic string, deliver func(pubsub.Message)) (pubsub.Position, func(), error) {
+	head, cancel, err := b.MemoryBroker.SubscribeHistory(topic, deliver)
+	if err != nil {
+		return head, nil, err
+	}
+	done := b.count(topic)
+	return head, func() { done(); cancel() }, nil
+}
+
+// topics is how many topics have a live subscription.
+func (b *countingBroker) topics() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.subs)
+}
+
+// total is how many subscriptions are live, all topics together.
+func (b *countingBroker) total() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, c := range b.subs {
+		n += c
+	}
+	return n
 }

@@ -234,9 +234,9 @@ type Loop struct {
 	freedAt        int64
 	stopErr        error // why the engine stopped on its own
 	// Owned by observers.go and pending.go.
-	wsCloseObservers []func(*WebSocket)   // run when a WebSocket closes; loop-only
-	esCloseObservers []func(*EventStream) // run when an event stream ends; loop-only
-	queuedBytes      atomic.Int64         // data bytes in queue (addDataCallback); reserved under mu
+	wsCloseObservers []*observer[*WebSocket]   // run when a WebSocket closes; loop-only
+	esCloseObservers []*observer[*EventStream] // run when an event stream ends; loop-only
+	queuedBytes      atomic.Int64              // data bytes in queue (addDataCallback); reserved under mu
 	// Owned by stats.go and watchdog.go.
 	st loopStats
 	wd *watchdog // nil unless Options.BlockThreshold

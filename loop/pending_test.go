@@ -7,6 +7,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/tornago/tornago/loop/pubsub"
 )
 
 // blockLoop runs a callback that holds the loop until the returned
@@ -93,7 +95,7 @@ func TestDataCallbackBudget(t *testing.T) {
 // counted, and the subscriber later gets the accepted ones in order.
 func TestHubBrokerDeliveriesBounded(t *testing.T) {
 	const budget, size, sent = 64 << 10, 1 << 10, 200
-	var broker MemoryBroker
+	var broker pubsub.MemoryBroker
 	var hub *Hub
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	l, addr := startTestLoopWith(t, Options{TimeoutResolution: 10 * time.Millisecond, Logger: logger, MaxQueuedBytes: budget}, func(l *Loop) ConnHandler {

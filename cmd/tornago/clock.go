@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tornago/tornago/loop"
+	"github.com/tornago/tornago/loop/pubsub"
 )
 
 // clockClaimTopic is the broker topic on which a /clock?Id=X connection
@@ -34,8 +35,8 @@ type clock struct {
 	loop.WebSocketBase
 	l      *loop.Loop
 	log    *slog.Logger
-	broker loop.Broker // nil: one loop, Ids are replaced locally
-	node   string      // this loop's name in claims: pid.loop
+	broker pubsub.Broker // nil: one loop, Ids are replaced locally
+	node   string        // this loop's name in claims: pid.loop
 	byID   map[string]*clockHolder
 	// hub frames each tick once for every client of the loop and keeps
 	// the last clockHistory ticks for /clock?since=, /sse and the polls.
@@ -56,10 +57,10 @@ type clockHolder struct {
 	confirmed bool
 }
 
-func newClock(l *loop.Loop, broker loop.Broker, node string, log *slog.Logger) *clock {
+func newClock(l *loop.Loop, broker pubsub.Broker, node string, log *slog.Logger) *clock {
 	c := &clock{l: l, log: log, broker: broker, node: node,
 		byID: map[string]*clockHolder{}, hub: loop.NewHub(l, loop.Text, nil)}
-	c.hub.KeepHistory(clockTopic, loop.HistoryOptions{MaxMessages: clockHistory}) // no broker: cannot fail
+	c.hub.KeepHistory(clockTopic, pubsub.HistoryOptions{MaxMessages: clockHistory}, nil) // no broker: cannot fail
 	if broker != nil {
 		cancel, err := broker.Subscribe(clockClaimTopic, func(data []byte) {
 			l.AddCallback(func() { c.onClaim(string(data)) })
@@ -162,5 +163,5 @@ func (c *clock) publish(now time.Time, sec int64, late bool) {
 		m["late"] = true
 	}
 	msg, _ := json.Marshal(m)
-	c.hub.PublishAt(clockTopic, loop.Position{Epoch: clockEpoch, Offset: sec}, msg)
+	c.hub.PublishAt(clockTopic, pubsub.Position{Epoch: clockEpoch, Offset: sec}, msg)
 }

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/tornago/tornago/loop"
+	"github.com/tornago/tornago/loop/pubsub"
 )
 
 // indexPage is the browser demo of /clock, /ws and /receive: one
@@ -86,13 +87,13 @@ func sinceArgument(r *loop.Request) (string, bool) {
 // recovered messages, and reports whether ws is subscribed; when not, it
 // closed ws with a reason. Loop-only.
 func subscribeSince(hub *loop.Hub, topic string, ws *loop.WebSocket, since string) bool {
-	pos, err := loop.ParsePosition(since)
+	pos, err := pubsub.ParsePosition(since)
 	if err != nil {
 		ws.Close(loop.ClosePolicy, "since must be EPOCH-OFFSET")
 		return false
 	}
 	n, err := hub.SubscribeSince(topic, ws, pos)
-	gone := errors.Is(err, loop.ErrHistoryGone)
+	gone := errors.Is(err, pubsub.ErrHistoryGone)
 	if err != nil && !gone {
 		ws.Close(loop.CloseTryAgainLater, "history unavailable")
 		return false
@@ -105,7 +106,7 @@ func subscribeSince(hub *loop.Hub, topic string, ws *loop.WebSocket, since strin
 // subscribed: the topic's head on this loop, or since when the client saw
 // more on a node further along (reporting the lower head would make it
 // take those messages again).
-func clientHead(hub *loop.Hub, topic string, since loop.Position) loop.Position {
+func clientHead(hub *loop.Hub, topic string, since pubsub.Position) pubsub.Position {
 	head, _ := hub.Head(topic)
 	if head.Less(since) {
 		return since
@@ -129,7 +130,7 @@ func serveSSE(r *loop.Request, hubs map[string]*loop.Hub, heartbeat time.Duratio
 	if since == "" {
 		since = r.GetArgument("lastEventId", r.GetArgument("since", ""))
 	}
-	pos, err := loop.ParsePosition(since)
+	pos, err := pubsub.ParsePosition(since)
 	if err != nil {
 		httpError(r, 400, "Last-Event-ID (or since) must be EPOCH-OFFSET")
 		return
@@ -139,7 +140,7 @@ func serveSSE(r *loop.Request, hubs map[string]*loop.Hub, heartbeat time.Duratio
 		return // HEAD, or the loop is stopping: the stream is already ended
 	}
 	n, err := hub.SubscribeStream(topic, es, pos)
-	gone := errors.Is(err, loop.ErrHistoryGone)
+	gone := errors.Is(err, pubsub.ErrHistoryGone)
 	if err != nil && !gone {
 		es.Close()
 		return
@@ -152,7 +153,7 @@ func serveSSE(r *loop.Request, hubs map[string]*loop.Hub, heartbeat time.Duratio
 // messages, on /ws?since= and /sse alike: head is the position the client
 // has now (it resumes from it even if no message comes), gone that the
 // history no longer reached back to its since.
-func subscribedJSON(head loop.Position, recovered int, gone bool) []byte {
+func subscribedJSON(head pubsub.Position, recovered int, gone bool) []byte {
 	b := append([]byte(nil), `{"type":"subscribed","head":"`...)
 	b = head.Append(b)
 	b = append(b, `","recovered":`...)
@@ -227,7 +228,7 @@ func httpError(r *loop.Request, code int, reason string) {
 type demoEnv struct {
 	// broker, when not nil, carries /receive pushes to the /ws clients of
 	// every loop and node sharing it, and /clock Id claims.
-	broker loop.Broker
+	broker pubsub.Broker
 	// ping is every WebSocket route's PingInterval (0: the default,
 	// negative: none).
 	ping time.Duration
@@ -283,8 +284,12 @@ func addDemos(l *loop.Loop, i int, app *loop.Application, env *demoEnv) *demoNod
 
 	ch := &chat{hub: loop.NewHub(l, loop.Text, env.broker), members: &env.chatMembers}
 	lp := env.lp.withDefaults()
-	if err := ch.hub.KeepHistory(chatTopic, loop.HistoryOptions{MaxMessages: lp.MaxMessages, MaxBytes: lp.MaxBytes}); err != nil {
-		node.err = fmt.Errorf("chat history: %w", err)
+	// Before Start: the broker's calls are made here and done runs before
+	// KeepHistory returns.
+	var kept error
+	ch.hub.KeepHistory(chatTopic, pubsub.HistoryOptions{MaxMessages: lp.MaxMessages, MaxBytes: lp.MaxBytes}, func(err error) { kept = err })
+	if kept != nil {
+		node.err = fmt.Errorf("chat history: %w", kept)
 		return node
 	}
 	// /ws and /clock keep the same-origin default (CheckOrigin nil): the
@@ -326,16 +331,16 @@ func addDemos(l *loop.Loop, i int, app *loop.Application, env *demoEnv) *demoNod
 // chatBroker returns the broker for the demos' hubs, from b, the process's
 // broker (nil: none, each loop alone): b itself when it keeps the chat's
 // history (MemoryBroker, natsbroker over JetStream), else b wrapped in
-// loop.LocalHistory with a warning: messages still travel through b, but
+// pubsub.LocalHistory with a warning: messages still travel through b, but
 // positions are then this process's own, and a client resuming on another
 // process is told its history is gone. Call it once per process.
-func chatBroker(b loop.Broker, lp longPollOptions, log *slog.Logger) loop.Broker {
+func chatBroker(b pubsub.Broker, lp longPollOptions, log *slog.Logger) pubsub.Broker {
 	if b == nil {
 		return nil
 	}
 	lp = lp.withDefaults()
-	o := loop.HistoryOptions{MaxMessages: lp.MaxMessages, MaxBytes: lp.MaxBytes}
-	if hb, ok := b.(loop.HistoryBroker); ok {
+	o := pubsub.HistoryOptions{MaxMessages: lp.MaxMessages, MaxBytes: lp.MaxBytes}
+	if hb, ok := b.(pubsub.HistoryBroker); ok {
 		err := hb.KeepHistory(chatTopic, o)
 		if err == nil {
 			return b
@@ -344,5 +349,5 @@ func chatBroker(b loop.Broker, lp longPollOptions, log *slog.Logger) loop.Broker
 	} else {
 		log.Warn("chat: the broker keeps no history; positions are this process's own", "broker", fmt.Sprintf("%T", b))
 	}
-	return loop.LocalHistory(b)
+	return pubsub.LocalHistory(b)
 }

@@ -21,6 +21,7 @@ import (
 	gws "github.com/gorilla/websocket"
 	"github.com/tornago/tornago/internal/notrun"
 	"github.com/tornago/tornago/loop"
+	"github.com/tornago/tornago/loop/pubsub"
 )
 
 // startDemos runs the demo routes on a free loopback port.
@@ -30,7 +31,7 @@ func startDemos(t *testing.T) string {
 }
 
 // startDemosWith runs the demo routes with a hub broker (nil: none).
-func startDemosWith(t *testing.T, broker loop.Broker) string {
+func startDemosWith(t *testing.T, broker pubsub.Broker) string {
 	t.Helper()
 	return startDemoApp(t, demoAppOptions(longPollOptions{}), broker, nil)
 }
@@ -38,7 +39,7 @@ func startDemosWith(t *testing.T, broker loop.Broker) string {
 // startDemoApp runs the demo routes on a free loopback port with the
 // application's options, a hub broker (nil: none) and routes extra adds
 // first (nil: none), and stops the loop when the test ends.
-func startDemoApp(t *testing.T, opts loop.AppOptions, broker loop.Broker, extra func(*loop.Application)) string {
+func startDemoApp(t *testing.T, opts loop.AppOptions, broker pubsub.Broker, extra func(*loop.Application)) string {
 	t.Helper()
 	l := loop.New(loop.Options{TimeoutResolution: 10 * time.Millisecond})
 	app := loop.NewApplication(opts)

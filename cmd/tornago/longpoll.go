@@ -62,6 +62,7 @@ import (
 	"time"
 
 	"github.com/tornago/tornago/loop"
+	"github.com/tornago/tornago/loop/pubsub"
 )
 
 // longPollOptions bounds the long-poll store and its answers. Zero fields
@@ -130,7 +131,7 @@ type chatMessage struct {
 }
 
 type waiter struct {
-	after loop.Position
+	after pubsub.Position
 	t     *loop.Timeout
 }
 
@@ -144,11 +145,11 @@ type topicPoll struct {
 	o        longPollOptions
 	waiters  map[*loop.Request]waiter
 	stopping bool
-	msgs     []loop.Message // scratch
-	scratch  []byte         // the answer being built; Request.Write copies it
+	msgs     []pubsub.Message // scratch
+	scratch  []byte           // the answer being built; Request.Write copies it
 	// A message usually answers many polls waiting at the same position:
 	// the page is built once for all of them (cleared after each message).
-	memoAfter loop.Position
+	memoAfter pubsub.Position
 	memo      []byte
 }
 
@@ -162,12 +163,12 @@ func newTopicPoll(l *loop.Loop, hub *loop.Hub, topic string, o longPollOptions) 
 
 // page is one answer: the messages after after, the position the client
 // has after them (head when none), and how many it missed.
-func (p *topicPoll) page(after loop.Position) (msgs []loop.Message, head loop.Position, missed int64) {
+func (p *topicPoll) page(after pubsub.Position) (msgs []pubsub.Message, head pubsub.Position, missed int64) {
 	msgs, head, err := p.hub.History(p.topic, after, p.msgs[:0])
-	if errors.Is(err, loop.ErrHistoryGone) {
+	if errors.Is(err, pubsub.ErrHistoryGone) {
 		// Messages after the cursor were dropped, or the cursor is of
 		// another history: start at the oldest kept, and say so.
-		msgs, head, _ = p.hub.History(p.topic, loop.Position{Epoch: head.Epoch, Offset: -1}, p.msgs[:0])
+		msgs, head, _ = p.hub.History(p.topic, pubsub.Position{Epoch: head.Epoch, Offset: -1}, p.msgs[:0])
 		switch {
 		case after.Epoch != head.Epoch:
 			missed = -1 // unknown: another epoch
@@ -183,7 +184,7 @@ func (p *topicPoll) page(after loop.Position) (msgs []loop.Message, head loop.Po
 // appendPage appends an answer to dst (see the protocol above): at most
 // PageMessages messages and PageBytes of encoded messages (one always
 // fits). waiting < 0 leaves "waiting" out.
-func appendPage(dst []byte, msgs []loop.Message, head loop.Position, missed int64, o longPollOptions, waiting int) []byte {
+func appendPage(dst []byte, msgs []pubsub.Message, head pubsub.Position, missed int64, o longPollOptions, waiting int) []byte {
 	dst = append(dst, `{"epoch":`...)
 	dst = strconv.AppendInt(dst, head.Epoch, 10)
 	dst = append(dst, `,"messages":[`...)
@@ -231,7 +232,7 @@ func appendJSONString(dst, s []byte) []byte {
 	return append(dst, js...)
 }
 
-func (p *topicPoll) reply(r *loop.Request, after loop.Position, waiting bool) {
+func (p *topicPoll) reply(r *loop.Request, after pubsub.Position, waiting bool) {
 	msgs, head, missed := p.page(after)
 	w := -1
 	if waiting {
@@ -254,7 +255,7 @@ func (p *topicPoll) send(r *loop.Request, page []byte) {
 }
 
 // arrived answers the polls waiting for m (Hub.Watch). Loop-only.
-func (p *topicPoll) arrived(m loop.Message) {
+func (p *topicPoll) arrived(m pubsub.Message) {
 	p.memo = nil
 	for r, w := range p.waiters {
 		if !w.after.Less(m.Pos) {
@@ -287,34 +288,34 @@ func parseCursor(s string) (int64, bool) {
 
 // after reads the client's position: since=E-N, or the pair cursor and
 // epoch, with the protocol's rules for a missing epoch.
-func (p *topicPoll) after(r *loop.Request) (loop.Position, bool) {
+func (p *topicPoll) after(r *loop.Request) (pubsub.Position, bool) {
 	head, _ := p.hub.Head(p.topic)
 	if s := r.GetArgument("since", ""); s != "" {
-		pos, err := loop.ParsePosition(s)
+		pos, err := pubsub.ParsePosition(s)
 		if err != nil {
 			httpError(r, 400, "since must be the pos of the last message you have (EPOCH-OFFSET)")
-			return loop.Position{}, false
+			return pubsub.Position{}, false
 		}
 		return pos, true
 	}
 	cursor, ok := parseCursor(r.GetArgument("cursor", ""))
 	if !ok {
 		httpError(r, 400, "cursor must be empty or the id of the last message you have (a non-negative integer)")
-		return loop.Position{}, false
+		return pubsub.Position{}, false
 	}
 	epoch, ok := parseCursor(r.GetArgument("epoch", ""))
 	if !ok {
 		httpError(r, 400, "epoch must be empty or the epoch of the answer your cursor came in (a non-negative integer)")
-		return loop.Position{}, false
+		return pubsub.Position{}, false
 	}
 	switch {
 	case epoch != 0:
-		return loop.Position{Epoch: epoch, Offset: cursor}, true
+		return pubsub.Position{Epoch: epoch, Offset: cursor}, true
 	case cursor > head.Offset:
 		// One of Tornado's demo clients, from an earlier process.
-		return loop.Position{Epoch: head.Epoch}, true
+		return pubsub.Position{Epoch: head.Epoch}, true
 	}
-	return loop.Position{Epoch: head.Epoch, Offset: cursor}, true
+	return pubsub.Position{Epoch: head.Epoch, Offset: cursor}, true
 }
 
 func (p *topicPoll) update(r *loop.Request, wait bool) {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/tornago/tornago/loop"
+	"github.com/tornago/tornago/loop/pubsub"
 )
 
 // FuzzLongPollPage builds answers from arbitrary bodies and page caps and
@@ -23,14 +23,14 @@ func FuzzLongPollPage(f *testing.F) {
 			epoch = -(epoch + 1)
 		}
 		o := longPollOptions{PageMessages: int(pageMsgs), PageBytes: int(pageBytes)}.withDefaults()
-		var msgs []loop.Message
+		var msgs []pubsub.Message
 		for i, part := range strings.Split(string(data), "\xff") {
 			if !utf8.ValidString(part) {
 				continue // textArgument refuses it
 			}
-			msgs = append(msgs, loop.Message{Pos: loop.Position{Epoch: epoch, Offset: int64(i + 1)}, Data: []byte(part)})
+			msgs = append(msgs, pubsub.Message{Pos: pubsub.Position{Epoch: epoch, Offset: int64(i + 1)}, Data: []byte(part)})
 		}
-		head := loop.Position{Epoch: epoch, Offset: int64(len(msgs))}
+		head := pubsub.Position{Epoch: epoch, Offset: int64(len(msgs))}
 		out := appendPage(nil, msgs, head, missed, o, 3)
 		var p struct {
 			Epoch    int64

@@ -10,7 +10,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/tornago/tornago/loop"
+	"github.com/tornago/tornago/loop/pubsub"
 )
 
 // startTestNATS runs an embedded nats-server on 127.0.0.1 (port -1: a free
@@ -45,7 +45,7 @@ func connectNATS(t *testing.T, url string) *nats.Conn {
 
 // startDemoNode runs the demos on their own loop with broker, as one node
 // of a chat.
-func startDemoNode(t *testing.T, broker loop.Broker) string {
+func startDemoNode(t *testing.T, broker pubsub.Broker) string {
 	t.Helper()
 	return startDemosWith(t, broker)
 }
@@ -156,7 +156,7 @@ func readAcross(t *testing.T, c *http.Client, bases []string, n int) {
 // history through a MemoryBroker; a client switching loops between polls
 // reads every message once, in one order, with one epoch.
 func TestLongPollTwoLoopsOneLog(t *testing.T) {
-	broker := &loop.MemoryBroker{}
+	broker := &pubsub.MemoryBroker{}
 	bases := []string{"http://" + startDemoNode(t, broker), "http://" + startDemoNode(t, broker)}
 	readAcross(t, &http.Client{Timeout: 10 * time.Second}, bases, 60)
 }

@@ -15,6 +15,7 @@ import (
 
 	gws "github.com/gorilla/websocket"
 	"github.com/tornago/tornago/loop"
+	"github.com/tornago/tornago/loop/pubsub"
 )
 
 // subscribed is the control message after the recovered ones.
@@ -28,7 +29,7 @@ type subscribed struct {
 // wsFrame is one frame of the positioned protocol: a message (Pos set) or
 // the subscribed control message.
 type wsFrame struct {
-	Pos  loop.Position
+	Pos  pubsub.Position
 	Body string
 	Ctl  *subscribed
 }
@@ -48,7 +49,7 @@ func readFrame(t *testing.T, c *gws.Conn) wsFrame {
 		return wsFrame{Ctl: &s}
 	}
 	ps, body, ok := strings.Cut(string(b), "\n")
-	p, err := loop.ParsePosition(ps)
+	p, err := pubsub.ParsePosition(ps)
 	if !ok || err != nil {
 		t.Fatalf("not a positioned frame: %q", b)
 	}
@@ -125,8 +126,8 @@ func TestWSResume(t *testing.T) {
 	}
 	// Ahead of this node (seen on one further along): the head it reports
 	// is the client's own, so that it does not take those messages again.
-	h3, _ := loop.ParsePosition(s3.Head)
-	ahead := loop.Position{Epoch: h3.Epoch, Offset: h3.Offset + 5}
+	h3, _ := pubsub.ParsePosition(s3.Head)
+	ahead := pubsub.Position{Epoch: h3.Epoch, Offset: h3.Offset + 5}
 	if _, rec, s4 := resume(t, addr, "/ws", ahead.String()); len(rec) != 0 || s4.Head != ahead.String() {
 		t.Fatalf("ahead at %s: %v %+v", ahead, rec, s4)
 	}
@@ -147,11 +148,11 @@ func TestWSResume(t *testing.T) {
 func TestResumeGapLongerThanHistory(t *testing.T) {
 	addr := startDemos(t)
 	_, _, s := resume(t, addr, "/ws", "")
-	head, _ := loop.ParsePosition(s.Head)
+	head, _ := pubsub.ParsePosition(s.Head)
 	for i := 0; i < 205; i++ {
 		publishChat(t, addr, "m")
 	}
-	c, rec, s2 := resume(t, addr, "/ws", loop.Position{Epoch: head.Epoch, Offset: head.Offset + 1}.String())
+	c, rec, s2 := resume(t, addr, "/ws", pubsub.Position{Epoch: head.Epoch, Offset: head.Offset + 1}.String())
 	if len(rec) != 0 || !s2.Gone || s2.Recovered != 0 {
 		t.Fatalf("past the history: %d recovered, %+v", len(rec), s2)
 	}
@@ -165,7 +166,7 @@ func TestResumeGapLongerThanHistory(t *testing.T) {
 	}
 	// The clock keeps 300 ticks: an hour ago is gone, a second ago is not.
 	now := time.Now().Unix()
-	if _, _, sc := resume(t, addr, "/clock", loop.Position{Epoch: clockEpoch, Offset: now - 3600}.String()); !sc.Gone {
+	if _, _, sc := resume(t, addr, "/clock", pubsub.Position{Epoch: clockEpoch, Offset: now - 3600}.String()); !sc.Gone {
 		t.Fatalf("clock an hour ago: %+v", sc)
 	}
 }
@@ -279,18 +280,18 @@ func TestClockFillsSkippedSeconds(t *testing.T) {
 	ck := newClock(l, nil, "test", slog.Default())
 	serveLoop(t, l, app)
 	type out struct {
-		msgs []loop.Message
+		msgs []pubsub.Message
 		err  error
 	}
 	done := make(chan out, 1)
 	l.AddCallback(func() {
 		// A fresh hub: the clock's own may hold a real tick already.
 		ck.hub = loop.NewHub(l, loop.Text, nil)
-		ck.hub.KeepHistory(clockTopic, loop.HistoryOptions{MaxMessages: clockHistory})
+		ck.hub.KeepHistory(clockTopic, pubsub.HistoryOptions{MaxMessages: clockHistory}, nil)
 		now := time.Now().Round(time.Second).Unix()
 		ck.lastSec = now - 4 // as if three ticks were skipped
 		ck.tick()
-		msgs, _, err := ck.hub.History(clockTopic, loop.Position{Epoch: clockEpoch, Offset: now - 4}, nil)
+		msgs, _, err := ck.hub.History(clockTopic, pubsub.Position{Epoch: clockEpoch, Offset: now - 4}, nil)
 		done <- out{msgs, err}
 	})
 	o := <-done

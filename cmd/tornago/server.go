@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/tornago/tornago/loop"
 	"github.com/tornago/tornago/loop/natsbroker"
+	"github.com/tornago/tornago/loop/pubsub"
 )
 
 // serverConfig is what one server process runs, from the flags.
@@ -85,7 +86,7 @@ func serve(log *slog.Logger, cfg serverConfig) error {
 		defer nb.Close() // runs first: sends what is queued, then nc closes
 		env.broker = nb
 	case n > 1:
-		env.broker = &loop.MemoryBroker{}
+		env.broker = &pubsub.MemoryBroker{}
 	}
 	env.lp = cfg.lp
 	env.broker = chatBroker(env.broker, cfg.lp, log)

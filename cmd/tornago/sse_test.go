@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tornago/tornago/loop"
+	"github.com/tornago/tornago/loop/pubsub"
 )
 
 // rawSSE is an SSE client on a bare TCP connection: it writes the request
@@ -145,9 +145,9 @@ func TestSSE(t *testing.T) {
 		t.Fatalf("tick %+v after head %s", tick, csub.Head)
 	}
 	// The clock resumes on ticks too: the next reconnect gets what passed.
-	p, _ := loop.ParsePosition(tick.id)
+	p, _ := pubsub.ParsePosition(tick.id)
 	time.Sleep(1100 * time.Millisecond)
-	ck2 := openRawSSE(t, addr, "/sse?topic=clock", loop.Position{Epoch: clockEpoch, Offset: p.Offset - 1}.String())
+	ck2 := openRawSSE(t, addr, "/sse?topic=clock", pubsub.Position{Epoch: clockEpoch, Offset: p.Offset - 1}.String())
 	if _, rec, _ := ck2.subscribed(t); len(rec) < 2 || rec[0].id != tick.id {
 		t.Fatalf("clock resumed: %v", rec)
 	}

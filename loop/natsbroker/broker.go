@@ -25,7 +25,7 @@
 //
 // # History
 //
-// Broker is a loop.HistoryBroker over NATS JetStream. KeepHistory(topic, o)
+// Broker is a pubsub.HistoryBroker over NATS JetStream. KeepHistory(topic, o)
 // makes a JetStream stream for the topic (see KeepHistory for its name and
 // subject), bounded by o and discarding its oldest messages; a message's
 // position is the stream's sequence number, in the epoch of the stream's
@@ -33,7 +33,7 @@
 // gives a message the same position, and a client that comes back on
 // another process resumes exactly where it left. Each process reads the
 // stream with one ordered consumer per topic into a replica (a
-// loop.HistoryBuffer under a mutex) that answers History and feeds
+// pubsub.HistoryBuffer under a mutex) that answers History and feeds
 // SubscribeHistory without asking NATS.
 //
 // When the NATS server loses the stream (a restart with memory storage, a
@@ -46,7 +46,7 @@
 // goroutine), whatever the number of subscribers.
 //
 // Memory per kept message: each process's replica holds the data plus
-// about 70 to 100 bytes (a loop.Message, 64 bytes, the slice's spare
+// about 70 to 100 bytes (a pubsub.Message, 64 bytes, the slice's spare
 // capacity and the data allocation's rounding); the NATS server's memory
 // store holds the data plus about 300 bytes (with a 15-byte subject: its
 // message struct, index and per-subject state), although its own
@@ -64,7 +64,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/tornago/tornago/loop"
+	"github.com/tornago/tornago/loop/pubsub"
 )
 
 // ErrBacklog is returned by Publish when the broker's queue of publications
@@ -102,7 +102,7 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Broker is a loop.Broker over one NATS connection. Goroutine-safe.
+// Broker is a pubsub.Broker over one NATS connection. Goroutine-safe.
 type Broker struct {
 	nc       *nats.Conn
 	prefix   string
@@ -131,7 +131,7 @@ type publication struct {
 	hist  *histTopic // non-nil: published to the topic's stream
 }
 
-var _ loop.HistoryBroker = (*Broker)(nil)
+var _ pubsub.HistoryBroker = (*Broker)(nil)
 
 // New returns a broker publishing and subscribing on nc under subjects
 // prefix+topic (for example prefix "tornago." and topic "room.go"), with
@@ -204,7 +204,7 @@ func (b *Broker) publishLoop() {
 	}
 }
 
-// Publish implements loop.Broker: it copies data and queues it for the
+// Publish implements pubsub.Broker: it copies data and queues it for the
 // broker's goroutine, which publishes in the order of the Publish calls.
 // On a topic that keeps history (KeepHistory) it publishes to the topic's
 // stream and waits for the stream's acknowledgement off the caller's
@@ -275,7 +275,7 @@ func (b *Broker) Close() {
 	<-b.watched
 }
 
-// Subscribe implements loop.Broker. deliver runs on the NATS client's
+// Subscribe implements pubsub.Broker. deliver runs on the NATS client's
 // goroutine for the subscription; the Hub moves it onto its loop. It works
 // while NATS is down too (nats.go sends the subscription on reconnect),
 // and a subscription outlives outages; only a closed nc refuses it.

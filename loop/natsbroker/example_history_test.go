@@ -7,8 +7,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/tornago/tornago/loop"
 	"github.com/tornago/tornago/loop/natsbroker"
+	"github.com/tornago/tornago/loop/pubsub"
 )
 
 // A topic that keeps history: every process calls KeepHistory at start,
@@ -38,11 +38,11 @@ func ExampleBroker_KeepHistory() {
 	b := natsbroker.New(nc, "tornago.")
 	defer b.Close()
 
-	if err := b.KeepHistory("room.go", loop.HistoryOptions{MaxMessages: 1000, MaxAge: time.Hour}); err != nil {
-		panic(err) // errors.Is(err, loop.ErrNoHistory): the server has no JetStream
+	if err := b.KeepHistory("room.go", pubsub.HistoryOptions{MaxMessages: 1000, MaxAge: time.Hour}); err != nil {
+		panic(err) // errors.Is(err, pubsub.ErrNoHistory): the server has no JetStream
 	}
-	got := make(chan loop.Message, 2)
-	head, cancel, err := b.SubscribeHistory("room.go", func(m loop.Message) { got <- m })
+	got := make(chan pubsub.Message, 2)
+	head, cancel, err := b.SubscribeHistory("room.go", func(m pubsub.Message) { got <- m })
 	if err != nil {
 		panic(err)
 	}
@@ -58,7 +58,7 @@ func ExampleBroker_KeepHistory() {
 	// A client that saw the first message comes back (on any process).
 	rest, err := b.History("room.go", first.Pos, -1, nil)
 	if err != nil {
-		panic(err) // errors.Is(err, loop.ErrHistoryGone): reload instead
+		panic(err) // errors.Is(err, pubsub.ErrHistoryGone): reload instead
 	}
 	for _, m := range rest {
 		fmt.Println(m.Pos.Offset, string(m.Data))

@@ -37,7 +37,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/tornago/tornago/loop"
+	"github.com/tornago/tornago/loop/pubsub"
 )
 
 const (
@@ -88,14 +88,14 @@ type history struct {
 // histTopic is one history topic's stream and replica.
 type histTopic struct {
 	topic, subject, stream string
-	o                      loop.HistoryOptions
+	o                      pubsub.HistoryOptions
 	cfg                    jetstream.StreamConfig
 	// ready: the stream was checked since the last status change, so
 	// Publish sends to it.
 	ready atomic.Bool
 
 	mu     sync.Mutex
-	buf    *loop.HistoryBuffer
+	buf    *pubsub.HistoryBuffer
 	subs   map[*histSub]struct{}
 	target int64         // KeepHistory waits for the replica to reach it
 	caught chan struct{} // closed when it has, nil once closed
@@ -107,7 +107,7 @@ type histTopic struct {
 // histSub is a subscriber: SubscribeHistory's (deliver) or Subscribe's
 // (data).
 type histSub struct {
-	deliver func(loop.Message)
+	deliver func(pubsub.Message)
 	data    func([]byte)
 }
 
@@ -177,7 +177,7 @@ func StreamName(prefix, topic string) string {
 	return sb.String()
 }
 
-// KeepHistory implements loop.HistoryBroker: it makes topic's stream, or
+// KeepHistory implements pubsub.HistoryBroker: it makes topic's stream, or
 // finds it (a later process's options win: the stream's limits are
 // updated to o), and starts this process's replica of it. It returns once
 // the replica holds what the stream held when it was called (at most 10
@@ -194,15 +194,16 @@ func StreamName(prefix, topic string) string {
 // Every process must call it for the topic, before subscribing or
 // publishing on it: a plain subscription made before does not see the
 // history topic's messages. Calling it again with the same options is a
-// no-op; with others, an error. On a NATS server without JetStream it
-// returns an error wrapping loop.ErrNoHistory. It waits for NATS (one or
+// no-op; with others, an error wrapping pubsub.ErrHistoryOptionsDiffer
+// that names both. On a NATS server without JetStream it returns an error
+// wrapping pubsub.ErrNoHistory. It waits for NATS (one or
 // two requests): call it off the loop, at start. Goroutine-safe.
-func (b *Broker) KeepHistory(topic string, o loop.HistoryOptions) error {
+func (b *Broker) KeepHistory(topic string, o pubsub.HistoryOptions) error {
 	if topic == "" || strings.ContainsAny(topic, " \t\r\n*>") {
 		return fmt.Errorf("natsbroker: keep history of %q: not a subject", topic)
 	}
-	if o.MaxMessages <= 0 && o.MaxBytes <= 0 && o.MaxAge <= 0 {
-		return fmt.Errorf("natsbroker: keep history of %q: the options keep nothing: %w", topic, loop.ErrNoHistory)
+	if !o.Keeps() {
+		return fmt.Errorf("natsbroker: keep history of %q: the options keep nothing: %w", topic, pubsub.ErrNoHistory)
 	}
 	b.hmu.Lock()
 	defer b.hmu.Unlock()
@@ -211,7 +212,7 @@ func (b *Broker) KeepHistory(topic string, o loop.HistoryOptions) error {
 	}
 	if t := b.histTopic(topic); t != nil {
 		if t.o != o {
-			return fmt.Errorf("natsbroker: keep history of %q: already kept with other options (%+v)", topic, t.o)
+			return fmt.Errorf("natsbroker: keep history of %q with %+v: %w (%+v)", topic, o, pubsub.ErrHistoryOptionsDiffer, t.o)
 		}
 		return nil
 	}
@@ -241,14 +242,14 @@ func (b *Broker) KeepHistory(topic string, o loop.HistoryOptions) error {
 		s, err = b.js.Stream(ctx, t.stream)
 	}
 	if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) || errors.Is(err, nats.ErrNoResponders) {
-		return fmt.Errorf("natsbroker: keep history of %q: the NATS server has no JetStream (%v): %w", topic, err, loop.ErrNoHistory)
+		return fmt.Errorf("natsbroker: keep history of %q: the NATS server has no JetStream (%v): %w", topic, err, pubsub.ErrNoHistory)
 	}
 	if err != nil {
 		return fmt.Errorf("natsbroker: keep history of %q: stream %s: %w", topic, t.stream, err)
 	}
 	info := s.CachedInfo()
 	epoch := streamEpoch(info)
-	t.buf = loop.NewHistoryBuffer(o, epoch)
+	t.buf = pubsub.NewHistoryBuffer(o, epoch)
 	if info.State.Msgs > 0 {
 		t.target, t.caught = int64(info.State.LastSeq), make(chan struct{})
 	}
@@ -293,7 +294,7 @@ func limit(n int64) int64 {
 
 func streamEpoch(info *jetstream.StreamInfo) int64 { return info.Created.UnixMicro() }
 
-// SubscribeHistory implements loop.HistoryBroker. head is the replica's
+// SubscribeHistory implements pubsub.HistoryBroker. head is the replica's
 // newest position; deliver then gets every message the replica adds, in
 // order, once each, with nothing between head and the first (it is called
 // under the topic's lock, which SubscribeHistory held to read head).
@@ -305,10 +306,10 @@ func streamEpoch(info *jetstream.StreamInfo) int64 { return info.Created.UnixMic
 // loop); it may keep m.Data but must not modify it (every subscriber and
 // the replica share it). No deliver runs once cancel or Close has
 // returned. Goroutine-safe; it waits for no I/O.
-func (b *Broker) SubscribeHistory(topic string, deliver func(m loop.Message)) (loop.Position, func(), error) {
+func (b *Broker) SubscribeHistory(topic string, deliver func(m pubsub.Message)) (pubsub.Position, func(), error) {
 	t := b.histTopic(topic)
 	if t == nil {
-		return loop.Position{}, nil, fmt.Errorf("natsbroker: subscribe to the history of %q: %w", topic, loop.ErrNoHistory)
+		return pubsub.Position{}, nil, fmt.Errorf("natsbroker: subscribe to the history of %q: %w", topic, pubsub.ErrNoHistory)
 	}
 	s := &histSub{deliver: deliver}
 	t.mu.Lock()
@@ -331,16 +332,16 @@ func (t *histTopic) unsubscribe(s *histSub) {
 	t.mu.Unlock()
 }
 
-// History implements loop.HistoryBroker from this process's replica,
+// History implements pubsub.HistoryBroker from this process's replica,
 // without asking NATS: a message another process published is there once
 // this process's consumer got it (usually within a millisecond of its
 // ack). The messages' Data is shared and must not be modified. An after
 // past the replica's head (a client that saw more on a process further
 // along) gives nothing and no error. Goroutine-safe; it waits for no I/O.
-func (b *Broker) History(topic string, after loop.Position, upTo int64, dst []loop.Message) ([]loop.Message, error) {
+func (b *Broker) History(topic string, after pubsub.Position, upTo int64, dst []pubsub.Message) ([]pubsub.Message, error) {
 	t := b.histTopic(topic)
 	if t == nil {
-		return dst, fmt.Errorf("natsbroker: history of %q: %w", topic, loop.ErrNoHistory)
+		return dst, fmt.Errorf("natsbroker: history of %q: %w", topic, pubsub.ErrNoHistory)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -556,8 +557,8 @@ func (b *Broker) deliver(t *histTopic, c *histConsumer, m jetstream.Msg) {
 		}
 		return
 	}
-	msg := loop.Message{
-		Pos:  loop.Position{Epoch: c.epoch, Offset: int64(meta.Sequence.Stream)},
+	msg := pubsub.Message{
+		Pos:  pubsub.Position{Epoch: c.epoch, Offset: int64(meta.Sequence.Stream)},
 		Data: m.Data(), // nats.go allocated it for this message alone
 		Time: meta.Timestamp,
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,8 +15,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/tornago/tornago/loop"
 	"github.com/tornago/tornago/loop/natsbroker"
+	"github.com/tornago/tornago/loop/pubsub"
 )
 
 // startJetStream runs an embedded nats-server with JetStream (its store
@@ -82,7 +83,7 @@ func newHistNode(t *testing.T, url string) *histNode {
 	return &histNode{nc: nc, b: b, log: out}
 }
 
-func (n *histNode) keep(t *testing.T, topic string, o loop.HistoryOptions) {
+func (n *histNode) keep(t *testing.T, topic string, o pubsub.HistoryOptions) {
 	t.Helper()
 	if err := n.b.KeepHistory(topic, o); err != nil {
 		t.Fatal(err)
@@ -107,7 +108,7 @@ func (n *histNode) publish(t *testing.T, topic, data string) {
 // epoch is the history's current epoch on n.
 func (n *histNode) epoch(t *testing.T, topic string) int64 {
 	t.Helper()
-	head, cancel, err := n.b.SubscribeHistory(topic, func(loop.Message) {})
+	head, cancel, err := n.b.SubscribeHistory(topic, func(pubsub.Message) {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,12 +118,12 @@ func (n *histNode) epoch(t *testing.T, topic string) int64 {
 
 // waitHistory waits until n's history of topic holds want messages after
 // offset 0 of its epoch, and returns them.
-func (n *histNode) waitHistory(t *testing.T, topic string, want int) []loop.Message {
+func (n *histNode) waitHistory(t *testing.T, topic string, want int) []pubsub.Message {
 	t.Helper()
-	var got []loop.Message
+	var got []pubsub.Message
 	waitFor(t, fmt.Sprintf("%d messages in the history", want), func() bool {
 		var err error
-		got, err = n.b.History(topic, loop.Position{Epoch: n.epoch(t, topic)}, -1, got[:0])
+		got, err = n.b.History(topic, pubsub.Position{Epoch: n.epoch(t, topic)}, -1, got[:0])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,11 +134,11 @@ func (n *histNode) waitHistory(t *testing.T, topic string, want int) []loop.Mess
 
 // checkRun fails unless msgs are offsets first, first+1, ... of epoch with
 // data "m<offset>".
-func checkRun(t *testing.T, what string, msgs []loop.Message, epoch, first int64) {
+func checkRun(t *testing.T, what string, msgs []pubsub.Message, epoch, first int64) {
 	t.Helper()
 	for i, m := range msgs {
 		want := first + int64(i)
-		if m.Pos != (loop.Position{Epoch: epoch, Offset: want}) || string(m.Data) != "m"+strconv.FormatInt(want, 10) {
+		if m.Pos != (pubsub.Position{Epoch: epoch, Offset: want}) || string(m.Data) != "m"+strconv.FormatInt(want, 10) {
 			t.Fatalf("%s: message %d is %v %q, want %d-%d %q", what, i, m.Pos, m.Data, epoch, want, "m"+strconv.FormatInt(want, 10))
 		}
 		if m.Time.IsZero() {
@@ -153,12 +154,13 @@ func checkRun(t *testing.T, what string, msgs []loop.Message, epoch, first int64
 func TestHistoryTwoProcesses(t *testing.T) {
 	ns := startJetStream(t, -1, t.TempDir())
 	a, b := newHistNode(t, ns.ClientURL()), newHistNode(t, ns.ClientURL())
-	o := loop.HistoryOptions{MaxMessages: 100}
+	o := pubsub.HistoryOptions{MaxMessages: 100}
 	a.keep(t, "room.go", o)
 	b.keep(t, "room.go", o)
 	a.keep(t, "room.go", o) // again: a no-op
-	if err := a.b.KeepHistory("room.go", loop.HistoryOptions{MaxMessages: 5}); err == nil {
-		t.Fatal("KeepHistory with other options: no error")
+	if err := a.b.KeepHistory("room.go", pubsub.HistoryOptions{MaxMessages: 5}); !errors.Is(err, pubsub.ErrHistoryOptionsDiffer) ||
+		!strings.Contains(err.Error(), "MaxMessages:5") || !strings.Contains(err.Error(), "MaxMessages:100") {
+		t.Fatalf("KeepHistory with other options: %v, want ErrHistoryOptionsDiffer naming both", err)
 	}
 
 	const n = 20
@@ -213,10 +215,10 @@ func TestHistoryTwoProcesses(t *testing.T) {
 		t.Fatalf("after 7 up to 10: %d messages, %v", len(part), err)
 	}
 	checkRun(t, "7 to 10", part, epoch, 8)
-	if got, err := b.b.History("room.go", loop.Position{Epoch: epoch, Offset: n + 5}, -1, nil); err != nil || len(got) != 0 {
+	if got, err := b.b.History("room.go", pubsub.Position{Epoch: epoch, Offset: n + 5}, -1, nil); err != nil || len(got) != 0 {
 		t.Fatalf("after a position past the head: %d messages, %v", len(got), err)
 	}
-	if _, err := b.b.History("room.go", loop.Position{Epoch: epoch + 1, Offset: 3}, -1, nil); !errors.Is(err, loop.ErrHistoryGone) {
+	if _, err := b.b.History("room.go", pubsub.Position{Epoch: epoch + 1, Offset: 3}, -1, nil); !errors.Is(err, pubsub.ErrHistoryGone) {
 		t.Fatalf("History of another epoch: %v, want ErrHistoryGone", err)
 	}
 	if f := a.b.Failed() + b.b.Failed(); f != 0 {
@@ -247,12 +249,12 @@ func TestHistoryTwoProcesses(t *testing.T) {
 // recorder collects one subscription's deliveries.
 type recorder struct {
 	mu   sync.Mutex
-	head loop.Position
-	msgs []loop.Message
+	head pubsub.Position
+	msgs []pubsub.Message
 	data []string
 }
 
-func (r *recorder) deliver(m loop.Message) {
+func (r *recorder) deliver(m pubsub.Message) {
 	r.mu.Lock()
 	r.msgs = append(r.msgs, m)
 	r.mu.Unlock()
@@ -276,7 +278,7 @@ func (r *recorder) count() int {
 func TestHistorySubscribeNoGap(t *testing.T) {
 	ns := startJetStream(t, -1, t.TempDir())
 	a, b := newHistNode(t, ns.ClientURL()), newHistNode(t, ns.ClientURL())
-	o := loop.HistoryOptions{MaxMessages: 10000}
+	o := pubsub.HistoryOptions{MaxMessages: 10000}
 	a.keep(t, "t", o)
 	b.keep(t, "t", o)
 	epoch := b.epoch(t, "t")
@@ -294,7 +296,7 @@ func TestHistorySubscribeNoGap(t *testing.T) {
 		// Spread the subscriptions over the publication (bounded: the
 		// wait ends once everything arrived).
 		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-			if h, _, _ := b.b.SubscribeHistory("t", func(loop.Message) {}); h.Offset >= int64(i*n/subs) {
+			if h, _, _ := b.b.SubscribeHistory("t", func(pubsub.Message) {}); h.Offset >= int64(i*n/subs) {
 				break
 			}
 		}
@@ -316,7 +318,7 @@ func TestHistorySubscribeNoGap(t *testing.T) {
 	heads := []int64{}
 	for i, r := range recs {
 		waitFor(t, "every message delivered", func() bool { return int64(r.count()) >= n-r.head.Offset })
-		before, err := b.b.History("t", loop.Position{Epoch: epoch}, r.head.Offset, nil)
+		before, err := b.b.History("t", pubsub.Position{Epoch: epoch}, r.head.Offset, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -355,26 +357,26 @@ func TestHistorySubscribeNoGap(t *testing.T) {
 func TestHistoryBound(t *testing.T) {
 	ns := startJetStream(t, -1, t.TempDir())
 	a := newHistNode(t, ns.ClientURL())
-	o := loop.HistoryOptions{MaxMessages: 5}
+	o := pubsub.HistoryOptions{MaxMessages: 5}
 	a.keep(t, "t", o)
 	epoch := a.epoch(t, "t")
 	for i := 1; i <= 20; i++ {
 		a.publish(t, "t", "m"+strconv.Itoa(i))
 	}
 	waitFor(t, "message 20 on A", func() bool {
-		h, _, _ := a.b.SubscribeHistory("t", func(loop.Message) {})
+		h, _, _ := a.b.SubscribeHistory("t", func(pubsub.Message) {})
 		return h.Offset == 20
 	})
 	late := newHistNode(t, ns.ClientURL())
 	late.keep(t, "t", o)
 	for _, n := range []*histNode{a, late} {
-		if _, err := n.b.History("t", loop.Position{Epoch: epoch, Offset: 3}, -1, nil); !errors.Is(err, loop.ErrHistoryGone) {
+		if _, err := n.b.History("t", pubsub.Position{Epoch: epoch, Offset: 3}, -1, nil); !errors.Is(err, pubsub.ErrHistoryGone) {
 			t.Fatalf("History after 3 of 20 keeping 5: %v, want ErrHistoryGone", err)
 		}
-		if _, err := n.b.History("t", loop.Position{Epoch: epoch, Offset: 14}, -1, nil); !errors.Is(err, loop.ErrHistoryGone) {
+		if _, err := n.b.History("t", pubsub.Position{Epoch: epoch, Offset: 14}, -1, nil); !errors.Is(err, pubsub.ErrHistoryGone) {
 			t.Fatalf("History after 14 of 20 keeping 5: %v, want ErrHistoryGone", err)
 		}
-		got, err := n.b.History("t", loop.Position{Epoch: epoch, Offset: 15}, -1, nil)
+		got, err := n.b.History("t", pubsub.Position{Epoch: epoch, Offset: 15}, -1, nil)
 		if err != nil || len(got) != 5 {
 			t.Fatalf("History after 15: %d messages, %v", len(got), err)
 		}
@@ -392,7 +394,7 @@ func TestHistoryNATSRestart(t *testing.T) {
 	ns := startJetStream(t, port, store)
 	url := "nats://127.0.0.1:" + strconv.Itoa(port)
 	a, b := newHistNode(t, url), newHistNode(t, url)
-	o := loop.HistoryOptions{MaxMessages: 100}
+	o := pubsub.HistoryOptions{MaxMessages: 100}
 	a.keep(t, "t", o)
 	b.keep(t, "t", o)
 	old := b.epoch(t, "t")
@@ -427,7 +429,7 @@ func TestHistoryNATSRestart(t *testing.T) {
 			t.Fatalf("new history: %d messages", len(got))
 		}
 		checkRun(t, "new epoch", got, epoch, 1)
-		if _, err := n.b.History("t", loop.Position{Epoch: old, Offset: 3}, -1, nil); !errors.Is(err, loop.ErrHistoryGone) {
+		if _, err := n.b.History("t", pubsub.Position{Epoch: old, Offset: 3}, -1, nil); !errors.Is(err, pubsub.ErrHistoryGone) {
 			t.Fatalf("History with the old epoch: %v, want ErrHistoryGone", err)
 		}
 	}
@@ -445,20 +447,20 @@ func TestHistoryNATSRestart(t *testing.T) {
 }
 
 // TestHistoryWithoutJetStream: KeepHistory on a server without JetStream
-// fails with an error wrapping loop.ErrNoHistory; a topic that keeps no
+// fails with an error wrapping pubsub.ErrNoHistory; a topic that keeps no
 // history answers ErrNoHistory.
 func TestHistoryWithoutJetStream(t *testing.T) {
 	ns := startNATS(t)
 	n := newHistNode(t, ns.ClientURL())
-	err := n.b.KeepHistory("t", loop.HistoryOptions{MaxMessages: 10})
-	if !errors.Is(err, loop.ErrNoHistory) {
+	err := n.b.KeepHistory("t", pubsub.HistoryOptions{MaxMessages: 10})
+	if !errors.Is(err, pubsub.ErrNoHistory) {
 		t.Fatalf("KeepHistory without JetStream: %v, want ErrNoHistory", err)
 	}
 	t.Logf("KeepHistory: %v", err)
-	if _, _, err := n.b.SubscribeHistory("t", func(loop.Message) {}); !errors.Is(err, loop.ErrNoHistory) {
+	if _, _, err := n.b.SubscribeHistory("t", func(pubsub.Message) {}); !errors.Is(err, pubsub.ErrNoHistory) {
 		t.Fatalf("SubscribeHistory: %v", err)
 	}
-	if _, err := n.b.History("t", loop.Position{}, -1, nil); !errors.Is(err, loop.ErrNoHistory) {
+	if _, err := n.b.History("t", pubsub.Position{}, -1, nil); !errors.Is(err, pubsub.ErrNoHistory) {
 		t.Fatalf("History: %v", err)
 	}
 	// The topic still works as a plain one.
@@ -485,7 +487,7 @@ func TestHistoryWithoutJetStream(t *testing.T) {
 func TestHistoryClose(t *testing.T) {
 	ns := startJetStream(t, -1, t.TempDir())
 	a, b := newHistNode(t, ns.ClientURL()), newHistNode(t, ns.ClientURL())
-	o := loop.HistoryOptions{MaxMessages: 10}
+	o := pubsub.HistoryOptions{MaxMessages: 10}
 	a.keep(t, "t", o)
 	b.keep(t, "t", o)
 	r := &recorder{}
@@ -518,7 +520,7 @@ func TestHistoryMemoryCost(t *testing.T) {
 	}
 	ns := startJetStream(t, -1, t.TempDir())
 	const n, size = 20000, 100
-	o := loop.HistoryOptions{MaxMessages: n}
+	o := pubsub.HistoryOptions{MaxMessages: n}
 	heap := func() int64 {
 		var ms runtime.MemStats
 		runtime.GC()

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/tornago/tornago/loop"
 	"github.com/tornago/tornago/loop/natsbroker"
+	"github.com/tornago/tornago/loop/pubsub"
 )
 
 // startHistoryNode is startNode with a broker keeping history of every
@@ -26,7 +27,7 @@ func startHistoryNode(t *testing.T, natsURL string, rooms ...string) (string, *n
 	}
 	broker := natsbroker.New(nc, "test.")
 	for _, r := range rooms {
-		if err := broker.KeepHistory(r, loop.HistoryOptions{MaxMessages: 100}); err != nil {
+		if err := broker.KeepHistory(r, pubsub.HistoryOptions{MaxMessages: 100}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -108,10 +109,10 @@ func TestHubOverHistoryTopic(t *testing.T) {
 			}
 		}
 	}
-	h1, cancel, _ := b1.SubscribeHistory("a", func(loop.Message) {})
+	h1, cancel, _ := b1.SubscribeHistory("a", func(pubsub.Message) {})
 	cancel()
-	m1, err1 := b1.History("a", loop.Position{Epoch: h1.Epoch}, -1, nil)
-	m2, err2 := b2.History("a", loop.Position{Epoch: h1.Epoch}, -1, nil)
+	m1, err1 := b1.History("a", pubsub.Position{Epoch: h1.Epoch}, -1, nil)
+	m2, err2 := b2.History("a", pubsub.Position{Epoch: h1.Epoch}, -1, nil)
 	if err1 != nil || err2 != nil || len(m1) != len(m2) || len(m1) < n {
 		t.Fatalf("histories: %d (%v) and %d (%v)", len(m1), err1, len(m2), err2)
 	}

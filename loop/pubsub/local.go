@@ -1,4 +1,4 @@
-package loop
+package pubsub
 
 import (
 	"fmt"
@@ -31,15 +31,17 @@ type localHistory struct {
 func (h *localHistory) KeepHistory(topic string, o HistoryOptions) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	// The memory broker applies the rule on options (same: a no-op,
+	// others: ErrHistoryOptionsDiffer) for a topic kept already too.
+	if err := h.mem.KeepHistory(topic, o); err != nil {
+		return fmt.Errorf("pubsub: local history: %w", err)
+	}
 	if _, ok := h.subs[topic]; ok {
 		return nil
 	}
-	if err := h.mem.KeepHistory(topic, o); err != nil {
-		return err
-	}
 	cancel, err := h.Broker.Subscribe(topic, func(data []byte) { h.mem.Publish(topic, data) })
 	if err != nil {
-		return fmt.Errorf("loop: local history %q: %w", topic, err)
+		return fmt.Errorf("pubsub: local history %q: %w", topic, err)
 	}
 	h.subs[topic] = cancel
 	return nil

@@ -1,4 +1,4 @@
-package loop
+package pubsub
 
 // Topic history: positions, bounds, and the broker side of it. A Hub topic
 // that keeps history gives every message a Position; a subscriber that
@@ -10,60 +10,8 @@ package loop
 import (
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 )
-
-// Position names one message of a topic's history. Offset grows by one per
-// message (the first is 1); Epoch names the history itself and changes when
-// it is lost (a restart with memory storage, a NATS server that lost its
-// stream), so that an offset from another history is never taken for one of
-// this history.
-type Position struct {
-	Epoch  int64
-	Offset int64
-}
-
-// String is the position's text form, "E-N" (epoch, offset; both decimal),
-// used alike as an SSE event id, a WebSocket's ?since= and a long-poll
-// cursor. The zero Position is "".
-func (p Position) String() string { return string(p.Append(nil)) }
-
-// Append appends the position's text form (String) to dst.
-func (p Position) Append(dst []byte) []byte {
-	if p == (Position{}) {
-		return dst
-	}
-	dst = strconv.AppendInt(dst, p.Epoch, 10)
-	dst = append(dst, '-')
-	return strconv.AppendInt(dst, p.Offset, 10)
-}
-
-// Less reports whether p comes before q: an older epoch (epochs are
-// creation times, so a newer history has a larger one), or the same epoch
-// and a lower offset.
-func (p Position) Less(q Position) bool {
-	return p.Epoch < q.Epoch || (p.Epoch == q.Epoch && p.Offset < q.Offset)
-}
-
-// ErrBadPosition is returned by ParsePosition for text that is not a
-// position.
-var ErrBadPosition = errors.New("loop: not a position (want EPOCH-OFFSET, two non-negative integers)")
-
-// ParsePosition reads the text form of String. "" is the zero Position.
-func ParsePosition(s string) (Position, error) {
-	if s == "" {
-		return Position{}, nil
-	}
-	e, o, ok := strings.Cut(s, "-")
-	ep, err1 := strconv.ParseInt(e, 10, 64)
-	off, err2 := strconv.ParseInt(o, 10, 64)
-	if !ok || err1 != nil || err2 != nil || ep < 0 || off < 0 {
-		return Position{}, fmt.Errorf("%w: %q", ErrBadPosition, s)
-	}
-	return Position{Epoch: ep, Offset: off}, nil
-}
 
 // HistoryOptions bounds what a topic keeps for subscribers that come back.
 // A message is dropped, oldest first, once any bound is passed; the newest
@@ -80,7 +28,10 @@ type HistoryOptions struct {
 	MaxAge time.Duration
 }
 
-func (o HistoryOptions) keeps() bool { return o.MaxMessages > 0 || o.MaxBytes > 0 || o.MaxAge > 0 }
+// Goroutine-safe.
+// Keeps reports whether o sets a bound, that is whether a topic given o
+// keeps anything.
+func (o HistoryOptions) Keeps() bool { return o.MaxMessages > 0 || o.MaxBytes > 0 || o.MaxAge > 0 }
 
 // Message is one message of a topic that keeps history.
 type Message struct {
@@ -94,11 +45,17 @@ type Message struct {
 // position asked for: messages after it were dropped (by the bounds), or
 // the position is of another epoch. The subscriber cannot be resumed
 // exactly; a client should reload its state.
-var ErrHistoryGone = errors.New("loop: the topic's history no longer reaches back to that position")
+var ErrHistoryGone = errors.New("pubsub: the topic's history no longer reaches back to that position")
 
 // ErrNoHistory is returned for a topic that keeps no history, or by a hub
 // whose broker cannot keep any.
-var ErrNoHistory = errors.New("loop: the topic keeps no history")
+var ErrNoHistory = errors.New("pubsub: the topic keeps no history")
+
+// ErrHistoryOptionsDiffer is returned (wrapped, with both options) by
+// KeepHistory for a topic that already keeps history with other options:
+// the same options again are a no-op, other ones are refused rather than
+// silently ignored or applied.
+var ErrHistoryOptionsDiffer = errors.New("pubsub: the topic already keeps history with other options")
 
 // HistoryBroker is a Broker that orders each history topic's messages and
 // keeps a bounded history of them, with positions that are the same for
@@ -108,7 +65,9 @@ type HistoryBroker interface {
 	Broker
 	// KeepHistory makes topic keep history within o, from now on, whether
 	// or not anyone subscribes. Calling it again with the same options is
-	// a no-op. Messages Publish sends on topic get positions.
+	// a no-op; with other options it returns an error wrapping
+	// ErrHistoryOptionsDiffer that names both. Messages Publish sends on
+	// topic get positions.
 	KeepHistory(topic string, o HistoryOptions) error
 	// SubscribeHistory is Subscribe for a history topic: deliver gets,
 	// in order and once each, every message ordered after head, the
@@ -144,25 +103,31 @@ func NewHistoryBuffer(o HistoryOptions, epoch int64) *HistoryBuffer {
 	return &HistoryBuffer{o: o, epoch: epoch}
 }
 
+// Not goroutine-safe (see HistoryBuffer).
 // Head is the position of the newest message ordered, Offset 0 when none
 // was in this epoch.
 func (b *HistoryBuffer) Head() Position { return Position{b.epoch, b.last} }
 
+// Not goroutine-safe (see HistoryBuffer).
 // Len is how many messages are kept.
 func (b *HistoryBuffer) Len() int { return len(b.msgs) - b.head }
 
+// Not goroutine-safe (see HistoryBuffer).
 // Bytes is the kept messages' data bytes.
 func (b *HistoryBuffer) Bytes() int { return b.bytes }
 
+// Not goroutine-safe (see HistoryBuffer).
 // Reset drops every message and starts epoch, whose first offset is 1.
 func (b *HistoryBuffer) Reset(epoch int64) {
 	clear(b.msgs) // let the data go now
 	b.msgs, b.head, b.bytes, b.epoch, b.last = b.msgs[:0], 0, 0, epoch, 0
 }
 
-// Next is the position the next message gets with Append.
+// Not goroutine-safe (see HistoryBuffer).
+// Next is the position the next message gets with Add.
 func (b *HistoryBuffer) Next() Position { return Position{b.epoch, b.last + 1} }
 
+// Not goroutine-safe (see HistoryBuffer).
 // Add keeps m as the newest message and drops the oldest over the bounds.
 // A message of another epoch resets the buffer to it first; one at or
 // below the head is ignored (false); one past Next drops every kept
@@ -212,6 +177,7 @@ func (b *HistoryBuffer) trim(now time.Time) {
 	}
 }
 
+// Not goroutine-safe (see HistoryBuffer).
 // After appends to dst the kept messages with offsets in (after.Offset,
 // upTo], oldest first (upTo < 0: up to the newest). It returns an error
 // wrapping ErrHistoryGone when after is of another epoch or the messages

@@ -2,9 +2,15 @@ package loop
 
 import (
 	"context"
+	"errors"
 
 	"github.com/panjf2000/gnet/v2"
 )
+
+// ErrNotOnLoop is returned by a loop-only method called from another
+// goroutine: it did nothing. Use its goroutine-safe counterpart (the name
+// ends in Async) or run it in a callback (Loop.AddCallback).
+var ErrNotOnLoop = errors.New("loop: loop-only method called off the loop")
 
 // AddCallback schedules fn to run on the loop. Goroutine-safe. Callbacks run
 // in the order they were added; one added from the loop runs after the

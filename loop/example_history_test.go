@@ -23,7 +23,7 @@ func (f feed) Open(w *loop.WebSocket) {
 		return
 	}
 	if _, err := f.hub.SubscribeSince("news", w, since); errors.Is(err, loop.ErrHistoryGone) {
-		w.WriteString(`{"gone":true}`) // the client should reload
+		w.WriteText([]byte(`{"gone":true}`)) // the client should reload
 	}
 }
 

@@ -19,12 +19,12 @@ type chat struct {
 
 func (c *chat) Open(w *loop.WebSocket) {
 	c.name = w.Request().GetArgument("name", "anonymous") // Request is valid in Open only
-	w.WriteString("welcome, " + c.name)
+	w.WriteText([]byte("welcome, " + c.name))
 }
 
 func (c *chat) OnMessage(w *loop.WebSocket, typ loop.MessageType, data []byte) {
 	// data is borrowed until OnMessage returns; writing it copies it.
-	w.WriteString(c.name + " said: " + string(data))
+	w.WriteText(append([]byte(c.name+" said: "), data...))
 }
 
 func (c *chat) OnClose(w *loop.WebSocket) { c.closed <- w.CloseCode() }
@@ -118,7 +118,7 @@ func ExampleDial() {
 type answerOnce struct{ loop.WebSocketBase }
 
 func (answerOnce) OnMessage(w *loop.WebSocket, typ loop.MessageType, data []byte) {
-	w.WriteString("pong: " + string(data))
+	w.WriteText([]byte("pong: " + string(data)))
 	w.Close(loop.CloseNormal, "done")
 }
 
@@ -137,7 +137,7 @@ func ExampleLoop_DialWebSocket() {
 
 	done := make(chan struct{})
 	_, err := l.DialWebSocket("ws://"+l.Addr().String()+"/echo?room=1", loop.ClientHandler{
-		OnOpen: func(w *loop.WebSocket) { w.WriteString("hello") },
+		OnOpen: func(w *loop.WebSocket) { w.WriteText([]byte("hello")) },
 		OnMessage: func(w *loop.WebSocket, typ loop.MessageType, data []byte) {
 			fmt.Println("got:", string(data)) // data is valid during the call only
 			w.Close(loop.CloseNormal, "done")
@@ -166,5 +166,5 @@ func (exampleEcho) OnMessage(w *loop.WebSocket, typ loop.MessageType, data []byt
 		w.WriteBinary(data)
 		return
 	}
-	w.WriteMessage(data)
+	w.WriteText(data)
 }

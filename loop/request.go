@@ -15,7 +15,11 @@ import (
 var ErrFinished = errors.New("loop: request already finished")
 
 // Request is one HTTP request and its response, like Tornado's
-// RequestHandler instance. All its methods are loop-only. Its fields and the
+// RequestHandler instance. All its methods are loop-only: those that send
+// (Write, Flush, Finish, Redirect, SendError, EventStream) return
+// ErrNotOnLoop from another goroutine and do nothing; from there, hand the
+// work to the loop with r.Loop().AddCallback (or RunInExecutor's
+// callback). Its fields and the
 // bytes they refer to stay valid until the request is finished, also for an
 // asynchronous handler.
 type Request struct {
@@ -178,6 +182,9 @@ func (r *Request) hasHeader(name string) bool {
 // Write appends to the response body: a string or []byte as is, any other
 // value as JSON (Tornado writes a dict as JSON), setting Content-Type.
 func (r *Request) Write(v any) error {
+	if !r.c.l.InLoop() {
+		return ErrNotOnLoop
+	}
 	if r.finished {
 		return ErrFinished
 	}
@@ -218,6 +225,9 @@ func (r *Request) Finished() bool { return r.finished }
 // Finish sends the response. Finishing twice, or after the client left,
 // is harmless and returns ErrFinished or nil respectively.
 func (r *Request) Finish() error {
+	if !r.c.l.InLoop() {
+		return ErrNotOnLoop
+	}
 	if r.finished {
 		return ErrFinished
 	}
@@ -232,36 +242,43 @@ func (r *Request) Finish() error {
 	return nil
 }
 
-// Redirect answers 302 (or 301 when permanent) with Location url.
-func (r *Request) Redirect(u string, permanent bool) {
+// Redirect answers 302 (or 301 when permanent) with Location url; it
+// returns Finish's error.
+func (r *Request) Redirect(u string, permanent bool) error {
+	if !r.c.l.InLoop() {
+		return ErrNotOnLoop
+	}
 	if permanent {
 		r.status = 301
 	} else {
 		r.status = 302
 	}
 	r.SetHeader("Location", u)
-	r.Finish()
+	return r.Finish()
 }
 
 // SendError discards any output and finishes with an error page for code.
 // After Flush the head is gone: the stream is cut instead (the connection
 // closes without the last chunk, so the client sees a truncated response,
-// not a complete one).
-func (r *Request) SendError(code int) {
+// not a complete one). It returns ErrFinished after Finish.
+func (r *Request) SendError(code int) error {
+	if !r.c.l.InLoop() {
+		return ErrNotOnLoop
+	}
 	if r.finished {
-		return
+		return ErrFinished
 	}
 	if r.streaming {
 		r.out = r.out[:0]
 		r.abortStream(false)
-		return
+		return nil
 	}
 	r.out = r.out[:0]
 	r.status = code
 	r.SetHeader("Content-Type", "text/html; charset=UTF-8")
 	txt := http1.StatusText(code)
 	r.out = fmt.Appendf(r.out, "<html><title>%d: %s</title><body>%d: %s</body></html>", code, txt, code, txt)
-	r.Finish()
+	return r.Finish()
 }
 
 func (r *Request) appendResponse(dst []byte, server string) []byte {

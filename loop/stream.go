@@ -40,6 +40,9 @@ var ErrSlowConsumer = fmt.Errorf("%w: slow consumer, unsent output over its boun
 // Stats().SlowConsumerCloses) and returns ErrSlowConsumer. Flush never
 // waits. Loop-only; Write's bytes are copied by the time Flush returns.
 func (r *Request) Flush() error {
+	if !r.c.l.InLoop() {
+		return ErrNotOnLoop
+	}
 	if r.finished {
 		return ErrFinished
 	}
@@ -155,24 +158,29 @@ func (r *Request) streamLimit() int {
 	return r.hc.app.opts.MaxBufferedBytes
 }
 
-// admit applies the slow-consumer rule of WebSockets (WebSocket.admit) to
-// a write of n bytes: nil lets it through, otherwise the connection is
-// closed at once. Loop-only.
+// admit applies the slow-consumer rule (conn.overBound) to a write of n
+// bytes: nil lets it through, otherwise the connection is closed at once.
+// Loop-only.
 func (r *Request) admit(n int) error {
-	c := r.c
-	limit := r.streamLimit()
-	b := c.gc.OutboundBuffered()
-	over := b > 0 && b+n > limit
-	if !over && (b > 0 || n > limit) && c.l.unsentOver(n) {
-		// The loop's budget is spent: only a small write into an empty
-		// buffer (which the socket most likely takes whole) goes on.
-		over = true
-	}
-	if !over {
+	if !r.c.overBound(n, r.streamLimit()) {
 		return nil
 	}
 	r.abortStream(true)
 	return ErrSlowConsumer
+}
+
+// overBound is the slow-consumer rule shared by WebSockets and streamed
+// responses: whether a write of n bytes to c would take its unsent output
+// over limit, or spend the loop's budget (Options.MaxUnsentBytes). Its
+// caller applies its own policy (refuse, skip, close). Loop-only.
+func (c *conn) overBound(n, limit int) bool {
+	b := c.gc.OutboundBuffered()
+	if b > 0 && b+n > limit {
+		return true
+	}
+	// The loop's budget is spent: only a small write into an empty
+	// buffer (which the socket most likely takes whole) goes on.
+	return (b > 0 || n > limit) && c.l.unsentOver(n)
 }
 
 // abortStream closes a streamed response's connection at once, dropping

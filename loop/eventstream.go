@@ -69,11 +69,12 @@ type EventStream struct {
 // clients ignore).
 var ErrEventField = errors.New("loop: event id or name contains CR, LF or (id) NUL")
 
-// EventStream starts a text/event-stream response. Loop-only (ErrNotOnLoop
-// from another goroutine). It sets Content-Type,
-// Cache-Control: no-cache and X-Accel-Buffering: no (nginx would buffer
-// the stream otherwise), and flushes the headers (and the retry field) at
-// once. Set other headers and the status before. The request is then
+// Loop-only.
+// EventStream starts a text/event-stream response. From another goroutine
+// it returns ErrNotOnLoop and does nothing. It sets Content-Type,
+// Cache-Control: no-cache and X-Accel-Buffering: no (nginx would buffer the
+// stream otherwise), and flushes the headers (and the retry field) at once.
+// Set other headers and the status before. The request is then
 // asynchronous: returning from the handler does not end the stream.
 //
 // A HEAD request gets the headers and a stream that is already closed. A
@@ -117,14 +118,15 @@ func (r *Request) EventStream(o EventStreamOptions) (*EventStream, error) {
 	return es, nil
 }
 
-// Send sends one event. Loop-only: from another goroutine it returns
-// ErrNotOnLoop and sends nothing (use SendAsync). id (when not "") sets
-// the client's last event ID, event (when not "") the event type (default
-// "message"); data is split into one data line per line (on LF, CRLF or
-// CR, as the client splits them), so the client's event.data is data with
-// its line breaks as LF. It returns ErrEventField for an invalid id or
-// event, ErrStreamClosed after the stream ended, ErrSlowConsumer when it
-// ended it. data is copied (or written) by the time Send returns.
+// Loop-only.
+// Send sends one event. From another goroutine it returns ErrNotOnLoop and
+// sends nothing (use SendAsync). id (when not "") sets the client's last
+// event ID, event (when not "") the event type (default "message"); data is
+// split into one data line per line (on LF, CRLF or CR, as the client
+// splits them), so the client's event.data is data with its line breaks as
+// LF. It returns ErrEventField for an invalid id or event, ErrStreamClosed
+// after the stream ended, ErrSlowConsumer when it ended it. data is copied
+// (or written) by the time Send returns.
 func (es *EventStream) Send(id, event string, data []byte) error {
 	if err := checkEventFields(id, event); err != nil {
 		return err
@@ -144,9 +146,10 @@ func (es *EventStream) Send(id, event string, data []byte) error {
 	return err
 }
 
+// Loop-only.
 // WritePrepared sends an event encoded once by PrepareEvent, so that a
-// broadcast writes the same bytes to every stream. Loop-only; errors as
-// Send's, and ErrNilPrepared for a nil p.
+// broadcast writes the same bytes to every stream. Errors as Send's, and
+// ErrNilPrepared for a nil p.
 func (es *EventStream) WritePrepared(p *PreparedEvent) error {
 	if p == nil {
 		return ErrNilPrepared
@@ -163,12 +166,12 @@ func (es *EventStream) WritePrepared(p *PreparedEvent) error {
 	return es.write(p.body, len(p.body))
 }
 
-// SendAsync sends one event as Send would. Goroutine-safe: data is
-// copied, the write runs on the loop, and done (if not nil) is called
-// there with Send's result. It returns at once, without queueing
-// anything, ErrEventField, ErrLoopBacklog (the loop's queue of data from
-// other goroutines is over Options.MaxQueuedBytes) or ErrStopped; done is
-// then not called.
+// Goroutine-safe.
+// SendAsync sends one event as Send would. Data is copied, the write runs
+// on the loop, and done (if not nil) is called there with Send's result. It
+// returns at once, without queueing anything, ErrEventField, ErrLoopBacklog
+// (the loop's queue of data from other goroutines is over
+// Options.MaxQueuedBytes) or ErrStopped; done is then not called.
 func (es *EventStream) SendAsync(id, event string, data []byte, done func(error)) error {
 	if err := checkEventFields(id, event); err != nil {
 		return err
@@ -182,10 +185,11 @@ func (es *EventStream) SendAsync(id, event string, data []byte, done func(error)
 	})
 }
 
-// WritePreparedAsync sends p as WritePrepared would. Goroutine-safe: the
-// write runs on the loop and done (if not nil) is called there with its
-// result. It returns at once, without queueing anything, ErrNilPrepared,
-// ErrLoopBacklog or ErrStopped; done is then not called.
+// Goroutine-safe.
+// WritePreparedAsync sends p as WritePrepared would. The write runs on the
+// loop and done (if not nil) is called there with its result. It returns at
+// once, without queueing anything, ErrNilPrepared, ErrLoopBacklog or
+// ErrStopped; done is then not called.
 func (es *EventStream) WritePreparedAsync(p *PreparedEvent, done func(error)) error {
 	if p == nil {
 		return ErrNilPrepared
@@ -245,11 +249,11 @@ func (es *EventStream) heartbeat() {
 	es.r.c.l.wheel.set(es.r.c, es.hb)
 }
 
-// Close ends the stream cleanly: the last chunk goes out (for HTTP/1.0
-// the connection closes), and a keep-alive connection serves its next
-// request. Loop-only: from another goroutine it returns ErrNotOnLoop and
-// does nothing (use CloseAsync). Closing a closed stream does nothing and
-// returns nil.
+// Loop-only.
+// Close ends the stream cleanly: the last chunk goes out (for HTTP/1.0 the
+// connection closes), and a keep-alive connection serves its next request.
+// From another goroutine it returns ErrNotOnLoop and does nothing (use
+// CloseAsync). Closing a closed stream does nothing and returns nil.
 func (es *EventStream) Close() error {
 	if !es.r.c.l.InLoop() {
 		return ErrNotOnLoop
@@ -262,10 +266,11 @@ func (es *EventStream) Close() error {
 	return nil
 }
 
-// CloseAsync ends the stream as Close would. Goroutine-safe: it runs on
-// the loop and done (if not nil) is called there with Close's result. It
-// returns at once ErrLoopBacklog or ErrStopped when nothing was queued;
-// done is then not called.
+// Goroutine-safe.
+// CloseAsync ends the stream as Close would. It runs on the loop and done
+// (if not nil) is called there with Close's result. It returns at once
+// ErrLoopBacklog or ErrStopped when nothing was queued; done is then not
+// called.
 func (es *EventStream) CloseAsync(done func(error)) error {
 	return es.r.c.l.addDataCallback(asyncCost, func() {
 		err := es.Close()
@@ -275,19 +280,22 @@ func (es *EventStream) CloseAsync(done func(error)) error {
 	})
 }
 
+// Loop-only.
 // Closed reports whether the stream ended (Close, the client gone, a slow
-// consumer, Stop). Loop-only.
+// consumer, Stop).
 func (es *EventStream) Closed() bool { return es.closed }
 
+// Loop-only.
 // Request returns the stream's request: its path, arguments and headers
-// stay readable for the stream's life and after. Loop-only.
+// stay readable for the stream's life and after.
 func (es *EventStream) Request() *Request { return es.r }
 
+// Loop-only.
 // LastEventID is the ID the client resumes from: the Last-Event-ID
 // header, which EventSource sends when it reconnects, else the
 // lastEventId query argument (EventSource polyfills use it, and so can a
 // first connection that resumes from an ID it stored). "" when neither is
-// present. Loop-only.
+// present.
 func (es *EventStream) LastEventID() string {
 	if v := es.r.Header("Last-Event-ID"); v != "" {
 		return v
@@ -325,9 +333,9 @@ type PreparedEvent struct {
 	body  []byte // the event alone, inside chunk (HTTP/1.0 streams)
 }
 
-// PrepareEvent encodes an event as Send would, once, for WritePrepared.
-// It returns ErrEventField when id or event is invalid. data is copied.
 // Goroutine-safe.
+// PrepareEvent encodes an event as Send would, once, for WritePrepared. It
+// returns ErrEventField when id or event is invalid. data is copied.
 func PrepareEvent(id, event string, data []byte) (*PreparedEvent, error) {
 	if err := checkEventFields(id, event); err != nil {
 		return nil, err

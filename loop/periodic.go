@@ -28,7 +28,8 @@ type PeriodicCallback struct {
 	syncFn  func()
 }
 
-// NewPeriodicCallback returns a stopped periodic callback. Goroutine-safe.
+// Goroutine-safe.
+// NewPeriodicCallback returns a stopped periodic callback.
 // jitter in [0,1) spreads each deadline by ±jitter/2 of the period (0 for
 // none), which keeps many processes from firing in lockstep. It panics if
 // period is not positive.
@@ -42,10 +43,11 @@ func (l *Loop) NewPeriodicCallback(fn func(), period time.Duration, jitter float
 	return p
 }
 
+// Goroutine-safe.
 // Start starts the callback; the first call is one period from now (from
 // another goroutine: from when the loop takes the request; before
-// Loop.Start, from when the loop is up). Goroutine-safe. Starting a
-// started callback does nothing.
+// Loop.Start, from when the loop is up). Starting a started callback does
+// nothing.
 func (p *PeriodicCallback) Start() {
 	if p.running.Swap(true) {
 		return
@@ -53,9 +55,9 @@ func (p *PeriodicCallback) Start() {
 	p.apply()
 }
 
+// Goroutine-safe.
 // Stop stops the callback: no call starts after Stop returns (one already
-// running on the loop finishes). Goroutine-safe. Stopping a stopped
-// callback does nothing.
+// running on the loop finishes). Stopping a stopped callback does nothing.
 func (p *PeriodicCallback) Stop() {
 	if !p.running.Swap(false) {
 		return
@@ -63,7 +65,8 @@ func (p *PeriodicCallback) Stop() {
 	p.apply()
 }
 
-// IsRunning reports whether the callback is started. Goroutine-safe.
+// Goroutine-safe.
+// IsRunning reports whether the callback is started.
 func (p *PeriodicCallback) IsRunning() bool { return p.running.Load() }
 
 // apply brings the timer in line with the flag: at once on the loop, else

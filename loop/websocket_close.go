@@ -11,12 +11,12 @@ import (
 	"github.com/tornago/tornago/proto/ws13"
 )
 
+// Loop-only.
 // Close starts the closing handshake with code and reason; OnClose follows
-// once the peer answers or CloseTimeout passes. Loop-only: from another
-// goroutine it returns ErrNotOnLoop and does nothing (use CloseAsync). It
-// returns an error for a code or reason that may not be sent, and
-// ErrWebSocketClosed when a close already started or the connection is
-// gone.
+// once the peer answers or CloseTimeout passes. From another goroutine it
+// returns ErrNotOnLoop and does nothing (use CloseAsync). It returns an
+// error for a code or reason that may not be sent, and ErrWebSocketClosed
+// when a close already started or the connection is gone.
 func (w *WebSocket) Close(code StatusCode, reason string) error {
 	if err := checkClose(code, reason); err != nil {
 		return err
@@ -37,13 +37,14 @@ func (w *WebSocket) Close(code StatusCode, reason string) error {
 	return nil
 }
 
-// CloseAsync starts the closing handshake as Close would. Goroutine-safe:
-// it runs on the loop and done (if not nil) is called there with Close's
-// result (ErrWebSocketClosed for a socket already closing or closed). It
-// returns at once, without queueing anything, the error for a code or
-// reason that may not be sent, ErrLoopBacklog (the loop's queue of work
-// from other goroutines is over Options.MaxQueuedBytes) or ErrStopped;
-// done is then not called.
+// Goroutine-safe.
+// CloseAsync starts the closing handshake as Close would. It runs on the
+// loop and done (if not nil) is called there with Close's result
+// (ErrWebSocketClosed for a socket already closing or closed). It returns
+// at once, without queueing anything, the error for a code or reason that
+// may not be sent, ErrLoopBacklog (the loop's queue of work from other
+// goroutines is over Options.MaxQueuedBytes) or ErrStopped; done is then
+// not called.
 func (w *WebSocket) CloseAsync(code StatusCode, reason string, done func(error)) error {
 	if err := checkClose(code, reason); err != nil {
 		return err

@@ -34,20 +34,22 @@ const (
 // ErrSkipped is returned by a write that the SlowSkip policy dropped.
 var ErrSkipped = errors.New("loop: message skipped: the client's unsent output is over its bound")
 
-// WriteText sends data as one text message (data must be UTF-8; it is
-// not checked). Loop-only: from another goroutine it returns ErrNotOnLoop
-// and sends nothing (use WriteAsync). It returns ErrWebSocketClosed once a
-// close started, ErrSkipped or ErrWebSocketClosed under the route's
+// Loop-only.
+// WriteText sends data as one text message (data must be UTF-8; it is not
+// checked). From another goroutine it returns ErrNotOnLoop and sends
+// nothing (use WriteAsync). It returns ErrWebSocketClosed once a close
+// started, ErrSkipped or ErrWebSocketClosed under the route's
 // SlowConsumerPolicy, or the socket's write error. data is written (or
 // copied) by the time it returns.
 func (w *WebSocket) WriteText(data []byte) error { return w.write(ws.OpText, data) }
 
-// WriteBinary sends data as one binary message. Loop-only; errors as
-// WriteText's.
+// Loop-only.
+// WriteBinary sends data as one binary message. Errors as WriteText's.
 func (w *WebSocket) WriteBinary(data []byte) error { return w.write(ws.OpBinary, data) }
 
-// WriteJSON sends v encoded as JSON in one text message. Loop-only; errors
-// as WriteText's, and json.Marshal's.
+// Loop-only.
+// WriteJSON sends v encoded as JSON in one text message. Errors as
+// WriteText's, and json.Marshal's.
 func (w *WebSocket) WriteJSON(v any) error {
 	if !w.l.InLoop() {
 		return ErrNotOnLoop // before Marshal: nothing would be sent
@@ -59,8 +61,8 @@ func (w *WebSocket) WriteJSON(v any) error {
 	return w.write(ws.OpText, b)
 }
 
-// Ping sends a ping with data (at most 125 bytes). Loop-only; errors as
-// WriteText's.
+// Loop-only.
+// Ping sends a ping with data (at most 125 bytes). Errors as WriteText's.
 func (w *WebSocket) Ping(data []byte) error {
 	if len(data) > ws13.MaxControlPayload {
 		return fmt.Errorf("loop: ping payload %d bytes > 125", len(data))
@@ -68,14 +70,14 @@ func (w *WebSocket) Ping(data []byte) error {
 	return w.write(ws.OpPing, data)
 }
 
-// WriteAsync sends data as one message of type typ (Text or Binary).
-// Goroutine-safe: data is copied, the write runs on the loop, and done
-// (if not nil) is called there with its result, WriteText's errors. It
-// returns at once, without queueing anything, ErrLoopBacklog when the
-// loop's queue of such data is over Options.MaxQueuedBytes (a loop that
-// falls behind makes writers fail fast instead of queueing without
-// limit), ErrStopped once the loop stopped, or an error for another typ;
-// done is then not called.
+// Goroutine-safe.
+// WriteAsync sends data as one message of type typ (Text or Binary). Data
+// is copied, the write runs on the loop, and done (if not nil) is called
+// there with its result, WriteText's errors. It returns at once, without
+// queueing anything, ErrLoopBacklog when the loop's queue of such data is
+// over Options.MaxQueuedBytes (a loop that falls behind makes writers fail
+// fast instead of queueing without limit), ErrStopped once the loop
+// stopped, or an error for another typ; done is then not called.
 func (w *WebSocket) WriteAsync(typ MessageType, data []byte, done func(error)) error {
 	if typ != Text && typ != Binary {
 		return fmt.Errorf("loop: websocket write: message type %d is neither Text nor Binary", typ)
@@ -183,9 +185,10 @@ func (w *WebSocket) writeMasked(op ws.OpCode, data []byte) error {
 	return w.conn().write(ws13.AppendMaskedFrame(nil, true, op, mask, data))
 }
 
+// Loop-only.
 // WritePrepared sends a message encoded once with PrepareMessage or
 // PrepareJSON, so that a broadcast writes the same bytes to every client.
-// Loop-only; errors as WriteText's, and ErrNilPrepared for a nil p.
+// Errors as WriteText's, and ErrNilPrepared for a nil p.
 func (w *WebSocket) WritePrepared(p *PreparedMessage) error {
 	if p == nil {
 		return ErrNilPrepared
@@ -220,10 +223,11 @@ func (w *WebSocket) WritePrepared(p *PreparedMessage) error {
 	return c.write(frame)
 }
 
-// WritePreparedAsync sends p as WritePrepared would. Goroutine-safe: the
-// write runs on the loop and done (if not nil) is called there with its
-// result. It returns at once, without queueing anything, ErrNilPrepared,
-// ErrLoopBacklog (the loop's queue of work from other goroutines is over
+// Goroutine-safe.
+// WritePreparedAsync sends p as WritePrepared would. The write runs on the
+// loop and done (if not nil) is called there with its result. It returns at
+// once, without queueing anything, ErrNilPrepared, ErrLoopBacklog (the
+// loop's queue of work from other goroutines is over
 // Options.MaxQueuedBytes) or ErrStopped; done is then not called.
 func (w *WebSocket) WritePreparedAsync(p *PreparedMessage, done func(error)) error {
 	if p == nil {
@@ -254,8 +258,9 @@ type PreparedMessage struct {
 	zframes [][]byte
 }
 
+// Goroutine-safe.
 // PrepareMessage encodes a message of type typ (Text or Binary) once, for
-// WritePrepared. data is copied. Goroutine-safe.
+// WritePrepared. data is copied.
 func PrepareMessage(typ MessageType, data []byte) (*PreparedMessage, error) {
 	if typ != Text && typ != Binary {
 		return nil, fmt.Errorf("loop: prepare message: message type %d is neither Text nor Binary", typ)
@@ -268,8 +273,9 @@ func prepareMessage(typ MessageType, data []byte) *PreparedMessage {
 	return &PreparedMessage{frame: ws13.AppendFrame(nil, true, ws.OpCode(typ), data)}
 }
 
+// Goroutine-safe.
 // PrepareJSON encodes v as JSON in a prepared text message, for
-// WritePrepared. Goroutine-safe.
+// WritePrepared.
 func PrepareJSON(v any) (*PreparedMessage, error) {
 	b, err := json.Marshal(v)
 	if err != nil {

@@ -245,7 +245,9 @@ func TestClientGorillaServer(t *testing.T) {
 	if p := wsRecv(t, pongs, "pong"); p != "srv-ping" {
 		t.Fatalf("pong %q", p)
 	}
-	w.WriteText([]byte("bye"))
+	if err := w.WriteAsync(Text, []byte("bye"), nil); err != nil {
+		t.Fatal(err)
+	}
 	if c := wsRecv(t, rec.closes, "close"); c.code != 4001 || c.reason != "see you" {
 		t.Fatalf("close %d %q", c.code, c.reason)
 	}
@@ -353,7 +355,9 @@ func TestClientMasksEveryFrameWithFreshKey(t *testing.T) {
 		t.Fatalf("early frame %q", m.data)
 	}
 	for _, s := range []string{"a", "a", "a", "a"} {
-		w.WriteText([]byte(s))
+		if err := w.WriteAsync(Text, []byte(s), nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 	masks := map[[4]byte]bool{}
 	for i := 0; i < 4; i++ {
@@ -569,7 +573,9 @@ func TestClientReconnect(t *testing.T) {
 	if w1 == w2 {
 		t.Fatal("the same WebSocket was reopened")
 	}
-	w2.WriteText([]byte("still here"))
+	if err := w2.WriteAsync(Text, []byte("still here"), nil); err != nil {
+		t.Fatal(err)
+	}
 	if m := wsRecv(t, rec.msgs, "echo on the new connection"); m.data != "still here" {
 		t.Fatalf("echo %q", m.data)
 	}

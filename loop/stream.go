@@ -159,11 +159,12 @@ func (r *Request) streamLimit() int {
 	return r.hc.app.opts.MaxBufferedBytes
 }
 
-// admit applies the slow-consumer rule (conn.overBound) to a write of n
+// admit applies the slow-consumer rule (Loop.overBound) to a write of n
 // bytes: nil lets it through, otherwise the connection is closed at once.
 // Loop-only.
 func (r *Request) admit(n int) error {
-	if !r.c.overBound(n, r.streamLimit()) {
+	c := r.c
+	if !c.l.overBound(c.gc.OutboundBuffered(), n, r.streamLimit()) {
 		return nil
 	}
 	r.abortStream(true)
@@ -171,17 +172,15 @@ func (r *Request) admit(n int) error {
 }
 
 // overBound is the slow-consumer rule shared by WebSockets and streamed
-// responses: whether a write of n bytes to c would take its unsent output
-// over limit, or spend the loop's budget (Options.MaxUnsentBytes). Its
-// caller applies its own policy (refuse, skip, close). Loop-only.
-func (c *conn) overBound(n, limit int) bool {
-	b := c.gc.OutboundBuffered()
-	if b > 0 && b+n > limit {
-		return true
-	}
-	// The loop's budget is spent: only a small write into an empty
-	// buffer (which the socket most likely takes whole) goes on.
-	return (b > 0 || n > limit) && c.l.unsentOver(n)
+// responses: whether a write of n bytes to a connection with b bytes
+// unsent would take its unsent output over limit, or spend the loop's
+// budget (Options.MaxUnsentBytes). Its caller applies its own policy
+// (refuse, skip, close). Small enough to be inlined: the write path pays
+// no call for it. Loop-only.
+func (l *Loop) overBound(b, n, limit int) bool {
+	// Past the loop's budget only a small write into an empty buffer
+	// (which the socket most likely takes whole) goes on.
+	return b > 0 && b+n > limit || (b > 0 || n > limit) && l.unsentOver(n)
 }
 
 // abortStream closes a streamed response's connection at once, dropping

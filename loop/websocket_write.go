@@ -111,7 +111,7 @@ func (w *WebSocket) write(op ws.OpCode, data []byte) error {
 func (w *WebSocket) admit(n int) error {
 	c := w.conn()
 	o := &w.route().opts
-	if !c.overBound(n, o.MaxBufferedBytes) {
+	if !c.l.overBound(c.gc.OutboundBuffered(), n, o.MaxBufferedBytes) {
 		return nil
 	}
 	if o.SlowConsumer == SlowSkip {

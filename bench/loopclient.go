@@ -42,9 +42,24 @@ func (d *loopDriver) Stop() {
 
 type loopConn struct{ w *loop.WebSocket }
 
-func (c loopConn) Send(p []byte) error { return c.w.WriteBinary(p) }
+// Send writes p at once from the loop (a handler echoing), else through
+// the loop's queue (the harness starts its echoes from its own goroutine);
+// either way p is copied or written before Send returns.
+func (c loopConn) Send(p []byte) error {
+	if c.w.Loop().InLoop() {
+		return c.w.WriteBinary(p)
+	}
+	return c.w.WriteAsync(loop.Binary, p, nil)
+}
 
-func (c loopConn) Close() { c.w.Close(1000, "") }
+// Close starts the closing handshake, from the loop or from the harness.
+func (c loopConn) Close() {
+	if c.w.Loop().InLoop() {
+		c.w.Close(1000, "")
+		return
+	}
+	c.w.CloseAsync(1000, "", nil)
+}
 
 func (d *loopDriver) Dial(rawURL, localAddr string, h handler) {
 	var lc loopConn // set on the loop in OnOpen, before any other callback

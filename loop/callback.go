@@ -8,8 +8,8 @@ import (
 )
 
 // ErrNotOnLoop is returned by a loop-only method called from another
-// goroutine than the loop's: it does nothing rather than race with the
-// loop (use the method's ...Async counterpart, or AddCallback).
+// goroutine: it did nothing. Use its goroutine-safe counterpart (the name
+// ends in Async) or run it in a callback (Loop.AddCallback).
 var ErrNotOnLoop = errors.New("loop: loop-only method called off the loop")
 
 // AddCallback schedules fn to run on the loop. Goroutine-safe. Callbacks run

@@ -122,12 +122,12 @@ func TestClientEchoOwnServer(t *testing.T) {
 	mid := strings.Repeat("m", 40<<10)                    // 16-bit length, above the 16 KiB scratch
 	rec := newClientRec()
 	cl, err := l.DialWebSocket(wsURL(addr, "/echo?x=1&y=2"), rec.handler(func(w *WebSocket) {
-		w.WriteString("hello")
+		w.WriteText([]byte("hello"))
 		w.WriteBinary([]byte{0, 1, 2, 255})
 		w.WriteJSON(map[string]int{"n": 1})
-		w.WriteMessage([]byte(mid))
-		w.WritePrepared(PrepareMessage(Text, []byte("prepared")))
-		w.WriteString(big)
+		w.WriteText([]byte(mid))
+		w.WritePrepared(prepared(Text, []byte("prepared")))
+		w.WriteText([]byte(big))
 		if err := w.Ping([]byte("p")); err != nil {
 			t.Errorf("ping: %v", err)
 		}
@@ -149,7 +149,7 @@ func TestClientEchoOwnServer(t *testing.T) {
 		}
 	})
 	// A write from another goroutine goes through the loop.
-	if err := w.WriteString("from a goroutine"); err != nil {
+	if err := w.WriteAsync(Text, []byte("from a goroutine"), nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := wsRecv(t, rec.msgs, "echo"); got.data != "from a goroutine" {
@@ -165,11 +165,11 @@ func TestClientEchoOwnServer(t *testing.T) {
 			t.Error("Client.WebSocket not nil after the close")
 		}
 	})
-	if err := w.WriteString("late"); err != nil {
-		t.Fatalf("goroutine write after close: %v", err)
+	if err := w.WriteText([]byte("late")); !errors.Is(err, ErrNotOnLoop) {
+		t.Fatalf("goroutine write after close: %v, want ErrNotOnLoop", err)
 	}
 	onLoopWait(t, l, func() {
-		if err := w.WriteString("late"); !errors.Is(err, ErrWebSocketClosed) {
+		if err := w.WriteText([]byte("late")); !errors.Is(err, ErrWebSocketClosed) {
 			t.Errorf("loop write after close: %v", err)
 		}
 	})
@@ -219,7 +219,7 @@ func TestClientGorillaServer(t *testing.T) {
 	hdr.Add("X-Custom", "v1")
 	u := "ws" + strings.TrimPrefix(srv.URL, "http") + "/path?q=1"
 	_, err := l.DialWebSocket(u, rec.handler(func(w *WebSocket) {
-		w.WriteString("one")
+		w.WriteText([]byte("one"))
 		w.WriteBinary(bytes.Repeat([]byte{7}, 100<<10))
 	}), ClientOptions{Header: hdr, Subprotocols: []string{"chat.v1", "chat.v2"}, LocalAddr: "127.0.0.2"})
 	if err != nil {
@@ -245,7 +245,9 @@ func TestClientGorillaServer(t *testing.T) {
 	if p := wsRecv(t, pongs, "pong"); p != "srv-ping" {
 		t.Fatalf("pong %q", p)
 	}
-	w.WriteString("bye")
+	if err := w.WriteAsync(Text, []byte("bye"), nil); err != nil {
+		t.Fatal(err)
+	}
 	if c := wsRecv(t, rec.closes, "close"); c.code != 4001 || c.reason != "see you" {
 		t.Fatalf("close %d %q", c.code, c.reason)
 	}
@@ -353,7 +355,9 @@ func TestClientMasksEveryFrameWithFreshKey(t *testing.T) {
 		t.Fatalf("early frame %q", m.data)
 	}
 	for _, s := range []string{"a", "a", "a", "a"} {
-		w.WriteString(s)
+		if err := w.WriteAsync(Text, []byte(s), nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 	masks := map[[4]byte]bool{}
 	for i := 0; i < 4; i++ {
@@ -534,7 +538,7 @@ func TestClientDialBeforeStart(t *testing.T) {
 	})
 	l := New(Options{})
 	rec := newClientRec()
-	if _, err := l.DialWebSocket(wsURL(addr, "/echo"), rec.handler(func(w *WebSocket) { w.WriteString("early bird") }), ClientOptions{}); err != nil {
+	if _, err := l.DialWebSocket(wsURL(addr, "/echo"), rec.handler(func(w *WebSocket) { w.WriteText([]byte("early bird")) }), ClientOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	go l.Start()
@@ -569,7 +573,9 @@ func TestClientReconnect(t *testing.T) {
 	if w1 == w2 {
 		t.Fatal("the same WebSocket was reopened")
 	}
-	w2.WriteString("still here")
+	if err := w2.WriteAsync(Text, []byte("still here"), nil); err != nil {
+		t.Fatal(err)
+	}
 	if m := wsRecv(t, rec.msgs, "echo on the new connection"); m.data != "still here" {
 		t.Fatalf("echo %q", m.data)
 	}
@@ -592,7 +598,7 @@ func (k kickFirst) Open(w *WebSocket) {
 		w.conn().close()
 	}
 }
-func (kickFirst) OnMessage(w *WebSocket, typ MessageType, data []byte) { w.WriteMessage(data) }
+func (kickFirst) OnMessage(w *WebSocket, typ MessageType, data []byte) { w.WriteText(data) }
 func (kickFirst) OnClose(*WebSocket)                                   {}
 func (kickFirst) OnPing(*WebSocket, []byte)                            {}
 func (kickFirst) OnPong(*WebSocket, []byte)                            {}
@@ -636,7 +642,7 @@ func TestClientMaxMessageSize(t *testing.T) {
 	})
 	rec := newClientRec()
 	_, err := l.DialWebSocket(wsURL(addr, "/echo"), rec.handler(func(w *WebSocket) {
-		w.WriteString(strings.Repeat("x", 2000))
+		w.WriteText([]byte(strings.Repeat("x", 2000)))
 	}), ClientOptions{MaxMessageSize: 1000})
 	if err != nil {
 		t.Fatal(err)
@@ -742,7 +748,7 @@ func TestClientManyConnectionsNoGoroutines(t *testing.T) {
 	var echoed, failed atomic.Int32
 	done := make(chan struct{})
 	h := ClientHandler{
-		OnOpen: func(w *WebSocket) { w.WriteString("x") },
+		OnOpen: func(w *WebSocket) { w.WriteText([]byte("x")) },
 		OnMessage: func(w *WebSocket, typ MessageType, data []byte) {
 			if echoed.Add(1) == n {
 				close(done)

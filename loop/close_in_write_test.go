@@ -208,7 +208,7 @@ type reviewNest struct {
 func (h *reviewNest) OnMessage(w *WebSocket, typ MessageType, data []byte) {
 	h.inMsg = true
 	h.step.run() // a slow handler on the loop; the peer resets meanwhile
-	w.WriteMessage(data)
+	w.WriteText(data)
 	h.inMsg = false
 	h.res(h.closed)
 }

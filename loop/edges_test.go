@@ -147,7 +147,7 @@ func TestLoopUnsentBudget(t *testing.T) {
 	canary := gorillaDial(t, addr, "/ws", nil)
 	waitFor(t, "41 subscribers", func() bool { mu.Lock(); defer mu.Unlock(); return len(subs) == 41 })
 	const size = 128 << 10
-	msg := PrepareMessage(Binary, bytes.Repeat([]byte("m"), size))
+	msg := prepared(Binary, bytes.Repeat([]byte("m"), size))
 	var peak int64
 	for i := 0; i < 40; i++ {
 		done := make(chan int64)
@@ -215,7 +215,7 @@ func TestSlowSkipPolicy(t *testing.T) {
 	})
 	nonReader(t, addr, "/ws")
 	waitFor(t, "subscriber", func() bool { mu.Lock(); defer mu.Unlock(); return len(subs) == 1 })
-	msg := PrepareMessage(Binary, make([]byte, 64<<10))
+	msg := prepared(Binary, make([]byte, 64<<10))
 	errs := make(chan error, 1)
 	l.AddCallback(func() {
 		var last error

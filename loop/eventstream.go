@@ -50,7 +50,9 @@ func (o EventStreamOptions) withDefaults() EventStreamOptions {
 
 // EventStream is a text/event-stream response: one event per Send, for
 // as long as the client keeps the connection. Its methods are loop-only
-// unless they say otherwise. It ends by Close, by the client leaving, as a
+// unless their name ends in Async: Send, WritePrepared and Close return
+// ErrNotOnLoop from another goroutine and do nothing; SendAsync,
+// WritePreparedAsync and CloseAsync are their goroutine-safe doors. It ends by Close, by the client leaving, as a
 // slow consumer, or by Loop.Stop (which closes it cleanly, so the client
 // reconnects at once); Closed reports it, and the loop's stream-close
 // observers learn it.
@@ -67,17 +69,21 @@ type EventStream struct {
 // clients ignore).
 var ErrEventField = errors.New("loop: event id or name contains CR, LF or (id) NUL")
 
-// EventStream starts a text/event-stream response: it sets Content-Type,
-// Cache-Control: no-cache and X-Accel-Buffering: no (nginx would buffer
-// the stream otherwise), and flushes the headers (and the retry field) at
-// once. Set other headers and the status before. The request is then
+// Loop-only.
+// EventStream starts a text/event-stream response. From another goroutine
+// it returns ErrNotOnLoop and does nothing. It sets Content-Type,
+// Cache-Control: no-cache and X-Accel-Buffering: no (nginx would buffer the
+// stream otherwise), and flushes the headers (and the retry field) at once.
+// Set other headers and the status before. The request is then
 // asynchronous: returning from the handler does not end the stream.
 //
 // A HEAD request gets the headers and a stream that is already closed. A
 // request that arrives while the loop stops gets a stream closed at once
-// (cleanly: the client reconnects elsewhere). Loop-only.
+// (cleanly: the client reconnects elsewhere).
 func (r *Request) EventStream(o EventStreamOptions) (*EventStream, error) {
 	switch {
+	case !r.c.l.InLoop():
+		return nil, ErrNotOnLoop
 	case r.finished:
 		return nil, fmt.Errorf("loop: event stream: %w", ErrFinished)
 	case r.streaming:
@@ -112,16 +118,21 @@ func (r *Request) EventStream(o EventStreamOptions) (*EventStream, error) {
 	return es, nil
 }
 
-// Send sends one event. id (when not "") sets the client's last event ID,
-// event (when not "") the event type (default "message"); data is split
-// into one data line per line (on LF, CRLF or CR, as the client splits
-// them), so the client's event.data is data with its line breaks as LF.
-// It returns ErrEventField for an invalid id or event, ErrStreamClosed
+// Loop-only.
+// Send sends one event. From another goroutine it returns ErrNotOnLoop and
+// sends nothing (use SendAsync). id (when not "") sets the client's last
+// event ID, event (when not "") the event type (default "message"); data is
+// split into one data line per line (on LF, CRLF or CR, as the client
+// splits them), so the client's event.data is data with its line breaks as
+// LF. It returns ErrEventField for an invalid id or event, ErrStreamClosed
 // after the stream ended, ErrSlowConsumer when it ended it. data is copied
-// (or written) by the time Send returns. Loop-only.
+// (or written) by the time Send returns.
 func (es *EventStream) Send(id, event string, data []byte) error {
 	if err := checkEventFields(id, event); err != nil {
 		return err
+	}
+	if !es.r.c.l.InLoop() {
+		return ErrNotOnLoop
 	}
 	if err := es.writable(); err != nil {
 		return err
@@ -135,12 +146,16 @@ func (es *EventStream) Send(id, event string, data []byte) error {
 	return err
 }
 
-// WritePrepared sends an event encoded once by PrepareEvent, so that a
-// broadcast writes the same bytes to every stream. Errors as Send's.
 // Loop-only.
+// WritePrepared sends an event encoded once by PrepareEvent, so that a
+// broadcast writes the same bytes to every stream. Errors as Send's, and
+// ErrNilPrepared for a nil p.
 func (es *EventStream) WritePrepared(p *PreparedEvent) error {
 	if p == nil {
-		return errors.New("loop: nil prepared event (PrepareEvent refused its fields)")
+		return ErrNilPrepared
+	}
+	if !es.r.c.l.InLoop() {
+		return ErrNotOnLoop
 	}
 	if err := es.writable(); err != nil {
 		return err
@@ -149,6 +164,42 @@ func (es *EventStream) WritePrepared(p *PreparedEvent) error {
 		return es.write(p.chunk, len(p.body))
 	}
 	return es.write(p.body, len(p.body))
+}
+
+// Goroutine-safe.
+// SendAsync sends one event as Send would. Data is copied, the write runs
+// on the loop, and done (if not nil) is called there with Send's result. It
+// returns at once, without queueing anything, ErrEventField, ErrLoopBacklog
+// (the loop's queue of data from other goroutines is over
+// Options.MaxQueuedBytes) or ErrStopped; done is then not called.
+func (es *EventStream) SendAsync(id, event string, data []byte, done func(error)) error {
+	if err := checkEventFields(id, event); err != nil {
+		return err
+	}
+	cp := append([]byte(nil), data...)
+	return es.r.c.l.addDataCallback(len(cp)+len(id)+len(event), func() {
+		err := es.Send(id, event, cp)
+		if done != nil {
+			done(err)
+		}
+	})
+}
+
+// Goroutine-safe.
+// WritePreparedAsync sends p as WritePrepared would. The write runs on the
+// loop and done (if not nil) is called there with its result. It returns at
+// once, without queueing anything, ErrNilPrepared, ErrLoopBacklog or
+// ErrStopped; done is then not called.
+func (es *EventStream) WritePreparedAsync(p *PreparedEvent, done func(error)) error {
+	if p == nil {
+		return ErrNilPrepared
+	}
+	return es.r.c.l.addDataCallback(asyncCost, func() {
+		err := es.WritePrepared(p)
+		if done != nil {
+			done(err)
+		}
+	})
 }
 
 // writable reports whether the stream takes output, sending first what
@@ -198,30 +249,53 @@ func (es *EventStream) heartbeat() {
 	es.r.c.l.wheel.set(es.r.c, es.hb)
 }
 
-// Close ends the stream cleanly: the last chunk goes out (for HTTP/1.0
-// the connection closes), and a keep-alive connection serves its next
-// request. Closing a closed stream does nothing. Loop-only.
-func (es *EventStream) Close() {
+// Loop-only.
+// Close ends the stream cleanly: the last chunk goes out (for HTTP/1.0 the
+// connection closes), and a keep-alive connection serves its next request.
+// From another goroutine it returns ErrNotOnLoop and does nothing (use
+// CloseAsync). Closing a closed stream does nothing and returns nil.
+func (es *EventStream) Close() error {
+	if !es.r.c.l.InLoop() {
+		return ErrNotOnLoop
+	}
 	if es.closed {
-		return
+		return nil
 	}
 	es.r.Finish() // ends the stream (ended) whatever it returns
 	es.ended()
+	return nil
 }
 
+// Goroutine-safe.
+// CloseAsync ends the stream as Close would. It runs on the loop and done
+// (if not nil) is called there with Close's result. It returns at once
+// ErrLoopBacklog or ErrStopped when nothing was queued; done is then not
+// called.
+func (es *EventStream) CloseAsync(done func(error)) error {
+	return es.r.c.l.addDataCallback(asyncCost, func() {
+		err := es.Close()
+		if done != nil {
+			done(err)
+		}
+	})
+}
+
+// Loop-only.
 // Closed reports whether the stream ended (Close, the client gone, a slow
-// consumer, Stop). Loop-only.
+// consumer, Stop).
 func (es *EventStream) Closed() bool { return es.closed }
 
+// Loop-only.
 // Request returns the stream's request: its path, arguments and headers
-// stay readable for the stream's life and after. Loop-only.
+// stay readable for the stream's life and after.
 func (es *EventStream) Request() *Request { return es.r }
 
+// Loop-only.
 // LastEventID is the ID the client resumes from: the Last-Event-ID
 // header, which EventSource sends when it reconnects, else the
 // lastEventId query argument (EventSource polyfills use it, and so can a
 // first connection that resumes from an ID it stored). "" when neither is
-// present. Loop-only.
+// present.
 func (es *EventStream) LastEventID() string {
 	if v := es.r.Header("Last-Event-ID"); v != "" {
 		return v
@@ -253,19 +327,24 @@ func (es *EventStream) ended() {
 }
 
 // PreparedEvent is an event encoded once for many streams (a broadcast).
-// It is immutable: streams on several loops may share it.
+// It is immutable: streams on several loops and goroutines may share it.
 type PreparedEvent struct {
 	chunk []byte // the event as one chunk (HTTP/1.1 streams)
 	body  []byte // the event alone, inside chunk (HTTP/1.0 streams)
 }
 
-// PrepareEvent encodes an event as Send would, once, for WritePrepared.
-// It returns nil when id or event is invalid (see ErrEventField). data is
-// copied. Goroutine-safe.
-func PrepareEvent(id, event string, data []byte) *PreparedEvent {
-	if checkEventFields(id, event) != nil {
-		return nil
+// Goroutine-safe.
+// PrepareEvent encodes an event as Send would, once, for WritePrepared. It
+// returns ErrEventField when id or event is invalid. data is copied.
+func PrepareEvent(id, event string, data []byte) (*PreparedEvent, error) {
+	if err := checkEventFields(id, event); err != nil {
+		return nil, err
 	}
+	return prepareEvent(id, event, data), nil
+}
+
+// prepareEvent is PrepareEvent for id and event known to be valid.
+func prepareEvent(id, event string, data []byte) *PreparedEvent {
 	_, out, n := appendEventFramed(nil, true, id, event, data)
 	return &PreparedEvent{chunk: out, body: out[len(out)-2-n : len(out)-2]}
 }

@@ -415,7 +415,7 @@ func TestEventStreamHTTP10(t *testing.T) {
 				return
 			}
 			es.Send("1", "", []byte("one"))
-			es.WritePrepared(PrepareEvent("2", "", []byte("two\nlines")))
+			es.WritePrepared(preparedEvent("2", "", []byte("two\nlines")))
 			l.CallLater(20*time.Millisecond, func() {
 				es.Send("3", "", []byte("three"))
 				es.Close()
@@ -622,7 +622,7 @@ func TestEventStreamSlowConsumer(t *testing.T) {
 	var slowErr error
 	sent := 0
 	for i := 1; i <= 400 && slowErr == nil; i++ {
-		p := PrepareEvent(strconv.Itoa(i), "big", data)
+		p := preparedEvent(strconv.Itoa(i), "big", data)
 		esOnLoop(t, l, func() {
 			if err := canaryES.WritePrepared(p); err != nil {
 				t.Errorf("canary write %d: %v", i, err)
@@ -750,14 +750,20 @@ func TestEventStreamEncoding(t *testing.T) {
 	} {
 		checkEventRoundTrip(t, tc.id, tc.event, []byte(tc.data))
 	}
-	if PrepareEvent("a\rb", "", nil) != nil || PrepareEvent("a\x00", "", nil) != nil || PrepareEvent("", "x\n", nil) != nil {
+	if _, err := PrepareEvent("a\rb", "", nil); !errors.Is(err, ErrEventField) {
+		t.Error("PrepareEvent accepted CR")
+	}
+	if _, err := PrepareEvent("a\x00", "", nil); !errors.Is(err, ErrEventField) {
+		t.Error("PrepareEvent accepted NUL")
+	}
+	if _, err := PrepareEvent("", "x\n", nil); !errors.Is(err, ErrEventField) {
 		t.Error("PrepareEvent accepted CR, LF or NUL")
 	}
 }
 
 func checkEventRoundTrip(t testing.TB, id, event string, data []byte) {
-	p := PrepareEvent(id, event, data)
-	if p == nil {
+	p, err := PrepareEvent(id, event, data)
+	if err != nil {
 		return
 	}
 	var ps sseParser
@@ -779,7 +785,7 @@ func FuzzEventEncoding(f *testing.F) {
 	f.Add("", "", []byte(""))
 	f.Fuzz(func(t *testing.T, id, event string, data []byte) {
 		if strings.ContainsAny(id, "\r\n\x00") || strings.ContainsAny(event, "\r\n") {
-			if PrepareEvent(id, event, data) != nil {
+			if _, err := PrepareEvent(id, event, data); err == nil {
 				t.Fatal("accepted an invalid field")
 			}
 			return

@@ -25,7 +25,7 @@ func (f feed) Open(w *loop.WebSocket) {
 		return
 	}
 	if _, err := f.hub.SubscribeSince("news", w, since); errors.Is(err, pubsub.ErrHistoryGone) {
-		w.WriteString(`{"gone":true}`) // the client should reload
+		w.WriteText([]byte(`{"gone":true}`)) // the client should reload
 	}
 }
 

@@ -156,8 +156,8 @@ func ExampleRequest_Async() {
 }
 
 // ExampleLoop_NewPeriodicCallback runs a function on the loop every period
-// (Tornado's PeriodicCallback); Start and Stop are loop-only, so they are
-// called from a callback here.
+// (Tornado's PeriodicCallback). Start and Stop are goroutine-safe: Start is
+// called from main here, Stop from the callback itself.
 func ExampleLoop_NewPeriodicCallback() {
 	l := loop.New(loop.Options{})
 	go l.Start() // a loop without listeners, as a client or a timer host
@@ -174,7 +174,7 @@ func ExampleLoop_NewPeriodicCallback() {
 			close(done)
 		}
 	}, 10*time.Millisecond, 0)
-	l.AddCallback(pc.Start)
+	pc.Start()
 	<-done
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -199,11 +199,12 @@ func isHTTPS(proto []byte) bool {
 	return http1.EqualFold(proto, "https") || http1.EqualFold(proto, "wss")
 }
 
+// Loop-only.
 // RemoteIP is the client's IP address without the port: the TCP peer's,
 // or, when the peer is one of AppOptions.TrustedProxies, the address the
 // proxy headers give (Forwarded for=, else X-Forwarded-For, else
 // X-Real-IP; see AppOptions.TrustedProxies for the walk). "" once the
-// connection is gone. Loop-only.
+// connection is gone.
 func (r *Request) RemoteIP() string {
 	if ip := r.resolve().ip; ip.IsValid() {
 		return ip.String()
@@ -211,9 +212,10 @@ func (r *Request) RemoteIP() string {
 	return ""
 }
 
+// Loop-only.
 // Scheme is "https" when a trusted proxy says the client used TLS
 // (Forwarded proto=, else X-Forwarded-Proto: https or wss), else "http":
-// Tornago itself speaks plain HTTP. Loop-only.
+// Tornago itself speaks plain HTTP.
 func (r *Request) Scheme() string {
 	if r.resolve().https {
 		return "https"
@@ -221,10 +223,11 @@ func (r *Request) Scheme() string {
 	return "http"
 }
 
+// Loop-only.
 // Host is the host (and port, if not the default) the client asked for:
 // from a trusted proxy's Forwarded host= or X-Forwarded-Host, else the
 // absolute-form target's authority, else the Host header. The default
-// WebSocket origin check compares the Origin against it. Loop-only.
+// WebSocket origin check compares the Origin against it.
 func (r *Request) Host() string {
 	if h := r.resolve().host; h != nil {
 		return string(h)

@@ -54,7 +54,7 @@ func (h groupWho) Open(w *WebSocket) {
 	if w.Loop() != h.g.Loops()[h.i] {
 		msg = fmt.Sprintf("handler of loop %d: connection on another loop", h.i)
 	}
-	w.WriteMessage([]byte(msg))
+	w.WriteText([]byte(msg))
 }
 
 func groupWhoSetup(g *Group, l *Loop, i int) ConnHandler {
@@ -120,7 +120,7 @@ func (h groupSub) Open(w *WebSocket) {
 		w.Close(CloseInternalError, err.Error())
 		return
 	}
-	w.WriteMessage([]byte(strconv.Itoa(h.i)))
+	w.WriteText([]byte(strconv.Itoa(h.i)))
 }
 
 // TestGroupHubExactlyOnce: hubs on 3 loops share "news" through one

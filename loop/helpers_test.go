@@ -81,7 +81,7 @@ func (wsEchoHandler) OnMessage(w *WebSocket, typ MessageType, data []byte) {
 		w.WriteBinary(data)
 		return
 	}
-	w.WriteMessage(data)
+	w.WriteText(data)
 }
 
 func wsEchoRoute(opts WSOptions) func(*Request) WebSocketHandler {
@@ -147,7 +147,7 @@ func (r *wsRec) OnMessage(w *WebSocket, typ MessageType, data []byte) {
 	if typ == Binary {
 		w.WriteBinary(data)
 	} else {
-		w.WriteMessage(data)
+		w.WriteText(data)
 	}
 }
 

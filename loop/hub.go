@@ -388,7 +388,7 @@ func (h *Hub) fanOut(topic string, data []byte) {
 		h.fanOutMessage(t, pubsub.Message{Pos: t.hist.local.Next(), Data: data, Time: time.Now()})
 		return
 	}
-	h.writeAll(t, PrepareMessage(h.typ, data))
+	h.writeAll(t, prepareMessage(h.typ, data))
 	h.dropIfEmpty(t)
 }
 

@@ -247,10 +247,10 @@ func (h *Hub) sendMessage(t *hubTopic, m pubsub.Message) {
 	}
 	th.last = m.Pos
 	if len(t.subs) > 0 {
-		h.writeAll(t, PrepareMessage(h.typ, m.Data))
+		h.writeAll(t, prepareMessage(h.typ, m.Data))
 	}
 	if len(th.pos) > 0 {
-		p := PrepareMessage(h.typ, appendPositioned(make([]byte, 0, 24+len(m.Data)), m))
+		p := prepareMessage(h.typ, appendPositioned(make([]byte, 0, 24+len(m.Data)), m))
 		failed := h.failed[:0]
 		h.failed = nil
 		for w, skip := range th.pos {

@@ -30,7 +30,7 @@ func (h historyRoute) Open(w *WebSocket) {
 		return
 	}
 	if _, err := h.hub.SubscribeSince(h.topic, w, since); errors.Is(err, pubsub.ErrHistoryGone) {
-		w.WriteString(`{"gone":true}`)
+		w.WriteText([]byte(`{"gone":true}`))
 	} else if err != nil {
 		w.Close(CloseInternalError, err.Error())
 	}

@@ -62,7 +62,7 @@ func (h *Hub) forgetStream(es *EventStream) {
 // sendStreams writes m to t's event streams, encoded once.
 func (h *Hub) sendStreams(t *hubTopic, m pubsub.Message) {
 	th := t.hist
-	ev := PrepareEvent(m.Pos.String(), "", m.Data)
+	ev := prepareEvent(m.Pos.String(), "", m.Data)
 	var failed []*EventStream
 	for es, skip := range th.streams {
 		if skips(skip, m.Pos) {

@@ -15,7 +15,11 @@ import (
 var ErrFinished = errors.New("loop: request already finished")
 
 // Request is one HTTP request and its response, like Tornado's
-// RequestHandler instance. All its methods are loop-only. Its fields and the
+// RequestHandler instance. All its methods are loop-only: those that send
+// (Write, Flush, Finish, Redirect, SendError, EventStream) return
+// ErrNotOnLoop from another goroutine and do nothing; from there, hand the
+// work to the loop with r.Loop().AddCallback (or RunInExecutor's
+// callback). Its fields and the
 // bytes they refer to stay valid until the request is finished, also for an
 // asynchronous handler.
 type Request struct {
@@ -53,9 +57,11 @@ type Request struct {
 	es        *EventStream // the request's event stream, if any
 }
 
+// Loop-only.
 // Header returns the first value of a request header (case-insensitive).
 func (r *Request) Header(name string) string { return string(r.head.Get(name)) }
 
+// Loop-only.
 // Headers returns every value of a repeated request header.
 func (r *Request) Headers(name string) []string {
 	var out []string
@@ -65,6 +71,7 @@ func (r *Request) Headers(name string) []string {
 	return out
 }
 
+// Loop-only.
 // Cookie returns the named cookie's value, "" when absent.
 func (r *Request) Cookie(name string) string {
 	for _, line := range r.head.Values(nil, "Cookie") {
@@ -78,9 +85,10 @@ func (r *Request) Cookie(name string) string {
 	return ""
 }
 
+// Loop-only.
 // RemoteAddr is the TCP peer's address as "ip:port": behind a reverse
 // proxy, the proxy's. RemoteIP gives the client's address through a trusted
-// proxy. "" once the connection is gone. Loop-only.
+// proxy. "" once the connection is gone.
 func (r *Request) RemoteAddr() string {
 	if r.c == nil || r.c.gc == nil || r.c.cf.has(cfDead) {
 		return ""
@@ -88,6 +96,7 @@ func (r *Request) RemoteAddr() string {
 	return r.c.gc.RemoteAddr().String()
 }
 
+// Goroutine-safe.
 // Loop returns the loop serving the request.
 func (r *Request) Loop() *Loop { return r.c.l }
 
@@ -103,6 +112,7 @@ func (r *Request) parseArgs() {
 	}
 }
 
+// Loop-only.
 // GetArgument returns the last value of a query or urlencoded-body argument,
 // or def when it is absent (Tornado's get_argument).
 func (r *Request) GetArgument(name, def string) string {
@@ -113,12 +123,14 @@ func (r *Request) GetArgument(name, def string) string {
 	return def
 }
 
+// Loop-only.
 // GetArguments returns every value of an argument, query first then body.
 func (r *Request) GetArguments(name string) []string {
 	r.parseArgs()
 	return r.args[name]
 }
 
+// Loop-only.
 // DecodeJSON decodes a JSON body into v.
 func (r *Request) DecodeJSON(v any) error {
 	if err := json.Unmarshal(r.Body, v); err != nil {
@@ -127,12 +139,15 @@ func (r *Request) DecodeJSON(v any) error {
 	return nil
 }
 
+// Loop-only.
 // SetStatus sets the response status (default 200).
 func (r *Request) SetStatus(code int) { r.status = code }
 
+// Loop-only.
 // Status returns the response status set so far.
 func (r *Request) Status() int { return r.status }
 
+// Loop-only.
 // SetHeader sets a response header, replacing earlier values.
 func (r *Request) SetHeader(name, value string) {
 	for i := 0; i < len(r.hdr); i += 2 {
@@ -144,6 +159,7 @@ func (r *Request) SetHeader(name, value string) {
 	r.AddHeader(name, value)
 }
 
+// Loop-only.
 // AddHeader adds a response header value. CR and LF are removed to prevent
 // response splitting.
 func (r *Request) AddHeader(name, value string) {
@@ -157,6 +173,7 @@ func stripCRLF(s string) string {
 	return strings.NewReplacer("\r", "", "\n", "").Replace(s)
 }
 
+// Loop-only.
 // SetCookie adds a Set-Cookie header (value not escaped; attrs like "Path=/").
 func (r *Request) SetCookie(name, value string, attrs ...string) {
 	v := name + "=" + value
@@ -175,9 +192,13 @@ func (r *Request) hasHeader(name string) bool {
 	return false
 }
 
+// Loop-only.
 // Write appends to the response body: a string or []byte as is, any other
 // value as JSON (Tornado writes a dict as JSON), setting Content-Type.
 func (r *Request) Write(v any) error {
+	if !r.c.l.InLoop() {
+		return ErrNotOnLoop
+	}
 	if r.finished {
 		return ErrFinished
 	}
@@ -199,25 +220,33 @@ func (r *Request) Write(v any) error {
 	return nil
 }
 
+// Goroutine-safe.
 // Async marks the request as asynchronous: returning from the handler does
 // not finish it; call Finish later from a callback or timer on the loop
 // (long polling). Use OnConnectionClose to learn that the client left.
 func (r *Request) Async() { r.async = true }
 
+// Loop-only.
 // OnConnectionClose sets fn to run (once, on the loop) if the client closes
 // the connection before the request is finished (Tornado's
 // on_connection_close), so a long poll can drop its waiter.
 func (r *Request) OnConnectionClose(fn func()) { r.onGone = fn }
 
+// Loop-only.
 // Gone reports whether the client has closed the connection.
 func (r *Request) Gone() bool { return r.gone }
 
+// Loop-only.
 // Finished reports whether Finish ran.
 func (r *Request) Finished() bool { return r.finished }
 
+// Loop-only.
 // Finish sends the response. Finishing twice, or after the client left,
 // is harmless and returns ErrFinished or nil respectively.
 func (r *Request) Finish() error {
+	if !r.c.l.InLoop() {
+		return ErrNotOnLoop
+	}
 	if r.finished {
 		return ErrFinished
 	}
@@ -232,36 +261,45 @@ func (r *Request) Finish() error {
 	return nil
 }
 
-// Redirect answers 302 (or 301 when permanent) with Location url.
-func (r *Request) Redirect(u string, permanent bool) {
+// Loop-only.
+// Redirect answers 302 (or 301 when permanent) with Location url; it
+// returns Finish's error.
+func (r *Request) Redirect(u string, permanent bool) error {
+	if !r.c.l.InLoop() {
+		return ErrNotOnLoop
+	}
 	if permanent {
 		r.status = 301
 	} else {
 		r.status = 302
 	}
 	r.SetHeader("Location", u)
-	r.Finish()
+	return r.Finish()
 }
 
+// Loop-only.
 // SendError discards any output and finishes with an error page for code.
 // After Flush the head is gone: the stream is cut instead (the connection
 // closes without the last chunk, so the client sees a truncated response,
-// not a complete one).
-func (r *Request) SendError(code int) {
+// not a complete one). It returns ErrFinished after Finish.
+func (r *Request) SendError(code int) error {
+	if !r.c.l.InLoop() {
+		return ErrNotOnLoop
+	}
 	if r.finished {
-		return
+		return ErrFinished
 	}
 	if r.streaming {
 		r.out = r.out[:0]
 		r.abortStream(false)
-		return
+		return nil
 	}
 	r.out = r.out[:0]
 	r.status = code
 	r.SetHeader("Content-Type", "text/html; charset=UTF-8")
 	txt := http1.StatusText(code)
 	r.out = fmt.Appendf(r.out, "<html><title>%d: %s</title><body>%d: %s</body></html>", code, txt, code, txt)
-	r.Finish()
+	return r.Finish()
 }
 
 func (r *Request) appendResponse(dst []byte, server string) []byte {

@@ -22,24 +22,28 @@ var ErrStreamClosed = errors.New("loop: stream closed")
 // ErrStreamClosed.
 var ErrSlowConsumer = fmt.Errorf("%w: slow consumer, unsent output over its bound", ErrStreamClosed)
 
+// Loop-only.
 // Flush sends what Write appended since the last Flush. The first Flush
 // sends the status line and headers first and starts a streamed body:
-// chunked for an HTTP/1.1 client (one chunk per Flush), or delimited by
-// the connection's close for HTTP/1.0 (with Connection: close). After it
-// the status and headers can no longer change, and the request is
-// asynchronous (as after Async): Finish sends the rest and the last chunk,
-// after which a keep-alive connection serves its next request.
+// chunked for an HTTP/1.1 client (one chunk per Flush), or delimited by the
+// connection's close for HTTP/1.0 (with Connection: close). After it the
+// status and headers can no longer change, and the request is asynchronous
+// (as after Async): Finish sends the rest and the last chunk, after which a
+// keep-alive connection serves its next request.
 //
-// A HEAD request (or a 204/304 status) gets the headers and is finished
-// by the first Flush; later Writes and Flushes return ErrFinished.
+// A HEAD request (or a 204/304 status) gets the headers and is finished by
+// the first Flush; later Writes and Flushes return ErrFinished.
 //
 // The output the socket has not taken is bounded by
-// AppOptions.MaxBufferedBytes (EventStreamOptions.MaxBufferedBytes for
-// an event stream) and by the loop's Options.MaxUnsentBytes: a Flush that
+// AppOptions.MaxBufferedBytes (EventStreamOptions.MaxBufferedBytes for an
+// event stream) and by the loop's Options.MaxUnsentBytes: a Flush that
 // would pass them closes the connection (counted in
 // Stats().SlowConsumerCloses) and returns ErrSlowConsumer. Flush never
-// waits. Loop-only; Write's bytes are copied by the time Flush returns.
+// waits. Write's bytes are copied by the time Flush returns.
 func (r *Request) Flush() error {
+	if !r.c.l.InLoop() {
+		return ErrNotOnLoop
+	}
 	if r.finished {
 		return ErrFinished
 	}
@@ -155,24 +159,28 @@ func (r *Request) streamLimit() int {
 	return r.hc.app.opts.MaxBufferedBytes
 }
 
-// admit applies the slow-consumer rule of WebSockets (WebSocket.admit) to
-// a write of n bytes: nil lets it through, otherwise the connection is
-// closed at once. Loop-only.
+// admit applies the slow-consumer rule (Loop.overBound) to a write of n
+// bytes: nil lets it through, otherwise the connection is closed at once.
+// Loop-only.
 func (r *Request) admit(n int) error {
 	c := r.c
-	limit := r.streamLimit()
-	b := c.gc.OutboundBuffered()
-	over := b > 0 && b+n > limit
-	if !over && (b > 0 || n > limit) && c.l.unsentOver(n) {
-		// The loop's budget is spent: only a small write into an empty
-		// buffer (which the socket most likely takes whole) goes on.
-		over = true
-	}
-	if !over {
+	if !c.l.overBound(c.gc.OutboundBuffered(), n, r.streamLimit()) {
 		return nil
 	}
 	r.abortStream(true)
 	return ErrSlowConsumer
+}
+
+// overBound is the slow-consumer rule shared by WebSockets and streamed
+// responses: whether a write of n bytes to a connection with b bytes
+// unsent would take its unsent output over limit, or spend the loop's
+// budget (Options.MaxUnsentBytes). Its caller applies its own policy
+// (refuse, skip, close). Small enough to be inlined: the write path pays
+// no call for it. Loop-only.
+func (l *Loop) overBound(b, n, limit int) bool {
+	// Past the loop's budget only a small write into an empty buffer
+	// (which the socket most likely takes whole) goes on.
+	return b > 0 && b+n > limit || (b > 0 || n > limit) && l.unsentOver(n)
 }
 
 // abortStream closes a streamed response's connection at once, dropping

@@ -7,6 +7,7 @@ import (
 )
 
 // Timeout is a handle on a callback scheduled with CallLater or CallAt.
+// It has no methods: pass it to Loop.RemoveTimeout, from any goroutine.
 type Timeout struct {
 	when  int64 // loop clock
 	seq   uint64

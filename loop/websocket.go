@@ -210,8 +210,12 @@ const (
 	wsClosed
 )
 
-// WebSocket is one WebSocket connection. Methods marked goroutine-safe may
-// be called from anywhere; the rest are loop-only.
+// WebSocket is one WebSocket connection. Its methods are loop-only unless
+// their first doc line says goroutine-safe: the writes (WriteText,
+// WriteBinary, WriteJSON, WritePrepared, Ping) and Close return
+// ErrNotOnLoop from another goroutine and do nothing; WriteAsync,
+// WritePreparedAsync and CloseAsync are their goroutine-safe doors, which
+// report the real result on the loop.
 //
 // It is the loop's connection struct itself (96 bytes with gnet's ~380),
 // so an idle WebSocket is one allocation of Tornago's.
@@ -268,7 +272,8 @@ type wsRare struct {
 	context     any
 }
 
-// Context returns the value set with SetContext, nil if none. Loop-only.
+// Loop-only.
+// Context returns the value set with SetContext, nil if none.
 func (w *WebSocket) Context() any {
 	if w.rare == nil {
 		return nil
@@ -276,10 +281,11 @@ func (w *WebSocket) Context() any {
 	return w.rare.context
 }
 
+// Loop-only.
 // SetContext attaches an application value to the connection (a user id, a
 // room); it costs a small allocation the first time. A handler built per
 // connection by the route's newHandler can keep such state in its own
-// fields instead. Loop-only.
+// fields instead.
 func (w *WebSocket) SetContext(v any) {
 	if w.rare == nil {
 		if v == nil {
@@ -300,6 +306,7 @@ func (w *WebSocket) setReason(reason string) {
 	w.rare.reason = reason
 }
 
+// Loop-only.
 // Request returns the upgrade request; valid during Open only.
 func (w *WebSocket) Request() *Request {
 	if l := w.l; l.openingWS == w {
@@ -308,9 +315,11 @@ func (w *WebSocket) Request() *Request {
 	return nil
 }
 
-// Loop returns the loop the connection lives on. Goroutine-safe.
+// Goroutine-safe.
+// Loop returns the loop the connection lives on.
 func (w *WebSocket) Loop() *Loop { return w.l }
 
+// Loop-only.
 // Subprotocol returns the negotiated subprotocol, "" if none.
 func (w *WebSocket) Subprotocol() string {
 	if w.rare == nil {
@@ -319,9 +328,11 @@ func (w *WebSocket) Subprotocol() string {
 	return w.rare.subprotocol
 }
 
+// Loop-only.
 // CloseCode is the code of the close (see OnClose).
 func (w *WebSocket) CloseCode() StatusCode { return w.code }
 
+// Loop-only.
 // CloseReason is the reason of the close.
 func (w *WebSocket) CloseReason() string {
 	if w.rare == nil {
@@ -330,7 +341,8 @@ func (w *WebSocket) CloseReason() string {
 	return w.rare.reason
 }
 
-// BufferedAmount returns the bytes written but not yet sent. Loop-only.
+// Loop-only.
+// BufferedAmount returns the bytes written but not yet sent.
 func (w *WebSocket) BufferedAmount() int {
 	if w.state == wsClosed || w.cf.has(cfDead) {
 		return 0
@@ -349,7 +361,8 @@ func (w *WebSocket) guard(fn func()) {
 	fn()
 }
 
-// SetNoDelay sets TCP_NODELAY (on by default). Loop-only.
+// Loop-only.
+// SetNoDelay sets TCP_NODELAY (on by default).
 func (w *WebSocket) SetNoDelay(v bool) error {
 	if w.cf.has(cfDead) {
 		return ErrWebSocketClosed

@@ -11,16 +11,19 @@ import (
 	"github.com/tornago/tornago/proto/ws13"
 )
 
+// Loop-only.
 // Close starts the closing handshake with code and reason; OnClose follows
-// once the peer answers or CloseTimeout passes. Goroutine-safe.
+// once the peer answers or CloseTimeout passes. From another goroutine it
+// returns ErrNotOnLoop and does nothing (use CloseAsync). It returns an
+// error for a code or reason that may not be sent, and ErrWebSocketClosed
+// when a close already started or the connection is gone.
 func (w *WebSocket) Close(code StatusCode, reason string) error {
 	if err := checkClose(code, reason); err != nil {
 		return err
 	}
 	l := w.l
 	if !l.InLoop() {
-		l.AddCallback(func() { _ = w.Close(code, reason) })
-		return nil
+		return ErrNotOnLoop
 	}
 	if w.state != wsOpen || w.cf.has(cfDead) {
 		return ErrWebSocketClosed
@@ -32,6 +35,26 @@ func (w *WebSocket) Close(code StatusCode, reason string) error {
 	w.conn().write(w.appendClose(nil, code, reason))
 	l.wheel.set(w.conn(), w.route().opts.CloseTimeout)
 	return nil
+}
+
+// Goroutine-safe.
+// CloseAsync starts the closing handshake as Close would. It runs on the
+// loop and done (if not nil) is called there with Close's result
+// (ErrWebSocketClosed for a socket already closing or closed). It returns
+// at once, without queueing anything, the error for a code or reason that
+// may not be sent, ErrLoopBacklog (the loop's queue of work from other
+// goroutines is over Options.MaxQueuedBytes) or ErrStopped; done is then
+// not called.
+func (w *WebSocket) CloseAsync(code StatusCode, reason string, done func(error)) error {
+	if err := checkClose(code, reason); err != nil {
+		return err
+	}
+	return w.l.addDataCallback(asyncCost+len(reason), func() {
+		err := w.Close(code, reason)
+		if done != nil {
+			done(err)
+		}
+	})
 }
 
 // checkClose validates a close code and reason before they are sent.

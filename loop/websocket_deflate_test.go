@@ -336,7 +336,7 @@ func TestWebSocketDeflateFailures(t *testing.T) {
 // and sent compressed only to connections that negotiated the extension.
 func TestWebSocketDeflatePrepared(t *testing.T) {
 	msg := bytes.Repeat([]byte("broadcast "), 100)
-	p := PrepareMessage(Text, msg)
+	p := prepared(Text, msg)
 	_, addr := wsStartLoop(t, func(_ *Loop, app *Application) {
 		o := WSOptions{PingInterval: -1, Compression: &CompressionOptions{}}
 		app.HandleWebSocket("/b", func(*Request) WebSocketHandler { return wsPreparedSender{p: p} }, o)

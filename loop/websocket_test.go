@@ -200,7 +200,7 @@ func TestWebSocketServerCloseCode(t *testing.T) {
 						panic(err)
 					}
 					// Closing: writes fail now, and a second Close too.
-					if err := w.WriteString("late"); !errors.Is(err, ErrWebSocketClosed) {
+					if err := w.WriteText([]byte("late")); !errors.Is(err, ErrWebSocketClosed) {
 						panic(fmt.Sprintf("write while closing: %v", err))
 					}
 					if err := w.Close(4000, "again"); !errors.Is(err, ErrWebSocketClosed) {
@@ -403,6 +403,8 @@ func TestWebSocketWriteFromGoroutine(t *testing.T) {
 	w := wsRecv(t, rec.openCh, "Open")
 	const n = 200
 	done := make(chan error, 1)
+	wrote := make(chan error, n)
+	report := func(err error) { wrote <- err }
 	go func() {
 		buf := make([]byte, 0, 16)
 		for i := 0; i < n; i++ {
@@ -410,23 +412,35 @@ func TestWebSocketWriteFromGoroutine(t *testing.T) {
 			var err error
 			switch i % 4 {
 			case 0:
-				err = w.WriteMessage(buf) // data is copied: buf is reused at once
+				err = w.WriteAsync(Text, buf, report) // data is copied: buf is reused at once
 			case 1:
-				err = w.WriteBinary(buf)
+				err = w.WriteAsync(Binary, buf, report)
 			case 2:
-				err = w.WriteString(string(buf))
+				if err = w.WriteText(buf); errors.Is(err, ErrNotOnLoop) {
+					err = w.WriteAsync(Text, buf, report)
+				} else {
+					err = fmt.Errorf("off-loop WriteText: %v, want ErrNotOnLoop", err)
+				}
 			case 3:
-				err = w.WriteJSON(string(buf))
+				var p *PreparedMessage
+				if p, err = PrepareJSON(string(buf)); err == nil {
+					err = w.WritePreparedAsync(p, report)
+				}
 			}
 			if err != nil {
 				done <- err
 				return
 			}
 		}
-		done <- w.Ping([]byte("p"))
+		done <- nil
 	}()
 	if err := wsRecv(t, done, "writer"); err != nil {
 		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		if err := wsRecv(t, wrote, "write's done"); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
 	}
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	for i := 0; i < n; i++ {
@@ -450,7 +464,11 @@ func TestWebSocketWriteFromGoroutine(t *testing.T) {
 		t.Fatal("Ping with 126 bytes: no error")
 	}
 	// Close from another goroutine too.
-	if err := w.Close(4003, "from goroutine"); err != nil {
+	closed := make(chan error, 1)
+	if err := w.CloseAsync(4003, "from goroutine", func(err error) { closed <- err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := wsRecv(t, closed, "CloseAsync's done"); err != nil {
 		t.Fatal(err)
 	}
 	_, _, err := c.ReadMessage()
@@ -476,7 +494,7 @@ func TestWebSocketWriteAfterClose(t *testing.T) {
 	r.readClose()
 	wsRecv(t, rec.closeCh, "OnClose")
 	l.AddCallback(func() {
-		inClose <- [4]error{w.WriteMessage([]byte("x")), w.WriteBinary([]byte("x")), w.Close(1000, ""), w.WritePrepared(PrepareMessage(Text, []byte("p")))}
+		inClose <- [4]error{w.WriteText([]byte("x")), w.WriteBinary([]byte("x")), w.Close(1000, ""), w.WritePrepared(prepared(Text, []byte("p")))}
 	})
 	errs := wsRecv(t, inClose, "callback")
 	for i, err := range errs {
@@ -484,11 +502,16 @@ func TestWebSocketWriteAfterClose(t *testing.T) {
 			t.Errorf("call %d after close: %v, want ErrWebSocketClosed", i, err)
 		}
 	}
-	if err := w.WriteMessage([]byte("x")); err != nil {
-		t.Errorf("off-loop write after close: %v (documented as not reported)", err)
+	if err := w.WriteText([]byte("x")); !errors.Is(err, ErrNotOnLoop) {
+		t.Errorf("off-loop write after close: %v, want ErrNotOnLoop", err)
 	}
-	// The off-loop write's callback was queued before wsEvents' one, so
-	// it has run by then (callbacks run in order).
+	wrote := make(chan error, 1)
+	if err := w.WriteAsync(Text, []byte("x"), func(err error) { wrote <- err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := wsRecv(t, wrote, "WriteAsync's done"); !errors.Is(err, ErrWebSocketClosed) {
+		t.Errorf("WriteAsync after close: %v, want ErrWebSocketClosed", err)
+	}
 	if ev := wsEvents(t, l, rec); fmt.Sprint(ev) != "[open close]" {
 		t.Fatalf("events %v", ev)
 	}

@@ -34,20 +34,26 @@ const (
 // ErrSkipped is returned by a write that the SlowSkip policy dropped.
 var ErrSkipped = errors.New("loop: message skipped: the client's unsent output is over its bound")
 
-// WriteMessage sends a text message. Goroutine-safe: from the loop it goes
-// straight to the connection's output; from another goroutine data is copied
-// and the write runs on the loop (its error is not reported; ErrLoopBacklog
-// when the loop's queue of such data is over Options.MaxQueuedBytes).
-func (w *WebSocket) WriteMessage(data []byte) error { return w.write(ws.OpText, data) }
+// Loop-only.
+// WriteText sends data as one text message (data must be UTF-8; it is not
+// checked). From another goroutine it returns ErrNotOnLoop and sends
+// nothing (use WriteAsync). It returns ErrWebSocketClosed once a close
+// started, ErrSkipped or ErrWebSocketClosed under the route's
+// SlowConsumerPolicy, or the socket's write error. data is written (or
+// copied) by the time it returns.
+func (w *WebSocket) WriteText(data []byte) error { return w.write(ws.OpText, data) }
 
-// WriteString sends a text message. Goroutine-safe like WriteMessage.
-func (w *WebSocket) WriteString(s string) error { return w.write(ws.OpText, []byte(s)) }
-
-// WriteBinary sends a binary message. Goroutine-safe like WriteMessage.
+// Loop-only.
+// WriteBinary sends data as one binary message. Errors as WriteText's.
 func (w *WebSocket) WriteBinary(data []byte) error { return w.write(ws.OpBinary, data) }
 
-// WriteJSON sends v encoded as JSON in a text message. Goroutine-safe.
+// Loop-only.
+// WriteJSON sends v encoded as JSON in one text message. Errors as
+// WriteText's, and json.Marshal's.
 func (w *WebSocket) WriteJSON(v any) error {
+	if !w.l.InLoop() {
+		return ErrNotOnLoop // before Marshal: nothing would be sent
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("loop: websocket JSON: %w", err)
@@ -55,7 +61,8 @@ func (w *WebSocket) WriteJSON(v any) error {
 	return w.write(ws.OpText, b)
 }
 
-// Ping sends a ping with data (at most 125 bytes). Goroutine-safe.
+// Loop-only.
+// Ping sends a ping with data (at most 125 bytes). Errors as WriteText's.
 func (w *WebSocket) Ping(data []byte) error {
 	if len(data) > ws13.MaxControlPayload {
 		return fmt.Errorf("loop: ping payload %d bytes > 125", len(data))
@@ -63,13 +70,35 @@ func (w *WebSocket) Ping(data []byte) error {
 	return w.write(ws.OpPing, data)
 }
 
+// Goroutine-safe.
+// WriteAsync sends data as one message of type typ (Text or Binary). Data
+// is copied, the write runs on the loop, and done (if not nil) is called
+// there with its result, WriteText's errors. It returns at once, without
+// queueing anything, ErrLoopBacklog when the loop's queue of such data is
+// over Options.MaxQueuedBytes (a loop that falls behind makes writers fail
+// fast instead of queueing without limit), ErrStopped once the loop
+// stopped, or an error for another typ; done is then not called.
+func (w *WebSocket) WriteAsync(typ MessageType, data []byte, done func(error)) error {
+	if typ != Text && typ != Binary {
+		return fmt.Errorf("loop: websocket write: message type %d is neither Text nor Binary", typ)
+	}
+	cp := append([]byte(nil), data...)
+	return w.l.addDataCallback(len(cp), func() {
+		err := w.write(ws.OpCode(typ), cp)
+		if done != nil {
+			done(err)
+		}
+	})
+}
+
+// asyncCost is what an Async method without data of its own (a prepared
+// message, a close) counts against Options.MaxQueuedBytes: about its
+// closure's size, so that queueing without limit is refused all the same.
+const asyncCost = 64
+
 func (w *WebSocket) write(op ws.OpCode, data []byte) error {
-	l := w.l
-	if !l.InLoop() {
-		cp := append([]byte(nil), data...)
-		// Bounded by Options.MaxQueuedBytes: a loop that falls behind
-		// makes writers fail fast instead of queueing without limit.
-		return l.addDataCallback(len(cp), func() { _ = w.write(op, cp) })
+	if !w.l.InLoop() {
+		return ErrNotOnLoop
 	}
 	if !w.writable() {
 		return ErrWebSocketClosed
@@ -82,14 +111,7 @@ func (w *WebSocket) write(op ws.OpCode, data []byte) error {
 func (w *WebSocket) admit(n int) error {
 	c := w.conn()
 	o := &w.route().opts
-	b := c.gc.OutboundBuffered()
-	over := b > 0 && b+n > o.MaxBufferedBytes
-	if !over && (b > 0 || n > o.MaxBufferedBytes) && c.l.unsentOver(n) {
-		// The loop's budget is spent: only a small write into an empty
-		// buffer (which the socket most likely takes whole) goes on.
-		over = true
-	}
-	if !over {
+	if !c.l.overBound(c.gc.OutboundBuffered(), n, o.MaxBufferedBytes) {
 		return nil
 	}
 	if o.SlowConsumer == SlowSkip {
@@ -163,10 +185,17 @@ func (w *WebSocket) writeMasked(op ws.OpCode, data []byte) error {
 	return w.conn().write(ws13.AppendMaskedFrame(nil, true, op, mask, data))
 }
 
-// WritePrepared sends a frame already encoded with PrepareMessage, so a
-// broadcast encodes once and writes the same bytes to every client.
 // Loop-only.
+// WritePrepared sends a message encoded once with PrepareMessage or
+// PrepareJSON, so that a broadcast writes the same bytes to every client.
+// Errors as WriteText's, and ErrNilPrepared for a nil p.
 func (w *WebSocket) WritePrepared(p *PreparedMessage) error {
+	if p == nil {
+		return ErrNilPrepared
+	}
+	if !w.l.InLoop() {
+		return ErrNotOnLoop
+	}
 	if !w.writable() {
 		return ErrWebSocketClosed
 	}
@@ -194,10 +223,34 @@ func (w *WebSocket) WritePrepared(p *PreparedMessage) error {
 	return c.write(frame)
 }
 
+// Goroutine-safe.
+// WritePreparedAsync sends p as WritePrepared would. The write runs on the
+// loop and done (if not nil) is called there with its result. It returns at
+// once, without queueing anything, ErrNilPrepared, ErrLoopBacklog (the
+// loop's queue of work from other goroutines is over
+// Options.MaxQueuedBytes) or ErrStopped; done is then not called.
+func (w *WebSocket) WritePreparedAsync(p *PreparedMessage, done func(error)) error {
+	if p == nil {
+		return ErrNilPrepared
+	}
+	return w.l.addDataCallback(asyncCost, func() {
+		err := w.WritePrepared(p)
+		if done != nil {
+			done(err)
+		}
+	})
+}
+
+// ErrNilPrepared is returned by WebSocket.WritePrepared and
+// EventStream.WritePrepared (and their Async forms) for a nil prepared
+// message or event.
+var ErrNilPrepared = errors.New("loop: nil prepared message or event")
+
 // PreparedMessage is a server frame encoded once for many connections.
 // Its compressed variants (one per compression level in use) are encoded
 // lazily, once, by the first WritePrepared to a connection that negotiated
-// permessage-deflate.
+// permessage-deflate. It is immutable once made: connections on several
+// loops and goroutines may share it.
 type PreparedMessage struct {
 	frame []byte
 	mu    sync.Mutex // guards zframes: routes on several loops may share p
@@ -205,18 +258,30 @@ type PreparedMessage struct {
 	zframes [][]byte
 }
 
-// PrepareMessage encodes a text (or binary) message once. Goroutine-safe.
-func PrepareMessage(typ MessageType, data []byte) *PreparedMessage {
+// Goroutine-safe.
+// PrepareMessage encodes a message of type typ (Text or Binary) once, for
+// WritePrepared. data is copied.
+func PrepareMessage(typ MessageType, data []byte) (*PreparedMessage, error) {
+	if typ != Text && typ != Binary {
+		return nil, fmt.Errorf("loop: prepare message: message type %d is neither Text nor Binary", typ)
+	}
+	return prepareMessage(typ, data), nil
+}
+
+// prepareMessage is PrepareMessage for a typ known to be Text or Binary.
+func prepareMessage(typ MessageType, data []byte) *PreparedMessage {
 	return &PreparedMessage{frame: ws13.AppendFrame(nil, true, ws.OpCode(typ), data)}
 }
 
-// PrepareJSON encodes v as JSON in a prepared text message (nil on error).
-func PrepareJSON(v any) *PreparedMessage {
+// Goroutine-safe.
+// PrepareJSON encodes v as JSON in a prepared text message, for
+// WritePrepared.
+func PrepareJSON(v any) (*PreparedMessage, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		return nil
+		return nil, fmt.Errorf("loop: prepare JSON: %w", err)
 	}
-	return PrepareMessage(Text, b)
+	return prepareMessage(Text, b), nil
 }
 
 // split returns the opcode and payload of a prepared (unmasked) frame, so

@@ -29,7 +29,7 @@ func (echo) OnMessage(ws *loop.WebSocket, typ loop.MessageType, data []byte) {
 		ws.WriteBinary(data)
 		return
 	}
-	ws.WriteMessage(data)
+	ws.WriteText(data)
 }
 
 func main() {

@@ -33,12 +33,16 @@ func main() {
 	app.HandleWebSocket("/time", func(*loop.Request) loop.WebSocketHandler { return cs },
 		loop.WSOptions{CheckOrigin: loop.AnyOrigin})
 	push := l.NewPeriodicCallback(func() {
-		msg := loop.PrepareMessage(loop.Text, []byte(time.Now().UTC().Format(time.RFC3339)))
+		msg, err := loop.PrepareMessage(loop.Text, []byte(time.Now().UTC().Format(time.RFC3339)))
+		if err != nil {
+			log.Error("timedpush: prepare", "err", err)
+			return
+		}
 		for ws := range cs {
 			ws.WritePrepared(msg) // encoded once for all clients
 		}
 	}, time.Second, 0)
-	l.AddCallback(push.Start)
+	push.Start() // goroutine-safe: the first tick is a second after the loop is up
 	if err := l.Listen(*addr, app); err != nil {
 		log.Error("timedpush", "err", err)
 		os.Exit(1)

@@ -29,7 +29,7 @@ func (echo) OnMessage(ws *loop.WebSocket, typ loop.MessageType, data []byte) {
 		ws.WriteBinary(data)
 		return
 	}
-	ws.WriteMessage(data)
+	ws.WriteText(data)
 }
 
 // chatTopic is the hub topic of the /ws clients: the tutorial's ProStatus
@@ -61,7 +61,7 @@ func (c *chat) Open(ws *loop.WebSocket) {
 		return
 	}
 	c.members.Add(1)
-	ws.WriteString("Welcome")
+	ws.WriteText([]byte("Welcome"))
 }
 
 // refuse remembers a connection whose Open failed to subscribe, so that
@@ -98,7 +98,7 @@ func subscribeSince(hub *loop.Hub, topic string, ws *loop.WebSocket, since strin
 		ws.Close(loop.CloseTryAgainLater, "history unavailable")
 		return false
 	}
-	ws.WriteMessage(subscribedJSON(clientHead(hub, topic, pos), n, gone))
+	ws.WriteText(subscribedJSON(clientHead(hub, topic, pos), n, gone))
 	return true
 }
 
@@ -184,7 +184,7 @@ func (c *chat) OnMessage(ws *loop.WebSocket, typ loop.MessageType, data []byte) 
 		ws.Close(closeUnsupportedData, "text messages only")
 		return
 	}
-	ws.WriteString("new message :" + string(data))
+	ws.WriteText(append([]byte("new message :"), data...))
 }
 
 // maxChatMessage bounds one /receive or /new-message message in bytes

@@ -47,7 +47,7 @@ func (echo) OnMessage(w *loop.WebSocket, typ loop.MessageType, data []byte) {
 		w.WriteBinary(data)
 		return
 	}
-	w.WriteMessage(data)
+	w.WriteText(data)
 }
 
 // refuse closes every connection with 1008 as soon as it opens.

@@ -35,7 +35,7 @@ func (echo) OnMessage(w *loop.WebSocket, typ loop.MessageType, data []byte) {
 		}
 		return
 	}
-	w.WriteMessage(data)
+	w.WriteText(data)
 }
 
 func freeAddr(t *testing.T) string {

@@ -14,7 +14,7 @@ import (
 
 type echo struct{ loop.WebSocketBase }
 
-func (echo) OnMessage(w *loop.WebSocket, typ loop.MessageType, data []byte) { w.WriteMessage(data) }
+func (echo) OnMessage(w *loop.WebSocket, typ loop.MessageType, data []byte) { w.WriteText(data) }
 
 // TestHubKeepHistoryStalledNATS: Hub.KeepHistory over a NATS connection
 // that stopped answering (natsbroker waits up to 10 s for JetStream) does

@@ -15,7 +15,7 @@ import (
 type shout struct{ loop.WebSocketBase }
 
 func (shout) OnMessage(w *loop.WebSocket, _ loop.MessageType, data []byte) {
-	w.WriteMessage([]byte(string(data) + "!")) // data is borrowed: build a new slice
+	w.WriteText([]byte(string(data) + "!")) // data is borrowed: build a new slice
 }
 
 // ExampleDial talks to a tornago server from a script: Dial, Send, Recv,
@@ -108,6 +108,6 @@ func ExampleConn_Recv() {
 type replyOnce struct{ loop.WebSocketBase }
 
 func (replyOnce) OnMessage(w *loop.WebSocket, _ loop.MessageType, data []byte) {
-	w.WriteString("pong: " + string(data))
+	w.WriteText([]byte("pong: " + string(data)))
 	w.Close(loop.CloseNormal, "done")
 }

@@ -33,7 +33,7 @@ func (echoHandler) OnMessage(w *loop.WebSocket, typ loop.MessageType, data []byt
 		w.WriteBinary(data)
 		return
 	}
-	w.WriteMessage(data)
+	w.WriteText(data)
 }
 
 // startEcho runs a loop with an echo route at /echo on a free loopback port

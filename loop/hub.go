@@ -378,7 +378,9 @@ func (h *Hub) Publish(topic string, data []byte) error {
 // ErrLoopBacklog when the loop's queue of data from other goroutines is
 // over Options.MaxQueuedBytes (the loop is not keeping up), or ErrStopped
 // once the loop stopped. Messages published with PublishAsync from one
-// goroutine reach the loop in the order of the calls.
+// goroutine reach the hub in the order of the calls; through two hubs
+// (two loops sharing a broker) they may reach the broker in either order,
+// unless the caller waits for the first's done before the second.
 func (h *Hub) PublishAsync(topic string, data []byte, done func(error)) error {
 	cp := append([]byte(nil), data...)
 	if err := h.l.addDataCallback(len(cp), func() {

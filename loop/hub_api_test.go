@@ -227,3 +227,15 @@ func TestHubFrameJSONEnvelope(t *testing.T) {
 		t.Fatalf("SetFrame off the loop: %v, want ErrNotOnLoop", err)
 	}
 }
+
+// publishWait publishes from a goroutine other than hub's loop and waits
+// for Publish's result on the loop: once it returns, the message is with
+// the broker (or fanned out), so that a publication through another hub
+// comes after it.
+func publishWait(hub *Hub, topic string, data []byte) error {
+	done := make(chan error, 1)
+	if err := hub.PublishAsync(topic, data, func(err error) { done <- err }); err != nil {
+		return err
+	}
+	return <-done
+}

@@ -172,7 +172,11 @@ func TestHubResumeAcrossLoops(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for i := 1; i <= total; i++ {
-			hubs[i%2].PublishAsync("s", fmt.Appendf(nil, "%d", i), nil)
+			// Waited for: through two loops, only the broker orders them.
+			if err := publishWait(hubs[i%2], "s", fmt.Appendf(nil, "%d", i)); err != nil {
+				t.Error(err)
+				return
+			}
 			if i%100 == 0 {
 				time.Sleep(5 * time.Millisecond)
 			}

@@ -56,7 +56,7 @@ func ExampleHub_SubscribeSince() {
 	}()
 	base := "ws://" + l.Addr().String() + "/news"
 
-	hub.Publish("news", []byte("first")) // queued for the loop, like every call from another goroutine
+	hub.PublishAsync("news", []byte("first"), nil) // queued for the loop (Publish itself is loop-only)
 	sent := make(chan struct{})
 	l.AddCallback(func() { close(sent) }) // callbacks run in order: "first" is out after this
 	<-sent
@@ -64,15 +64,15 @@ func ExampleHub_SubscribeSince() {
 	if err != nil {
 		panic(err)
 	}
-	hub.Publish("news", []byte("second"))
+	hub.PublishAsync("news", []byte("second"), nil)
 	_, msg, _ := c.Recv()
 	pos, body, _ := strings.Cut(string(msg), "\n")
 	fmt.Println("live:", body)
 	c.Close(loop.CloseNormal, "")
 
 	// Published while the client is away.
-	hub.Publish("news", []byte("third"))
-	hub.Publish("news", []byte("fourth"))
+	hub.PublishAsync("news", []byte("third"), nil)
+	hub.PublishAsync("news", []byte("fourth"), nil)
 	c, err = wsclient.Dial(base+"?since="+pos, wsclient.DialOptions{})
 	if err != nil {
 		panic(err)

@@ -42,7 +42,7 @@ func ExampleHub() {
 		}
 		clients = append(clients, c)
 	}
-	if err := hub.Publish("go", []byte("release tonight")); err != nil { // goroutine-safe
+	if err := hub.PublishAsync("go", []byte("release tonight"), nil); err != nil { // from another goroutine
 		panic(err)
 	}
 	for _, c := range clients {

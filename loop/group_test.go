@@ -179,7 +179,7 @@ func TestGroupHubExactlyOnce(t *testing.T) {
 	t.Logf("/pub served by loop %s", body)
 	// (b) from another goroutine, through loop 1's hub.
 	for j := range k {
-		if err := hubs[1].Publish("news", fmt.Appendf(nil, "b:%d", j)); err != nil {
+		if err := publishWait(hubs[1], "news", fmt.Appendf(nil, "b:%d", j)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -193,7 +193,7 @@ func TestGroupHubExactlyOnce(t *testing.T) {
 		wg.Go(func() {
 			<-start
 			for j := range k {
-				if err := p.hub.Publish("news", fmt.Appendf(nil, "%s:%d", p.prefix, j)); err != nil {
+				if err := publishWait(p.hub, "news", fmt.Appendf(nil, "%s:%d", p.prefix, j)); err != nil {
 					t.Error(err)
 					return
 				}
@@ -202,7 +202,7 @@ func TestGroupHubExactlyOnce(t *testing.T) {
 	}
 	close(start)
 	wg.Wait()
-	if err := hubs[0].Publish("news", []byte("end")); err != nil {
+	if err := publishWait(hubs[0], "news", []byte("end")); err != nil {
 		t.Fatal(err)
 	}
 

@@ -32,11 +32,13 @@ var ErrHubClosed = errors.New("loop: hub closed")
 // broker calls are still under way waits behind them, so that this hub's
 // subscribers get their own messages.
 //
-// Messages that reach the hub from other goroutines (Publish off the loop
-// without a broker, and every broker delivery) wait for the loop in its
-// queue of data from other goroutines, bounded by Options.MaxQueuedBytes:
-// beyond it Publish returns ErrLoopBacklog and a broker delivery is
-// dropped and counted in Dropped.
+// Its methods are loop-only (off the loop they return ErrNotOnLoop), but
+// for NewHub, Dropped and PublishAsync, the door for other goroutines.
+// Messages that reach the hub from other goroutines (PublishAsync, and
+// every broker delivery) wait for the loop in its queue of data from other
+// goroutines, bounded by Options.MaxQueuedBytes: beyond it PublishAsync
+// returns ErrLoopBacklog and a broker delivery is dropped and counted in
+// Dropped.
 type Hub struct {
 	l      *Loop
 	broker pubsub.Broker
@@ -54,6 +56,7 @@ type Hub struct {
 	closed         atomic.Bool             // Close ran
 	failed         []*WebSocket            // fanOut's scratch: subscribers whose write failed
 	frame          []byte                  // SubscribeSince's scratch: one replayed frame
+	frameFn        FrameFunc               // SetFrame's; nil: "E-N\n" + data
 	dropped        atomic.Int64            // broker deliveries dropped for the loop's backlog
 }
 
@@ -126,9 +129,9 @@ func (q *brokerOps) call(op func()) {
 	op()
 }
 
+// Goroutine-safe.
 // NewHub returns a hub on l sending messages of type typ (Text or
 // Binary). broker may be nil: topics are then local to this loop.
-// Goroutine-safe.
 func NewHub(l *Loop, typ MessageType, broker pubsub.Broker) *Hub {
 	return &Hub{l: l, broker: broker, typ: typ, topics: map[string]*hubTopic{}, byWS: map[*WebSocket][]*hubTopic{},
 		byStream: map[*EventStream][]*hubTopic{}, keeping: map[string]*pendingKeep{}, ops: brokerOps{log: l.log}}
@@ -259,23 +262,26 @@ func (h *Hub) deliver(topic string, bs *brokerSub, data []byte) {
 	}
 }
 
+// Goroutine-safe.
 // Dropped returns how many broker deliveries the hub dropped because the
 // loop's queue of data from other goroutines was over
-// Options.MaxQueuedBytes (the loop was not keeping up). Goroutine-safe.
+// Options.MaxQueuedBytes (the loop was not keeping up).
 func (h *Hub) Dropped() int64 { return h.dropped.Load() }
 
-// Unsubscribe removes w from topic. Loop-only.
-func (h *Hub) Unsubscribe(topic string, w *WebSocket) {
-	t := h.topics[topic]
-	if t == nil {
-		return
+// Loop-only.
+// Unsubscribe removes w from topic; a w not subscribed is a no-op.
+func (h *Hub) Unsubscribe(topic string, w *WebSocket) error {
+	if !h.onLoop() {
+		return fmt.Errorf("loop: hub unsubscribe %q: %w", topic, ErrNotOnLoop)
 	}
-	if !t.has(w) {
-		return
+	t := h.topics[topic]
+	if t == nil || !t.has(w) {
+		return nil
 	}
 	t.remove(w)
 	h.dropFromWS(w, t)
 	h.dropIfEmpty(t)
+	return nil
 }
 
 // dropFromWS removes t from w's topics.
@@ -299,20 +305,33 @@ func (h *Hub) dropFromWS(w *WebSocket, t *hubTopic) {
 // forget removes w from all its topics: it closed, or a write to it
 // failed. Loop-only.
 func (h *Hub) forget(w *WebSocket) {
-	ts, ok := h.byWS[w]
+	forgetIn(h.byWS, w, func(t *hubTopic) {
+		t.remove(w)
+		h.dropIfEmpty(t)
+	})
+}
+
+// forgetIn removes s, a WebSocket (byWS) or an event stream (byStream),
+// from the index by and calls drop for each topic s was in, so that drop
+// removes s from the topic's own subscriber set. Loop-only.
+func forgetIn[S comparable](by map[S][]*hubTopic, s S, drop func(*hubTopic)) {
+	ts, ok := by[s]
 	if !ok {
 		return
 	}
-	delete(h.byWS, w)
+	delete(by, s)
 	for _, t := range ts {
-		t.remove(w)
-		h.dropIfEmpty(t)
+		drop(t)
 	}
 }
 
-// Subscribers returns how many open connections are subscribed to topic.
 // Loop-only.
-func (h *Hub) Subscribers(topic string) int {
+// Subscribers returns how many open WebSockets are subscribed to topic
+// (with Subscribe or SubscribeSince).
+func (h *Hub) Subscribers(topic string) (int, error) {
+	if !h.onLoop() {
+		return 0, fmt.Errorf("loop: hub subscribers %q: %w", topic, ErrNotOnLoop)
+	}
 	n := 0
 	if t := h.topics[topic]; t != nil {
 		for w := range t.subs {
@@ -328,53 +347,81 @@ func (h *Hub) Subscribers(topic string) int {
 			}
 		}
 	}
-	return n
+	return n, nil
 }
 
-// Publish sends data to every subscriber of topic. Goroutine-safe; data
-// may be reused once Publish returns. After Close it returns ErrHubClosed.
-// With a broker it returns the broker's error (natsbroker's ErrBacklog
-// when its queue is full, ErrUnavailable while NATS is down); on the loop,
-// to a topic whose broker subscription is still being made, it copies
-// data and publishes it after that call (a broker error is then logged).
-// Without one, a call on the loop writes to the subscribers before it
-// returns, and a call from another goroutine copies data for the loop or
-// returns ErrLoopBacklog (see Options.MaxQueuedBytes).
+// Loop-only.
+// Publish sends data to every subscriber of topic; data may be reused once
+// it returns (off the loop it returns ErrNotOnLoop and sends nothing: use
+// PublishAsync). After Close it returns ErrHubClosed. Without a broker it
+// writes to the subscribers before it returns. With one it returns the
+// broker's error (natsbroker's ErrBacklog when its queue is full,
+// ErrUnavailable while NATS is down), and the subscribers get the message
+// when the broker delivers it back; to a topic whose broker subscription
+// is still being made it copies data and publishes it after that call (a
+// broker error is then logged).
 //
 // On a topic that keeps history without a broker, the message gets the
-// topic's next position when it reaches the loop.
+// topic's next position.
 func (h *Hub) Publish(topic string, data []byte) error {
+	if !h.onLoop() {
+		return fmt.Errorf("loop: hub publish %q: %w", topic, ErrNotOnLoop)
+	}
+	return h.publish(topic, data, false)
+}
+
+// Goroutine-safe.
+// PublishAsync publishes data on topic as Publish does, from any
+// goroutine: it copies data, runs Publish on the loop and calls done (may
+// be nil) there with Publish's result. It returns at once, without
+// queueing anything (done is then not called), an error wrapping
+// ErrLoopBacklog when the loop's queue of data from other goroutines is
+// over Options.MaxQueuedBytes (the loop is not keeping up), or ErrStopped
+// once the loop stopped. Messages published with PublishAsync from one
+// goroutine reach the hub in the order of the calls; through two hubs
+// (two loops sharing a broker) they may reach the broker in either order,
+// unless the caller waits for the first's done before the second.
+func (h *Hub) PublishAsync(topic string, data []byte, done func(error)) error {
+	cp := append([]byte(nil), data...)
+	if err := h.l.addDataCallback(len(cp), func() {
+		err := h.publish(topic, cp, true)
+		if done != nil {
+			done(err)
+		}
+	}); err != nil {
+		return fmt.Errorf("loop: hub publish %q: %w", topic, err)
+	}
+	return nil
+}
+
+// publish is Publish on the loop; owned says that data is the hub's to
+// keep (PublishAsync's copy), so that it is not copied again.
+func (h *Hub) publish(topic string, data []byte, owned bool) error {
 	if h.closed.Load() {
 		return fmt.Errorf("loop: hub publish %q: %w", topic, ErrHubClosed)
 	}
+	t := h.topics[topic]
 	if b := h.broker; b != nil {
-		if h.l.InLoop() {
-			if t := h.topics[topic]; t != nil && t.inflight > 0 {
-				cp := append([]byte(nil), data...)
-				h.queueTopic(t, func() error { return b.Publish(topic, cp) }, func(err error) {
-					if err != nil {
-						h.l.log.Warn("hub: publish after the broker subscription failed", "topic", topic, "err", err)
-					}
-				})
-				return nil
+		if t != nil && t.inflight > 0 {
+			if !owned {
+				data = append([]byte(nil), data...)
 			}
+			h.queueTopic(t, func() error { return b.Publish(topic, data) }, func(err error) {
+				if err != nil {
+					h.l.log.Warn("hub: publish after the broker subscription failed", "topic", topic, "err", err)
+				}
+			})
+			return nil
 		}
 		if err := b.Publish(topic, data); err != nil {
 			return fmt.Errorf("loop: hub publish %q: %w", topic, err)
 		}
 		return nil
 	}
-	if h.l.InLoop() {
-		if t := h.topics[topic]; t != nil && t.hist != nil {
-			data = append([]byte(nil), data...) // the history keeps it
-		}
-		h.fanOut(topic, data)
-		return nil
+	if t != nil && t.hist != nil && !owned {
+		data = append([]byte(nil), data...) // the history keeps it
 	}
-	cp := append([]byte(nil), data...)
-	if err := h.l.addDataCallback(len(cp), func() { h.fanOut(topic, cp) }); err != nil {
-		return fmt.Errorf("loop: hub publish %q: %w", topic, err)
-	}
+	h.fanOut(topic, data)
 	return nil
 }
 

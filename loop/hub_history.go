@@ -249,31 +249,92 @@ func (h *Hub) sendMessage(t *hubTopic, m pubsub.Message) {
 	if len(t.subs) > 0 {
 		h.writeAll(t, prepareMessage(h.typ, m.Data))
 	}
+	// Positioned subscribers: framed once for this loop, whoever they are.
+	var framed []byte
+	if h.frameFn != nil && (len(th.pos) > 0 || len(th.streams) > 0) {
+		framed = h.frameFn(make([]byte, 0, 64+len(m.Data)), t.name, m.Pos, m.Data)
+	}
 	if len(th.pos) > 0 {
-		p := prepareMessage(h.typ, appendPositioned(make([]byte, 0, 24+len(m.Data)), m))
-		failed := h.failed[:0]
-		h.failed = nil
-		for w, skip := range th.pos {
-			if skips(skip, m.Pos) {
-				continue
-			}
-			if w.WritePrepared(p) != nil {
-				failed = append(failed, w)
-			}
+		frame := framed
+		if h.frameFn == nil {
+			frame = appendPositioned(make([]byte, 0, 24+len(m.Data)), m)
 		}
+		p := prepareMessage(h.typ, frame)
+		failed := h.failed[:0]
+		h.failed = nil // a nested fan-out (from an OnClose) gets its own
+		failed = sendPositioned(th.pos, m.Pos, (*WebSocket).WritePrepared, p, failed)
 		h.forgetFailed(failed)
 	}
 	if len(th.streams) > 0 {
-		h.sendStreams(t, m)
+		data := m.Data
+		if h.frameFn != nil {
+			data = framed
+		}
+		ev := prepareEvent(m.Pos.String(), "", data)
+		for _, es := range sendPositioned(th.streams, m.Pos, (*EventStream).WritePrepared, ev, nil) {
+			h.forgetStream(es)
+		}
 	}
 	for wt := range th.watchers {
 		h.l.safeCall(func() { wt.fn(m) })
 	}
 }
 
+// sendPositioned writes p, the message at pos encoded once, to the
+// positioned subscribers subs (SubscribeSince's WebSockets or
+// SubscribeStream's event streams) with write, but for those that resumed
+// ahead of this loop and have it already (skips). It appends to failed the
+// ones whose write failed (closed, or closed as slow consumers) and
+// returns it: the caller forgets them once the loop over subs is done.
+func sendPositioned[S comparable, P any](subs map[S]pubsub.Position, pos pubsub.Position, write func(S, P) error, p P, failed []S) []S {
+	for s, skip := range subs {
+		if skips(skip, pos) {
+			continue
+		}
+		if write(s, p) != nil {
+			failed = append(failed, s)
+		}
+	}
+	return failed
+}
+
+// FrameFunc builds what a history topic's positioned subscribers get for
+// one message (see Hub.SetFrame): it appends to dst the application's own
+// frame for data, the message at pos on topic, and returns the extended
+// buffer. It runs on the loop; data must not be modified or kept.
+type FrameFunc func(dst []byte, topic string, pos pubsub.Position, data []byte) []byte
+
+// Loop-only (or before the loop starts).
+// SetFrame sets how the messages of history topics are framed for
+// SubscribeSince's WebSockets (each message one frame of the hub's type)
+// and in the data of SubscribeStream's events (whose id stays the
+// position), so that an application with its own envelope (JSON with a
+// "pos" field, say) keeps well-formed frames and resume. f runs once per
+// loop per live message, whatever the number of subscribers, and once per
+// replayed message per resuming subscriber. nil restores the default:
+// "E-N\n" + data for WebSockets, data alone for event streams. Set it
+// before the first subscriber: a client cannot tell a change apart.
+func (h *Hub) SetFrame(f FrameFunc) error {
+	if !h.onLoop() {
+		return fmt.Errorf("loop: hub set frame: %w", ErrNotOnLoop)
+	}
+	h.frameFn = f
+	return nil
+}
+
+// appendFrame appends m as SubscribeSince's subscribers get it: SetFrame's
+// function, or appendPositioned.
+func (h *Hub) appendFrame(dst []byte, topic string, m pubsub.Message) []byte {
+	if h.frameFn != nil {
+		return h.frameFn(dst, topic, m.Pos, m.Data)
+	}
+	return appendPositioned(dst, m)
+}
+
 // appendPositioned appends what SubscribeSince's subscribers receive for
-// m: the position's text form, a newline, then the data ("E-N\n" + data).
-// A client keeps the position of the last one it got and resumes from it.
+// m by default: the position's text form, a newline, then the data ("E-N\n"
+// + data). A client keeps the position of the last one it got and resumes
+// from it.
 func appendPositioned(dst []byte, m pubsub.Message) []byte {
 	dst = m.Pos.Append(dst)
 	dst = append(dst, '\n')
@@ -286,21 +347,28 @@ func skips(skip, p pubsub.Position) bool {
 	return skip.Offset != 0 && skip.Epoch == p.Epoch && p.Offset <= skip.Offset
 }
 
+// Loop-only.
 // SubscribeSince subscribes w to history topic like Subscribe, except that
 // w gets each message as one frame of the hub's type holding the message's
-// position, a newline, and its data ("E-N\n" + data), and that it resumes:
-// with since non-zero (the last position w's client got, from any node
-// sharing the history), the kept messages after since are written to w
-// first, then the live ones, none lost or repeated in between. It returns
-// how many messages it replayed. When the history no longer reaches back to
-// since (dropped by its bounds, or since is of an older epoch) w is
-// subscribed anyway, from now on, and the error wraps ErrHistoryGone, so
-// that the handler can tell its client to reload.
+// position, by default the position, a newline, and the data ("E-N\n" +
+// data; SetFrame sets the application's own), and that it resumes: with
+// since non-zero (the last position w's client got, from any node sharing
+// the history), the kept messages after since are written to w first, then
+// the live ones, none lost or repeated in between. The zero since (a
+// client that has nothing: ParsePosition("")) means from now: nothing old,
+// only what comes after. It returns how many messages it replayed. When
+// the history no longer reaches back to since (dropped by its bounds, or
+// since is of an older epoch) w is subscribed anyway, from now on, and the
+// error wraps ErrHistoryGone, so that the handler can tell its client to
+// reload.
 //
-// Loop-only. Replayed frames are copied per subscriber; live ones are
-// framed once per loop. The app's own frames to w should not start with a
-// digit, so that a client tells them from positioned ones.
+// Replayed frames are copied per subscriber; live ones are framed once per
+// loop. With the default framing, the app's own frames to w should not
+// start with a digit, so that a client tells them from positioned ones.
 func (h *Hub) SubscribeSince(topic string, w *WebSocket, since pubsub.Position) (int, error) {
+	if !h.onLoop() {
+		return 0, fmt.Errorf("loop: hub subscribe %q: %w", topic, ErrNotOnLoop)
+	}
 	if h.closed.Load() {
 		return 0, fmt.Errorf("loop: hub subscribe %q: %w", topic, ErrHubClosed)
 	}
@@ -315,7 +383,7 @@ func (h *Hub) SubscribeSince(topic string, w *WebSocket, since pubsub.Position) 
 		return 0, nil
 	}
 	skip, n, err := h.resume(t, since, func(m pubsub.Message) error {
-		h.frame = appendPositioned(h.frame[:0], m)
+		h.frame = h.appendFrame(h.frame[:0], topic, m)
 		return w.write(ws.OpCode(h.typ), h.frame) // copies: the buffer serves the next one
 	})
 	if cap(h.frame) > 64<<10 {
@@ -343,7 +411,7 @@ func (h *Hub) resume(t *hubTopic, since pubsub.Position, send func(pubsub.Messag
 	th := t.hist
 	switch {
 	case since == (pubsub.Position{}):
-		return pubsub.Position{}, 0, nil
+		return pubsub.Position{}, 0, nil // from now (see pubsub.Position)
 	case !since.Less(th.last):
 		// At or ahead of this loop: nothing to replay, and what the
 		// client already has must not be sent again when it arrives.
@@ -374,23 +442,29 @@ func (h *Hub) history(t *hubTopic, since pubsub.Position, dst []pubsub.Message) 
 	return h.broker.(pubsub.HistoryBroker).History(t.name, since, th.last.Offset, dst)
 }
 
+// Loop-only.
 // History appends to dst the kept messages of history topic after since
 // that this loop has sent, oldest first, and returns the position of the
 // newest one sent (the head: what came after it arrives through Watch).
 // When the history no longer reaches back to since it returns dst
-// unchanged and an error wrapping ErrHistoryGone; a since at or ahead of
-// the head gives nothing and no error; an Offset of -1 asks for every kept
-// message of since's epoch (a client that has none). Loop-only; the
-// messages' Data must not be modified, and stays valid as long as the
-// caller keeps it.
+// unchanged and an error wrapping ErrHistoryGone. The zero since (a client
+// that has nothing: ParsePosition("")) means from now, as in
+// SubscribeSince: nothing and no error, like a since at or ahead of the
+// head. An Offset of -1 asks for every kept message of since's epoch (a
+// client that wants all there is, say the head's epoch). The messages'
+// Data must not be modified, and stays valid as long as the caller keeps
+// it.
 func (h *Hub) History(topic string, since pubsub.Position, dst []pubsub.Message) ([]pubsub.Message, pubsub.Position, error) {
+	if !h.onLoop() {
+		return dst, pubsub.Position{}, fmt.Errorf("loop: hub history %q: %w", topic, ErrNotOnLoop)
+	}
 	t := h.topics[topic]
 	if t == nil || t.hist == nil {
 		return dst, pubsub.Position{}, fmt.Errorf("loop: hub history %q: %w", topic, pubsub.ErrNoHistory)
 	}
 	head := t.hist.last
-	if !since.Less(head) {
-		return dst, head, nil
+	if since == (pubsub.Position{}) || !since.Less(head) {
+		return dst, head, nil // from now, or at or ahead of this loop: nothing yet
 	}
 	msgs, err := h.history(t, since, dst)
 	if err != nil {
@@ -399,9 +473,13 @@ func (h *Hub) History(topic string, since pubsub.Position, dst []pubsub.Message)
 	return msgs, head, nil
 }
 
+// Loop-only.
 // Head returns the position of the newest message of history topic sent
-// on this loop (Offset 0 when none yet in its epoch). Loop-only.
+// on this loop (Offset 0 when none yet in its epoch).
 func (h *Hub) Head(topic string) (pubsub.Position, error) {
+	if !h.onLoop() {
+		return pubsub.Position{}, fmt.Errorf("loop: hub head %q: %w", topic, ErrNotOnLoop)
+	}
 	t := h.topics[topic]
 	if t == nil || t.hist == nil {
 		return pubsub.Position{}, fmt.Errorf("loop: hub head %q: %w", topic, pubsub.ErrNoHistory)
@@ -409,14 +487,19 @@ func (h *Hub) Head(topic string) (pubsub.Position, error) {
 	return t.hist.last, nil
 }
 
+// Loop-only.
 // Watch calls fn on the loop with every message of history topic sent
 // after this call, in order, right after the topic's WebSockets got it,
 // until cancel is called: a long poll or an SSE stream follows the topic
 // with it (History first, then Watch, in one loop turn, misses nothing).
+// Like the zero Position elsewhere, it starts from now: nothing old.
 // fn must not keep m.Data past its return unless it treats it as
-// read-only; a panic in fn is recovered and logged. Loop-only, and so is
-// cancel.
+// read-only; a panic in fn is recovered and logged. cancel is loop-only
+// too.
 func (h *Hub) Watch(topic string, fn func(m pubsub.Message)) (cancel func(), err error) {
+	if !h.onLoop() {
+		return nil, fmt.Errorf("loop: hub watch %q: %w", topic, ErrNotOnLoop)
+	}
 	if h.closed.Load() {
 		return nil, fmt.Errorf("loop: hub watch %q: %w", topic, ErrHubClosed)
 	}
@@ -429,14 +512,21 @@ func (h *Hub) Watch(topic string, fn func(m pubsub.Message)) (cancel func(), err
 	return func() { delete(t.hist.watchers, wt) }, nil
 }
 
+// Loop-only.
 // PublishAt publishes data on history topic at pos, a position the caller
 // computes (a clock's tick can be its second, so that every loop names the
 // same tick alike without sharing anything). pos must follow the last
 // position: an offset at or below it is ignored, one beyond the next drops
 // the kept messages (offsets stay contiguous), and a new epoch starts the
-// history over. Only for a hub without a broker. Loop-only; data may be
-// reused once PublishAt returns.
+// history over. Only for a hub without a broker. data may be reused once
+// PublishAt returns. After Close it returns ErrHubClosed.
 func (h *Hub) PublishAt(topic string, pos pubsub.Position, data []byte) error {
+	switch {
+	case !h.onLoop():
+		return fmt.Errorf("loop: hub publish %q at %s: %w", topic, pos, ErrNotOnLoop)
+	case h.closed.Load():
+		return fmt.Errorf("loop: hub publish %q at %s: %w", topic, pos, ErrHubClosed)
+	}
 	t := h.topics[topic]
 	if t == nil || t.hist == nil || t.hist.local == nil {
 		return fmt.Errorf("loop: hub publish %q at %s: %w (PublishAt needs KeepHistory on a hub without a broker)", topic, pos, pubsub.ErrNoHistory)

@@ -60,9 +60,9 @@ func TestHubResumeOneLoop(t *testing.T) {
 		app.HandleWebSocket("/h", func(*Request) WebSocketHandler { return historyRoute{hub: hub, topic: "t"} }, WSOptions{})
 	})
 	a := gorillaDial(t, addr, "/h", nil)
-	waitFor(t, "a subscribed", func() bool { return onLoop(l, func() int { return hub.Subscribers("t") }) == 1 })
+	waitFor(t, "a subscribed", func() bool { return onLoop(l, func() int { n, _ := hub.Subscribers("t"); return n }) == 1 })
 	for i := 1; i <= 3; i++ {
-		hub.Publish("t", fmt.Appendf(nil, "m%d", i))
+		hub.PublishAsync("t", fmt.Appendf(nil, "m%d", i), nil)
 	}
 	var last pubsub.Position
 	for i := 1; i <= 3; i++ {
@@ -74,8 +74,8 @@ func TestHubResumeOneLoop(t *testing.T) {
 	}
 	a.Close()
 	// Published while nobody listens: kept for whoever comes back.
-	hub.Publish("t", []byte("m4"))
-	hub.Publish("t", []byte("m5"))
+	hub.PublishAsync("t", []byte("m4"), nil)
+	hub.PublishAsync("t", []byte("m5"), nil)
 	waitFor(t, "the history to hold m5", func() bool {
 		return onLoop(l, func() int64 { p, _ := hub.Head("t"); return p.Offset }) == 5
 	})
@@ -85,7 +85,7 @@ func TestHubResumeOneLoop(t *testing.T) {
 			t.Fatalf("b recovered %v %q, want m%d", p, d, i)
 		}
 	}
-	hub.Publish("t", []byte("m6"))
+	hub.PublishAsync("t", []byte("m6"), nil)
 	if p, d := readPositioned(t, b); p.Offset != 6 || d != "m6" {
 		t.Fatalf("b live %v %q", p, d)
 	}
@@ -99,7 +99,7 @@ func TestHubResumeOneLoop(t *testing.T) {
 	if m := readText(t, d); m != `{"gone":true}` {
 		t.Fatalf("d got %q", m)
 	}
-	hub.Publish("t", []byte("m7"))
+	hub.PublishAsync("t", []byte("m7"), nil)
 	for _, x := range []*gws.Conn{b, c, d} {
 		if p, dd := readPositioned(t, x); p.Offset != 7 || dd != "m7" {
 			t.Fatalf("live after resume: %v %q", p, dd)
@@ -172,7 +172,11 @@ func TestHubResumeAcrossLoops(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for i := 1; i <= total; i++ {
-			hubs[i%2].Publish("s", fmt.Appendf(nil, "%d", i))
+			// Waited for: through two loops, only the broker orders them.
+			if err := publishWait(hubs[i%2], "s", fmt.Appendf(nil, "%d", i)); err != nil {
+				t.Error(err)
+				return
+			}
 			if i%100 == 0 {
 				time.Sleep(5 * time.Millisecond)
 			}
@@ -286,12 +290,12 @@ func TestClientResume(t *testing.T) {
 		wsRecv(t, opened, "an open")
 		ws = wsRecv(t, kick, "the server side")
 		for ; next <= total*(d+1)/(drops+1); next++ {
-			hub.Publish("t", fmt.Appendf(nil, "%d", next))
+			hub.PublishAsync("t", fmt.Appendf(nil, "%d", next), nil)
 		}
 		if d < drops {
 			// Published before the drop is noticed, and during it: resumed.
 			onLoop(srv, func() error { return ws.Close(CloseGoingAway, "kicked") })
-			hub.Publish("t", []byte("x"))
+			hub.PublishAsync("t", []byte("x"), nil)
 			next++
 		}
 	}
@@ -390,8 +394,8 @@ func TestHubSubscribeStream(t *testing.T) {
 	waitFor(t, "the stream subscribed", func() bool {
 		return onLoop(l, func() int { return len(hub.topics["t"].hist.streams) }) == 1
 	})
-	hub.Publish("t", []byte("one"))
-	hub.Publish("t", []byte("two\nlines"))
+	hub.PublishAsync("t", []byte("one"), nil)
+	hub.PublishAsync("t", []byte("two\nlines"), nil)
 	e1, e2 := readHubEvent(t, a), readHubEvent(t, a)
 	if e1.data != "one" || e2.data != "two\nlines" || e1.id == "" {
 		t.Fatalf("events %+v %+v", e1, e2)
@@ -400,7 +404,7 @@ func TestHubSubscribeStream(t *testing.T) {
 	waitFor(t, "the stream forgotten", func() bool {
 		return onLoop(l, func() int { return len(hub.topics["t"].hist.streams) }) == 0
 	})
-	hub.Publish("t", []byte("three"))
+	hub.PublishAsync("t", []byte("three"), nil)
 	b, closeB := open(e1.id)
 	defer closeB()
 	if e := readHubEvent(t, b); e.data != "two\nlines" || e.id != e2.id {
@@ -409,11 +413,11 @@ func TestHubSubscribeStream(t *testing.T) {
 	if e := readHubEvent(t, b); e.data != "three" {
 		t.Fatalf("resumed with %+v, want three", e)
 	}
-	hub.Publish("t", []byte("four"))
+	hub.PublishAsync("t", []byte("four"), nil)
 	if e := readHubEvent(t, b); e.data != "four" {
 		t.Fatalf("live %+v", e)
 	}
-	hub.Publish("t", []byte("five"))
+	hub.PublishAsync("t", []byte("five"), nil)
 	if e := readHubEvent(t, b); e.data != "five" {
 		t.Fatalf("live %+v", e)
 	}
@@ -484,7 +488,7 @@ func TestHubRefillsDroppedDeliveries(t *testing.T) {
 		return app
 	})
 	c := gorillaDial(t, addr, "/h?since=", nil)
-	waitFor(t, "subscribed", func() bool { return onLoop(l, func() int { return hub.Subscribers("t") }) == 1 })
+	waitFor(t, "subscribed", func() bool { return onLoop(l, func() int { n, _ := hub.Subscribers("t"); return n }) == 1 })
 	// Hold the loop while 10 deliveries of 1,000 bytes arrive: the queue
 	// takes about three, the rest are dropped.
 	held, release := make(chan struct{}), make(chan struct{})
@@ -541,10 +545,10 @@ func TestHubResumeAhead(t *testing.T) {
 	defer resp.Body.Close()
 	br := bufio.NewReader(resp.Body)
 	waitFor(t, "both subscribed", func() bool {
-		return onLoop(l, func() int { return hub.Subscribers("t") + len(hub.topics["t"].hist.streams) }) == 2
+		return onLoop(l, func() int { n, _ := hub.Subscribers("t"); return n + len(hub.topics["t"].hist.streams) }) == 2
 	})
 	for _, m := range []string{"seen elsewhere 1", "seen elsewhere 2", "new"} {
-		hub.Publish("t", []byte(m))
+		hub.PublishAsync("t", []byte(m), nil)
 	}
 	if p, d := readPositioned(t, c); d != "new" || p.Offset != head.Offset+3 {
 		t.Fatalf("websocket got %v %q, want only the third", p, d)

@@ -63,7 +63,7 @@ func TestHubRooms(t *testing.T) {
 		}
 	}
 	// From another goroutine: copied and fanned out on the loop.
-	if err := hub.Publish("b", []byte("to b")); err != nil {
+	if err := hub.PublishAsync("b", []byte("to b"), nil); err != nil {
 		t.Fatal(err)
 	}
 	if m := readText(t, b); m != "to b" { // and not "hello a"
@@ -72,9 +72,9 @@ func TestHubRooms(t *testing.T) {
 
 	a[2].Close()
 	deadline := time.Now().Add(3 * time.Second)
-	for onLoop(l, func() int { return hub.Subscribers("a") }) != 2 {
+	for onLoop(l, func() int { n, _ := hub.Subscribers("a"); return n }) != 2 {
 		if time.Now().After(deadline) {
-			t.Fatalf("closed subscriber still counted: %d", onLoop(l, func() int { return hub.Subscribers("a") }))
+			t.Fatalf("closed subscriber still counted: %d", onLoop(l, func() int { n, _ := hub.Subscribers("a"); return n }))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -134,12 +134,12 @@ func TestHubDropsBrokerSubscription(t *testing.T) {
 	c.Close()
 	// Wait until the loop has seen the close, then publish: the closed
 	// subscriber drops out and the topic with it.
-	for deadline := time.Now().Add(3 * time.Second); onLoop(l, func() int { return hub.Subscribers("z") }) != 0; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(3 * time.Second); onLoop(l, func() int { n, _ := hub.Subscribers("z"); return n }) != 0; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("close not seen")
 		}
 	}
-	hub.Publish("z", []byte("nobody"))
+	hub.PublishAsync("z", []byte("nobody"), nil)
 	for deadline := time.Now().Add(3 * time.Second); brokerTopics() != 0; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("broker still has %d topics after the last subscriber left", brokerTopics())

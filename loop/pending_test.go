@@ -105,7 +105,7 @@ func TestHubBrokerDeliveriesBounded(t *testing.T) {
 		return app
 	})
 	c := gorillaDial(t, addr, "/room/q", nil)
-	for deadline := time.Now().Add(5 * time.Second); onLoop(l, func() int { return hub.Subscribers("q") }) != 1; time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Second); onLoop(l, func() int { n, _ := hub.Subscribers("q"); return n }) != 1; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("not subscribed")
 		}

@@ -12,6 +12,12 @@ import (
 // it is lost (a restart with memory storage, a NATS server that lost its
 // stream), so that an offset from another history is never taken for one of
 // this history.
+//
+// The zero Position (what ParsePosition("") gives a client that has
+// nothing yet) means "from now" wherever a Hub takes one (History,
+// SubscribeSince, SubscribeStream; Watch always starts now): nothing old,
+// only what comes after. A client that wants every kept message asks
+// History with the head's epoch and an Offset of -1.
 type Position struct {
 	Epoch  int64
 	Offset int64

@@ -4,19 +4,28 @@ package loop
 // events whose id is the message's position, so that a browser's
 // EventSource resumes by itself with Last-Event-ID.
 
-import "github.com/tornago/tornago/loop/pubsub"
-import "fmt"
+import (
+	"fmt"
 
+	"github.com/tornago/tornago/loop/pubsub"
+)
+
+// Loop-only.
 // SubscribeStream subscribes es, an event stream of the hub's loop, to
 // history topic: each message becomes an event with id the message's
 // position ("E-N"), type "message" and the message's data (one data: line
-// per line of it), encoded once per loop for every stream. With since
-// non-zero (the stream's LastEventID, parsed), the kept messages after it
-// are sent first, none lost or repeated before the live ones; when the
-// history no longer reaches back, es is subscribed from now on and the
-// error wraps ErrHistoryGone. It returns how many messages it replayed. A
-// stream that ends is dropped from its topics by itself. Loop-only.
+// per line of it), or what the hub's SetFrame function makes of it,
+// encoded once per loop for every stream. With since non-zero (the
+// stream's LastEventID, parsed), the kept messages after it are sent
+// first, none lost or repeated before the live ones; the zero since (no
+// Last-Event-ID) means from now: nothing old. When the history no longer
+// reaches back, es is subscribed from now on and the error wraps
+// ErrHistoryGone. It returns how many messages it replayed. A stream that
+// ends is dropped from its topics by itself.
 func (h *Hub) SubscribeStream(topic string, es *EventStream, since pubsub.Position) (int, error) {
+	if !h.onLoop() {
+		return 0, fmt.Errorf("loop: hub subscribe stream %q: %w", topic, ErrNotOnLoop)
+	}
 	if h.closed.Load() {
 		return 0, fmt.Errorf("loop: hub subscribe stream %q: %w", topic, ErrHubClosed)
 	}
@@ -34,7 +43,17 @@ func (h *Hub) SubscribeStream(topic string, es *EventStream, since pubsub.Positi
 	if h.unwatchStreams == nil {
 		h.unwatchStreams = h.l.onEventStreamClose(h.forgetStream)
 	}
-	skip, n, err := h.resume(t, since, func(m pubsub.Message) error { return es.Send(m.Pos.String(), "", m.Data) })
+	skip, n, err := h.resume(t, since, func(m pubsub.Message) error {
+		data := m.Data
+		if h.frameFn != nil {
+			h.frame = h.frameFn(h.frame[:0], topic, m.Pos, m.Data)
+			data = h.frame // Send copies: the buffer serves the next one
+		}
+		return es.Send(m.Pos.String(), "", data)
+	})
+	if cap(h.frame) > 64<<10 {
+		h.frame = nil // one large message passed through: do not keep its size
+	}
 	var gone error
 	if err != nil {
 		gone = fmt.Errorf("loop: hub subscribe stream %q since %s: %w", topic, since, err)
@@ -49,30 +68,5 @@ func (h *Hub) SubscribeStream(topic string, es *EventStream, since pubsub.Positi
 
 // forgetStream drops es from all its topics. Loop-only.
 func (h *Hub) forgetStream(es *EventStream) {
-	ts, ok := h.byStream[es]
-	if !ok {
-		return
-	}
-	delete(h.byStream, es)
-	for _, t := range ts {
-		delete(t.hist.streams, es)
-	}
-}
-
-// sendStreams writes m to t's event streams, encoded once.
-func (h *Hub) sendStreams(t *hubTopic, m pubsub.Message) {
-	th := t.hist
-	ev := prepareEvent(m.Pos.String(), "", m.Data)
-	var failed []*EventStream
-	for es, skip := range th.streams {
-		if skips(skip, m.Pos) {
-			continue
-		}
-		if es.WritePrepared(ev) != nil {
-			failed = append(failed, es)
-		}
-	}
-	for _, es := range failed {
-		h.forgetStream(es)
-	}
+	forgetIn(h.byStream, es, func(t *hubTopic) { delete(t.hist.streams, es) })
 }

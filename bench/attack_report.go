@@ -59,7 +59,7 @@ func AttackServers(ro AttackRunOptions) ([]*AttackResult, error) {
 				if srv == "tornago" {
 					// The demo's doors (64 KiB messages) would answer the
 					// big attacks with 413; opened, the loop's own bounds
-					// (MaxUnsentBytes, the store's caps) are what is measured.
+					// (MaxUnsentTotal, the store's caps) are what is measured.
 					args = []string{"-receive-bytes", "16777216", "-longpoll-message-bytes", "10485760"}
 				}
 				s, err = StartServer(ro.Root, srv, ro.Port+i, ServerOptions{PinCPU: ro.PinCPU, NoFile: lim, Args: args}, ro.Log)

@@ -87,15 +87,15 @@ type AppOptions struct {
 	// entry. Keep it quick: it runs on
 	// the loop. Default: nil, no access log.
 	AccessLog func(AccessEntry)
-	// MaxBufferedBytes bounds the response bytes one connection may have
+	// MaxUnsentPerConn bounds the response bytes one connection may have
 	// unsent before the loop stops reading its next pipelined request; it
 	// reads again once half of them went out. One response is always
 	// written whole, so this bounds a pipelining client that does not read
 	// to about one response plus this. It is also the bound of a streamed
 	// response (Request.Flush): a Flush past it closes the connection as
 	// a slow consumer's (an event stream has its own,
-	// EventStreamOptions.MaxBufferedBytes). Default: 1 MiB.
-	MaxBufferedBytes int
+	// EventStreamOptions.MaxUnsentPerConn). Default: 1 MiB.
+	MaxUnsentPerConn int
 	// TrustedProxies lists the reverse proxies (IPs or CIDR prefixes, such
 	// as "127.0.0.1" or "10.0.0.0/8") whose proxy headers are believed:
 	// from such a peer, Request.RemoteIP, Scheme and Host report the
@@ -119,8 +119,8 @@ func (o AppOptions) withDefaults() AppOptions {
 	if o.ServerHeader == "" {
 		o.ServerHeader = "Tornago"
 	}
-	if o.MaxBufferedBytes <= 0 {
-		o.MaxBufferedBytes = 1 << 20
+	if o.MaxUnsentPerConn <= 0 {
+		o.MaxUnsentPerConn = 1 << 20
 	}
 	return o
 }

@@ -49,7 +49,7 @@ type abCase struct {
 
 func abServer(t testing.TB) string {
 	_, addr := wsStartLoop(t, func(l *Loop, app *Application) {
-		o := WSOptions{MaxMessageSize: abMax, PingInterval: -1, MaxBufferedBytes: 64 << 20}
+		o := WSOptions{MaxMessageSize: abMax, PingInterval: -1, MaxUnsentPerConn: 64 << 20}
 		app.HandleWebSocket("/ab", wsEchoRoute(o), o)
 		oz := o
 		oz.Compression = &CompressionOptions{Threshold: -1} // compress every echo

@@ -24,7 +24,7 @@ var ErrNotOnLoop = errors.New("loop: loop-only method called off the loop")
 func (l *Loop) AddCallback(fn func()) { _ = l.enqueue(fn, 0) }
 
 // queued is a callback and the data bytes it holds against
-// Options.MaxQueuedBytes (0 for a plain AddCallback).
+// Options.MaxAsyncBytes (0 for a plain AddCallback).
 type queued struct {
 	fn func()
 	n  int
@@ -41,7 +41,7 @@ func (l *Loop) enqueue(fn func(), n int) error {
 	if n > 0 {
 		// Reserved under mu, so that dropCallbacks' reset cannot
 		// interleave with a reservation.
-		if l.queuedBytes.Load()+int64(n) > int64(l.opts.MaxQueuedBytes) {
+		if l.queuedBytes.Load()+int64(n) > int64(l.opts.MaxAsyncBytes) {
 			l.mu.Unlock()
 			return ErrLoopBacklog
 		}

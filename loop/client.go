@@ -421,7 +421,7 @@ func (hs *clientHandshake) open(c *conn) {
 	}
 	// Through conn.write, so that a request the socket does not take at
 	// once counts in the loop's unsent output (Metrics.UnsentBytes,
-	// MaxUnsentBytes) and is watched until it drains.
+	// MaxUnsentTotal) and is watched until it drains.
 	err := c.write(hs.req)
 	hs.req = nil
 	if err != nil {

@@ -70,7 +70,7 @@ func TestWebSocketOffLoopClosedSocket(t *testing.T) {
 
 // TestWebSocketAsyncOpenSocket: off the loop, WriteText sends nothing,
 // WriteAsync and CloseAsync send in order and report nil, and a queue over
-// Options.MaxQueuedBytes refuses at once.
+// Options.MaxAsyncBytes refuses at once.
 func TestWebSocketAsyncOpenSocket(t *testing.T) {
 	var recs chan *wsRec
 	_, addr := wsStartLoop(t, func(l *Loop, app *Application) { recs = wsRecRoute(app, "/c", WSOptions{}, nil) })
@@ -130,7 +130,7 @@ func TestWebSocketAsyncOpenSocket(t *testing.T) {
 
 func TestWebSocketAsyncBacklog(t *testing.T) {
 	var recs chan *wsRec
-	l, addr := startTestLoopWith(t, Options{MaxQueuedBytes: 1 << 10}, func(l *Loop) ConnHandler {
+	l, addr := startTestLoopWith(t, Options{MaxAsyncBytes: 1 << 10}, func(l *Loop) ConnHandler {
 		app := NewApplication(AppOptions{})
 		recs = wsRecRoute(app, "/c", WSOptions{}, nil)
 		return app
@@ -141,7 +141,7 @@ func TestWebSocketAsyncBacklog(t *testing.T) {
 	w := wsRecv(t, rec.openCh, "Open")
 	called := make(chan error, 1)
 	if err := w.WriteAsync(Binary, make([]byte, 2<<10), func(err error) { called <- err }); !errors.Is(err, ErrLoopBacklog) {
-		t.Fatalf("WriteAsync over MaxQueuedBytes: %v, want ErrLoopBacklog", err)
+		t.Fatalf("WriteAsync over MaxAsyncBytes: %v, want ErrLoopBacklog", err)
 	}
 	expectNone(t, called, 50*time.Millisecond, "done after a refused WriteAsync")
 }

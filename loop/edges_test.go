@@ -128,7 +128,7 @@ func nonReader(t *testing.T, addr, path string) net.Conn {
 }
 
 // TestLoopUnsentBudget: non-readers of a broadcast cannot take the loop's
-// unsent output past MaxUnsentBytes, whatever each connection's bound; a
+// unsent output past MaxUnsentTotal, whatever each connection's bound; a
 // reading canary keeps getting every message.
 func TestLoopUnsentBudget(t *testing.T) {
 	const budget = 4 << 20
@@ -137,7 +137,7 @@ func TestLoopUnsentBudget(t *testing.T) {
 		subs = map[*WebSocket]bool{}
 	)
 	type sub struct{ WebSocketBase }
-	l, addr := httpApp(t, Options{TimeoutResolution: 10 * time.Millisecond, MaxUnsentBytes: budget}, func(l *Loop, app *Application) {
+	l, addr := httpApp(t, Options{TimeoutResolution: 10 * time.Millisecond, MaxUnsentTotal: budget}, func(l *Loop, app *Application) {
 		app.HandleWebSocket("/ws", func(*Request) WebSocketHandler { return &subHandler{subs: subs, mu: &mu} },
 			WSOptions{})
 	})
@@ -211,7 +211,7 @@ func TestSlowSkipPolicy(t *testing.T) {
 	)
 	l, addr := httpApp(t, Options{TimeoutResolution: 10 * time.Millisecond}, func(l *Loop, app *Application) {
 		app.HandleWebSocket("/ws", func(*Request) WebSocketHandler { return &subHandler{subs: subs, mu: &mu} },
-			WSOptions{MaxBufferedBytes: 256 << 10, SlowConsumer: SlowSkip})
+			WSOptions{MaxUnsentPerConn: 256 << 10, SlowConsumer: SlowSkip})
 	})
 	nonReader(t, addr, "/ws")
 	waitFor(t, "subscriber", func() bool { mu.Lock(); defer mu.Unlock(); return len(subs) == 1 })
@@ -317,10 +317,10 @@ func TestMessageTimeout(t *testing.T) {
 	}
 }
 
-// TestPartialBudget: large frames in flight share MaxPartialBytes; the one
+// TestPartialBudget: large frames in flight share MaxPartialTotal; the one
 // past it is refused with 1013.
 func TestPartialBudget(t *testing.T) {
-	_, addr := httpApp(t, Options{TimeoutResolution: 10 * time.Millisecond, MaxPartialBytes: 3 << 20}, func(l *Loop, app *Application) {
+	_, addr := httpApp(t, Options{TimeoutResolution: 10 * time.Millisecond, MaxPartialTotal: 3 << 20}, func(l *Loop, app *Application) {
 		app.HandleWebSocket("/ws", wsEchoRoute(WSOptions{}), WSOptions{})
 	})
 	frame := wsFrame(true, ws.OpBinary, make([]byte, 2<<20))
@@ -723,7 +723,7 @@ func TestUTF8FailFastInOneFrame(t *testing.T) {
 // loop's unsent output stays bounded.
 func TestPingFloodNonReader(t *testing.T) {
 	l, addr := wsStartLoop(t, func(l *Loop, app *Application) {
-		app.HandleWebSocket("/ws", wsEchoRoute(WSOptions{}), WSOptions{MaxBufferedBytes: 64 << 10})
+		app.HandleWebSocket("/ws", wsEchoRoute(WSOptions{}), WSOptions{MaxUnsentPerConn: 64 << 10})
 	})
 	// The small receive buffer is set before connecting, so that the
 	// window is small from the start and the pongs back up in the server

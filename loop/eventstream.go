@@ -28,22 +28,22 @@ type EventStreamOptions struct {
 	// whole milliseconds: how long the client's EventSource waits before
 	// it reconnects. Default: 0, not sent (browsers wait about 3 s).
 	Retry time.Duration
-	// MaxBufferedBytes bounds the output the socket has not taken yet; an
+	// MaxUnsentPerConn bounds the output the socket has not taken yet; an
 	// event or heartbeat that would pass it closes the connection as a
 	// slow consumer's (Stats().SlowConsumerCloses) and Send returns
 	// ErrSlowConsumer, as for a WebSocket under SlowClose. An event into
 	// an empty buffer goes whatever its size while the loop is under
-	// Options.MaxUnsentBytes. Memory: up to this many bytes per stream
+	// Options.MaxUnsentTotal. Memory: up to this many bytes per stream
 	// whose client does not read. Default: 1 MiB (WSOptions' default).
-	MaxBufferedBytes int
+	MaxUnsentPerConn int
 }
 
 func (o EventStreamOptions) withDefaults() EventStreamOptions {
 	if o.Heartbeat == 0 {
 		o.Heartbeat = 15 * time.Second
 	}
-	if o.MaxBufferedBytes <= 0 {
-		o.MaxBufferedBytes = 1 << 20
+	if o.MaxUnsentPerConn <= 0 {
+		o.MaxUnsentPerConn = 1 << 20
 	}
 	return o
 }
@@ -95,7 +95,7 @@ func (r *Request) EventStream(o EventStreamOptions) (*EventStream, error) {
 	r.SetHeader("Content-Type", "text/event-stream")
 	r.SetHeader("Cache-Control", "no-cache")
 	r.SetHeader("X-Accel-Buffering", "no")
-	r.streamMax = o.MaxBufferedBytes
+	r.streamMax = o.MaxUnsentPerConn
 	es := &EventStream{r: r, hb: o.Heartbeat}
 	r.es = es
 	bump(&r.c.l.st.openEventStreams, 1)
@@ -171,7 +171,7 @@ func (es *EventStream) WritePrepared(p *PreparedEvent) error {
 // on the loop, and done (if not nil) is called there with Send's result. It
 // returns at once, without queueing anything, ErrEventField, ErrLoopBacklog
 // (the loop's queue of data from other goroutines is over
-// Options.MaxQueuedBytes) or ErrStopped; done is then not called.
+// Options.MaxAsyncBytes) or ErrStopped; done is then not called.
 func (es *EventStream) SendAsync(id, event string, data []byte, done func(error)) error {
 	if err := checkEventFields(id, event); err != nil {
 		return err

@@ -577,7 +577,7 @@ func TestEventStreamSlowConsumer(t *testing.T) {
 	opened := make(chan struct{}, 2)
 	l, addr, closed := esLoop(t, Options{SocketSendBuffer: 16 << 10}, func(l *Loop, app *Application) {
 		app.HandleFunc("/events", func(r *Request) {
-			es, _ := r.EventStream(EventStreamOptions{MaxBufferedBytes: bound, Heartbeat: -1})
+			es, _ := r.EventStream(EventStreamOptions{MaxUnsentPerConn: bound, Heartbeat: -1})
 			mu.Lock()
 			streams = append(streams, es)
 			mu.Unlock()

@@ -31,8 +31,8 @@ type Group struct {
 // one per CPU (runtime.GOMAXPROCS). opts.ReusePort is turned on: the loops
 // share their ports. Set it yourself when other processes share them too
 // (cmd/tornago -procs): Listen then skips its check that the port is free.
-// Options that bound memory (MaxConns, MaxUnsentBytes,
-// MaxQueuedBytes...) apply to each loop, so the process may use n times
+// Options that bound memory (MaxConns, MaxUnsentTotal,
+// MaxAsyncBytes...) apply to each loop, so the process may use n times
 // as much.
 func NewGroup(n int, opts Options) *Group {
 	if n <= 0 {

@@ -33,7 +33,7 @@ func (h *httpConn) traffic(c *conn) {
 			return
 		}
 		if h.req == nil && c.gc.InboundBuffered() > 0 {
-			if c.gc.OutboundBuffered() > h.app.opts.MaxBufferedBytes {
+			if c.gc.OutboundBuffered() > h.app.opts.MaxUnsentPerConn {
 				// The client does not read its responses: stop serving
 				// its pipelined requests until they went out
 				// (watch.go resumes), so its output stays bounded.

@@ -20,7 +20,7 @@ var ErrHubClosed = errors.New("loop: hub closed")
 // all its topics at once (after its OnClose), so OnClose need not
 // unsubscribe; a topic left without subscribers is dropped and its broker
 // subscription cancelled. A slow subscriber is closed by the
-// MaxBufferedBytes rule of its route and never delays the others. A hub
+// MaxUnsentPerConn rule of its route and never delays the others. A hub
 // that is no longer needed (a room's) is released with Close.
 //
 // The hub never calls a broker method that may block on the loop (see
@@ -36,7 +36,7 @@ var ErrHubClosed = errors.New("loop: hub closed")
 // for NewHub, Dropped and PublishAsync, the door for other goroutines.
 // Messages that reach the hub from other goroutines (PublishAsync, and
 // every broker delivery) wait for the loop in its queue of data from other
-// goroutines, bounded by Options.MaxQueuedBytes: beyond it PublishAsync
+// goroutines, bounded by Options.MaxAsyncBytes: beyond it PublishAsync
 // returns ErrLoopBacklog and a broker delivery is dropped and counted in
 // Dropped.
 type Hub struct {
@@ -265,7 +265,7 @@ func (h *Hub) deliver(topic string, bs *brokerSub, data []byte) {
 // Goroutine-safe.
 // Dropped returns how many broker deliveries the hub dropped because the
 // loop's queue of data from other goroutines was over
-// Options.MaxQueuedBytes (the loop was not keeping up).
+// Options.MaxAsyncBytes (the loop was not keeping up).
 func (h *Hub) Dropped() int64 { return h.dropped.Load() }
 
 // Loop-only.
@@ -376,7 +376,7 @@ func (h *Hub) Publish(topic string, data []byte) error {
 // be nil) there with Publish's result. It returns at once, without
 // queueing anything (done is then not called), an error wrapping
 // ErrLoopBacklog when the loop's queue of data from other goroutines is
-// over Options.MaxQueuedBytes (the loop is not keeping up), or ErrStopped
+// over Options.MaxAsyncBytes (the loop is not keeping up), or ErrStopped
 // once the loop stopped. Messages published with PublishAsync from one
 // goroutine reach the hub in the order of the calls; through two hubs
 // (two loops sharing a broker) they may reach the broker in either order,

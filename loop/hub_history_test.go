@@ -470,13 +470,13 @@ func BenchmarkHistoryTopicCost(b *testing.B) {
 }
 
 // TestHubRefillsDroppedDeliveries: broker deliveries dropped because the
-// loop's queue was over MaxQueuedBytes are fetched from the broker's
+// loop's queue was over MaxAsyncBytes are fetched from the broker's
 // history when the next one shows the gap, so a positioned subscriber
 // still gets every offset once, in order.
 func TestHubRefillsDroppedDeliveries(t *testing.T) {
 	broker := &pubsub.MemoryBroker{}
 	var hub *Hub
-	l, addr := startTestLoopWith(t, Options{TimeoutResolution: 10 * time.Millisecond, MaxQueuedBytes: 3000}, func(l *Loop) ConnHandler {
+	l, addr := startTestLoopWith(t, Options{TimeoutResolution: 10 * time.Millisecond, MaxAsyncBytes: 3000}, func(l *Loop) ConnHandler {
 		hub = NewHub(l, Text, broker)
 		hub.KeepHistory("t", pubsub.HistoryOptions{MaxMessages: 100}, func(err error) { // before Start: done runs before KeepHistory returns
 			if err != nil {

@@ -55,21 +55,21 @@ type Options struct {
 	// itself.
 	MaxConns int
 
-	// MaxUnsentBytes bounds the output all connections of the loop together
+	// MaxUnsentTotal bounds the output all connections of the loop together
 	// have written but the sockets did not take yet (gnet's outbound
-	// buffers), beside each route's per-connection MaxBufferedBytes. A
+	// buffers), beside each route's per-connection MaxUnsentPerConn. A
 	// WebSocket write that would pass it is refused under the route's
 	// SlowConsumer policy (except into an empty buffer when it is small;
-	// see WSOptions.MaxBufferedBytes). HTTP responses are always written
+	// see WSOptions.MaxUnsentPerConn). HTTP responses are always written
 	// but count towards it. Default: 64 MiB.
-	MaxUnsentBytes int
+	MaxUnsentTotal int
 
-	// MaxPartialBytes bounds the bytes all WebSockets of the loop together
+	// MaxPartialTotal bounds the bytes all WebSockets of the loop together
 	// hold for messages that have not arrived whole (a large frame in
 	// flight, fragments being assembled). A message that would pass it is
 	// refused with 1013 Try Again Later. Each route also bounds the time a
 	// message may take (WSOptions.MessageTimeout). Default: 256 MiB.
-	MaxPartialBytes int64
+	MaxPartialTotal int64
 
 	// CloseFlushTimeout bounds how long a closing connection may take to
 	// send what was written before the close (a response, a close frame).
@@ -84,7 +84,7 @@ type Options struct {
 
 	// SocketSendBuffer is each accepted socket's kernel send buffer
 	// (SO_SNDBUF), in bytes. It bounds the kernel memory a client that does
-	// not read can hold beside MaxBufferedBytes in the loop: with the
+	// not read can hold beside MaxUnsentPerConn in the loop: with the
 	// kernel's autotuning (up to net.ipv4.tcp_wmem's maximum, 4 MiB on
 	// Debian) a thousand stuck clients took this machine into TCP memory
 	// pressure, and the kernel then delayed every socket's segments by
@@ -96,14 +96,14 @@ type Options struct {
 	// (SO_REUSEPORT; the kernel spreads connections among them). Without
 	// it Start fails when the port is in use. Default: false.
 	ReusePort bool
-	// MaxQueuedBytes bounds, in bytes of payload, the data other goroutines
+	// MaxAsyncBytes bounds, in bytes of payload, the data other goroutines
 	// have handed to the loop and it has not yet taken: WebSocket writes
 	// from other goroutines, Hub.Publish off the loop and a Hub's broker
 	// deliveries. Beyond it those calls return ErrLoopBacklog and queue
 	// nothing (a Hub drops the delivery and counts it in Hub.Dropped), so
 	// a loop that falls behind does not buffer without limit. Default:
 	// 64 MiB.
-	MaxQueuedBytes int
+	MaxAsyncBytes int
 
 	// BlockThreshold turns on the blocked-loop watchdog (Tornado's
 	// set_blocking_log_threshold): when one handler, callback, timer or
@@ -135,11 +135,11 @@ func (o Options) withDefaults() Options {
 	if o.MaxConns <= 0 {
 		o.MaxConns = defaultMaxConns()
 	}
-	if o.MaxUnsentBytes <= 0 {
-		o.MaxUnsentBytes = 64 << 20
+	if o.MaxUnsentTotal <= 0 {
+		o.MaxUnsentTotal = 64 << 20
 	}
-	if o.MaxPartialBytes <= 0 {
-		o.MaxPartialBytes = 256 << 20
+	if o.MaxPartialTotal <= 0 {
+		o.MaxPartialTotal = 256 << 20
 	}
 	if o.CloseFlushTimeout <= 0 {
 		o.CloseFlushTimeout = defaultCloseFlushTimeout
@@ -147,8 +147,8 @@ func (o Options) withDefaults() Options {
 	if o.LingerTimeout <= 0 {
 		o.LingerTimeout = defaultLingerTimeout
 	}
-	if o.MaxQueuedBytes <= 0 {
-		o.MaxQueuedBytes = 64 << 20
+	if o.MaxAsyncBytes <= 0 {
+		o.MaxAsyncBytes = 64 << 20
 	}
 	return o
 }
@@ -219,7 +219,7 @@ type Loop struct {
 	watchFn      func()
 	unsent       int                   // bytes in gnet's outbound buffers, as of unsentAt plus writes since
 	unsentAt     int64                 // loop clock of the last exact count
-	partial      int64                 // bytes reserved by messages in flight (MaxPartialBytes)
+	partial      int64                 // bytes reserved by messages in flight (MaxPartialTotal)
 	inflates     map[*conn]*inflateJob // compressed messages inflating over several turns
 	inflating    []*conn               // the connections in inflates, in order
 	inflateArmed bool                  // stepInflates is queued

@@ -40,9 +40,9 @@ func blockLoop(t *testing.T, l *Loop) (release func()) {
 }
 
 // TestDataCallbackBudget: data queued towards a loop that is not taking it
-// is bounded by MaxQueuedBytes; the bytes come back when the callbacks run.
+// is bounded by MaxAsyncBytes; the bytes come back when the callbacks run.
 func TestDataCallbackBudget(t *testing.T) {
-	l, stop := startBareLoop(t, Options{MaxQueuedBytes: 10000})
+	l, stop := startBareLoop(t, Options{MaxAsyncBytes: 10000})
 	release := blockLoop(t, l)
 	ran := make(chan int, 8)
 	add := func(n int) error { return l.addDataCallback(n, func() { ran <- n }) }
@@ -91,14 +91,14 @@ func TestDataCallbackBudget(t *testing.T) {
 }
 
 // TestHubBrokerDeliveriesBounded: while the loop is held, broker
-// deliveries queue up to MaxQueuedBytes; the rest are dropped and
+// deliveries queue up to MaxAsyncBytes; the rest are dropped and
 // counted, and the subscriber later gets the accepted ones in order.
 func TestHubBrokerDeliveriesBounded(t *testing.T) {
 	const budget, size, sent = 64 << 10, 1 << 10, 200
 	var broker pubsub.MemoryBroker
 	var hub *Hub
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	l, addr := startTestLoopWith(t, Options{TimeoutResolution: 10 * time.Millisecond, Logger: logger, MaxQueuedBytes: budget}, func(l *Loop) ConnHandler {
+	l, addr := startTestLoopWith(t, Options{TimeoutResolution: 10 * time.Millisecond, Logger: logger, MaxAsyncBytes: budget}, func(l *Loop) ConnHandler {
 		app := NewApplication(AppOptions{})
 		hub = NewHub(l, Text, &broker)
 		app.HandleWebSocket(`/room/(\w+)`, func(*Request) WebSocketHandler { return &roomHandler{hub: hub} }, WSOptions{})
@@ -121,7 +121,7 @@ func TestHubBrokerDeliveriesBounded(t *testing.T) {
 	}
 	accepted := sent - int(hub.Dropped())
 	if accepted != budget/size {
-		t.Errorf("%d of %d deliveries queued while the loop was held, want %d (MaxQueuedBytes %d)", accepted, sent, budget/size, budget)
+		t.Errorf("%d of %d deliveries queued while the loop was held, want %d (MaxAsyncBytes %d)", accepted, sent, budget/size, budget)
 	}
 	l.mu.Lock()
 	queued := len(l.queue)

@@ -52,7 +52,7 @@ type Request struct {
 	// Streamed responses (stream.go).
 	streaming bool         // the head is sent: Flush ran
 	chunked   bool         // the body is sent in chunks (HTTP/1.1); else until close
-	streamMax int          // unsent-output bound; 0: AppOptions.MaxBufferedBytes
+	streamMax int          // unsent-output bound; 0: AppOptions.MaxUnsentPerConn
 	bodySent  int          // body bytes sent so far (access log)
 	es        *EventStream // the request's event stream, if any
 }

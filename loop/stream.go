@@ -35,8 +35,8 @@ var ErrSlowConsumer = fmt.Errorf("%w: slow consumer, unsent output over its boun
 // the first Flush; later Writes and Flushes return ErrFinished.
 //
 // The output the socket has not taken is bounded by
-// AppOptions.MaxBufferedBytes (EventStreamOptions.MaxBufferedBytes for an
-// event stream) and by the loop's Options.MaxUnsentBytes: a Flush that
+// AppOptions.MaxUnsentPerConn (EventStreamOptions.MaxUnsentPerConn for an
+// event stream) and by the loop's Options.MaxUnsentTotal: a Flush that
 // would pass them closes the connection (counted in
 // Stats().SlowConsumerCloses) and returns ErrSlowConsumer. Flush never
 // waits. Write's bytes are copied by the time Flush returns.
@@ -156,7 +156,7 @@ func (r *Request) streamLimit() int {
 	if r.streamMax > 0 {
 		return r.streamMax
 	}
-	return r.hc.app.opts.MaxBufferedBytes
+	return r.hc.app.opts.MaxUnsentPerConn
 }
 
 // admit applies the slow-consumer rule (Loop.overBound) to a write of n
@@ -174,7 +174,7 @@ func (r *Request) admit(n int) error {
 // overBound is the slow-consumer rule shared by WebSockets and streamed
 // responses: whether a write of n bytes to a connection with b bytes
 // unsent would take its unsent output over limit, or spend the loop's
-// budget (Options.MaxUnsentBytes). Its caller applies its own policy
+// budget (Options.MaxUnsentTotal). Its caller applies its own policy
 // (refuse, skip, close). Small enough to be inlined: the write path pays
 // no call for it. Loop-only.
 func (l *Loop) overBound(b, n, limit int) bool {

@@ -10,7 +10,7 @@ import (
 // drains, so the loop keeps the connections that have unsent output on one
 // list and looks at them every watchPoll while the list is not empty: the
 // cost is O(connections with unsent output), never O(connections). The same
-// pass recomputes the loop-wide total that Options.MaxUnsentBytes bounds.
+// pass recomputes the loop-wide total that Options.MaxUnsentTotal bounds.
 
 // watchPoll is how often the watched connections are looked at: the delay
 // between a drained output and the close or the resumed read it allows.
@@ -83,10 +83,10 @@ func (c *conn) resumeAt() int { return c.outLimit() / 2 }
 // a slow consumer (WebSocket) or stops reading requests (HTTP).
 func (c *conn) outLimit() int {
 	if c.kind == kindWS {
-		return c.ws().route().opts.MaxBufferedBytes
+		return c.ws().route().opts.MaxUnsentPerConn
 	}
 	if c.kind == kindHTTP {
-		return c.http().app.opts.MaxBufferedBytes
+		return c.http().app.opts.MaxUnsentPerConn
 	}
 	return 1 << 20
 }
@@ -118,11 +118,11 @@ func (c *conn) wrote(before int) {
 }
 
 // unsentOver reports whether n more unsent bytes would take the loop past
-// Options.MaxUnsentBytes. The running total only grows between polls (it
+// Options.MaxUnsentTotal. The running total only grows between polls (it
 // does not see drains), so when it says yes the exact total is computed
 // first, at most once per millisecond. Loop-only.
 func (l *Loop) unsentOver(n int) bool {
-	max := l.opts.MaxUnsentBytes
+	max := l.opts.MaxUnsentTotal
 	if l.unsent+n <= max {
 		return false
 	}

@@ -101,18 +101,18 @@ type WSOptions struct {
 	// CloseTimeout bounds the wait for the peer's close frame after ours.
 	// Default: 5s.
 	CloseTimeout time.Duration
-	// MaxBufferedBytes bounds unsent output per connection (Centrifuge's
+	// MaxUnsentPerConn bounds unsent output per connection (Centrifuge's
 	// default; uWebSockets' is 64 KiB). A write that would exceed it is a
 	// slow consumer's: SlowConsumer says what happens. A write into an
 	// empty buffer is accepted whatever its size while the loop is under
-	// Options.MaxUnsentBytes, so one message larger than the bound (up to
+	// Options.MaxUnsentTotal, so one message larger than the bound (up to
 	// MaxMessageSize for an echo) still reaches a client that reads; over
-	// the loop's bound only writes up to MaxBufferedBytes are. Memory: up
+	// the loop's bound only writes up to MaxUnsentPerConn are. Memory: up
 	// to this many bytes per connection that does not read.
 	// Default: 1 MiB.
-	MaxBufferedBytes int
+	MaxUnsentPerConn int
 	// SlowConsumer is the policy for a client whose unsent output is over
-	// MaxBufferedBytes (or the loop's MaxUnsentBytes). Default: SlowClose.
+	// MaxUnsentPerConn (or the loop's MaxUnsentTotal). Default: SlowClose.
 	SlowConsumer SlowConsumerPolicy
 	// MessageTimeout bounds the time from a message's first byte to its
 	// last (a large frame in flight, fragments being assembled): past it
@@ -150,8 +150,8 @@ func (o WSOptions) withDefaults() WSOptions {
 	if o.CloseTimeout <= 0 {
 		o.CloseTimeout = 5 * time.Second
 	}
-	if o.MaxBufferedBytes <= 0 {
-		o.MaxBufferedBytes = 1 << 20
+	if o.MaxUnsentPerConn <= 0 {
+		o.MaxUnsentPerConn = 1 << 20
 	}
 	if o.MessageTimeout <= 0 {
 		o.MessageTimeout = 20 * time.Second

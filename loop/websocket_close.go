@@ -43,7 +43,7 @@ func (w *WebSocket) Close(code StatusCode, reason string) error {
 // (ErrWebSocketClosed for a socket already closing or closed). It returns
 // at once, without queueing anything, the error for a code or reason that
 // may not be sent, ErrLoopBacklog (the loop's queue of work from other
-// goroutines is over Options.MaxQueuedBytes) or ErrStopped; done is then
+// goroutines is over Options.MaxAsyncBytes) or ErrStopped; done is then
 // not called.
 func (w *WebSocket) CloseAsync(code StatusCode, reason string, done func(error)) error {
 	if err := checkClose(code, reason); err != nil {

@@ -240,7 +240,7 @@ type inflateJob struct {
 	bp       *[]byte // the output, from inflateBufs
 	op       ws.OpCode
 	limit    int64
-	reserved int64 // output bytes counted in the loop's MaxPartialBytes
+	reserved int64 // output bytes counted in the loop's MaxPartialTotal
 }
 
 func newInflateJob(z []byte, op ws.OpCode, limit int64) *inflateJob {
@@ -292,7 +292,7 @@ func (j *inflateJob) step(most int) (done bool, err error) {
 // gnet's buffer or the decoder's, so that the job outlives them.
 func (j *inflateJob) detach() { j.f.src.p = append([]byte(nil), j.f.src.p...) }
 
-// releaseInflate releases j and its share of MaxPartialBytes.
+// releaseInflate releases j and its share of MaxPartialTotal.
 func (w *WebSocket) releaseInflate(j *inflateJob) {
 	if j.f == nil {
 		return
@@ -363,7 +363,7 @@ func (w *WebSocket) inflateStep(j *inflateJob) bool {
 	done, err := j.step(turnBytes)
 	if grown := int64(len(*j.bp) - before); err == nil && grown > 0 && !done {
 		l := w.l
-		if l.partial+grown > l.opts.MaxPartialBytes {
+		if l.partial+grown > l.opts.MaxPartialTotal {
 			w.fail(CloseTryAgainLater, "server busy: too many large messages in flight")
 			w.releaseInflate(j)
 			return true

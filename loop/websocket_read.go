@@ -133,11 +133,11 @@ func (w *WebSocket) recheck(b int) bool {
 const turnBytes = 1 << 20
 
 // reserve sets the frame size w waits for (0: none) and accounts for it in
-// the loop's Options.MaxPartialBytes; over that it fails the connection
+// the loop's Options.MaxPartialTotal; over that it fails the connection
 // with 1013 and returns false.
 func (w *WebSocket) reserve(fl int64) bool {
 	l := w.l
-	if fl > 0 && l.partial-int64(w.need)+fl > l.opts.MaxPartialBytes {
+	if fl > 0 && l.partial-int64(w.need)+fl > l.opts.MaxPartialTotal {
 		w.fail(CloseTryAgainLater, "server busy: too many large messages in flight")
 		w.reserve(0)
 		return false

@@ -643,7 +643,7 @@ func TestWebSocketSlowConsumer(t *testing.T) {
 	var writes atomic.Int64
 	writeErr := make(chan error, 1)
 	l, addr := wsStartLoop(t, func(l *Loop, app *Application) {
-		recs = wsRecRoute(app, "/slow", WSOptions{MaxBufferedBytes: 64 << 10}, func(r *wsRec) {
+		recs = wsRecRoute(app, "/slow", WSOptions{MaxUnsentPerConn: 64 << 10}, func(r *wsRec) {
 			r.onOpen = func(w *WebSocket) {
 				kb := bytes.Repeat([]byte("k"), 1024)
 				w.Loop().AddCallback(func() {
@@ -776,12 +776,12 @@ func BenchmarkEchoServer64(b *testing.B) { benchmarkEcho(b, 64) }
 // BenchmarkEchoServer64K echoes 64 KiB messages.
 func BenchmarkEchoServer64K(b *testing.B) { benchmarkEcho(b, 64<<10) }
 
-// A single message larger than MaxBufferedBytes still reaches a client that
+// A single message larger than MaxUnsentPerConn still reaches a client that
 // reads: the bound applies to output already waiting (regression: echoing
 // any message over the bound used to close with 1008).
 func TestWebSocketMessageLargerThanBufferBound(t *testing.T) {
 	l, addr := wsStartLoop(t, func(l *Loop, app *Application) {
-		app.HandleWebSocket("/echo", wsEchoRoute(WSOptions{}), WSOptions{MaxBufferedBytes: 64 << 10})
+		app.HandleWebSocket("/echo", wsEchoRoute(WSOptions{}), WSOptions{MaxUnsentPerConn: 64 << 10})
 	})
 	c := gorillaDial(t, addr, "/echo", nil)
 	big := bytes.Repeat([]byte("z"), 1<<20)

@@ -75,7 +75,7 @@ func (w *WebSocket) Ping(data []byte) error {
 // is copied, the write runs on the loop, and done (if not nil) is called
 // there with its result, WriteText's errors. It returns at once, without
 // queueing anything, ErrLoopBacklog when the loop's queue of such data is
-// over Options.MaxQueuedBytes (a loop that falls behind makes writers fail
+// over Options.MaxAsyncBytes (a loop that falls behind makes writers fail
 // fast instead of queueing without limit), ErrStopped once the loop
 // stopped, or an error for another typ; done is then not called.
 func (w *WebSocket) WriteAsync(typ MessageType, data []byte, done func(error)) error {
@@ -92,7 +92,7 @@ func (w *WebSocket) WriteAsync(typ MessageType, data []byte, done func(error)) e
 }
 
 // asyncCost is what an Async method without data of its own (a prepared
-// message, a close) counts against Options.MaxQueuedBytes: about its
+// message, a close) counts against Options.MaxAsyncBytes: about its
 // closure's size, so that queueing without limit is refused all the same.
 const asyncCost = 64
 
@@ -111,7 +111,7 @@ func (w *WebSocket) write(op ws.OpCode, data []byte) error {
 func (w *WebSocket) admit(n int) error {
 	c := w.conn()
 	o := &w.route().opts
-	if !c.l.overBound(c.gc.OutboundBuffered(), n, o.MaxBufferedBytes) {
+	if !c.l.overBound(c.gc.OutboundBuffered(), n, o.MaxUnsentPerConn) {
 		return nil
 	}
 	if o.SlowConsumer == SlowSkip {
@@ -125,10 +125,10 @@ func (w *WebSocket) admit(n int) error {
 
 // writeControl writes a pong or ping. It is small and not refused under
 // SlowSkip, but a peer that floods pings and never reads the pongs is a
-// slow consumer like any other: past MaxBufferedBytes it is closed.
+// slow consumer like any other: past MaxUnsentPerConn it is closed.
 func (w *WebSocket) writeControl(op ws.OpCode, data []byte) error {
 	c := w.conn()
-	if c.gc.OutboundBuffered() > w.route().opts.MaxBufferedBytes {
+	if c.gc.OutboundBuffered() > w.route().opts.MaxUnsentPerConn {
 		c.l.slowCloses.Add(1)
 		w.abort(ClosePolicy, "slow consumer: send buffer full")
 		return ErrWebSocketClosed
@@ -228,7 +228,7 @@ func (w *WebSocket) WritePrepared(p *PreparedMessage) error {
 // loop and done (if not nil) is called there with its result. It returns at
 // once, without queueing anything, ErrNilPrepared, ErrLoopBacklog (the
 // loop's queue of work from other goroutines is over
-// Options.MaxQueuedBytes) or ErrStopped; done is then not called.
+// Options.MaxAsyncBytes) or ErrStopped; done is then not called.
 func (w *WebSocket) WritePreparedAsync(p *PreparedMessage, done func(error)) error {
 	if p == nil {
 		return ErrNilPrepared

@@ -113,7 +113,7 @@ func TestDemoEcho(t *testing.T) {
 	if typ, m := read(t, c); typ != gws.TextMessage || m != "hi" {
 		t.Fatalf("%d %q", typ, m)
 	}
-	big := bytes.Repeat([]byte{1, 2, 3, 4}, 3<<19) // 6 MiB: over the 4 MiB MaxBufferedBytes, under the route's 64 MiB MaxMessageSize
+	big := bytes.Repeat([]byte{1, 2, 3, 4}, 3<<19) // 6 MiB: over the 4 MiB MaxUnsentPerConn, under the route's 64 MiB MaxMessageSize
 	c.WriteMessage(gws.BinaryMessage, big)
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	typ, got, err := c.ReadMessage()

@@ -26,7 +26,7 @@ type echo struct{ loop.WebSocketBase }
 func (echo) OnMessage(w *loop.WebSocket, typ loop.MessageType, data []byte) {
 	if string(data) == "flood" {
 		// A client that does not read: write until the slow-consumer
-		// policy closes it (MaxBufferedBytes is small on this route).
+		// policy closes it (MaxUnsentPerConn is small on this route).
 		chunk := bytes.Repeat([]byte("x"), 64<<10)
 		for i := 0; i < 1000; i++ {
 			if w.WriteBinary(chunk) != nil {
@@ -58,7 +58,7 @@ func startLoop(t *testing.T) (addr, metricsURL string) {
 	app.Handle("/events", loop.Methods{Get: func(r *loop.Request) { r.EventStream(loop.EventStreamOptions{}) }})
 	app.HandleWebSocket("/echo", func(*loop.Request) loop.WebSocketHandler { return echo{} }, loop.WSOptions{})
 	app.HandleWebSocket("/small", func(*loop.Request) loop.WebSocketHandler { return echo{} },
-		loop.WSOptions{MaxBufferedBytes: 4 << 10, CheckOrigin: loop.AnyOrigin})
+		loop.WSOptions{MaxUnsentPerConn: 4 << 10, CheckOrigin: loop.AnyOrigin})
 	addr = freeAddr(t)
 	if err := l.Listen(addr, app); err != nil {
 		t.Fatal(err)

@@ -55,20 +55,21 @@ type Options struct {
 	// itself.
 	MaxConns int
 
-	// MaxUnsentTotal bounds the output all connections of the loop together
-	// have written but the sockets did not take yet (gnet's outbound
-	// buffers), beside each route's per-connection MaxUnsentPerConn. A
-	// WebSocket write that would pass it is refused under the route's
-	// SlowConsumer policy (except into an empty buffer when it is small;
-	// see WSOptions.MaxUnsentPerConn). HTTP responses are always written
-	// but count towards it. Default: 64 MiB.
+	// MaxUnsentTotal bounds, loop-wide, the output all connections of the
+	// loop together have written but their sockets did not take yet
+	// (gnet's outbound buffers), beside each connection's own
+	// MaxUnsentPerConn. A WebSocket or EventStream write that would pass it
+	// is refused under the route's SlowConsumer policy (except into an
+	// empty buffer when it is small; see WSOptions.MaxUnsentPerConn). HTTP
+	// responses are always written but count towards it. Default: 64 MiB.
 	MaxUnsentTotal int
 
-	// MaxPartialTotal bounds the bytes all WebSockets of the loop together
-	// hold for messages that have not arrived whole (a large frame in
-	// flight, fragments being assembled). A message that would pass it is
-	// refused with 1013 Try Again Later. Each route also bounds the time a
-	// message may take (WSOptions.MessageTimeout). Default: 256 MiB.
+	// MaxPartialTotal bounds, loop-wide, the inbound bytes all WebSockets
+	// of the loop together hold for messages that have not arrived whole (a
+	// large frame in flight, fragments being assembled). A message that
+	// would pass it is refused with close 1013 Try Again Later. Each route
+	// also bounds one message's size (WSOptions.MaxMessageSize) and the
+	// time it may take (WSOptions.MessageTimeout). Default: 256 MiB.
 	MaxPartialTotal int64
 
 	// CloseFlushTimeout bounds how long a closing connection may take to
@@ -96,13 +97,14 @@ type Options struct {
 	// (SO_REUSEPORT; the kernel spreads connections among them). Without
 	// it Start fails when the port is in use. Default: false.
 	ReusePort bool
-	// MaxAsyncBytes bounds, in bytes of payload, the data other goroutines
-	// have handed to the loop and it has not yet taken: WebSocket writes
-	// from other goroutines, Hub.Publish off the loop and a Hub's broker
-	// deliveries. Beyond it those calls return ErrLoopBacklog and queue
-	// nothing (a Hub drops the delivery and counts it in Hub.Dropped), so
-	// a loop that falls behind does not buffer without limit. Default:
-	// 64 MiB.
+
+	// MaxAsyncBytes bounds, loop-wide and in bytes of payload, the data
+	// other goroutines have handed to the loop through the ...Async doors
+	// (WebSocket.WriteAsync, EventStream.SendAsync, Hub.PublishAsync, ...)
+	// and a Hub's broker deliveries, that the loop has not taken yet.
+	// Beyond it those calls return ErrLoopBacklog and queue nothing (a Hub
+	// drops the delivery and counts it in Hub.Dropped), so a loop that
+	// falls behind does not buffer without limit. Default: 64 MiB.
 	MaxAsyncBytes int
 
 	// BlockThreshold turns on the blocked-loop watchdog (Tornado's

@@ -288,7 +288,7 @@ func TestRequestOffLoop(t *testing.T) {
 func TestPeriodicCallbackOffLoop(t *testing.T) {
 	l, _ := wsStartLoop(t, func(*Loop, *Application) {})
 	pending := func() (n int) {
-		onLoopWait(t, l, func() { n = l.PendingTimeouts() })
+		onLoopWait(t, l, func() { n = l.Metrics().TimeoutsPending })
 		return n
 	}
 	base := pending()

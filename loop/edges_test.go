@@ -177,7 +177,7 @@ func TestLoopUnsentBudget(t *testing.T) {
 	if limit := int64(budget + 41*(size+14)); peak > limit {
 		t.Fatalf("unsent output peaked at %d bytes, budget %d", peak, budget)
 	}
-	if l.Stats().SlowConsumerCloses == 0 {
+	if l.Metrics().SlowConsumerCloses == 0 {
 		t.Fatal("no slow consumer was closed")
 	}
 }
@@ -231,7 +231,7 @@ func TestSlowSkipPolicy(t *testing.T) {
 	if err := <-errs; err != ErrSkipped {
 		t.Fatalf("last write: %v, want ErrSkipped", err)
 	}
-	if s := l.Stats(); s.SlowConsumerSkips == 0 || s.SlowConsumerCloses != 0 {
+	if s := l.Metrics(); s.SlowConsumerSkips == 0 || s.SlowConsumerCloses != 0 {
 		t.Fatalf("stats %+v", s)
 	}
 	mu.Lock()
@@ -259,7 +259,7 @@ func TestPipelinedNonReaderBounded(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	var peak int64
 	for i := 0; i < 20; i++ {
-		if u := l.Stats().UnsentBytes; u > peak {
+		if u := l.Metrics().UnsentBytes; u > peak {
 			peak = u
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -743,7 +743,7 @@ func TestPingFloodNonReader(t *testing.T) {
 	}
 	ping := bytes.Repeat(wsFrame(true, ws.OpPing, bytes.Repeat([]byte("p"), 125)), 1000)
 	r.c.SetWriteDeadline(time.Now().Add(30 * time.Second))
-	for i := 0; i < 200 && l.Stats().SlowConsumerCloses == 0 && l.Stats().OpenConns > 0; i++ { // up to 26 MB of pings
+	for i := 0; i < 200 && l.Metrics().SlowConsumerCloses == 0 && l.Metrics().OpenConns > 0; i++ { // up to 26 MB of pings
 		if _, err := r.c.Write(ping); err != nil {
 			break
 		}
@@ -751,7 +751,7 @@ func TestPingFloodNonReader(t *testing.T) {
 	// Closed as a slow consumer, or, when the loop reads slower than the
 	// flood arrives (-race on a busy machine), for its input backlog.
 	waitFor(t, "the ping flooder to be closed", func() bool {
-		s := l.Stats()
+		s := l.Metrics()
 		return s.SlowConsumerCloses == 1 || s.OpenConns == 0
 	})
 }

@@ -30,7 +30,7 @@ type EventStreamOptions struct {
 	Retry time.Duration
 	// MaxUnsentPerConn bounds the output the socket has not taken yet; an
 	// event or heartbeat that would pass it closes the connection as a
-	// slow consumer's (Stats().SlowConsumerCloses) and Send returns
+	// slow consumer's (Metrics().SlowConsumerCloses) and Send returns
 	// ErrSlowConsumer, as for a WebSocket under SlowClose. An event into
 	// an empty buffer goes whatever its size while the loop is under
 	// Options.MaxUnsentTotal. Memory: up to this many bytes per stream

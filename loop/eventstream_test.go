@@ -652,7 +652,7 @@ func TestEventStreamSlowConsumer(t *testing.T) {
 	if wsRecv(t, closed, "slow stream's close notification") != slowES {
 		t.Fatal("observer got another stream")
 	}
-	if n := l.Stats().SlowConsumerCloses; n != 1 {
+	if n := l.Metrics().SlowConsumerCloses; n != 1 {
 		t.Errorf("SlowConsumerCloses = %d, want 1", n)
 	}
 	// The slow socket is closed: reading drains what the kernel holds, then

@@ -332,7 +332,7 @@ func TestPeriodicCallbackRestartInsideFn(t *testing.T) {
 				first = false
 				pc.Stop()
 				pc.Start()
-				l.AddCallback(func() { pending <- l.PendingTimeouts(); pc.Stop() })
+				l.AddCallback(func() { pending <- l.Metrics().TimeoutsPending; pc.Stop() })
 			}
 		}, time.Hour/2, 0)
 		pc.Start()
@@ -341,7 +341,7 @@ func TestPeriodicCallbackRestartInsideFn(t *testing.T) {
 		pc.h = l.timers.add(l.now(), pc.tickFn)
 		return 0
 	})
-	if n := wsRecv(t, pending, "PendingTimeouts"); n != 1 {
+	if n := wsRecv(t, pending, "TimeoutsPending"); n != 1 {
 		t.Fatalf("%d timeouts pending after a restart inside fn, want 1", n)
 	}
 }

@@ -104,7 +104,7 @@ func TestGracefulStopFinishesAsync(t *testing.T) {
 	idle := dial(t, addr) // an idle keep-alive connection is closed at once
 	// The loop must have accepted it before Stop: one accepted during the
 	// drain reads a 503 instead.
-	for deadline := time.Now().Add(5 * time.Second); l.Stats().OpenConns < 2; {
+	for deadline := time.Now().Add(5 * time.Second); l.Metrics().OpenConns < 2; {
 		if time.Now().After(deadline) {
 			t.Fatal("the idle connection was not accepted")
 		}

@@ -49,7 +49,7 @@ type Options struct {
 	// connection accepted beyond it gets a 503 and is closed at once, so the
 	// process never runs out of file descriptors: gnet stops its engine
 	// (and with it every connection) when accept fails with EMFILE.
-	// Counted in Stats().AcceptsRefused. Default: the process's open-file
+	// Counted in Metrics().AcceptsRefused. Default: the process's open-file
 	// limit (RLIMIT_NOFILE) minus a reserve of 64 + 1% (at most half the
 	// limit) for the files, broker and dial sockets the program opens
 	// itself.

@@ -169,7 +169,21 @@ func (wr *wsRoute) countUpgraded(l *Loop) {
 // (the Prometheus collector in loop/metrics exports it). Counters count
 // since New; gauges are as of the call.
 type Metrics struct {
-	Stats // SlowConsumerCloses, SlowConsumerSkips, AcceptsRefused, OpenConns, UnsentBytes
+	// SlowConsumerCloses counts the WebSockets (SlowClose) and streamed
+	// responses closed for unsent output over their bound.
+	SlowConsumerCloses int64
+	// SlowConsumerSkips counts the messages dropped for a lagging client
+	// (SlowSkip).
+	SlowConsumerSkips int64
+	// AcceptsRefused counts the connections answered 503 and closed:
+	// Options.MaxConns reached, or the loop stopping.
+	AcceptsRefused int64
+	// OpenConns is the connections open now (served and dialed).
+	OpenConns int64
+	// UnsentBytes is the output written but not taken by the sockets yet,
+	// loop-wide (what Options.MaxUnsentTotal bounds), as of the loop's last
+	// look (every 5 ms while there is any).
+	UnsentBytes int64
 
 	// OpenWebSockets is the WebSockets open now (served and dialed); the
 	// other OpenConns speak HTTP (or are handshaking).
@@ -206,8 +220,8 @@ type Metrics struct {
 	// CallbacksQueued is the callbacks waiting to run (AddCallback and the
 	// writes of other goroutines).
 	CallbacksQueued int
-	// TimeoutsPending is PendingTimeouts: CallLater/CallAt entries (and
-	// the loop's own, such as the timing wheel's tick).
+	// TimeoutsPending is the pending CallLater/CallAt entries (and the
+	// loop's own, such as the timing wheel's tick).
 	TimeoutsPending int
 	// ExecutorQueued is the RunInExecutor work waiting for a worker.
 	ExecutorQueued int
@@ -281,19 +295,23 @@ var closeCodes = func() (c [closeCodeSlots - 1]int) {
 func (l *Loop) Metrics() Metrics {
 	s := &l.st
 	m := Metrics{
-		Stats:            l.Stats(),
-		OpenWebSockets:   atomic.LoadInt64(&s.openWS),
-		PendingAsync:     atomic.LoadInt64(&s.pendingAsync),
-		OpenEventStreams: atomic.LoadInt64(&s.openEventStreams),
-		RefusedMaxConns:  atomic.LoadInt64(&s.refusedMax),
-		RefusedStopping:  atomic.LoadInt64(&s.refusedStopping),
-		HTTPResponses:    codeCounts(httpCodes[:], s.status[:]),
-		ClosesSent:       codeCounts(closeCodes[:], s.closeSent[:]),
-		ClosesReceived:   codeCounts(closeCodes[:], s.closeRecv[:]),
-		CallbackLag:      s.lag.snapshot(),
-		CallbackBatch:    s.batch.snapshot(),
-		TimeoutsPending:  l.PendingTimeouts(),
-		ExecutorQueued:   len(l.exec.jobs),
+		SlowConsumerCloses: l.slowCloses.Load(),
+		SlowConsumerSkips:  l.slowSkips.Load(),
+		AcceptsRefused:     l.refused.Load(),
+		OpenConns:          l.openConns.Load(),
+		UnsentBytes:        l.unsentPub.Load(),
+		OpenWebSockets:     atomic.LoadInt64(&s.openWS),
+		PendingAsync:       atomic.LoadInt64(&s.pendingAsync),
+		OpenEventStreams:   atomic.LoadInt64(&s.openEventStreams),
+		RefusedMaxConns:    atomic.LoadInt64(&s.refusedMax),
+		RefusedStopping:    atomic.LoadInt64(&s.refusedStopping),
+		HTTPResponses:      codeCounts(httpCodes[:], s.status[:]),
+		ClosesSent:         codeCounts(closeCodes[:], s.closeSent[:]),
+		ClosesReceived:     codeCounts(closeCodes[:], s.closeRecv[:]),
+		CallbackLag:        s.lag.snapshot(),
+		CallbackBatch:      s.batch.snapshot(),
+		TimeoutsPending:    l.pendingTimeouts(),
+		ExecutorQueued:     len(l.exec.jobs),
 	}
 	if l.wd != nil {
 		m.BlockedStalls = l.wd.stalls.Load()

@@ -38,7 +38,7 @@ var ErrSlowConsumer = fmt.Errorf("%w: slow consumer, unsent output over its boun
 // AppOptions.MaxUnsentPerConn (EventStreamOptions.MaxUnsentPerConn for an
 // event stream) and by the loop's Options.MaxUnsentTotal: a Flush that
 // would pass them closes the connection (counted in
-// Stats().SlowConsumerCloses) and returns ErrSlowConsumer. Flush never
+// Metrics().SlowConsumerCloses) and returns ErrSlowConsumer. Flush never
 // waits. Write's bytes are copied by the time Flush returns.
 func (r *Request) Flush() error {
 	if !r.c.l.InLoop() {

@@ -63,8 +63,9 @@ func (l *Loop) RemoveTimeout(h *Timeout) {
 	t.mu.Unlock()
 }
 
-// PendingTimeouts returns the number of pending timeouts. Goroutine-safe.
-func (l *Loop) PendingTimeouts() int {
+// pendingTimeouts returns the number of pending timeouts (published as
+// Metrics().TimeoutsPending). Any goroutine.
+func (l *Loop) pendingTimeouts() int {
 	l.timers.mu.Lock()
 	defer l.timers.mu.Unlock()
 	return len(l.timers.h)

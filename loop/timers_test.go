@@ -59,14 +59,14 @@ func TestRemoveTimeout(t *testing.T) {
 	l, _ := startLoop(t, nil)
 	var fired atomic.Int32
 	h := l.CallLater(30*time.Millisecond, func() { fired.Add(1) })
-	if n := l.PendingTimeouts(); n != 1 {
-		t.Fatalf("PendingTimeouts %d, want 1", n)
+	if n := l.Metrics().TimeoutsPending; n != 1 {
+		t.Fatalf("TimeoutsPending %d, want 1", n)
 	}
 	l.RemoveTimeout(h)
 	l.RemoveTimeout(h) // twice is a no-op
 	l.RemoveTimeout(nil)
-	if n := l.PendingTimeouts(); n != 0 {
-		t.Fatalf("PendingTimeouts after remove %d, want 0", n)
+	if n := l.Metrics().TimeoutsPending; n != 0 {
+		t.Fatalf("TimeoutsPending after remove %d, want 0", n)
 	}
 	// A timeout removed by an earlier timeout of the same batch does not run.
 	var h2 *loop.Timeout
@@ -115,16 +115,16 @@ func TestManyTimers(t *testing.T) {
 			})
 		}
 	})
-	if n := l.PendingTimeouts(); n != N {
-		t.Fatalf("PendingTimeouts %d, want %d", n, N)
+	if n := l.Metrics().TimeoutsPending; n != N {
+		t.Fatalf("TimeoutsPending %d, want %d", n, N)
 	}
 	// Cancel a third of them from another goroutine.
 	for i := 0; i < N; i += 3 {
 		l.RemoveTimeout(handles[i])
 		cancelled++
 	}
-	if n := l.PendingTimeouts(); n != N-cancelled {
-		t.Fatalf("PendingTimeouts %d, want %d", n, N-cancelled)
+	if n := l.Metrics().TimeoutsPending; n != N-cancelled {
+		t.Fatalf("TimeoutsPending %d, want %d", n, N-cancelled)
 	}
 	l.CallAt(base.Add(300*time.Millisecond), func() { close(done) })
 	select {
@@ -135,8 +135,8 @@ func TestManyTimers(t *testing.T) {
 	if fired != N-cancelled || wrong != 0 || outOfOrder != 0 {
 		t.Fatalf("fired %d (want %d), cancelled ones fired %d, out of order %d", fired, N-cancelled, wrong, outOfOrder)
 	}
-	if n := l.PendingTimeouts(); n != 0 {
-		t.Fatalf("PendingTimeouts %d after all fired", n)
+	if n := l.Metrics().TimeoutsPending; n != 0 {
+		t.Fatalf("TimeoutsPending %d after all fired", n)
 	}
 }
 

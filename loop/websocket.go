@@ -184,26 +184,6 @@ func (a *Application) HandleWebSocket(pattern string, newHandler func(r *Request
 	a.Handle(pattern, &wsRoute{newHandler: newHandler, opts: o, lim: ws13.Limits{MaxMessage: o.MaxMessageSize}, st: a.wsStats.add(pattern)})
 }
 
-// Stats are loop-wide counters. Goroutine-safe.
-type Stats struct {
-	SlowConsumerCloses int64 // WebSockets (SlowClose) and streamed responses closed for unsent output over their bound
-	SlowConsumerSkips  int64 // messages dropped for a lagging client (SlowSkip)
-	AcceptsRefused     int64 // connections answered 503 and closed: MaxConns reached, or stopping
-	OpenConns          int64 // connections open now (served and dialed)
-	UnsentBytes        int64 // output written but not taken by the sockets, as of the last look (every 5 ms while any)
-}
-
-// Stats returns the loop's counters.
-func (l *Loop) Stats() Stats {
-	return Stats{
-		SlowConsumerCloses: l.slowCloses.Load(),
-		SlowConsumerSkips:  l.slowSkips.Load(),
-		AcceptsRefused:     l.refused.Load(),
-		OpenConns:          l.openConns.Load(),
-		UnsentBytes:        l.unsentPub.Load(),
-	}
-}
-
 const (
 	wsOpen uint8 = iota
 	wsClosing

@@ -673,7 +673,7 @@ func TestWebSocketSlowConsumer(t *testing.T) {
 	if info.code != ClosePolicy {
 		t.Fatalf("OnClose code %d %q, want 1008", info.code, info.reason)
 	}
-	if n := l.Stats().SlowConsumerCloses; n != 1 {
+	if n := l.Metrics().SlowConsumerCloses; n != 1 {
 		t.Fatalf("SlowConsumerCloses = %d, want 1", n)
 	}
 	t.Logf("closed after %d KiB written", writes.Load())
@@ -791,7 +791,7 @@ func TestWebSocketMessageLargerThanBufferBound(t *testing.T) {
 	if err != nil || !bytes.Equal(got, big) {
 		t.Fatalf("echo of 1 MiB with a 64 KiB bound: len %d, %v", len(got), err)
 	}
-	if n := l.Stats().SlowConsumerCloses; n != 0 {
+	if n := l.Metrics().SlowConsumerCloses; n != 0 {
 		t.Fatalf("SlowConsumerCloses = %d", n)
 	}
 }

@@ -21,10 +21,10 @@ type SlowConsumerPolicy uint8
 const (
 	// SlowClose closes the connection at once, dropping its unsent output
 	// (the 1008 close frame goes out only if the socket takes it), and
-	// counts it in Stats().SlowConsumerCloses. Centrifuge's behaviour.
+	// counts it in Metrics().SlowConsumerCloses. Centrifuge's behaviour.
 	SlowClose SlowConsumerPolicy = iota
 	// SlowSkip drops the message for that client only: the write returns
-	// ErrSkipped and is counted in Stats().SlowConsumerSkips, and the
+	// ErrSkipped and is counted in Metrics().SlowConsumerSkips, and the
 	// client gets later messages once it caught up (uWebSockets'
 	// maxBackpressure without closeOnBackpressureLimit). For ticks,
 	// prices and presence, where the next message supersedes the last.

@@ -71,7 +71,7 @@ func accessLogger(log *slog.Logger) func(loop.AccessEntry) {
 // would not notice.
 func addHealthz(app *loop.Application) {
 	app.Handle("/healthz", loop.Methods{Get: func(r *loop.Request) {
-		s := r.Loop().Stats()
+		s := r.Loop().Metrics()
 		r.SetHeader("Cache-Control", "no-store")
 		r.Write(map[string]any{"status": "ok", "open_conns": s.OpenConns})
 	}})

@@ -52,10 +52,11 @@ func (o EventStreamOptions) withDefaults() EventStreamOptions {
 // as long as the client keeps the connection. Its methods are loop-only
 // unless their name ends in Async: Send, WritePrepared and Close return
 // ErrNotOnLoop from another goroutine and do nothing; SendAsync,
-// WritePreparedAsync and CloseAsync are their goroutine-safe doors. It ends by Close, by the client leaving, as a
-// slow consumer, or by Loop.Stop (which closes it cleanly, so the client
-// reconnects at once); Closed reports it, and the loop's stream-close
-// observers learn it.
+// WritePreparedAsync and CloseAsync are their goroutine-safe doors. It
+// ends by Close, by the client leaving, as a slow consumer, or by
+// Loop.Stop (which closes it cleanly, so the client reconnects at once);
+// Closed reports it, and every Hub of the loop drops it from its topics
+// once the handler or callback that ended it has returned.
 type EventStream struct {
 	r        *Request
 	hb       time.Duration // <= 0: no heartbeats

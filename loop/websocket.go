@@ -95,8 +95,11 @@ type WSOptions struct {
 	// per connection, no timer or goroutine. Default: 25s (under the 60 s
 	// idle cut of common proxies); negative disables.
 	PingInterval time.Duration
-	// PingTimeout closes a connection from which nothing arrived within this
-	// long after a ping. Default: 20s.
+	// PingTimeout closes a connection whose peer did not answer a ping
+	// with a pong within this long. Only a pong counts: messages and other
+	// input do not prove the peer reads what it is sent. The connection is
+	// closed without a close frame (OnClose sees 1006, reason "ping
+	// timeout"). Default: 20s.
 	PingTimeout time.Duration
 	// CloseTimeout bounds the wait for the peer's close frame after ours.
 	// Default: 5s.

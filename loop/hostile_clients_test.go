@@ -1,6 +1,6 @@
 package loop
 
-// Hostile clients at the edges (issue 10): each test runs an attack beside
+// Hostile clients (issue 10): each test runs an attack beside
 // a canary where it matters and checks the loop's bound or its answer.
 
 import (

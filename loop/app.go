@@ -200,7 +200,9 @@ type route struct {
 	h  Handler
 }
 
-// NewApplication returns an empty application.
+// Goroutine-safe.
+// NewApplication returns an empty application. Give each Loop its own: its
+// routes are then added before Start or on that loop.
 func NewApplication(opts AppOptions) *Application {
 	trusted, err := parseTrustedProxies(opts.TrustedProxies)
 	if err != nil {
@@ -209,9 +211,9 @@ func NewApplication(opts AppOptions) *Application {
 	return &Application{opts: opts.withDefaults(), trusted: trusted}
 }
 
+// Loop-only, or before Start.
 // Handle adds a route. pattern is anchored at both ends ("/user/([0-9]+)").
-// It panics on an invalid pattern, like regexp.MustCompile. Call it before
-// the loop starts, or on the loop.
+// It panics on an invalid pattern, like regexp.MustCompile.
 func (a *Application) Handle(pattern string, h Handler) {
 	re, err := regexp.Compile("^(?:" + pattern + ")$")
 	if err != nil {
@@ -220,6 +222,7 @@ func (a *Application) Handle(pattern string, h Handler) {
 	a.routes = append(a.routes, route{re: re, h: h})
 }
 
+// Loop-only, or before Start.
 // HandleFunc adds a route served by a function.
 func (a *Application) HandleFunc(pattern string, fn func(r *Request)) {
 	a.Handle(pattern, HandlerFunc(fn))

@@ -12,8 +12,9 @@ import (
 // ends in Async) or run it in a callback (Loop.AddCallback).
 var ErrNotOnLoop = errors.New("loop: loop-only method called off the loop")
 
-// AddCallback schedules fn to run on the loop. Goroutine-safe. Callbacks run
-// in the order they were added; one added from the loop runs after the
+// Goroutine-safe: the one door from other goroutines into the loop.
+// AddCallback schedules fn to run on the loop. Callbacks run in the order
+// they were added; one added from the loop runs after the
 // current callback or handler returns, never re-entrantly. It wakes the loop
 // at once through gnet's EventLoop.Execute (one wake-up per batch, however
 // many callbacks are queued). Callbacks added before Start run once the loop

@@ -139,10 +139,10 @@ func (j *typedJob[T]) cancel(err error) {
 	})
 }
 
+// Goroutine-safe, also before Start (done then runs once the loop is up).
 // RunInExecutor runs work on the loop's bounded worker pool (Tornado's
-// run_in_executor) and then done(result, err) on the loop, so a handler never
-// blocks the reactor. Goroutine-safe; also before Start (done then runs once
-// the loop is up).
+// run_in_executor) and then done(result, err) on the loop, so a handler
+// never blocks the reactor.
 //
 // done runs exactly once, on the loop, for every call made before Stop has
 // finished, with:

@@ -27,6 +27,7 @@ type Group struct {
 	share bool // opts.ReusePort was set: other processes share the ports
 }
 
+// Goroutine-safe.
 // NewGroup returns n loops built with opts, not yet running; n <= 0 means
 // one per CPU (runtime.GOMAXPROCS). opts.ReusePort is turned on: the loops
 // share their ports. Set it yourself when other processes share them too

@@ -15,6 +15,7 @@ import (
 // httpTimeFormat is the IMF-fixdate of RFC 9110 5.6.7 (net/http's TimeFormat).
 const httpTimeFormat = "Mon, 02 Jan 2006 15:04:05 GMT"
 
+// Goroutine-safe; the Handler it returns runs on the loop, like every handler.
 // StaticFiles returns a Handler serving the files of fsys (os.DirFS(dir), an
 // embed.FS, ...) under a route with one capture group, the path inside fsys:
 //
@@ -29,7 +30,7 @@ const httpTimeFormat = "Mon, 02 Jan 2006 15:04:05 GMT"
 // rejects (any "..", ".", empty or backslash element) and directories get 404;
 // a directory with an index.html is served as that file.
 //
-// Like every handler it runs on the loop (loop-only), and it opens and reads
+// Like every handler it runs on the loop, and it opens and reads
 // the whole file there, synchronously, holding it in memory: fine for small
 // files (embedded assets, a few hundred KiB from a local disk), not for large
 // files or slow or network file systems, which would stall every connection;

@@ -289,8 +289,8 @@ var closeCodes = func() (c [closeCodeSlots - 1]int) {
 	return c
 }()
 
-// Metrics returns a snapshot of the loop's counters. Goroutine-safe; it
-// takes the callback queue's and the timers' locks briefly, never waits
+// Goroutine-safe.
+// Metrics returns a snapshot of the loop's counters and gauges. It takes the callback queue's and the timers' locks briefly, never waits
 // for the loop (it answers while the loop is blocked), and allocates.
 func (l *Loop) Metrics() Metrics {
 	s := &l.st

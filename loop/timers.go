@@ -37,18 +37,21 @@ func (t *timers) init(l *Loop) {
 	t.armedAt = -1
 }
 
-// CallAt runs fn on the loop at time at (or soon after). Goroutine-safe.
+// Goroutine-safe.
+// CallAt runs fn on the loop at time at (or soon after).
 func (l *Loop) CallAt(at time.Time, fn func()) *Timeout {
 	return l.timers.add(int64(at.Sub(l.epoch)), fn)
 }
 
-// CallLater runs fn on the loop after d. Goroutine-safe.
+// Goroutine-safe.
+// CallLater runs fn on the loop after d.
 func (l *Loop) CallLater(d time.Duration, fn func()) *Timeout {
 	return l.timers.add(l.now()+int64(d), fn)
 }
 
+// Goroutine-safe.
 // RemoveTimeout cancels a pending timeout; it is a no-op when the timeout
-// already ran or was removed. Goroutine-safe.
+// already ran or was removed.
 func (l *Loop) RemoveTimeout(h *Timeout) {
 	if h == nil {
 		return

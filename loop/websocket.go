@@ -137,6 +137,7 @@ type WSOptions struct {
 	Compression *CompressionOptions
 }
 
+// Goroutine-safe.
 // AnyOrigin accepts every Origin (for demos and non-browser APIs).
 func AnyOrigin(string, *Request) bool { return true }
 
@@ -176,6 +177,7 @@ type wsRoute struct {
 
 func (wr *wsRoute) Serve(r *Request) { r.hc.upgrade(r, wr) }
 
+// Loop-only, or before Start.
 // HandleWebSocket adds a WebSocket route. newHandler is called for each
 // upgrade (on the loop) and returns the connection's handler; it may return
 // one shared stateless value to save memory. It refuses the upgrade by

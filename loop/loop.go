@@ -1,11 +1,3 @@
-// Package loop is Tornago's IOLoop: one reactor goroutine (a single gnet event
-// loop) that runs every handler, callback and timer of the program, so that
-// application code shares state without locks, in the manner of Tornado.
-//
-// Threading rule, stated once for the whole package: a method documented as
-// "loop-only" may be called only from code the loop runs (handlers, callbacks,
-// timers); a method documented as "goroutine-safe" may be called from anywhere.
-// Other goroutines enter the loop through AddCallback.
 package loop
 
 import (

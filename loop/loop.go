@@ -202,7 +202,7 @@ type Loop struct {
 	slowCloses     atomic.Int64
 	slowSkips      atomic.Int64
 	refused        atomic.Int64
-	unsentPub      atomic.Int64 // unsent, published for Stats
+	unsentPub      atomic.Int64 // unsent, published for Metrics().UnsentBytes
 	scratch        []byte       // frames and responses being written; gnet copies them
 	iov            [2][]byte
 

@@ -213,7 +213,7 @@ const (
 	wsOpened    wsFlags = 1 << iota // Open ran
 	wsNotified                      // OnClose ran
 	wsAwaitPong                     // a ping is out; the deadline checks wsSeen
-	wsSeen                          // bytes arrived since the last ping
+	wsSeen                          // a pong arrived since the last ping (only a pong counts)
 	wsSentClose                     // our close frame is written
 	wsClient                        // opened by DialWebSocket: our frames are masked
 	wsDeflate                       // permessage-deflate negotiated

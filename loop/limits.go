@@ -48,9 +48,10 @@ func (l *Loop) resolve() error {
 	return nil
 }
 
+// Goroutine-safe.
 // Addr returns the address of the loop's first listener, with the port the
 // kernel chose for ":0", or nil before Start or without listeners. Valid
-// once Ready is closed. Goroutine-safe from then on.
+// once Ready is closed.
 func (l *Loop) Addr() net.Addr {
 	addrs := l.Addrs()
 	if len(addrs) == 0 {
@@ -59,6 +60,7 @@ func (l *Loop) Addr() net.Addr {
 	return addrs[0]
 }
 
+// Goroutine-safe.
 // Addrs returns the addresses of all listeners, in the order of Listen.
 // Valid once Ready is closed.
 func (l *Loop) Addrs() []net.Addr {

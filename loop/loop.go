@@ -249,6 +249,7 @@ type ConnHandler interface {
 	serveConn(c *conn)
 }
 
+// Goroutine-safe.
 // New returns a loop that is not yet running.
 func New(opts Options) *Loop {
 	opts = opts.withDefaults()
@@ -271,8 +272,9 @@ func New(opts Options) *Loop {
 	return l
 }
 
+// Goroutine-safe before Start.
 // Listen adds a TCP listener on addr ("host:port", ":8888") serving h. Call it
-// before Start; more than one listener is allowed. Goroutine-safe before Start.
+// before Start; more than one listener is allowed.
 func (l *Loop) Listen(addr string, h ConnHandler) error {
 	if l.state.Load() != stateNew {
 		return fmt.Errorf("loop: listen %s: loop already started", addr)
@@ -286,8 +288,9 @@ func (l *Loop) Listen(addr string, h ConnHandler) error {
 	return nil
 }
 
+// Goroutine-safe: call it once, from any goroutine but the loop's.
 // Start runs the loop on a gnet engine with exactly one event loop and blocks
-// until Stop has finished. Call it once.
+// until Stop has finished.
 func (l *Loop) Start() error {
 	if !l.state.CompareAndSwap(stateNew, stateRunning) {
 		return errors.New("loop: Start called twice")
@@ -353,30 +356,34 @@ func (l *Loop) Start() error {
 	return nil
 }
 
+// Goroutine-safe.
 // Ready is closed once the loop runs and its listeners accept connections
-// (or Start failed). Goroutine-safe.
+// (or Start failed).
 func (l *Loop) Ready() <-chan struct{} { return l.ready }
 
-// Done is closed when Start has returned. Goroutine-safe.
+// Goroutine-safe.
+// Done is closed when Start has returned.
 func (l *Loop) Done() <-chan struct{} { return l.done }
 
-// InLoop reports whether the caller runs on the loop goroutine. Goroutine-safe.
+// Goroutine-safe.
+// InLoop reports whether the caller runs on the loop goroutine.
 func (l *Loop) InLoop() bool {
 	g := l.loopG.Load()
 	return g != 0 && g == getg() && l.state.Load() != stateStopped
 }
 
+// Loop-only, or before Start.
 // AddOnStop registers fn to run on the loop during Stop, after connections
 // have drained and before the engine shuts down (Tornado's close hooks).
-// Loop-only, or before Start.
 func (l *Loop) AddOnStop(fn func()) { l.closeHooks = append(l.closeHooks, fn) }
 
+// Goroutine-safe, but not from the loop goroutine: it waits for the loop
+// (there, use `go l.Stop(ctx)`).
 // Stop stops the loop gracefully: it refuses new connections, closes idle
 // HTTP connections, lets in-flight responses finish, sends WebSocket close
 // frames (1001 Going Away) and waits for the peers' replies, all until ctx is
 // done; then it runs the close hooks, closes what is left and returns after
-// Start has returned. Goroutine-safe; do not call it from the loop goroutine
-// (it waits for the loop), use `go l.Stop(ctx)` there.
+// Start has returned.
 func (l *Loop) Stop(ctx context.Context) error {
 	if l.InLoop() {
 		// Checked first: Stop waits for the loop, which would deadlock,

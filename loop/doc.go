@@ -64,7 +64,7 @@
 //	                             Addr/Addrs (once Ready), Metrics, DialWebSocket;
 //	                             RunInExecutor; PeriodicCallback.Start, Stop,
 //	                             IsRunning; PrepareMessage, PrepareJSON,
-//	                             PrepareEvent; Request.Loop, Request.Async;
+//	                             PrepareEvent; Request.Loop;
 //	                             WebSocket.Loop; Client.Close, Loop, URL;
 //	                             Hub.Dropped; Group.Start, Stop, Ready, Addr,
 //	                             Loops; pubsub.MemoryBroker and LocalHistory

@@ -220,7 +220,8 @@ func (r *Request) Write(v any) error {
 	return nil
 }
 
-// Goroutine-safe.
+// Loop-only: call it in the handler, before it returns (a plain field
+// write; from another goroutine it would race with the loop reading it).
 // Async marks the request as asynchronous: returning from the handler does
 // not finish it; call Finish later from a callback or timer on the loop
 // (long polling). Use OnConnectionClose to learn that the client left.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"slices"
 	"sync"
 	"unicode/utf8"
 
@@ -141,8 +140,29 @@ type inflater struct {
 
 var inflaters sync.Pool
 
-// inflateBufs pools output buffers of inflated messages (*[]byte).
-var inflateBufs sync.Pool
+// Output buffers of inflated messages (*[]byte), in two pools: small ones
+// (up to turnBytes, most messages) and large ones, which only messages that
+// inflate past their first buffer take. A deflate bomb (a 65 KB frame that
+// inflates to 64 MiB, over and over) otherwise grows a fresh buffer by
+// doubling for every message: 128 MiB allocated and zeroed and 64 MiB
+// copied per message, which cost the loop 3 to 10 times the inflating
+// itself (page faults, memclr, memmove) and set off the garbage collector
+// every few messages. A large buffer goes back to its pool when its
+// message is delivered and serves the next large message of any
+// connection. Memory stays bounded by configuration: a buffer is at most
+// WSOptions.MaxMessageSize+1 bytes, the buffers in use on a loop hold at
+// most Options.MaxPartialBytes of output (about 4 times that in capacity,
+// see grow), the pool holds no more than were in use at once, and
+// sync.Pool lets the garbage collector free what no message took for two
+// collections.
+var inflateBufs, bigInflateBufs sync.Pool
+
+// inflateGrowth is the factor an inflate buffer grows by when no large
+// buffer from the pool is bigger: fewer copies and fewer allocations than
+// doubling (a 64 MiB message allocates 84 MiB in 3 buffers from 1 MiB,
+// not 126 MiB in 6), at the price of at most 4 times its length in
+// capacity.
+const inflateGrowth = 4
 
 // tailReader reads p, then the tail RFC 7692 7.2.2 asks the receiver to
 // append ("Append 4 octets of 0x00 0x00 0xff 0xff to the tail end of the
@@ -184,11 +204,13 @@ var (
 	errInflateCorrupt = errors.New("invalid DEFLATE data")
 )
 
+// putInflateBuf returns an inflate buffer to the pool of its size.
 func putInflateBuf(bp *[]byte) {
-	if cap(*bp) > 1<<20 {
-		*bp = nil // one huge message must not stay pinned in the pool
-	}
 	*bp = (*bp)[:0]
+	if cap(*bp) > turnBytes {
+		bigInflateBufs.Put(bp)
+		return
+	}
 	inflateBufs.Put(bp)
 }
 
@@ -270,8 +292,7 @@ func (j *inflateJob) step(most int) (done bool, err error) {
 	defer func() { *j.bp = out }()
 	for len(out) < target {
 		if len(out) == cap(out) {
-			grow := min(int64(cap(out)), j.limit+1-int64(len(out)))
-			out = slices.Grow(out, int(max(grow, 512)))
+			out = j.grow(out)
 		}
 		n, err := j.f.fr.Read(out[len(out):min(cap(out), target)])
 		out = out[:len(out)+n]
@@ -286,6 +307,29 @@ func (j *inflateJob) step(most int) (done bool, err error) {
 		}
 	}
 	return false, nil
+}
+
+// grow returns out (j's buffer, full) moved to a larger buffer: a large
+// one from the pool when one is larger, else a new one inflateGrowth times
+// out's capacity (at least 512 bytes, at most the limit plus the byte that
+// tells a message over the limit). The old buffer goes back to its pool.
+func (j *inflateJob) grow(out []byte) []byte {
+	if bp, _ := bigInflateBufs.Get().(*[]byte); bp != nil {
+		if cap(*bp) > cap(out) {
+			next := append((*bp)[:0], out...)
+			*bp = out // the holder now carries the old buffer back
+			putInflateBuf(bp)
+			return next
+		}
+		bigInflateBufs.Put(bp) // too small for j; another job may fit
+	}
+	c := min(max(int64(cap(out))*inflateGrowth, 512), j.limit+1)
+	next := append(make([]byte, 0, c), out...)
+	if cap(out) > 0 {
+		old := out
+		putInflateBuf(&old)
+	}
+	return next
 }
 
 // detach copies the compressed input not inflated yet, which points into

@@ -60,7 +60,8 @@ type AttackOptions struct {
 	BcastConns, BcastSize int
 	BcastHold             time.Duration
 	// c. deflate bomb: BombConns (4) connections loop frames that inflate
-	// to BombInflated (64 MiB) zeros on /echo-deflate for BombFor (10s).
+	// to BombInflated (64 MiB) zeros on /echo-deflate for BombFor (10s),
+	// reading the echoes whole (inflated when compressed).
 	BombConns, BombInflated int
 	BombFor                 time.Duration
 	// d. long poll: LPPosts (60) POST /new-message of LPSize (9 MiB)

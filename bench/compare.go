@@ -184,9 +184,13 @@ func build(root, pkg, name string, logTo io.Writer) (string, error) {
 			return "", fmt.Errorf("start servers: %w", err)
 		}
 	}
-	// One binary per tree: tornago and tornago@/other/tree both build
-	// ./cmd/tornago.
-	bin := filepath.Join(buildDir, fmt.Sprintf("%s-%d", name, len(built)))
+	// One directory per build: tornago and tornago@/other/tree both build
+	// ./cmd/tornago, and the process keeps its name (ps, CheckPID).
+	dir := filepath.Join(buildDir, strconv.Itoa(len(built)))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("build %s: %w", name, err)
+	}
+	bin := filepath.Join(dir, name)
 	b := exec.Command("go", "build", "-o", bin, pkg)
 	b.Dir, b.Stderr = root, logTo
 	if err := b.Run(); err != nil {

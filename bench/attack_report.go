@@ -56,7 +56,7 @@ func AttackServers(ro AttackRunOptions) ([]*AttackResult, error) {
 			if s == nil {
 				var err error
 				var args []string
-				if srv == "tornago" {
+				if base, _, _ := ServerTree(srv); base == "tornago" {
 					// The demo's doors (64 KiB messages) would answer the
 					// big attacks with 413; opened, the loop's own bounds
 					// (MaxUnsentTotal, the store's caps) are what is measured.
@@ -72,7 +72,7 @@ func AttackServers(ro AttackRunOptions) ([]*AttackResult, error) {
 			o := ro.Options
 			o.Base, o.PID, o.Canary = "http://"+s.Host, s.PID, ""
 			r := RunAttack(name, o)
-			r.Server = srv
+			_, _, r.Server = ServerTree(srv)
 			rs = append(rs, r)
 			if ro.Each != nil {
 				ro.Each(r)

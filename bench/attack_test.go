@@ -5,9 +5,13 @@ import (
 	"compress/flate"
 	"encoding/json"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	gws "github.com/gorilla/websocket"
 )
 
 // tinyAttacks scales every attack down to a second or two: these tests
@@ -168,5 +172,49 @@ func TestDeflateBombPayload(t *testing.T) {
 	got, err := io.Copy(io.Discard, zr)
 	if got != n || err != nil && err != io.ErrUnexpectedEOF {
 		t.Fatalf("inflated %d bytes (%v), want %d", got, err, n)
+	}
+}
+
+// TestReadEchoesWhole: the deflate bomb's client reads echoes as whole
+// messages, inflating compressed ones, against a real gorilla server that
+// sends a compressed 1 MiB message (fragmented in 4 KiB frames), a plain
+// one and a ping in between; before, it counted frames and read only the
+// compressed bytes.
+func TestReadEchoesWhole(t *testing.T) {
+	const size = 1 << 20
+	up := gws.Upgrader{EnableCompression: true, WriteBufferSize: 4096}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.EnableWriteCompression(true)
+		c.WriteMessage(gws.BinaryMessage, make([]byte, size))
+		c.WriteControl(gws.PingMessage, []byte("p"), time.Now().Add(time.Second))
+		c.EnableWriteCompression(false)
+		c.WriteMessage(gws.TextMessage, bytes.Repeat([]byte("x"), size))
+		c.WriteControl(gws.CloseMessage, gws.FormatCloseMessage(1000, ""), time.Now().Add(time.Second))
+		c.ReadMessage() // until the client goes
+	}))
+	defer srv.Close()
+	w, err := dialWS(strings.TrimPrefix(srv.URL, "http://"), "/", "permessage-deflate; client_no_context_takeover", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if !strings.Contains(w.ext, "permessage-deflate") {
+		t.Fatalf("deflate not negotiated: %q", w.ext)
+	}
+	var got, wire []int64
+	kind := w.readEchoes(time.Now().Add(5*time.Second), true, func(n, wr int64) {
+		got = append(got, n)
+		wire = append(wire, wr)
+	})
+	if kind != "1000" || len(got) != 2 || got[0] != size || got[1] != size {
+		t.Fatalf("ended %q, messages %v (wire %v), want 1000 after two of %d bytes", kind, got, wire, size)
+	}
+	if wire[0] >= size/10 || wire[1] != size {
+		t.Fatalf("wire bytes %v: want the first compressed, the second plain", wire)
 	}
 }

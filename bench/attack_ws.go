@@ -2,6 +2,8 @@ package bench
 
 import (
 	"bufio"
+	"bytes"
+	"compress/flate"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/binary"
@@ -178,17 +180,22 @@ func (w *rawWS) writePayload(n, off int64, deadline time.Time) (int64, error) {
 type serverFrame struct {
 	op      byte
 	fin     bool
+	rsv1    bool // compressed (permessage-deflate), on a message's first frame
 	length  int64
 	payload []byte
 }
 
 // readFrame reads the next frame, discarding a data frame's payload.
-func (w *rawWS) readFrame() (serverFrame, error) {
+func (w *rawWS) readFrame() (serverFrame, error) { return w.readFrameTo(nil) }
+
+// readFrameTo reads the next frame; a data frame's payload is appended to
+// *keep when keep is not nil, else discarded.
+func (w *rawWS) readFrameTo(keep *[]byte) (serverFrame, error) {
 	var h [2]byte
 	if _, err := io.ReadFull(w.br, h[:]); err != nil {
 		return serverFrame{}, err
 	}
-	f := serverFrame{op: h[0] & 0x0f, fin: h[0]&0x80 != 0, length: int64(h[1] & 0x7f)}
+	f := serverFrame{op: h[0] & 0x0f, fin: h[0]&0x80 != 0, rsv1: h[0]&0x40 != 0, length: int64(h[1] & 0x7f)}
 	switch f.length {
 	case 126:
 		var b [2]byte
@@ -225,9 +232,98 @@ func (w *rawWS) readFrame() (serverFrame, error) {
 		}
 		return f, nil
 	}
+	if keep != nil {
+		if f.length > maxKeptPayload-int64(len(*keep)) {
+			return f, fmt.Errorf("compressed message over %d bytes", maxKeptPayload)
+		}
+		start := len(*keep)
+		*keep = append(*keep, make([]byte, f.length)...)
+		_, err := io.ReadFull(w.br, (*keep)[start:])
+		return f, err
+	}
 	_, err := io.CopyN(io.Discard, w.br, f.length)
 	return f, err
 }
+
+// maxKeptPayload bounds the compressed bytes of one message readEchoes
+// keeps to inflate.
+const maxKeptPayload = 256 << 20
+
+// readEchoes is readUntilClose for echoes: it reads whole messages, the
+// way a real client does, inflating compressed ones (permessage-deflate,
+// no context takeover) to their end, and hears each message's length
+// after inflating and its length on the wire. A server that echoes a
+// deflate bomb compressed (gorilla) and one that echoes it plain (64 MiB
+// per message) so both cost the client a whole message read, and the
+// echoes are counted in messages, not in frames (gorilla fragments its
+// compressed echoes in 4 KiB frames).
+func (w *rawWS) readEchoes(deadline time.Time, pong bool, onMessage func(n, wire int64)) string {
+	w.c.SetReadDeadline(deadline)
+	var z []byte         // the compressed message so far
+	var compressed bool  // the message in progress is compressed
+	var n, wire int64    // its bytes so far, plain and on the wire
+	var zr io.ReadCloser // reused decompressor
+	for {
+		// A message's first frame says whether it is compressed (RSV1),
+		// before its payload is read (and kept, when compressed).
+		b, err := w.br.Peek(1)
+		if err != nil {
+			return closeKind(err)
+		}
+		if op := b[0] & 0x0f; op == 1 || op == 2 {
+			compressed = b[0]&0x40 != 0
+		}
+		var keep *[]byte
+		if compressed {
+			keep = &z // control frames keep their payload apart
+		}
+		f, err := w.readFrameTo(keep)
+		if err != nil {
+			return closeKind(err)
+		}
+		switch f.op {
+		case 8:
+			return closeCode(f.payload)
+		case 9:
+			if pong {
+				w.write(w.frame(10, false, f.payload), time.Now().Add(5*time.Second))
+			}
+			continue
+		case 0, 1, 2:
+		default:
+			continue
+		}
+		wire += f.length
+		if !compressed {
+			n += f.length
+		}
+		if !f.fin {
+			continue
+		}
+		if compressed {
+			src := io.MultiReader(bytes.NewReader(z), bytes.NewReader(inflateTail[:]))
+			if zr == nil {
+				zr = flate.NewReader(src)
+			} else {
+				zr.(flate.Resetter).Reset(src, nil)
+			}
+			k, err := io.Copy(io.Discard, zr)
+			if err != nil {
+				return "error"
+			}
+			n = k
+		}
+		if onMessage != nil {
+			onMessage(n, wire)
+		}
+		z, compressed, n, wire = z[:0], false, 0, 0
+	}
+}
+
+// inflateTail ends a permessage-deflate message for a flate reader (RFC
+// 7692 7.2.2: append 0x00 0x00 0xff 0xff), then adds a final empty stored
+// block so that it reports io.EOF.
+var inflateTail = [...]byte{0, 0, 0xff, 0xff, 1, 0, 0, 0xff, 0xff}
 
 // closeCode is a close frame's status code as text; "1005" when it has
 // none (RFC 6455 7.1.5).

@@ -35,8 +35,27 @@ var (
 
 // ServerNames are the servers StartServers knows. Tornago also comes in
 // variants named for its flags: tornago-loops4 is tornago -loops 4,
-// tornago-procs2 is tornago -procs 2, tornago-procs2-loops4 both.
+// tornago-procs2 is tornago -procs 2, tornago-procs2-loops4 both. Any of
+// them may name another source tree after an @ (see ServerTree):
+// tornago@/work/baseline is Tornago built from /work/baseline, so that one
+// run compares two versions (before and after a change).
 var ServerNames = []string{"tornago", "gorilla", "tornado", "gnetws"}
+
+// ServerTree splits a server name into the server (and variant) to build,
+// the module root to build it from ("" for the run's own root) and the
+// label its results carry: "tornago-loops2@/work/baseline" is
+// tornago-loops2 from /work/baseline, labelled "tornago-loops2@baseline"
+// (the tree's last path element).
+func ServerTree(name string) (server, tree, label string) {
+	server, tree, ok := strings.Cut(name, "@")
+	if !ok || tree == "" {
+		return server, "", server
+	}
+	if abs, err := filepath.Abs(tree); err == nil {
+		tree = abs
+	}
+	return server, tree, server + "@" + filepath.Base(tree)
+}
 
 // ServerVariant splits a server name into the server and its extra flags:
 // "tornago-loops4" is tornago with -loops 4 (see ServerNames).
@@ -88,9 +107,18 @@ type ServerOptions struct {
 	Args []string
 }
 
-// StartServer builds (once per process) and starts one named server on
-// 127.0.0.1:port; stop it with StopServers.
+// StartServer builds (once per process and tree) and starts one named
+// server on 127.0.0.1:port; stop it with StopServers. A name with @tree
+// (ServerTree) is built from that tree instead of root, and its Server's
+// Name is the label.
 func StartServer(root, name string, port int, o ServerOptions, logTo io.Writer) (*Server, error) {
+	name, tree, label := ServerTree(name)
+	if tree != "" {
+		if _, err := os.Stat(filepath.Join(tree, "go.mod")); err != nil {
+			return nil, fmt.Errorf("start %s: no Go module at %s: %w", label, tree, err)
+		}
+		root = tree
+	}
 	sport := strconv.Itoa(port)
 	// A port someone else listens on would make the harness measure
 	// the wrong process.
@@ -131,7 +159,7 @@ func StartServer(root, name string, port int, o ServerOptions, logTo io.Writer) 
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	s := &Server{Name: name, Host: "127.0.0.1:" + sport, PID: cmd.Process.Pid, cmd: cmd}
+	s := &Server{Name: label, Host: "127.0.0.1:" + sport, PID: cmd.Process.Pid, cmd: cmd}
 	if err := waitListening(s.Host, 15*time.Second); err != nil {
 		StopServers([]*Server{s})
 		return nil, fmt.Errorf("start %s: %w", name, err)
@@ -156,7 +184,13 @@ func build(root, pkg, name string, logTo io.Writer) (string, error) {
 			return "", fmt.Errorf("start servers: %w", err)
 		}
 	}
-	bin := filepath.Join(buildDir, name)
+	// One directory per build: tornago and tornago@/other/tree both build
+	// ./cmd/tornago, and the process keeps its name (ps, CheckPID).
+	dir := filepath.Join(buildDir, strconv.Itoa(len(built)))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("build %s: %w", name, err)
+	}
+	bin := filepath.Join(dir, name)
 	b := exec.Command("go", "build", "-o", bin, pkg)
 	b.Dir, b.Stderr = root, logTo
 	if err := b.Run(); err != nil {

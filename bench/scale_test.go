@@ -75,3 +75,17 @@ func TestWriteScale(t *testing.T) {
 		t.Errorf("table:\n%s", s)
 	}
 }
+
+func TestServerTree(t *testing.T) {
+	for _, tc := range []struct{ name, server, tree, label string }{
+		{"tornago", "tornago", "", "tornago"},
+		{"tornago@/work/baseline", "tornago", "/work/baseline", "tornago@baseline"},
+		{"tornago-loops2@/work/baseline/", "tornago-loops2", "/work/baseline", "tornago-loops2@baseline"},
+		{"gorilla@", "gorilla", "", "gorilla"},
+	} {
+		server, tree, label := ServerTree(tc.name)
+		if server != tc.server || tree != tc.tree || label != tc.label {
+			t.Errorf("ServerTree(%q) = %q %q %q, want %q %q %q", tc.name, server, tree, label, tc.server, tc.tree, tc.label)
+		}
+	}
+}

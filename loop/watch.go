@@ -99,6 +99,28 @@ func (c *conn) write(b []byte) error {
 	return err
 }
 
+// writePiece bounds the slices a large payload is handed to gnet in.
+// gnet copies what the socket does not take into buffers from its pool,
+// one per slice, sized to the next power of two: one 64 MiB echo took a
+// fresh 64 MiB buffer (allocated and zeroed on the loop, since the
+// collector empties that pool bucket between two such messages), where
+// 1 MiB pieces come back to the pool one by one as the socket drains and
+// serve the next message.
+const writePiece = 1 << 20
+
+// writeLarge writes a frame header and its payload, the payload in pieces
+// of writePiece bytes or more (gnet's writev takes at most 1024).
+func (c *conn) writeLarge(hdr, payload []byte) error {
+	piece := max(writePiece, len(payload)/1000+1)
+	iov := make([][]byte, 0, 2+len(payload)/piece)
+	iov = append(iov, hdr)
+	for len(payload) > piece {
+		iov = append(iov, payload[:piece])
+		payload = payload[piece:]
+	}
+	return c.writev(append(iov, payload))
+}
+
 // writev is write for two slices (a header and a payload, not joined).
 func (c *conn) writev(bs [][]byte) error {
 	before := c.gc.OutboundBuffered()

@@ -9,6 +9,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
@@ -45,6 +46,18 @@ type CompressionOptions struct {
 	// per MiB at level 1) and would hold every other connection back.
 	// Default (0): 1 MiB; negative: no limit.
 	MaxSize int
+	// KeepInflateBytes bounds the large inflate buffers (over 1 MiB) the
+	// route keeps between messages for its next large compressed message,
+	// so that a stream of them (a deflate bomb: a 65 KB frame inflating to
+	// 64 MiB, over and over) reuses buffers instead of allocating and
+	// zeroing one per message and setting the garbage collector off.
+	// Kept buffers are freed after a second without a large message; when
+	// the bound is reached, larger buffers replace smaller ones. Default
+	// (0): one buffer, the largest (at most WSOptions.MaxMessageSize+1
+	// bytes); negative: none kept.
+	KeepInflateBytes int64
+
+	spares *inflateSpares // the route's kept buffers (withDefaults)
 }
 
 // compresses reports whether an outgoing message of n bytes is deflated.
@@ -68,6 +81,7 @@ func (o *CompressionOptions) withDefaults() *CompressionOptions {
 	} else if c.MaxSize < 0 {
 		c.MaxSize = math.MaxInt
 	}
+	c.spares = &inflateSpares{max: c.KeepInflateBytes}
 	return &c
 }
 
@@ -141,8 +155,111 @@ type inflater struct {
 
 var inflaters sync.Pool
 
-// inflateBufs pools output buffers of inflated messages (*[]byte).
+// inflateBufs pools the small output buffers of inflated messages
+// (*[]byte, at most turnBytes: most messages). Larger ones are kept per
+// route by inflateSpares.
 var inflateBufs sync.Pool
+
+// inflateSpares keeps a route's large inflate buffers between messages,
+// up to CompressionOptions.KeepInflateBytes. A deflate bomb otherwise grew
+// a fresh buffer by doubling for every message: 128 MiB allocated and
+// zeroed and 64 MiB copied per 64 MiB message, which cost the loop 3 to 10
+// times the inflating itself (page faults, memclr, memmove) and set off
+// the garbage collector every few messages. A sync.Pool does not do: the
+// collector, which runs every few tens of milliseconds under such a load
+// (the demo runs with GOGC=10), empties it between two messages of a
+// client that waits for its echo. Goroutine-safe: a route may be served by
+// several loops.
+type inflateSpares struct {
+	mu    sync.Mutex
+	bufs  []*[]byte
+	bytes int64       // capacity of bufs
+	max   int64       // KeepInflateBytes: 0 one buffer, negative none
+	used  time.Time   // last get or put
+	timer *time.Timer // frees bufs after inflateSpareIdle unused
+}
+
+// inflateSpareIdle is how long kept buffers wait for a large message
+// before they are freed.
+const inflateSpareIdle = time.Second
+
+// get takes the largest kept buffer if it is larger than n bytes.
+func (s *inflateSpares) get(n int) *[]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	best := -1
+	for i, bp := range s.bufs {
+		if cap(*bp) > n && (best < 0 || cap(*bp) > cap(*s.bufs[best])) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return nil
+	}
+	bp := s.bufs[best]
+	s.bufs = slices.Delete(s.bufs, best, best+1)
+	s.bytes -= int64(cap(*bp))
+	s.used = time.Now()
+	return bp
+}
+
+// put keeps bp when it fits the budget, in place of smaller buffers if
+// need be: the largest serve every message. What is not kept is left to
+// the garbage collector.
+func (s *inflateSpares) put(bp *[]byte) {
+	c := int64(cap(*bp))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	budget := s.max
+	if budget == 0 {
+		budget = c // one buffer
+	}
+	for s.bytes+c > budget && len(s.bufs) > 0 {
+		i := 0
+		for k, b := range s.bufs {
+			if cap(*b) < cap(*s.bufs[i]) {
+				i = k
+			}
+		}
+		if int64(cap(*s.bufs[i])) >= c {
+			return // bp is the smallest
+		}
+		s.bytes -= int64(cap(*s.bufs[i]))
+		s.bufs = slices.Delete(s.bufs, i, i+1)
+	}
+	if s.bytes+c > budget {
+		return
+	}
+	*bp = (*bp)[:0]
+	s.bufs = append(s.bufs, bp)
+	s.bytes += c
+	s.used = time.Now()
+	if s.timer == nil {
+		s.timer = time.AfterFunc(inflateSpareIdle, s.expire)
+	}
+}
+
+// expire frees the kept buffers once none was used for inflateSpareIdle.
+func (s *inflateSpares) expire() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if idle := time.Since(s.used); idle < inflateSpareIdle && len(s.bufs) > 0 {
+		s.timer.Reset(inflateSpareIdle - idle)
+		return
+	}
+	clear(s.bufs)
+	s.bufs, s.bytes, s.timer = s.bufs[:0], 0, nil
+}
+
+// inflateTurnWork bounds what the inflate steps of one turn allocate and
+// deliver together (see stepInflates).
+const inflateTurnWork = 16 << 20
+
+// inflateGrowth is the factor an inflate buffer grows by when no kept
+// buffer is larger: fewer copies and allocations than doubling (a 64 MiB
+// message allocates 84 MiB in 3 buffers from 1 MiB, not 126 MiB in 6),
+// at the price of at most 4 times its length in capacity.
+const inflateGrowth = 4
 
 // tailReader reads p, then the tail RFC 7692 7.2.2 asks the receiver to
 // append ("Append 4 octets of 0x00 0x00 0xff 0xff to the tail end of the
@@ -184,9 +301,15 @@ var (
 	errInflateCorrupt = errors.New("invalid DEFLATE data")
 )
 
-func putInflateBuf(bp *[]byte) {
-	if cap(*bp) > 1<<20 {
-		*bp = nil // one huge message must not stay pinned in the pool
+// putInflateBuf returns an inflate buffer to the pool of small ones or to
+// the route's kept large ones (spares, nil when not known: then a large
+// buffer is left to the garbage collector).
+func putInflateBuf(bp *[]byte, spares *inflateSpares) {
+	if cap(*bp) > turnBytes {
+		if spares != nil {
+			spares.put(bp)
+		}
+		return
 	}
 	*bp = (*bp)[:0]
 	inflateBufs.Put(bp)
@@ -237,13 +360,18 @@ func (p *PreparedMessage) deflated(level int) ([]byte, error) {
 // gnet's buffer meanwhile, so messages keep their order.
 type inflateJob struct {
 	f        *inflater
-	bp       *[]byte // the output, from inflateBufs
+	bp       *[]byte        // the output, from inflateBufs or spares
+	spares   *inflateSpares // the route's kept large buffers
 	op       ws.OpCode
 	limit    int64
 	reserved int64 // output bytes counted in the loop's MaxPartialTotal
+	// work is what the last step cost beyond inflating: the bytes of a
+	// buffer it allocated, plus the message's when it delivered it (the
+	// handler may write as much: an echo). stepInflates bounds it per turn.
+	work int64
 }
 
-func newInflateJob(z []byte, op ws.OpCode, limit int64) *inflateJob {
+func newInflateJob(z []byte, op ws.OpCode, limit int64, spares *inflateSpares) *inflateJob {
 	f, _ := inflaters.Get().(*inflater)
 	if f == nil {
 		f = &inflater{}
@@ -260,7 +388,7 @@ func newInflateJob(z []byte, op ws.OpCode, limit int64) *inflateJob {
 	if cap(*bp) == 0 {
 		*bp = make([]byte, 0, min(int64(4*len(z)+512), limit+1, turnBytes))
 	}
-	return &inflateJob{f: f, bp: bp, op: op, limit: limit}
+	return &inflateJob{f: f, bp: bp, op: op, limit: limit, spares: spares}
 }
 
 // step inflates up to max more bytes; done reports the message whole.
@@ -270,8 +398,7 @@ func (j *inflateJob) step(most int) (done bool, err error) {
 	defer func() { *j.bp = out }()
 	for len(out) < target {
 		if len(out) == cap(out) {
-			grow := min(int64(cap(out)), j.limit+1-int64(len(out)))
-			out = slices.Grow(out, int(max(grow, 512)))
+			out = j.grow(out)
 		}
 		n, err := j.f.fr.Read(out[len(out):min(cap(out), target)])
 		out = out[:len(out)+n]
@@ -286,6 +413,30 @@ func (j *inflateJob) step(most int) (done bool, err error) {
 		}
 	}
 	return false, nil
+}
+
+// grow returns out (j's buffer, full) moved to a larger buffer: the
+// largest the route kept when it is larger, else a new one inflateGrowth
+// times out's capacity (at least 512 bytes, at most the limit plus the
+// byte that tells a message over the limit). The old buffer goes back to
+// its pool.
+func (j *inflateJob) grow(out []byte) []byte {
+	var bp *[]byte
+	if j.spares != nil {
+		bp = j.spares.get(cap(out))
+	}
+	if bp == nil {
+		c := min(max(int64(cap(out))*inflateGrowth, 512), j.limit+1)
+		bp = &[]byte{}
+		*bp = make([]byte, 0, c)
+		j.work += c
+	}
+	next := append((*bp)[:0], out...)
+	if cap(out) > 0 {
+		*bp = out // the holder carries the old buffer back
+		putInflateBuf(bp, j.spares)
+	}
+	return next
 }
 
 // detach copies the compressed input not inflated yet, which points into
@@ -308,14 +459,15 @@ func (w *WebSocket) releaseInflate(j *inflateJob) {
 func (j *inflateJob) release() {
 	j.f.src = tailReader{}
 	inflaters.Put(j.f)
-	putInflateBuf(j.bp)
-	j.f, j.bp = nil, nil
+	putInflateBuf(j.bp, j.spares)
+	j.f, j.bp, j.spares = nil, nil, nil
 }
 
 // inflated delivers a compressed message, or starts inflating it over
 // several turns (cfInflating) when it inflates to more than turnBytes.
 func (w *WebSocket) inflated(ev *ws13.Event) {
-	j := newInflateJob(ev.Payload, ev.Op, w.route().opts.MaxMessageSize)
+	o := &w.route().opts
+	j := newInflateJob(ev.Payload, ev.Op, o.MaxMessageSize, o.Compression.spares)
 	if !w.inflateStep(j) {
 		j.detach()
 		l := w.l
@@ -334,21 +486,42 @@ func (w *WebSocket) inflated(ev *ws13.Event) {
 // on serving a connection's input once its message is whole. One step per
 // connection per turn, however many reads arrive: the output a step makes
 // is not bounded by the input that woke it.
+//
+// The steps of one turn together allocate and deliver at most
+// inflateTurnWork bytes (beyond that the connections not served yet go
+// first next turn): four clients whose messages inflate to 64 MiB in
+// step, as a deflate bomb's do, otherwise each took a new 64 MiB buffer
+// (page faults on a cold heap) and then each delivered its message, whose
+// echo the handler wrote, all in the same turn: 190 ms without polling.
 func (l *Loop) stepInflates() {
 	l.inflateArmed = false
 	list := l.inflating
 	l.inflating = nil
-	for _, c := range list {
+	var skipped, stepped []*conn
+	var work int64
+	for i, c := range list {
 		if c.cf.has(cfDead) || !c.cf.has(cfInflating) {
 			continue
 		}
-		if !c.ws().continueInflate() {
-			l.inflating = append(l.inflating, c)
+		if work >= inflateTurnWork {
+			skipped = list[i:]
+			break
+		}
+		done, w := c.ws().continueInflate()
+		work += w
+		if !done {
+			stepped = append(stepped, c)
 			continue
 		}
 		if c.gc.InboundBuffered() > 0 {
 			c.traffic() // the frames that waited behind the message
 		}
+	}
+	if len(skipped)+len(stepped) > 0 {
+		// Next turn: those skipped first, then those stepped, then the
+		// messages started meanwhile (traffic above, into l.inflating).
+		next := make([]*conn, 0, len(skipped)+len(stepped)+len(l.inflating))
+		l.inflating = append(append(append(next, skipped...), stepped...), l.inflating...)
 	}
 	if len(l.inflating) > 0 && !l.inflateArmed {
 		l.inflateArmed = true
@@ -360,6 +533,7 @@ func (l *Loop) stepInflates() {
 // delivers or fails the message (and releases j) when it is.
 func (w *WebSocket) inflateStep(j *inflateJob) bool {
 	before := len(*j.bp)
+	j.work = 0
 	done, err := j.step(turnBytes)
 	if grown := int64(len(*j.bp) - before); err == nil && grown > 0 && !done {
 		l := w.l
@@ -395,22 +569,29 @@ func (w *WebSocket) inflateStep(j *inflateJob) bool {
 	}
 	if w.state == wsOpen {
 		w.countIn(len(data))
+		j.work += int64(len(data))
 		w.guard(func() { w.h.OnMessage(w, MessageType(j.op), data) })
 	}
 	return true
 }
 
 // continueInflate runs the next step of the connection's pending message;
-// false while it is not done (the caller yields the turn).
-func (w *WebSocket) continueInflate() bool {
+// done is false while it is not done (the caller yields the turn), work is
+// the step's inflateJob.work.
+func (w *WebSocket) continueInflate() (done bool, work int64) {
 	c := w.conn()
 	j := c.l.inflates[c]
-	if j == nil || w.inflateStep(j) {
+	if j == nil {
+		done = true
+	} else {
+		done = w.inflateStep(j)
+		work = j.work
+	}
+	if done {
 		delete(c.l.inflates, c)
 		c.cf.set(cfInflating, false)
-		return true
 	}
-	return false
+	return done, work
 }
 
 // dropInflate releases a pending inflation of a closed connection.

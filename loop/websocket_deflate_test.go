@@ -6,6 +6,8 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -424,5 +426,166 @@ func BenchmarkEchoDeflate4K(b *testing.B) {
 	b.StopTimer()
 	if !f.rsv1 || !bytes.Equal(inflateRaw(b, f.payload), payload) {
 		b.Fatal("bad echo")
+	}
+}
+
+// wsLenHandler answers every message with its length, so that a test
+// reads a few bytes per message whatever it sent.
+type wsLenHandler struct{ WebSocketBase }
+
+func (wsLenHandler) OnMessage(w *WebSocket, _ MessageType, data []byte) {
+	w.WriteText([]byte(strconv.Itoa(len(data))))
+}
+
+// TestWebSocketDeflateBombReusesBuffers: a stream of small frames that
+// each inflate to a large message (a deflate bomb, issue 18) reuses the
+// large output buffer of the previous message instead of growing a new
+// one by doubling each time (before: about 40 MiB allocated, zeroed and
+// partly copied per 16 MiB message, which cost the loop several times the
+// inflating itself and kept the garbage collector running).
+func TestWebSocketDeflateBombReusesBuffers(t *testing.T) {
+	const size = 16 << 20
+	_, addr := wsStartLoop(t, func(l *Loop, app *Application) {
+		o := WSOptions{MaxMessageSize: size, PingInterval: -1, Compression: &CompressionOptions{}}
+		app.HandleWebSocket("/n", func(*Request) WebSocketHandler { return wsLenHandler{} }, o)
+	})
+	r, _ := wsDialDeflate(t, addr, "/n", "permessage-deflate")
+	frame := wsCompressedFrame(true, ws.OpBinary, deflateRaw(t, make([]byte, size), 1))
+	roundTrip := func() {
+		t.Helper()
+		r.write(frame)
+		if f := r.mustFrame(); string(f.payload) != strconv.Itoa(size) {
+			t.Fatalf("answer %q, want %d", f.payload, size)
+		}
+	}
+	roundTrip() // the first message allocates the large buffer
+	const n = 5
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range n {
+		// A client that waits for its echo leaves time for collections
+		// (every few tens of milliseconds under a bomb with GOGC=10):
+		// they must not free the kept buffer (a sync.Pool would).
+		runtime.GC()
+		runtime.GC()
+		roundTrip()
+	}
+	runtime.ReadMemStats(&after)
+	// Growing afresh per message allocates n times the message or more.
+	if got := after.TotalAlloc - before.TotalAlloc; got > 2*size {
+		t.Fatalf("%d messages inflating to %d MiB allocated %d MiB; want the buffer reused (< %d MiB)",
+			n, size>>20, got>>20, 2*size>>20)
+	}
+}
+
+// TestInflateSparesBound: kept inflate buffers stay within
+// KeepInflateBytes (default: one buffer, the largest), larger ones replace
+// smaller ones, and all are freed once unused for inflateSpareIdle.
+func TestInflateSparesBound(t *testing.T) {
+	buf := func(n int) *[]byte { b := make([]byte, 0, n); return &b }
+	one := &inflateSpares{}
+	one.put(buf(2 << 20))
+	one.put(buf(8 << 20))
+	one.put(buf(4 << 20))
+	if n, b := one.kept(); n != 1 || b != 8<<20 {
+		t.Fatalf("default: kept %d buffers, %d bytes; want the 8 MiB one alone", n, b)
+	}
+	if one.get(8<<20) != nil {
+		t.Fatal("get returned a buffer no larger than asked")
+	}
+	if bp := one.get(1 << 20); bp == nil || cap(*bp) != 8<<20 {
+		t.Fatalf("get: %v", bp)
+	}
+	if _, b := one.kept(); b != 0 {
+		t.Fatalf("%d bytes kept after the only buffer was taken", b)
+	}
+	none := &inflateSpares{max: -1}
+	none.put(buf(2 << 20))
+	if n, _ := none.kept(); n != 0 {
+		t.Fatal("negative KeepInflateBytes kept a buffer")
+	}
+	s := &inflateSpares{max: 10 << 20}
+	for _, n := range []int{2 << 20, 3 << 20, 4 << 20, 6 << 20} {
+		s.put(buf(n))
+	}
+	if _, b := s.kept(); b > 10<<20 || s.get(5<<20) == nil {
+		t.Fatalf("budget 10 MiB: kept %d bytes; the 6 MiB buffer must be among them", b)
+	}
+	deadline := time.Now().Add(5 * inflateSpareIdle)
+	for {
+		n, _ := s.kept()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d kept buffers not freed after %v unused", n, 5*inflateSpareIdle)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// kept is the number and capacity of s's buffers (the timer changes them).
+func (s *inflateSpares) kept() (int, int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.bufs), s.bytes
+}
+
+// TestWebSocketLargeEchoInPieces: a message larger than writePiece goes to
+// gnet in pieces (conn.writeLarge) and arrives whole and in order.
+func TestWebSocketLargeEchoInPieces(t *testing.T) {
+	addr, _ := wsDeflateServer(t)
+	c, _, err := (&gws.Dialer{HandshakeTimeout: 5 * time.Second}).Dial(wsURL(addr, "/plain"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for k, n := range []int{3*writePiece + 3, writePiece + 1, writePiece} {
+		m := make([]byte, n)
+		for i := range m {
+			m[i] = byte(i*31 + i>>11 + k)
+		}
+		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if err := c.WriteMessage(gws.BinaryMessage, m); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, got, err := c.ReadMessage()
+		if err != nil {
+			t.Fatalf("read %d: %v", k, err)
+		}
+		if !bytes.Equal(got, m) {
+			t.Fatalf("echo %d (%d bytes) differs (%d bytes)", k, len(m), len(got))
+		}
+	}
+}
+
+// TestWebSocketDeflateBombsInStep: several connections whose messages
+// inflate to large sizes at the same pace all get every message, in order,
+// although stepInflates leaves some of them for the next turn once a turn
+// allocated and delivered inflateTurnWork bytes.
+func TestWebSocketDeflateBombsInStep(t *testing.T) {
+	const size, conns, msgs = 16 << 20, 4, 3
+	_, addr := wsStartLoop(t, func(l *Loop, app *Application) {
+		o := WSOptions{MaxMessageSize: size, PingInterval: -1, Compression: &CompressionOptions{KeepInflateBytes: conns * (size + 1)}}
+		app.HandleWebSocket("/n", func(*Request) WebSocketHandler { return wsLenHandler{} }, o)
+	})
+	var frames [msgs][]byte
+	for k := range frames {
+		frames[k] = wsCompressedFrame(true, ws.OpBinary, deflateRaw(t, make([]byte, size-k), 1))
+	}
+	rs := make([]*wsRaw, conns)
+	for i := range rs {
+		rs[i], _ = wsDialDeflate(t, addr, "/n", "permessage-deflate")
+	}
+	for _, r := range rs {
+		r.write(cat(frames[:]...)) // every connection's messages at once
+	}
+	for i, r := range rs {
+		for k := range msgs {
+			if f := r.mustFrame(); string(f.payload) != strconv.Itoa(size-k) {
+				t.Fatalf("connection %d, message %d: answer %q, want %d", i, k, f.payload, size-k)
+			}
+		}
 	}
 }

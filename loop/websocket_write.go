@@ -167,6 +167,9 @@ func (w *WebSocket) writeFrame(op ws.OpCode, data []byte) error {
 		return c.write(l.scratch)
 	}
 	l.scratch = ws13.AppendHeader(l.scratch[:0], true, op, len(data))
+	if len(data) > writePiece {
+		return c.writeLarge(l.scratch, data)
+	}
 	l.iov[0], l.iov[1] = l.scratch, data
 	err := c.writev(l.iov[:])
 	l.iov[0], l.iov[1] = nil, nil

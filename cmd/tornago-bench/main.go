@@ -53,7 +53,9 @@ scenarios:
              bytes (default 1000) to /receive on a fresh server started with -longpoll-messages >= K and
              -longpoll-bytes >= K*(B+128); (RSS after - RSS before) / K, checked against the kept history
   compare    -scenario S [-servers tornago,gorilla,tornado,gnetws] [-reps 1] [-pin] [scenario flags without -url/-pid]
-             a server may be a tornago variant: tornago-loops2 (tornago -loops 2), tornago-procs4, tornago-procs2-loops4
+             a server may be a tornago variant: tornago-loops2 (tornago -loops 2), tornago-procs4, tornago-procs2-loops4;
+             NAME@TREE builds NAME from the module at TREE instead of -root, labelled NAME@<TREE's last element>: one run
+             compares two versions, e.g. -servers tornago,tornago@/work/baseline (also for scale and attack -servers)
   scale      [-loops 1,2,4,8,16] [-sweep loops|procs] [-scenarios push:19000,broadcast:10000,echo] [-servers S1,S2] [-reps 1]
              [-n N] [-c C] [-d D] [-server-args "-ping 0"]: starts tornago -loops L (or -procs L) for each L, runs
              the scenarios against each in turn, and prints per scenario: conns, ops/s (deliveries/s for push and
@@ -89,7 +91,8 @@ const attackUsage = `attacks (issue 10; -attacks takes letters or names, default
                    GET /receive with a -slow-size 60000 byte form body for -d 10s
   b big-broadcast  one -bcast-size 9000000 byte /receive to -bcast-n 200 non-readers, watched -bcast-hold 3s
   c deflate-bomb   -bomb-conns 4 loop 65 KB permessage-deflate frames inflating to -bomb-inflated 64MiB
-                   on /echo-deflate for -d 10s, reading and discarding the echoes
+                   on /echo-deflate for -d 10s, reading the echoes whole (inflating compressed ones);
+                   -bomb-window N: at most N bombs per connection ahead of its echoes (default 0: no limit)
   d long-poll      -lp-posts 60 POST /new-message of -lp-size 9MiB, then GET /poll-message?cursor=0
   e partial-frames -partial-conns 20 /echo clients send -partial-sent 60MiB of a -partial-declared 64MiB
                    frame, then a byte every -partial-trickle 2s; closed within -partial-deadline 30s?
@@ -208,6 +211,7 @@ func (a *attackFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&o.BcastHold, "bcast-hold", 3*time.Second, "big-broadcast: watch time after the /receive")
 	fs.IntVar(&o.BombConns, "bomb-conns", 4, "deflate-bomb: attacking connections")
 	fs.Var(intSize{&o.BombInflated}, "bomb-inflated", "deflate-bomb: inflated size of each frame (default 64MiB)")
+	fs.IntVar(&o.BombWindow, "bomb-window", 0, "deflate-bomb: bombs each connection sends ahead of the echoes it read (0: no limit; 1: one at a time, so the server echoes every bomb)")
 	fs.IntVar(&o.LPPosts, "lp-posts", 60, "long-poll: POST /new-message count")
 	fs.Var(intSize{&o.LPSize}, "lp-size", "long-poll: bytes per message (default 9MiB)")
 	fs.IntVar(&o.PartialConns, "partial-conns", 20, "partial-frames: connections")

@@ -278,9 +278,13 @@ func addDemos(l *loop.Loop, i int, app *loop.Application, env *demoEnv) *demoNod
 		loop.WSOptions{MaxMessageSize: 64 << 20, CheckOrigin: loop.AnyOrigin, PingInterval: ping})
 	// The same echo with permessage-deflate for clients that offer it
 	// (/echo stays uncompressed: the benchmarks measure framing, not zlib).
+	// It keeps four 64 MiB inflate buffers between messages (freed after a
+	// second unused): four clients streaming large compressed messages
+	// (the bench's deflate bomb) reuse them instead of allocating and
+	// zeroing 64 MiB per message, which kept the collector running.
 	app.HandleWebSocket("/echo-deflate", func(*loop.Request) loop.WebSocketHandler { return echo{} },
 		loop.WSOptions{MaxMessageSize: 64 << 20, CheckOrigin: loop.AnyOrigin, PingInterval: ping,
-			Compression: &loop.CompressionOptions{}})
+			Compression: &loop.CompressionOptions{KeepInflateBytes: 4 * (64<<20 + 1)}})
 
 	ch := &chat{hub: loop.NewHub(l, loop.Text, env.broker), members: &env.chatMembers}
 	lp := env.lp.withDefaults()

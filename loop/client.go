@@ -135,24 +135,11 @@ type ClientHandler struct {
 // not complete within ClientOptions.HandshakeTimeout.
 var ErrHandshakeTimeout = errors.New("loop: websocket handshake timed out")
 
-// DialError is the error OnError receives.
-type DialError struct {
-	URL    string
-	Status int // HTTP status of the server's reply; 0 when none arrived
-	Err    error
-}
-
-// Error implements error.
-func (e *DialError) Error() string {
-	if e.Status != 0 {
-		return fmt.Sprintf("loop: websocket dial %s: status %d: %v", e.URL, e.Status, e.Err)
-	}
-	return fmt.Sprintf("loop: websocket dial %s: %v", e.URL, e.Err)
-}
-
-// Unwrap returns the cause (a net error, ErrHandshakeTimeout, or one of
-// ws13's ErrResponse* values).
-func (e *DialError) Unwrap() error { return e.Err }
+// DialError is the error OnError receives: the URL, the HTTP status of the
+// server's reply (0 when none arrived) and the cause (a net error,
+// ErrHandshakeTimeout, or one of ws13's ErrResponse* values). The blocking
+// client (loop/wsclient) returns the same type.
+type DialError = ws13.DialError
 
 // Client is a loop-driven WebSocket client connection (and its reconnects),
 // made by DialWebSocket. It costs no goroutine while connected: the socket is

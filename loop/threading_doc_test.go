@@ -22,9 +22,7 @@ var threadingExceptions = map[string]string{
 	"HandlerFunc.Serve":       "Handler implementation the loop calls",
 	"Methods.Serve":           "Handler implementation the loop calls",
 	// Pure methods of values that hold no loop state.
-	"DialError.Error":  "error value",
-	"DialError.Unwrap": "error value",
-	"Histogram.Count":  "sums a snapshot's counts",
+	"Histogram.Count": "sums a snapshot's counts",
 }
 
 // TestDocSaysThreading keeps the package's threading rule (doc.go) true:

@@ -70,26 +70,11 @@ const (
 var ErrCloseSent = errors.New("wsclient: close frame already sent")
 
 // DialError is the error Dial returns: the URL, the HTTP status of the
-// server's reply (0 when none arrived) and the cause, as loop.DialError for
-// the loop-driven client.
-type DialError struct {
-	URL    string
-	Status int
-	Err    error
-}
-
-// Error implements error.
-func (e *DialError) Error() string {
-	if e.Status != 0 {
-		return fmt.Sprintf("wsclient: dial %s: status %d: %v", e.URL, e.Status, e.Err)
-	}
-	return fmt.Sprintf("wsclient: dial %s: %v", e.URL, e.Err)
-}
-
-// Unwrap returns the cause: a net error, ws13.ErrURL or
-// ws13.ErrRequestHeader (bad arguments, nothing was sent), or one of ws13's
-// ErrResponse* values (the server's reply failed the handshake).
-func (e *DialError) Unwrap() error { return e.Err }
+// server's reply (0 when none arrived) and the cause (a net error,
+// ws13.ErrURL or ws13.ErrRequestHeader when nothing was sent, or one of
+// ws13's ErrResponse* values). The loop-driven client's loop.DialError is
+// the same type.
+type DialError = ws13.DialError
 
 // Conn is a blocking WebSocket client connection for scripts and tests, in
 // the shape of Python's websocket.create_connection: Send, Recv, Close. It

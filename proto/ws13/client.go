@@ -294,3 +294,26 @@ func CheckSubprotocols(list []string) error {
 	}
 	return nil
 }
+
+// DialError is what a failed client handshake reports, for both of
+// Tornago's clients (loop.DialError for the loop-driven one,
+// wsclient.DialError for the blocking one): the URL, the HTTP status of the
+// server's reply (0 when none arrived) and the cause.
+type DialError struct {
+	URL    string
+	Status int
+	Err    error
+}
+
+// Error implements error.
+func (e *DialError) Error() string {
+	if e.Status != 0 {
+		return fmt.Sprintf("websocket dial %s: status %d: %v", e.URL, e.Status, e.Err)
+	}
+	return fmt.Sprintf("websocket dial %s: %v", e.URL, e.Err)
+}
+
+// Unwrap returns the cause: a net error, a timeout, ErrURL or
+// ErrRequestHeader (bad arguments, nothing was sent), or one of the
+// ErrResponse* values (the server's reply failed the handshake).
+func (e *DialError) Unwrap() error { return e.Err }

@@ -233,7 +233,7 @@ type Loop struct {
 	freedBytes     int64 // abandoned in-flight bytes since the last return to the OS (watch.go)
 	freedAt        int64
 	stopErr        error // why the engine stopped on its own
-	// Owned by observers.go and pending.go.
+	// Owned by observers.go and callback.go.
 	wsCloseObservers []func(*WebSocket)   // run when a WebSocket closes; loop-only
 	esCloseObservers []func(*EventStream) // run when an event stream ends; loop-only
 	queuedBytes      atomic.Int64         // data bytes in queue (addDataCallback); reserved under mu

@@ -91,32 +91,6 @@ func (c *conn) outLimit() int {
 	return 1 << 20
 }
 
-// write writes b and accounts for what the socket did not take. Loop-only.
-func (c *conn) write(b []byte) error {
-	before := c.gc.OutboundBuffered()
-	_, err := c.gc.Write(b)
-	c.wrote(before)
-	return err
-}
-
-// writev is write for two slices (a header and a payload, not joined).
-func (c *conn) writev(bs [][]byte) error {
-	before := c.gc.OutboundBuffered()
-	_, err := c.gc.Writev(bs)
-	c.wrote(before)
-	return err
-}
-
-func (c *conn) wrote(before int) {
-	if c.cf.has(cfDead) {
-		return
-	}
-	if b := c.gc.OutboundBuffered(); b > 0 {
-		c.l.unsent += b - before
-		c.l.watch(c)
-	}
-}
-
 // unsentOver reports whether n more unsent bytes would take the loop past
 // Options.MaxUnsentBytes. The running total only grows between polls (it
 // does not see drains), so when it says yes the exact total is computed

@@ -1,9 +1,11 @@
 package loop
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"regexp"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -129,8 +131,10 @@ func (o AppOptions) withDefaults() AppOptions {
 // expressions matched against the whole path, in the order added, capture
 // groups passed to the handler as path arguments. Unmatched paths get 404.
 // Add routes before Start. An Application serves one Loop: it keeps
-// loop-only free lists, so give each Loop its own.
+// loop-only free lists and route counters, so give each Loop its own
+// (Loop.Listen refuses an Application that already serves another loop).
 type Application struct {
+	owner   atomic.Pointer[Loop] // the loop it serves, from its first Listen
 	opts    AppOptions
 	routes  []route
 	trusted []netip.Prefix // AppOptions.TrustedProxies, parsed
@@ -238,6 +242,19 @@ func (a *Application) match(path string) (Handler, []string) {
 		}
 	}
 	return nil, nil
+}
+
+// errAppShared is why a second loop cannot listen with an Application.
+var errAppShared = errors.New("this Application already serves another Loop; give each Loop its own (e.g. build it in Group.Listen's setup)")
+
+// claim makes l the loop a serves, or fails if a serves another one: its
+// free lists and route counters are touched without locks by its loop.
+// Goroutine-safe.
+func (a *Application) claim(l *Loop) error {
+	if a.owner.CompareAndSwap(nil, l) || a.owner.Load() == l {
+		return nil
+	}
+	return errAppShared
 }
 
 func (a *Application) serveConn(c *conn) {

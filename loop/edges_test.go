@@ -29,7 +29,7 @@ import (
 // httpApp starts a loop with opts serving the routes setup adds.
 func httpApp(t *testing.T, opts Options, setup func(l *Loop, app *Application)) (*Loop, string) {
 	t.Helper()
-	return startTestLoopWith(t, opts, func(l *Loop) ConnHandler {
+	return startTestLoopWith(t, opts, func(l *Loop) *Application {
 		app := NewApplication(AppOptions{})
 		setup(l, app)
 		return app

@@ -104,14 +104,14 @@ func (e *engine) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		}
 		return refusal503, gnet.Close
 	}
-	h := l.handlerFor(gc.LocalAddr())
-	if h == nil {
+	app := l.appFor(gc.LocalAddr())
+	if app == nil {
 		return nil, gnet.Close
 	}
 	c := &conn{l: l, gc: gc}
 	gc.SetContext(c)
 	l.track(c)
-	h.serveConn(c)
+	app.serveConn(c)
 	return nil, gnet.None
 }
 
@@ -122,22 +122,6 @@ var refusal503 = []byte("HTTP/1.1 503 Service Unavailable\r\nConnection: close\r
 func (l *Loop) track(c *conn) {
 	l.wheel.track(c)
 	l.openConns.Add(1)
-}
-
-func (l *Loop) handlerFor(a net.Addr) ConnHandler {
-	ta, ok := a.(*net.TCPAddr)
-	if !ok {
-		return nil
-	}
-	for _, ln := range l.listeners {
-		if ln.port == ta.Port {
-			return ln.app
-		}
-	}
-	if len(l.listeners) == 1 {
-		return l.listeners[0].app
-	}
-	return nil
 }
 
 func (e *engine) OnTraffic(gc gnet.Conn) gnet.Action {

@@ -49,29 +49,25 @@ func NewGroup(n int, opts Options) *Group {
 // Loops returns the group's loops, in a fixed order. Goroutine-safe.
 func (g *Group) Loops() []*Loop { return g.loops }
 
-// Listen adds a listener on addr to every loop, each serving the handler
-// that setup builds for it: setup is called once per loop, here, with the
-// loop and its index, and is where per-loop state (a Hub, a
-// PeriodicCallback) is made. A port of 0 is resolved once, so every loop
-// listens on the same port. Call it before Start. Unless the group was
-// made with Options.ReusePort, it fails when the port is in use.
-func (g *Group) Listen(addr string, setup func(l *Loop, i int) ConnHandler) error {
-	host, ps, err := net.SplitHostPort(addr)
+// Goroutine-safe before Start. Listen adds a listener on addr to every
+// loop, each serving the Application that setup builds for it: setup is
+// called once per loop, here, with the loop and its index, and is where
+// per-loop state (a Hub, a PeriodicCallback) is made; it must return a new
+// Application each time (an Application serves one Loop). A port of 0 is
+// resolved once, so every loop listens on the same port. Unless the group
+// was made with Options.ReusePort, it fails when the port is in use.
+func (g *Group) Listen(addr string, setup func(l *Loop, i int) *Application) error {
+	_, ps, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("loop: group listen %s: %w", addr, err)
 	}
 	bound := addr
 	if port, _ := strconv.Atoi(ps); !g.share || port == 0 {
-		// Bind once without SO_REUSEPORT: fail now if the port is in
-		// use, and learn the port of ":0". The loops bind it right after
-		// with SO_REUSEPORT; another program taking it in between makes
-		// Start fail, not share it silently.
-		probe, err := net.Listen("tcp", addr)
-		if err != nil {
+		// Fail now if the port is in use, and resolve ":0" once so that
+		// every loop binds the same port.
+		if bound, _, err = probePort(addr); err != nil {
 			return fmt.Errorf("loop: group listen %s: %w", addr, err)
 		}
-		bound = net.JoinHostPort(host, strconv.Itoa(probe.Addr().(*net.TCPAddr).Port))
-		probe.Close()
 	}
 	for i, l := range g.loops {
 		if err := l.Listen(bound, setup(l, i)); err != nil {

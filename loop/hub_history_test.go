@@ -237,7 +237,7 @@ func TestHubWatchAndPublishAt(t *testing.T) {
 func TestHubResumeAcrossLoops(t *testing.T) {
 	broker := &MemoryBroker{}
 	hubs := make([]*Hub, 2)
-	_, addr := startTestGroup(t, 2, func(g *Group, l *Loop, i int) ConnHandler {
+	_, addr := startTestGroup(t, 2, func(g *Group, l *Loop, i int) *Application {
 		hubs[i] = NewHub(l, Text, broker)
 		if err := hubs[i].KeepHistory("s", HistoryOptions{MaxMessages: 10000}); err != nil {
 			t.Error(err)
@@ -575,7 +575,7 @@ func BenchmarkHistoryTopicCost(b *testing.B) {
 func TestHubRefillsDroppedDeliveries(t *testing.T) {
 	broker := &MemoryBroker{}
 	var hub *Hub
-	l, addr := startTestLoopWith(t, Options{TimeoutResolution: 10 * time.Millisecond, MaxQueuedBytes: 3000}, func(l *Loop) ConnHandler {
+	l, addr := startTestLoopWith(t, Options{TimeoutResolution: 10 * time.Millisecond, MaxQueuedBytes: 3000}, func(l *Loop) *Application {
 		hub = NewHub(l, Text, broker)
 		if err := hub.KeepHistory("t", HistoryOptions{MaxMessages: 100}); err != nil {
 			t.Error(err)

@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -242,19 +241,6 @@ type Loop struct {
 	wd *watchdog // nil unless Options.BlockThreshold
 }
 
-type listener struct {
-	addr  string
-	bound string // addr with the port resolved (Start)
-	port  int    // of addr, to find the listener of a new connection without allocating
-	app   ConnHandler
-}
-
-// ConnHandler is what a listener serves: it is given every new server
-// connection. *Application implements it.
-type ConnHandler interface {
-	serveConn(c *conn)
-}
-
 // New returns a loop that is not yet running.
 func New(opts Options) *Loop {
 	opts = opts.withDefaults()
@@ -277,25 +263,15 @@ func New(opts Options) *Loop {
 	return l
 }
 
-// Listen adds a TCP listener on addr ("host:port", ":8888") serving h. Call it
-// before Start; more than one listener is allowed. Goroutine-safe before Start.
-func (l *Loop) Listen(addr string, h ConnHandler) error {
-	if l.state.Load() != stateNew {
-		return fmt.Errorf("loop: listen %s: loop already started", addr)
-	}
-	_, ps, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("loop: listen %s: %w", addr, err)
-	}
-	port, _ := strconv.Atoi(ps) // a named port gives 0: matched when it is the only listener
-	l.listeners = append(l.listeners, listener{addr: addr, port: port, app: h})
-	return nil
-}
-
 // Start runs the loop on a gnet engine with exactly one event loop and blocks
 // until Stop has finished. Call it once.
 func (l *Loop) Start() error {
-	if !l.state.CompareAndSwap(stateNew, stateRunning) {
+	// Under mu, so that a concurrent Listen either lands before the
+	// listeners are read or sees the loop started.
+	l.mu.Lock()
+	started := l.state.CompareAndSwap(stateNew, stateRunning)
+	l.mu.Unlock()
+	if !started {
 		return errors.New("loop: Start called twice")
 	}
 	defer close(l.done)

@@ -300,10 +300,11 @@ func (l *Loop) Metrics() Metrics {
 	}
 	l.mu.Lock()
 	m.CallbacksQueued = len(l.queue)
+	lns := l.listeners // under mu: Listen appends to it before Start
 	l.mu.Unlock()
-	for i, ln := range l.listeners {
-		app, ok := ln.app.(*Application)
-		if !ok || seenApp(l.listeners[:i], app) {
+	for i, ln := range lns {
+		app := ln.app
+		if seenApp(lns[:i], app) {
 			continue
 		}
 		app.wsStats.mu.Lock()
@@ -327,7 +328,7 @@ func (l *Loop) Metrics() Metrics {
 // an Application).
 func seenApp(lns []listener, app *Application) bool {
 	for _, ln := range lns {
-		if a, ok := ln.app.(*Application); ok && a == app {
+		if ln.app == app {
 			return true
 		}
 	}

@@ -91,7 +91,7 @@ func serve(log *slog.Logger, cfg serverConfig) error {
 	env.broker = chatBroker(env.broker, cfg.lp, log)
 	nodes := make([]*demoNode, n)
 	addr := net.JoinHostPort(cfg.host, strconv.Itoa(cfg.port))
-	err := g.Listen(addr, func(l *loop.Loop, i int) loop.ConnHandler {
+	err := g.Listen(addr, func(l *loop.Loop, i int) *loop.Application {
 		app := loop.NewApplication(appOpts)
 		addHealthz(app)
 		nodes[i] = addDemos(l, i, app, env)

@@ -190,8 +190,14 @@ type Loop struct {
 	ready     chan struct{}
 	done      chan struct{}
 	readyOnce sync.Once
-	ctrl      net.Conn // the std side of the control connection
-	ctrlPeer  net.Conn
+	// ctrlPeer is the far end of the control connection (kick writes to
+	// it); set on the loop by the control connection's OnOpen. Loop-only.
+	ctrlPeer net.Conn
+	// ctrlErr is why the control connection could not be opened (the
+	// engine was stopped for it); under mu. ctrlFault, set by tests
+	// before Start, injects a failure there.
+	ctrlErr   error
+	ctrlFault func() error
 
 	dials     dialQueue // client attempts waiting for a dialer goroutine
 	openConns atomic.Int64
@@ -231,7 +237,6 @@ type Loop struct {
 	kicked         bool
 	freedBytes     int64 // abandoned in-flight bytes since the last return to the OS (watch.go)
 	freedAt        int64
-	stopErr        error // why the engine stopped on its own
 	// Owned by observers.go and callback.go.
 	wsCloseObservers []func(*WebSocket)   // run when a WebSocket closes; loop-only
 	esCloseObservers []func(*EventStream) // run when an event stream ends; loop-only
@@ -320,9 +325,11 @@ func (l *Loop) Start() error {
 	l.dropCallbacks()
 	l.exec.abandon() // a no-op after Stop; frees the workers if the engine failed
 	l.readyOnce.Do(func() { close(l.ready) })
-	if l.ctrl != nil {
-		l.ctrl.Close()
+	if l.ctrlPeer != nil { // the loop goroutine that set it has exited
 		l.ctrlPeer.Close()
+	}
+	if cerr := l.controlErr(); cerr != nil {
+		return fmt.Errorf("loop: start: %w", cerr)
 	}
 	if err != nil {
 		return fmt.Errorf("loop: engine: %w", err)
@@ -374,10 +381,35 @@ func (l *Loop) Stop(ctx context.Context) error {
 		close(l.done)
 		return nil
 	case !l.state.CompareAndSwap(stateRunning, stateStopping):
+		// Another Stop is under way (or Start has returned): wait for it,
+		// but only as long as this caller's ctx allows.
+		select {
+		case <-l.done:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("loop: stop: waiting for the other Stop: %w", ctx.Err())
+		}
+	}
+	select {
+	case <-l.ready:
+	case <-ctx.Done():
+		// The loop is not up yet: Stop needs its callbacks. Finish the
+		// stop once it is up (ctx is done, so with no grace: everything
+		// closes at once), so that it does not run on after this Stop.
+		go l.stopReady(ctx)
+		return fmt.Errorf("loop: stop: the loop was not ready: %w", ctx.Err())
+	}
+	return l.stopReady(ctx)
+}
+
+// stopReady is Stop once the loop is ready (or Start failed). Off the loop.
+func (l *Loop) stopReady(ctx context.Context) error {
+	<-l.ready
+	if l.controlErr() != nil {
+		// Start failed and stops its engine itself; it reports why.
 		<-l.done
 		return nil
 	}
-	<-l.ready
 	l.AddCallback(func() {
 		l.wheel.each(func(c *conn) { c.shutdown() })
 	})
@@ -414,6 +446,13 @@ wait:
 		return fmt.Errorf("loop: stop engine: %w", err)
 	}
 	return ctx.Err()
+}
+
+// controlErr is why the control connection failed, or nil. Goroutine-safe.
+func (l *Loop) controlErr() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ctrlErr
 }
 
 // now is the loop clock: monotonic nanoseconds since New.

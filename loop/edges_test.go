@@ -522,7 +522,7 @@ func TestListenZeroAddr(t *testing.T) {
 	resp.Body.Close()
 	// A second loop on the same port fails at Start, not silently shares it.
 	l2 := New(Options{})
-	l2.Listen(a.String(), app)
+	l2.Listen(a.String(), NewApplication(AppOptions{})) // an Application serves one loop
 	if err := l2.Start(); err == nil {
 		t.Fatal("a second loop started on a port in use")
 	}

@@ -30,6 +30,34 @@ func (e *engine) OnBoot(eng gnet.Engine) gnet.Action {
 	return gnet.None
 }
 
+// OnShutdown runs when the engine begins to stop, on gnet's goroutine
+// (not the loop's). The loop goroutine then closes what is still open
+// (OnClose) and exits; see retireLoopG.
+func (e *engine) OnShutdown(gnet.Engine) {
+	e.l.engStopping.Store(true)
+	if e.l.eng.CountConnections() <= 0 {
+		// No OnClose will come (the control connection never opened).
+		e.l.loopG.Store(loopGone)
+	}
+}
+
+// loopGone is loopG once the loop goroutine ran its last event: no g
+// lives at address 1.
+const loopGone = 1
+
+// retireLoopG runs after each OnClose: once the engine is stopping and its
+// last connection closed, gnet's loop goroutine has nothing left to run
+// and exits. InLoop compares goroutine struct addresses, and the runtime
+// hands the loop goroutine's to a new goroutine once it has exited (before
+// Start marks the loop stopped), so loopG takes a value no g has (enter
+// keeps a set value) and no goroutine passes for the loop from then on.
+// Loop-only.
+func (l *Loop) retireLoopG() {
+	if l.engStopping.Load() && l.eng.CountConnections() <= 0 {
+		l.loopG.Store(loopGone)
+	}
+}
+
 // OnTick runs once, on gnet's ticker goroutine, which gnet starts only after
 // it has registered its event loops: registering the control connection from
 // OnBoot raced with that registration (go test -race). It then sleeps for
@@ -193,5 +221,6 @@ func (e *engine) OnClose(gc gnet.Conn, err error) gnet.Action {
 	if c, ok := gc.Context().(*conn); ok {
 		c.closed(err)
 	}
+	e.l.retireLoopG()
 	return gnet.None
 }

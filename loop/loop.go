@@ -179,7 +179,8 @@ type Loop struct {
 	el          gnet.EventLoop
 	drainFn     gnet.RunnableFunc
 
-	loopG atomic.Uintptr // runtime g of the loop goroutine
+	loopG       atomic.Uintptr // runtime g of the loop goroutine; loopGone once it ran its last event
+	engStopping atomic.Bool    // the engine is shutting down (engine.OnShutdown)
 
 	timers timers
 	wheel  wheel
@@ -349,7 +350,10 @@ func (l *Loop) Ready() <-chan struct{} { return l.ready }
 // Done is closed when Start has returned. Goroutine-safe.
 func (l *Loop) Done() <-chan struct{} { return l.done }
 
-// InLoop reports whether the caller runs on the loop goroutine. Goroutine-safe.
+// Goroutine-safe. InLoop reports whether the caller runs on the loop
+// goroutine. It is false everywhere once the loop goroutine has run its
+// last event, since the runtime may then give its identity to a new
+// goroutine.
 func (l *Loop) InLoop() bool {
 	g := l.loopG.Load()
 	return g != 0 && g == getg() && l.state.Load() != stateStopped

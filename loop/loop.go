@@ -104,6 +104,16 @@ type Options struct {
 	// 64 MiB.
 	MaxQueuedBytes int
 
+	// ReturnMemoryToOS lets the loop force a garbage collection and give
+	// free memory back to the OS (runtime.GC then debug.FreeOSMemory, on
+	// another goroutine, at most every 10 s) once 64 MiB of abandoned
+	// messages in flight (large frames whose senders were closed) have
+	// gathered: their buffers would otherwise stay in the process's RSS
+	// for minutes. It acts on the whole process, so it is off unless the
+	// program owns its memory policy (cmd/tornago turns it on with
+	// -return-memory). Default: false.
+	ReturnMemoryToOS bool
+
 	// BlockThreshold turns on the blocked-loop watchdog (Tornado's
 	// set_blocking_log_threshold): when one handler, callback, timer or
 	// traffic callback runs longer than this, the loop goroutine's stack

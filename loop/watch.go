@@ -116,11 +116,14 @@ func (l *Loop) unsentOver(n int) bool {
 
 // freed notes n bytes of abandoned messages in flight (a large frame whose
 // sender was closed). Their buffers go back to gnet's and the runtime's
-// pools, where an idle server would keep them as RSS for minutes; once 64
-// MiB have gathered the loop has them returned to the OS, from another
-// goroutine and at most every 10 s (two collections: sync.Pool keeps a
-// buffer through one).
+// pools, where an idle server would keep them as RSS for minutes; with
+// Options.ReturnMemoryToOS, once 64 MiB have gathered the loop has them
+// returned to the OS, from another goroutine and at most every 10 s (two
+// collections: sync.Pool keeps a buffer through one). Loop-only.
 func (l *Loop) freed(n int64) {
+	if !l.opts.ReturnMemoryToOS {
+		return // a process-wide collection is the embedder's call
+	}
 	l.freedBytes += n
 	if l.freedBytes < 64<<20 || l.now()-l.freedAt < int64(10*time.Second) {
 		return

@@ -32,6 +32,7 @@ type serverConfig struct {
 
 	metricsAddr, pprofAddr string
 	blockThreshold         time.Duration
+	returnMemory           bool // -return-memory: loop.Options.ReturnMemoryToOS
 
 	child  int  // index among the -procs children, -1 when not one
 	shared bool // other processes listen on the port too (no free-port check)
@@ -48,7 +49,7 @@ func serve(log *slog.Logger, cfg serverConfig) error {
 	if n <= 0 {
 		n = runtime.NumCPU()
 	}
-	g := loop.NewGroup(n, loop.Options{Logger: log, BlockThreshold: cfg.blockThreshold, ReusePort: cfg.shared})
+	g := loop.NewGroup(n, loop.Options{Logger: log, BlockThreshold: cfg.blockThreshold, ReusePort: cfg.shared, ReturnMemoryToOS: cfg.returnMemory})
 	if cfg.metricsAddr != "" {
 		if err := serveMetrics(childAddr(cfg.metricsAddr, cfg.child), g.Loops(), log); err != nil {
 			return fmt.Errorf("metrics: %w", err)

@@ -196,3 +196,45 @@ func TestPipelineBeforeReady(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// AddOnStop is goroutine-safe (as net/http's RegisterOnShutdown): hooks
+// added from several goroutines at once all run on the loop during Stop
+// (go test -race flagged the unlocked append), and once Stop ran them it
+// returns ErrStopped.
+func TestAddOnStopConcurrent(t *testing.T) {
+	l := New(Options{Logger: discardLog})
+	if err := l.Listen(freePort(t), NewApplication(AppOptions{})); err != nil {
+		t.Fatal(err)
+	}
+	started := startAsync(l)
+	<-l.Ready()
+	const n = 8
+	ran := make(chan bool, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			if err := l.AddOnStop(func() { ran <- l.InLoop() }); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := stopWithin(t, l, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	close(ran)
+	count := 0
+	for onLoop := range ran {
+		if !onLoop {
+			t.Error("a close hook ran off the loop")
+		}
+		count++
+	}
+	if count != n {
+		t.Fatalf("%d hooks ran, want %d", count, n)
+	}
+	if err := l.AddOnStop(func() {}); !errors.Is(err, ErrStopped) {
+		t.Fatalf("AddOnStop after Stop: %v, want ErrStopped", err)
+	}
+}

@@ -220,7 +220,8 @@ type Loop struct {
 	// deferredCloses holds the closes gnet reported inside them. Loop-only.
 	busy           int
 	deferredCloses []func()
-	closeHooks     []func()
+	closeHooks     []func() // AddOnStop; under mu
+	hooksRan       bool     // Stop took closeHooks; under mu
 	slowCloses     atomic.Int64
 	slowSkips      atomic.Int64
 	refused        atomic.Int64
@@ -369,10 +370,20 @@ func (l *Loop) InLoop() bool {
 	return g != 0 && g == getg() && l.state.Load() != stateStopped
 }
 
-// AddOnStop registers fn to run on the loop during Stop, after connections
-// have drained and before the engine shuts down (Tornado's close hooks).
-// Loop-only, or before Start.
-func (l *Loop) AddOnStop(fn func()) { l.closeHooks = append(l.closeHooks, fn) }
+// Goroutine-safe. AddOnStop registers fn to run on the loop during Stop,
+// after connections have drained and before the engine shuts down
+// (Tornado's close hooks, net/http's RegisterOnShutdown). Hooks run in the
+// order added. It returns ErrStopped, and fn never runs, once Stop has
+// begun running the hooks or the loop has stopped.
+func (l *Loop) AddOnStop(fn func()) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.hooksRan || l.state.Load() == stateStopped {
+		return ErrStopped
+	}
+	l.closeHooks = append(l.closeHooks, fn)
+	return nil
+}
 
 // Stop stops the loop gracefully: it refuses new connections, closes idle
 // HTTP connections, lets in-flight responses finish, sends WebSocket close
@@ -440,7 +451,11 @@ wait:
 	hooksDone := make(chan struct{})
 	l.AddCallback(func() {
 		defer close(hooksDone)
-		for _, fn := range l.closeHooks {
+		l.mu.Lock()
+		hooks := l.closeHooks
+		l.closeHooks, l.hooksRan = nil, true
+		l.mu.Unlock()
+		for _, fn := range hooks {
 			l.safeCall(fn)
 		}
 	})
@@ -472,8 +487,6 @@ func (l *Loop) controlErr() error {
 // now is the loop clock: monotonic nanoseconds since New.
 func (l *Loop) now() int64 { return int64(time.Since(l.epoch)) }
 
-// safeCall runs fn and recovers a panic, logging it with its stack, so that
-// one faulty callback never stops the loop.
 // trimScratch drops the scratch buffer after one large message or
 // response, so the loop does not keep its peak size for ever. Loop-only.
 func (l *Loop) trimScratch() {
@@ -482,6 +495,8 @@ func (l *Loop) trimScratch() {
 	}
 }
 
+// safeCall runs fn and recovers a panic, logging it with its stack, so that
+// one faulty callback never stops the loop.
 func (l *Loop) safeCall(fn func()) {
 	l.begin()
 	defer func() {

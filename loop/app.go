@@ -22,7 +22,7 @@ type Handler interface {
 // HandlerFunc adapts a function to Handler.
 type HandlerFunc func(r *Request)
 
-// Serve calls f(r).
+// Loop-only. Serve calls f(r).
 func (f HandlerFunc) Serve(r *Request) { f(r) }
 
 // Methods dispatches on the request method, Tornado's get/post/... entry
@@ -32,7 +32,7 @@ type Methods struct {
 	Get, Post, Put, Delete, Patch, Options func(r *Request)
 }
 
-// Serve implements Handler.
+// Loop-only. Serve implements Handler.
 func (m Methods) Serve(r *Request) {
 	var fn func(*Request)
 	switch r.Method {
@@ -213,9 +213,9 @@ func NewApplication(opts AppOptions) *Application {
 	return &Application{opts: opts.withDefaults(), trusted: trusted}
 }
 
-// Handle adds a route. pattern is anchored at both ends ("/user/([0-9]+)").
-// It panics on an invalid pattern, like regexp.MustCompile. Call it before
-// the loop starts, or on the loop.
+// Loop-only, or before Start. Handle adds a route. pattern is anchored at
+// both ends ("/user/([0-9]+)"). It panics on an invalid pattern, like
+// regexp.MustCompile.
 func (a *Application) Handle(pattern string, h Handler) {
 	re, err := regexp.Compile("^(?:" + pattern + ")$")
 	if err != nil {
@@ -224,7 +224,7 @@ func (a *Application) Handle(pattern string, h Handler) {
 	a.routes = append(a.routes, route{re: re, h: h})
 }
 
-// HandleFunc adds a route served by a function.
+// Loop-only, or before Start. HandleFunc adds a route served by a function.
 func (a *Application) HandleFunc(pattern string, fn func(r *Request)) {
 	a.Handle(pattern, HandlerFunc(fn))
 }

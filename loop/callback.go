@@ -7,7 +7,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 )
 
-// AddCallback schedules fn to run on the loop. Goroutine-safe. Callbacks run
+// Goroutine-safe. AddCallback schedules fn to run on the loop. Callbacks run
 // in the order they were added; one added from the loop runs after the
 // current callback or handler returns, never re-entrantly. It wakes the loop
 // at once through gnet's EventLoop.Execute (one wake-up per batch, however

@@ -46,7 +46,7 @@ func NewGroup(n int, opts Options) *Group {
 	return g
 }
 
-// Loops returns the group's loops, in a fixed order. Goroutine-safe.
+// Goroutine-safe. Loops returns the group's loops, in a fixed order.
 func (g *Group) Loops() []*Loop { return g.loops }
 
 // Goroutine-safe before Start. Listen adds a listener on addr to every
@@ -81,10 +81,10 @@ func (g *Group) Listen(addr string, setup func(l *Loop, i int) *Application) err
 // failed.
 const failStopGrace = 10 * time.Second
 
-// Start runs every loop, each on its own goroutine (see Loop.Start), and
-// blocks until all have returned. When one loop fails, the others are
-// stopped (gracefully, for up to 10 s) and the first error is returned.
-// Call it once.
+// Goroutine-safe (not from a loop). Start runs every loop, each on its own
+// goroutine (see Loop.Start), and blocks until all have returned. When one
+// loop fails, the others are stopped (gracefully, for up to 10 s) and the
+// first error is returned. Call it once.
 func (g *Group) Start() error {
 	errs := make(chan error, len(g.loops))
 	var wg sync.WaitGroup
@@ -115,16 +115,16 @@ func (g *Group) Start() error {
 	return first
 }
 
-// Ready is closed once every loop runs (or has failed). Goroutine-safe.
+// Goroutine-safe. Ready is closed once every loop runs (or has failed).
 func (g *Group) Ready() <-chan struct{} { return g.ready }
 
-// Addr returns the address of the first listener (the same on every loop),
-// or nil before Ready. Goroutine-safe.
+// Goroutine-safe. Addr returns the address of the first listener (the same
+// on every loop), or nil before Ready.
 func (g *Group) Addr() net.Addr { return g.loops[0].Addr() }
 
-// Stop stops every loop at once (see Loop.Stop: WebSockets get 1001 and
-// responses finish, until ctx is done) and returns when all have stopped,
-// with their errors joined. Goroutine-safe; not from a loop goroutine.
+// Goroutine-safe (not from a loop). Stop stops every loop at once (see
+// Loop.Stop: WebSockets get 1001 and responses finish, until ctx is done)
+// and returns when all have stopped, with their errors joined.
 func (g *Group) Stop(ctx context.Context) error {
 	errs := make([]error, len(g.loops))
 	var wg sync.WaitGroup

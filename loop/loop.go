@@ -280,8 +280,9 @@ func New(opts Options) *Loop {
 	return l
 }
 
-// Start runs the loop on a gnet engine with exactly one event loop and blocks
-// until Stop has finished. Call it once.
+// Goroutine-safe (not from the loop). Start runs the loop on a gnet engine
+// with exactly one event loop and blocks until Stop has finished. Call it
+// once.
 func (l *Loop) Start() error {
 	// Under mu, so that a concurrent Listen either lands before the
 	// listeners are read or sees the loop started.
@@ -354,11 +355,11 @@ func (l *Loop) Start() error {
 	return nil
 }
 
-// Ready is closed once the loop runs and its listeners accept connections
-// (or Start failed). Goroutine-safe.
+// Goroutine-safe. Ready is closed once the loop runs and its listeners
+// accept connections (or Start failed).
 func (l *Loop) Ready() <-chan struct{} { return l.ready }
 
-// Done is closed when Start has returned. Goroutine-safe.
+// Goroutine-safe. Done is closed when Start has returned.
 func (l *Loop) Done() <-chan struct{} { return l.done }
 
 // Goroutine-safe. InLoop reports whether the caller runs on the loop
@@ -385,12 +386,15 @@ func (l *Loop) AddOnStop(fn func()) error {
 	return nil
 }
 
-// Stop stops the loop gracefully: it refuses new connections, closes idle
-// HTTP connections, lets in-flight responses finish, sends WebSocket close
-// frames (1001 Going Away) and waits for the peers' replies, all until ctx is
-// done; then it runs the close hooks, closes what is left and returns after
-// Start has returned. Goroutine-safe; do not call it from the loop goroutine
-// (it waits for the loop), use `go l.Stop(ctx)` there.
+// Goroutine-safe (not from the loop). Stop stops the loop gracefully: it
+// refuses new connections, closes idle HTTP connections, lets in-flight
+// responses finish, sends WebSocket close frames (1001 Going Away) and waits
+// for the peers' replies, all until ctx is done; then it runs the close
+// hooks, closes what is left and returns after Start has returned. A Stop
+// called while another runs waits for it only until its own ctx is done;
+// one called before the loop is ready returns when ctx is done and the
+// loop then stops at once when it comes up. Not from the loop goroutine (it
+// waits for the loop; that returns an error): use `go l.Stop(ctx)` there.
 func (l *Loop) Stop(ctx context.Context) error {
 	if l.InLoop() {
 		// Checked first: Stop waits for the loop, which would deadlock,

@@ -53,10 +53,11 @@ type Request struct {
 	es        *EventStream // the request's event stream, if any
 }
 
-// Header returns the first value of a request header (case-insensitive).
+// Loop-only. Header returns the first value of a request header
+// (case-insensitive).
 func (r *Request) Header(name string) string { return string(r.head.Get(name)) }
 
-// Headers returns every value of a repeated request header.
+// Loop-only. Headers returns every value of a repeated request header.
 func (r *Request) Headers(name string) []string {
 	var out []string
 	for _, v := range r.head.Values(nil, name) {
@@ -65,7 +66,7 @@ func (r *Request) Headers(name string) []string {
 	return out
 }
 
-// Cookie returns the named cookie's value, "" when absent.
+// Loop-only. Cookie returns the named cookie's value, "" when absent.
 func (r *Request) Cookie(name string) string {
 	for _, line := range r.head.Values(nil, "Cookie") {
 		for _, part := range strings.Split(string(line), ";") {
@@ -78,9 +79,9 @@ func (r *Request) Cookie(name string) string {
 	return ""
 }
 
-// RemoteAddr is the TCP peer's address as "ip:port": behind a reverse
-// proxy, the proxy's. RemoteIP gives the client's address through a trusted
-// proxy. "" once the connection is gone. Loop-only.
+// Loop-only. RemoteAddr is the TCP peer's address as "ip:port": behind a
+// reverse proxy, the proxy's. RemoteIP gives the client's address through a
+// trusted proxy. "" once the connection is gone.
 func (r *Request) RemoteAddr() string {
 	if r.c == nil || r.c.gc == nil || r.c.cf.has(cfDead) {
 		return ""
@@ -88,7 +89,7 @@ func (r *Request) RemoteAddr() string {
 	return r.c.gc.RemoteAddr().String()
 }
 
-// Loop returns the loop serving the request.
+// Loop-only. Loop returns the loop serving the request.
 func (r *Request) Loop() *Loop { return r.c.l }
 
 func (r *Request) parseArgs() {
@@ -103,8 +104,9 @@ func (r *Request) parseArgs() {
 	}
 }
 
-// GetArgument returns the last value of a query or urlencoded-body argument,
-// or def when it is absent (Tornado's get_argument).
+// Loop-only. GetArgument returns the last value of a query or
+// urlencoded-body argument, or def when it is absent (Tornado's
+// get_argument).
 func (r *Request) GetArgument(name, def string) string {
 	r.parseArgs()
 	if v := r.args[name]; len(v) > 0 {
@@ -113,13 +115,14 @@ func (r *Request) GetArgument(name, def string) string {
 	return def
 }
 
-// GetArguments returns every value of an argument, query first then body.
+// Loop-only. GetArguments returns every value of an argument, query first
+// then body.
 func (r *Request) GetArguments(name string) []string {
 	r.parseArgs()
 	return r.args[name]
 }
 
-// DecodeJSON decodes a JSON body into v.
+// Loop-only. DecodeJSON decodes a JSON body into v.
 func (r *Request) DecodeJSON(v any) error {
 	if err := json.Unmarshal(r.Body, v); err != nil {
 		return fmt.Errorf("loop: decode JSON body: %w", err)
@@ -127,13 +130,13 @@ func (r *Request) DecodeJSON(v any) error {
 	return nil
 }
 
-// SetStatus sets the response status (default 200).
+// Loop-only. SetStatus sets the response status (default 200).
 func (r *Request) SetStatus(code int) { r.status = code }
 
-// Status returns the response status set so far.
+// Loop-only. Status returns the response status set so far.
 func (r *Request) Status() int { return r.status }
 
-// SetHeader sets a response header, replacing earlier values.
+// Loop-only. SetHeader sets a response header, replacing earlier values.
 func (r *Request) SetHeader(name, value string) {
 	for i := 0; i < len(r.hdr); i += 2 {
 		if strings.EqualFold(r.hdr[i], name) {
@@ -144,8 +147,8 @@ func (r *Request) SetHeader(name, value string) {
 	r.AddHeader(name, value)
 }
 
-// AddHeader adds a response header value. CR and LF are removed to prevent
-// response splitting.
+// Loop-only. AddHeader adds a response header value. CR and LF are removed
+// to prevent response splitting.
 func (r *Request) AddHeader(name, value string) {
 	r.hdr = append(r.hdr, stripCRLF(name), stripCRLF(value))
 }
@@ -157,7 +160,8 @@ func stripCRLF(s string) string {
 	return strings.NewReplacer("\r", "", "\n", "").Replace(s)
 }
 
-// SetCookie adds a Set-Cookie header (value not escaped; attrs like "Path=/").
+// Loop-only. SetCookie adds a Set-Cookie header (value not escaped; attrs
+// like "Path=/").
 func (r *Request) SetCookie(name, value string, attrs ...string) {
 	v := name + "=" + value
 	for _, a := range attrs {
@@ -175,8 +179,9 @@ func (r *Request) hasHeader(name string) bool {
 	return false
 }
 
-// Write appends to the response body: a string or []byte as is, any other
-// value as JSON (Tornado writes a dict as JSON), setting Content-Type.
+// Loop-only. Write appends to the response body: a string or []byte as is,
+// any other value as JSON (Tornado writes a dict as JSON), setting
+// Content-Type.
 func (r *Request) Write(v any) error {
 	if r.finished {
 		return ErrFinished
@@ -199,24 +204,25 @@ func (r *Request) Write(v any) error {
 	return nil
 }
 
-// Async marks the request as asynchronous: returning from the handler does
-// not finish it; call Finish later from a callback or timer on the loop
-// (long polling). Use OnConnectionClose to learn that the client left.
+// Loop-only. Async marks the request as asynchronous: returning from the
+// handler does not finish it; call Finish later from a callback or timer on
+// the loop (long polling). Use OnConnectionClose to learn that the client
+// left.
 func (r *Request) Async() { r.async = true }
 
-// OnConnectionClose sets fn to run (once, on the loop) if the client closes
-// the connection before the request is finished (Tornado's
+// Loop-only. OnConnectionClose sets fn to run (once, on the loop) if the
+// client closes the connection before the request is finished (Tornado's
 // on_connection_close), so a long poll can drop its waiter.
 func (r *Request) OnConnectionClose(fn func()) { r.onGone = fn }
 
-// Gone reports whether the client has closed the connection.
+// Loop-only. Gone reports whether the client has closed the connection.
 func (r *Request) Gone() bool { return r.gone }
 
-// Finished reports whether Finish ran.
+// Loop-only. Finished reports whether Finish ran.
 func (r *Request) Finished() bool { return r.finished }
 
-// Finish sends the response. Finishing twice, or after the client left,
-// is harmless and returns ErrFinished or nil respectively.
+// Loop-only. Finish sends the response. Finishing twice, or after the client
+// left, is harmless and returns ErrFinished or nil respectively.
 func (r *Request) Finish() error {
 	if r.finished {
 		return ErrFinished
@@ -232,7 +238,7 @@ func (r *Request) Finish() error {
 	return nil
 }
 
-// Redirect answers 302 (or 301 when permanent) with Location url.
+// Loop-only. Redirect answers 302 (or 301 when permanent) with Location url.
 func (r *Request) Redirect(u string, permanent bool) {
 	if permanent {
 		r.status = 301
@@ -243,10 +249,10 @@ func (r *Request) Redirect(u string, permanent bool) {
 	r.Finish()
 }
 
-// SendError discards any output and finishes with an error page for code.
-// After Flush the head is gone: the stream is cut instead (the connection
-// closes without the last chunk, so the client sees a truncated response,
-// not a complete one).
+// Loop-only. SendError discards any output and finishes with an error page
+// for code. After Flush the head is gone: the stream is cut instead (the
+// connection closes without the last chunk, so the client sees a truncated
+// response, not a complete one).
 func (r *Request) SendError(code int) {
 	if r.finished {
 		return

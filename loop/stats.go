@@ -245,7 +245,7 @@ type Histogram struct {
 	Sum    time.Duration
 }
 
-// Count is the number of observations.
+// Goroutine-safe. Count is the number of observations.
 func (h Histogram) Count() int64 {
 	var n int64
 	for _, c := range h.Counts {
@@ -275,9 +275,10 @@ var closeCodes = func() (c [closeCodeSlots - 1]int) {
 	return c
 }()
 
-// Metrics returns a snapshot of the loop's counters. Goroutine-safe; it
-// takes the callback queue's and the timers' locks briefly, never waits
-// for the loop (it answers while the loop is blocked), and allocates.
+// Goroutine-safe. Metrics returns a snapshot of the loop's counters: it
+// takes the callback queue's and the timers' locks
+// briefly, never waits for the loop (it answers while the loop is blocked),
+// and allocates.
 func (l *Loop) Metrics() Metrics {
 	s := &l.st
 	m := Metrics{

@@ -22,13 +22,13 @@ var ErrStreamClosed = errors.New("loop: stream closed")
 // ErrStreamClosed.
 var ErrSlowConsumer = fmt.Errorf("%w: slow consumer, unsent output over its bound", ErrStreamClosed)
 
-// Flush sends what Write appended since the last Flush. The first Flush
-// sends the status line and headers first and starts a streamed body:
-// chunked for an HTTP/1.1 client (one chunk per Flush), or delimited by
-// the connection's close for HTTP/1.0 (with Connection: close). After it
-// the status and headers can no longer change, and the request is
-// asynchronous (as after Async): Finish sends the rest and the last chunk,
-// after which a keep-alive connection serves its next request.
+// Loop-only. Flush sends what Write appended since the last Flush. The first
+// Flush sends the status line and headers first and starts a streamed body:
+// chunked for an HTTP/1.1 client (one chunk per Flush), or delimited by the
+// connection's close for HTTP/1.0 (with Connection: close). After it the
+// status and headers can no longer change, and the request is asynchronous
+// (as after Async): Finish sends the rest and the last chunk, after which a
+// keep-alive connection serves its next request.
 //
 // A HEAD request (or a 204/304 status) gets the headers and is finished
 // by the first Flush; later Writes and Flushes return ErrFinished.

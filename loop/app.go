@@ -1,9 +1,11 @@
 package loop
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"regexp"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -20,7 +22,7 @@ type Handler interface {
 // HandlerFunc adapts a function to Handler.
 type HandlerFunc func(r *Request)
 
-// Serve calls f(r).
+// Loop-only. Serve calls f(r).
 func (f HandlerFunc) Serve(r *Request) { f(r) }
 
 // Methods dispatches on the request method, Tornado's get/post/... entry
@@ -30,7 +32,7 @@ type Methods struct {
 	Get, Post, Put, Delete, Patch, Options func(r *Request)
 }
 
-// Serve implements Handler.
+// Loop-only. Serve implements Handler.
 func (m Methods) Serve(r *Request) {
 	var fn func(*Request)
 	switch r.Method {
@@ -129,8 +131,10 @@ func (o AppOptions) withDefaults() AppOptions {
 // expressions matched against the whole path, in the order added, capture
 // groups passed to the handler as path arguments. Unmatched paths get 404.
 // Add routes before Start. An Application serves one Loop: it keeps
-// loop-only free lists, so give each Loop its own.
+// loop-only free lists and route counters, so give each Loop its own
+// (Loop.Listen refuses an Application that already serves another loop).
 type Application struct {
+	owner   atomic.Pointer[Loop] // the loop it serves, from its first Listen
 	opts    AppOptions
 	routes  []route
 	trusted []netip.Prefix // AppOptions.TrustedProxies, parsed
@@ -211,9 +215,9 @@ func NewApplication(opts AppOptions) *Application {
 	return &Application{opts: opts.withDefaults(), trusted: trusted}
 }
 
-// Loop-only, or before Start.
-// Handle adds a route. pattern is anchored at both ends ("/user/([0-9]+)").
-// It panics on an invalid pattern, like regexp.MustCompile.
+// Loop-only, or before Start. Handle adds a route. pattern is anchored at
+// both ends ("/user/([0-9]+)"). It panics on an invalid pattern, like
+// regexp.MustCompile.
 func (a *Application) Handle(pattern string, h Handler) {
 	re, err := regexp.Compile("^(?:" + pattern + ")$")
 	if err != nil {
@@ -222,8 +226,7 @@ func (a *Application) Handle(pattern string, h Handler) {
 	a.routes = append(a.routes, route{re: re, h: h})
 }
 
-// Loop-only, or before Start.
-// HandleFunc adds a route served by a function.
+// Loop-only, or before Start. HandleFunc adds a route served by a function.
 func (a *Application) HandleFunc(pattern string, fn func(r *Request)) {
 	a.Handle(pattern, HandlerFunc(fn))
 }
@@ -241,6 +244,19 @@ func (a *Application) match(path string) (Handler, []string) {
 		}
 	}
 	return nil, nil
+}
+
+// errAppShared is why a second loop cannot listen with an Application.
+var errAppShared = errors.New("this Application already serves another Loop; give each Loop its own (e.g. build it in Group.Listen's setup)")
+
+// claim makes l the loop a serves, or fails if a serves another one: its
+// free lists and route counters are touched without locks by its loop.
+// Goroutine-safe.
+func (a *Application) claim(l *Loop) error {
+	if a.owner.CompareAndSwap(nil, l) || a.owner.Load() == l {
+		return nil
+	}
+	return errAppShared
 }
 
 func (a *Application) serveConn(c *conn) {

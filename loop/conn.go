@@ -63,7 +63,7 @@ type conn struct {
 	cf    connFlags
 }
 
-// connFlags are a connection's lifecycle bits (see close.go).
+// connFlags are a connection's lifecycle bits (see conn_close.go).
 type connFlags uint8
 
 const (
@@ -209,5 +209,31 @@ func (c *conn) shutdown() {
 		m.shutdown(c)
 	} else {
 		c.close()
+	}
+}
+
+// write writes b and accounts for what the socket did not take. Loop-only.
+func (c *conn) write(b []byte) error {
+	before := c.gc.OutboundBuffered()
+	_, err := c.gc.Write(b)
+	c.wrote(before)
+	return err
+}
+
+// writev is write for two slices (a header and a payload, not joined).
+func (c *conn) writev(bs [][]byte) error {
+	before := c.gc.OutboundBuffered()
+	_, err := c.gc.Writev(bs)
+	c.wrote(before)
+	return err
+}
+
+func (c *conn) wrote(before int) {
+	if c.cf.has(cfDead) {
+		return
+	}
+	if b := c.gc.OutboundBuffered(); b > 0 {
+		c.l.unsent += b - before
+		c.l.watch(c)
 	}
 }

@@ -130,7 +130,7 @@ func TestWebSocketAsyncOpenSocket(t *testing.T) {
 
 func TestWebSocketAsyncBacklog(t *testing.T) {
 	var recs chan *wsRec
-	l, addr := startTestLoopWith(t, Options{MaxAsyncBytes: 1 << 10}, func(l *Loop) ConnHandler {
+	l, addr := startTestLoopWith(t, Options{MaxAsyncBytes: 1 << 10}, func(l *Loop) *Application {
 		app := NewApplication(AppOptions{})
 		recs = wsRecRoute(app, "/c", WSOptions{}, nil)
 		return app

@@ -2,13 +2,20 @@ package loop
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+	gerrors "github.com/panjf2000/gnet/v2/pkg/errors"
 )
 
-type ctrlMarker struct{}
+// ctrlMarker is the gnet context of the control connection; peer is the
+// other end, through which kick writes (turn.go). It reaches the loop
+// with the registration, so the loop reads peer after a happens-before
+// edge (gnet's task queue) instead of racing with openControl.
+type ctrlMarker struct{ peer net.Conn }
 
 // engine adapts gnet's EventHandler to the loop. Every method runs on the
 // loop goroutine.
@@ -21,6 +28,34 @@ type engine struct {
 func (e *engine) OnBoot(eng gnet.Engine) gnet.Action {
 	e.l.eng = eng
 	return gnet.None
+}
+
+// OnShutdown runs when the engine begins to stop, on gnet's goroutine
+// (not the loop's). The loop goroutine then closes what is still open
+// (OnClose) and exits; see retireLoopG.
+func (e *engine) OnShutdown(gnet.Engine) {
+	e.l.engStopping.Store(true)
+	if e.l.eng.CountConnections() <= 0 {
+		// No OnClose will come (the control connection never opened).
+		e.l.loopG.Store(loopGone)
+	}
+}
+
+// loopGone is loopG once the loop goroutine ran its last event: no g
+// lives at address 1.
+const loopGone = 1
+
+// retireLoopG runs after each OnClose: once the engine is stopping and its
+// last connection closed, gnet's loop goroutine has nothing left to run
+// and exits. InLoop compares goroutine struct addresses, and the runtime
+// hands the loop goroutine's to a new goroutine once it has exited (before
+// Start marks the loop stopped), so loopG takes a value no g has (enter
+// keeps a set value) and no goroutine passes for the loop from then on.
+// Loop-only.
+func (l *Loop) retireLoopG() {
+	if l.engStopping.Load() && l.eng.CountConnections() <= 0 {
+		l.loopG.Store(loopGone)
+	}
 }
 
 // OnTick runs once, on gnet's ticker goroutine, which gnet starts only after
@@ -37,12 +72,54 @@ func (e *engine) OnTick() (time.Duration, gnet.Action) {
 
 // openControl registers one private loopback connection with the engine so
 // that the loop owns a gnet.EventLoop handle (for Execute) even before any
-// client connects. gnet offers no other way to get one.
+// client connects. gnet offers no other way to get one. Without it no
+// callback or timer would ever run (and Stop could not stop the loop), so
+// when it cannot be opened the engine is stopped and Start returns why.
 func (l *Loop) openControl() {
+	err := l.registerControl()
+	if err == nil {
+		return
+	}
+	l.mu.Lock()
+	l.ctrlErr = err
+	l.mu.Unlock()
+	l.log.Error("loop: no control connection, stopping", "err", err)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := l.eng.Stop(ctx); err != nil && !errors.Is(err, gerrors.ErrEngineInShutdown) {
+		l.log.Error("loop: stop engine after the control connection failed", "err", err)
+	}
+}
+
+// registerControl opens the control connection and registers it. It
+// returns nil once the loop has it, or when the engine is shutting down
+// anyway (Start then reports why).
+func (l *Loop) registerControl() error {
+	if l.ctrlFault != nil {
+		if err := l.ctrlFault(); err != nil {
+			return err
+		}
+	}
+	var err error
+	for range 500 { // the engine's loops start just after OnBoot
+		var retry bool
+		if retry, err = l.tryControl(); err == nil || !retry {
+			return err
+		}
+		if errors.Is(err, gerrors.ErrEngineInShutdown) {
+			return nil
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return fmt.Errorf("loop: control connection not registered after 500 attempts: %w", err)
+}
+
+// tryControl makes one attempt: a loopback pair, one end registered with
+// gnet. retry says whether another attempt may succeed.
+func (l *Loop) tryControl() (retry bool, err error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		l.log.Error("loop: control listener", "err", err)
-		return
+		return false, fmt.Errorf("loop: control listener: %w", err)
 	}
 	defer ln.Close()
 	accepted := make(chan net.Conn, 1)
@@ -52,33 +129,33 @@ func (l *Loop) openControl() {
 	}()
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
-		l.log.Error("loop: control dial", "err", err)
-		return
+		ln.Close() // ends the Accept
+		<-accepted
+		return false, fmt.Errorf("loop: control dial: %w", err)
 	}
-	l.ctrlPeer = <-accepted
-	l.ctrl = c
-	ctx := gnet.NewContext(gnet.NewNetConnContext(context.Background(), c), ctrlMarker{})
-	for i := 0; i < 500; i++ { // the engine's loops start just after OnBoot
-		ch, err := l.eng.Register(ctx)
-		if err == nil {
-			if res := <-ch; res.Err == nil {
-				return
-			} else {
-				err = res.Err
-			}
-		}
-		if l.state.Load() != stateRunning {
-			return
-		}
-		time.Sleep(2 * time.Millisecond)
+	peer := <-accepted
+	if peer == nil {
+		c.Close()
+		return false, errors.New("loop: control accept failed")
 	}
-	l.log.Error("loop: could not register the control connection")
+	// gnet dups c's descriptor and closes c itself (eventloop enroll).
+	ctx := gnet.NewContext(gnet.NewNetConnContext(context.Background(), c), ctrlMarker{peer: peer})
+	ch, err := l.eng.Register(ctx)
+	if err == nil {
+		if err = (<-ch).Err; err == nil {
+			return false, nil // OnOpen took peer
+		}
+	}
+	c.Close()
+	peer.Close()
+	return true, fmt.Errorf("loop: register the control connection: %w", err)
 }
 
 func (e *engine) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	l := e.l
 	l.enter()
-	if _, ok := gc.Context().(ctrlMarker); ok {
+	if cm, ok := gc.Context().(ctrlMarker); ok {
+		l.ctrlPeer = cm.peer
 		l.setEventLoop(gc.EventLoop())
 		l.readyOnce.Do(func() { close(l.ready) })
 		return nil, gnet.None
@@ -104,14 +181,14 @@ func (e *engine) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		}
 		return refusal503, gnet.Close
 	}
-	h := l.handlerFor(gc.LocalAddr())
-	if h == nil {
+	app := l.appFor(gc.LocalAddr())
+	if app == nil {
 		return nil, gnet.Close
 	}
 	c := &conn{l: l, gc: gc}
 	gc.SetContext(c)
 	l.track(c)
-	h.serveConn(c)
+	app.serveConn(c)
 	return nil, gnet.None
 }
 
@@ -122,22 +199,6 @@ var refusal503 = []byte("HTTP/1.1 503 Service Unavailable\r\nConnection: close\r
 func (l *Loop) track(c *conn) {
 	l.wheel.track(c)
 	l.openConns.Add(1)
-}
-
-func (l *Loop) handlerFor(a net.Addr) ConnHandler {
-	ta, ok := a.(*net.TCPAddr)
-	if !ok {
-		return nil
-	}
-	for _, ln := range l.listeners {
-		if ln.port == ta.Port {
-			return ln.app
-		}
-	}
-	if len(l.listeners) == 1 {
-		return l.listeners[0].app
-	}
-	return nil
 }
 
 func (e *engine) OnTraffic(gc gnet.Conn) gnet.Action {
@@ -160,5 +221,6 @@ func (e *engine) OnClose(gc gnet.Conn, err error) gnet.Action {
 	if c, ok := gc.Context().(*conn); ok {
 		c.closed(err)
 	}
+	e.l.retireLoopG()
 	return gnet.None
 }

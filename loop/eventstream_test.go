@@ -152,7 +152,7 @@ func esLoop(t *testing.T, opts Options, setup func(l *Loop, app *Application)) (
 	if opts.TimeoutResolution == 0 {
 		opts.TimeoutResolution = 10 * time.Millisecond
 	}
-	l, addr := startTestLoopWith(t, opts, func(l *Loop) ConnHandler {
+	l, addr := startTestLoopWith(t, opts, func(l *Loop) *Application {
 		app := NewApplication(AppOptions{})
 		app.HandleFunc("/plain", func(r *Request) { r.Write("ok") })
 		l.onEventStreamClose(func(es *EventStream) {

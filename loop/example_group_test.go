@@ -42,7 +42,7 @@ func ExampleGroup() {
 	owner := g.Loops()[0]
 	sent := 0
 	// setup runs once per loop, here, before the loops start.
-	err := g.Listen("127.0.0.1:0", func(l *loop.Loop, i int) loop.ConnHandler {
+	err := g.Listen("127.0.0.1:0", func(l *loop.Loop, i int) *loop.Application {
 		hub := loop.NewHub(l, loop.Text, broker)
 		app := loop.NewApplication(loop.AppOptions{})
 		app.HandleWebSocket("/chat", func(*loop.Request) loop.WebSocketHandler {

@@ -129,7 +129,7 @@ func clientFrom(src string) *http.Client {
 // ignored, the same from a trusted one are used, by RemoteIP, Scheme, Host
 // and the default WebSocket origin check alike.
 func TestXHeadersOverSockets(t *testing.T) {
-	_, addr := startTestLoop(t, nil, func(l *Loop) ConnHandler {
+	_, addr := startTestLoop(t, nil, func(l *Loop) *Application {
 		app := NewApplication(AppOptions{TrustedProxies: []string{"127.0.0.2"}})
 		app.HandleFunc("/who", func(r *Request) {
 			r.Write(whoAmI{r.RemoteIP(), r.Scheme(), r.Host(), r.RemoteAddr()})

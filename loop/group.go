@@ -47,34 +47,28 @@ func NewGroup(n int, opts Options) *Group {
 	return g
 }
 
-// Goroutine-safe.
-// Loops returns the group's loops, in a fixed order.
+// Goroutine-safe. Loops returns the group's loops, in a fixed order.
 func (g *Group) Loops() []*Loop { return g.loops }
 
-// Goroutine-safe before Start.
-// Listen adds a listener on addr to every loop, each serving the handler
-// that setup builds for it: setup is called once per loop, here, with the
-// loop and its index, and is where per-loop state (a Hub, a
-// PeriodicCallback) is made. A port of 0 is resolved once, so every loop
-// listens on the same port. Call it before Start. Unless the group was
-// made with Options.ReusePort, it fails when the port is in use.
-func (g *Group) Listen(addr string, setup func(l *Loop, i int) ConnHandler) error {
-	host, ps, err := net.SplitHostPort(addr)
+// Goroutine-safe before Start. Listen adds a listener on addr to every
+// loop, each serving the Application that setup builds for it: setup is
+// called once per loop, here, with the loop and its index, and is where
+// per-loop state (a Hub, a PeriodicCallback) is made; it must return a new
+// Application each time (an Application serves one Loop). A port of 0 is
+// resolved once, so every loop listens on the same port. Unless the group
+// was made with Options.ReusePort, it fails when the port is in use.
+func (g *Group) Listen(addr string, setup func(l *Loop, i int) *Application) error {
+	_, ps, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("loop: group listen %s: %w", addr, err)
 	}
 	bound := addr
 	if port, _ := strconv.Atoi(ps); !g.share || port == 0 {
-		// Bind once without SO_REUSEPORT: fail now if the port is in
-		// use, and learn the port of ":0". The loops bind it right after
-		// with SO_REUSEPORT; another program taking it in between makes
-		// Start fail, not share it silently.
-		probe, err := net.Listen("tcp", addr)
-		if err != nil {
+		// Fail now if the port is in use, and resolve ":0" once so that
+		// every loop binds the same port.
+		if bound, _, err = probePort(addr); err != nil {
 			return fmt.Errorf("loop: group listen %s: %w", addr, err)
 		}
-		bound = net.JoinHostPort(host, strconv.Itoa(probe.Addr().(*net.TCPAddr).Port))
-		probe.Close()
 	}
 	for i, l := range g.loops {
 		if err := l.Listen(bound, setup(l, i)); err != nil {
@@ -88,10 +82,10 @@ func (g *Group) Listen(addr string, setup func(l *Loop, i int) ConnHandler) erro
 // failed.
 const failStopGrace = 10 * time.Second
 
-// Goroutine-safe: call it once.
-// Start runs every loop, each on its own goroutine (see Loop.Start), and
-// blocks until all have returned. When one loop fails, the others are
-// stopped (gracefully, for up to 10 s) and the first error is returned.
+// Goroutine-safe (not from a loop). Start runs every loop, each on its own
+// goroutine (see Loop.Start), and blocks until all have returned. When one
+// loop fails, the others are stopped (gracefully, for up to 10 s) and the
+// first error is returned. Call it once.
 func (g *Group) Start() error {
 	errs := make(chan error, len(g.loops))
 	var wg sync.WaitGroup
@@ -122,19 +116,16 @@ func (g *Group) Start() error {
 	return first
 }
 
-// Goroutine-safe.
-// Ready is closed once every loop runs (or has failed).
+// Goroutine-safe. Ready is closed once every loop runs (or has failed).
 func (g *Group) Ready() <-chan struct{} { return g.ready }
 
-// Goroutine-safe.
-// Addr returns the address of the first listener (the same on every loop),
-// or nil before Ready.
+// Goroutine-safe. Addr returns the address of the first listener (the same
+// on every loop), or nil before Ready.
 func (g *Group) Addr() net.Addr { return g.loops[0].Addr() }
 
-// Goroutine-safe, but not from a loop goroutine.
-// Stop stops every loop at once (see Loop.Stop: WebSockets get 1001 and
-// responses finish, until ctx is done) and returns when all have stopped,
-// with their errors joined.
+// Goroutine-safe (not from a loop). Stop stops every loop at once (see
+// Loop.Stop: WebSockets get 1001 and responses finish, until ctx is done)
+// and returns when all have stopped, with their errors joined.
 func (g *Group) Stop(ctx context.Context) error {
 	errs := make([]error, len(g.loops))
 	var wg sync.WaitGroup

@@ -26,10 +26,10 @@ import (
 // startTestGroup runs a group of n loops on a free loopback port, each
 // serving what setup returns for it, and stops it when the test ends: Start
 // must then return nil.
-func startTestGroup(t *testing.T, n int, setup func(g *Group, l *Loop, i int) ConnHandler) (*Group, string) {
+func startTestGroup(t *testing.T, n int, setup func(g *Group, l *Loop, i int) *Application) (*Group, string) {
 	t.Helper()
 	g := NewGroup(n, Options{TimeoutResolution: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
-	if err := g.Listen("127.0.0.1:0", func(l *Loop, i int) ConnHandler { return setup(g, l, i) }); err != nil {
+	if err := g.Listen("127.0.0.1:0", func(l *Loop, i int) *Application { return setup(g, l, i) }); err != nil {
 		t.Fatal(err)
 	}
 	runUntilCleanup(t, "group", g.Start, g.Ready(), g.Stop, 10*time.Second)
@@ -57,7 +57,7 @@ func (h groupWho) Open(w *WebSocket) {
 	w.WriteText([]byte(msg))
 }
 
-func groupWhoSetup(g *Group, l *Loop, i int) ConnHandler {
+func groupWhoSetup(g *Group, l *Loop, i int) *Application {
 	app := NewApplication(AppOptions{})
 	app.HandleWebSocket("/who", func(*Request) WebSocketHandler { return groupWho{g: g, i: i} }, WSOptions{})
 	return app
@@ -132,7 +132,7 @@ func TestGroupHubExactlyOnce(t *testing.T) {
 	const n, clients, k = 3, 60, 200
 	broker := &pubsub.MemoryBroker{}
 	hubs := make([]*Hub, n) // filled by setup, in Listen, before Start
-	_, addr := startTestGroup(t, n, func(g *Group, l *Loop, i int) ConnHandler {
+	_, addr := startTestGroup(t, n, func(g *Group, l *Loop, i int) *Application {
 		hub := NewHub(l, Text, broker)
 		hubs[i] = hub
 		app := NewApplication(AppOptions{})
@@ -271,7 +271,7 @@ func checkEachOnceInOrder(t *testing.T, got []string, k int, prefixes []string) 
 // it is taken between Listen and Start, Start fails instead of running.
 func TestGroupStartFailsWhenPortTaken(t *testing.T) {
 	discard := slog.New(slog.DiscardHandler)
-	setup := func(*Loop, int) ConnHandler { return NewApplication(AppOptions{}) }
+	setup := func(*Loop, int) *Application { return NewApplication(AppOptions{}) }
 
 	t.Run("Listen", func(t *testing.T) {
 		held, err := net.Listen("tcp", "127.0.0.1:0")
@@ -332,7 +332,7 @@ func TestGroupOneLoopFailing(t *testing.T) {
 	}
 	defer held.Close()
 	g := NewGroup(2, Options{Logger: slog.New(slog.DiscardHandler)})
-	if err := g.Listen("127.0.0.1:0", func(*Loop, int) ConnHandler { return NewApplication(AppOptions{}) }); err != nil {
+	if err := g.Listen("127.0.0.1:0", func(*Loop, int) *Application { return NewApplication(AppOptions{}) }); err != nil {
 		t.Fatal(err)
 	}
 	if err := g.Loops()[1].Listen(held.Addr().String(), NewApplication(AppOptions{})); err != nil {

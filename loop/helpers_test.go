@@ -30,13 +30,13 @@ import (
 // state), and stops it when the test ends: Stop must succeed within 3 s
 // (or only miss its deadline) and Start must then return nil. A nil logger
 // discards (tests that panic on purpose would flood the output).
-func startTestLoop(t testing.TB, logger *slog.Logger, setup func(l *Loop) ConnHandler) (*Loop, string) {
+func startTestLoop(t testing.TB, logger *slog.Logger, setup func(l *Loop) *Application) (*Loop, string) {
 	t.Helper()
 	return startTestLoopWith(t, Options{TimeoutResolution: 10 * time.Millisecond, Logger: logger}, setup)
 }
 
 // startTestLoopWith is startTestLoop with the loop's options given.
-func startTestLoopWith(t testing.TB, opts Options, setup func(l *Loop) ConnHandler) (*Loop, string) {
+func startTestLoopWith(t testing.TB, opts Options, setup func(l *Loop) *Application) (*Loop, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -66,7 +66,7 @@ var StartTestLoop = startTestLoop
 func wsStartLoop(t testing.TB, setup func(l *Loop, app *Application)) (*Loop, string) {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	return startTestLoop(t, logger, func(l *Loop) ConnHandler {
+	return startTestLoop(t, logger, func(l *Loop) *Application {
 		app := NewApplication(AppOptions{})
 		setup(l, app)
 		return app

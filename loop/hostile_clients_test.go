@@ -29,7 +29,7 @@ import (
 // httpApp starts a loop with opts serving the routes setup adds.
 func httpApp(t *testing.T, opts Options, setup func(l *Loop, app *Application)) (*Loop, string) {
 	t.Helper()
-	return startTestLoopWith(t, opts, func(l *Loop) ConnHandler {
+	return startTestLoopWith(t, opts, func(l *Loop) *Application {
 		app := NewApplication(AppOptions{})
 		setup(l, app)
 		return app
@@ -522,7 +522,7 @@ func TestListenZeroAddr(t *testing.T) {
 	resp.Body.Close()
 	// A second loop on the same port fails at Start, not silently shares it.
 	l2 := New(Options{})
-	l2.Listen(a.String(), app)
+	l2.Listen(a.String(), NewApplication(AppOptions{})) // an Application serves one loop
 	if err := l2.Start(); err == nil {
 		t.Fatal("a second loop started on a port in use")
 	}

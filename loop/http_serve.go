@@ -135,6 +135,9 @@ func (h *httpConn) startRequest(c *conn, raw []byte) bool {
 	return true
 }
 
+// continue100 is the interim response to Expect: 100-continue.
+var continue100 = []byte("HTTP/1.1 100 Continue\r\n\r\n")
+
 // readBody collects the body; it returns true when the request was
 // dispatched and the loop may look for the next one.
 func (h *httpConn) readBody(c *conn, buf []byte) bool {
@@ -143,7 +146,9 @@ func (h *httpConn) readBody(c *conn, buf []byte) bool {
 	needBody := hd.Chunked || hd.ContentLength > 0
 	if needBody && hd.Expect100 && !h.sent100 && (hd.Chunked && len(buf) == 0 || int64(len(buf)) < hd.ContentLength) {
 		h.sent100 = true
-		c.gc.Write([]byte("HTTP/1.1 100 Continue\r\n\r\n"))
+		// Through conn.write: what the socket does not take is counted
+		// in the unsent total and watched like any response.
+		c.write(continue100)
 	}
 	switch {
 	case hd.Chunked:

@@ -155,7 +155,7 @@ func TestHubWatchAndPublishAt(t *testing.T) {
 func TestHubResumeAcrossLoops(t *testing.T) {
 	broker := &pubsub.MemoryBroker{}
 	hubs := make([]*Hub, 2)
-	_, addr := startTestGroup(t, 2, func(g *Group, l *Loop, i int) ConnHandler {
+	_, addr := startTestGroup(t, 2, func(g *Group, l *Loop, i int) *Application {
 		hubs[i] = NewHub(l, Text, broker)
 		hubs[i].KeepHistory("s", pubsub.HistoryOptions{MaxMessages: 10000}, func(err error) { // before Start: done runs before KeepHistory returns
 			if err != nil {
@@ -476,7 +476,7 @@ func BenchmarkHistoryTopicCost(b *testing.B) {
 func TestHubRefillsDroppedDeliveries(t *testing.T) {
 	broker := &pubsub.MemoryBroker{}
 	var hub *Hub
-	l, addr := startTestLoopWith(t, Options{TimeoutResolution: 10 * time.Millisecond, MaxAsyncBytes: 3000}, func(l *Loop) ConnHandler {
+	l, addr := startTestLoopWith(t, Options{TimeoutResolution: 10 * time.Millisecond, MaxAsyncBytes: 3000}, func(l *Loop) *Application {
 		hub = NewHub(l, Text, broker)
 		hub.KeepHistory("t", pubsub.HistoryOptions{MaxMessages: 100}, func(err error) { // before Start: done runs before KeepHistory returns
 			if err != nil {

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,6 +98,16 @@ type Options struct {
 	// falls behind does not buffer without limit. Default: 64 MiB.
 	MaxAsyncBytes int
 
+	// ReturnMemoryToOS lets the loop force a garbage collection and give
+	// free memory back to the OS (runtime.GC then debug.FreeOSMemory, on
+	// another goroutine, at most every 10 s) once 64 MiB of abandoned
+	// messages in flight (large frames whose senders were closed) have
+	// gathered: their buffers would otherwise stay in the process's RSS
+	// for minutes. It acts on the whole process, so it is off unless the
+	// program owns its memory policy (cmd/tornago turns it on with
+	// -return-memory). Default: false.
+	ReturnMemoryToOS bool
+
 	// BlockThreshold turns on the blocked-loop watchdog (Tornado's
 	// set_blocking_log_threshold): when one handler, callback, timer or
 	// traffic callback runs longer than this, the loop goroutine's stack
@@ -174,7 +183,8 @@ type Loop struct {
 	el          gnet.EventLoop
 	drainFn     gnet.RunnableFunc
 
-	loopG atomic.Uintptr // runtime g of the loop goroutine
+	loopG       atomic.Uintptr // runtime g of the loop goroutine; loopGone once it ran its last event
+	engStopping atomic.Bool    // the engine is shutting down (engine.OnShutdown)
 
 	timers timers
 	wheel  wheel
@@ -185,8 +195,14 @@ type Loop struct {
 	ready     chan struct{}
 	done      chan struct{}
 	readyOnce sync.Once
-	ctrl      net.Conn // the std side of the control connection
-	ctrlPeer  net.Conn
+	// ctrlPeer is the far end of the control connection (kick writes to
+	// it); set on the loop by the control connection's OnOpen. Loop-only.
+	ctrlPeer net.Conn
+	// ctrlErr is why the control connection could not be opened (the
+	// engine was stopped for it); under mu. ctrlFault, set by tests
+	// before Start, injects a failure there.
+	ctrlErr   error
+	ctrlFault func() error
 
 	dials     dialQueue // client attempts waiting for a dialer goroutine
 	openConns atomic.Int64
@@ -198,7 +214,8 @@ type Loop struct {
 	// deferredCloses holds the closes gnet reported inside them. Loop-only.
 	busy           int
 	deferredCloses []func()
-	closeHooks     []func()
+	closeHooks     []func() // AddOnStop; under mu
+	hooksRan       bool     // Stop took closeHooks; under mu
 	slowCloses     atomic.Int64
 	slowSkips      atomic.Int64
 	refused        atomic.Int64
@@ -226,27 +243,13 @@ type Loop struct {
 	kicked         bool
 	freedBytes     int64 // abandoned in-flight bytes since the last return to the OS (watch.go)
 	freedAt        int64
-	stopErr        error // why the engine stopped on its own
-	// Owned by observers.go and pending.go.
+	// Owned by observers.go and callback.go.
 	wsCloseObservers []*observer[*WebSocket]   // run when a WebSocket closes; loop-only
 	esCloseObservers []*observer[*EventStream] // run when an event stream ends; loop-only
 	queuedBytes      atomic.Int64              // data bytes in queue (addDataCallback); reserved under mu
 	// Owned by stats.go and watchdog.go.
 	st loopStats
 	wd *watchdog // nil unless Options.BlockThreshold
-}
-
-type listener struct {
-	addr  string
-	bound string // addr with the port resolved (Start)
-	port  int    // of addr, to find the listener of a new connection without allocating
-	app   ConnHandler
-}
-
-// ConnHandler is what a listener serves: it is given every new server
-// connection. *Application implements it.
-type ConnHandler interface {
-	serveConn(c *conn)
 }
 
 // Goroutine-safe.
@@ -272,27 +275,16 @@ func New(opts Options) *Loop {
 	return l
 }
 
-// Goroutine-safe before Start.
-// Listen adds a TCP listener on addr ("host:port", ":8888") serving h. Call it
-// before Start; more than one listener is allowed.
-func (l *Loop) Listen(addr string, h ConnHandler) error {
-	if l.state.Load() != stateNew {
-		return fmt.Errorf("loop: listen %s: loop already started", addr)
-	}
-	_, ps, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("loop: listen %s: %w", addr, err)
-	}
-	port, _ := strconv.Atoi(ps) // a named port gives 0: matched when it is the only listener
-	l.listeners = append(l.listeners, listener{addr: addr, port: port, app: h})
-	return nil
-}
-
-// Goroutine-safe: call it once, from any goroutine but the loop's.
-// Start runs the loop on a gnet engine with exactly one event loop and blocks
-// until Stop has finished.
+// Goroutine-safe (not from the loop). Start runs the loop on a gnet engine
+// with exactly one event loop and blocks until Stop has finished. Call it
+// once.
 func (l *Loop) Start() error {
-	if !l.state.CompareAndSwap(stateNew, stateRunning) {
+	// Under mu, so that a concurrent Listen either lands before the
+	// listeners are read or sees the loop started.
+	l.mu.Lock()
+	started := l.state.CompareAndSwap(stateNew, stateRunning)
+	l.mu.Unlock()
+	if !started {
 		return errors.New("loop: Start called twice")
 	}
 	defer close(l.done)
@@ -341,9 +333,11 @@ func (l *Loop) Start() error {
 	l.dropCallbacks()
 	l.exec.abandon() // a no-op after Stop; frees the workers if the engine failed
 	l.readyOnce.Do(func() { close(l.ready) })
-	if l.ctrl != nil {
-		l.ctrl.Close()
+	if l.ctrlPeer != nil { // the loop goroutine that set it has exited
 		l.ctrlPeer.Close()
+	}
+	if cerr := l.controlErr(); cerr != nil {
+		return fmt.Errorf("loop: start: %w", cerr)
 	}
 	if err != nil {
 		return fmt.Errorf("loop: engine: %w", err)
@@ -356,34 +350,46 @@ func (l *Loop) Start() error {
 	return nil
 }
 
-// Goroutine-safe.
-// Ready is closed once the loop runs and its listeners accept connections
-// (or Start failed).
+// Goroutine-safe. Ready is closed once the loop runs and its listeners
+// accept connections (or Start failed).
 func (l *Loop) Ready() <-chan struct{} { return l.ready }
 
-// Goroutine-safe.
-// Done is closed when Start has returned.
+// Goroutine-safe. Done is closed when Start has returned.
 func (l *Loop) Done() <-chan struct{} { return l.done }
 
-// Goroutine-safe.
-// InLoop reports whether the caller runs on the loop goroutine.
+// Goroutine-safe. InLoop reports whether the caller runs on the loop
+// goroutine. It is false everywhere once the loop goroutine has run its
+// last event, since the runtime may then give its identity to a new
+// goroutine.
 func (l *Loop) InLoop() bool {
 	g := l.loopG.Load()
 	return g != 0 && g == getg() && l.state.Load() != stateStopped
 }
 
-// Loop-only, or before Start.
-// AddOnStop registers fn to run on the loop during Stop, after connections
-// have drained and before the engine shuts down (Tornado's close hooks).
-func (l *Loop) AddOnStop(fn func()) { l.closeHooks = append(l.closeHooks, fn) }
+// Goroutine-safe. AddOnStop registers fn to run on the loop during Stop,
+// after connections have drained and before the engine shuts down
+// (Tornado's close hooks, net/http's RegisterOnShutdown). Hooks run in the
+// order added. It returns ErrStopped, and fn never runs, once Stop has
+// begun running the hooks or the loop has stopped.
+func (l *Loop) AddOnStop(fn func()) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.hooksRan || l.state.Load() == stateStopped {
+		return ErrStopped
+	}
+	l.closeHooks = append(l.closeHooks, fn)
+	return nil
+}
 
-// Goroutine-safe, but not from the loop goroutine: it waits for the loop
-// (there, use `go l.Stop(ctx)`).
-// Stop stops the loop gracefully: it refuses new connections, closes idle
-// HTTP connections, lets in-flight responses finish, sends WebSocket close
-// frames (1001 Going Away) and waits for the peers' replies, all until ctx is
-// done; then it runs the close hooks, closes what is left and returns after
-// Start has returned.
+// Goroutine-safe (not from the loop). Stop stops the loop gracefully: it
+// refuses new connections, closes idle HTTP connections, lets in-flight
+// responses finish, sends WebSocket close frames (1001 Going Away) and waits
+// for the peers' replies, all until ctx is done; then it runs the close
+// hooks, closes what is left and returns after Start has returned. A Stop
+// called while another runs waits for it only until its own ctx is done;
+// one called before the loop is ready returns when ctx is done and the
+// loop then stops at once when it comes up. Not from the loop goroutine (it
+// waits for the loop; that returns an error): use `go l.Stop(ctx)` there.
 func (l *Loop) Stop(ctx context.Context) error {
 	if l.InLoop() {
 		// Checked first: Stop waits for the loop, which would deadlock,
@@ -399,10 +405,35 @@ func (l *Loop) Stop(ctx context.Context) error {
 		close(l.done)
 		return nil
 	case !l.state.CompareAndSwap(stateRunning, stateStopping):
+		// Another Stop is under way (or Start has returned): wait for it,
+		// but only as long as this caller's ctx allows.
+		select {
+		case <-l.done:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("loop: stop: waiting for the other Stop: %w", ctx.Err())
+		}
+	}
+	select {
+	case <-l.ready:
+	case <-ctx.Done():
+		// The loop is not up yet: Stop needs its callbacks. Finish the
+		// stop once it is up (ctx is done, so with no grace: everything
+		// closes at once), so that it does not run on after this Stop.
+		go l.stopReady(ctx)
+		return fmt.Errorf("loop: stop: the loop was not ready: %w", ctx.Err())
+	}
+	return l.stopReady(ctx)
+}
+
+// stopReady is Stop once the loop is ready (or Start failed). Off the loop.
+func (l *Loop) stopReady(ctx context.Context) error {
+	<-l.ready
+	if l.controlErr() != nil {
+		// Start failed and stops its engine itself; it reports why.
 		<-l.done
 		return nil
 	}
-	<-l.ready
 	l.AddCallback(func() {
 		l.wheel.each(func(c *conn) { c.shutdown() })
 	})
@@ -419,7 +450,11 @@ wait:
 	hooksDone := make(chan struct{})
 	l.AddCallback(func() {
 		defer close(hooksDone)
-		for _, fn := range l.closeHooks {
+		l.mu.Lock()
+		hooks := l.closeHooks
+		l.closeHooks, l.hooksRan = nil, true
+		l.mu.Unlock()
+		for _, fn := range hooks {
 			l.safeCall(fn)
 		}
 	})
@@ -441,11 +476,16 @@ wait:
 	return ctx.Err()
 }
 
+// controlErr is why the control connection failed, or nil. Goroutine-safe.
+func (l *Loop) controlErr() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ctrlErr
+}
+
 // now is the loop clock: monotonic nanoseconds since New.
 func (l *Loop) now() int64 { return int64(time.Since(l.epoch)) }
 
-// safeCall runs fn and recovers a panic, logging it with its stack, so that
-// one faulty callback never stops the loop.
 // trimScratch drops the scratch buffer after one large message or
 // response, so the loop does not keep its peak size for ever. Loop-only.
 func (l *Loop) trimScratch() {
@@ -454,6 +494,8 @@ func (l *Loop) trimScratch() {
 	}
 }
 
+// safeCall runs fn and recovers a panic, logging it with its stack, so that
+// one faulty callback never stops the loop.
 func (l *Loop) safeCall(fn func()) {
 	l.begin()
 	defer func() {

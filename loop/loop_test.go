@@ -18,12 +18,12 @@ import (
 // startLoop runs a loop serving app (nil: an empty application) on a free
 // loopback port and stops it when the test ends (see startTestLoop in
 // helpers_test.go). It returns the loop and "127.0.0.1:PORT".
-func startLoop(t testing.TB, app loop.ConnHandler) (*loop.Loop, string) {
+func startLoop(t testing.TB, app *loop.Application) (*loop.Loop, string) {
 	t.Helper()
 	if app == nil {
 		app = loop.NewApplication(loop.AppOptions{})
 	}
-	return loop.StartTestLoop(t, nil, func(*loop.Loop) loop.ConnHandler { return app })
+	return loop.StartTestLoop(t, nil, func(*loop.Loop) *loop.Application { return app })
 }
 
 // onLoop runs fn on the loop and waits for it.

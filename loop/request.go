@@ -304,7 +304,7 @@ func (r *Request) SendError(code int) error {
 }
 
 func (r *Request) appendResponse(dst []byte, server string) []byte {
-	bodyless := r.status == 204 || r.status == 304 || r.status < 200
+	bodyless := bodylessStatus(r.status)
 	dst = r.appendHead(dst, server, bodyless, false)
 	if !r.headOnly && !bodyless {
 		dst = append(dst, r.out...)

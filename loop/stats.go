@@ -259,7 +259,7 @@ type Histogram struct {
 	Sum    time.Duration
 }
 
-// Count is the number of observations.
+// Goroutine-safe. Count is the number of observations.
 func (h Histogram) Count() int64 {
 	var n int64
 	for _, c := range h.Counts {
@@ -289,9 +289,10 @@ var closeCodes = func() (c [closeCodeSlots - 1]int) {
 	return c
 }()
 
-// Goroutine-safe.
-// Metrics returns a snapshot of the loop's counters and gauges. It takes the callback queue's and the timers' locks briefly, never waits
-// for the loop (it answers while the loop is blocked), and allocates.
+// Goroutine-safe. Metrics returns a snapshot of the loop's counters: it
+// takes the callback queue's and the timers' locks
+// briefly, never waits for the loop (it answers while the loop is blocked),
+// and allocates.
 func (l *Loop) Metrics() Metrics {
 	s := &l.st
 	m := Metrics{
@@ -318,10 +319,11 @@ func (l *Loop) Metrics() Metrics {
 	}
 	l.mu.Lock()
 	m.CallbacksQueued = len(l.queue)
+	lns := l.listeners // under mu: Listen appends to it before Start
 	l.mu.Unlock()
-	for i, ln := range l.listeners {
-		app, ok := ln.app.(*Application)
-		if !ok || seenApp(l.listeners[:i], app) {
+	for i, ln := range lns {
+		app := ln.app
+		if seenApp(lns[:i], app) {
 			continue
 		}
 		app.wsStats.mu.Lock()
@@ -345,7 +347,7 @@ func (l *Loop) Metrics() Metrics {
 // an Application).
 func seenApp(lns []listener, app *Application) bool {
 	for _, ln := range lns {
-		if a, ok := ln.app.(*Application); ok && a == app {
+		if ln.app == app {
 			return true
 		}
 	}

@@ -137,7 +137,7 @@ func TestMetricsCountTraffic(t *testing.T) {
 }
 
 func TestMetricsAcceptsRefusedByReason(t *testing.T) {
-	l, addr := startTestLoopWith(t, Options{MaxConns: 1, TimeoutResolution: 10 * time.Millisecond}, func(l *Loop) ConnHandler {
+	l, addr := startTestLoopWith(t, Options{MaxConns: 1, TimeoutResolution: 10 * time.Millisecond}, func(l *Loop) *Application {
 		return NewApplication(AppOptions{})
 	})
 	c1 := wsDialTCP(t, addr) // holds the only slot
@@ -185,7 +185,7 @@ func sleepyHandlerForWatchdog(r *Request) {
 
 func TestWatchdogLogsBlockedHandlerOnce(t *testing.T) {
 	rec := &recordHandler{}
-	l, addr := startTestLoopWith(t, Options{BlockThreshold: 100 * time.Millisecond, Logger: slog.New(rec)}, func(l *Loop) ConnHandler {
+	l, addr := startTestLoopWith(t, Options{BlockThreshold: 100 * time.Millisecond, Logger: slog.New(rec)}, func(l *Loop) *Application {
 		app := NewApplication(AppOptions{})
 		app.HandleFunc("/sleep", sleepyHandlerForWatchdog)
 		app.HandleFunc("/fast", func(r *Request) { r.Write("fast") })

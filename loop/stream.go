@@ -22,9 +22,8 @@ var ErrStreamClosed = errors.New("loop: stream closed")
 // ErrStreamClosed.
 var ErrSlowConsumer = fmt.Errorf("%w: slow consumer, unsent output over its bound", ErrStreamClosed)
 
-// Loop-only.
-// Flush sends what Write appended since the last Flush. The first Flush
-// sends the status line and headers first and starts a streamed body:
+// Loop-only. Flush sends what Write appended since the last Flush. The first
+// Flush sends the status line and headers first and starts a streamed body:
 // chunked for an HTTP/1.1 client (one chunk per Flush), or delimited by the
 // connection's close for HTTP/1.0 (with Connection: close). After it the
 // status and headers can no longer change, and the request is asynchronous

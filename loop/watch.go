@@ -91,14 +91,6 @@ func (c *conn) outLimit() int {
 	return 1 << 20
 }
 
-// write writes b and accounts for what the socket did not take. Loop-only.
-func (c *conn) write(b []byte) error {
-	before := c.gc.OutboundBuffered()
-	_, err := c.gc.Write(b)
-	c.wrote(before)
-	return err
-}
-
 // writePiece bounds the slices a large payload is handed to gnet in.
 // gnet copies what the socket does not take into buffers from its pool,
 // one per slice, sized to the next power of two: one 64 MiB echo took a
@@ -119,24 +111,6 @@ func (c *conn) writeLarge(hdr, payload []byte) error {
 		payload = payload[piece:]
 	}
 	return c.writev(append(iov, payload))
-}
-
-// writev is write for two slices (a header and a payload, not joined).
-func (c *conn) writev(bs [][]byte) error {
-	before := c.gc.OutboundBuffered()
-	_, err := c.gc.Writev(bs)
-	c.wrote(before)
-	return err
-}
-
-func (c *conn) wrote(before int) {
-	if c.cf.has(cfDead) {
-		return
-	}
-	if b := c.gc.OutboundBuffered(); b > 0 {
-		c.l.unsent += b - before
-		c.l.watch(c)
-	}
 }
 
 // unsentOver reports whether n more unsent bytes would take the loop past
@@ -164,11 +138,14 @@ func (l *Loop) unsentOver(n int) bool {
 
 // freed notes n bytes of abandoned messages in flight (a large frame whose
 // sender was closed). Their buffers go back to gnet's and the runtime's
-// pools, where an idle server would keep them as RSS for minutes; once 64
-// MiB have gathered the loop has them returned to the OS, from another
-// goroutine and at most every 10 s (two collections: sync.Pool keeps a
-// buffer through one).
+// pools, where an idle server would keep them as RSS for minutes; with
+// Options.ReturnMemoryToOS, once 64 MiB have gathered the loop has them
+// returned to the OS, from another goroutine and at most every 10 s (two
+// collections: sync.Pool keeps a buffer through one). Loop-only.
 func (l *Loop) freed(n int64) {
+	if !l.opts.ReturnMemoryToOS {
+		return // a process-wide collection is the embedder's call
+	}
 	l.freedBytes += n
 	if l.freedBytes < 64<<20 || l.now()-l.freedAt < int64(10*time.Second) {
 		return

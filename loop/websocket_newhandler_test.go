@@ -12,7 +12,7 @@ import (
 // handler, no ping and no deadline behind (upgrade used to write the 101
 // before calling newHandler): the upgrade is refused instead.
 func TestWebSocketNewHandlerPanicLeavesNoOrphan(t *testing.T) {
-	_, addr := startTestLoop(t, nil, func(l *Loop) ConnHandler {
+	_, addr := startTestLoop(t, nil, func(l *Loop) *Application {
 		a := NewApplication(AppOptions{})
 		a.HandleWebSocket("/ws", func(*Request) WebSocketHandler { panic("boom") },
 			WSOptions{PingInterval: 100 * time.Millisecond, PingTimeout: 100 * time.Millisecond})

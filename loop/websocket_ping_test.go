@@ -61,7 +61,7 @@ func TestWebSocketPingTimeoutDuringLargeFrame(t *testing.T) {
 // until the backlog is gone, so it cannot miss it.
 func TestPingsBeyondOneBatch(t *testing.T) {
 	const n = 10 * wheelBatch
-	l, addr := startTestLoopWith(t, Options{TimeoutResolution: 10 * time.Millisecond}, func(l *Loop) ConnHandler {
+	l, addr := startTestLoopWith(t, Options{TimeoutResolution: 10 * time.Millisecond}, func(l *Loop) *Application {
 		app := NewApplication(AppOptions{})
 		// No ping of their own during the test: the test sets the deadlines.
 		app.HandleWebSocket("/p", wsEchoRoute(WSOptions{}), WSOptions{PingInterval: time.Hour, PingTimeout: time.Hour})

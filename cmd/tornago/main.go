@@ -27,7 +27,7 @@ func main() {
 	port := flag.Int("port", 8888, "TCP port to listen on")
 	host := flag.String("host", "", "address to bind (default all interfaces)")
 	gcPercent := flag.Int("gc-percent", 10, "GOGC for the server when the GOGC environment variable is unset")
-	retMem := flag.Duration("return-memory", 10*time.Second, "how often to check for free heap to give back to the OS after a burst (connection storm, large broadcast); 0 disables")
+	retMem := flag.Duration("return-memory", 10*time.Second, "how often to check for free heap to give back to the OS after a burst (connection storm, large broadcast; also sets loop.Options.ReturnMemoryToOS for abandoned large messages); 0 disables")
 	sseHB := flag.Duration("sse-heartbeat", 15*time.Second, "how long an /sse stream may stay silent before a comment line keeps proxies from closing it; negative disables")
 	ping := flag.Duration("ping", 25*time.Second, "keep-alive ping interval of every WebSocket route (Tornado's websocket_ping_interval); 0 or negative disables")
 	natsURL := flag.String("nats", "", "NATS server URL (nats://host:4222): /receive then reaches the /ws clients of every node using it, and the long-poll chat is one JetStream log for all; with -procs and no -nats the parent runs an embedded one")
@@ -77,6 +77,7 @@ func main() {
 		host: *host, port: *port, loops: *loops, ping: *ping, sseHB: *sseHB, natsURL: *natsURL,
 		lp: *lp, accessLog: *accessLog, trusted: *trusted,
 		metricsAddr: *metricsAddr, pprofAddr: *pprofAddr, blockThreshold: *blockThreshold,
+		returnMemory: *retMem > 0,
 	}
 	if child := os.Getenv(childEnv); child != "" {
 		// A child of -procs: the parent resolved the port and runs NATS.

@@ -33,6 +33,7 @@ type serverConfig struct {
 
 	metricsAddr, pprofAddr string
 	blockThreshold         time.Duration
+	returnMemory           bool // -return-memory: loop.Options.ReturnMemoryToOS
 
 	child  int  // index among the -procs children, -1 when not one
 	shared bool // other processes listen on the port too (no free-port check)
@@ -49,7 +50,7 @@ func serve(log *slog.Logger, cfg serverConfig) error {
 	if n <= 0 {
 		n = runtime.NumCPU()
 	}
-	g := loop.NewGroup(n, loop.Options{Logger: log, BlockThreshold: cfg.blockThreshold, ReusePort: cfg.shared})
+	g := loop.NewGroup(n, loop.Options{Logger: log, BlockThreshold: cfg.blockThreshold, ReusePort: cfg.shared, ReturnMemoryToOS: cfg.returnMemory})
 	if cfg.metricsAddr != "" {
 		if err := serveMetrics(childAddr(cfg.metricsAddr, cfg.child), g.Loops(), log); err != nil {
 			return fmt.Errorf("metrics: %w", err)
@@ -92,7 +93,7 @@ func serve(log *slog.Logger, cfg serverConfig) error {
 	env.broker = chatBroker(env.broker, cfg.lp, log)
 	nodes := make([]*demoNode, n)
 	addr := net.JoinHostPort(cfg.host, strconv.Itoa(cfg.port))
-	err := g.Listen(addr, func(l *loop.Loop, i int) loop.ConnHandler {
+	err := g.Listen(addr, func(l *loop.Loop, i int) *loop.Application {
 		app := loop.NewApplication(appOpts)
 		addHealthz(app)
 		nodes[i] = addDemos(l, i, app, env)

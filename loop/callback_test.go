@@ -98,7 +98,7 @@ func TestHubBrokerDeliveriesBounded(t *testing.T) {
 	var broker pubsub.MemoryBroker
 	var hub *Hub
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	l, addr := startTestLoopWith(t, Options{TimeoutResolution: 10 * time.Millisecond, Logger: logger, MaxAsyncBytes: budget}, func(l *Loop) ConnHandler {
+	l, addr := startTestLoopWith(t, Options{TimeoutResolution: 10 * time.Millisecond, Logger: logger, MaxAsyncBytes: budget}, func(l *Loop) *Application {
 		app := NewApplication(AppOptions{})
 		hub = NewHub(l, Text, &broker)
 		app.HandleWebSocket(`/room/(\w+)`, func(*Request) WebSocketHandler { return &roomHandler{hub: hub} }, WSOptions{})

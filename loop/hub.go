@@ -445,7 +445,7 @@ func (h *Hub) writeAll(t *hubTopic, p *PreparedMessage) {
 	failed := h.failed[:0]
 	h.failed = nil // a nested fanOut (from an OnClose) gets its own
 	for w := range t.subs {
-		if w.WritePrepared(p) != nil {
+		if w.writePrepared(p) != nil {
 			failed = append(failed, w) // closed, or just closed as a slow consumer
 		}
 	}

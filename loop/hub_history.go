@@ -262,7 +262,7 @@ func (h *Hub) sendMessage(t *hubTopic, m pubsub.Message) {
 		p := prepareMessage(h.typ, frame)
 		failed := h.failed[:0]
 		h.failed = nil // a nested fan-out (from an OnClose) gets its own
-		failed = sendPositioned(th.pos, m.Pos, (*WebSocket).WritePrepared, p, failed)
+		failed = sendPositioned(th.pos, m.Pos, (*WebSocket).writePrepared, p, failed)
 		h.forgetFailed(failed)
 	}
 	if len(th.streams) > 0 {

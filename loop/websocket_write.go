@@ -199,6 +199,13 @@ func (w *WebSocket) WritePrepared(p *PreparedMessage) error {
 	if !w.l.InLoop() {
 		return ErrNotOnLoop
 	}
+	return w.writePrepared(p)
+}
+
+// writePrepared is WritePrepared for a caller known to run on the loop with
+// a non-nil p: a hub's fan-out checks that once per message, not once per
+// subscriber.
+func (w *WebSocket) writePrepared(p *PreparedMessage) error {
 	if !w.writable() {
 		return ErrWebSocketClosed
 	}

@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -13,14 +16,48 @@ import (
 )
 
 // freePort returns a loopback address whose port was free a moment ago.
+// It picks below the kernel's ephemeral range: a port from ":0" is closed
+// again before the loop binds it, and in that window any outgoing
+// connection or ":0" listener of a concurrent test (each loop's control
+// pair is one) may take it, so the loop's Start failed with "address
+// already in use" (TestPipelineBeforeReady, 32 loops at once, in CI).
+// Below the range only an explicit bind takes a port.
 func freePort(t testing.TB) string {
 	t.Helper()
+	lo := ephemeralLow()
+	for i := 0; lo > 11000 && i < 200; i++ {
+		port := 10000 + rand.IntN(lo-10000)
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return ln.Addr().String()
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (32768
+// when it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 32768
+	}
+	lo, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 32768
+	}
+	return lo // a range starting at or below 11000 leaves freePort to ":0"
 }
 
 // Listen is goroutine-safe before Start: listeners added from several

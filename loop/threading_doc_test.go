@@ -5,6 +5,7 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -25,18 +26,39 @@ var threadingExceptions = map[string]string{
 	"Histogram.Count": "sums a snapshot's counts",
 }
 
+// threadingDirs are the packages the rule covers: loop and the packages
+// beside it that embedders call.
+var threadingDirs = []string{".", "pubsub", "wsclient", "natsbroker", "metrics"}
+
+// threadingWords are the contract words a first doc line starts with.
+// "Not goroutine-safe" is for values one owner serialises (a
+// HistoryBuffer), which are neither tied to a loop nor safe to share.
+var threadingWords = []string{"Loop-only", "Goroutine-safe", "Not goroutine-safe"}
+
 // TestDocSaysThreading keeps the package's threading rule (doc.go) true:
-// the first line of every exported function's and method's doc says
-// "Loop-only" or "Goroutine-safe" (optionally qualified: "Loop-only, or
-// before Start."), unless threadingExceptions lists it.
+// the first line of every exported function's and method's doc, in loop
+// and the packages beside it, says "Loop-only" or "Goroutine-safe"
+// (optionally qualified: "Loop-only, or before Start.") or "Not
+// goroutine-safe", unless threadingExceptions lists it.
 func TestDocSaysThreading(t *testing.T) {
+	seen := map[string]bool{}
+	for _, dir := range threadingDirs {
+		checkThreadingDocs(t, dir, seen)
+	}
+	for name := range threadingExceptions {
+		if !seen[name] {
+			t.Errorf("threadingExceptions lists %s, which is gone: remove it", name)
+		}
+	}
+}
+
+func checkThreadingDocs(t *testing.T, dir string, seen map[string]bool) {
 	fset := token.NewFileSet()
 	notTest := func(fi fs.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }
-	pkgs, err := parser.ParseDir(fset, ".", notTest, parser.ParseComments)
+	pkgs, err := parser.ParseDir(fset, dir, notTest, parser.ParseComments)
 	if err != nil {
 		t.Fatal(err)
 	}
-	seen := map[string]bool{}
 	for _, p := range pkgs {
 		for _, f := range p.Files {
 			for _, d := range f.Decls {
@@ -52,6 +74,9 @@ func TestDocSaysThreading(t *testing.T) {
 					}
 					name = recv + "." + name
 				}
+				if dir != "." {
+					name = dir + "." + name
+				}
 				seen[name] = true
 				if _, ok := threadingExceptions[name]; ok {
 					continue
@@ -60,16 +85,11 @@ func TestDocSaysThreading(t *testing.T) {
 				if fd.Doc != nil {
 					first, _, _ = strings.Cut(fd.Doc.Text(), "\n")
 				}
-				if !strings.HasPrefix(first, "Loop-only") && !strings.HasPrefix(first, "Goroutine-safe") {
-					t.Errorf("%s (%s): first doc line %q does not start with Loop-only or Goroutine-safe",
-						name, fset.Position(fd.Pos()), first)
+				if !slices.ContainsFunc(threadingWords, func(w string) bool { return strings.HasPrefix(first, w) }) {
+					t.Errorf("%s (%s): first doc line %q does not start with one of %q",
+						name, fset.Position(fd.Pos()), first, threadingWords)
 				}
 			}
-		}
-	}
-	for name := range threadingExceptions {
-		if !seen[name] {
-			t.Errorf("threadingExceptions lists %s, which is gone: remove it", name)
 		}
 	}
 }

@@ -36,7 +36,7 @@ type Collector struct {
 	names []string
 }
 
-// NewCollector returns a collector for loops, labelled by their index.
+// Goroutine-safe. NewCollector returns a collector for loops, labelled by their index.
 func NewCollector(loops ...*loop.Loop) *Collector {
 	c := &Collector{loops: loops}
 	for i := range loops {
@@ -45,7 +45,7 @@ func NewCollector(loops ...*loop.Loop) *Collector {
 	return c
 }
 
-// Handler returns an http.Handler serving the loops' metrics, with the Go
+// Goroutine-safe. Handler returns an http.Handler serving the loops' metrics, with the Go
 // runtime's and the process's, from a registry of its own.
 func Handler(loops ...*loop.Loop) http.Handler {
 	reg := prometheus.NewRegistry()
@@ -98,14 +98,14 @@ var (
 var all = []*prometheus.Desc{dConns, dRefused, dUpgrades, dMsgsIn, dMsgsOut, dBytesIn, dBytesOut,
 	dSlow, dUnsent, dCloses, dHTTP, dLag, dBatch, dQueued, dTimers, dExec, dBlocked}
 
-// Describe implements prometheus.Collector.
+// Goroutine-safe. Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range all {
 		ch <- d
 	}
 }
 
-// Collect implements prometheus.Collector.
+// Goroutine-safe: it reads each loop's Metrics. Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for i, l := range c.loops {
 		collectLoop(ch, c.names[i], l.Metrics())

@@ -133,7 +133,7 @@ type publication struct {
 
 var _ pubsub.HistoryBroker = (*Broker)(nil)
 
-// New returns a broker publishing and subscribing on nc under subjects
+// Goroutine-safe. New returns a broker publishing and subscribing on nc under subjects
 // prefix+topic (for example prefix "tornago." and topic "room.go"), with
 // default Options. The caller keeps ownership of nc: call Close, then close
 // nc, after the hubs are done.
@@ -141,7 +141,7 @@ func New(nc *nats.Conn, prefix string) *Broker {
 	return NewWithOptions(nc, prefix, Options{})
 }
 
-// NewWithOptions is New with opts. It starts the broker's publishing
+// Goroutine-safe. NewWithOptions is New with opts. It starts the broker's publishing
 // goroutine, which Close ends.
 func NewWithOptions(nc *nats.Conn, prefix string, opts Options) *Broker {
 	if opts.MaxPending <= 0 {
@@ -185,7 +185,7 @@ func (b *Broker) watchStatus() {
 	}
 }
 
-// Connected reports whether the connection to NATS is up, that is whether
+// Goroutine-safe, non-blocking. Connected reports whether the connection to NATS is up, that is whether
 // Publish accepts messages (queue permitting). It follows nats.go's status
 // events, a moment behind them. Goroutine-safe.
 func (b *Broker) Connected() bool { return b.up.Load() }
@@ -204,7 +204,7 @@ func (b *Broker) publishLoop() {
 	}
 }
 
-// Publish implements pubsub.Broker: it copies data and queues it for the
+// Goroutine-safe, non-blocking (a loop may call it). Publish implements pubsub.Broker: it copies data and queues it for the
 // broker's goroutine, which publishes in the order of the Publish calls.
 // On a topic that keeps history (KeepHistory) it publishes to the topic's
 // stream and waits for the stream's acknowledgement off the caller's
@@ -249,11 +249,11 @@ func (b *Broker) Publish(topic string, data []byte) error {
 	}
 }
 
-// Failed returns how many accepted publications NATS refused (for a
+// Goroutine-safe, non-blocking. Failed returns how many accepted publications NATS refused (for a
 // history topic: that its stream did not acknowledge). Goroutine-safe.
 func (b *Broker) Failed() int64 { return b.failed.Load() }
 
-// Close refuses further publications, waits until the queued ones are
+// Goroutine-safe; it blocks (never call it on a loop). Close refuses further publications, waits until the queued ones are
 // handed to NATS (each write bounded by nc's FlusherTimeout; quick when nc
 // is already closed) and the history ones acknowledged (at most 5 s), stops
 // the history consumers (no deliver runs once Close returns) and ends the
@@ -275,7 +275,7 @@ func (b *Broker) Close() {
 	<-b.watched
 }
 
-// Subscribe implements pubsub.Broker. deliver runs on the NATS client's
+// Goroutine-safe; it may block on the NATS connection (a Hub calls it off its loop). Subscribe implements pubsub.Broker. deliver runs on the NATS client's
 // goroutine for the subscription; the Hub moves it onto its loop. It works
 // while NATS is down too (nats.go sends the subscription on reconnect),
 // and a subscription outlives outages; only a closed nc refuses it.

@@ -147,7 +147,7 @@ func (b *Broker) histTopic(topic string) *histTopic {
 	return nil
 }
 
-// StreamName returns the JetStream stream name KeepHistory uses for topic
+// Goroutine-safe (pure). StreamName returns the JetStream stream name KeepHistory uses for topic
 // under prefix: "TORNAGO_H_" followed by the history subject (prefix +
 // "_h." + topic) with '.' spelled '_', letters and digits kept and every
 // other byte spelled '-' and two hex digits ("tornago." and "room.go":
@@ -177,7 +177,7 @@ func StreamName(prefix, topic string) string {
 	return sb.String()
 }
 
-// KeepHistory implements pubsub.HistoryBroker: it makes topic's stream, or
+// Goroutine-safe; it blocks up to its timeout (a Hub calls it off its loop). KeepHistory implements pubsub.HistoryBroker: it makes topic's stream, or
 // finds it (a later process's options win: the stream's limits are
 // updated to o), and starts this process's replica of it. It returns once
 // the replica holds what the stream held when it was called (at most 10
@@ -294,7 +294,7 @@ func limit(n int64) int64 {
 
 func streamEpoch(info *jetstream.StreamInfo) int64 { return info.Created.UnixMicro() }
 
-// SubscribeHistory implements pubsub.HistoryBroker. head is the replica's
+// Goroutine-safe; it may block (a Hub calls it off its loop). SubscribeHistory implements pubsub.HistoryBroker. head is the replica's
 // newest position; deliver then gets every message the replica adds, in
 // order, once each, with nothing between head and the first (it is called
 // under the topic's lock, which SubscribeHistory held to read head).
@@ -332,7 +332,7 @@ func (t *histTopic) unsubscribe(s *histSub) {
 	t.mu.Unlock()
 }
 
-// History implements pubsub.HistoryBroker from this process's replica,
+// Goroutine-safe, non-blocking: it answers from memory (a loop calls it). History implements pubsub.HistoryBroker from this process's replica,
 // without asking NATS: a message another process published is there once
 // this process's consumer got it (usually within a millisecond of its
 // ack). The messages' Data is shared and must not be modified. An after

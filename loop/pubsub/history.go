@@ -98,7 +98,7 @@ type HistoryBuffer struct {
 	last  int64 // offset of the newest message ordered (kept or not)
 }
 
-// NewHistoryBuffer returns an empty buffer in epoch.
+// Goroutine-safe. NewHistoryBuffer returns an empty buffer in epoch.
 func NewHistoryBuffer(o HistoryOptions, epoch int64) *HistoryBuffer {
 	return &HistoryBuffer{o: o, epoch: epoch}
 }

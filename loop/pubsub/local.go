@@ -5,7 +5,7 @@ import (
 	"sync"
 )
 
-// LocalHistory returns a HistoryBroker over b, a Broker that keeps no
+// Goroutine-safe. LocalHistory returns a HistoryBroker over b, a Broker that keeps no
 // history (core NATS, Redis pub/sub): messages still travel through b, and
 // this process gives the history topics' messages their positions in the
 // order b delivers them here, kept in this process's memory. The positions

@@ -52,7 +52,7 @@ func (p Position) Less(q Position) bool {
 // position.
 var ErrBadPosition = errors.New("pubsub: not a position (want EPOCH-OFFSET, two non-negative integers)")
 
-// ParsePosition reads the text form of String. "" is the zero Position.
+// Goroutine-safe (pure). ParsePosition reads the text form of String. "" is the zero Position.
 func ParsePosition(s string) (Position, error) {
 	if s == "" {
 		return Position{}, nil

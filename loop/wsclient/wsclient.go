@@ -126,7 +126,7 @@ type dialMessage struct {
 	data []byte
 }
 
-// Dial connects to a ws:// URL (query strings kept) and performs the
+// Goroutine-safe; it blocks until the handshake ends. Dial connects to a ws:// URL (query strings kept) and performs the
 // opening handshake, all within DialOptions.HandshakeTimeout; every frame
 // it sends is masked with a fresh key. Errors are *DialError.
 func Dial(rawURL string, opts DialOptions) (*Conn, error) {

@@ -251,3 +251,85 @@ func TestXHeadersOverSockets(t *testing.T) {
 		t.Errorf("trusted proxy passing a client's Forwarded host: %d, want 403", st)
 	}
 }
+
+// FuzzResolveForwarded: whatever a client sends, only the configured family
+// counts (dropping every other field changes nothing), and the hop the
+// trusted proxy appends after the client's own text, on the same line or
+// a line of its own, names the client.
+func FuzzResolveForwarded(f *testing.F) {
+	f.Add("X-Forwarded-For: 6.6.6.6\r\nForwarded: for=127.0.0.1;proto=https\r\nX-Real-IP: ::1\r\n", `for="6.6.6.6`)
+	f.Add("Forwarded: for=\"[::1]\";host=evil\r\nX-Forwarded-Host: evil\r\n", `for=6.6.6.6;;x, ,"`)
+	f.Add("X-Forwarded-For: 10.1.1.1, unknown\r\nX-Forwarded-Proto: https\r\n", `proto=https;host="a,b", for=10.2.2.2`)
+	apps := map[string]*Application{}
+	for _, ph := range []string{"X-Forwarded-For", "Forwarded", "X-Real-IP"} {
+		apps[ph] = NewApplication(AppOptions{TrustedProxies: []string{"10.0.0.0/8"}, ProxyHeader: ph})
+	}
+	family := map[string][]string{
+		"X-Forwarded-For": {"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"},
+		"Forwarded":       {"Forwarded"},
+		"X-Real-IP":       {"X-Real-IP", "X-Forwarded-Proto", "X-Forwarded-Host"},
+	}
+	peer := netip.MustParseAddr("10.1.1.1")
+	resolve := func(a *Application, h *http1.Head) forwarded {
+		fw := forwarded{ip: peer}
+		a.resolveForwarded(&fw, h)
+		return fw
+	}
+	same := func(x, y forwarded) bool {
+		return x.ip == y.ip && x.https == y.https && string(x.host) == string(y.host)
+	}
+	f.Fuzz(func(t *testing.T, block, client string) {
+		var p http1.Parser
+		var h http1.Head
+		if _, err := p.Parse([]byte("GET / HTTP/1.1\r\nHost: b\r\n"+block+"\r\n"), http1.Limits{}.WithDefaults(), &h); err != nil {
+			return
+		}
+		for mode, a := range apps {
+			got := resolve(a, &h)
+			if !got.ip.IsValid() {
+				t.Fatalf("%s: no address", mode)
+			}
+			only := http1.Head{}
+			for _, fl := range h.Fields {
+				for _, n := range family[mode] {
+					if http1.EqualFold(fl.Name, n) {
+						only.Fields = append(only.Fields, fl)
+					}
+				}
+			}
+			if want := resolve(a, &only); !same(got, want) {
+				t.Fatalf("%s: %+v with the other fields, %+v without", mode, got, want)
+			}
+		}
+		// The proxy appends the client it saw (198.51.100.7, untrusted),
+		// to a line of the client's or as a line of its own; a client
+		// cannot put a line break into either.
+		if strings.ContainsAny(client, "\r\n") {
+			return
+		}
+		for _, tc := range []struct{ mode, head string }{
+			{"X-Forwarded-For", "X-Forwarded-For: " + client + ", 198.51.100.7\r\n"},
+			{"X-Forwarded-For", "X-Forwarded-For: " + client + "\r\nX-Forwarded-For: 198.51.100.7\r\n"},
+			{"Forwarded", "Forwarded: " + client + ", for=198.51.100.7;proto=https\r\n"},
+			{"Forwarded", "Forwarded: " + client + "\r\nForwarded: for=198.51.100.7;proto=https\r\n"},
+			{"X-Real-IP", "X-Real-IP: " + client + "\r\nX-Real-IP: 198.51.100.7\r\n"},
+		} {
+			var p http1.Parser
+			var h http1.Head
+			if _, err := p.Parse([]byte("GET / HTTP/1.1\r\nHost: b\r\n"+block+tc.head+"\r\n"), http1.Limits{}.WithDefaults(), &h); err != nil {
+				continue
+			}
+			// The block must end in a whole field line of its own for the
+			// proxy's line to be one: nothing can be appended to what is
+			// not a field.
+			last := h.Fields[len(h.Fields)-1]
+			if !strings.HasSuffix(tc.head, string(last.Name)+": "+string(last.Value)+"\r\n") {
+				continue
+			}
+			got := resolve(apps[tc.mode], &h)
+			if got.ip.String() != "198.51.100.7" || (tc.mode == "Forwarded" && !got.https) {
+				t.Fatalf("%s %q: %+v, want the proxy's hop", tc.mode, tc.head, got)
+			}
+		}
+	})
+}

@@ -103,8 +103,8 @@ type AppOptions struct {
 	// from such a peer, Request.RemoteIP, Scheme and Host report the
 	// client's address, scheme and host from the headers ProxyHeader names
 	// (Tornado's xheaders), and from no other. Default: none, every proxy
-	// header is ignored. NewApplication panics on an entry that parses as
-	// neither.
+	// header is ignored. NewApplication panics on an entry that is neither
+	// an IP nor a prefix.
 	TrustedProxies []string
 	// ProxyHeader names the one header family a trusted proxy writes, so
 	// the only one read; a header of another family is the client's, passed

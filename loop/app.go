@@ -101,13 +101,34 @@ type AppOptions struct {
 	// TrustedProxies lists the reverse proxies (IPs or CIDR prefixes, such
 	// as "127.0.0.1" or "10.0.0.0/8") whose proxy headers are believed:
 	// from such a peer, Request.RemoteIP, Scheme and Host report the
-	// client's address, scheme and host from Forwarded (RFC 7239), else
-	// X-Forwarded-For / X-Real-IP, X-Forwarded-Proto and X-Forwarded-Host
-	// (Tornado's xheaders). The client is the rightmost address not in this
-	// list, so a client cannot forge its way past the proxy that appended
-	// the real one. Default: none, every such header is ignored.
-	// NewApplication panics on an entry that parses as neither.
+	// client's address, scheme and host from the headers ProxyHeader names
+	// (Tornado's xheaders), and from no other. Default: none, every proxy
+	// header is ignored. NewApplication panics on an entry that is neither
+	// an IP nor a prefix.
 	TrustedProxies []string
+	// ProxyHeader names the one header family a trusted proxy writes, so
+	// the only one read; a header of another family is the client's, passed
+	// on by a proxy that does not know it, and is ignored:
+	//
+	//   - "X-Forwarded-For" (the default, ""): the client is the rightmost
+	//     address of X-Forwarded-For (field lines in order) that is not a
+	//     trusted proxy, the one the proxy appended; the scheme and host are
+	//     the last value of X-Forwarded-Proto and X-Forwarded-Host, which the
+	//     proxy must set (overwrite) or remove. Forwarded and X-Real-IP are
+	//     not read. nginx ($proxy_add_x_forwarded_for), HAProxy (option
+	//     forwardfor), Caddy, Traefik and cloud load balancers.
+	//   - "Forwarded" (RFC 7239): the same walk over the for= of Forwarded's
+	//     elements from the right; proto= and host= come from the element
+	//     that named the client, which a trusted proxy appended. An element
+	//     without an address in for= (or malformed) stops the walk at the
+	//     last address known. X-Forwarded-* and X-Real-IP are not read.
+	//   - "X-Real-IP": the client is X-Real-IP (the last field line) as is,
+	//     for a single proxy that overwrites it (Tornado's nginx recipe);
+	//     scheme and host as for X-Forwarded-For.
+	//
+	// A trusted peer that sends no usable address is itself the client.
+	// The name is case-insensitive; NewApplication panics on another.
+	ProxyHeader string
 }
 
 func (o AppOptions) withDefaults() AppOptions {
@@ -138,6 +159,7 @@ type Application struct {
 	opts    AppOptions
 	routes  []route
 	trusted []netip.Prefix // AppOptions.TrustedProxies, parsed
+	proxyHd proxyHeader    // AppOptions.ProxyHeader, parsed
 
 	// Free lists of per-connection HTTP state, touched only on the loop
 	// goroutine. Reusing them (with the header slices' capacity) keeps a
@@ -212,7 +234,11 @@ func NewApplication(opts AppOptions) *Application {
 	if err != nil {
 		panic(err.Error())
 	}
-	return &Application{opts: opts.withDefaults(), trusted: trusted}
+	ph, err := parseProxyHeader(opts.ProxyHeader)
+	if err != nil {
+		panic(err.Error())
+	}
+	return &Application{opts: opts.withDefaults(), trusted: trusted, proxyHd: ph}
 }
 
 // Loop-only, or before Start. Handle adds a route. pattern is anchored at

@@ -92,9 +92,35 @@ func (r *Request) resolve() *forwarded {
 	return f
 }
 
+// proxyHeader is the header family a trusted proxy writes
+// (AppOptions.ProxyHeader).
+type proxyHeader uint8
+
+const (
+	proxyXForwardedFor proxyHeader = iota
+	proxyForwarded
+	proxyXRealIP
+)
+
+func parseProxyHeader(s string) (proxyHeader, error) {
+	switch {
+	case s == "" || strings.EqualFold(s, "X-Forwarded-For"):
+		return proxyXForwardedFor, nil
+	case strings.EqualFold(s, "Forwarded"):
+		return proxyForwarded, nil
+	case strings.EqualFold(s, "X-Real-IP"):
+		return proxyXRealIP, nil
+	}
+	return 0, fmt.Errorf("loop: proxy header %q: want X-Forwarded-For, Forwarded or X-Real-IP", s)
+}
+
 // resolveForwarded fills f from the headers of a request whose peer f.ip
-// is trusted. Forwarded (RFC 7239) wins over the X-Forwarded-* family;
-// a malformed Forwarded is ignored whole.
+// is trusted, reading only the family AppOptions.ProxyHeader names. A
+// proxy appends to or overwrites its own family and passes every other
+// header on as the client wrote it, so reading a second family (a
+// fallback, a preference) would let the client choose: behind nginx, which
+// never touches Forwarded, a client's "Forwarded: for=127.0.0.1" was
+// believed.
 //
 // The client is found walking the hops from the right, the end our own
 // proxy wrote, past every trusted address: the first untrusted one is the
@@ -103,44 +129,21 @@ func (r *Request) resolve() *forwarded {
 // ("unknown", an obfuscated name, garbage) stops the walk at the last
 // address known.
 func (a *Application) resolveForwarded(f *forwarded, h *http1.Head) {
-	var vbuf [2][]byte
-	if fv := h.Values(vbuf[:0], "Forwarded"); len(fv) > 0 {
-		var ebuf [8]http1.ForwardedElement
-		if es, err := http1.ParseForwarded(ebuf[:0], fv...); err == nil && len(es) > 0 {
-			chosen := len(es) - 1
-			found := false
-			for i := len(es) - 1; i >= 0; i-- {
-				if es[i].For == nil {
-					continue
-				}
-				ip, ok := http1.ParseNode(es[i].For)
-				if !ok {
-					break
-				}
-				chosen, found, f.ip = i, true, ip
-				if !a.trusts(ip) {
-					break
-				}
+	switch a.proxyHd {
+	case proxyForwarded:
+		a.forwardedRFC(f, h)
+		return
+	case proxyXRealIP:
+		// The last line: a proxy that adds instead of replacing puts its
+		// own after the client's.
+		if v := lastLine(h, "X-Real-IP"); v != nil {
+			if ip, ok := http1.ParseNode(http1.TrimOWS(v)); ok {
+				f.ip = ip
 			}
-			e := es[chosen]
-			if e.Proto != nil {
-				f.https = isHTTPS(e.Proto)
-			} else if p := lastValue(h, "X-Forwarded-Proto"); p != nil {
-				f.https = isHTTPS(p)
-			}
-			if len(e.Host) > 0 {
-				f.host = e.Host
-			} else if fh := lastValue(h, "X-Forwarded-Host"); len(fh) > 0 {
-				f.host = fh
-			}
-			if found {
-				return
-			}
-			a.forwardedFor(f, h)
-			return
 		}
+	default:
+		a.forwardedFor(f, h)
 	}
-	a.forwardedFor(f, h)
 	if p := lastValue(h, "X-Forwarded-Proto"); p != nil {
 		f.https = isHTTPS(p)
 	}
@@ -149,10 +152,78 @@ func (a *Application) resolveForwarded(f *forwarded, h *http1.Head) {
 	}
 }
 
-// forwardedFor sets f.ip from X-Forwarded-For (the same walk over its
-// list, last field line last), else from X-Real-IP.
+// forwardedRFC walks Forwarded's elements from the right, each parsed on
+// its own, so that a malformed element the client wrote on the left does
+// not make the whole field (and the proxy's element with it) ignored,
+// which would leave the proxy's own address as the client's. proto= and
+// host= come from the element that named the client (it describes the
+// request the client sent), or the rightmost when it names none.
+func (a *Application) forwardedRFC(f *forwarded, h *http1.Head) {
+	var chosen http1.ForwardedElement
+	have := false
+walk:
+	for i := len(h.Fields) - 1; i >= 0; i-- {
+		if !http1.EqualFold(h.Fields[i].Name, "Forwarded") {
+			continue
+		}
+		rest := h.Fields[i].Value
+		for len(rest) > 0 {
+			var raw []byte
+			raw, rest = lastElement(rest)
+			var ebuf [2]http1.ForwardedElement
+			es, err := http1.ParseForwarded(ebuf[:0], raw)
+			if err != nil || len(es) > 1 {
+				break walk
+			}
+			if len(es) == 0 {
+				continue // an empty element: ", ,"
+			}
+			if !have {
+				chosen, have = es[0], true
+			}
+			ip, ok := http1.ParseNode(es[0].For)
+			if !ok {
+				break walk
+			}
+			f.ip, chosen = ip, es[0]
+			if !a.trusts(ip) {
+				break walk
+			}
+		}
+	}
+	if chosen.Proto != nil {
+		f.https = isHTTPS(chosen.Proto)
+	}
+	if len(chosen.Host) > 0 {
+		f.host = chosen.Host
+	}
+}
+
+// lastElement splits the last forwarded-element off a Forwarded field
+// value: what follows the last comma outside a quoted string, with rest
+// the bytes before that comma (nil when none is left). Quotes are paired
+// from the right, where the trusted proxy wrote; a quoted-pair (\") is not
+// recognised, as no for/proto/host value needs one, so an element holding
+// one fails to parse and stops the walk.
+func lastElement(v []byte) (elem, rest []byte) {
+	quoted := false
+	for i := len(v) - 1; i >= 0; i-- {
+		switch v[i] {
+		case '"':
+			quoted = !quoted
+		case ',':
+			if !quoted {
+				return v[i+1:], v[:i]
+			}
+		}
+	}
+	return v, nil
+}
+
+// forwardedFor sets f.ip from X-Forwarded-For: the walk over its list,
+// last field line last (as a proxy appending a line of its own leaves
+// them). Nothing else: without the header the peer is the client.
 func (a *Application) forwardedFor(f *forwarded, h *http1.Head) {
-	seen := false
 	for i := len(h.Fields) - 1; i >= 0; i-- {
 		fl := &h.Fields[i]
 		if !http1.EqualFold(fl.Name, "X-Forwarded-For") {
@@ -169,18 +240,22 @@ func (a *Application) forwardedFor(f *forwarded, h *http1.Head) {
 			if !ok {
 				return
 			}
-			f.ip, seen = ip, true
+			f.ip = ip
 			if !a.trusts(ip) {
 				return
 			}
 		}
 	}
-	if seen {
-		return
+}
+
+// lastLine is the value of the last field line of name, nil when absent.
+func lastLine(h *http1.Head, name string) []byte {
+	for i := len(h.Fields) - 1; i >= 0; i-- {
+		if http1.EqualFold(h.Fields[i].Name, name) {
+			return h.Fields[i].Value
+		}
 	}
-	if ip, ok := http1.ParseNode(h.Get("X-Real-IP")); ok {
-		f.ip = ip
-	}
+	return nil
 }
 
 // lastValue is the last element of the last field line of name (a proxy
@@ -202,9 +277,8 @@ func isHTTPS(proto []byte) bool {
 // Loop-only.
 // RemoteIP is the client's IP address without the port: the TCP peer's,
 // or, when the peer is one of AppOptions.TrustedProxies, the address the
-// proxy headers give (Forwarded for=, else X-Forwarded-For, else
-// X-Real-IP; see AppOptions.TrustedProxies for the walk). "" once the
-// connection is gone.
+// header AppOptions.ProxyHeader names gives (X-Forwarded-For by default;
+// see there for the walk). "" once the connection is gone.
 func (r *Request) RemoteIP() string {
 	if ip := r.resolve().ip; ip.IsValid() {
 		return ip.String()
@@ -214,8 +288,9 @@ func (r *Request) RemoteIP() string {
 
 // Loop-only.
 // Scheme is "https" when a trusted proxy says the client used TLS
-// (Forwarded proto=, else X-Forwarded-Proto: https or wss), else "http":
-// Tornago itself speaks plain HTTP.
+// (X-Forwarded-Proto: https or wss, or Forwarded proto= when
+// AppOptions.ProxyHeader is "Forwarded"), else "http": Tornago itself
+// speaks plain HTTP.
 func (r *Request) Scheme() string {
 	if r.resolve().https {
 		return "https"
@@ -225,7 +300,8 @@ func (r *Request) Scheme() string {
 
 // Loop-only.
 // Host is the host (and port, if not the default) the client asked for:
-// from a trusted proxy's Forwarded host= or X-Forwarded-Host, else the
+// from a trusted proxy's X-Forwarded-Host (Forwarded host= when
+// AppOptions.ProxyHeader is "Forwarded"), else the
 // absolute-form target's authority, else the Host header. The default
 // WebSocket origin check compares the Origin against it.
 func (r *Request) Host() string {

@@ -58,45 +58,98 @@ func resolveHead(t testing.TB, a *Application, peer string, headers string) forw
 }
 
 func TestResolveForwarded(t *testing.T) {
-	a := NewApplication(AppOptions{TrustedProxies: []string{"10.0.0.0/8", "127.0.0.1"}})
+	apps := map[string]*Application{}
+	for _, ph := range []string{"", "Forwarded", "x-real-ip"} {
+		apps[ph] = NewApplication(AppOptions{TrustedProxies: []string{"10.0.0.0/8", "127.0.0.1"}, ProxyHeader: ph})
+	}
 	for _, tc := range []struct {
-		name, peer, headers string
-		ip, host            string
-		https               bool
+		mode, name, peer, headers string
+		ip, host                  string
+		https                     bool
 	}{
-		{"untrusted peer", "192.0.2.1", "X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil\r\nForwarded: for=6.6.6.7\r\n", "192.0.2.1", "", false},
-		{"no headers", "10.1.1.1", "", "10.1.1.1", "", false},
-		{"xff one hop", "10.1.1.1", "X-Forwarded-For: 203.0.113.5\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n", "203.0.113.5", "example.com", true},
-		{"xff spoofed left part", "10.1.1.1", "X-Forwarded-For: 6.6.6.6, 203.0.113.5\r\n", "203.0.113.5", "", false},
-		{"xff trusted hops skipped", "127.0.0.1", "X-Forwarded-For: 6.6.6.6, 203.0.113.5, 10.2.2.2,10.3.3.3\r\n", "203.0.113.5", "", false},
-		{"xff lines in order", "10.1.1.1", "X-Forwarded-For: 203.0.113.5\r\nX-Forwarded-For: 10.2.2.2\r\n", "203.0.113.5", "", false},
-		{"xff all trusted", "10.1.1.1", "X-Forwarded-For: 10.9.9.9, 10.2.2.2\r\n", "10.9.9.9", "", false},
-		{"xff garbage stops the walk", "10.1.1.1", "X-Forwarded-For: 6.6.6.6, unknown, 10.2.2.2\r\n", "10.2.2.2", "", false},
-		{"xff with ports and v6", "10.1.1.1", "X-Forwarded-For: [2001:db8::7]:5555\r\n", "2001:db8::7", "", false},
-		{"x-real-ip", "10.1.1.1", "X-Real-IP: 203.0.113.9\r\n", "203.0.113.9", "", false},
-		{"xff beats x-real-ip", "10.1.1.1", "X-Real-IP: 203.0.113.9\r\nX-Forwarded-For: 203.0.113.5\r\n", "203.0.113.5", "", false},
-		{"proto list: last", "10.1.1.1", "X-Forwarded-Proto: https, http\r\n", "10.1.1.1", "", false},
-		{"proto wss", "10.1.1.1", "X-Forwarded-Proto: WSS\r\n", "10.1.1.1", "", true},
-		{"forwarded", "10.1.1.1", "Forwarded: for=6.6.6.6, for=\"[2001:db8::1]:99\";proto=https;host=\"example.com:8443\", for=10.4.4.4;proto=http;host=inner\r\nX-Forwarded-For: 198.51.100.1\r\n", "2001:db8::1", "example.com:8443", true},
-		{"forwarded without for", "10.1.1.1", "Forwarded: proto=https\r\nX-Forwarded-For: 198.51.100.1\r\n", "198.51.100.1", "", true},
-		{"forwarded malformed: ignored", "10.1.1.1", "Forwarded: for=6.6.6.6;;x\r\nX-Forwarded-For: 198.51.100.1\r\nX-Forwarded-Proto: https\r\n", "198.51.100.1", "", true},
-		{"forwarded unknown", "10.1.1.1", "Forwarded: for=unknown, for=10.5.5.5;proto=https\r\n", "10.5.5.5", "", true},
+		{"", "untrusted peer", "192.0.2.1", "X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil\r\nForwarded: for=6.6.6.7\r\n", "192.0.2.1", "", false},
+		{"Forwarded", "untrusted peer", "192.0.2.1", "Forwarded: for=6.6.6.7;proto=https;host=evil\r\n", "192.0.2.1", "", false},
+		{"x-real-ip", "untrusted peer", "192.0.2.1", "X-Real-IP: 6.6.6.6\r\nX-Forwarded-Proto: https\r\n", "192.0.2.1", "", false},
+		{"", "no headers", "10.1.1.1", "", "10.1.1.1", "", false},
+		{"", "xff one hop", "10.1.1.1", "X-Forwarded-For: 203.0.113.5\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n", "203.0.113.5", "example.com", true},
+		{"", "xff spoofed left part", "10.1.1.1", "X-Forwarded-For: 6.6.6.6, 203.0.113.5\r\n", "203.0.113.5", "", false},
+		{"", "xff spoofed trusted address", "127.0.0.1", "X-Forwarded-For: 127.0.0.1, 203.0.113.5\r\n", "203.0.113.5", "", false},
+		{"", "xff trusted hops skipped", "127.0.0.1", "X-Forwarded-For: 6.6.6.6, 203.0.113.5, 10.2.2.2,10.3.3.3\r\n", "203.0.113.5", "", false},
+		{"", "xff lines in order", "10.1.1.1", "X-Forwarded-For: 6.6.6.6, 203.0.113.5\r\nX-Forwarded-For: 10.2.2.2\r\n", "203.0.113.5", "", false},
+		{"", "xff all trusted", "10.1.1.1", "X-Forwarded-For: 10.9.9.9, 10.2.2.2\r\n", "10.9.9.9", "", false},
+		{"", "xff garbage stops the walk", "10.1.1.1", "X-Forwarded-For: 6.6.6.6, unknown, 10.2.2.2\r\n", "10.2.2.2", "", false},
+		{"", "xff client garbage on the left", "10.1.1.1", "X-Forwarded-For: \"x, 203.0.113.5\r\n", "203.0.113.5", "", false},
+		{"", "xff with ports and v6", "10.1.1.1", "X-Forwarded-For: [2001:db8::7]:5555\r\n", "2001:db8::7", "", false},
+		// The issue: a proxy that writes X-Forwarded-* passes Forwarded and
+		// X-Real-IP on as the client sent them.
+		{"", "spoofed forwarded ignored", "127.0.0.1", "Forwarded: for=6.6.6.6;proto=https;host=evil.example\r\nX-Forwarded-For: 203.0.113.5\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: example.com\r\n", "203.0.113.5", "example.com", false},
+		{"", "spoofed forwarded loopback ignored", "127.0.0.1", "Forwarded: for=\"[::1]\"\r\nX-Forwarded-For: 203.0.113.5\r\n", "203.0.113.5", "", false},
+		{"", "forwarded alone ignored", "127.0.0.1", "Forwarded: for=127.0.0.1;proto=https;host=evil.example\r\n", "127.0.0.1", "", false},
+		{"", "x-real-ip alone ignored", "10.1.1.1", "X-Real-IP: 203.0.113.9\r\n", "10.1.1.1", "", false},
+		{"", "x-real-ip beside xff ignored", "10.1.1.1", "X-Real-IP: 6.6.6.6\r\nX-Forwarded-For: 203.0.113.5\r\n", "203.0.113.5", "", false},
+		{"", "proto list: last", "10.1.1.1", "X-Forwarded-Proto: https, http\r\n", "10.1.1.1", "", false},
+		{"", "proto lines: last", "10.1.1.1", "X-Forwarded-Proto: https\r\nX-Forwarded-Proto: http\r\n", "10.1.1.1", "", false},
+		{"", "proto wss", "10.1.1.1", "X-Forwarded-Proto: WSS\r\n", "10.1.1.1", "", true},
+		{"", "host lines: last", "10.1.1.1", "X-Forwarded-Host: evil.example\r\nX-Forwarded-Host: example.com\r\n", "10.1.1.1", "example.com", false},
+
+		{"Forwarded", "forwarded", "10.1.1.1", "Forwarded: for=6.6.6.6, for=\"[2001:db8::1]:99\";proto=https;host=\"example.com:8443\", for=10.4.4.4;proto=http;host=inner\r\nX-Forwarded-For: 198.51.100.1\r\n", "2001:db8::1", "example.com:8443", true},
+		{"Forwarded", "forwarded spoofed left part", "127.0.0.1", "Forwarded: for=127.0.0.1;proto=https;host=evil.example\r\nForwarded: for=203.0.113.5;proto=http;host=example.com\r\n", "203.0.113.5", "example.com", false},
+		{"Forwarded", "forwarded lines, elements in order", "10.1.1.1", "Forwarded: for=6.6.6.6, for=203.0.113.5;host=a\r\nForwarded: for=10.2.2.2;host=b\r\n", "203.0.113.5", "a", false},
+		{"Forwarded", "x-forwarded ignored", "10.1.1.1", "Forwarded: for=203.0.113.5\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil\r\nX-Real-IP: 6.6.6.7\r\n", "203.0.113.5", "", false},
+		{"Forwarded", "none: the peer", "10.1.1.1", "X-Forwarded-For: 6.6.6.6\r\nX-Real-IP: 6.6.6.7\r\nX-Forwarded-Proto: https\r\n", "10.1.1.1", "", false},
+		{"Forwarded", "without for: the peer", "10.1.1.1", "Forwarded: proto=https\r\n", "10.1.1.1", "", true},
+		{"Forwarded", "element without for stops the walk", "10.1.1.1", "Forwarded: for=6.6.6.6;host=evil, proto=https, for=10.2.2.2;host=b\r\n", "10.2.2.2", "b", false},
+		{"Forwarded", "client garbage on the left", "10.1.1.1", "Forwarded: for=6.6.6.6;;\"x, for=203.0.113.5;proto=https\r\n", "203.0.113.5", "", true},
+		{"Forwarded", "client quote on the left", "10.1.1.1", "Forwarded: for=\"6.6.6.6, for=203.0.113.5;host=\"example.com\"\r\n", "203.0.113.5", "example.com", false},
+		{"Forwarded", "malformed rightmost: the peer", "10.1.1.1", "Forwarded: for=203.0.113.5, for=6.6.6.6;;x\r\n", "10.1.1.1", "", false},
+		{"Forwarded", "comma in quotes", "10.1.1.1", "Forwarded: for=203.0.113.5;host=\"a,b\"\r\n", "203.0.113.5", "a,b", false},
+		{"Forwarded", "unknown", "10.1.1.1", "Forwarded: for=unknown, for=10.5.5.5;proto=https\r\n", "10.5.5.5", "", true},
+
+		{"x-real-ip", "x-real-ip", "10.1.1.1", "X-Real-IP: 203.0.113.9\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n", "203.0.113.9", "example.com", true},
+		{"x-real-ip", "x-real-ip lines: last", "10.1.1.1", "X-Real-IP: 6.6.6.6\r\nX-Real-IP: 203.0.113.9\r\n", "203.0.113.9", "", false},
+		{"x-real-ip", "x-real-ip list: not an address", "10.1.1.1", "X-Real-IP: 6.6.6.6, 203.0.113.9\r\n", "10.1.1.1", "", false},
+		{"x-real-ip", "others ignored", "10.1.1.1", "X-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.7;proto=https;host=evil\r\n", "10.1.1.1", "", false},
 	} {
-		f := resolveHead(t, a, tc.peer, tc.headers)
+		f := resolveHead(t, apps[tc.mode], tc.peer, tc.headers)
 		if f.ip.String() != tc.ip || string(f.host) != tc.host || f.https != tc.https {
-			t.Errorf("%s: ip %v host %q https %v; want %v %q %v", tc.name, f.ip, f.host, f.https, tc.ip, tc.host, tc.https)
+			t.Errorf("%s %s: ip %v host %q https %v; want %v %q %v", tc.mode, tc.name, f.ip, f.host, f.https, tc.ip, tc.host, tc.https)
 		}
 	}
 }
 
-// The walk allocates nothing, with proxy headers or without.
+func TestParseProxyHeader(t *testing.T) {
+	for _, ok := range []string{"", "X-Forwarded-For", "x-forwarded-for", "Forwarded", "X-Real-IP", "x-real-ip"} {
+		if _, err := parseProxyHeader(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"X-Forwarded-Host", "forwarded-for", " Forwarded"} {
+		if _, err := parseProxyHeader(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("NewApplication accepted a bad ProxyHeader")
+		}
+	}()
+	NewApplication(AppOptions{ProxyHeader: "X-Client-IP"})
+}
+
+// The walk allocates nothing, with proxy headers or without, whichever
+// family it reads.
 func TestResolveForwardedNoAlloc(t *testing.T) {
-	a := NewApplication(AppOptions{TrustedProxies: []string{"10.0.0.0/8"}})
-	for _, hdr := range []string{"", "X-Forwarded-For: 6.6.6.6, 203.0.113.5\r\nX-Forwarded-Proto: https\r\n",
-		"Forwarded: for=203.0.113.5;proto=https;host=example.com, for=10.1.1.2\r\n"} {
+	for _, tc := range []struct{ mode, hdr string }{
+		{"", ""},
+		{"", "X-Forwarded-For: 6.6.6.6, 203.0.113.5\r\nX-Forwarded-Proto: https\r\nForwarded: for=1.2.3.4\r\n"},
+		{"Forwarded", "Forwarded: for=203.0.113.5;proto=https;host=example.com, for=10.1.1.2\r\n"},
+		{"Forwarded", "Forwarded: for=6.6.6.6, for=10.1.1.3\r\nForwarded: for=10.1.1.2;host=\"a,b\", for=10.1.1.4\r\n"},
+		{"X-Real-IP", "X-Real-IP: 203.0.113.5\r\nX-Forwarded-Host: example.com\r\n"},
+	} {
+		a := NewApplication(AppOptions{TrustedProxies: []string{"10.0.0.0/8"}, ProxyHeader: tc.mode})
 		var p http1.Parser
 		var h http1.Head
-		if _, err := p.Parse([]byte("GET / HTTP/1.1\r\nHost: b\r\n"+hdr+"\r\n"), http1.Limits{}.WithDefaults(), &h); err != nil {
+		if _, err := p.Parse([]byte("GET / HTTP/1.1\r\nHost: b\r\n"+tc.hdr+"\r\n"), http1.Limits{}.WithDefaults(), &h); err != nil {
 			t.Fatal(err)
 		}
 		peer := netip.MustParseAddr("10.1.1.1")
@@ -106,7 +159,7 @@ func TestResolveForwardedNoAlloc(t *testing.T) {
 				a.resolveForwarded(&f, &h)
 			}
 		}); n != 0 {
-			t.Errorf("%q: %v allocations", hdr, n)
+			t.Errorf("%s %q: %v allocations", tc.mode, tc.hdr, n)
 		}
 	}
 }
@@ -142,6 +195,9 @@ func TestXHeadersOverSockets(t *testing.T) {
 		"X-Real-IP":         "6.6.6.7",
 		"X-Forwarded-Proto": "https",
 		"X-Forwarded-Host":  "public.example",
+		// Not the family the proxy writes (ProxyHeader defaults to
+		// X-Forwarded-For): passed on from the client, so never read.
+		"Forwarded": "for=6.6.6.8;proto=http;host=evil.example",
 	}
 	who := func(src string) whoAmI {
 		t.Helper()
@@ -171,7 +227,7 @@ func TestXHeadersOverSockets(t *testing.T) {
 
 	// Origin check: a browser on https://public.example reaches the backend
 	// through the proxy with the proxy's Host line.
-	upgrade := func(src string) int {
+	upgrade := func(src, extra string) int {
 		t.Helper()
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
 		c, err := d.Dial("tcp", addr)
@@ -181,13 +237,99 @@ func TestXHeadersOverSockets(t *testing.T) {
 		defer c.Close()
 		r := &wsRaw{t: t, c: c}
 		r.br = bufio.NewReader(c)
-		r.write([]byte(wsHandshake("backend:8888", "/ws", "Origin: https://public.example\r\n", "X-Forwarded-Host: public.example\r\n")))
+		r.write([]byte(wsHandshake("backend:8888", "/ws", "Origin: https://public.example\r\n", extra)))
 		return r.response().StatusCode
 	}
-	if st := upgrade("127.0.0.1"); st != 403 {
+	if st := upgrade("127.0.0.1", "X-Forwarded-Host: public.example\r\n"); st != 403 {
 		t.Errorf("untrusted peer with a forged X-Forwarded-Host: %d, want 403", st)
 	}
-	if st := upgrade("127.0.0.2"); st != 101 {
+	if st := upgrade("127.0.0.2", "X-Forwarded-Host: public.example\r\n"); st != 101 {
 		t.Errorf("trusted proxy: %d, want 101", st)
 	}
+	// A foreign page's host in a Forwarded the proxy passed on: refused.
+	if st := upgrade("127.0.0.2", "Forwarded: host=public.example;proto=https\r\n"); st != 403 {
+		t.Errorf("trusted proxy passing a client's Forwarded host: %d, want 403", st)
+	}
+}
+
+// FuzzResolveForwarded: whatever a client sends, only the configured family
+// counts (dropping every other field changes nothing), and the hop the
+// trusted proxy appends after the client's own text, on the same line or
+// a line of its own, names the client.
+func FuzzResolveForwarded(f *testing.F) {
+	f.Add("X-Forwarded-For: 6.6.6.6\r\nForwarded: for=127.0.0.1;proto=https\r\nX-Real-IP: ::1\r\n", `for="6.6.6.6`)
+	f.Add("Forwarded: for=\"[::1]\";host=evil\r\nX-Forwarded-Host: evil\r\n", `for=6.6.6.6;;x, ,"`)
+	f.Add("X-Forwarded-For: 10.1.1.1, unknown\r\nX-Forwarded-Proto: https\r\n", `proto=https;host="a,b", for=10.2.2.2`)
+	apps := map[string]*Application{}
+	for _, ph := range []string{"X-Forwarded-For", "Forwarded", "X-Real-IP"} {
+		apps[ph] = NewApplication(AppOptions{TrustedProxies: []string{"10.0.0.0/8"}, ProxyHeader: ph})
+	}
+	family := map[string][]string{
+		"X-Forwarded-For": {"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"},
+		"Forwarded":       {"Forwarded"},
+		"X-Real-IP":       {"X-Real-IP", "X-Forwarded-Proto", "X-Forwarded-Host"},
+	}
+	peer := netip.MustParseAddr("10.1.1.1")
+	resolve := func(a *Application, h *http1.Head) forwarded {
+		fw := forwarded{ip: peer}
+		a.resolveForwarded(&fw, h)
+		return fw
+	}
+	same := func(x, y forwarded) bool {
+		return x.ip == y.ip && x.https == y.https && string(x.host) == string(y.host)
+	}
+	f.Fuzz(func(t *testing.T, block, client string) {
+		var p http1.Parser
+		var h http1.Head
+		if _, err := p.Parse([]byte("GET / HTTP/1.1\r\nHost: b\r\n"+block+"\r\n"), http1.Limits{}.WithDefaults(), &h); err != nil {
+			return
+		}
+		for mode, a := range apps {
+			got := resolve(a, &h)
+			if !got.ip.IsValid() {
+				t.Fatalf("%s: no address", mode)
+			}
+			only := http1.Head{}
+			for _, fl := range h.Fields {
+				for _, n := range family[mode] {
+					if http1.EqualFold(fl.Name, n) {
+						only.Fields = append(only.Fields, fl)
+					}
+				}
+			}
+			if want := resolve(a, &only); !same(got, want) {
+				t.Fatalf("%s: %+v with the other fields, %+v without", mode, got, want)
+			}
+		}
+		// The proxy appends the client it saw (198.51.100.7, untrusted),
+		// to a line of the client's or as a line of its own; a client
+		// cannot put a line break into either.
+		if strings.ContainsAny(client, "\r\n") {
+			return
+		}
+		for _, tc := range []struct{ mode, head string }{
+			{"X-Forwarded-For", "X-Forwarded-For: " + client + ", 198.51.100.7\r\n"},
+			{"X-Forwarded-For", "X-Forwarded-For: " + client + "\r\nX-Forwarded-For: 198.51.100.7\r\n"},
+			{"Forwarded", "Forwarded: " + client + ", for=198.51.100.7;proto=https\r\n"},
+			{"Forwarded", "Forwarded: " + client + "\r\nForwarded: for=198.51.100.7;proto=https\r\n"},
+			{"X-Real-IP", "X-Real-IP: " + client + "\r\nX-Real-IP: 198.51.100.7\r\n"},
+		} {
+			var p http1.Parser
+			var h http1.Head
+			if _, err := p.Parse([]byte("GET / HTTP/1.1\r\nHost: b\r\n"+block+tc.head+"\r\n"), http1.Limits{}.WithDefaults(), &h); err != nil {
+				continue
+			}
+			// The block must end in a whole field line of its own for the
+			// proxy's line to be one: nothing can be appended to what is
+			// not a field.
+			last := h.Fields[len(h.Fields)-1]
+			if !strings.HasSuffix(tc.head, string(last.Name)+": "+string(last.Value)+"\r\n") {
+				continue
+			}
+			got := resolve(apps[tc.mode], &h)
+			if got.ip.String() != "198.51.100.7" || (tc.mode == "Forwarded" && !got.https) {
+				t.Fatalf("%s %q: %+v, want the proxy's hop", tc.mode, tc.head, got)
+			}
+		}
+	})
 }

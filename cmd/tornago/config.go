@@ -66,6 +66,17 @@ func accessLogger(log *slog.Logger) func(loop.AccessEntry) {
 	}
 }
 
+// checkProxyHeader refuses a -proxy-header that loop.NewApplication would
+// panic on, before anything starts.
+func checkProxyHeader(s string) error {
+	for _, ok := range []string{"X-Forwarded-For", "Forwarded", "X-Real-IP"} {
+		if strings.EqualFold(s, ok) {
+			return nil
+		}
+	}
+	return fmt.Errorf("-proxy-header %q: want X-Forwarded-For, Forwarded or X-Real-IP", s)
+}
+
 // addHealthz answers GET /healthz from the loop itself, so that it fails
 // (times out) when the loop is stuck, which a check from another goroutine
 // would not notice.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -103,22 +104,35 @@ func TestHealthzFromTheLoop(t *testing.T) {
 }
 
 // TestBinaryConfigFromEnvironment: the binary takes its flags from TORNAGO_*
-// variables, flags win (TORNAGO_PORT is not a port; -port is), and the
-// access log comes out as JSON.
+// variables, flags win (TORNAGO_PORT is not a port; -port is), the access
+// log comes out as JSON, and it names the client from the one proxy header
+// family -proxy-header picks (a bad one stops the binary at once).
 func TestBinaryConfigFromEnvironment(t *testing.T) {
+	bin := buildTornago(t)
+	out, err := exec.Command(bin, "-proxy-header", "X-Client-IP").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "-proxy-header") {
+		t.Errorf("-proxy-header X-Client-IP: %v %q, want exit 2 naming the flag", err, out)
+	}
 	t.Setenv("TORNAGO_PORT", "not-a-port")
 	t.Setenv("TORNAGO_LOG_FORMAT", "json")
 	t.Setenv("TORNAGO_ACCESS_LOG", "true")
-	addr, _, _, stderr := startBinary(t)
-	resp, err := http.Get("http://" + addr + "/index")
+	t.Setenv("TORNAGO_TRUSTED_PROXIES", "127.0.0.1")
+	t.Setenv("TORNAGO_PROXY_HEADER", "forwarded")
+	addr, _, _, stderr := startBuilt(t, bin)
+	req, _ := http.NewRequest("GET", "http://"+addr+"/index", nil)
+	req.Header.Set("Forwarded", "for=203.0.113.5")
+	req.Header.Set("X-Forwarded-For", "6.6.6.6")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(stderr.String(), `"msg":"access"`) {
+	// The readiness probes are in the log too, from 127.0.0.1 with no
+	// proxy header; the request above is the one from 203.0.113.5.
+	for !strings.Contains(stderr.String(), `"remote_ip":"203.0.113.5"`) {
 		if time.Now().After(deadline) {
-			t.Fatalf("no JSON access log line:\n%s", stderr)
+			t.Fatalf("no JSON access log line with the forwarded client:\n%s", stderr)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -127,7 +141,7 @@ func TestBinaryConfigFromEnvironment(t *testing.T) {
 		if err := json.Unmarshal([]byte(line), &rec); err != nil {
 			t.Fatalf("not JSON: %q", line)
 		}
-		if rec["msg"] == "access" && rec["path"] == "/index" && rec["status"] != float64(200) {
+		if rec["msg"] == "access" && rec["path"] == "/index" && (rec["status"] != float64(200) || rec["remote_ip"] == "6.6.6.6") {
 			t.Fatalf("access line %q", line)
 		}
 	}

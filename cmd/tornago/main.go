@@ -38,7 +38,8 @@ func main() {
 	logLevel := flag.String("log-level", "info", "log level: debug, info, warn or error")
 	logFormat := flag.String("log-format", "text", "log format: text or json")
 	accessLog := flag.Bool("access-log", false, "log every answered request (method, path, status, bytes, duration, remote IP)")
-	trusted := flag.String("trusted-proxies", "", "comma-separated IPs or CIDRs of proxies whose Forwarded / X-Forwarded-* headers are believed (Tornado's xheaders); default none")
+	trusted := flag.String("trusted-proxies", "", "comma-separated IPs or CIDRs of proxies whose -proxy-header headers are believed (Tornado's xheaders); default none")
+	proxyHeader := flag.String("proxy-header", "X-Forwarded-For", "the header family the trusted proxies write, the only one read: X-Forwarded-For (with X-Forwarded-Proto and -Host), Forwarded (RFC 7239) or X-Real-IP")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: tornago [flags]\nEvery flag can also be set from the environment: -port as %s, -log-level as %s; flags win.\n", envName("port"), envName("log-level"))
 		flag.PrintDefaults()
@@ -49,6 +50,10 @@ func main() {
 	blockThreshold := flag.Duration("block-threshold", 0, "log the loop goroutine's stack when one handler, callback or timer runs longer than this (100ms); 0 disables")
 	flag.Parse()
 	if err := applyEnv(flag.CommandLine, os.Getenv); err != nil {
+		fmt.Fprintln(os.Stderr, "tornago:", err)
+		os.Exit(2)
+	}
+	if err := checkProxyHeader(*proxyHeader); err != nil {
 		fmt.Fprintln(os.Stderr, "tornago:", err)
 		os.Exit(2)
 	}
@@ -75,7 +80,7 @@ func main() {
 	}
 	cfg := serverConfig{
 		host: *host, port: *port, loops: *loops, ping: *ping, sseHB: *sseHB, natsURL: *natsURL,
-		lp: *lp, accessLog: *accessLog, trusted: *trusted,
+		lp: *lp, accessLog: *accessLog, trusted: *trusted, proxyHeader: *proxyHeader,
 		metricsAddr: *metricsAddr, pprofAddr: *pprofAddr, blockThreshold: *blockThreshold,
 		returnMemory: *retMem > 0,
 	}

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -94,17 +95,23 @@ func freePort(t *testing.T) int {
 }
 
 // startDemosBehindProxy runs the demo routes trusting 127.0.0.1 (the
-// proxy), plus /test/who, which answers what the server believes about the
-// client.
-func startDemosBehindProxy(t *testing.T) string {
+// proxy), with the binary's access log (JSON, into the returned buffer),
+// plus /test/who, which answers what the server believes about the client
+// and the proxy headers that reached it.
+func startDemosBehindProxy(t *testing.T) (string, *syncBuffer) {
 	t.Helper()
 	opts := demoAppOptions(longPollOptions{})
 	opts.TrustedProxies = []string{"127.0.0.1"}
-	return startDemoApp(t, opts, nil, func(app *loop.Application) {
+	access := &syncBuffer{}
+	opts.AccessLog = accessLogger(slog.New(slog.NewJSONHandler(access, nil)))
+	addr := startDemoApp(t, opts, nil, func(app *loop.Application) {
 		app.HandleFunc("/test/who", func(r *loop.Request) {
-			r.Write(map[string]string{"ip": r.RemoteIP(), "scheme": r.Scheme(), "host": r.Host(), "peer": r.RemoteAddr()})
+			r.Write(map[string]string{"ip": r.RemoteIP(), "scheme": r.Scheme(), "host": r.Host(), "peer": r.RemoteAddr(),
+				"forwarded": strings.Join(r.Headers("Forwarded"), " | "), "x_real_ip": strings.Join(r.Headers("X-Real-IP"), " | "),
+				"x_forwarded_for": strings.Join(r.Headers("X-Forwarded-For"), " | ")})
 		})
 	})
+	return addr, access
 }
 
 // syncBuffer collects nginx's stderr from its own goroutine.
@@ -238,7 +245,7 @@ func TestNginxTLSProxy(t *testing.T) {
 	requireTool(t, exe != "", "nginx (apt-get install nginx)")
 	dir := t.TempDir()
 	pool := makeCert(t, dir)
-	backend := startDemosBehindProxy(t)
+	backend, access := startDemosBehindProxy(t)
 	tlsPort, httpPort := freePort(t), freePort(t)
 	startNginx(t, exe, backend, tlsPort, httpPort, pool, dir)
 	public := fmt.Sprintf("127.0.0.1:%d", tlsPort)
@@ -269,6 +276,83 @@ func TestNginxTLSProxy(t *testing.T) {
 		}
 		if who["ip"] != "127.0.0.2" || who["scheme"] != "https" || who["host"] != public || !strings.HasPrefix(who["peer"], "127.0.0.1:") {
 			t.Errorf("server saw %v; want ip 127.0.0.2, scheme https, host %s, peer the proxy", who, public)
+		}
+	})
+
+	// A client that forges every proxy header nginx passes through or
+	// rewrites: none of it may decide RemoteIP, Scheme or Host, and the
+	// recipe must not hand Forwarded (which it would pass on untouched) or
+	// the client's X-Real-IP to the backend at all.
+	t.Run("Spoofing", func(t *testing.T) {
+		for _, tc := range []struct{ name, header, value string }{
+			{"forwarded for", "Forwarded", "for=6.6.6.6;proto=http;host=evil.example"},
+			{"forwarded for loopback", "Forwarded", "for=127.0.0.1"},
+			{"forwarded for v6 loopback", "Forwarded", `for="[::1]"`},
+			{"forwarded proto", "Forwarded", "proto=http"},
+			{"forwarded host", "Forwarded", "host=evil.example"},
+			{"forwarded malformed", "Forwarded", `for=6.6.6.6;;"`},
+			{"x-real-ip", "X-Real-IP", "6.6.6.6"},
+			{"x-real-ip loopback", "X-Real-IP", "127.0.0.1"},
+			{"x-forwarded-for loopback", "X-Forwarded-For", "127.0.0.1"},
+			{"x-forwarded-host", "X-Forwarded-Host", "evil.example"},
+			{"x-forwarded-proto", "X-Forwarded-Proto", "http"},
+		} {
+			req, _ := http.NewRequest("GET", "https://"+public+"/test/who?case="+url.QueryEscape(tc.name), nil)
+			req.Header.Set(tc.header, tc.value)
+			resp, err := httpsFrom("127.0.0.2").Do(req)
+			if err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			var who map[string]string
+			err = json.NewDecoder(resp.Body).Decode(&who)
+			resp.Body.Close()
+			if err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			if who["ip"] != "127.0.0.2" || who["scheme"] != "https" || who["host"] != public {
+				t.Errorf("%s: %s: %s: server saw ip %s scheme %s host %s; want 127.0.0.2 https %s",
+					tc.name, tc.header, tc.value, who["ip"], who["scheme"], who["host"], public)
+			}
+			if who["forwarded"] != "" || who["x_real_ip"] != "127.0.0.2" || who["x_forwarded_for"] == "" {
+				t.Errorf("%s: the backend got Forwarded %q X-Real-IP %q X-Forwarded-For %q; want none, nginx's 127.0.0.2, nginx's list",
+					tc.name, who["forwarded"], who["x_real_ip"], who["x_forwarded_for"])
+			}
+		}
+		// The access log names the client nginx saw, for every one of them.
+		var n int
+		for line := range strings.SplitSeq(access.String(), "\n") {
+			var rec map[string]any
+			if json.Unmarshal([]byte(line), &rec) != nil || rec["msg"] != "access" || !strings.HasPrefix(fmt.Sprint(rec["path"]), "/test/who") {
+				continue
+			}
+			n++
+			if ip := fmt.Sprint(rec["remote_ip"]); ip != "127.0.0.2" {
+				t.Errorf("access log: %s", line)
+			}
+		}
+		if n == 0 {
+			t.Errorf("no access record for /test/who in:\n%s", access.String())
+		}
+
+		// A foreign page that names itself the public host: the origin
+		// check must still compare with the host nginx forwards.
+		d := gws.Dialer{HandshakeTimeout: 5 * time.Second, TLSClientConfig: tlsConf}
+		for _, h := range []http.Header{
+			{"Origin": {"https://evil.example"}, "Forwarded": {"host=evil.example;proto=https"}},
+			{"Origin": {"http://evil.example"}, "Forwarded": {"host=evil.example"}},
+			{"Origin": {"https://evil.example"}, "X-Forwarded-Host": {"evil.example"}},
+		} {
+			c, resp, err := d.Dial("wss://"+public+"/clock", h)
+			if err == nil {
+				c.Close()
+			}
+			if resp == nil || resp.StatusCode != 403 {
+				st := 0
+				if resp != nil {
+					st = resp.StatusCode
+				}
+				t.Errorf("upgrade with %v: status %d (%v), want 403", h, st, err)
+			}
 		}
 	})
 

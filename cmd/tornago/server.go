@@ -30,6 +30,8 @@ type serverConfig struct {
 	lp        longPollOptions
 	accessLog bool
 	trusted   string
+	// proxyHeader is -proxy-header, AppOptions.ProxyHeader.
+	proxyHeader string
 
 	metricsAddr, pprofAddr string
 	blockThreshold         time.Duration
@@ -68,6 +70,7 @@ func serve(log *slog.Logger, cfg serverConfig) error {
 	if cfg.trusted != "" {
 		appOpts.TrustedProxies = strings.Split(cfg.trusted, ",")
 	}
+	appOpts.ProxyHeader = cfg.proxyHeader
 	env := &demoEnv{ping: cfg.ping, proc: strconv.Itoa(os.Getpid()), log: log, sseHeartbeat: cfg.sseHB}
 	if env.ping <= 0 {
 		env.ping = -1 // WSOptions: negative disables, zero is the default

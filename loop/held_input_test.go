@@ -150,7 +150,7 @@ func TestHeldInputBehindLongPoll(t *testing.T) {
 		})
 		app.HandleFunc("/quick", func(r *Request) {
 			r.Async()
-			l.CallLater(100*time.Millisecond, func() { r.Write("quick"); r.Finish() })
+			l.CallLater(500*time.Millisecond, func() { r.Write("quick"); r.Finish() })
 		})
 		app.HandleFunc("/download", func(r *Request) {
 			r.Write("part one")
@@ -215,10 +215,7 @@ func TestHeldInputBehindLongPoll(t *testing.T) {
 	io.WriteString(k, "GET /quick HTTP/1.1\r\nHost: x\r\n\r\n")
 	time.Sleep(20 * time.Millisecond)
 	io.WriteString(k, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
-	time.Sleep(20 * time.Millisecond)
-	if n := l.Metrics().HeldInputBytes; n != 64 {
-		t.Errorf("HeldInputBytes = %d while two requests wait, want 64", n)
-	}
+	waitFor(t, "HeldInputBytes 64 while two requests wait", func() bool { return l.Metrics().HeldInputBytes == 64 })
 	kr := bufio.NewReader(k)
 	for i, want := range []string{"quick", "hi", "hi"} {
 		k.SetReadDeadline(time.Now().Add(5 * time.Second))

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -95,6 +96,12 @@ type AttackOptions struct {
 	// round-trip within 10 s.
 	StormConns, StormNew int
 	StormHold            time.Duration
+	// j. SSE pipelining (run before the fd storm): SSEConns (1000)
+	// connections each open /sse and pipeline SSEPipe (256 KiB) of further
+	// requests behind it, watched for SSEHold (3s); the server's RSS should
+	// grow by at most PipeBudget.
+	SSEConns, SSEPipe int
+	SSEHold           time.Duration
 
 	Progress Progress
 }
@@ -146,6 +153,9 @@ func (o *AttackOptions) defaults() {
 	i(&o.PipeResp, 65536)
 	d(&o.PipeHold, 3*time.Second)
 	i64(&o.PipeBudget, 16<<20)
+	i(&o.SSEConns, 1000)
+	i(&o.SSEPipe, 256<<10)
+	d(&o.SSEHold, 3*time.Second)
 	i(&o.HeaderSize, 200000)
 	i64(&o.Oversize, 11<<20)
 	i(&o.StormConns, 3000)
@@ -247,7 +257,7 @@ func ParseAttacks(list string) ([]string, error) {
 	for _, n := range strings.Split(list, ",") {
 		a := findAttack(strings.TrimSpace(n))
 		if a == nil {
-			return nil, fmt.Errorf("attack %q: unknown (want a-i or a name: %s)", n, attackNames())
+			return nil, fmt.Errorf("attack %q: unknown (want a-j or a name: %s)", n, attackNames())
 		}
 		out = append(out, a.letter+"-"+a.name)
 	}
@@ -379,7 +389,7 @@ func RunAttack(name string, o AttackOptions) *AttackResult {
 		r.Alive = &alive
 		r.Survived = boolp(after && alive)
 		after := treeRSS(o.PID)
-		if a.name == "partial-frames" && alive {
+		if (a.name == "partial-frames" || a.name == "sse-pipelining") && alive {
 			after = settleRSS(o.PID, *r.RSSBefore+o.RSSReturn, o.Settle)
 		}
 		if alive {
@@ -410,6 +420,8 @@ func estimate(a *attack, o AttackOptions) time.Duration {
 		return o.PartialDeadline
 	case "pipelining":
 		return o.PipeHold
+	case "sse-pipelining":
+		return o.SSEHold + o.Drain
 	case "fd-storm":
 		return o.StormHold + 2*time.Second
 	}
@@ -431,6 +443,9 @@ func (e *attackEnv) probe(need string) string {
 		w.Close()
 		return ""
 	}
+	if kind == "sse" {
+		return probeSSE(e.host, path)
+	}
 	method, path, _ := strings.Cut(path, ":")
 	hc := &http.Client{Timeout: 5 * time.Second}
 	status, _, err := send(hc, method, "http://"+e.host+path, []byte("msg=probe"))
@@ -448,6 +463,29 @@ func (e *attackEnv) probe(need string) string {
 	}
 	p, _, _ := strings.Cut(path, "?")
 	e.methods[p] = method
+	return ""
+}
+
+// probeSSE returns why path is not an event stream ("" when it is): its
+// answer must be a 200 text/event-stream (which does not end, so only the
+// head is read).
+func probeSSE(host, path string) string {
+	c, err := net.DialTimeout("tcp", host, 5*time.Second)
+	if err != nil {
+		return "no event stream " + path + " (" + err.Error() + ")"
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: "+host+"\r\n\r\n"); err != nil {
+		return "no event stream " + path + " (" + err.Error() + ")"
+	}
+	status, hdr, err := readHead(bufio.NewReader(c))
+	if err != nil {
+		return "no event stream " + path + " (" + err.Error() + ")"
+	}
+	if ct := hdr["content-type"]; status != 200 || !strings.HasPrefix(ct, "text/event-stream") {
+		return fmt.Sprintf("no event stream %s (status %d, Content-Type %q)", path, status, ct)
+	}
 	return ""
 }
 

@@ -65,6 +65,15 @@ var attacks = []attack{
 		run:    oversized, check: func(e *attackEnv, r *AttackResult) *bool {
 			return boolp(r.Closes["1009"] == 1)
 		}},
+	{letter: "j", name: "sse-pipelining", needs: []string{"sse:/sse"},
+		expect: "RSS grows by <= 16 MiB (PipeBudget) while every stream holds 256 KiB pipelined behind it; canary within budget",
+		run:    ssePipelining, check: func(e *attackEnv, r *AttackResult) *bool {
+			if r.PeakRSS == nil || r.RSSBefore == nil {
+				return nil
+			}
+			return both(boolp(*r.PeakRSS-*r.RSSBefore <= e.o.PipeBudget), r.CanaryOK)
+		}},
+	// The descriptor storm stays last (see above).
 	{letter: "i", name: "fd-storm", needs: []string{"ws:/echo"},
 		expect: "survives; the canary and new connections are served afterwards",
 		run:    fdStorm, check: func(e *attackEnv, r *AttackResult) *bool {
@@ -510,6 +519,85 @@ func pipelining(e *attackEnv) error {
 	if e.r.RSSBefore != nil {
 		e.set("rss_growth_bytes", e.sampler.peak.Load()-*e.r.RSSBefore)
 	}
+	return nil
+}
+
+// ssePipelining opens SSEConns event streams and pipelines SSEPipe bytes
+// of further requests behind each (issue 19 item 6: a server that keeps
+// reading them holds them for the stream's life), watches the server's RSS
+// for SSEHold, then reads for Drain how each stream ended.
+func ssePipelining(e *attackEnv) error {
+	o := e.o
+	one := "GET /sse HTTP/1.1\r\nHost: " + e.host + "\r\n\r\n"
+	pipe := []byte(strings.Repeat(one, max(1, o.SSEPipe/len(one))))
+	conns := make([]net.Conn, o.SSEConns)
+	var dialErrs, writeErrs, wrote atomic.Int64
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for i := range conns {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			c, err := net.DialTimeout("tcp", e.host, 5*time.Second)
+			if err != nil {
+				dialErrs.Add(1)
+				return
+			}
+			conns[i] = c
+			c.SetWriteDeadline(time.Now().Add(o.SSEHold))
+			n, err := io.WriteString(c, one)
+			if err == nil {
+				var m int
+				m, err = c.Write(pipe)
+				n += m
+			}
+			wrote.Add(int64(n))
+			if err != nil {
+				writeErrs.Add(1) // a server that closed with the input unread resets
+			}
+		}()
+	}
+	wg.Wait()
+	e.set("pipelined_bytes_each", len(pipe))
+	e.set("bytes_written", wrote.Load())
+	if k := dialErrs.Load(); k > 0 {
+		e.set("dial_errors", k)
+	}
+	if k := writeErrs.Load(); k > 0 {
+		e.set("write_errors", k)
+	}
+	time.Sleep(o.SSEHold)
+	e.endMeasure()
+	if e.r.RSSBefore != nil {
+		e.set("rss_growth_bytes", e.sampler.peak.Load()-*e.r.RSSBefore)
+	}
+	// How each stream ended: "eof" (a clean end or a FIN), "reset",
+	// "open"; told counts the streams that said why before ending.
+	deadline := time.Now().Add(o.Drain)
+	var told atomic.Int64
+	for _, c := range conns {
+		if c == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer c.Close()
+			c.SetReadDeadline(deadline)
+			b, err := io.ReadAll(io.LimitReader(c, 1<<20))
+			if bytes.Contains(b, []byte("\n: closing: ")) {
+				told.Add(1)
+			}
+			if err == nil {
+				err = io.EOF
+			}
+			e.closed(closeKind(err))
+		}()
+	}
+	wg.Wait()
+	e.set("streams_told_why", told.Load())
 	return nil
 }
 

@@ -98,6 +98,19 @@ type AppOptions struct {
 	// a slow consumer's (an event stream has its own,
 	// EventStreamOptions.MaxUnsentPerConn). Default: 1 MiB.
 	MaxUnsentPerConn int
+	// MaxHeldInputPerConn bounds the input one connection may send while
+	// a request of it is in flight after its handler returned (a long
+	// poll, a streamed response, an event stream): such input is
+	// pipelined and waits in gnet's inbound buffer until that request
+	// finishes, for as long as a stream lasts. Past it the loop discards
+	// the input and closes the connection: a parked request is answered
+	// 400 with the reason, an event stream gets a comment with the reason
+	// and its clean end, another streamed response is cut (no last
+	// chunk). Counted in Metrics().HeldInputCloses; all connections
+	// together are bounded by Options.MaxHeldInputTotal. Browsers never
+	// pipeline; a client that does may queue a few small requests behind
+	// a long poll. Default: 4 KiB.
+	MaxHeldInputPerConn int
 	// TrustedProxies lists the reverse proxies (IPs or CIDR prefixes, such
 	// as "127.0.0.1" or "10.0.0.0/8") whose proxy headers are believed:
 	// from such a peer, Request.RemoteIP, Scheme and Host report the
@@ -144,6 +157,9 @@ func (o AppOptions) withDefaults() AppOptions {
 	}
 	if o.MaxUnsentPerConn <= 0 {
 		o.MaxUnsentPerConn = 1 << 20
+	}
+	if o.MaxHeldInputPerConn <= 0 {
+		o.MaxHeldInputPerConn = 4 << 10
 	}
 	return o
 }

@@ -30,7 +30,7 @@ type EventStreamOptions struct {
 	Retry time.Duration
 	// MaxUnsentPerConn bounds the output the socket has not taken yet; an
 	// event or heartbeat that would pass it closes the connection as a
-	// slow consumer's (Metrics().SlowConsumerCloses) and Send returns
+	// slow consumer's (Metrics().StreamSlowConsumerCloses) and Send returns
 	// ErrSlowConsumer, as for a WebSocket under SlowClose. An event into
 	// an empty buffer goes whatever its size while the loop is under
 	// Options.MaxUnsentTotal. Memory: up to this many bytes per stream
@@ -230,6 +230,22 @@ var (
 	heartbeatChunk = []byte("6\r\n: hb\n\n\r\n")
 	heartbeatRaw   = heartbeatChunk[3:9]
 )
+
+// appendEventComment appends a comment line (text must hold no line
+// break), as one chunk when chunked.
+func appendEventComment(dst []byte, chunked bool, text string) []byte {
+	n := len(": ") + len(text) + len("\n\n")
+	if chunked {
+		dst = appendChunkSize(dst, n)
+	}
+	dst = append(dst, ": "...)
+	dst = append(dst, text...)
+	dst = append(dst, "\n\n"...)
+	if chunked {
+		dst = append(dst, "\r\n"...)
+	}
+	return dst
+}
 
 // heartbeat runs at the stream's wheel deadline (httpConn.deadline): a
 // comment unless something went out since the last one. Loop-only.

@@ -63,6 +63,16 @@ type Options struct {
 	// time it may take (WSOptions.MessageTimeout). Default: 256 MiB.
 	MaxPartialTotal int64
 
+	// MaxHeldInputTotal bounds, loop-wide, the input all HTTP connections
+	// of the loop together hold behind a request in flight (a long poll,
+	// a streamed response, an event stream): pipelined bytes that wait in
+	// gnet's inbound buffers until that request finishes. Each connection
+	// also holds at most AppOptions.MaxHeldInputPerConn. A connection
+	// whose input would pass it is answered and closed as one over its
+	// own bound (see there) and counted in Metrics().HeldInputCloses.
+	// Default: 16 MiB.
+	MaxHeldInputTotal int64
+
 	// CloseFlushTimeout bounds how long a closing connection may take to
 	// send what was written before the close (a response, a close frame).
 	// Default: 5s.
@@ -144,6 +154,9 @@ func (o Options) withDefaults() Options {
 	if o.MaxPartialTotal <= 0 {
 		o.MaxPartialTotal = 256 << 20
 	}
+	if o.MaxHeldInputTotal <= 0 {
+		o.MaxHeldInputTotal = 16 << 20
+	}
 	if o.CloseFlushTimeout <= 0 {
 		o.CloseFlushTimeout = defaultCloseFlushTimeout
 	}
@@ -214,9 +227,12 @@ type Loop struct {
 	// deferredCloses holds the closes gnet reported inside them. Loop-only.
 	busy           int
 	deferredCloses []func()
-	closeHooks     []func() // AddOnStop; under mu
-	hooksRan       bool     // Stop took closeHooks; under mu
-	slowCloses     atomic.Int64
+	closeHooks     []func()     // AddOnStop; under mu
+	hooksRan       bool         // Stop took closeHooks; under mu
+	slowCloses     atomic.Int64 // WebSockets closed as slow consumers
+	streamSlow     atomic.Int64 // streamed responses (event streams too) closed as slow consumers
+	heldCloses     atomic.Int64 // HTTP connections closed for input held over its bound
+	heldPub        atomic.Int64 // held, published for Metrics().HeldInputBytes
 	slowSkips      atomic.Int64
 	refused        atomic.Int64
 	unsentPub      atomic.Int64 // unsent, published for Metrics().UnsentBytes
@@ -231,6 +247,7 @@ type Loop struct {
 	unsent       int                   // bytes in gnet's outbound buffers, as of unsentAt plus writes since
 	unsentAt     int64                 // loop clock of the last exact count
 	partial      int64                 // bytes reserved by messages in flight (MaxPartialTotal)
+	held         int64                 // input held behind HTTP requests in flight (MaxHeldInputTotal)
 	inflates     map[*conn]*inflateJob // compressed messages inflating over several turns
 	inflating    []*conn               // the connections in inflates, in order
 	inflateArmed bool                  // stepInflates is queued

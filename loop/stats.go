@@ -169,9 +169,13 @@ func (wr *wsRoute) countUpgraded(l *Loop) {
 // (the Prometheus collector in loop/metrics exports it). Counters count
 // since New; gauges are as of the call.
 type Metrics struct {
-	// SlowConsumerCloses counts the WebSockets (SlowClose) and streamed
-	// responses closed for unsent output over their bound.
+	// SlowConsumerCloses counts the WebSockets closed for unsent output
+	// over their bound (SlowClose).
 	SlowConsumerCloses int64
+	// StreamSlowConsumerCloses counts the streamed HTTP responses (event
+	// streams, Request.Flush bodies) closed for unsent output over their
+	// bound.
+	StreamSlowConsumerCloses int64
 	// SlowConsumerSkips counts the messages dropped for a lagging client
 	// (SlowSkip).
 	SlowConsumerSkips int64
@@ -184,6 +188,14 @@ type Metrics struct {
 	// loop-wide (what Options.MaxUnsentTotal bounds), as of the loop's last
 	// look (every 5 ms while there is any).
 	UnsentBytes int64
+	// HeldInputBytes is the input HTTP connections hold behind a request
+	// in flight (pipelined behind a long poll or a stream), loop-wide:
+	// what Options.MaxHeldInputTotal bounds.
+	HeldInputBytes int64
+	// HeldInputCloses counts the HTTP connections closed for input held
+	// behind a request in flight over AppOptions.MaxHeldInputPerConn or
+	// Options.MaxHeldInputTotal.
+	HeldInputCloses int64
 
 	// OpenWebSockets is the WebSockets open now (served and dialed); the
 	// other OpenConns speak HTTP (or are handshaking).
@@ -296,23 +308,26 @@ var closeCodes = func() (c [closeCodeSlots - 1]int) {
 func (l *Loop) Metrics() Metrics {
 	s := &l.st
 	m := Metrics{
-		SlowConsumerCloses: l.slowCloses.Load(),
-		SlowConsumerSkips:  l.slowSkips.Load(),
-		AcceptsRefused:     l.refused.Load(),
-		OpenConns:          l.openConns.Load(),
-		UnsentBytes:        l.unsentPub.Load(),
-		OpenWebSockets:     atomic.LoadInt64(&s.openWS),
-		PendingAsync:       atomic.LoadInt64(&s.pendingAsync),
-		OpenEventStreams:   atomic.LoadInt64(&s.openEventStreams),
-		RefusedMaxConns:    atomic.LoadInt64(&s.refusedMax),
-		RefusedStopping:    atomic.LoadInt64(&s.refusedStopping),
-		HTTPResponses:      codeCounts(httpCodes[:], s.status[:]),
-		ClosesSent:         codeCounts(closeCodes[:], s.closeSent[:]),
-		ClosesReceived:     codeCounts(closeCodes[:], s.closeRecv[:]),
-		CallbackLag:        s.lag.snapshot(),
-		CallbackBatch:      s.batch.snapshot(),
-		TimeoutsPending:    l.pendingTimeouts(),
-		ExecutorQueued:     len(l.exec.jobs),
+		SlowConsumerCloses:       l.slowCloses.Load(),
+		StreamSlowConsumerCloses: l.streamSlow.Load(),
+		SlowConsumerSkips:        l.slowSkips.Load(),
+		AcceptsRefused:           l.refused.Load(),
+		OpenConns:                l.openConns.Load(),
+		UnsentBytes:              l.unsentPub.Load(),
+		HeldInputBytes:           l.heldPub.Load(),
+		HeldInputCloses:          l.heldCloses.Load(),
+		OpenWebSockets:           atomic.LoadInt64(&s.openWS),
+		PendingAsync:             atomic.LoadInt64(&s.pendingAsync),
+		OpenEventStreams:         atomic.LoadInt64(&s.openEventStreams),
+		RefusedMaxConns:          atomic.LoadInt64(&s.refusedMax),
+		RefusedStopping:          atomic.LoadInt64(&s.refusedStopping),
+		HTTPResponses:            codeCounts(httpCodes[:], s.status[:]),
+		ClosesSent:               codeCounts(closeCodes[:], s.closeSent[:]),
+		ClosesReceived:           codeCounts(closeCodes[:], s.closeRecv[:]),
+		CallbackLag:              s.lag.snapshot(),
+		CallbackBatch:            s.batch.snapshot(),
+		TimeoutsPending:          l.pendingTimeouts(),
+		ExecutorQueued:           len(l.exec.jobs),
 	}
 	if l.wd != nil {
 		m.BlockedStalls = l.wd.stalls.Load()

@@ -37,7 +37,7 @@ var ErrSlowConsumer = fmt.Errorf("%w: slow consumer, unsent output over its boun
 // AppOptions.MaxUnsentPerConn (EventStreamOptions.MaxUnsentPerConn for an
 // event stream) and by the loop's Options.MaxUnsentTotal: a Flush that
 // would pass them closes the connection (counted in
-// Metrics().SlowConsumerCloses) and returns ErrSlowConsumer. Flush never
+// Metrics().StreamSlowConsumerCloses) and returns ErrSlowConsumer. Flush never
 // waits. Write's bytes are copied by the time Flush returns.
 func (r *Request) Flush() error {
 	if !r.c.l.InLoop() {
@@ -197,7 +197,7 @@ func (r *Request) abortStream(slow bool) {
 		return
 	}
 	if slow {
-		c.l.slowCloses.Add(1)
+		c.l.streamSlow.Add(1)
 		c.l.log.Debug("loop: closing a slow stream consumer", "path", r.Path, "unsent", c.gc.OutboundBuffered())
 	}
 	c.cf.set(cfClosing, true)

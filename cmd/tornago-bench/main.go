@@ -100,6 +100,8 @@ const attackUsage = `attacks (issue 10; -attacks takes letters or names, default
                    message, never read, watched -pipe-hold 3s; RSS growth <= 16 MiB?
   g headers        one GET /index with a -header-size 200000 byte header: a 431, not a reset?
   h oversized      one -oversize 11MiB message to /ws: a 1009 close frame, not a reset?
+  j sse-pipelining -sse-n 1000 connections open GET /sse and pipeline -sse-pipe 256KiB of requests
+                   behind it, watched -sse-hold 3s; RSS growth <= 16 MiB? (runs before i)
   i fd-storm       -storm-n 3000 TCP connections, held -storm-hold 2s, closed; the server (started
                    with -storm-nofile 1024 descriptors when the harness starts it) still serves?
 the canary is ws://host/echo; its budget is -canary-budget 250ms. Non-readers read for -drain 3s at
@@ -196,7 +198,7 @@ func (s intSize) Set(v string) error {
 
 func (a *attackFlags) register(fs *flag.FlagSet) {
 	o := &a.o
-	fs.StringVar(&a.list, "attacks", "all", "attack: comma-separated letters (a-i) or names to run")
+	fs.StringVar(&a.list, "attacks", "all", "attack: comma-separated letters (a-j) or names to run")
 	fs.BoolVar(&a.fresh, "fresh", true, "attack with -servers: a new server process for every attack")
 	fs.BoolVar(&a.canaryProc, "canary-proc", true, "attack: run the canary in a child process, away from the harness's own load")
 	fs.IntVar(&a.stormNoFile, "storm-nofile", 1024, "attack with -servers: RLIMIT_NOFILE of the server for the fd storm (0: unchanged)")
@@ -224,6 +226,9 @@ func (a *attackFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&o.PipeHold, "pipe-hold", 3*time.Second, "pipelining: watch time")
 	fs.Var(intSize{&o.HeaderSize}, "header-size", "headers: bytes of the one big header (default 200000)")
 	fs.Var(size{&o.Oversize}, "oversize", "oversized: message size sent to /ws (default 11MiB)")
+	fs.IntVar(&o.SSEConns, "sse-n", 1000, "sse-pipelining: connections opening /sse")
+	fs.Var(intSize{&o.SSEPipe}, "sse-pipe", "sse-pipelining: bytes pipelined behind each stream (default 256KiB)")
+	fs.DurationVar(&o.SSEHold, "sse-hold", 3*time.Second, "sse-pipelining: watch time")
 	fs.IntVar(&o.StormConns, "storm-n", 3000, "fd-storm: TCP connections")
 	fs.DurationVar(&o.StormHold, "storm-hold", 2*time.Second, "fd-storm: hold time before closing them")
 }

@@ -123,7 +123,7 @@ func serveSSE(r *loop.Request, hubs map[string]*loop.Hub, heartbeat time.Duratio
 	topic := r.GetArgument("topic", chatTopic)
 	hub := hubs[topic]
 	if hub == nil {
-		httpError(r, 404, "no such topic: "+topic)
+		httpError(r, 404, "no such topic: "+strconv.Quote(topic)) // quoted: a name that is not UTF-8 comes out escaped
 		return
 	}
 	since := r.Header("Last-Event-ID")

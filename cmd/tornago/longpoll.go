@@ -362,7 +362,7 @@ func addPolls(app *loop.Application, chat *loop.Hub, polls map[string]*topicPoll
 		name := r.GetArgument("topic", chatTopic)
 		p := polls[name]
 		if p == nil {
-			httpError(r, 404, "no such topic: "+name)
+			httpError(r, 404, "no such topic: "+strconv.Quote(name)) // quoted: a name that is not UTF-8 comes out escaped
 		}
 		return p
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tornago/tornago/loop/pubsub"
 )
@@ -173,6 +175,20 @@ func TestSSE(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != tc.want {
 			t.Errorf("%s %s (Last-Event-ID %q): %d, want %d", tc.method, tc.target, tc.last, resp.StatusCode, tc.want)
+		}
+	}
+
+	// An unknown topic is quoted in the 404: a name that is not UTF-8
+	// must not make the charset=UTF-8 body invalid.
+	for _, target := range []string{"/sse?topic=%FF%FEx", "/poll-message?topic=%FF%FEx"} {
+		resp, err := c.Get("http://" + addr + target)
+		if err != nil {
+			t.Fatalf("%s: %v", target, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 404 || !utf8.Valid(body) || string(body) != "no such topic: \"\\xff\\xfex\"\n" {
+			t.Errorf("%s: %d %q", target, resp.StatusCode, body)
 		}
 	}
 }

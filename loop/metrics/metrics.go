@@ -74,7 +74,13 @@ var (
 	dBytesOut = desc("websocket_sent_bytes_total",
 		"Payload bytes of the WebSocket data messages written (before compression), by route.", "route")
 	dSlow = desc("websocket_slow_consumer_total",
-		"Slow consumers handled by the route's policy: close (the connection was closed) or skip (a message was dropped).", "action")
+		"WebSocket slow consumers handled by the route's policy: close (the connection was closed) or skip (a message was dropped).", "action")
+	dStreamSlow = desc("stream_slow_consumer_total",
+		"Streamed HTTP responses (event streams, Request.Flush bodies) closed for unsent output over their bound.")
+	dHeld = desc("held_input_bytes",
+		"Input HTTP connections hold behind a request in flight (pipelined behind a long poll or a stream): what Options.MaxHeldInputTotal bounds.")
+	dHeldCloses = desc("held_input_closes_total",
+		"HTTP connections closed for input held behind a request in flight over AppOptions.MaxHeldInputPerConn or Options.MaxHeldInputTotal.")
 	dUnsent = desc("unsent_bytes",
 		"Output written but not yet taken by the sockets (gnet's outbound buffers), as of the loop's last look.")
 	dCloses = desc("websocket_close_frames_total",
@@ -96,7 +102,7 @@ var (
 )
 
 var all = []*prometheus.Desc{dConns, dRefused, dUpgrades, dMsgsIn, dMsgsOut, dBytesIn, dBytesOut,
-	dSlow, dUnsent, dCloses, dHTTP, dLag, dBatch, dQueued, dTimers, dExec, dBlocked}
+	dSlow, dStreamSlow, dHeld, dHeldCloses, dUnsent, dCloses, dHTTP, dLag, dBatch, dQueued, dTimers, dExec, dBlocked}
 
 // Goroutine-safe. Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
@@ -162,6 +168,9 @@ func collectLoop(ch chan<- prometheus.Metric, name string, m loop.Metrics) {
 	}
 	counter(dSlow, m.SlowConsumerCloses, "close")
 	counter(dSlow, m.SlowConsumerSkips, "skip")
+	counter(dStreamSlow, m.StreamSlowConsumerCloses)
+	gauge(dHeld, float64(m.HeldInputBytes))
+	counter(dHeldCloses, m.HeldInputCloses)
 	gauge(dUnsent, float64(m.UnsentBytes))
 	for _, cc := range m.ClosesSent {
 		counter(dCloses, cc.Count, "sent", code(cc.Code))

@@ -56,6 +56,17 @@ func startLoop(t *testing.T) (addr, metricsURL string) {
 	app := loop.NewApplication(loop.AppOptions{})
 	app.HandleFunc("/hello", func(r *loop.Request) { r.Write("hello") })
 	app.Handle("/events", loop.Methods{Get: func(r *loop.Request) { r.EventStream(loop.EventStreamOptions{}) }})
+	app.Handle("/events-flood", loop.Methods{Get: func(r *loop.Request) {
+		// A stream whose client does not read: events until the
+		// slow-consumer bound closes it.
+		es, err := r.EventStream(loop.EventStreamOptions{MaxUnsentPerConn: 4 << 10})
+		if err != nil {
+			return
+		}
+		data := bytes.Repeat([]byte("x"), 64<<10)
+		for i := 0; i < 1000 && es.Send("", "", data) == nil; i++ {
+		}
+	}})
 	app.HandleWebSocket("/echo", func(*loop.Request) loop.WebSocketHandler { return echo{} }, loop.WSOptions{})
 	app.HandleWebSocket("/small", func(*loop.Request) loop.WebSocketHandler { return echo{} },
 		loop.WSOptions{MaxUnsentPerConn: 4 << 10, CheckOrigin: loop.AnyOrigin})
@@ -160,6 +171,7 @@ func TestMetricsScrapedOverHTTP(t *testing.T) {
 	for _, name := range []string{"tornago_connections_open", "tornago_accepts_refused_total", "tornago_loop_lag_seconds",
 		"tornago_loop_callback_batch_seconds", "tornago_loop_callbacks_queued", "tornago_loop_timers_pending",
 		"tornago_loop_executor_queued", "tornago_unsent_bytes", "tornago_websocket_slow_consumer_total",
+		"tornago_stream_slow_consumer_total", "tornago_held_input_bytes", "tornago_held_input_closes_total",
 		"tornago_loop_blocked_total", "go_goroutines"} {
 		if fams[name] == nil {
 			t.Errorf("family %s missing", name)
@@ -250,4 +262,28 @@ func TestMetricsScrapedOverHTTP(t *testing.T) {
 	if got, _ := value(fams, "tornago_loop_lag_seconds"); got < 1 {
 		t.Errorf("no callback batch in the lag histogram")
 	}
+
+	// An event stream's slow consumer has its own series: it is not a
+	// WebSocket's.
+	fc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fc.Close()
+	fc.(*net.TCPConn).SetReadBuffer(4 << 10)
+	io.WriteString(fc, "GET /events-flood HTTP/1.1\r\nHost: x\r\n\r\n")
+	fams = waitValue(t, mu, 1, "tornago_stream_slow_consumer_total")
+	if got, _ := value(fams, "tornago_websocket_slow_consumer_total", "action=close"); got != 1 {
+		t.Errorf("websocket slow consumer closes = %v after an event stream's, want 1 (the WebSocket's)", got)
+	}
+
+	// Input pipelined behind an event stream past its bound (4 KiB).
+	hc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Close()
+	io.WriteString(hc, "GET /events HTTP/1.1\r\nHost: x\r\n\r\n"+strings.Repeat("x", 8<<10))
+	waitValue(t, mu, 1, "tornago_held_input_closes_total")
+	waitValue(t, mu, 0, "tornago_held_input_bytes")
 }

@@ -97,12 +97,12 @@ type histTopic struct {
 	mu     sync.Mutex
 	buf    *pubsub.HistoryBuffer
 	subs   map[*histSub]struct{}
-	target int64         // KeepHistory waits for the replica to reach it
+	target int64 // KeepHistory waits for the replica to reach it
 	// refused holds the offsets of replica messages Options.Accept refused:
 	// they stay in the replica (offsets must stay contiguous) with no data,
 	// and History skips them. Entries below the replica's oldest are pruned.
 	refused map[int64]struct{}
-	caught chan struct{} // closed when it has, nil once closed
+	caught  chan struct{} // closed when it has, nil once closed
 
 	cur    *histConsumer // the supervisor's (KeepHistory's before, Close's after)
 	failed bool          // the last check failed (logged once per run of failures)

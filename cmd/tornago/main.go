@@ -48,6 +48,16 @@ func main() {
 	pprofAddr := flag.String("pprof", "", "serve net/http/pprof at /debug/pprof/ on this address (127.0.0.1:6060); default off")
 	blockThreshold := flag.Duration("block-threshold", 0, "log the loop goroutine's stack when one handler, callback or timer runs longer than this (100ms); 0 disables")
 	flag.Parse()
+	// What the command line set, for the -procs children (before applyEnv,
+	// which marks the flags it sets as set too).
+	var cmdline []string
+	flag.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "nats", "procs", "port":
+			return // supervise passes these on its own way
+		}
+		cmdline = append(cmdline, "-"+f.Name+"="+f.Value.String())
+	})
 	if err := applyEnv(flag.CommandLine, os.Getenv); err != nil {
 		fmt.Fprintln(os.Stderr, "tornago:", err)
 		os.Exit(2)
@@ -79,18 +89,26 @@ func main() {
 		metricsAddr: *metricsAddr, pprofAddr: *pprofAddr, blockThreshold: *blockThreshold,
 		returnMemory: *retMem > 0,
 	}
-	if child := os.Getenv(childEnv); child != "" {
+	natsDir, parent := "", 0
+	if child := os.Getenv(childSlotEnv); child != "" {
 		// A child of -procs: the parent resolved the port and runs NATS.
 		cfg.child, _ = strconv.Atoi(child)
 		cfg.shared = true
 		log = log.With("proc", cfg.child)
+		natsDir, parent = os.Getenv(natsDirEnv), os.Getppid()
 	} else {
 		cfg.child = -1
 		if *procs != 1 {
-			os.Exit(supervise(log, cfg, *procs, os.Args[1:]))
+			os.Exit(supervise(log, cfg, *procs, cmdline))
 		}
 	}
-	if err := serve(log, cfg); err != nil {
+	err = serve(log, cfg)
+	if parentDied.Load() {
+		// The parent was killed without removing the embedded NATS's
+		// store (natsd.go).
+		afterParent(log, parent, natsDir)
+	}
+	if err != nil {
 		log.Error("tornago", "err", err)
 		os.Exit(1)
 	}

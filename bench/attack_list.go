@@ -16,8 +16,8 @@ import (
 	"time"
 )
 
-// attacks is the suite of issue 10, in run order. The descriptor storm
-// comes last: a server it kills cannot spoil the others when the harness
+// attacks is the suite of issue 10 (and j, of issue 19), in run order. The
+// descriptor storm comes last: a server it kills cannot spoil the others when the harness
 // does not restart servers.
 var attacks = []attack{
 	{letter: "a", name: "slow-readers", needs: []string{"ws:/ws", "http:GET:/receive"},
@@ -64,6 +64,16 @@ var attacks = []attack{
 		expect: "the client reads a close frame with 1009, not a reset",
 		run:    oversized, check: func(e *attackEnv, r *AttackResult) *bool {
 			return boolp(r.Closes["1009"] == 1)
+		}},
+	// j runs before i: the fd storm may kill the server.
+	{letter: "j", name: "nats-open", needs: []string{"nats:"},
+		expect: "the server's own NATS (tornago -procs) refuses a local client without its secret",
+		run:    natsOpen, check: func(e *attackEnv, r *AttackResult) *bool {
+			accepted, ok := r.Extra["accepted"].(bool)
+			if !ok {
+				return nil
+			}
+			return boolp(!accepted)
 		}},
 	{letter: "i", name: "fd-storm", needs: []string{"ws:/echo"},
 		expect: "survives; the canary and new connections are served afterwards",

@@ -100,6 +100,8 @@ const attackUsage = `attacks (issue 10; -attacks takes letters or names, default
                    message, never read, watched -pipe-hold 3s; RSS growth <= 16 MiB?
   g headers        one GET /index with a -header-size 200000 byte header: a 431, not a reset?
   h oversized      one -oversize 11MiB message to /ws: a 1009 close frame, not a reset?
+  j nats-open      a client without credentials connects to the server's own NATS (tornago -procs
+                   embeds one; found among the sockets of -pid's processes): refused? (n/a without)
   i fd-storm       -storm-n 3000 TCP connections, held -storm-hold 2s, closed; the server (started
                    with -storm-nofile 1024 descriptors when the harness starts it) still serves?
 the canary is ws://host/echo; its budget is -canary-budget 250ms. Non-readers read for -drain 3s at
@@ -196,7 +198,7 @@ func (s intSize) Set(v string) error {
 
 func (a *attackFlags) register(fs *flag.FlagSet) {
 	o := &a.o
-	fs.StringVar(&a.list, "attacks", "all", "attack: comma-separated letters (a-i) or names to run")
+	fs.StringVar(&a.list, "attacks", "all", "attack: comma-separated letters (a-j) or names to run")
 	fs.BoolVar(&a.fresh, "fresh", true, "attack with -servers: a new server process for every attack")
 	fs.BoolVar(&a.canaryProc, "canary-proc", true, "attack: run the canary in a child process, away from the harness's own load")
 	fs.IntVar(&a.stormNoFile, "storm-nofile", 1024, "attack with -servers: RLIMIT_NOFILE of the server for the fd storm (0: unchanged)")

@@ -362,3 +362,47 @@ func TestProcsKill9LeavesNoNATSDir(t *testing.T) {
 		}
 	}
 }
+
+// TestRedactURL: passwords and bare tokens of NATS URLs (one or a list)
+// never reach a log.
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"nats://127.0.0.1:4222":                   "nats://127.0.0.1:4222",
+		"nats://app:pw@127.0.0.1:4222":            "nats://app:xxxxx@127.0.0.1:4222",
+		"nats://s3cr3ttoken@h:4222":               "nats://xxxxx@h:4222",
+		"nats://a:pw@h1:4222,nats://a:pw@h2:4222": "nats://a:xxxxx@h1:4222,nats://a:xxxxx@h2:4222",
+		"nats://a:p%zz@h:4222":                    "(unparsable URL with credentials)",
+		"tls://user:pass@nats.internal:4443?x=1":  "tls://user:xxxxx@nats.internal:4443?x=1",
+		"nats://h1:4222, nats://tok@h2:4222":      "nats://h1:4222,nats://xxxxx@h2:4222",
+		"":                                        "",
+	} {
+		if got := redactURL(in); got != want {
+			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestCheckSidePorts: the port ranges of -procs children's side
+// listeners are refused when they overlap, and only then.
+func TestCheckSidePorts(t *testing.T) {
+	for _, c := range []struct {
+		host, metrics, pprof string
+		port, n              int
+		ok                   bool
+	}{
+		{"127.0.0.1", "127.0.0.1:9100", "127.0.0.1:9101", 8888, 2, false},
+		{"127.0.0.1", "127.0.0.1:9100", "127.0.0.1:9102", 8888, 2, true},
+		{"127.0.0.1", ":9100", "127.0.0.1:9101", 8888, 2, false}, // :P is -host
+		{"", "127.0.0.2:9100", "127.0.0.1:9100", 8888, 2, true},  // other addresses
+		{"", "127.0.0.1:9100", ":9100", 8888, 2, false},          // every interface
+		{"127.0.0.1", "127.0.0.1:8887", "", 8888, 2, false},      // onto -port
+		{"127.0.0.1", "127.0.0.1:0", "127.0.0.1:0", 8888, 4, true},
+		{"127.0.0.1", "127.0.0.1:65535", "", 8888, 2, false},
+		{"127.0.0.1", "127.0.0.1:x", "", 8888, 2, false},
+	} {
+		err := checkSidePorts(serverConfig{host: c.host, port: c.port, metricsAddr: c.metrics, pprofAddr: c.pprof}, c.n)
+		if (err == nil) != c.ok {
+			t.Errorf("%+v: %v", c, err)
+		}
+	}
+}

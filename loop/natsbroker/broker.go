@@ -267,8 +267,9 @@ func (b *Broker) Publish(topic string, data []byte) error {
 	}
 }
 
-// Refused returns how many delivered messages Options.Accept refused.
 // Goroutine-safe.
+// Refused returns how many messages NATS delivered that Options.Accept
+// refused (dropped).
 func (b *Broker) Refused() int64 { return b.refused.Load() }
 
 // accepts reports whether Options.Accept lets data of topic through, and

@@ -281,10 +281,12 @@ type attackEnv struct {
 	mu    sync.Mutex
 	extra map[string]any
 
-	methods  map[string]string // path: the method its probe answered
-	canary   *canary
-	sampler  *rssSampler
-	measured sync.Once
+	methods map[string]string // path: the method its probe answered
+	// natsAddrs are the server's own NATS listeners (the "nats:" need).
+	natsAddrs []string
+	canary    *canary
+	sampler   *rssSampler
+	measured  sync.Once
 }
 
 func (e *attackEnv) set(k string, v any) {
@@ -435,6 +437,9 @@ func estimate(a *attack, o AttackOptions) time.Duration {
 // method that worked is what the attack then uses (methodFor).
 func (e *attackEnv) probe(need string) string {
 	kind, path, _ := strings.Cut(need, ":")
+	if kind == "nats" {
+		return e.probeNATS()
+	}
 	if kind == "ws" {
 		w, err := dialWS(e.host, path, "", 5*time.Second)
 		if err != nil {

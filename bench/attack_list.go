@@ -16,8 +16,8 @@ import (
 	"time"
 )
 
-// attacks is the suite of issue 10, in run order. The descriptor storm
-// comes last: a server it kills cannot spoil the others when the harness
+// attacks is the suite of issue 10 (and j, of issue 19), in run order. The
+// descriptor storm comes last: a server it kills cannot spoil the others when the harness
 // does not restart servers.
 var attacks = []attack{
 	{letter: "a", name: "slow-readers", needs: []string{"ws:/ws", "http:GET:/receive"},
@@ -73,7 +73,16 @@ var attacks = []attack{
 			}
 			return both(boolp(*r.PeakRSS-*r.RSSBefore <= e.o.PipeBudget), r.CanaryOK)
 		}},
-	// The descriptor storm stays last (see above).
+	// j and k run before i: the descriptor storm stays last (it may kill the server).
+	{letter: "k", name: "nats-open", needs: []string{"nats:"},
+		expect: "the server's own NATS (tornago -procs) refuses a local client without its secret",
+		run:    natsOpen, check: func(e *attackEnv, r *AttackResult) *bool {
+			accepted, ok := r.Extra["accepted"].(bool)
+			if !ok {
+				return nil
+			}
+			return boolp(!accepted)
+		}},
 	{letter: "i", name: "fd-storm", needs: []string{"ws:/echo"},
 		expect: "survives; the canary and new connections are served afterwards",
 		run:    fdStorm, check: func(e *attackEnv, r *AttackResult) *bool {

@@ -40,7 +40,7 @@ func tinyAttacks() AttackOptions {
 // checks that each was measured and reported, whatever the outcome.
 func TestAttackSuite(t *testing.T) {
 	names, err := ParseAttacks("all")
-	if err != nil || len(names) != 10 {
+	if err != nil || len(names) != 11 {
 		t.Fatalf("ParseAttacks: %v %v", names, err)
 	}
 	rs, err := AttackServers(AttackRunOptions{Root: moduleRoot(t), Servers: []string{"tornago", "gorilla"},
@@ -48,14 +48,21 @@ func TestAttackSuite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rs) != 20 {
-		t.Fatalf("%d results, want 20", len(rs))
+	if len(rs) != 22 {
+		t.Fatalf("%d results, want 22", len(rs))
 	}
 	for _, r := range rs {
 		t.Logf("%s %s: canary %d rtts worst %s fails %d peak %s closes %v survived %v expect %s extra %v",
 			r.Server, r.Attack, r.CanaryRTTs, dur(r.CanaryWorst), r.CanaryFailed, mib(r.PeakRSS), r.Closes, held(r.Survived), held(r.ExpectHeld), r.Extra)
 		if r.Server == "gorilla" && r.Attack == "j-sse-pipelining" && r.NA != "" && r.Err == "" {
 			continue // the reference has no event stream
+		}
+		if r.Attack == "k-nats-open" {
+			// Neither runs a NATS of its own (TestNATSOpenAttack: -procs).
+			if r.NA == "" || r.Err != "" {
+				t.Errorf("%s %s: want n/a, got %+v", r.Server, r.Attack, r)
+			}
+			continue
 		}
 		if r.Err != "" || r.NA != "" {
 			t.Errorf("%s %s: error %q, n/a %q", r.Server, r.Attack, r.Err, r.NA)
@@ -166,6 +173,22 @@ func TestAttackNotApplicable(t *testing.T) {
 	WriteAttackTable(&out, []*AttackResult{r})
 	if !strings.Contains(out.String(), "n/a") {
 		t.Fatalf("table:\n%s", out.String())
+	}
+}
+
+// TestNATSOpenAttack: attack j finds the embedded NATS of tornago -procs
+// 2 among the parent's sockets and is refused without the run's secret.
+func TestNATSOpenAttack(t *testing.T) {
+	s := startServer(t, "tornago-procs2", 18840)
+	o := tinyAttacks()
+	o.Base, o.PID = "http://"+s.Host, s.PID
+	r := RunAttack("k", o)
+	t.Logf("%+v extra %v", r, r.Extra)
+	if r.Err != "" || r.NA != "" || r.ExpectHeld == nil || !*r.ExpectHeld {
+		t.Fatalf("nats-open on tornago -procs 2: error %q n/a %q held %v extra %v", r.Err, r.NA, held(r.ExpectHeld), r.Extra)
+	}
+	if l, _ := r.Extra["nats_listeners"].(string); !strings.Contains(l, "Authorization Violation") {
+		t.Fatalf("listeners %q: want the server's refusal", l)
 	}
 }
 

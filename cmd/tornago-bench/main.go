@@ -102,6 +102,8 @@ const attackUsage = `attacks (issue 10; -attacks takes letters or names, default
   h oversized      one -oversize 11MiB message to /ws: a 1009 close frame, not a reset?
   j sse-pipelining -sse-n 1000 connections open GET /sse and pipeline -sse-pipe 256KiB of requests
                    behind it, watched -sse-hold 3s; RSS growth <= 16 MiB? (runs before i)
+  k nats-open      a client without credentials connects to the server's own NATS (tornago -procs
+                   embeds one; found among the sockets of -pid's processes): refused? (n/a without)
   i fd-storm       -storm-n 3000 TCP connections, held -storm-hold 2s, closed; the server (started
                    with -storm-nofile 1024 descriptors when the harness starts it) still serves?
 the canary is ws://host/echo; its budget is -canary-budget 250ms. Non-readers read for -drain 3s at

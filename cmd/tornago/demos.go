@@ -355,3 +355,26 @@ func chatBroker(b pubsub.Broker, lp longPollOptions, log *slog.Logger) pubsub.Br
 	}
 	return pubsub.LocalHistory(b)
 }
+
+// acceptFromBroker is the natsbroker's Options.Accept of the demos: what
+// arrives from NATS must be what the demos' own handlers could have
+// published, since anything that can publish on the NATS server (another
+// program on a shared server, a node of another version) bypasses
+// /receive's checks. Chat messages are text frames to browsers, so they
+// must be UTF-8 and within the largest /receive or /new-message message;
+// /clock claims within the same bound; other topics are not the demos'.
+func acceptFromBroker(lp longPollOptions) func(topic string, data []byte) error {
+	lp = lp.withDefaults()
+	limit := max(lp.MaxMessageBytes, receiveMax)
+	return func(topic string, data []byte) error {
+		switch {
+		case topic != chatTopic && topic != clockClaimTopic:
+			return fmt.Errorf("not a topic of the demos")
+		case len(data) > limit:
+			return fmt.Errorf("%d bytes, over the limit of %d", len(data), limit)
+		case topic == chatTopic && !utf8.Valid(data):
+			return errors.New("a chat message that is not valid UTF-8")
+		}
+		return nil
+	}
+}

@@ -30,7 +30,7 @@ func main() {
 	retMem := flag.Duration("return-memory", 10*time.Second, "how often to check for free heap to give back to the OS after a burst (connection storm, large broadcast; also sets loop.Options.ReturnMemoryToOS for abandoned large messages); 0 disables")
 	sseHB := flag.Duration("sse-heartbeat", 15*time.Second, "how long an /sse stream may stay silent before a comment line keeps proxies from closing it; negative disables")
 	ping := flag.Duration("ping", 25*time.Second, "keep-alive ping interval of every WebSocket route (Tornado's websocket_ping_interval); 0 or negative disables")
-	natsURL := flag.String("nats", "", "NATS server URL (nats://host:4222): /receive then reaches the /ws clients of every node using it, and the long-poll chat is one JetStream log for all; with -procs and no -nats the parent runs an embedded one")
+	natsURL := flag.String("nats", "", "NATS server URL (nats://host:4222): /receive then reaches the /ws clients of every node using it, and the long-poll chat is one JetStream log for all; with -procs and no -nats the parent runs an embedded one, which requires a secret made per run; give a URL with a password as TORNAGO_NATS, not on the command line, which every local user can read")
 	loops := flag.Int("loops", 1, "event loops in each process, sharing the port (SO_REUSEPORT); 0: one per CPU")
 	procs := flag.Int("procs", 1, "server processes on the port, supervised by this one (Tornado's fork_processes); 0: one per CPU")
 	lp := longPollFlags(flag.CommandLine)
@@ -45,10 +45,20 @@ func main() {
 		flag.PrintDefaults()
 	}
 	// Observability (observe.go).
-	metricsAddr := flag.String("metrics", "", "serve Prometheus metrics at /metrics on this address (127.0.0.1:9100), off the loop; default off")
-	pprofAddr := flag.String("pprof", "", "serve net/http/pprof at /debug/pprof/ on this address (127.0.0.1:6060); default off")
+	metricsAddr := flag.String("metrics", "", "serve Prometheus metrics at /metrics on this address (127.0.0.1:9100), off the loop; a bare :P binds -host; with -procs child i uses port P+i; no authentication; default off")
+	pprofAddr := flag.String("pprof", "", "serve net/http/pprof at /debug/pprof/ on this address (127.0.0.1:6060); a bare :P binds -host; with -procs child i uses port P+i; no authentication: never let it face the internet; default off")
 	blockThreshold := flag.Duration("block-threshold", 0, "log the loop goroutine's stack when one handler, callback or timer runs longer than this (100ms); 0 disables")
 	flag.Parse()
+	// What the command line set, for the -procs children (before applyEnv,
+	// which marks the flags it sets as set too).
+	var cmdline []string
+	flag.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "nats", "procs", "port":
+			return // supervise passes these on its own way
+		}
+		cmdline = append(cmdline, "-"+f.Name+"="+f.Value.String())
+	})
 	if err := applyEnv(flag.CommandLine, os.Getenv); err != nil {
 		fmt.Fprintln(os.Stderr, "tornago:", err)
 		os.Exit(2)
@@ -84,18 +94,26 @@ func main() {
 		metricsAddr: *metricsAddr, pprofAddr: *pprofAddr, blockThreshold: *blockThreshold,
 		returnMemory: *retMem > 0,
 	}
-	if child := os.Getenv(childEnv); child != "" {
+	natsDir, parent := "", 0
+	if child := os.Getenv(childSlotEnv); child != "" {
 		// A child of -procs: the parent resolved the port and runs NATS.
 		cfg.child, _ = strconv.Atoi(child)
 		cfg.shared = true
 		log = log.With("proc", cfg.child)
+		natsDir, parent = os.Getenv(natsDirEnv), os.Getppid()
 	} else {
 		cfg.child = -1
 		if *procs != 1 {
-			os.Exit(supervise(log, cfg, *procs, os.Args[1:]))
+			os.Exit(supervise(log, cfg, *procs, cmdline))
 		}
 	}
-	if err := serve(log, cfg); err != nil {
+	err = serve(log, cfg)
+	if parentDied.Load() {
+		// The parent was killed without removing the embedded NATS's
+		// store (natsd.go).
+		afterParent(log, parent, natsDir)
+	}
+	if err != nil {
 		log.Error("tornago", "err", err)
 		os.Exit(1)
 	}

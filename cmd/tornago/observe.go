@@ -11,7 +11,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/tornago/tornago/loop"
@@ -33,19 +35,45 @@ func servePprof(addr string, log *slog.Logger) error {
 	runtime.MemProfileRate = 512 << 10 // the runtime's default
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/cmdline", redactedCmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return serveSide(addr, "pprof", mux, log)
 }
 
+// redactedCmdline is pprof.Cmdline with the password or token of any URL
+// in the arguments replaced (a -nats given on the command line): pprof
+// has no authentication.
+func redactedCmdline(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	args := make([]string, len(os.Args))
+	for i, a := range os.Args {
+		args[i] = a
+		if strings.Contains(a, "@") {
+			name, v, isFlag := strings.Cut(a, "=")
+			if isFlag && strings.HasPrefix(name, "-") {
+				args[i] = name + "=" + redactURL(v)
+			} else {
+				args[i] = redactURL(a)
+			}
+		}
+	}
+	fmt.Fprint(w, strings.Join(args, "\x00"))
+}
+
 // serveSide listens on addr at once (so a bad address fails at start-up)
-// and serves h in the background.
+// and serves h in the background. A listener on every interface is
+// logged as a warning: neither listener has authentication, and pprof
+// shows the command line, stacks, heap and execution traces.
 func serveSide(addr, what string, h http.Handler, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("%s listener: %w", what, err)
+	}
+	if ip := ln.Addr().(*net.TCPAddr).IP; ip.IsUnspecified() {
+		log.Warn(what+" listens on every interface, with no authentication: give it a loopback or private address (or -host)", "addr", ln.Addr().String())
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	log.Info(what+" listening", "addr", ln.Addr().String())

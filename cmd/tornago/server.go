@@ -54,12 +54,12 @@ func serve(log *slog.Logger, cfg serverConfig) error {
 	}
 	g := loop.NewGroup(n, loop.Options{Logger: log, BlockThreshold: cfg.blockThreshold, ReusePort: cfg.shared, ReturnMemoryToOS: cfg.returnMemory})
 	if cfg.metricsAddr != "" {
-		if err := serveMetrics(childAddr(cfg.metricsAddr, cfg.child), g.Loops(), log); err != nil {
+		if err := serveMetrics(childAddr(sideAddr(cfg.metricsAddr, cfg.host), cfg.child), g.Loops(), log); err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}
 	}
 	if cfg.pprofAddr != "" {
-		if err := servePprof(childAddr(cfg.pprofAddr, cfg.child), log); err != nil {
+		if err := servePprof(childAddr(sideAddr(cfg.pprofAddr, cfg.host), cfg.child), log); err != nil {
 			return fmt.Errorf("pprof: %w", err)
 		}
 	}
@@ -80,13 +80,21 @@ func serve(log *slog.Logger, cfg serverConfig) error {
 	case cfg.natsURL != "":
 		var err error
 		nc, err = nats.Connect(cfg.natsURL, nats.Name("tornago"), nats.MaxReconnects(-1),
-			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
+			nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+				// nats.go calls it from Close too, with no error: the
+				// server's own stop, not an outage.
+				if err == nil && nc.IsClosed() {
+					log.Debug("nats connection closed")
+					return
+				}
+				log.Warn("nats disconnected", "err", err)
+			}),
 			nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }))
 		if err != nil {
-			return fmt.Errorf("nats %s: %w", cfg.natsURL, err)
+			return fmt.Errorf("nats %s: %w", redactURL(cfg.natsURL), err)
 		}
 		defer nc.Close()
-		nb := natsbroker.New(nc, "tornago.")
+		nb := natsbroker.NewWithOptions(nc, "tornago.", natsbroker.Options{Logger: log, Accept: acceptFromBroker(cfg.lp)})
 		defer nb.Close() // runs first: sends what is queued, then nc closes
 		env.broker = nb
 	case n > 1:
@@ -116,8 +124,16 @@ func serve(log *slog.Logger, cfg serverConfig) error {
 	go func() {
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+		if cfg.child >= 0 {
+			signal.Notify(sig, parentDeathSignal)
+		}
 		s := <-sig
-		log.Info("stopping", "signal", s.String())
+		if s == parentDeathSignal {
+			parentDied.Store(true)
+			log.Warn("stopping: the -procs parent died")
+		} else {
+			log.Info("stopping", "signal", s.String())
+		}
 		// Parked long polls first get an empty answer (the page polls
 		// again, and finds the server gone or back): Stop waits for
 		// in-flight requests, and a parked poll would hold it up to its
@@ -142,6 +158,18 @@ func serve(log *slog.Logger, cfg serverConfig) error {
 		return fmt.Errorf("loop: %w", err)
 	}
 	return nil
+}
+
+// sideAddr is addr, a side listener's address (-metrics, -pprof), with
+// host (-host) when addr names none (":9100"): a -host 127.0.0.1 server
+// must not open its profiles to every interface. With no -host either, it
+// listens on every interface (serveSide warns).
+func sideAddr(addr, host string) string {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil || h != "" || host == "" {
+		return addr // serveSide reports an invalid one
+	}
+	return net.JoinHostPort(host, p)
 }
 
 // childAddr gives -procs child i its own port for a side listener

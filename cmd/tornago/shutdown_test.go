@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
@@ -74,8 +75,17 @@ func startBuilt(t *testing.T, bin string, args ...string) (string, *exec.Cmd, <-
 // same port).
 func startBuiltAt(t *testing.T, bin, addr string, args ...string) (string, *exec.Cmd, <-chan struct{}, *lockedBuffer) {
 	t.Helper()
+	return startBuiltEnv(t, bin, addr, nil, args...)
+}
+
+// startBuiltEnv is startBuiltAt with env added to the test's environment.
+func startBuiltEnv(t *testing.T, bin, addr string, env []string, args ...string) (string, *exec.Cmd, <-chan struct{}, *lockedBuffer) {
+	t.Helper()
 	_, port, _ := net.SplitHostPort(addr)
 	cmd := exec.Command(bin, append([]string{"-host", "127.0.0.1", "-port", port}, args...)...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	stderr := &lockedBuffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {

@@ -98,8 +98,21 @@ type Options struct {
 	// topic), to notice a stream deleted and made again. Default: 5 s.
 	HistoryCheckEvery time.Duration
 	// Logger receives history warnings (a stream lost, publications NATS
-	// refused). Default: slog.Default().
+	// refused) and refused deliveries (Accept). Default: slog.Default().
 	Logger *slog.Logger
+
+	// Accept, when set, judges every message NATS delivers, on plain and
+	// history topics alike, before any subscriber or replica sees it: the
+	// NATS server is shared, and whatever can publish on it (another
+	// program, a misconfigured node) must not reach clients with what a
+	// client of the application could not send (invalid UTF-8 on a text
+	// route, a message over the application's size bound). A message it
+	// returns an error for is dropped and counted in Refused, and logged
+	// (at most once a second). On a history topic the refused message keeps
+	// its offset, so that positions stay the same on every process, but no
+	// subscriber and no History answer ever gets it. It runs on the NATS
+	// client's goroutines and must not block. Default: accept everything.
+	Accept func(topic string, data []byte) error
 }
 
 // Broker is a pubsub.Broker over one NATS connection. Goroutine-safe.
@@ -109,6 +122,10 @@ type Broker struct {
 	maxBytes int64
 	bytes    atomic.Int64 // payload bytes queued or being handed to NATS
 	failed   atomic.Int64
+	accept   func(topic string, data []byte) error
+	refused  atomic.Int64
+	// lastRefusal is the UnixNano of the last refused-delivery warning.
+	lastRefusal atomic.Int64
 
 	mu     sync.RWMutex // a send holds it shared, Close alone
 	closed bool
@@ -160,6 +177,7 @@ func NewWithOptions(nc *nats.Conn, prefix string, opts Options) *Broker {
 		nc:       nc,
 		prefix:   prefix,
 		maxBytes: int64(opts.MaxPendingBytes),
+		accept:   opts.Accept,
 		queue:    make(chan publication, opts.MaxPending),
 		done:     make(chan struct{}),
 		watched:  make(chan struct{}),
@@ -249,6 +267,29 @@ func (b *Broker) Publish(topic string, data []byte) error {
 	}
 }
 
+// Goroutine-safe.
+// Refused returns how many messages NATS delivered that Options.Accept
+// refused (dropped).
+func (b *Broker) Refused() int64 { return b.refused.Load() }
+
+// accepts reports whether Options.Accept lets data of topic through, and
+// counts and logs a refusal. It runs on the NATS client's goroutines.
+func (b *Broker) accepts(topic string, data []byte) bool {
+	if b.accept == nil {
+		return true
+	}
+	err := b.accept(topic, data)
+	if err == nil {
+		return true
+	}
+	b.refused.Add(1)
+	now := time.Now().UnixNano()
+	if last := b.lastRefusal.Load(); now-last >= int64(time.Second) && b.lastRefusal.CompareAndSwap(last, now) {
+		b.log.Warn("natsbroker: refused a message from NATS", "topic", topic, "bytes", len(data), "err", err, "refused", b.refused.Load())
+	}
+	return false
+}
+
 // Goroutine-safe, non-blocking. Failed returns how many accepted publications NATS refused (for a
 // history topic: that its stream did not acknowledge). Goroutine-safe.
 func (b *Broker) Failed() int64 { return b.failed.Load() }
@@ -291,7 +332,11 @@ func (b *Broker) Subscribe(topic string, deliver func([]byte)) (func(), error) {
 	if reserved(topic) {
 		return nil, fmt.Errorf("natsbroker: subscribe %q: %w", topic, errReserved)
 	}
-	sub, err := b.nc.Subscribe(b.prefix+topic, func(m *nats.Msg) { deliver(m.Data) })
+	sub, err := b.nc.Subscribe(b.prefix+topic, func(m *nats.Msg) {
+		if b.accepts(topic, m.Data) {
+			deliver(m.Data)
+		}
+	})
 	if err != nil {
 		return nil, fmt.Errorf("natsbroker: subscribe %q: %w", b.prefix+topic, err)
 	}

@@ -97,8 +97,12 @@ type histTopic struct {
 	mu     sync.Mutex
 	buf    *pubsub.HistoryBuffer
 	subs   map[*histSub]struct{}
-	target int64         // KeepHistory waits for the replica to reach it
-	caught chan struct{} // closed when it has, nil once closed
+	target int64 // KeepHistory waits for the replica to reach it
+	// refused holds the offsets of replica messages Options.Accept refused:
+	// they stay in the replica (offsets must stay contiguous) with no data,
+	// and History skips them. Entries below the replica's oldest are pruned.
+	refused map[int64]struct{}
+	caught  chan struct{} // closed when it has, nil once closed
 
 	cur    *histConsumer // the supervisor's (KeepHistory's before, Close's after)
 	failed bool          // the last check failed (logged once per run of failures)
@@ -345,7 +349,18 @@ func (b *Broker) History(topic string, after pubsub.Position, upTo int64, dst []
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	from := len(dst)
 	dst, err := t.buf.After(after, upTo, time.Now(), dst)
+	if len(t.refused) > 0 {
+		kept := dst[:from]
+		for _, m := range dst[from:] {
+			if _, bad := t.refused[m.Pos.Offset]; !bad {
+				kept = append(kept, m)
+			}
+		}
+		clear(dst[len(kept):])
+		dst = kept
+	}
 	if err != nil {
 		return dst, fmt.Errorf("natsbroker: history of %q: %w", topic, err)
 	}
@@ -497,6 +512,7 @@ func (b *Broker) startConsumer(ctx context.Context, t *histTopic, epoch int64, r
 	if old := t.buf.Head().Epoch; old != epoch {
 		b.log.Info("natsbroker: new history stream, new epoch (the NATS server lost the old one)", "topic", t.topic, "stream", t.stream, "epoch", epoch, "old", old)
 		t.buf.Reset(epoch)
+		clear(t.refused)
 	}
 	next := t.buf.Next().Offset
 	t.mu.Unlock()
@@ -562,14 +578,41 @@ func (b *Broker) deliver(t *histTopic, c *histConsumer, m jetstream.Msg) {
 		Data: m.Data(), // nats.go allocated it for this message alone
 		Time: meta.Timestamp,
 	}
+	ok := b.accepts(t.topic, msg.Data)
+	if !ok {
+		msg.Data = nil // its offset stays taken; its bytes go now
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if c.stale.Load() || !t.buf.Add(msg) {
+	if c.stale.Load() {
+		return
+	}
+	if epoch := t.buf.Head().Epoch; epoch != msg.Pos.Epoch {
+		clear(t.refused) // Add resets the replica to the new epoch
+	}
+	if !t.buf.Add(msg) {
 		return
 	}
 	if t.caught != nil && msg.Pos.Offset >= t.target {
 		close(t.caught)
 		t.caught = nil
+	}
+	if len(t.refused) > 0 {
+		// The replica's offsets are contiguous: the oldest kept is the
+		// head's minus the count.
+		oldest := t.buf.Head().Offset - int64(t.buf.Len()) + 1
+		for off := range t.refused {
+			if off < oldest {
+				delete(t.refused, off)
+			}
+		}
+	}
+	if !ok {
+		if t.refused == nil {
+			t.refused = map[int64]struct{}{}
+		}
+		t.refused[msg.Pos.Offset] = struct{}{}
+		return
 	}
 	for s := range t.subs {
 		if s.deliver != nil {

@@ -95,6 +95,14 @@ type AttackOptions struct {
 	// round-trip within 10 s.
 	StormConns, StormNew int
 	StormHold            time.Duration
+	// j. far-ahead positions: FarClients (60) clients, a third each on
+	// /ws?since=, /sse (Last-Event-ID) and /update-message, resume from
+	// positions the history does not hold while /receive publishes every
+	// FarEvery (50ms) for FarFor (3s); each must get a live message or a
+	// clear refusal.
+	FarClients int
+	FarFor     time.Duration
+	FarEvery   time.Duration
 
 	Progress Progress
 }
@@ -151,6 +159,9 @@ func (o *AttackOptions) defaults() {
 	i(&o.StormConns, 3000)
 	i(&o.StormNew, 20)
 	d(&o.StormHold, 2*time.Second)
+	i(&o.FarClients, 60)
+	d(&o.FarFor, 3*time.Second)
+	d(&o.FarEvery, 50*time.Millisecond)
 }
 
 // AttackResult is one attack against one server. Figures that were not
@@ -247,7 +258,7 @@ func ParseAttacks(list string) ([]string, error) {
 	for _, n := range strings.Split(list, ",") {
 		a := findAttack(strings.TrimSpace(n))
 		if a == nil {
-			return nil, fmt.Errorf("attack %q: unknown (want a-i or a name: %s)", n, attackNames())
+			return nil, fmt.Errorf("attack %q: unknown (want a-j or a name: %s)", n, attackNames())
 		}
 		out = append(out, a.letter+"-"+a.name)
 	}
@@ -412,6 +423,8 @@ func estimate(a *attack, o AttackOptions) time.Duration {
 		return o.PipeHold
 	case "fd-storm":
 		return o.StormHold + 2*time.Second
+	case "far-ahead-positions":
+		return o.FarFor + time.Second
 	}
 	return 5 * time.Second
 }
@@ -423,6 +436,9 @@ func estimate(a *attack, o AttackOptions) time.Duration {
 // method that worked is what the attack then uses (methodFor).
 func (e *attackEnv) probe(need string) string {
 	kind, path, _ := strings.Cut(need, ":")
+	if kind == "sse" {
+		return probeSSE(e.o.Base + path)
+	}
 	if kind == "ws" {
 		w, err := dialWS(e.host, path, "", 5*time.Second)
 		if err != nil {
@@ -448,6 +464,23 @@ func (e *attackEnv) probe(need string) string {
 	}
 	p, _, _ := strings.Cut(path, "?")
 	e.methods[p] = method
+	return ""
+}
+
+// probeSSE returns why url does not serve Server-Sent Events ("" when it
+// does): a GET must answer 200 text/event-stream. The stream is left at
+// once.
+func probeSSE(url string) string {
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return "no event stream " + url + " (" + err.Error() + ")"
+	}
+	resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != 200 || !strings.HasPrefix(ct, "text/event-stream") {
+		return fmt.Sprintf("no event stream %s (status %d, %s)", url, resp.StatusCode, ct)
+	}
 	return ""
 }
 

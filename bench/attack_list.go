@@ -16,9 +16,9 @@ import (
 	"time"
 )
 
-// attacks is the suite of issue 10, in run order. The descriptor storm
-// comes last: a server it kills cannot spoil the others when the harness
-// does not restart servers.
+// attacks is the suite of issue 10 (and j, issue 19's far-ahead
+// positions), in run order. The descriptor storm comes last: a server it
+// kills cannot spoil the others when the harness does not restart servers.
 var attacks = []attack{
 	{letter: "a", name: "slow-readers", needs: []string{"ws:/ws", "http:GET:/receive"},
 		expect: "peak RSS <= 2x gorilla's (judged when both ran); canary within budget",
@@ -64,6 +64,12 @@ var attacks = []attack{
 		expect: "the client reads a close frame with 1009, not a reset",
 		run:    oversized, check: func(e *attackEnv, r *AttackResult) *bool {
 			return boolp(r.Closes["1009"] == 1)
+		}},
+	{letter: "j", name: "far-ahead-positions", needs: []string{"ws:/ws?since=", "sse:/sse", "http:POST:/poll-message?since=0-0", "http:GET:/receive"},
+		expect: "no client silent (each gets a live message or a clear refusal); canary within budget",
+		run:    farAhead, check: func(e *attackEnv, r *AttackResult) *bool {
+			silent, _ := r.Extra["silent"].(int64)
+			return both(boolp(silent == 0), r.CanaryOK)
 		}},
 	{letter: "i", name: "fd-storm", needs: []string{"ws:/echo"},
 		expect: "survives; the canary and new connections are served afterwards",

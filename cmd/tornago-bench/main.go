@@ -86,7 +86,7 @@ and exits 1. Figures not measured (no -pid) print n/a and are absent from the JS
 // scenarios are the subcommands with their usage line's name.
 var scenarios = []string{"idle", "echo", "push", "broadcast", "handshake", "transports", "history", "compare", "scale", "attack"}
 
-const attackUsage = `attacks (issue 10; -attacks takes letters or names, default all):
+const attackUsage = `attacks (issue 10, and j of issue 19; -attacks takes letters or names, default all):
   a slow-readers   -slow-n 1000 /ws clients that never read; -slow-posters 4 loop
                    GET /receive with a -slow-size 60000 byte form body for -d 10s
   b big-broadcast  one -bcast-size 9000000 byte /receive to -bcast-n 200 non-readers, watched -bcast-hold 3s
@@ -100,6 +100,10 @@ const attackUsage = `attacks (issue 10; -attacks takes letters or names, default
                    message, never read, watched -pipe-hold 3s; RSS growth <= 16 MiB?
   g headers        one GET /index with a -header-size 200000 byte header: a 431, not a reset?
   h oversized      one -oversize 11MiB message to /ws: a 1009 close frame, not a reset?
+  j far-ahead-positions  -far-n 60 clients (a third each on /ws?since=, /sse with Last-Event-ID,
+                   POST /update-message) resume from positions the history does not hold (far ahead,
+                   newer epoch, malformed) while /receive publishes every 50ms for -far-for 3s:
+                   each gets a live message or a clear refusal (none silent)?
   i fd-storm       -storm-n 3000 TCP connections, held -storm-hold 2s, closed; the server (started
                    with -storm-nofile 1024 descriptors when the harness starts it) still serves?
 the canary is ws://host/echo; its budget is -canary-budget 250ms. Non-readers read for -drain 3s at
@@ -196,7 +200,7 @@ func (s intSize) Set(v string) error {
 
 func (a *attackFlags) register(fs *flag.FlagSet) {
 	o := &a.o
-	fs.StringVar(&a.list, "attacks", "all", "attack: comma-separated letters (a-i) or names to run")
+	fs.StringVar(&a.list, "attacks", "all", "attack: comma-separated letters (a-j) or names to run")
 	fs.BoolVar(&a.fresh, "fresh", true, "attack with -servers: a new server process for every attack")
 	fs.BoolVar(&a.canaryProc, "canary-proc", true, "attack: run the canary in a child process, away from the harness's own load")
 	fs.IntVar(&a.stormNoFile, "storm-nofile", 1024, "attack with -servers: RLIMIT_NOFILE of the server for the fd storm (0: unchanged)")
@@ -226,6 +230,8 @@ func (a *attackFlags) register(fs *flag.FlagSet) {
 	fs.Var(size{&o.Oversize}, "oversize", "oversized: message size sent to /ws (default 11MiB)")
 	fs.IntVar(&o.StormConns, "storm-n", 3000, "fd-storm: TCP connections")
 	fs.DurationVar(&o.StormHold, "storm-hold", 2*time.Second, "fd-storm: hold time before closing them")
+	fs.IntVar(&o.FarClients, "far-n", 60, "far-ahead-positions: resuming clients (a third per transport)")
+	fs.DurationVar(&o.FarFor, "far-for", 3*time.Second, "far-ahead-positions: how long /receive publishes")
 }
 
 func parse(name string, args []string) *flags {

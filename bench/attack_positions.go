@@ -89,6 +89,7 @@ func farAhead(e *attackEnv) error {
 	var out farOutcome
 	deadline := time.Now().Add(o.FarFor + 5*time.Second)
 	var wg sync.WaitGroup
+	var resolved atomic.Int64
 	ready := make(chan struct{})
 	for i := range o.FarClients {
 		pos := positions[i%len(positions)]
@@ -96,6 +97,7 @@ func farAhead(e *attackEnv) error {
 		go func() {
 			defer wg.Done()
 			var how string
+			defer func() { resolved.Add(1) }()
 			switch i / len(positions) % 3 {
 			case 0:
 				how = farWS(e, pos, he, hn, deadline)
@@ -114,8 +116,11 @@ func farAhead(e *attackEnv) error {
 	time.Sleep(300 * time.Millisecond)
 	close(ready)
 	var st statusCounter
+	// Publish for FarFor, and on while clients wait (a slow machine may
+	// answer some only after that): each needs a message published after
+	// it subscribed.
 	end := time.Now().Add(o.FarFor)
-	for k := 0; time.Now().Before(end); k++ {
+	for k := 0; time.Now().Before(end) || resolved.Load() < int64(o.FarClients) && time.Now().Before(deadline.Add(-time.Second)); k++ {
 		status, _, err := send(hc, e.methodFor("/receive"), o.Base+"/receive", []byte("msg=far"+strconv.Itoa(k)))
 		st.add(status, err)
 		time.Sleep(o.FarEvery)

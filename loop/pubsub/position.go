@@ -52,6 +52,7 @@ func (p Position) Less(q Position) bool {
 // position.
 var ErrBadPosition = errors.New("pubsub: not a position (want EPOCH-OFFSET, two non-negative decimal integers without sign or leading zeros)")
 
+// Goroutine-safe.
 // ParsePosition reads the text form of String: "" and "0-0" are the zero
 // Position (from now), anything else is two decimal integers without sign
 // or leading zero (a "0" alone is fine) joined by "-", each at most

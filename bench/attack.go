@@ -102,6 +102,14 @@ type AttackOptions struct {
 	// grow by at most PipeBudget.
 	SSEConns, SSEPipe int
 	SSEHold           time.Duration
+	// j. far-ahead positions: FarClients (60) clients, a third each on
+	// /ws?since=, /sse (Last-Event-ID) and /update-message, resume from
+	// positions the history does not hold while /receive publishes every
+	// FarEvery (50ms) for FarFor (3s); each must get a live message or a
+	// clear refusal.
+	FarClients int
+	FarFor     time.Duration
+	FarEvery   time.Duration
 
 	Progress Progress
 }
@@ -161,6 +169,9 @@ func (o *AttackOptions) defaults() {
 	i(&o.StormConns, 3000)
 	i(&o.StormNew, 20)
 	d(&o.StormHold, 2*time.Second)
+	i(&o.FarClients, 60)
+	d(&o.FarFor, 3*time.Second)
+	d(&o.FarEvery, 50*time.Millisecond)
 }
 
 // AttackResult is one attack against one server. Figures that were not
@@ -426,6 +437,8 @@ func estimate(a *attack, o AttackOptions) time.Duration {
 		return o.SSEHold + o.Drain
 	case "fd-storm":
 		return o.StormHold + 2*time.Second
+	case "far-ahead-positions":
+		return o.FarFor + time.Second
 	}
 	return 5 * time.Second
 }

@@ -16,9 +16,9 @@ import (
 	"time"
 )
 
-// attacks is the suite of issue 10 (and j, of issue 19), in run order. The
-// descriptor storm comes last: a server it kills cannot spoil the others when the harness
-// does not restart servers.
+// attacks is the suite of issue 10 (and j, k, l of issue 19), in run order.
+// The descriptor storm comes last: a server it kills cannot spoil the others
+// when the harness does not restart servers.
 var attacks = []attack{
 	{letter: "a", name: "slow-readers", needs: []string{"ws:/ws", "http:GET:/receive"},
 		expect: "peak RSS <= 2x gorilla's (judged when both ran); canary within budget",
@@ -82,6 +82,12 @@ var attacks = []attack{
 				return nil
 			}
 			return boolp(!accepted)
+		}},
+	{letter: "l", name: "far-ahead-positions", needs: []string{"ws:/ws?since=", "sse:/sse", "http:POST:/poll-message?since=0-0", "http:GET:/receive"},
+		expect: "no client silent (each gets a live message or a clear refusal); canary within budget",
+		run:    farAhead, check: func(e *attackEnv, r *AttackResult) *bool {
+			silent, _ := r.Extra["silent"].(int64)
+			return both(boolp(silent == 0), r.CanaryOK)
 		}},
 	{letter: "i", name: "fd-storm", needs: []string{"ws:/echo"},
 		expect: "survives; the canary and new connections are served afterwards",

@@ -31,6 +31,7 @@ func tinyAttacks() AttackOptions {
 		Oversize:   11 << 20,
 		StormConns: 150, StormNew: 3, StormHold: 300 * time.Millisecond,
 		SSEConns: 20, SSEPipe: 256 << 10, SSEHold: 300 * time.Millisecond,
+		FarClients: 18, FarFor: time.Second,
 	}
 }
 
@@ -40,7 +41,7 @@ func tinyAttacks() AttackOptions {
 // checks that each was measured and reported, whatever the outcome.
 func TestAttackSuite(t *testing.T) {
 	names, err := ParseAttacks("all")
-	if err != nil || len(names) != 11 {
+	if err != nil || len(names) != 12 {
 		t.Fatalf("ParseAttacks: %v %v", names, err)
 	}
 	rs, err := AttackServers(AttackRunOptions{Root: moduleRoot(t), Servers: []string{"tornago", "gorilla"},
@@ -48,8 +49,8 @@ func TestAttackSuite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rs) != 22 {
-		t.Fatalf("%d results, want 22", len(rs))
+	if len(rs) != 24 {
+		t.Fatalf("%d results, want 24", len(rs))
 	}
 	for _, r := range rs {
 		t.Logf("%s %s: canary %d rtts worst %s fails %d peak %s closes %v survived %v expect %s extra %v",
@@ -63,6 +64,9 @@ func TestAttackSuite(t *testing.T) {
 				t.Errorf("%s %s: want n/a, got %+v", r.Server, r.Attack, r)
 			}
 			continue
+		}
+		if r.Attack == "l-far-ahead-positions" && r.Server != "tornago" && r.NA != "" {
+			continue // the reference keeps no positions (no /sse)
 		}
 		if r.Err != "" || r.NA != "" {
 			t.Errorf("%s %s: error %q, n/a %q", r.Server, r.Attack, r.Err, r.NA)
@@ -121,6 +125,10 @@ func TestAttackSuite(t *testing.T) {
 			if r.Closes["eof"] != 20 || r.Extra["streams_told_why"] != int64(20) {
 				t.Errorf("%s sse pipelining: closes %v extra %v", r.Server, r.Closes, r.Extra)
 			}
+		case "l-far-ahead-positions":
+			if r.Extra["silent"] != int64(0) {
+				t.Errorf("%s far-ahead positions: %v", r.Server, r.Extra)
+			}
 		case "i-fd-storm":
 			if r.Extra["server_fd_limit"] != 64 || r.Extra["past_limit"] != true {
 				t.Errorf("%s fd storm: %v", r.Server, r.Extra)
@@ -150,6 +158,35 @@ func total(m map[string]int64) int64 {
 		n += v
 	}
 	return n
+}
+
+// TestAttackFarAhead: clients resuming from positions a history does not
+// hold (far ahead, newer epoch, malformed) on /ws, /sse and long polls all
+// get a live message or a clear refusal while a publisher runs; none is
+// left silent (before issue 19 item 7 the far-ahead and newer-epoch ones
+// were: 8 of 18, and E-+1 was read as E-1). The gorilla reference has no positions: n/a.
+func TestAttackFarAhead(t *testing.T) {
+	s := startServer(t, "tornago", 18840)
+	o := tinyAttacks()
+	o.Base, o.PID = "http://"+s.Host, s.PID
+	r := RunAttack("far-ahead-positions", o)
+	t.Logf("%+v extra %v", r, r.Extra)
+	if r.Err != "" || r.NA != "" || r.Extra["silent"] != int64(0) {
+		t.Fatalf("far-ahead positions: err %q n/a %q extra %v", r.Err, r.NA, r.Extra)
+	}
+	for _, tr := range []string{"ws", "sse", "longpoll"} {
+		if got, _ := r.Extra[tr].(string); !strings.Contains(got, "live:") {
+			t.Errorf("%s: %q, want live messages", tr, got)
+		}
+	}
+	if !strings.Contains(r.Extra["ws"].(string), "close-1008:") || !strings.Contains(r.Extra["sse"].(string), "status-400:") || !strings.Contains(r.Extra["longpoll"].(string), "status-400:") {
+		t.Errorf("the malformed position is not refused everywhere: %v", r.Extra)
+	}
+	g := startServer(t, "gorilla", 18841)
+	o.Base, o.PID = "http://"+g.Host, g.PID
+	if r := RunAttack("l", o); r.NA == "" {
+		t.Errorf("gorilla: %+v, want n/a", r)
+	}
 }
 
 // TestAttackNotApplicable: an attack whose route the server lacks is

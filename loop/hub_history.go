@@ -358,9 +358,13 @@ func skips(skip, p pubsub.Position) bool {
 // client that has nothing: ParsePosition("")) means from now: nothing old,
 // only what comes after. It returns how many messages it replayed. When
 // the history no longer reaches back to since (dropped by its bounds, or
-// since is of an older epoch) w is subscribed anyway, from now on, and the
+// since is of an older epoch), or since is beyond it (of a newer epoch, or
+// more than pubsub.MaxLead ahead of this loop's head: see
+// pubsub.Position.Beyond), w is subscribed anyway, from now on, and the
 // error wraps ErrHistoryGone, so that the handler can tell its client to
-// reload.
+// reload. A since ahead of the head within MaxLead is this loop lagging:
+// nothing is replayed, and the messages up to since are skipped when they
+// come.
 //
 // Replayed frames are copied per subscriber; live ones are framed once per
 // loop. With the default framing, the app's own frames to w should not
@@ -412,9 +416,12 @@ func (h *Hub) resume(t *hubTopic, since pubsub.Position, send func(pubsub.Messag
 	switch {
 	case since == (pubsub.Position{}):
 		return pubsub.Position{}, 0, nil // from now (see pubsub.Position)
+	case since.Beyond(th.last):
+		return pubsub.Position{}, 0, beyondErr(since, th.last)
 	case !since.Less(th.last):
-		// At or ahead of this loop: nothing to replay, and what the
-		// client already has must not be sent again when it arrives.
+		// At or ahead of this loop, within MaxLead: nothing to replay,
+		// and what the client already has must not be sent again when
+		// it arrives.
 		return since, 0, nil
 	}
 	msgs, err := h.history(t, since, th.scratch[:0])
@@ -427,6 +434,15 @@ func (h *Hub) resume(t *hubTopic, since pubsub.Position, send func(pubsub.Messag
 	clear(msgs)
 	th.scratch = msgs[:0]
 	return pubsub.Position{}, n, err
+}
+
+// beyondErr is what resuming from since, beyond head (pubsub.Position.Beyond),
+// gets: the history as this loop knows it does not reach there.
+func beyondErr(since, head pubsub.Position) error {
+	if since.Epoch != head.Epoch {
+		return fmt.Errorf("%w: %s is of epoch %d, newer than the history's %d", pubsub.ErrHistoryGone, since, since.Epoch, head.Epoch)
+	}
+	return fmt.Errorf("%w: %s is more than %d (pubsub.MaxLead) ahead of the head %s", pubsub.ErrHistoryGone, since, pubsub.MaxLead, head)
 }
 
 // history appends to dst the kept messages after since up to what this
@@ -446,11 +462,12 @@ func (h *Hub) history(t *hubTopic, since pubsub.Position, dst []pubsub.Message) 
 // History appends to dst the kept messages of history topic after since
 // that this loop has sent, oldest first, and returns the position of the
 // newest one sent (the head: what came after it arrives through Watch).
-// When the history no longer reaches back to since it returns dst
-// unchanged and an error wrapping ErrHistoryGone. The zero since (a client
-// that has nothing: ParsePosition("")) means from now, as in
-// SubscribeSince: nothing and no error, like a since at or ahead of the
-// head. An Offset of -1 asks for every kept message of since's epoch (a
+// When the history no longer reaches back to since, or since is beyond it
+// (pubsub.Position.Beyond), it returns dst unchanged and an error wrapping
+// ErrHistoryGone. The zero since (a client that has nothing:
+// ParsePosition("") or "0-0") means from now, as in SubscribeSince:
+// nothing and no error, like a since at the head or ahead of it within
+// pubsub.MaxLead (this loop lagging). An Offset of -1 asks for every kept message of since's epoch (a
 // client that wants all there is, say the head's epoch). The messages'
 // Data must not be modified, and stays valid as long as the caller keeps
 // it.
@@ -463,8 +480,13 @@ func (h *Hub) History(topic string, since pubsub.Position, dst []pubsub.Message)
 		return dst, pubsub.Position{}, fmt.Errorf("loop: hub history %q: %w", topic, pubsub.ErrNoHistory)
 	}
 	head := t.hist.last
-	if since == (pubsub.Position{}) || !since.Less(head) {
-		return dst, head, nil // from now, or at or ahead of this loop: nothing yet
+	switch {
+	case since == (pubsub.Position{}):
+		return dst, head, nil // from now
+	case since.Beyond(head):
+		return dst, head, fmt.Errorf("loop: hub history %q: %w", topic, beyondErr(since, head))
+	case !since.Less(head):
+		return dst, head, nil // at or ahead of this loop, within MaxLead: nothing yet
 	}
 	msgs, err := h.history(t, since, dst)
 	if err != nil {

@@ -557,3 +557,77 @@ func TestHubResumeAhead(t *testing.T) {
 		t.Fatalf("stream got %+v, want only the third", e)
 	}
 }
+
+// TestHubResumeBeyond: a position beyond the history as this loop knows it
+// (more than pubsub.MaxLead ahead of its head, or of a newer epoch) is
+// answered like a history that no longer reaches back, on a WebSocket, an
+// event stream and History alike: ErrHistoryGone, and the live messages
+// arrive (they were all skipped before: the subscriber was silenced for
+// good). Within MaxLead it is this loop lagging (TestHubResumeAhead).
+func TestHubResumeBeyond(t *testing.T) {
+	var hub *Hub
+	gone := make(chan error, 16)
+	l, addr := wsStartLoop(t, func(l *Loop, app *Application) {
+		hub = NewHub(l, Text, nil)
+		hub.KeepHistory("t", pubsub.HistoryOptions{MaxMessages: 10}, nil)
+		app.HandleWebSocket("/h", func(*Request) WebSocketHandler { return historyRoute{hub: hub, topic: "t"} }, WSOptions{})
+		app.Handle("/sse", Methods{Get: func(r *Request) {
+			es, _ := r.EventStream(EventStreamOptions{})
+			since, _ := pubsub.ParsePosition(es.LastEventID())
+			_, err := hub.SubscribeStream("t", es, since)
+			gone <- err
+		}})
+	})
+	hub.PublishAsync("t", []byte("first"), nil)
+	waitFor(t, "the first message", func() bool {
+		return onLoop(l, func() int64 { p, _ := hub.Head("t"); return p.Offset }) == 1
+	})
+	head := onLoop(l, func() pubsub.Position { p, _ := hub.Head("t"); return p })
+	beyond := []pubsub.Position{
+		{Epoch: head.Epoch, Offset: head.Offset + pubsub.MaxLead + 1},
+		{Epoch: head.Epoch, Offset: 1<<63 - 1},
+		{Epoch: head.Epoch + 1, Offset: 1},
+		{Epoch: head.Epoch + 1, Offset: 0},
+	}
+	var wss []*gws.Conn
+	var streams []*bufio.Reader
+	for _, p := range beyond {
+		c := gorillaDial(t, addr, "/h?since="+p.String(), nil)
+		if m := readText(t, c); m != `{"gone":true}` {
+			t.Fatalf("websocket since %s: %q, want gone", p, m)
+		}
+		wss = append(wss, c)
+		req, _ := http.NewRequest("GET", "http://"+addr+"/sse", nil)
+		req.Header.Set("Last-Event-ID", p.String())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if err := <-gone; !errors.Is(err, pubsub.ErrHistoryGone) {
+			t.Fatalf("stream since %s: %v, want ErrHistoryGone", p, err)
+		}
+		streams = append(streams, bufio.NewReader(resp.Body))
+		type hist struct {
+			msgs []pubsub.Message
+			head pubsub.Position
+			err  error
+		}
+		r := onLoop(l, func() hist { m, h, err := hub.History("t", p, nil); return hist{m, h, err} })
+		msgs, h, err := r.msgs, r.head, r.err
+		if !errors.Is(err, pubsub.ErrHistoryGone) || len(msgs) != 0 || h != head {
+			t.Fatalf("History since %s: %v %v %v, want ErrHistoryGone and head %s", p, msgs, h, err, head)
+		}
+	}
+	hub.PublishAsync("t", []byte("live"), nil)
+	for i, c := range wss {
+		if p, d := readPositioned(t, c); d != "live" || p.Offset != head.Offset+1 {
+			t.Errorf("websocket since %s got %v %q, want the live message", beyond[i], p, d)
+		}
+	}
+	for i, br := range streams {
+		if e := readHubEvent(t, br); e.data != "live" {
+			t.Errorf("stream since %s got %+v, want the live message", beyond[i], e)
+		}
+	}
+}

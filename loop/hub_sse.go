@@ -19,8 +19,9 @@ import (
 // stream's LastEventID, parsed), the kept messages after it are sent
 // first, none lost or repeated before the live ones; the zero since (no
 // Last-Event-ID) means from now: nothing old. When the history no longer
-// reaches back, es is subscribed from now on and the error wraps
-// ErrHistoryGone. It returns how many messages it replayed. A stream that
+// reaches back, or since is beyond it (pubsub.Position.Beyond), es is
+// subscribed from now on and the error wraps ErrHistoryGone; a since ahead
+// within pubsub.MaxLead is this loop lagging, as in SubscribeSince. It returns how many messages it replayed. A stream that
 // ends is dropped from its topics by itself.
 func (h *Hub) SubscribeStream(topic string, es *EventStream, since pubsub.Position) (int, error) {
 	if !h.onLoop() {

@@ -86,7 +86,7 @@ and exits 1. Figures not measured (no -pid) print n/a and are absent from the JS
 // scenarios are the subcommands with their usage line's name.
 var scenarios = []string{"idle", "echo", "push", "broadcast", "handshake", "transports", "history", "compare", "scale", "attack"}
 
-const attackUsage = `attacks (issue 10; -attacks takes letters or names, default all):
+const attackUsage = `attacks (issue 10, and j of issue 19; -attacks takes letters or names, default all):
   a slow-readers   -slow-n 1000 /ws clients that never read; -slow-posters 4 loop
                    GET /receive with a -slow-size 60000 byte form body for -d 10s
   b big-broadcast  one -bcast-size 9000000 byte /receive to -bcast-n 200 non-readers, watched -bcast-hold 3s
@@ -104,6 +104,10 @@ const attackUsage = `attacks (issue 10; -attacks takes letters or names, default
                    behind it, watched -sse-hold 3s; RSS growth <= 16 MiB? (runs before i)
   k nats-open      a client without credentials connects to the server's own NATS (tornago -procs
                    embeds one; found among the sockets of -pid's processes): refused? (n/a without)
+  l far-ahead-positions  -far-n 60 clients (a third each on /ws?since=, /sse with Last-Event-ID,
+                   POST /update-message) resume from positions the history does not hold (far ahead,
+                   newer epoch, malformed) while /receive publishes every 50ms for -far-for 3s:
+                   each gets a live message or a clear refusal (none silent)?
   i fd-storm       -storm-n 3000 TCP connections, held -storm-hold 2s, closed; the server (started
                    with -storm-nofile 1024 descriptors when the harness starts it) still serves?
 the canary is ws://host/echo; its budget is -canary-budget 250ms. Non-readers read for -drain 3s at
@@ -233,6 +237,8 @@ func (a *attackFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&o.SSEHold, "sse-hold", 3*time.Second, "sse-pipelining: watch time")
 	fs.IntVar(&o.StormConns, "storm-n", 3000, "fd-storm: TCP connections")
 	fs.DurationVar(&o.StormHold, "storm-hold", 2*time.Second, "fd-storm: hold time before closing them")
+	fs.IntVar(&o.FarClients, "far-n", 60, "far-ahead-positions: resuming clients (a third per transport)")
+	fs.DurationVar(&o.FarFor, "far-for", 3*time.Second, "far-ahead-positions: how long /receive publishes")
 }
 
 func parse(name string, args []string) *flags {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+	"github.com/tornago/tornago/loop/pubsub"
 )
 
 // faultProxy forwards TCP connections to the demo server and can break the
@@ -995,4 +996,49 @@ func TestBrowserReloadResumes(t *testing.T) {
 			checkAgainstServer(t, server, "chat", append(first.Chat, s.Chat...))
 		})
 	}
+}
+
+// TestBrowserPositionBeyond: a page whose stored position is beyond the
+// history (a far-ahead offset, a newer epoch: a stale or tampered
+// sessionStorage) is told "gone" with the real head and shows the live
+// messages again, on every transport, instead of taking them all for
+// duplicates of what it "has".
+func TestBrowserPositionBeyond(t *testing.T) {
+	exe := chromiumPath()
+	requireTool(t, exe != "", "chromium (apt-get install chromium)")
+	b := startBrowser(t, exe)
+	for _, tr := range []string{"ws", "sse", "longpoll"} {
+		t.Run(tr, func(t *testing.T) {
+			server := startDemos(t)
+			publishAll(t, server, "old")
+			head, _ := pubsub.ParsePosition(serverHead(t, server))
+			pg := openPage(t, b, 30*time.Second)
+			page := "http://" + server + "/?transport=" + tr
+			for i, far := range []pubsub.Position{{Epoch: head.Epoch, Offset: 1<<63 - 1}, {Epoch: head.Epoch + 1, Offset: 5}} {
+				pg.navigate(page)
+				pg.waitFor("chat open", 10*time.Second, func(s tgState) bool { return s.ChatBadge == "open" })
+				if err := chromedp.Run(pg.ctx, chromedp.Evaluate(`sessionStorage.setItem("tornago-pos-chat", "`+far.String()+`")`, nil)); err != nil {
+					t.Fatal(err)
+				}
+				pg.navigate(page)
+				pg.waitFor("chat open from "+far.String(), 10*time.Second, func(s tgState) bool { return s.ChatBadge == "open" })
+				live := "live " + strconv.Itoa(i)
+				publishAll(t, server, live)
+				s := pg.waitFor(live+" after "+far.String(), 10*time.Second, func(s tgState) bool { return slices.Contains(chatBodies(s), live) })
+				if s.Pos["chat"] == far.String() {
+					t.Errorf("the page still stands at %s", far)
+				}
+			}
+		})
+	}
+}
+
+// serverHead is the chat's head on server ("E-N").
+func serverHead(t *testing.T, server string) string {
+	t.Helper()
+	var r posReply
+	if !post(t, &http.Client{Timeout: 5 * time.Second}, "http://"+server+"/poll-message", url.Values{"since": {"0-0"}}, &r) {
+		t.FailNow()
+	}
+	return r.Head
 }

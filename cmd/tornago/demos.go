@@ -98,17 +98,19 @@ func subscribeSince(hub *loop.Hub, topic string, ws *loop.WebSocket, since strin
 		ws.Close(loop.CloseTryAgainLater, "history unavailable")
 		return false
 	}
-	ws.WriteText(subscribedJSON(clientHead(hub, topic, pos), n, gone))
+	ws.WriteText(subscribedJSON(clientHead(hub, topic, pos, gone), n, gone))
 	return true
 }
 
 // clientHead is the position a client resuming from since has once it is
 // subscribed: the topic's head on this loop, or since when the client saw
 // more on a node further along (reporting the lower head would make it
-// take those messages again).
-func clientHead(hub *loop.Hub, topic string, since pubsub.Position) pubsub.Position {
+// take those messages again). When the hub answered gone (since older than
+// the history, or beyond it: pubsub.Position.Beyond) it is the head: the
+// client's own position is of no use any more.
+func clientHead(hub *loop.Hub, topic string, since pubsub.Position, gone bool) pubsub.Position {
 	head, _ := hub.Head(topic)
-	if head.Less(since) {
+	if !gone && head.Less(since) {
 		return since
 	}
 	return head
@@ -145,7 +147,7 @@ func serveSSE(r *loop.Request, hubs map[string]*loop.Hub, heartbeat time.Duratio
 		es.Close()
 		return
 	}
-	head := clientHead(hub, topic, pos)
+	head := clientHead(hub, topic, pos, gone)
 	es.Send(head.String(), "subscribed", subscribedJSON(head, n, gone))
 }
 

@@ -20,26 +20,32 @@ package main
 //     answer's "head" when it had none), or the older pair cursor = its id
 //     and epoch = the epoch of the answer it came in. Absent or empty
 //     (what an empty form field and Tornado's get_argument give) or 0
-//     means none. Anything else malformed gets 400.
+//     means none: every kept message, as in Tornado's demo. since=0-0 is
+//     the zero position, "from now" as on /ws and /sse: nothing old (a
+//     long poll waits for the next message). Anything else malformed
+//     (not canonical EPOCH-OFFSET: see pubsub.ParsePosition) gets 400.
 //   - An answer is {"epoch":E,"messages":[{"id":..,"pos":..,"body":..},...],
 //     "head":"E-N","more":bool,"missed":N}: the messages after the cursor,
 //     oldest first, at most PageMessages of them and at most PageBytes of
 //     encoded messages (one message always fits); head is the pos of the
-//     last one (or the topic's newest, with none). "more" says that more
-//     follow: poll again at once from head.
+//     last one (or the topic's newest, with none; or the cursor, when this
+//     node lags it: see below). "more" says that more follow: poll again
+//     at once from head.
 //   - The server keeps at most MaxMessages messages and MaxBytes bytes of
 //     them and drops the oldest first. When messages after the cursor are
 //     gone, "missed" says how many (-1: unknown, the cursor was of another
 //     epoch), and the page starts at the oldest kept.
 //   - With the current epoch, the cursor holds even above this node's last
-//     id: the client saw those messages on a node further along, and this
-//     one has not received them yet. The poll waits until messages above
-//     the cursor arrive (a short poll answers an empty page), so the client
-//     neither misses nor repeats one when it switches nodes.
+//     id, by up to pubsub.MaxLead (1000): the client saw those messages on
+//     a node further along, and this one has not received them yet. The
+//     poll waits until messages above the cursor arrive (a short poll
+//     answers an empty page), so the client neither misses nor repeats one
+//     when it switches nodes.
 //   - A cursor of an older epoch (an earlier process) gets the oldest kept
-//     messages of the current one, with missed -1. One of a newer epoch
-//     than this node knows is taken as a node further along (this one has
-//     not seen the new history yet): the poll waits.
+//     messages of the current one, with missed -1, at once. So does one
+//     beyond the history (pubsub.Position.Beyond): of a newer epoch than
+//     this node knows, or more than MaxLead above its last id; /ws and
+//     /sse answer those "gone" too, with this node's head.
 //   - Without an epoch (clients of Tornado's demo), a cursor above the last
 //     id counts as 0, as from an earlier process, and a lower one is taken
 //     as is.
@@ -170,13 +176,15 @@ func (p *topicPoll) page(after pubsub.Position) (msgs []pubsub.Message, head pub
 		// another history: start at the oldest kept, and say so.
 		msgs, head, _ = p.hub.History(p.topic, pubsub.Position{Epoch: head.Epoch, Offset: -1}, p.msgs[:0])
 		switch {
-		case after.Epoch != head.Epoch:
-			missed = -1 // unknown: another epoch
+		case after.Epoch != head.Epoch, head.Less(after):
+			missed = -1 // unknown: another epoch, or beyond the head (pubsub.Position.Beyond)
 		case len(msgs) > 0:
 			missed = msgs[0].Pos.Offset - after.Offset - 1
 		default:
 			missed = head.Offset - after.Offset
 		}
+	} else if err == nil && head.Less(after) {
+		head = after // this node lags the client (within pubsub.MaxLead): the client stands at its own position
 	}
 	return msgs, head, missed
 }
@@ -296,6 +304,9 @@ func (p *topicPoll) after(r *loop.Request) (pubsub.Position, bool) {
 			httpError(r, 400, "since must be the pos of the last message you have (EPOCH-OFFSET)")
 			return pubsub.Position{}, false
 		}
+		if pos == (pubsub.Position{}) {
+			return head, true // "0-0": from now, as on /ws and /sse
+		}
 		return pos, true
 	}
 	cursor, ok := parseCursor(r.GetArgument("cursor", ""))
@@ -324,7 +335,11 @@ func (p *topicPoll) update(r *loop.Request, wait bool) {
 		return
 	}
 	head, _ := p.hub.Head(p.topic)
-	if !wait || p.stopping || after.Less(head) {
+	if !wait || p.stopping || after.Less(head) || after.Beyond(head) {
+		// Beyond: not of this history as this node knows it (a newer
+		// epoch, or more than MaxLead ahead): gone at once, as /ws and
+		// /sse answer it, rather than a wait for positions that may
+		// never come.
 		p.reply(r, after, !wait)
 		return
 	}

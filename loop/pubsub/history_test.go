@@ -64,15 +64,44 @@ func TestHistoryBufferBounds(t *testing.T) {
 }
 
 func TestParsePosition(t *testing.T) {
-	for _, s := range []string{"", "0-1", "1733112000123456-42"} {
+	for _, s := range []string{"", "0-1", "1733112000123456-42", "5-0", "9223372036854775807-9223372036854775807"} {
 		p, err := ParsePosition(s)
 		if err != nil || p.String() != s {
 			t.Errorf("%q: %v %v", s, p, err)
 		}
 	}
-	for _, s := range []string{"1", "-1", "a-1", "1-", "1--2", "1-2-3", "x"} {
+	// "0-0" is the zero Position, "from now", like "" (whose text it is not).
+	if p, err := ParsePosition("0-0"); err != nil || p != (Position{}) {
+		t.Errorf(`"0-0": %v %v`, p, err)
+	}
+	for _, s := range []string{"1", "-1", "a-1", "1-", "1--2", "1-2-3", "x",
+		"1-+1", "+1-1", "1--0", "-0-1", "01-1", "1-01", "00-0", "0-00", " 1-1", "1-1 ", "1 -1", "1-1\n",
+		"1-9223372036854775808", "9223372036854775808-1", "1-0x1", "1-1_0", "١-١"} {
 		if _, err := ParsePosition(s); !errors.Is(err, ErrBadPosition) {
 			t.Errorf("%q parsed: %v", s, err)
+		}
+	}
+}
+
+func TestPositionBeyond(t *testing.T) {
+	head := Position{Epoch: 100, Offset: 50}
+	for _, tc := range []struct {
+		p      Position
+		beyond bool
+	}{
+		{Position{}, false},
+		{Position{100, 0}, false},
+		{Position{100, 50}, false},
+		{Position{100, 50 + MaxLead}, false}, // the node lags, within the bound
+		{Position{100, 51 + MaxLead}, true},
+		{Position{100, 1<<63 - 1}, true},
+		{Position{99, 1<<63 - 1}, false}, // older: the history decides (gone)
+		{Position{101, 0}, true},
+		{Position{101, 1}, true},
+		{Position{1<<63 - 1, 1<<63 - 1}, true},
+	} {
+		if got := tc.p.Beyond(head); got != tc.beyond {
+			t.Errorf("%v beyond %v: %v, want %v", tc.p, head, got, tc.beyond)
 		}
 	}
 }
@@ -81,6 +110,9 @@ func FuzzParsePosition(f *testing.F) {
 	f.Add("1-2")
 	f.Add("")
 	f.Add("99999999999999999999-1")
+	f.Add("0-0")
+	f.Add("1-+1")
+	f.Add("01-1")
 	f.Fuzz(func(t *testing.T, s string) {
 		p, err := ParsePosition(s)
 		if err != nil {

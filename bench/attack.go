@@ -95,6 +95,13 @@ type AttackOptions struct {
 	// round-trip within 10 s.
 	StormConns, StormNew int
 	StormHold            time.Duration
+	// j. history replay: ReplayMsgs (130) messages of ReplaySize (60,000)
+	// bytes posted to /new-message (7.8 MB of history), then ReplayConns
+	// (100) clients resume from before the first at once on /ws?since=
+	// and read at full speed; each should have them all, in order, on its
+	// one connection, within ReplayFor (60s).
+	ReplayConns, ReplayMsgs, ReplaySize int
+	ReplayFor                           time.Duration
 
 	Progress Progress
 }
@@ -151,6 +158,10 @@ func (o *AttackOptions) defaults() {
 	i(&o.StormConns, 3000)
 	i(&o.StormNew, 20)
 	d(&o.StormHold, 2*time.Second)
+	i(&o.ReplayConns, 100)
+	i(&o.ReplayMsgs, 130)
+	i(&o.ReplaySize, 60000)
+	d(&o.ReplayFor, 60*time.Second)
 }
 
 // AttackResult is one attack against one server. Figures that were not
@@ -247,7 +258,7 @@ func ParseAttacks(list string) ([]string, error) {
 	for _, n := range strings.Split(list, ",") {
 		a := findAttack(strings.TrimSpace(n))
 		if a == nil {
-			return nil, fmt.Errorf("attack %q: unknown (want a-i or a name: %s)", n, attackNames())
+			return nil, fmt.Errorf("attack %q: unknown (want a-j or a name: %s)", n, attackNames())
 		}
 		out = append(out, a.letter+"-"+a.name)
 	}
@@ -412,17 +423,26 @@ func estimate(a *attack, o AttackOptions) time.Duration {
 		return o.PipeHold
 	case "fd-storm":
 		return o.StormHold + 2*time.Second
+	case "history-replay":
+		return 10 * time.Second
 	}
 	return 5 * time.Second
 }
 
 // probe returns why route need is not served ("" when it is). "ws:PATH"
-// must upgrade; "http:METHOD:PATH" must answer 2xx to a request carrying
+// must upgrade; "positioned:PATH" must upgrade and send the demo's
+// "subscribed" control message (SubscribeSince's protocol); "http:METHOD:PATH" must answer 2xx to a request carrying
 // the form body msg=probe (a tiny message where the route takes one). A
 // route answering 405 is tried with the other of GET and POST, and the
 // method that worked is what the attack then uses (methodFor).
 func (e *attackEnv) probe(need string) string {
 	kind, path, _ := strings.Cut(need, ":")
+	if kind == "positioned" {
+		if _, err := replayHead(e.host, path); err != nil {
+			return "no positioned protocol on " + path + " (" + err.Error() + ")"
+		}
+		return ""
+	}
 	if kind == "ws" {
 		w, err := dialWS(e.host, path, "", 5*time.Second)
 		if err != nil {

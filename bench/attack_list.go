@@ -16,8 +16,8 @@ import (
 	"time"
 )
 
-// attacks is the suite of issue 10, in run order. The descriptor storm
-// comes last: a server it kills cannot spoil the others when the harness
+// attacks is the suite of issue 10 (and j, issue 19's), in run order. The
+// descriptor storm comes last: a server it kills cannot spoil the others when the harness
 // does not restart servers.
 var attacks = []attack{
 	{letter: "a", name: "slow-readers", needs: []string{"ws:/ws", "http:GET:/receive"},
@@ -64,6 +64,12 @@ var attacks = []attack{
 		expect: "the client reads a close frame with 1009, not a reset",
 		run:    oversized, check: func(e *attackEnv, r *AttackResult) *bool {
 			return boolp(r.Closes["1009"] == 1)
+		}},
+	{letter: "j", name: "history-replay", needs: []string{"positioned:/ws?since=", "http:POST:/new-message"},
+		expect: "every resuming client gets the whole history once, in order, on one connection; canary within budget",
+		run:    historyReplay, check: func(e *attackEnv, r *AttackResult) *bool {
+			all, _ := r.Extra["all_complete"].(bool)
+			return both(boolp(all), r.CanaryOK)
 		}},
 	{letter: "i", name: "fd-storm", needs: []string{"ws:/echo"},
 		expect: "survives; the canary and new connections are served afterwards",

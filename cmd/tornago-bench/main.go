@@ -86,7 +86,7 @@ and exits 1. Figures not measured (no -pid) print n/a and are absent from the JS
 // scenarios are the subcommands with their usage line's name.
 var scenarios = []string{"idle", "echo", "push", "broadcast", "handshake", "transports", "history", "compare", "scale", "attack"}
 
-const attackUsage = `attacks (issue 10; -attacks takes letters or names, default all):
+const attackUsage = `attacks (issue 10, j: 19; -attacks takes letters or names, default all):
   a slow-readers   -slow-n 1000 /ws clients that never read; -slow-posters 4 loop
                    GET /receive with a -slow-size 60000 byte form body for -d 10s
   b big-broadcast  one -bcast-size 9000000 byte /receive to -bcast-n 200 non-readers, watched -bcast-hold 3s
@@ -100,6 +100,9 @@ const attackUsage = `attacks (issue 10; -attacks takes letters or names, default
                    message, never read, watched -pipe-hold 3s; RSS growth <= 16 MiB?
   g headers        one GET /index with a -header-size 200000 byte header: a 431, not a reset?
   h oversized      one -oversize 11MiB message to /ws: a 1009 close frame, not a reset?
+  j history-replay -replay-msgs 130 POST /new-message of -replay-size 60000, then -replay-n 100
+                   /ws?since= clients resume from before the first at once and read at full speed:
+                   each gets every message once, in order, on one connection? (issue 19)
   i fd-storm       -storm-n 3000 TCP connections, held -storm-hold 2s, closed; the server (started
                    with -storm-nofile 1024 descriptors when the harness starts it) still serves?
 the canary is ws://host/echo; its budget is -canary-budget 250ms. Non-readers read for -drain 3s at
@@ -196,7 +199,7 @@ func (s intSize) Set(v string) error {
 
 func (a *attackFlags) register(fs *flag.FlagSet) {
 	o := &a.o
-	fs.StringVar(&a.list, "attacks", "all", "attack: comma-separated letters (a-i) or names to run")
+	fs.StringVar(&a.list, "attacks", "all", "attack: comma-separated letters (a-j) or names to run")
 	fs.BoolVar(&a.fresh, "fresh", true, "attack with -servers: a new server process for every attack")
 	fs.BoolVar(&a.canaryProc, "canary-proc", true, "attack: run the canary in a child process, away from the harness's own load")
 	fs.IntVar(&a.stormNoFile, "storm-nofile", 1024, "attack with -servers: RLIMIT_NOFILE of the server for the fd storm (0: unchanged)")
@@ -226,6 +229,9 @@ func (a *attackFlags) register(fs *flag.FlagSet) {
 	fs.Var(size{&o.Oversize}, "oversize", "oversized: message size sent to /ws (default 11MiB)")
 	fs.IntVar(&o.StormConns, "storm-n", 3000, "fd-storm: TCP connections")
 	fs.DurationVar(&o.StormHold, "storm-hold", 2*time.Second, "fd-storm: hold time before closing them")
+	fs.IntVar(&o.ReplayConns, "replay-n", 100, "history-replay: clients resuming from the oldest position at once")
+	fs.IntVar(&o.ReplayMsgs, "replay-msgs", 130, "history-replay: messages posted to the history first")
+	fs.Var(intSize{&o.ReplaySize}, "replay-size", "history-replay: bytes per message (default 60000)")
 }
 
 func parse(name string, args []string) *flags {

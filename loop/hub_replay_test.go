@@ -48,11 +48,21 @@ func (h replayRoute) Open(w *WebSocket) {
 // Before the replay was paced, the WebSocket was closed as a slow consumer
 // after about 16 messages and the stream after about 16 events.
 func TestHubReplayLargeHistory(t *testing.T) {
+	t.Run("hub", func(t *testing.T) { testReplayLargeHistory(t, nil) })
+	// The history in the broker: the replay reads it with History.
+	t.Run("memorybroker", func(t *testing.T) { testReplayLargeHistory(t, &pubsub.MemoryBroker{}) })
+}
+
+func testReplayLargeHistory(t *testing.T, broker pubsub.Broker) {
 	const kept, during = 130, 5
 	var hub *Hub
 	l, addr := wsStartLoop(t, func(l *Loop, app *Application) {
-		hub = NewHub(l, Text, nil)
-		hub.KeepHistory("t", pubsub.HistoryOptions{MaxMessages: 1000}, nil)
+		hub = NewHub(l, Text, broker)
+		hub.KeepHistory("t", pubsub.HistoryOptions{MaxMessages: 1000}, func(err error) {
+			if err != nil {
+				t.Error(err)
+			}
+		})
 		app.HandleWebSocket("/h", func(*Request) WebSocketHandler { return replayRoute{hub: hub} }, WSOptions{})
 		app.HandleWebSocket("/echo", wsEchoRoute(WSOptions{}), WSOptions{})
 		app.Handle("/sse", Methods{Get: func(r *Request) {
@@ -71,10 +81,11 @@ func TestHubReplayLargeHistory(t *testing.T) {
 	for i := 1; i <= kept; i++ {
 		onLoop(l, func() error { return hub.Publish("t", replayMsg(i)) })
 	}
-	head := onLoop(l, func() pubsub.Position { p, _ := hub.Head("t"); return p })
-	if head.Offset != kept {
-		t.Fatalf("head %v", head)
-	}
+	var head pubsub.Position
+	waitFor(t, "the history to hold every message", func() bool {
+		head = onLoop(l, func() pubsub.Position { p, _ := hub.Head("t"); return p })
+		return head.Offset == kept
+	})
 	start := pubsub.Position{Epoch: head.Epoch}.String() // before the first
 
 	ws := gorillaDial(t, addr, "/h?since="+start, nil)
@@ -323,4 +334,51 @@ func TestSlowConsumerCloseFrame(t *testing.T) {
 	if _, data, _ := strings.Cut(readText(t, canary), "\n"); data != "after" {
 		t.Fatalf("canary after: %q", data)
 	}
+}
+
+// TestHubReplayOvertaken: a resuming client that stops reading holds at
+// most half its bound of replay (not closed as a slow consumer); when the
+// history's bounds drop what it has not read yet, it gets the messages it
+// had in order and then close 1013, never a silent gap, and resumes.
+func TestHubReplayOvertaken(t *testing.T) {
+	const limit = 1 << 20
+	var hub *Hub
+	l, addr := wsStartLoop(t, func(l *Loop, app *Application) {
+		hub = NewHub(l, Text, nil)
+		hub.KeepHistory("t", pubsub.HistoryOptions{MaxMessages: 40}, nil)
+		app.HandleWebSocket("/h", func(*Request) WebSocketHandler { return replayRoute{hub: hub} }, WSOptions{MaxUnsentPerConn: limit})
+	})
+	for i := 1; i <= 40; i++ {
+		onLoop(l, func() error { return hub.Publish("t", replayMsg(i)) })
+	}
+	head := onLoop(l, func() pubsub.Position { p, _ := hub.Head("t"); return p })
+	c := gorillaDial(t, addr, "/h?since="+pubsub.Position{Epoch: head.Epoch}.String(), nil)
+	waitFor(t, "the replay to wait for the client", func() bool {
+		return onLoop(l, func() int { return len(hub.topics["t"].hist.wsReplays) }) == 1
+	})
+	time.Sleep(50 * time.Millisecond) // a few polls: nothing more is written
+	if m := l.Metrics(); m.UnsentBytes > limit/2+64<<10 || m.SlowConsumerCloses != 0 {
+		t.Fatalf("a replaying non-reader holds %d bytes unsent, %d slow closes; want <= half its bound, none", m.UnsentBytes, m.SlowConsumerCloses)
+	}
+	// 40 more: the history (40 kept) no longer has what comes next.
+	for i := 41; i <= 80; i++ {
+		onLoop(l, func() error { return hub.Publish("t", replayMsg(i)) })
+	}
+	for i := 1; ; i++ {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, m, err := c.ReadMessage()
+		if err != nil {
+			var ce *gws.CloseError
+			if !errors.As(err, &ce) || ce.Code != int(CloseTryAgainLater) || i == 1 || i > 40 {
+				t.Fatalf("after %d messages: %v, want close 1013 mid-replay", i-1, err)
+			}
+			break
+		}
+		if _, data, _ := strings.Cut(string(m), "\n"); data != string(replayMsg(i)) {
+			t.Fatalf("message %d wrong (%.12q)", i, m)
+		}
+	}
+	waitFor(t, "the replay dropped", func() bool {
+		return onLoop(l, func() int { th := hub.topics["t"].hist; return len(th.wsReplays) + len(th.pos) }) == 0
+	})
 }

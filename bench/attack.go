@@ -110,6 +110,13 @@ type AttackOptions struct {
 	FarClients int
 	FarFor     time.Duration
 	FarEvery   time.Duration
+	// m. history replay: ReplayMsgs (130) messages of ReplaySize (60,000)
+	// bytes posted to /new-message (7.8 MB of history), then ReplayConns
+	// (100) clients resume from before the first at once on /ws?since=
+	// and read at full speed; each should have them all, in order, on its
+	// one connection, within ReplayFor (60s).
+	ReplayConns, ReplayMsgs, ReplaySize int
+	ReplayFor                           time.Duration
 
 	Progress Progress
 }
@@ -172,6 +179,10 @@ func (o *AttackOptions) defaults() {
 	i(&o.FarClients, 60)
 	d(&o.FarFor, 3*time.Second)
 	d(&o.FarEvery, 50*time.Millisecond)
+	i(&o.ReplayConns, 100)
+	i(&o.ReplayMsgs, 130)
+	i(&o.ReplaySize, 60000)
+	d(&o.ReplayFor, 60*time.Second)
 }
 
 // AttackResult is one attack against one server. Figures that were not
@@ -439,12 +450,15 @@ func estimate(a *attack, o AttackOptions) time.Duration {
 		return o.StormHold + 2*time.Second
 	case "far-ahead-positions":
 		return o.FarFor + time.Second
+	case "history-replay":
+		return 10 * time.Second
 	}
 	return 5 * time.Second
 }
 
 // probe returns why route need is not served ("" when it is). "ws:PATH"
-// must upgrade; "http:METHOD:PATH" must answer 2xx to a request carrying
+// must upgrade; "positioned:PATH" must upgrade and send the demo's
+// "subscribed" control message (SubscribeSince's protocol); "http:METHOD:PATH" must answer 2xx to a request carrying
 // the form body msg=probe (a tiny message where the route takes one). A
 // route answering 405 is tried with the other of GET and POST, and the
 // method that worked is what the attack then uses (methodFor).
@@ -452,6 +466,12 @@ func (e *attackEnv) probe(need string) string {
 	kind, path, _ := strings.Cut(need, ":")
 	if kind == "nats" {
 		return e.probeNATS()
+	}
+	if kind == "positioned" {
+		if _, err := replayHead(e.host, path); err != nil {
+			return "no positioned protocol on " + path + " (" + err.Error() + ")"
+		}
+		return ""
 	}
 	if kind == "ws" {
 		w, err := dialWS(e.host, path, "", 5*time.Second)

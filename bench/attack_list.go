@@ -16,7 +16,7 @@ import (
 	"time"
 )
 
-// attacks is the suite of issue 10 (and j, k, l of issue 19), in run order.
+// attacks is the suite of issue 10 (and j, k, l, m of issue 19), in run order.
 // The descriptor storm comes last: a server it kills cannot spoil the others
 // when the harness does not restart servers.
 var attacks = []attack{
@@ -88,6 +88,12 @@ var attacks = []attack{
 		run:    farAhead, check: func(e *attackEnv, r *AttackResult) *bool {
 			silent, _ := r.Extra["silent"].(int64)
 			return both(boolp(silent == 0), r.CanaryOK)
+		}},
+	{letter: "m", name: "history-replay", needs: []string{"positioned:/ws?since=", "http:POST:/new-message"},
+		expect: "every resuming client gets the whole history once, in order, on one connection; canary within budget",
+		run:    historyReplay, check: func(e *attackEnv, r *AttackResult) *bool {
+			all, _ := r.Extra["all_complete"].(bool)
+			return both(boolp(all), r.CanaryOK)
 		}},
 	{letter: "i", name: "fd-storm", needs: []string{"ws:/echo"},
 		expect: "survives; the canary and new connections are served afterwards",

@@ -74,6 +74,32 @@ func (c *conn) closeDeadline() {
 	c.gc.Close()
 }
 
+// slowCloseFlush bounds how long a slow consumer being closed keeps its
+// unsent output so that its close frame (or its stream's last chunk)
+// reaches a client that reads again: a client that does not read in that
+// time loses it, and its memory and share of Options.MaxUnsentTotal are
+// freed. Shorter than CloseFlushTimeout, which is for output a client asked
+// for (a response): this one is kept for the client's sake only, while
+// other connections may need the loop's budget.
+const slowCloseFlush = time.Second
+
+// closeSlow closes a slow consumer's connection once what was written has
+// gone (its close frame, its last chunk), for at most slowCloseFlush (or
+// CloseFlushTimeout when shorter). Loop-only.
+func (c *conn) closeSlow(linger bool) {
+	c.startClose(linger)
+	if !c.cf.has(cfDead) && c.gc.OutboundBuffered() > 0 {
+		c.l.wheel.set(c, min(c.l.opts.CloseFlushTimeout, slowCloseFlush))
+	}
+}
+
+// slowGrace reports whether a slow consumer being closed may keep its
+// unsent output for slowCloseFlush and have its close frame or last chunk
+// written past its bound: not when the loop is over Options.MaxUnsentTotal,
+// whose budget the other connections need; it is then closed at once.
+// Loop-only.
+func (l *Loop) slowGrace() bool { return !l.unsentOver(0) }
+
 // closeDefaults are the defaults of the close timeouts in Options.
 const (
 	defaultCloseFlushTimeout = 5 * time.Second

@@ -29,9 +29,13 @@ type EventStreamOptions struct {
 	// it reconnects. Default: 0, not sent (browsers wait about 3 s).
 	Retry time.Duration
 	// MaxUnsentPerConn bounds the output the socket has not taken yet; an
-	// event or heartbeat that would pass it closes the connection as a
-	// slow consumer's (Metrics().StreamSlowConsumerCloses) and Send returns
-	// ErrSlowConsumer, as for a WebSocket under SlowClose. An event into
+	// event or heartbeat that would pass it ends the stream as a slow
+	// consumer's (Metrics().StreamSlowConsumerCloses) and Send returns
+	// ErrSlowConsumer, as for a WebSocket under SlowClose: the last chunk
+	// goes past the bound and the connection closes once it went out or
+	// after a second, so that an EventSource that reads it reconnects at
+	// once. A replay (Hub.SubscribeStream) goes at the client's pace
+	// within half of it. An event into
 	// an empty buffer goes whatever its size while the loop is under
 	// Options.MaxUnsentTotal. Memory: up to this many bytes per stream
 	// whose client does not read. Default: 1 MiB (WSOptions' default).

@@ -237,7 +237,7 @@ func (t *hubTopic) has(w *WebSocket) bool {
 	}
 	if t.hist != nil {
 		_, ok := t.hist.pos[w]
-		return ok
+		return ok || t.hist.wsReplays[w] != nil
 	}
 	return false
 }
@@ -247,6 +247,7 @@ func (t *hubTopic) remove(w *WebSocket) {
 	delete(t.subs, w)
 	if t.hist != nil {
 		delete(t.hist.pos, w)
+		delete(t.hist.wsReplays, w)
 	}
 }
 
@@ -341,6 +342,11 @@ func (h *Hub) Subscribers(topic string) (int, error) {
 		}
 		if t.hist != nil {
 			for w := range t.hist.pos {
+				if w.state == wsOpen {
+					n++
+				}
+			}
+			for w := range t.hist.wsReplays {
 				if w.state == wsOpen {
 					n++
 				}
@@ -498,6 +504,8 @@ func (h *Hub) Close() error {
 		if t.hist != nil {
 			clear(t.hist.pos)
 			clear(t.hist.streams)
+			clear(t.hist.wsReplays)
+			clear(t.hist.esReplays)
 			clear(t.hist.watchers)
 		}
 		clear(t.subs)

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/gobwas/ws"
 	"github.com/tornago/tornago/loop/pubsub"
 )
 
@@ -25,11 +24,17 @@ type topicHistory struct {
 	// pos holds the subscribers that get positioned frames, each with the
 	// position it already had when it resumed ahead of this loop (a client
 	// that saw more on another node); messages up to it are skipped.
-	pos      map[*WebSocket]pubsub.Position
-	streams  map[*EventStream]pubsub.Position // SubscribeStream's, with pos's skip rule
-	watchers map[*hubWatcher]struct{}
-	scratch  []pubsub.Message
-	o        pubsub.HistoryOptions // what KeepHistory was given
+	pos     map[*WebSocket]pubsub.Position
+	streams map[*EventStream]pubsub.Position // SubscribeStream's, with pos's skip rule
+	// wsReplays and esReplays hold the positioned subscribers whose
+	// replay is still being written at their client's pace (hub_replay.go):
+	// they are in neither pos nor streams, so that live messages skip
+	// them (the replay reaches those in the history).
+	wsReplays map[*WebSocket]*replay
+	esReplays map[*EventStream]*replay
+	watchers  map[*hubWatcher]struct{}
+	scratch   []pubsub.Message
+	o         pubsub.HistoryOptions // what KeepHistory was given
 }
 
 // pendingKeep is a KeepHistory call waiting for the broker, with the dones
@@ -173,7 +178,8 @@ func (h *Hub) kept(topic string, pk *pendingKeep, bs *brokerSub, head pubsub.Pos
 // (no broker) or bs as its HistoryBroker subscription. Loop-only.
 func (h *Hub) installHistory(topic string, o pubsub.HistoryOptions, local *pubsub.HistoryBuffer, last pubsub.Position, bs *brokerSub) {
 	th := &topicHistory{local: local, last: last, o: o, pos: map[*WebSocket]pubsub.Position{},
-		streams: map[*EventStream]pubsub.Position{}, watchers: map[*hubWatcher]struct{}{}}
+		streams: map[*EventStream]pubsub.Position{}, watchers: map[*hubWatcher]struct{}{},
+		wsReplays: map[*WebSocket]*replay{}, esReplays: map[*EventStream]*replay{}}
 	h.watch()
 	t := h.topics[topic]
 	if t == nil {
@@ -356,7 +362,7 @@ func skips(skip, p pubsub.Position) bool {
 // the history), the kept messages after since are written to w first, then
 // the live ones, none lost or repeated in between. The zero since (a
 // client that has nothing: ParsePosition("")) means from now: nothing old,
-// only what comes after. It returns how many messages it replayed. When
+// only what comes after. It returns how many messages it replays. When
 // the history no longer reaches back to since (dropped by its bounds, or
 // since is of an older epoch), or since is beyond it (of a newer epoch, or
 // more than pubsub.MaxLead ahead of this loop's head: see
@@ -365,6 +371,17 @@ func skips(skip, p pubsub.Position) bool {
 // reload. A since ahead of the head within MaxLead is this loop lagging:
 // nothing is replayed, and the messages up to since are skipped when they
 // come.
+//
+// The replay goes at the pace the client reads: what fits in half the
+// route's MaxUnsentPerConn is written before SubscribeSince returns, the
+// rest slice by slice as the client reads (no timer or goroutine: the
+// subscriber's cursor waits for its output to drain), so that a client
+// that keeps up catches up on one connection whatever the history's size,
+// and is never taken for a slow consumer. Live messages wait behind the
+// replay (it reaches them in the history). Use AfterReplay to write to w
+// after the replayed messages. A replay that the history's bounds
+// overtake (the topic drops messages before a slow client read them)
+// closes w with 1013, and its client resumes.
 //
 // Replayed frames are copied per subscriber; live ones are framed once per
 // loop. With the default framing, the app's own frames to w should not
@@ -386,54 +403,61 @@ func (h *Hub) SubscribeSince(topic string, w *WebSocket, since pubsub.Position) 
 	if t.has(w) {
 		return 0, nil
 	}
-	skip, n, err := h.resume(t, since, func(m pubsub.Message) error {
-		h.frame = h.appendFrame(h.frame[:0], topic, m)
-		return w.write(ws.OpCode(h.typ), h.frame) // copies: the buffer serves the next one
-	})
-	if cap(h.frame) > 64<<10 {
-		h.frame = nil // one large message passed through: do not keep its size
-	}
+	skip, replaying, err := h.resume(t, since)
+	n := 0
 	var gone error
 	if err != nil {
 		gone = fmt.Errorf("loop: hub subscribe %q since %s: %w", topic, since, err)
 	}
-	if !w.writable() {
-		return n, fmt.Errorf("loop: hub subscribe %q: %w", topic, ErrWebSocketClosed)
+	if replaying {
+		rp := &replay{cursor: since}
+		at := replaySlice(w.route().opts.MaxUnsentPerConn)
+		caught, err := h.replaySome(t, rp, h.wsReplayWriter(topic, w, at))
+		h.trimFrame()
+		n = rp.n
+		switch {
+		case !w.writable():
+			return n, fmt.Errorf("loop: hub subscribe %q: %w", topic, ErrWebSocketClosed)
+		case err != nil && rp.n == 0:
+			gone = fmt.Errorf("loop: hub subscribe %q since %s: %w", topic, since, err)
+		case err != nil:
+			// The history dropped messages under the replay (MaxAge):
+			// the client resumes and learns it then.
+			w.Close(CloseTryAgainLater, "history replay fell behind: resume again")
+			return n, fmt.Errorf("loop: hub subscribe %q since %s: %w", topic, since, err)
+		case !caught:
+			// The rest goes at the client's pace (hub_replay.go).
+			t.hist.wsReplays[w] = rp
+			h.byWS[w] = append(h.byWS[w], t)
+			h.l.pullWhen(w.conn(), at, func() { h.continueWS(t, w, rp) })
+			return h.backlog(t, rp), nil
+		}
 	}
 	t.hist.pos[w] = skip
 	h.byWS[w] = append(h.byWS[w], t)
 	return n, gone
 }
 
-// resume replays to a subscriber coming back at since the kept messages
-// after it, up to what this loop has sent, with send (which fails once the
-// subscriber is closed). It returns what the subscriber already has beyond
-// this loop (skip: it resumed ahead, from a node further along), how many
-// messages it sent, and ErrHistoryGone (wrapped) when the history no
-// longer reaches back to since. Loop-only.
-func (h *Hub) resume(t *hubTopic, since pubsub.Position, send func(pubsub.Message) error) (skip pubsub.Position, n int, err error) {
+// resume decides how a subscriber coming back at since starts: with a
+// replay of the kept messages after since (replay), or none, with skip,
+// what the subscriber already has beyond this loop (it resumed ahead,
+// from a node further along, within pubsub.MaxLead), or from now with
+// ErrHistoryGone (wrapped) when since is beyond the history
+// (pubsub.Position.Beyond). Loop-only.
+func (h *Hub) resume(t *hubTopic, since pubsub.Position) (skip pubsub.Position, replay bool, err error) {
 	th := t.hist
 	switch {
 	case since == (pubsub.Position{}):
-		return pubsub.Position{}, 0, nil // from now (see pubsub.Position)
+		return pubsub.Position{}, false, nil // from now (see pubsub.Position)
 	case since.Beyond(th.last):
-		return pubsub.Position{}, 0, beyondErr(since, th.last)
+		return pubsub.Position{}, false, beyondErr(since, th.last)
 	case !since.Less(th.last):
 		// At or ahead of this loop, within MaxLead: nothing to replay,
 		// and what the client already has must not be sent again when
 		// it arrives.
-		return since, 0, nil
+		return since, false, nil
 	}
-	msgs, err := h.history(t, since, th.scratch[:0])
-	for _, m := range msgs {
-		if send(m) != nil {
-			break // closed (a slow consumer, say): the close observer forgets it
-		}
-		n++
-	}
-	clear(msgs)
-	th.scratch = msgs[:0]
-	return pubsub.Position{}, n, err
+	return pubsub.Position{}, true, nil
 }
 
 // beyondErr is what resuming from since, beyond head (pubsub.Position.Beyond),

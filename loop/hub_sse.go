@@ -21,8 +21,12 @@ import (
 // Last-Event-ID) means from now: nothing old. When the history no longer
 // reaches back, or since is beyond it (pubsub.Position.Beyond), es is
 // subscribed from now on and the error wraps ErrHistoryGone; a since ahead
-// within pubsub.MaxLead is this loop lagging, as in SubscribeSince. It returns how many messages it replayed. A stream that
-// ends is dropped from its topics by itself.
+// within pubsub.MaxLead is this loop lagging, as in SubscribeSince. It
+// returns how many messages it replays: as for SubscribeSince, at the
+// pace the client reads (half the stream's MaxUnsentPerConn at a time);
+// use AfterStreamReplay to send after them. A replay that the history's
+// bounds overtake ends the stream cleanly, and the client resumes. A
+// stream that ends is dropped from its topics by itself.
 func (h *Hub) SubscribeStream(topic string, es *EventStream, since pubsub.Position) (int, error) {
 	if !h.onLoop() {
 		return 0, fmt.Errorf("loop: hub subscribe stream %q: %w", topic, ErrNotOnLoop)
@@ -38,29 +42,39 @@ func (h *Hub) SubscribeStream(topic string, es *EventStream, since pubsub.Positi
 		return 0, fmt.Errorf("loop: hub subscribe stream %q since %s: %w", topic, since, pubsub.ErrNoHistory)
 	}
 	th := t.hist
-	if _, ok := th.streams[es]; ok {
+	if _, ok := th.streams[es]; ok || th.esReplays[es] != nil {
 		return 0, nil
 	}
 	if h.unwatchStreams == nil {
 		h.unwatchStreams = h.l.onEventStreamClose(h.forgetStream)
 	}
-	skip, n, err := h.resume(t, since, func(m pubsub.Message) error {
-		data := m.Data
-		if h.frameFn != nil {
-			h.frame = h.frameFn(h.frame[:0], topic, m.Pos, m.Data)
-			data = h.frame // Send copies: the buffer serves the next one
-		}
-		return es.Send(m.Pos.String(), "", data)
-	})
-	if cap(h.frame) > 64<<10 {
-		h.frame = nil // one large message passed through: do not keep its size
-	}
+	skip, replaying, err := h.resume(t, since)
+	n := 0
 	var gone error
 	if err != nil {
 		gone = fmt.Errorf("loop: hub subscribe stream %q since %s: %w", topic, since, err)
 	}
-	if es.Closed() {
-		return n, fmt.Errorf("loop: hub subscribe stream %q: %w", topic, ErrStreamClosed)
+	if replaying {
+		rp := &replay{cursor: since}
+		at := replaySlice(es.r.streamLimit())
+		caught, err := h.replaySome(t, rp, h.esReplayWriter(topic, es, at))
+		h.trimFrame()
+		n = rp.n
+		switch {
+		case es.Closed():
+			return n, fmt.Errorf("loop: hub subscribe stream %q: %w", topic, ErrStreamClosed)
+		case err != nil && rp.n == 0:
+			gone = fmt.Errorf("loop: hub subscribe stream %q since %s: %w", topic, since, err)
+		case err != nil:
+			es.Close() // the history dropped messages under the replay: the client resumes
+			return n, fmt.Errorf("loop: hub subscribe stream %q since %s: %w", topic, since, err)
+		case !caught:
+			// The rest goes at the client's pace (hub_replay.go).
+			th.esReplays[es] = rp
+			h.byStream[es] = append(h.byStream[es], t)
+			h.l.pullWhen(es.r.c, at, func() { h.continueStream(t, es, rp) })
+			return h.backlog(t, rp), nil
+		}
 	}
 	th.streams[es] = skip
 	h.byStream[es] = append(h.byStream[es], t)
@@ -69,5 +83,8 @@ func (h *Hub) SubscribeStream(topic string, es *EventStream, since pubsub.Positi
 
 // forgetStream drops es from all its topics. Loop-only.
 func (h *Hub) forgetStream(es *EventStream) {
-	forgetIn(h.byStream, es, func(t *hubTopic) { delete(t.hist.streams, es) })
+	forgetIn(h.byStream, es, func(t *hubTopic) {
+		delete(t.hist.streams, es)
+		delete(t.hist.esReplays, es)
+	})
 }

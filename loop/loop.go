@@ -244,6 +244,8 @@ type Loop struct {
 	watchSpare   []*conn
 	watchArmed   bool
 	watchFn      func()
+	pulls        []pull // writers waiting for a connection's output to drain (pullWhen)
+	pullSpare    []pull
 	unsent       int                   // bytes in gnet's outbound buffers, as of unsentAt plus writes since
 	unsentAt     int64                 // loop clock of the last exact count
 	partial      int64                 // bytes reserved by messages in flight (MaxPartialTotal)

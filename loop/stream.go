@@ -185,8 +185,10 @@ func (l *Loop) overBound(b, n, limit int) bool {
 // abortStream closes a streamed response's connection at once, dropping
 // what is unsent: a slow consumer's (its memory is the point), or a
 // stream cut by SendError. The client sees no last chunk (or, for
-// HTTP/1.0, a body shorter than it would have been). The request's end
-// is reported by the connection's close (httpConn.closed). Loop-only.
+// HTTP/1.0, a body shorter than it would have been). A slow event stream
+// ends cleanly instead (endSlowEventStream) while the loop is within
+// Options.MaxUnsentTotal. The request's end is
+// reported by the connection's close (httpConn.closed). Loop-only.
 func (r *Request) abortStream(slow bool) {
 	c := r.c
 	r.keep = false
@@ -199,11 +201,31 @@ func (r *Request) abortStream(slow bool) {
 	if slow {
 		c.l.streamSlow.Add(1)
 		c.l.log.Debug("loop: closing a slow stream consumer", "path", r.Path, "unsent", c.gc.OutboundBuffered())
+		if r.es != nil && c.l.slowGrace() {
+			r.endSlowEventStream()
+			return
+		}
 	}
 	c.cf.set(cfClosing, true)
 	c.l.wheel.clear(c)
 	c.gc.Close()
 }
+
+// endSlowEventStream ends a slow consumer's event stream cleanly: the last
+// chunk goes past the bound (5 bytes), and the connection closes once its
+// output drained or after slowCloseFlush, dropping what the client did not
+// read by then (closeSlow). An EventSource that reads the end
+// reconnects at once with its Last-Event-ID and resumes where it was (a
+// stream cut short would be an error to other clients). Loop-only.
+func (r *Request) endSlowEventStream() {
+	c := r.c
+	if r.chunked {
+		c.write(lastChunk)
+	}
+	c.closeSlow(false)
+}
+
+var lastChunk = []byte("0\r\n\r\n")
 
 // appendTail appends what Finish sends after a Flush: the rest of the
 // body and the last chunk.

@@ -23,10 +23,56 @@ func (l *Loop) watch(c *conn) {
 	}
 	c.cf.set(cfWatched, true)
 	l.watched = append(l.watched, c)
+	l.armWatch()
+}
+
+// armWatch makes sure pollWatched runs in watchPoll. Loop-only.
+func (l *Loop) armWatch() {
 	if !l.watchArmed {
 		l.watchArmed = true
 		l.timers.add(l.now()+int64(watchPoll), l.watchFn)
 	}
+}
+
+// pull is a writer waiting for a connection's unsent output to fall to at
+// bytes (pullWhen).
+type pull struct {
+	c  *conn
+	at int
+	fn func()
+}
+
+// pullWhen runs fn once, on the loop, when c's unsent output is at or
+// under at bytes: a writer with more to say than a connection should hold
+// (a hub's replay of a large history) writes a slice, then waits here for
+// the client to read it, so that it goes at the client's pace and never
+// trips the slow-consumer bound. The wait costs one entry on a list polled
+// with the watched connections (every watchPoll), no timer or goroutine of
+// its own; it is dropped when c closes. Loop-only.
+func (l *Loop) pullWhen(c *conn, at int, fn func()) {
+	if c.cf.has(cfDead) || c.cf.has(cfClosing) {
+		return
+	}
+	l.pulls = append(l.pulls, pull{c, at, fn})
+	l.armWatch()
+}
+
+// runPulls runs the pulls whose connection drained enough, keeps the
+// others, and drops those of closed connections. Loop-only.
+func (l *Loop) runPulls() {
+	list := l.pulls
+	l.pulls = l.pullSpare[:0] // a pull that runs may queue itself again
+	for i, p := range list {
+		list[i] = pull{}
+		switch {
+		case p.c.cf.has(cfDead) || p.c.cf.has(cfClosing):
+		case p.c.gc.OutboundBuffered() > p.at:
+			l.pulls = append(l.pulls, p)
+		default:
+			l.safeCall(p.fn)
+		}
+	}
+	l.pullSpare = list[:0]
 }
 
 // pollWatched closes the closing connections whose output drained, resumes
@@ -57,9 +103,11 @@ func (l *Loop) pollWatched() {
 	l.watchSpare = list[:0]
 	l.unsent, l.unsentAt = total, l.now()
 	l.unsentPub.Store(int64(total))
-	if len(l.watched) > 0 && !l.watchArmed {
-		l.watchArmed = true
-		l.timers.add(l.now()+int64(watchPoll), l.watchFn)
+	if len(l.pulls) > 0 {
+		l.runPulls()
+	}
+	if len(l.watched) > 0 || len(l.pulls) > 0 {
+		l.armWatch()
 	}
 }
 

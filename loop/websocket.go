@@ -110,8 +110,10 @@ type WSOptions struct {
 	// empty buffer is accepted whatever its size while the loop is under
 	// Options.MaxUnsentTotal, so one message larger than the bound (up to
 	// MaxMessageSize for an echo) still reaches a client that reads; over
-	// the loop's bound only writes up to MaxUnsentPerConn are. Memory: up
-	// to this many bytes per connection that does not read.
+	// the loop's bound only writes up to MaxUnsentPerConn are. A Hub's
+	// replay (SubscribeSince) goes at the client's pace within half of
+	// it, whatever the history's size. Memory: up to this many bytes per
+	// connection that does not read.
 	// Default: 1 MiB.
 	MaxUnsentPerConn int
 	// SlowConsumer is the policy for a client whose unsent output is over

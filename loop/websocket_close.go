@@ -88,20 +88,32 @@ func (w *WebSocket) fail(code StatusCode, reason string) {
 	w.conn().closeLinger()
 }
 
-// abort closes a slow consumer at once: what it did not read is dropped
-// (that is the point: its memory), the close frame goes out only if the
-// socket takes it.
+// abort closes a slow consumer: nothing more is written to it but its
+// close frame, which goes past the bound (a few bytes, and without it a
+// browser sees 1006 and no reason), and the socket closes once the
+// output drained, or after slowCloseFlush for a client that does not
+// read, dropping what it did not read (its memory is the point). The
+// close lingers, so that a client answering with its own close frame
+// reads ours rather than a reset. When the loop is over MaxUnsentTotal it
+// closes at once, and the close frame goes only if the socket takes it.
 func (w *WebSocket) abort(code StatusCode, reason string) {
 	c := w.conn()
 	w.code = code
 	w.setReason(reason)
+	grace := c.l.slowGrace()
 	if !w.wsf.has(wsSentClose) {
 		w.wsf.set(wsSentClose, true)
-		if c.gc.OutboundBuffered() == 0 {
+		if grace {
+			c.write(w.appendClose(nil, code, reason))
+		} else if c.gc.OutboundBuffered() == 0 {
 			c.gc.Write(w.appendClose(nil, code, reason))
 		}
 	}
 	w.state = wsClosed
+	if grace {
+		c.closeSlow(true)
+		return
+	}
 	c.cf.set(cfClosing, true)
 	c.l.wheel.clear(c)
 	c.gc.Close()

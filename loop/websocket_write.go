@@ -19,9 +19,13 @@ import (
 type SlowConsumerPolicy uint8
 
 const (
-	// SlowClose closes the connection at once, dropping its unsent output
-	// (the 1008 close frame goes out only if the socket takes it), and
-	// counts it in Metrics().SlowConsumerCloses. Centrifuge's behaviour.
+	// SlowClose closes the connection: nothing more is written to it but
+	// a 1008 close frame (past the bound), the socket closes once its
+	// output drained or after a second (or Options.CloseFlushTimeout when
+	// shorter), dropping what the client did not read by then, and it is
+	// counted in Metrics().SlowConsumerCloses. When the loop is over
+	// Options.MaxUnsentTotal the output is dropped at once, and the close
+	// frame goes only if the socket takes it. Centrifuge's behaviour.
 	SlowClose SlowConsumerPolicy = iota
 	// SlowSkip drops the message for that client only: the write returns
 	// ErrSkipped and is counted in Metrics().SlowConsumerSkips, and the

@@ -86,7 +86,7 @@ and exits 1. Figures not measured (no -pid) print n/a and are absent from the JS
 // scenarios are the subcommands with their usage line's name.
 var scenarios = []string{"idle", "echo", "push", "broadcast", "handshake", "transports", "history", "compare", "scale", "attack"}
 
-const attackUsage = `attacks (issue 10, and j of issue 19; -attacks takes letters or names, default all):
+const attackUsage = `attacks (issue 10, and j-m of issue 19; -attacks takes letters or names, default all):
   a slow-readers   -slow-n 1000 /ws clients that never read; -slow-posters 4 loop
                    GET /receive with a -slow-size 60000 byte form body for -d 10s
   b big-broadcast  one -bcast-size 9000000 byte /receive to -bcast-n 200 non-readers, watched -bcast-hold 3s
@@ -108,6 +108,9 @@ const attackUsage = `attacks (issue 10, and j of issue 19; -attacks takes letter
                    POST /update-message) resume from positions the history does not hold (far ahead,
                    newer epoch, malformed) while /receive publishes every 50ms for -far-for 3s:
                    each gets a live message or a clear refusal (none silent)?
+  m history-replay -replay-msgs 130 POST /new-message of -replay-size 60000, then -replay-n 100
+                   /ws?since= clients resume from before the first at once and read at full speed:
+                   each gets every message once, in order, on one connection? (issue 19)
   i fd-storm       -storm-n 3000 TCP connections, held -storm-hold 2s, closed; the server (started
                    with -storm-nofile 1024 descriptors when the harness starts it) still serves?
 the canary is ws://host/echo; its budget is -canary-budget 250ms. Non-readers read for -drain 3s at
@@ -239,6 +242,9 @@ func (a *attackFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&o.StormHold, "storm-hold", 2*time.Second, "fd-storm: hold time before closing them")
 	fs.IntVar(&o.FarClients, "far-n", 60, "far-ahead-positions: resuming clients (a third per transport)")
 	fs.DurationVar(&o.FarFor, "far-for", 3*time.Second, "far-ahead-positions: how long /receive publishes")
+	fs.IntVar(&o.ReplayConns, "replay-n", 100, "history-replay: clients resuming from the oldest position at once")
+	fs.IntVar(&o.ReplayMsgs, "replay-msgs", 130, "history-replay: messages posted to the history first")
+	fs.Var(intSize{&o.ReplaySize}, "replay-size", "history-replay: bytes per message (default 60000)")
 }
 
 func parse(name string, args []string) *flags {

@@ -84,7 +84,7 @@ func sinceArgument(r *loop.Request) (string, bool) {
 
 // subscribeSince subscribes ws to a history topic from since (the client's
 // last position, "" for from now), writes the control frame that ends the
-// recovered messages, and reports whether ws is subscribed; when not, it
+// recovered messages once they are written, and reports whether ws is subscribed; when not, it
 // closed ws with a reason. Loop-only.
 func subscribeSince(hub *loop.Hub, topic string, ws *loop.WebSocket, since string) bool {
 	pos, err := pubsub.ParsePosition(since)
@@ -98,7 +98,9 @@ func subscribeSince(hub *loop.Hub, topic string, ws *loop.WebSocket, since strin
 		ws.Close(loop.CloseTryAgainLater, "history unavailable")
 		return false
 	}
-	ws.WriteText(subscribedJSON(clientHead(hub, topic, pos, gone), n, gone))
+	// After the replay, which a large history writes at the client's
+	// pace, after SubscribeSince returned.
+	hub.AfterReplay(topic, ws, func() { ws.WriteText(subscribedJSON(clientHead(hub, topic, pos, gone), n, gone)) })
 	return true
 }
 
@@ -147,8 +149,10 @@ func serveSSE(r *loop.Request, hubs map[string]*loop.Hub, heartbeat time.Duratio
 		es.Close()
 		return
 	}
-	head := clientHead(hub, topic, pos, gone)
-	es.Send(head.String(), "subscribed", subscribedJSON(head, n, gone))
+	hub.AfterStreamReplay(topic, es, func() {
+		head := clientHead(hub, topic, pos, gone)
+		es.Send(head.String(), "subscribed", subscribedJSON(head, n, gone))
+	})
 }
 
 // subscribedJSON is the control message that follows the recovered

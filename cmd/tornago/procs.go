@@ -88,8 +88,8 @@ func supervise(log *slog.Logger, cfg serverConfig, n int, args []string) int {
 		cmd.Env = append(os.Environ(), childEnv+"="+strconv.Itoa(slot))
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		// A child must not outlive a parent killed without a chance to
-		// forward the signal: it would hold the port.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+		// forward the signal: it would hold the port (procs_pdeathsig.go).
+		setParentDeathSignal(cmd)
 		began := time.Now()
 		if err := cmd.Start(); err != nil {
 			exits <- childExit{slot: slot, err: err}

@@ -235,7 +235,7 @@ func parse(name string, args []string) *flags {
 	fs.IntVar(&f.n, "n", 1000, "connections (idle, push, broadcast, transports)")
 	fs.IntVar(&f.c, "c", 0, "connections for echo (default 1000) or workers for handshake (default 8)")
 	fs.IntVar(&f.size, "size", 64, "message size in bytes (echo)")
-	fs.IntVar(&f.pid, "pid", 0, "server PID for RSS and CPU from /proc (0 = not measured)")
+	fs.IntVar(&f.pid, "pid", 0, "server PID for RSS and CPU from /proc, Linux only (0 = not measured)")
 	fs.IntVar(&f.rate, "rate", 2000, "connections opened per second")
 	fs.IntVar(&f.src, "src", 0, "spread source addresses over 127.0.0.1..127.0.0.K (default 1 per 20k connections)")
 	fs.IntVar(&f.srcbase, "srcbase", 0, "first source address offset (idle-child)")

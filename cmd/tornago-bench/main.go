@@ -327,6 +327,13 @@ func main() {
 		}
 	}
 	cmd, f := os.Args[1], parse(os.Args[1], os.Args[2:])
+	if f.plot != "" {
+		// Make the plot's folder now: a run of minutes must not end in
+		// "no such file or directory" with nothing written.
+		if err := os.MkdirAll(filepath.Dir(f.plot), 0o755); err != nil {
+			fail(fmt.Errorf("-plot %s: %w", f.plot, err))
+		}
+	}
 	switch cmd {
 	case "idle-child":
 		if err := bench.IdleChild(f.url, f.n, bench.OpenOptions{Rate: f.rate, Src: f.src, SrcBase: f.srcbase}, os.Stdin, os.Stdout); err != nil {

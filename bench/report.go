@@ -185,7 +185,7 @@ var tableRepeats = map[string]bool{
 	"server_idle_cpu_pct": true,
 }
 
-// FormatFigure formats a figure for people: a float with at most three
+// Goroutine-safe. FormatFigure formats a figure for people: a float with at most three
 // decimals, or three significant digits below 1, and no trailing zeros (35,
 // not 34.99999999999999; 0.492, not 0.492022), anything else as %v.
 func FormatFigure(v any) string {

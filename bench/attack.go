@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -533,40 +532,6 @@ func (e *attackEnv) methodFor(path string) string {
 		return m
 	}
 	return "GET"
-}
-
-// processAlive: /proc/PID exists and is not a zombie (a server the harness
-// started and that exited stays a zombie until StopServers reaps it).
-func processAlive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 || i+2 >= len(s) {
-		return false
-	}
-	st := s[i+2]
-	return st != 'Z' && st != 'X'
-}
-
-// fdLimit is the soft "Max open files" of pid, 0 when unknown.
-func fdLimit(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "Max open files") {
-			f := strings.Fields(strings.TrimPrefix(line, "Max open files"))
-			if len(f) > 0 {
-				n, _ := strconv.Atoi(f[0])
-				return n
-			}
-		}
-	}
-	return 0
 }
 
 // rssSampler tracks the peak RSS of a process.

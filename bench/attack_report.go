@@ -173,7 +173,7 @@ func WriteAttackTable(w io.Writer, rs []*AttackResult) {
 			fmt.Fprintf(w, "    error: %s\n", r.Err)
 		}
 		for _, k := range sortedKeys(r.Extra) {
-			fmt.Fprintf(w, "    %s: %v\n", k, r.Extra[k])
+			fmt.Fprintf(w, "    %s: %s\n", k, FormatFigure(r.Extra[k]))
 		}
 	}
 	fmt.Fprintln(w, "\nexpectations (canary budget: worst round trip, every 100 ms, with no failed round trip):")

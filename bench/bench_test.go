@@ -24,6 +24,9 @@ func moduleRoot(t *testing.T) string {
 // stops it by PID when the test ends.
 func startServer(t *testing.T, name string, port int) *Server {
 	t.Helper()
+	if !procStats {
+		t.Skip("StartServers measures servers through /proc: Linux only")
+	}
 	var log bytes.Buffer
 	ss, err := StartServers(moduleRoot(t), []string{name}, port, "", &syncWriter{b: &log})
 	if err != nil {

@@ -112,6 +112,10 @@ type ServerOptions struct {
 // (ServerTree) is built from that tree instead of root, and its Server's
 // Name is the label.
 func StartServer(root, name string, port int, o ServerOptions, logTo io.Writer) (*Server, error) {
+	if !procStats {
+		// compare and scale start servers to measure them.
+		return nil, fmt.Errorf("start %s: %w", name, errNoProc)
+	}
 	name, tree, label := ServerTree(name)
 	if tree != "" {
 		if _, err := os.Stat(filepath.Join(tree, "go.mod")); err != nil {
@@ -164,7 +168,7 @@ func StartServer(root, name string, port int, o ServerOptions, logTo io.Writer) 
 		StopServers([]*Server{s})
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	if _, err := os.Stat(fmt.Sprintf("/proc/%d/status", s.PID)); err != nil || rss(s.PID) == 0 {
+	if !processAlive(s.PID) || rss(s.PID) == 0 {
 		StopServers([]*Server{s})
 		return nil, fmt.Errorf("start %s: process %d is not running", name, s.PID)
 	}

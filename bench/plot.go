@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"image/color"
 	"math"
+	"os"
+	"path/filepath"
 	"strconv"
 
 	"gonum.org/v1/plot"
@@ -20,6 +22,11 @@ import (
 func WritePlot(file string, rs []*Result) error {
 	if len(rs) == 0 {
 		return fmt.Errorf("plot: no results")
+	}
+	// The README's commands write into bench/plots/, absent from a fresh
+	// checkout (PNGs are not tracked).
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return fmt.Errorf("plot %s: %w", file, err)
 	}
 	if rs[0].Scenario == "transports" {
 		return writeTransportsPlot(file, rs)

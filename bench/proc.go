@@ -1,25 +1,10 @@
 package bench
 
 import (
-	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 )
-
-func procField(pid int, file, key string) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
-	if err != nil {
-		return ""
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, key) {
-			return strings.TrimSpace(strings.TrimPrefix(line, key))
-		}
-	}
-	return ""
-}
 
 // rss is the resident set of pid in bytes, 0 when unknown.
 func rss(pid int) int64 {
@@ -97,7 +82,7 @@ func (m cpuMeter) stop() CPU {
 	if c.Wall > 0 {
 		c.HarnessPct = c.Harness / c.Wall * 100
 	}
-	if m.pid > 0 && alive(m.pid) {
+	if procStats && m.pid > 0 && alive(m.pid) {
 		t, n := treeCPU(m.pid)
 		srv := float64(t-m.srv0) / 100
 		c.Server, c.ServerMeasure, c.ServerProcs = &srv, true, n

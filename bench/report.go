@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -135,23 +137,32 @@ func (r *Result) WriteJSON(w io.Writer) error {
 	return err
 }
 
-// WriteTable writes a human summary of results side by side.
+// WriteTable writes a human summary of results side by side. The scenario
+// and server columns are as wide as their longest entry, so that a server
+// named by its address does not push the figures out of line.
 func WriteTable(w io.Writer, rs []*Result) {
-	fmt.Fprintf(w, "%-10s %-10s %7s %7s %10s %12s %11s %10s %10s %10s %8s %8s\n",
-		"scenario", "server", "conns", "errors", "ops", "ops/s", "srv us/op", "p50", "p99", "max", "srv CPU%", "cli CPU%")
+	sw, vw := len("scenario"), 10
+	for _, r := range rs {
+		sw, vw = max(sw, len(r.Scenario)), max(vw, len(r.Server))
+	}
+	fmt.Fprintf(w, "%-*s %-*s %7s %7s %10s %12s %11s %10s %10s %10s %8s %8s\n",
+		sw, "scenario", vw, "server", "conns", "errors", "ops", "ops/s", "srv us/op", "p50", "p99", "max", "srv CPU%", "cli CPU%")
 	for _, r := range rs {
 		p50, p99, pmax := "n/a", "n/a", "n/a"
 		if r.Latency.N > 0 {
 			p50, p99, pmax = round(r.Latency.P50).String(), round(r.Latency.P99).String(), round(r.Latency.Max).String()
 		}
-		fmt.Fprintf(w, "%-10s %-10s %7d %7d %10d %12.0f %11s %10s %10s %10s %8s %8.1f\n",
-			r.Scenario, r.Server, r.Conns, r.Errors, r.Ops, r.OpsPerS, FormatOrNA(r.CPUPerOp, "%.2f"),
+		fmt.Fprintf(w, "%-*s %-*s %7d %7d %10d %12.0f %11s %10s %10s %10s %8s %8.1f\n",
+			sw, r.Scenario, vw, r.Server, r.Conns, r.Errors, r.Ops, r.OpsPerS, FormatOrNA(r.CPUPerOp, "%.2f"),
 			p50, p99, pmax, FormatOrNA(r.CPU.ServerPct, "%.1f"), r.CPU.HarnessPct)
 		if r.Invalid != "" {
 			fmt.Fprintf(w, "    INVALID: %s\n", r.Invalid)
 		}
 		for _, k := range sortedKeys(r.Extra) {
-			fmt.Fprintf(w, "    %s: %v\n", k, r.Extra[k])
+			if tableRepeats[k] {
+				continue
+			}
+			fmt.Fprintf(w, "    %s: %s\n", k, FormatFigure(r.Extra[k]))
 		}
 		if r.CPU.ServerProcs > 1 || r.CPU.ServerProcsGone > 0 || r.CPU.HarnessProcs > 1 {
 			fmt.Fprintf(w, "    processes: server %d (%d gone during the run), harness %d\n",
@@ -161,6 +172,33 @@ func WriteTable(w io.Writer, rs []*Result) {
 			fmt.Fprintf(w, "    pace: %s\n", r.Pace)
 		}
 	}
+}
+
+// tableRepeats are the extra figures WriteTable leaves out because the
+// table already shows them under another name: the millisecond copies of
+// a summary line ("tick_p99: p50 … max …") and the idle CPU of the srv
+// CPU% column. The JSON keeps them (compare and scale read them).
+var tableRepeats = map[string]bool{
+	"tick_p50_ms": true, "tick_p99_ms": true, "tick_p99_max_ms": true,
+	"tick_last_delivery_max_ms": true,
+	"last_delivery_p50_ms":      true, "last_delivery_p99_ms": true,
+	"server_idle_cpu_pct": true,
+}
+
+// Goroutine-safe. FormatFigure formats a figure for people: a float with at most three
+// decimals, or three significant digits below 1, and no trailing zeros (35,
+// not 34.99999999999999; 0.492, not 0.492022), anything else as %v.
+func FormatFigure(v any) string {
+	switch f := v.(type) {
+	case float64:
+		if math.Abs(f) < 1 {
+			return strconv.FormatFloat(f, 'g', 3, 64) // 0.0004 stays 0.0004
+		}
+		return strconv.FormatFloat(math.Round(f*1000)/1000, 'f', -1, 64)
+	case float32:
+		return FormatFigure(float64(f))
+	}
+	return fmt.Sprint(v)
 }
 
 // FormatOrNA formats a measured figure, or "n/a" for one not measured.

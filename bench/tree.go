@@ -1,9 +1,6 @@
 package bench
 
 import (
-	"errors"
-	"io/fs"
-	"os"
 	"strconv"
 	"strings"
 )
@@ -19,20 +16,6 @@ type procStat struct {
 	// cpu is utime+stime, child the cutime+cstime of reaped children, in
 	// clock ticks.
 	cpu, child int64
-}
-
-// readStat parses /proc/PID/stat ("self" for pid 0); ok is false when the
-// process is gone.
-func readStat(pid int) (procStat, bool) {
-	p := "self"
-	if pid > 0 {
-		p = strconv.Itoa(pid)
-	}
-	b, err := os.ReadFile("/proc/" + p + "/stat")
-	if err != nil {
-		return procStat{}, false
-	}
-	return parseStat(string(b))
 }
 
 func parseStat(s string) (procStat, bool) {
@@ -70,55 +53,6 @@ func procTree(pid int) []procStat {
 				out = append(out, st)
 			}
 		}
-	}
-	return out
-}
-
-// childrenOf reads /proc/PID/task/*/children (each thread's children: a
-// Go program forks from any of its threads); ok is false when the kernel
-// has no such files (CONFIG_PROC_CHILDREN), and the caller scans /proc.
-func childrenOf(pid int) (kids []int, ok bool) {
-	dir := "/proc/" + strconv.Itoa(pid) + "/task"
-	tasks, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, true // gone since: no children to add
-	}
-	for _, t := range tasks {
-		b, err := os.ReadFile(dir + "/" + t.Name() + "/children")
-		if errors.Is(err, fs.ErrNotExist) {
-			if _, e := os.Stat(dir + "/" + t.Name()); e == nil {
-				return nil, false // the task is there, the file is not
-			}
-			continue
-		}
-		for _, f := range strings.Fields(string(b)) {
-			if n, err := strconv.Atoi(f); err == nil {
-				kids = append(kids, n)
-			}
-		}
-	}
-	return kids, true
-}
-
-// scanTree finds root's descendants through every /proc/*/stat's ppid.
-func scanTree(root procStat) []procStat {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return []procStat{root}
-	}
-	kids := map[int][]procStat{}
-	for _, e := range ents {
-		n, err := strconv.Atoi(e.Name())
-		if err != nil || n == root.pid {
-			continue
-		}
-		if st, ok := readStat(n); ok {
-			kids[st.ppid] = append(kids[st.ppid], st)
-		}
-	}
-	out := []procStat{root}
-	for i := 0; i < len(out); i++ {
-		out = append(out, kids[out[i].pid]...)
 	}
 	return out
 }

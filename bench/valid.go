@@ -7,8 +7,11 @@ import (
 	"os"
 	"runtime"
 	"strconv"
-	"strings"
 )
+
+// errNoProc is why -pid, and the modes that start servers to measure them
+// (compare, scale), are refused without /proc (proc_other.go).
+var errNoProc = errors.New("the server's memory and CPU are read from /proc, which only Linux has: -pid, compare and scale need Linux (run without -pid elsewhere: latency and throughput are still measured)")
 
 // MaxFailShare is the share of connections, messages or requests that may
 // fail before a run is declared invalid (its figures would describe the
@@ -80,11 +83,6 @@ func aliveCheck(pid int) error {
 	return nil
 }
 
-func alive(pid int) bool {
-	st := procField(pid, "status", "State:")
-	return st != "" && !strings.HasPrefix(st, "Z") && !strings.HasPrefix(st, "X")
-}
-
 // CheckPID returns an error unless process pid, or one of its descendants,
 // holds a socket listening on the TCP port of rawURL (ws://, wss://,
 // http:// or https://): with any other process the harness would report
@@ -93,6 +91,9 @@ func alive(pid int) bool {
 func CheckPID(pid int, rawURL string) error {
 	if pid <= 0 {
 		return nil
+	}
+	if !procStats {
+		return fmt.Errorf("-pid %d: %w", pid, errNoProc)
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -112,58 +113,7 @@ func CheckPID(pid int, rawURL string) error {
 	if self := os.Getpid(); pid != self && isDescendant(self, pid) {
 		return fmt.Errorf("-pid %d (%s) is an ancestor of this harness: its process tree would count the harness as the server", pid, procField(pid, "status", "Name:"))
 	}
-	inodes := listeningInodes(pid, pn)
-	if len(inodes) == 0 {
-		return fmt.Errorf("-pid %d: nothing listens on port %d", pid, pn)
-	}
-	// With tornago -procs the children own the listening sockets: any
-	// process of the tree will do.
-	tree := treePIDs(pid)
-	var denied error
-	for _, p := range tree {
-		fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p))
-		if err != nil {
-			if denied == nil {
-				denied = fmt.Errorf("-pid %d: cannot see the sockets of process %d (%w): run the harness as the server's user", pid, p, err)
-			}
-			continue
-		}
-		for _, fd := range fds {
-			l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", p, fd.Name()))
-			if err != nil {
-				continue
-			}
-			if ino, ok := strings.CutPrefix(l, "socket:["); ok && inodes[strings.TrimSuffix(ino, "]")] {
-				return nil
-			}
-		}
-	}
-	if denied != nil {
-		return denied
-	}
-	return fmt.Errorf("-pid %d (%s) is not the process listening on port %d (nor is any of its %d descendants)", pid, procField(pid, "status", "Name:"), pn, len(tree)-1)
-}
-
-// listeningInodes are the socket inodes in LISTEN state on port, as seen
-// in pid's network namespace.
-func listeningInodes(pid, port int) map[string]bool {
-	out := map[string]bool{}
-	hexPort := fmt.Sprintf(":%04X", port)
-	for _, f := range []string{"tcp", "tcp6"} {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, f))
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n")[1:] {
-			fs := strings.Fields(line)
-			// sl local rem st tx:rx tr:when retrnsmt uid timeout inode
-			if len(fs) < 10 || fs[3] != "0A" || !strings.HasSuffix(fs[1], hexPort) {
-				continue
-			}
-			out[fs[9]] = true
-		}
-	}
-	return out
+	return ownsListener(pid, pn)
 }
 
 // Machine describes where a run was made, so two runs can be compared
@@ -176,7 +126,6 @@ type Machine struct {
 }
 
 func thisMachine() Machine {
-	k, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	return Machine{Cores: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0),
-		Kernel: strings.TrimSpace(string(k)), GoVersion: runtime.Version()}
+		Kernel: kernelRelease(), GoVersion: runtime.Version()}
 }

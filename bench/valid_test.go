@@ -59,6 +59,9 @@ func sleeper(t *testing.T) int {
 }
 
 func TestCheckPID(t *testing.T) {
+	if !procStats {
+		t.Skip("-pid needs /proc: Linux only")
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -3,12 +3,19 @@
 // 2026-11-23T16:12:25Z) to every WebSocket client once a second.
 //
 //	go run ./cmd/timedpush -addr :8889   # then connect to ws://localhost:8889/time
+//
+// SIGINT or SIGTERM stops it gracefully: clients get a 1001 close frame and
+// the process exits 0.
 package main
 
 import (
+	"context"
 	"flag"
 	"log/slog"
+	"net"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/tornago/tornago/loop"
@@ -50,11 +57,41 @@ func main() {
 	go func() {
 		<-l.Ready()
 		if a := l.Addr(); a != nil { // nil: Start failed, and says so below
-			log.Info("timedpush listening", "addr", a.String(), "url", "ws://"+a.String()+"/time")
+			log.Info("timedpush listening", "addr", a.String(), "url", wsURL(a, "/time"))
 		}
+	}()
+	// SIGINT/SIGTERM stop the loop gracefully: clients get a 1001 close
+	// frame, then Start returns and the process exits 0.
+	sig, unnotify := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer unnotify()
+	go func() {
+		<-sig.Done()
+		log.Info("timedpush stopping")
+		ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+		defer cancel()
+		l.Stop(ctx)
 	}()
 	if err := l.Start(); err != nil {
 		log.Error("timedpush", "err", err)
 		os.Exit(1)
 	}
+	log.Info("timedpush stopped")
+}
+
+// stopTimeout bounds the graceful stop: clients that do not answer the
+// close frame by then are dropped.
+const stopTimeout = 5 * time.Second
+
+// wsURL is a URL a client on this machine can dial: a listener on every
+// interface (":8889", "0.0.0.0", "::") has no host to put in a URL, so
+// it names localhost.
+func wsURL(a net.Addr, path string) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return "ws://" + a.String() + path
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return "ws://" + net.JoinHostPort(host, port) + path
 }

@@ -254,7 +254,7 @@ func parse(name string, args []string) *flags {
 	fs.IntVar(&f.n, "n", 1000, "connections (idle, push, broadcast, transports)")
 	fs.IntVar(&f.c, "c", 0, "connections for echo (default 1000) or workers for handshake (default 8)")
 	fs.IntVar(&f.size, "size", 64, "message size in bytes (echo)")
-	fs.IntVar(&f.pid, "pid", 0, "server PID for RSS and CPU from /proc (0 = not measured)")
+	fs.IntVar(&f.pid, "pid", 0, "server PID for RSS and CPU from /proc, Linux only (0 = not measured)")
 	fs.IntVar(&f.rate, "rate", 2000, "connections opened per second")
 	fs.IntVar(&f.src, "src", 0, "spread source addresses over 127.0.0.1..127.0.0.K (default 1 per 20k connections)")
 	fs.IntVar(&f.srcbase, "srcbase", 0, "first source address offset (idle-child)")
@@ -346,6 +346,13 @@ func main() {
 		}
 	}
 	cmd, f := os.Args[1], parse(os.Args[1], os.Args[2:])
+	if f.plot != "" {
+		// Make the plot's folder now: a run of minutes must not end in
+		// "no such file or directory" with nothing written.
+		if err := os.MkdirAll(filepath.Dir(f.plot), 0o755); err != nil {
+			fail(fmt.Errorf("-plot %s: %w", f.plot, err))
+		}
+	}
 	switch cmd {
 	case "idle-child":
 		if err := bench.IdleChild(f.url, f.n, bench.OpenOptions{Rate: f.rate, Src: f.src, SrcBase: f.srcbase}, os.Stdin, os.Stdout); err != nil {

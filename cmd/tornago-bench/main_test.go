@@ -3,10 +3,16 @@ package main
 import (
 	"bytes"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // TestMain runs main instead of the tests when re-executed by bench below.
@@ -127,5 +133,46 @@ func TestSweepServers(t *testing.T) {
 	f = parse("scale", []string{"-servers", "tornago-loops1,gorilla"})
 	if got, _ := sweepServers(f); strings.Join(got, ",") != "tornago-loops1,gorilla" {
 		t.Errorf("-servers = %v", got)
+	}
+}
+
+// TestPlotMakesItsFolder: -plot into a folder that does not exist yet (the
+// README's bench/plots/ on a fresh checkout) creates it and writes the
+// PNG; a folder that cannot be made fails at once, before the run.
+func TestPlotMakesItsFolder(t *testing.T) {
+	up := websocket.Upgrader{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		for {
+			typ, msg, err := c.ReadMessage()
+			if err != nil || c.WriteMessage(typ, msg) != nil {
+				return
+			}
+		}
+	}))
+	defer srv.Close()
+	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/echo"
+	dir := t.TempDir()
+	png := filepath.Join(dir, "bench", "plots", "echo.png")
+	out, errOut, code := runBench(t, "echo", "-url", url, "-c", "2", "-d", "300ms", "-progress=false", "-plot", png)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	if st, err := os.Stat(png); err != nil || st.Size() == 0 {
+		t.Fatalf("no plot: %v\n%s", err, errOut)
+	}
+
+	blocker := filepath.Join(dir, "file")
+	if err := os.WriteFile(blocker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	out, errOut, code = runBench(t, "echo", "-url", url, "-c", "2", "-d", "30s", "-progress=false", "-plot", filepath.Join(blocker, "echo.png"))
+	if code != 1 || !strings.Contains(errOut, "-plot") || strings.Contains(out, "JSON") || time.Since(t0) > 20*time.Second {
+		t.Fatalf("want exit 1 before the run; exit %d after %v\n%s\n%s", code, time.Since(t0), out, errOut)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"sync/atomic"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/tornago/tornago/bench"
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
+	"golang.org/x/sys/unix"
 )
 
 // mpbProgress draws one bar per long phase on stderr: done / target, rate
@@ -17,7 +19,33 @@ import (
 type mpbProgress struct{ p *mpb.Progress }
 
 func newProgress() *mpbProgress {
-	return &mpbProgress{p: mpb.New(mpb.WithOutput(os.Stderr), mpb.WithRefreshRate(200*time.Millisecond), mpb.WithWidth(40), mpb.ContainerOptional(mpb.WithAutoRefresh(), os.Getenv("TORNAGO_BENCH_FORCE_BARS") != ""))}
+	return newProgressTo(os.Stderr, os.Getenv(forceBarsEnv) != "")
+}
+
+// forceBarsEnv, set to anything, draws the bars (redrawn in place with
+// ANSI sequences) also when stderr is not a terminal: a pipe, a file, a CI
+// log. Without it mpb draws on a terminal only.
+const forceBarsEnv = "TORNAGO_BENCH_FORCE_BARS"
+
+// barWidth is the width of the bar itself; lineWidth that of a whole line
+// (name, counters, bar, rate) where no terminal width is known.
+const (
+	barWidth  = 40
+	lineWidth = 120
+)
+
+// newProgressTo draws on f. A terminal that reports a width of 0 (a pty
+// whose size was never set: some CI runners, script(1), docker exec
+// without -t sizing) would make mpb draw nothing at all, so there f is
+// handed to mpb as a plain writer with lineWidth columns, redrawn as with
+// force.
+func newProgressTo(f *os.File, force bool) *mpbProgress {
+	var out io.Writer = f
+	if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil && ws.Col == 0 {
+		out, force = struct{ io.Writer }{f}, true // not an *os.File: mpb does not ask its size
+	}
+	return &mpbProgress{p: mpb.New(mpb.WithOutput(out), mpb.WithRefreshRate(200*time.Millisecond),
+		mpb.WithWidth(lineWidth), mpb.ContainerOptional(mpb.WithAutoRefresh(), force))}
 }
 
 func (m *mpbProgress) Wait() { m.p.Wait() }
@@ -72,7 +100,7 @@ func (mb *mpbBar) add(m *mpbProgress, name string, total int64, counter decor.De
 	// A bar made with a positive total completes only when current
 	// reaches it; timed phases and failed connections may stop short, so
 	// the total is set afterwards and Done completes the bar explicitly.
-	mb.b = m.p.AddBar(0,
+	mb.b = m.p.AddBar(0, mpb.BarWidth(barWidth),
 		mpb.PrependDecorators(decor.Name(fmt.Sprintf("%-14s ", name)), counter),
 		mpb.AppendDecorators(decor.Any(rate)),
 	)

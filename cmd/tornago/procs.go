@@ -143,8 +143,9 @@ func supervise(log *slog.Logger, cfg serverConfig, n int, args []string) int {
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		// A child must not outlive a parent killed without a chance to
 		// forward the signal: it would hold the port. The signal is its
-		// own so that the child knows to clean up after the parent.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: parentDeathSignal}
+		// own so that the child knows to clean up after the parent
+		// (procs_pdeathsig.go).
+		setParentDeathSignal(cmd)
 		began := time.Now()
 		if err := cmd.Start(); err != nil {
 			exits <- childExit{slot: slot, err: err}

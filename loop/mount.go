@@ -64,8 +64,15 @@ func (l *Loop) Mount(app *Application) (http.Handler, error) {
 	if err := app.claim(l); err != nil {
 		return nil, fmt.Errorf("loop: mount: %w", err)
 	}
-	return &mountHandler{l: l, app: app}, nil
+	return &mountHandler{l: l, app: app, registering: make(chan struct{}, mountRegistrations)}, nil
 }
+
+// mountRegistrations bounds the connections one mount handler has in
+// gnet's Register at once. Each takes a goroutine of gnet's worker pool
+// until the loop has opened it, and a busy loop (a connection storm)
+// would otherwise grow that pool to hundreds of goroutines whose stacks
+// stay in the process's RSS long after the storm.
+const mountRegistrations = 2
 
 // Goroutine-safe before Start. Mount is Loop.Mount for every loop of the
 // group: setup builds each loop's Application as in Listen, and the
@@ -102,6 +109,9 @@ type mountHandler struct {
 	l       *Loop
 	app     *Application
 	refused atomic.Int64 // connections answered in place (logged 1, 2, 4, ... times)
+	// registering holds a token per connection in Register (see
+	// mountRegistrations).
+	registering chan struct{}
 }
 
 // ServeHTTP hands the connection of r over to the loop. It runs on
@@ -147,6 +157,8 @@ func (h *mountHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = tc.SetWriteBuffer(l.opts.SocketSendBuffer)
 	}
 	ctx := gnet.NewContext(gnet.NewNetConnContext(context.Background(), tc), &mountConn{app: h.app, pre: pre})
+	h.registering <- struct{}{}
+	defer func() { <-h.registering }()
 	ch, err := l.eng.Register(ctx)
 	if err != nil {
 		h.refuseRaw(tc, 503, "tornago: the loop is not running")

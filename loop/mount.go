@@ -164,9 +164,15 @@ func (h *mountHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuseRaw(tc, 503, "tornago: the loop is not running")
 		return
 	}
-	// gnet has dup'ed the descriptor and closed tc, whatever the result.
-	if res := <-ch; res.Err != nil {
-		l.log.Error("loop: mount: register a connection", "err", res.Err, "remote", r.RemoteAddr)
+	// gnet dups the descriptor and closes tc, whatever the result. A loop
+	// that stops before it took the connection never answers: the
+	// connection then goes with the loop.
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			l.log.Error("loop: mount: register a connection", "err", res.Err, "remote", r.RemoteAddr)
+		}
+	case <-l.done:
 	}
 }
 

@@ -347,3 +347,56 @@ func TestMountMaxConns(t *testing.T) {
 		t.Fatalf("canary: %q", f.payload)
 	}
 }
+
+// TestMountHostile: what net/http lets through but the loop's limits do
+// not is refused by the loop as on its own listener (a head over
+// MaxHeaderBytes: 431; garbage behind a good request: 400), and a
+// WebSocket beside them goes on.
+func TestMountHostile(t *testing.T) {
+	_, addr, _ := mountServer(t, Options{Logger: slog.New(slog.DiscardHandler)})
+	canary := wsDialTCP(t, addr)
+	canary.write([]byte(wsHandshake(addr, "/t/echo", "X-Token: secret\r\n")))
+	if resp := canary.response(); resp.StatusCode != 101 {
+		t.Fatalf("canary upgrade: %d", resp.StatusCode)
+	}
+	ask := func(raw string) int {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		go io.WriteString(c, raw) // the server may answer before it read everything
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("read answer: %v", err)
+		}
+		return resp.StatusCode
+	}
+	// 100 KiB of headers: within net/http's 1 MB, over the loop's 64 KiB.
+	big := "GET /t/hello HTTP/1.1\r\nHost: x\r\nX-Token: secret\r\nX-Big: " + strings.Repeat("a", 100<<10) + "\r\n\r\n"
+	if st := ask(big); st != 431 {
+		t.Fatalf("100 KiB head through the mount: %d, want the loop's 431", st)
+	}
+	// A good request, then garbage the loop reads after it.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /t/hello HTTP/1.1\r\nHost: x\r\nX-Token: secret\r\n\r\n\x00\x01garbage\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	for _, want := range []int{200, 400} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != want {
+			t.Fatalf("want %d: %v %v", want, resp, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+	}
+	canary.send(true, ws.OpText, []byte("canary"))
+	if f := canary.mustFrame(); string(f.payload) != "canary" {
+		t.Fatalf("canary: %q", f.payload)
+	}
+}

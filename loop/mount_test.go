@@ -400,3 +400,25 @@ func TestMountHostile(t *testing.T) {
 		t.Fatalf("canary: %q", f.payload)
 	}
 }
+
+// TestGroupMount: a group's mount handler spreads connections over its
+// loops (the one with the fewest), and each runs on the loop it reports.
+func TestGroupMount(t *testing.T) {
+	g := NewGroup(2, Options{TimeoutResolution: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	h, err := g.Mount(func(l *Loop, i int) *Application { return groupWhoSetup(g, l, i) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	runUntilCleanup(t, "group", g.Start, g.Ready(), g.Stop, 10*time.Second)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	addr := srv.Listener.Addr().String()
+	seen := map[int]int{}
+	for range 6 {
+		_, i := groupDial(t, addr, "/who", 2)
+		seen[i]++
+	}
+	if seen[0] != 3 || seen[1] != 3 {
+		t.Fatalf("connections per loop %v, want 3 and 3", seen)
+	}
+}

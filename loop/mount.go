@@ -136,6 +136,15 @@ func (h *mountHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pre := appendRequestHead(make([]byte, 0, 512), r)
+	if len(pre) > h.app.opts.Limits.MaxHeaderBytes {
+		// net/http's own bound (Server.MaxHeaderBytes, 1 MB by default) is
+		// wider than the loop's: answer as the loop would, without the
+		// hand-over (and, as the loop, without a log record: the client's
+		// fault).
+		w.Header().Set("Connection", "close")
+		http.Error(w, http.StatusText(http.StatusRequestHeaderFieldsTooLarge), http.StatusRequestHeaderFieldsTooLarge)
+		return
+	}
 	nc, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		h.refuse(w, http.StatusNotImplemented, "tornago: the connection cannot be taken over", err)

@@ -349,9 +349,9 @@ func TestMountMaxConns(t *testing.T) {
 }
 
 // TestMountHostile: what net/http lets through but the loop's limits do
-// not is refused by the loop as on its own listener (a head over
-// MaxHeaderBytes: 431; garbage behind a good request: 400), and a
-// WebSocket beside them goes on.
+// not is refused as on the loop's own listener (a head over
+// MaxHeaderBytes: 431, by the handler; garbage behind a good request:
+// 400, by the loop), and a WebSocket beside them goes on.
 func TestMountHostile(t *testing.T) {
 	_, addr, _ := mountServer(t, Options{Logger: slog.New(slog.DiscardHandler)})
 	canary := wsDialTCP(t, addr)

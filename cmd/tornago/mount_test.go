@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -212,5 +214,37 @@ func TestBrowserMounted(t *testing.T) {
 			page := "http://" + addr + "/login?next=" + url.QueryEscape("/?transport="+tr)
 			transportScenario(t, b, mountUser+":"+mountPass+"@"+addr, page, tr)
 		})
+	}
+}
+
+// TestBinaryMount runs `tornago -mount -loops 2`: net/http's own route and
+// the demo's beside it on one port, and SIGTERM still stops the loops
+// gracefully (a WebSocket handed over reads 1001) and the process exits 0.
+func TestBinaryMount(t *testing.T) {
+	addr, cmd, exited, stderr := startBinary(t, "-mount", "-loops", "2", "-ping", "0")
+	if st, body := httpGet(t, "http://"+addr+"/nethttp/"); st != 200 || body != "served by net/http\n" {
+		t.Fatalf("/nethttp/: %d %q", st, body)
+	}
+	ws := dial(t, addr, "/echo")
+	ws.WriteMessage(gws.TextMessage, []byte("mounted"))
+	if _, m := read(t, ws); m != "mounted" {
+		t.Fatalf("echo %q", m)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, _, err := ws.ReadMessage()
+	var ce *gws.CloseError
+	if !errors.As(err, &ce) || ce.Code != gws.CloseGoingAway {
+		t.Fatalf("after SIGTERM: %v, want close 1001\n%s", err, stderr)
+	}
+	select {
+	case <-exited:
+		if code := cmd.ProcessState.ExitCode(); code != 0 {
+			t.Fatalf("exit %d after SIGTERM\n%s", code, stderr)
+		}
+	case <-time.After(8 * time.Second):
+		t.Fatalf("still running 8 s after SIGTERM\n%s", stderr)
 	}
 }

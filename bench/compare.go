@@ -35,7 +35,9 @@ var (
 
 // ServerNames are the servers StartServers knows. Tornago also comes in
 // variants named for its flags: tornago-loops4 is tornago -loops 4,
-// tornago-procs2 is tornago -procs 2, tornago-procs2-loops4 both. Any of
+// tornago-procs2 is tornago -procs 2, tornago-procs2-loops4 both, and
+// tornago-mount is tornago -mount (the demo served through a net/http
+// server with loop.Mount; tornago-mount-loops2 with -loops 2). Any of
 // them may name another source tree after an @ (see ServerTree):
 // tornago@/work/baseline is Tornago built from /work/baseline, so that one
 // run compares two versions (before and after a change).
@@ -65,6 +67,11 @@ func ServerVariant(name string) (base string, args []string, err error) {
 		return name, nil, nil
 	}
 	for _, part := range strings.Split(rest, "-") {
+		if part == "mount" {
+			// Through a net/http server with loop.Mount (cmd/tornago -mount).
+			args = append(args, "-mount")
+			continue
+		}
 		var flag string
 		for _, f := range []string{"loops", "procs"} {
 			if strings.HasPrefix(part, f) {
@@ -73,7 +80,7 @@ func ServerVariant(name string) (base string, args []string, err error) {
 		}
 		n, err := strconv.Atoi(strings.TrimPrefix(part, flag))
 		if flag == "" || err != nil || n < 0 {
-			return "", nil, fmt.Errorf("server %q: want tornago-loopsN, tornago-procsN or tornago-procsN-loopsM", name)
+			return "", nil, fmt.Errorf("server %q: want tornago-loopsN, tornago-procsN, tornago-procsN-loopsM or tornago-mount (-loopsN)", name)
 		}
 		args = append(args, "-"+flag, strconv.Itoa(n))
 	}

@@ -18,6 +18,8 @@ func TestServerVariant(t *testing.T) {
 		{"tornago-loops4", "tornago", []string{"-loops", "4"}, false},
 		{"tornago-procs0", "tornago", []string{"-procs", "0"}, false},
 		{"tornago-procs2-loops8", "tornago", []string{"-procs", "2", "-loops", "8"}, false},
+		{"tornago-mount", "tornago", []string{"-mount"}, false},
+		{"tornago-mount-loops2", "tornago", []string{"-mount", "-loops", "2"}, false},
 		{"tornago-loopsx", "", nil, true},
 		{"tornago-fast", "", nil, true},
 	} {

@@ -14,7 +14,8 @@
 //     blocked-loop watchdog (watchdog.go), work that yields to the next turn
 //     (turn.go), gnet's events and MaxConns (engine.go), connections and
 //     closing after the output drained (conn.go, conn_close.go), unsent
-//     output (watch.go), many loops on one port: [Group] (group.go).
+//     output (watch.go), many loops on one port: [Group] (group.go), serving
+//     inside an existing net/http server: [Loop.Mount] (mount.go).
 //   - HTTP: [Application] with its routes and [AppOptions] (app.go), [Request]
 //     (request.go, http_serve.go), [Methods] and [HandlerFunc] (app.go),
 //     [StaticFiles] (static.go), [Request.Flush] for streamed responses
@@ -56,12 +57,13 @@
 //	                             History, Watch, ...)
 //	loop-only, or before Start   Application.Handle, HandleFunc, HandleWebSocket,
 //	                             Loop.AddOnStop, Hub.KeepHistory, Hub.SetFrame
-//	goroutine-safe before Start  Loop.Listen, Group.Listen
+//	goroutine-safe before Start  Loop.Listen, Group.Listen, Group.Mount
 //	goroutine-safe (any          New, NewApplication, NewGroup, NewHub,
 //	goroutine)                   Loop.AddCallback, CallLater, CallAt,
 //	                             RemoveTimeout, NewPeriodicCallback, Stop, Start
 //	                             (once, not on the loop), Ready, Done, InLoop,
-//	                             Addr/Addrs (once Ready), Metrics, DialWebSocket;
+//	                             Addr/Addrs (once Ready), Metrics, DialWebSocket,
+//	                             Mount (and its http.Handler);
 //	                             RunInExecutor; PeriodicCallback.Start, Stop,
 //	                             IsRunning; PrepareMessage, PrepareJSON,
 //	                             PrepareEvent; Request.Loop;

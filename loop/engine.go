@@ -181,7 +181,17 @@ func (e *engine) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		}
 		return refusal503, gnet.Close
 	}
-	app := l.appFor(gc.LocalAddr())
+	mc, mounted := gc.Context().(*mountConn)
+	var app *Application
+	if mounted {
+		app = mc.app
+		// gnet keeps the registration's context as the safe context
+		// too: drop it, or every mounted connection would hold its
+		// request head for life.
+		gc.SetSafeContext(nil)
+	} else {
+		app = l.appFor(gc.LocalAddr())
+	}
 	if app == nil {
 		return nil, gnet.Close
 	}
@@ -189,6 +199,13 @@ func (e *engine) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	gc.SetContext(c)
 	l.track(c)
 	app.serveConn(c)
+	if mounted && len(mc.pre) > 0 {
+		// The request net/http parsed, written back (mount.go): read it
+		// before the socket, from the next OnTraffic.
+		c.gc = &prefixed{Conn: gc, c: c, buf: mc.pre}
+		mc.pre = nil
+		gc.Wake(nil)
+	}
 	return nil, gnet.None
 }
 

@@ -12,20 +12,20 @@ import (
 	"github.com/tornago/tornago/internal/notrun"
 )
 
-// quickStart returns the first go code block after the README's "Quick
-// start" heading.
-func quickStart(readme []byte) ([]byte, error) {
-	_, after, ok := bytes.Cut(readme, []byte("\n## Quick start"))
+// readmeBlock returns the first go code block after the README heading
+// that starts with heading.
+func readmeBlock(readme []byte, heading string) ([]byte, error) {
+	_, after, ok := bytes.Cut(readme, []byte("\n"+heading))
 	if !ok {
-		return nil, errors.New(`no "## Quick start" heading`)
+		return nil, errors.New("no \"" + heading + "\" heading")
 	}
 	_, after, ok = bytes.Cut(after, []byte("\n```go\n"))
 	if !ok {
-		return nil, errors.New("no ```go block after the Quick start heading")
+		return nil, errors.New("no ```go block after the " + heading + " heading")
 	}
 	code, _, ok := bytes.Cut(after, []byte("\n```\n"))
 	if !ok {
-		return nil, errors.New("the Quick start code block is not closed")
+		return nil, errors.New("the " + heading + " code block is not closed")
 	}
 	return append(code, '\n'), nil
 }
@@ -52,6 +52,7 @@ func moduleCommands(readme []byte) ([][]string, error) {
 }
 
 // TestReadmeQuickStartCompiles does what the README's quick start tells a
+// (for the quick start and the mount example)
 // user who depends on the module from their own: in a fresh module outside
 // the repository, next to a "clone" (a link to this checkout) named as in
 // the README, it runs the README's go commands (go mod init, the replace,
@@ -61,11 +62,17 @@ func moduleCommands(readme []byte) ([][]string, error) {
 // is reached through the proxy (go.sum is filled from the module cache,
 // verified when it was downloaded). It does not skip under CI=true.
 func TestReadmeQuickStartCompiles(t *testing.T) {
+	for _, heading := range []string{"## Quick start", "## Inside an existing net/http server"} {
+		t.Run(strings.TrimPrefix(heading, "## "), func(t *testing.T) { readmeCompiles(t, heading) })
+	}
+}
+
+func readmeCompiles(t *testing.T, heading string) {
 	readme, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, err := quickStart(readme)
+	code, err := readmeBlock(readme, heading)
 	if err != nil {
 		t.Fatalf("README.md: %v", err)
 	}

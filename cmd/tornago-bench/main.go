@@ -53,7 +53,7 @@ scenarios:
              bytes (default 1000) to /receive on a fresh server started with -longpoll-messages >= K and
              -longpoll-bytes >= K*(B+128); (RSS after - RSS before) / K, checked against the kept history
   compare    -scenario S [-servers tornago,gorilla,tornado,gnetws] [-reps 1] [-pin] [scenario flags without -url/-pid]
-             a server may be a tornago variant: tornago-loops2 (tornago -loops 2), tornago-procs4, tornago-procs2-loops4;
+             a server may be a tornago variant: tornago-loops2 (tornago -loops 2), tornago-procs4, tornago-procs2-loops4, tornago-mount (through net/http, loop.Mount);
              NAME@TREE builds NAME from the module at TREE instead of -root, labelled NAME@<TREE's last element>: one run
              compares two versions, e.g. -servers tornago,tornago@/work/baseline (also for scale and attack -servers)
   scale      [-loops 1,2,4,8,16] [-sweep loops|procs] [-scenarios push:19000,broadcast:10000,echo] [-servers S1,S2] [-reps 1]

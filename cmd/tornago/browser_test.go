@@ -721,38 +721,47 @@ func TestBrowserTransports(t *testing.T) {
 	for _, tr := range allTransports {
 		t.Run(tr, func(t *testing.T) {
 			server := startDemos(t)
-			pg := openPage(t, b, 30*time.Second)
-			pg.navigate("http://" + server + "/?transport=" + tr)
-			pg.waitFor("chat and clock open over "+tr, 10*time.Second, func(s tgState) bool {
-				return s.Transports["chat"] == tr && s.Transports["clock"] == tr &&
-					s.ChatBadge == "open" && s.ClockBadge == "open" && len(s.Clock) >= 2
-			})
-			publishAll(t, server, tr+" one", tr+" two", tr+" three")
-			if err := chromedp.Run(pg.ctx, chromedp.SendKeys("#chat-input", tr+" typed"+kb.Enter, chromedp.ByID)); err != nil {
-				t.Fatalf("type chat line: %v", err)
-			}
-			want := []string{tr + " one", tr + " two", tr + " three"}
-			s := pg.waitFor("the published messages", 10*time.Second, func(s tgState) bool {
-				got := chatBodies(s)
-				return len(got) >= 3 && slices.Equal(got[:3], want) &&
-					(tr == "ws" && slices.Contains(s.Plain, "new message :"+tr+" typed") ||
-						tr != "ws" && slices.Contains(got, tr+" typed"))
-			})
-			for _, m := range s.Chat {
-				if m.Recovered || m.Transport != tr {
-					t.Errorf("message %+v: want live over %s", m, tr)
-				}
-			}
-			if s.Forced != tr || s.Transport != tr || !strings.HasPrefix(s.ChatLabel, tr+" ") || !strings.HasPrefix(s.ClockLabel, tr+" ") {
-				t.Errorf("forced %q, transport %q, labels %q / %q; want %s", s.Forced, s.Transport, s.ChatLabel, s.ClockLabel, tr)
-			}
-			if s.Duplicates != 0 || s.Recovered != 0 || len(s.Gone) != 0 || len(s.Fallbacks) != 0 {
-				t.Errorf("duplicates %d, recovered %d, gone %v, fallbacks %v; want none", s.Duplicates, s.Recovered, s.Gone, s.Fallbacks)
-			}
-			checkAgainstServer(t, server, "chat", s.Chat)
-			checkAgainstServer(t, server, "clock", s.Clock)
+			transportScenario(t, b, server, "http://"+server+"/?transport="+tr, tr)
 		})
 	}
+}
+
+// transportScenario opens pageURL (the demo page forcing transport tr) in
+// a new tab of b and checks that chat and clock run over tr: live
+// messages published on server arrive once, in order, as in the server's
+// history.
+func transportScenario(t *testing.T, b context.Context, server, pageURL, tr string) {
+	t.Helper()
+	pg := openPage(t, b, 30*time.Second)
+	pg.navigate(pageURL)
+	pg.waitFor("chat and clock open over "+tr, 10*time.Second, func(s tgState) bool {
+		return s.Transports["chat"] == tr && s.Transports["clock"] == tr &&
+			s.ChatBadge == "open" && s.ClockBadge == "open" && len(s.Clock) >= 2
+	})
+	publishAll(t, server, tr+" one", tr+" two", tr+" three")
+	if err := chromedp.Run(pg.ctx, chromedp.SendKeys("#chat-input", tr+" typed"+kb.Enter, chromedp.ByID)); err != nil {
+		t.Fatalf("type chat line: %v", err)
+	}
+	want := []string{tr + " one", tr + " two", tr + " three"}
+	s := pg.waitFor("the published messages", 10*time.Second, func(s tgState) bool {
+		got := chatBodies(s)
+		return len(got) >= 3 && slices.Equal(got[:3], want) &&
+			(tr == "ws" && slices.Contains(s.Plain, "new message :"+tr+" typed") ||
+				tr != "ws" && slices.Contains(got, tr+" typed"))
+	})
+	for _, m := range s.Chat {
+		if m.Recovered || m.Transport != tr {
+			t.Errorf("message %+v: want live over %s", m, tr)
+		}
+	}
+	if s.Forced != tr || s.Transport != tr || !strings.HasPrefix(s.ChatLabel, tr+" ") || !strings.HasPrefix(s.ClockLabel, tr+" ") {
+		t.Errorf("forced %q, transport %q, labels %q / %q; want %s", s.Forced, s.Transport, s.ChatLabel, s.ClockLabel, tr)
+	}
+	if s.Duplicates != 0 || s.Recovered != 0 || len(s.Gone) != 0 || len(s.Fallbacks) != 0 {
+		t.Errorf("duplicates %d, recovered %d, gone %v, fallbacks %v; want none", s.Duplicates, s.Recovered, s.Gone, s.Fallbacks)
+	}
+	checkAgainstServer(t, server, "chat", s.Chat)
+	checkAgainstServer(t, server, "clock", s.Clock)
 }
 
 // outage makes the server unreachable for the page (every connection reset,

@@ -243,9 +243,10 @@ import json, sys, threading
 import websocket
 
 addr = sys.argv[1]
+hdr = sys.argv[2:]  # extra request headers ("Authorization: ...")
 out = {}
 
-c = websocket.create_connection("ws://%s/echo" % addr, timeout=5)
+c = websocket.create_connection("ws://%s/echo" % addr, timeout=5, header=hdr)
 c.send("hello python")
 out["echo_text"] = c.recv()
 c.send_binary(b"\x00\x01\xff")
@@ -255,7 +256,7 @@ c.send(big)
 out["echo_big_ok"] = c.recv() == big
 c.close()
 
-c = websocket.create_connection("ws://%s/ws" % addr, timeout=5)
+c = websocket.create_connection("ws://%s/ws" % addr, timeout=5, header=hdr)
 out["ws_welcome"] = c.recv()
 c.send("from python")
 out["ws_reply"] = c.recv()
@@ -277,7 +278,7 @@ def run_app(path, hello, want, code):
         errors.append(repr(err))
     def on_close(ws, status, reason):
         closed.append(status)
-    app = websocket.WebSocketApp("ws://%s%s" % (addr, path), on_open=on_open, on_message=on_message,
+    app = websocket.WebSocketApp("ws://%s%s" % (addr, path), header=hdr, on_open=on_open, on_message=on_message,
                                  on_error=on_error, on_close=on_close)
     t = threading.Timer(10, app.close)
     t.start()
@@ -297,15 +298,28 @@ type pyApp struct {
 }
 
 func TestPythonWebsocketClient(t *testing.T) {
-	const py = "/usr/bin/python3"
-	_, err := os.Stat(py)
-	requireTool(t, err == nil, py)
-	haveMod := exec.Command(py, "-c", "import websocket").Run() == nil
+	requirePyWebsocket(t)
+	runPyScript(t, startDemos(t))
+}
+
+// requirePyWebsocket skips (or fails, see requireTool) without python3's
+// websocket-client.
+func requirePyWebsocket(t *testing.T) {
+	t.Helper()
+	_, err := os.Stat("/usr/bin/python3")
+	requireTool(t, err == nil, "/usr/bin/python3")
+	haveMod := exec.Command("/usr/bin/python3", "-c", "import websocket").Run() == nil
 	requireTool(t, haveMod, "python3-websocket (Debian package; `import websocket`)")
-	addr := startDemos(t)
+}
+
+// runPyScript runs pyScript (python3-websocket on /echo and /ws) against
+// addr, sending the extra headers ("Name: value") with each handshake.
+func runPyScript(t *testing.T, addr string, headers ...string) {
+	t.Helper()
+	const py = "/usr/bin/python3"
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, py, "-c", pyScript, addr)
+	cmd := exec.CommandContext(ctx, py, append([]string{"-c", pyScript, addr}, headers...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -47,6 +47,7 @@ func main() {
 	// Observability (observe.go).
 	metricsAddr := flag.String("metrics", "", "serve Prometheus metrics at /metrics on this address (127.0.0.1:9100), off the loop; a bare :P binds -host; with -procs child i uses port P+i; no authentication; default off")
 	pprofAddr := flag.String("pprof", "", "serve net/http/pprof at /debug/pprof/ on this address (127.0.0.1:6060); a bare :P binds -host; with -procs child i uses port P+i; no authentication: never let it face the internet; default off")
+	mount := flag.Bool("mount", false, "serve through a net/http server on -port, the demo mounted in its ServeMux with loop.Mount (what a program with a net/http server of its own does); not with -procs")
 	blockThreshold := flag.Duration("block-threshold", 0, "log the loop goroutine's stack when one handler, callback or timer runs longer than this (100ms); 0 disables")
 	flag.Parse()
 	// What the command line set, for the -procs children (before applyEnv,
@@ -92,7 +93,7 @@ func main() {
 		host: *host, port: *port, loops: *loops, ping: *ping, sseHB: *sseHB, natsURL: *natsURL,
 		lp: *lp, accessLog: *accessLog, trusted: *trusted, proxyHeader: *proxyHeader,
 		metricsAddr: *metricsAddr, pprofAddr: *pprofAddr, blockThreshold: *blockThreshold,
-		returnMemory: *retMem > 0,
+		returnMemory: *retMem > 0, mount: *mount,
 	}
 	natsDir, parent := "", 0
 	if child := os.Getenv(childSlotEnv); child != "" {
@@ -104,6 +105,10 @@ func main() {
 	} else {
 		cfg.child = -1
 		if *procs != 1 {
+			if *mount {
+				fmt.Fprintln(os.Stderr, "tornago: -mount serves one net/http server: not with -procs")
+				os.Exit(2)
+			}
 			os.Exit(supervise(log, cfg, *procs, cmdline))
 		}
 	}

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
@@ -37,6 +39,7 @@ type serverConfig struct {
 	blockThreshold         time.Duration
 	returnMemory           bool // -return-memory: loop.Options.ReturnMemoryToOS
 
+	mount  bool // -mount: serve through a net/http server (mount.go)
 	child  int  // index among the -procs children, -1 when not one
 	shared bool // other processes listen on the port too (no free-port check)
 }
@@ -104,12 +107,22 @@ func serve(log *slog.Logger, cfg serverConfig) error {
 	env.broker = chatBroker(env.broker, cfg.lp, log)
 	nodes := make([]*demoNode, n)
 	addr := net.JoinHostPort(cfg.host, strconv.Itoa(cfg.port))
-	err := g.Listen(addr, func(l *loop.Loop, i int) *loop.Application {
+	setup := func(l *loop.Loop, i int) *loop.Application {
 		app := loop.NewApplication(appOpts)
 		addHealthz(app)
 		nodes[i] = addDemos(l, i, app, env)
 		return app
-	})
+	}
+	var (
+		srv *http.Server
+		ln  net.Listener
+		err error
+	)
+	if cfg.mount {
+		srv, ln, err = mountedServer(g, addr, setup)
+	} else {
+		err = g.Listen(addr, setup)
+	}
 	if err == nil {
 		for _, nd := range nodes {
 			if nd.err != nil {
@@ -119,6 +132,9 @@ func serve(log *slog.Logger, cfg serverConfig) error {
 		}
 	}
 	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
 		return err
 	}
 	go func() {
@@ -144,13 +160,25 @@ func serve(log *slog.Logger, cfg serverConfig) error {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 		defer cancel()
+		if srv != nil {
+			// Stops accepting and ends net/http's own connections; those
+			// it handed to the loops are theirs to stop.
+			if err := srv.Shutdown(ctx); err != nil {
+				log.Warn("stop net/http", "err", err)
+			}
+		}
 		if err := g.Stop(ctx); err != nil {
 			log.Warn("stop", "err", err)
 		}
 	}()
 	go func() {
 		<-g.Ready()
-		if a := g.Addr(); a != nil {
+		if srv != nil {
+			log.Info("tornago listening through net/http (-mount)", "addr", ln.Addr().String(), "loops", n)
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("net/http server", "err", err)
+			}
+		} else if a := g.Addr(); a != nil {
 			log.Info("tornago listening", "addr", a.String(), "loops", n)
 		}
 	}()

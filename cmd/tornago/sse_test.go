@@ -28,12 +28,19 @@ type sseEv struct{ id, event, data string }
 
 func openRawSSE(t *testing.T, addr, target, lastID string) *rawSSE {
 	t.Helper()
+	return openRawSSEWith(t, addr, target, lastID, "")
+}
+
+// openRawSSEWith is openRawSSE sending the extra header lines (each ending
+// in CRLF).
+func openRawSSEWith(t *testing.T, addr, target, lastID, extra string) *rawSSE {
+	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	req := "GET " + target + " HTTP/1.1\r\nHost: " + addr + "\r\nAccept: text/event-stream\r\n"
+	req := "GET " + target + " HTTP/1.1\r\nHost: " + addr + "\r\nAccept: text/event-stream\r\n" + extra
 	if lastID != "" {
 		req += "Last-Event-ID: " + lastID + "\r\n"
 	}

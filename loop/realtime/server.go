@@ -30,8 +30,8 @@ type Server struct {
 	ns     map[string]*Namespace
 	rpc    map[string]RPCHandler
 	topics map[string]*topic
-	kept   map[string]bool            // history topics whose KeepHistory is done
-	keep   map[string][]func(error)   // KeepHistory calls under way, with their waiters
+	kept   map[string]bool          // history topics whose KeepHistory is done
+	keep   map[string][]func(error) // KeepHistory calls under way, with their waiters
 	byUser map[string]map[*Client]struct{}
 	// sessions are the emulated transports' connections by session id.
 	sessions map[string]*session
@@ -314,12 +314,12 @@ type Metrics struct {
 }
 
 type metrics struct {
-	connections atomic.Int64
+	connections  atomic.Int64
 	ws, sse, pol atomic.Int64
-	commands    atomic.Int64
-	mu          sync.Mutex
-	errors      map[cp.ErrorCode]int64
-	disconnects map[cp.DisconnectCode]int64
+	commands     atomic.Int64
+	mu           sync.Mutex
+	errors       map[cp.ErrorCode]int64
+	disconnects  map[cp.DisconnectCode]int64
 }
 
 func (m *metrics) countError(code cp.ErrorCode) {

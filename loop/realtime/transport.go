@@ -94,7 +94,7 @@ type session struct {
 	wait   *loop.Timeout
 	// closed: the connection ended; the frames left (the disconnect) go
 	// to the next poll, then the session is forgotten.
-	closed   bool
+	closed    bool
 	lastSeen  time.Time
 	idle      *loop.Timeout
 	forgotten bool

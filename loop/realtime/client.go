@@ -70,6 +70,7 @@ func (s *Server) newClient(tr transport, header http.Header, ip netip.Addr) *Cli
 		}
 	})
 	s.m.transport(tr.kind()).Add(1)
+	s.clients[c] = struct{}{}
 	return c
 }
 
@@ -121,6 +122,7 @@ func (c *Client) cleanup() {
 		}
 	}
 	c.state = stClosed
+	delete(s.clients, c)
 	s.m.transport(c.tr.kind()).Add(-1)
 	s.l.RemoveTimeout(c.connTimer)
 	s.l.RemoveTimeout(c.expiryTimer)

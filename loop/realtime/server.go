@@ -41,6 +41,7 @@ type Server struct {
 	prefix   string // client ids: prefix + counter, unique across loops and processes
 	nextID   uint64
 	m        metrics
+	scratch  []byte // replies' encoding, shared by the clients (writes copy)
 }
 
 // RPCHandler answers one rpc command on the loop: it calls reply once,

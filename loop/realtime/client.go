@@ -401,7 +401,7 @@ func (c *Client) connected(id uint32, ident Identity, err error) {
 	res.Expires, res.TTL = c.ttl()
 	if c.sess != nil {
 		res.Session = c.sess.id
-		s.sessions[c.sess.id] = c.sess
+		c.sess.register()
 	}
 	c.reply(id, res)
 }

@@ -358,3 +358,31 @@ func TestSessionOnAnotherLoop(t *testing.T) {
 		t.Fatalf("parked poll on the other loop: %+v", fs)
 	}
 }
+
+// TestShutdown: Shutdown ends every connection with 3000 at once: a
+// parked poll is answered (it would hold Loop.Stop up to PollWait), a
+// WebSocket gets the push and the close code.
+func TestShutdown(t *testing.T) {
+	s, addr := start(t, realtime.Options{}, nil)
+	ws := dial(t, addr)
+	ws.connect("")
+	_, fs := poll(t, "http://"+addr+"/connection/poll", `{"id":1,"connect":{}}`)
+	var r cp.ConnectResult
+	json.Unmarshal(fs[0].Result, &r)
+	got := make(chan []frame, 1)
+	go func() {
+		_, fs := poll(t, "http://"+addr+"/connection/poll?session="+url.QueryEscape(r.Session)+"&next=1", "")
+		got <- fs
+	}()
+	time.Sleep(100 * time.Millisecond)
+	s.Loop().AddCallback(s.Shutdown)
+	select {
+	case fs := <-got:
+		if len(fs) != 1 || fs[0].Disconnect == nil || fs[0].Disconnect.Code != cp.DisconnectShutdown || !fs[0].Disconnect.Reconnect {
+			t.Fatalf("parked poll: %+v", fs)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the parked poll was not answered")
+	}
+	ws.wantClose(cp.DisconnectShutdown)
+}

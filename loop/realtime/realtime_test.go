@@ -476,3 +476,37 @@ func TestHooks(t *testing.T) {
 	b.connect("boss")
 	b.ok(b.cmd("subscribe", map[string]any{"topic": "chat:secret"}), nil)
 }
+
+func TestHistoryAsync(t *testing.T) {
+	s, _ := start(t, realtime.Options{}, nil)
+	type res struct {
+		msgs []pubsub.Message
+		head pubsub.Position
+		err  error
+	}
+	get := func(topic string, since pubsub.Position) res {
+		ch := make(chan res, 1)
+		if err := s.HistoryAsync(topic, since, func(m []pubsub.Message, h pubsub.Position, err error) { ch <- res{m, h, err} }); err != nil {
+			t.Fatal(err)
+		}
+		return <-ch
+	}
+	if r := get("chat:h", pubsub.Position{}); r.err != nil || len(r.msgs) != 0 {
+		t.Fatalf("empty history: %+v", r)
+	}
+	for i := range 3 {
+		done := make(chan struct{})
+		s.PublishAsync("chat:h", json.RawMessage(fmt.Sprint(i)), func(pubsub.Position, error) { close(done) })
+		<-done
+	}
+	r := get("chat:h", pubsub.Position{})
+	if r.err != nil || len(r.msgs) != 3 || string(r.msgs[0].Data) != "0" || r.head != r.msgs[2].Pos {
+		t.Fatalf("all kept: %+v", r)
+	}
+	if r2 := get("chat:h", r.msgs[0].Pos); len(r2.msgs) != 2 || string(r2.msgs[0].Data) != "1" {
+		t.Fatalf("after the first: %+v", r2)
+	}
+	if r := get("news:x", pubsub.Position{}); !errors.Is(r.err, pubsub.ErrNoHistory) {
+		t.Fatalf("no history: %+v", r)
+	}
+}

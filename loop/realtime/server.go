@@ -429,3 +429,47 @@ func (s *Server) Shutdown() {
 		ss.forget()
 	}
 }
+
+// Goroutine-safe.
+// HistoryAsync reads the kept publications of history topic after since
+// (the zero Position: every kept one), oldest first, with the topic's head
+// on this loop, and gives them to done on the loop (the messages' Data is
+// read-only). The topic keeps history from its first use on this loop
+// (subscribe, publish or this call; with a broker the history is the
+// broker's, the same everywhere). A topic whose namespace keeps no history
+// gets an error wrapping pubsub.ErrNoHistory; a since the history no
+// longer reaches, one wrapping pubsub.ErrHistoryGone. It returns an error,
+// and done is not called, when the loop stopped.
+func (s *Server) HistoryAsync(topic string, since pubsub.Position, done func([]pubsub.Message, pubsub.Position, error)) error {
+	if err := cp.ValidTopic(topic); err != nil {
+		return fmt.Errorf("realtime: history: %w", err)
+	}
+	return s.l.AddDataCallback(64, func() {
+		ns := s.namespace(topic)
+		if ns == nil || !ns.History.Keeps() {
+			done(nil, pubsub.Position{}, fmt.Errorf("realtime: history %q: %w", topic, pubsub.ErrNoHistory))
+			return
+		}
+		s.ensureKept(topic, ns, func(err error) {
+			if err != nil {
+				done(nil, pubsub.Position{}, err)
+				return
+			}
+			ht := hubTopic(topic)
+			head, err := s.hub.Head(ht)
+			if err != nil {
+				done(nil, head, err)
+				return
+			}
+			if since == (pubsub.Position{}) {
+				if head.Offset == 0 {
+					done(nil, head, nil)
+					return
+				}
+				since = pubsub.Position{Epoch: head.Epoch, Offset: -1}
+			}
+			msgs, head, err := s.hub.History(ht, since, nil)
+			done(msgs, head, err)
+		})
+	})
+}

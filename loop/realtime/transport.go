@@ -18,11 +18,10 @@ import (
 // or push per text frame.
 type wsConn struct {
 	loop.WebSocketBase
-	s   *Server
+	s   *Server // until Open
 	c   *Client
 	w   *loop.WebSocket
-	ip  netip.Addr
-	hdr map[string][]string
+	req *requestInfo // until Open
 }
 
 func remoteIP(r *loop.Request) netip.Addr {
@@ -31,14 +30,14 @@ func remoteIP(r *loop.Request) netip.Addr {
 }
 
 func (s *Server) newWebSocket(r *loop.Request) loop.WebSocketHandler {
-	return &wsConn{s: s, ip: remoteIP(r), hdr: r.HeaderMap()}
+	return &wsConn{s: s, req: &requestInfo{header: r.HeaderMap(), ip: remoteIP(r)}}
 }
 
 // Loop-only. Open implements loop.WebSocketHandler.
 func (h *wsConn) Open(w *loop.WebSocket) {
 	h.w = w
-	h.c = h.s.newClient(h, h.hdr, h.ip)
-	h.hdr = nil
+	h.c = h.s.newClient(h, h.req)
+	h.s, h.req = nil, nil
 }
 
 // Loop-only. OnMessage implements loop.WebSocketHandler.
@@ -46,7 +45,7 @@ func (h *wsConn) OnMessage(w *loop.WebSocket, typ loop.MessageType, data []byte)
 	switch {
 	case typ != loop.Text:
 		h.c.Disconnect(cp.DisconnectBadRequest, "binary frame")
-	case len(data) > h.s.lim.CommandBytes:
+	case len(data) > h.c.s.lim.CommandBytes:
 		h.c.Disconnect(cp.DisconnectTooLarge, "command too large")
 	default:
 		h.c.onFrame(data)
@@ -109,7 +108,7 @@ func newSessionID() string {
 
 func (s *Server) newSession(typ string, r *loop.Request) *session {
 	ss := &session{s: s, id: newSessionID(), typ: typ, auth: r.Header("Authorization"), lastSeen: time.Now()}
-	ss.c = s.newClient(ss, r.HeaderMap(), remoteIP(r))
+	ss.c = s.newClient(ss, &requestInfo{header: r.HeaderMap(), ip: remoteIP(r)})
 	ss.c.sess = ss
 	return ss
 }

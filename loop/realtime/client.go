@@ -564,6 +564,13 @@ func (c *Client) attach(id uint32, name string, ns *Namespace, since pubsub.Posi
 		msgs, head, err := s.hub.History(hubTopic(name), since, nil)
 		res.Head = head.String()
 		res.Gone = errors.Is(err, pubsub.ErrHistoryGone)
+		size := 0
+		for _, m := range msgs {
+			size += len(m.Data) + len(name) + 64
+		}
+		if size > s.lim.MaxRecoverBytes {
+			msgs, res.Gone = nil, true // too much to replay at once: reload
+		}
 		for _, m := range msgs {
 			c.s.scratch = cp.AppendPublicationPush(c.s.scratch[:0], name, m.Pos, m.Data)
 			c.send(c.s.scratch)

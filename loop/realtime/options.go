@@ -83,6 +83,13 @@ type Limits struct {
 	MaxUnsent int
 	// PollWait is how long a poll waits for a frame. Default 25 s.
 	PollWait time.Duration
+	// MaxRecoverBytes bounds the data a subscribe with since replays at
+	// once: a backlog over it is not replayed, and the reply says gone
+	// (the client reloads), rather than the replay passing the
+	// connection's unsent bound and closing it as a slow consumer's,
+	// again at every reconnect. Default 512 KiB (half the default unsent
+	// bounds).
+	MaxRecoverBytes int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -102,6 +109,7 @@ func (l Limits) withDefaults() Limits {
 	def(&l.CommandBurst, 100)
 	def(&l.PendingRPCs, 16)
 	def(&l.MaxUnsent, 1<<20)
+	def(&l.MaxRecoverBytes, 512<<10)
 	defD(&l.RPCTimeout, 10*time.Second)
 	defD(&l.ConnectTimeout, 10*time.Second)
 	defD(&l.SessionIdle, 60*time.Second)

@@ -510,3 +510,41 @@ func TestHistoryAsync(t *testing.T) {
 		t.Fatalf("no history: %+v", r)
 	}
 }
+
+// TestRecoverBound: a backlog over MaxRecoverBytes is not replayed; the
+// reply says gone, and live publications follow.
+func TestRecoverBound(t *testing.T) {
+	s, addr := start(t, realtime.Options{Limits: realtime.Limits{MaxRecoverBytes: 10 << 10}}, nil)
+	var first pubsub.Position
+	for i := range 20 {
+		done := make(chan struct{})
+		s.PublishAsync("chat:big", json.RawMessage(`"`+strings.Repeat("x", 1000)+`"`), func(p pubsub.Position, _ error) {
+			if i == 0 {
+				first = p
+			}
+			close(done)
+		})
+		<-done
+	}
+	a := dial(t, addr)
+	a.connect("")
+	var sr cp.SubscribeResult
+	pushes := a.ok(a.cmd("subscribe", map[string]any{"topic": "chat:big", "since": first.String()}), &sr)
+	if !sr.Gone || sr.Recovered != 0 || len(pushes) != 0 {
+		t.Fatalf("over the bound: %+v, %d pushes", sr, len(pushes))
+	}
+	s.PublishAsync("chat:big", json.RawMessage(`"live"`), nil)
+	if f := a.read(); f.Push == nil || string(f.Push.Pub.Data) != `"live"` {
+		t.Fatalf("live %+v", f)
+	}
+	// Within the bound: replayed.
+	b := dial(t, addr)
+	b.connect("")
+	head := sr.Head
+	pos, _ := pubsub.ParsePosition(head)
+	pos.Offset -= 5
+	pushes = b.ok(b.cmd("subscribe", map[string]any{"topic": "chat:big", "since": pos.String()}), &sr)
+	if sr.Gone || sr.Recovered != 6 || len(pushes) != 6 {
+		t.Fatalf("within the bound: %+v, %d pushes", sr, len(pushes))
+	}
+}

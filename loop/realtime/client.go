@@ -487,7 +487,7 @@ func (c *Client) subscribe(id uint32, req *cp.SubscribeRequest) {
 		c.fail(id, cp.ErrLimitExceeded, "too many subscriptions")
 		return
 	}
-	if u, ok := cp.PersonalUser(name); ok && u != c.ident.User {
+	if u, ok := cp.PersonalUser(name); ok && (u == "" || u != c.ident.User) {
 		c.fail(id, cp.ErrPermissionDenied, "permission denied")
 		return
 	}
@@ -637,7 +637,7 @@ func (c *Client) publish(id uint32, req *cp.PublishRequest) {
 		c.fail(id, cp.ErrTooLarge, "data over "+strconv.Itoa(ns.MaxDataBytes)+" bytes")
 		return
 	}
-	if u, ok := cp.PersonalUser(name); ok && u != c.ident.User {
+	if u, ok := cp.PersonalUser(name); ok && (u == "" || u != c.ident.User) {
 		c.fail(id, cp.ErrPermissionDenied, "permission denied")
 		return
 	}

@@ -386,3 +386,26 @@ func TestShutdown(t *testing.T) {
 	}
 	ws.wantClose(cp.DisconnectShutdown)
 }
+
+// TestPollSessionBound: long-polling sessions, which hold no connection,
+// are bounded per loop; an anonymous user has no personal topic.
+func TestPollSessionBound(t *testing.T) {
+	_, addr := start(t, realtime.Options{Limits: realtime.Limits{MaxPollSessions: 2, PollWait: 100 * time.Millisecond}}, nil)
+	base := "http://" + addr + "/connection/poll"
+	var sessions []string
+	for range 2 {
+		_, fs := poll(t, base, `{"id":1,"connect":{}}`)
+		var r cp.ConnectResult
+		json.Unmarshal(fs[0].Result, &r)
+		sessions = append(sessions, r.Session)
+	}
+	code, body := post(t, base, `{"id":1,"connect":{}}`)
+	if code != 503 || !strings.Contains(body, `"code":100`) {
+		t.Fatalf("third session: %d %s", code, body)
+	}
+	post(t, "http://"+addr+"/connection/command?session="+url.QueryEscape(sessions[0]), `{"id":2,"subscribe":{"topic":"user:#"}}`)
+	_, fs := poll(t, base+"?session="+url.QueryEscape(sessions[0])+"&next=1", "")
+	if len(fs) != 1 || fs[0].Error == nil || fs[0].Error.Code != cp.ErrPermissionDenied {
+		t.Fatalf("anonymous personal topic: %+v", fs)
+	}
+}

@@ -38,10 +38,13 @@ type Server struct {
 	clients map[*Client]struct{}
 	// sessions are the emulated transports' connections by session id.
 	sessions map[string]*session
-	prefix   string // client ids: prefix + counter, unique across loops and processes
-	nextID   uint64
-	m        metrics
-	scratch  []byte // replies' encoding, shared by the clients (writes copy)
+	// pollSessions counts the long-polling sessions not forgotten yet
+	// (Limits.MaxPollSessions).
+	pollSessions int
+	prefix       string // client ids: prefix + counter, unique across loops and processes
+	nextID       uint64
+	m            metrics
+	scratch      []byte // replies' encoding, shared by the clients (writes copy)
 }
 
 // RPCHandler answers one rpc command on the loop: it calls reply once,

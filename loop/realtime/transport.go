@@ -110,12 +110,18 @@ func (s *Server) newSession(typ string, r *loop.Request) *session {
 	ss := &session{s: s, id: newSessionID(), typ: typ, auth: r.Header("Authorization"), lastSeen: time.Now()}
 	ss.c = s.newClient(ss, &requestInfo{header: r.HeaderMap(), ip: remoteIP(r)})
 	ss.c.sess = ss
+	if typ == TransportPoll {
+		s.pollSessions++ // until forget: a closed session lingers for its last frames
+	}
 	return ss
 }
 
 func (ss *session) kind() string { return ss.typ }
 
 func (ss *session) forget() {
+	if !ss.forgotten && ss.typ == TransportPoll {
+		ss.s.pollSessions--
+	}
 	ss.forgotten = true
 	if ss.s.sessions[ss.id] == ss {
 		delete(ss.s.sessions, ss.id)
@@ -392,6 +398,11 @@ func (s *Server) servePoll(r *loop.Request) {
 	case "POST":
 		if len(r.Body) > s.lim.CommandBytes {
 			commandError(r, 413, cp.ErrTooLarge, "command too large")
+			return
+		}
+		if s.pollSessions >= s.lim.MaxPollSessions {
+			r.SetHeader("Retry-After", "1")
+			commandError(r, 503, cp.ErrInternal, "server busy")
 			return
 		}
 		ss := s.newSession(TransportPoll, r)

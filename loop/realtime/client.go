@@ -257,10 +257,10 @@ func (c *Client) allow() bool {
 	c.last = now
 	if c.tokens >= 1 {
 		c.tokens--
-		if c.tokens >= 1 {
-			// Slack left: the client is within the rate again. A client
-			// over it gets a command through now and then, with none
-			// left after it, and stays over.
+		if c.tokens >= max(1, float64(lim.CommandBurst)/2) {
+			// Half the burst left: the client backed off. A client over
+			// the rate gets a command through now and then, with (almost)
+			// none left after it, and stays over.
 			c.overSince = 0
 		}
 		return true

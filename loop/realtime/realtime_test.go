@@ -396,7 +396,7 @@ func TestWebSocketStaleAndExpiry(t *testing.T) {
 // TestRateSustained: a client that stays over the command rate for 5 s
 // is disconnected with 3004, though some of its commands get through.
 func TestRateSustained(t *testing.T) {
-	_, addr := start(t, realtime.Options{Limits: realtime.Limits{CommandsPerSecond: 10, CommandBurst: 2}}, nil)
+	_, addr := start(t, realtime.Options{Limits: realtime.Limits{CommandsPerSecond: 10, CommandBurst: 10}}, nil)
 	a := dial(t, addr)
 	a.connect("")
 	go func() {
@@ -405,7 +405,7 @@ func TestRateSustained(t *testing.T) {
 			if a.c.WriteMessage(websocket.TextMessage, b) != nil {
 				return
 			}
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(5 * time.Millisecond)
 		}
 	}()
 	start := time.Now()

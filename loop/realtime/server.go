@@ -119,6 +119,11 @@ func (s *Server) Routes(app *loop.Application) {
 	app.Handle("/tornago.js", JSHandler())
 }
 
+// HubTopicPrefix starts the name of every topic a Server gives its hub
+// (and so its broker): a broker filter (natsbroker.Options.Accept) lets
+// these through, each message one JSON value.
+const HubTopicPrefix = "rt."
+
 // hubTopic is the hub's (and the broker's) name of a protocol topic:
 // "rt." and the topic with '.', '*', '>' and '%' escaped as %XX, so that a
 // topic is one NATS subject token and never a wildcard ("user:>" must not
@@ -126,10 +131,10 @@ func (s *Server) Routes(app *loop.Application) {
 // code sharing the broker.
 func hubTopic(topic string) string {
 	if !strings.ContainsAny(topic, ".*>%") {
-		return "rt." + topic
+		return HubTopicPrefix + topic
 	}
 	b := make([]byte, 0, len(topic)+12)
-	b = append(b, "rt."...)
+	b = append(b, HubTopicPrefix...)
 	for i := 0; i < len(topic); i++ {
 		switch c := topic[i]; c {
 		case '.', '*', '>', '%':

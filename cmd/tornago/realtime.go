@@ -62,7 +62,10 @@ func addRealtime(l *loop.Loop, app *loop.Application, env *demoEnv, clockHub *lo
 		Namespaces:   realtimeNamespaces(),
 		Authenticate: demoAuthenticate,
 		WebSocket:    loop.WSOptions{PingInterval: env.ping},
-		Version:      "tornago",
+		// -procs: a poll or command POST reaching another process than
+		// its session's goes there over the broker.
+		Relay:   env.broker,
+		Version: "tornago",
 	})
 	if err != nil {
 		return nil, fmt.Errorf("realtime: %w", err)

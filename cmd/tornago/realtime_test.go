@@ -2,6 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -110,5 +113,45 @@ func TestDemoRealtimeAcrossNATS(t *testing.T) {
 	push := untilA(`"data":"across"`)
 	if !strings.Contains(push, `"pos":"`) {
 		t.Fatalf("push without position: %s", push)
+	}
+}
+
+// TestBinaryRealtimeRelay: two tornago processes sharing NATS, as -procs
+// runs them; a long-polling session made on one is polled and commanded
+// through the other (the kernel spreads a client's connections over the
+// processes sharing the port).
+func TestBinaryRealtimeRelay(t *testing.T) {
+	ns := startTestNATS(t, -1, t.TempDir())
+	bin := buildTornago(t)
+	var addrs []string
+	for range 2 {
+		addr, _, _, _ := startBuilt(t, bin, "-nats", ns.ClientURL(), "-ping", "0")
+		addrs = append(addrs, addr)
+	}
+	do := func(method, u, body string) string {
+		t.Helper()
+		req, _ := http.NewRequest(method, u, strings.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode/100 != 2 {
+			t.Fatalf("%s %s: %d %s", method, u, resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	var ans struct {
+		Frames []struct{ Result struct{ Session string } }
+	}
+	json.Unmarshal([]byte(do("POST", "http://"+addrs[0]+"/connection/poll", `{"id":1,"connect":{}}`)), &ans)
+	if len(ans.Frames) != 1 || ans.Frames[0].Result.Session == "" {
+		t.Fatalf("connect: %+v", ans)
+	}
+	sess := url.QueryEscape(ans.Frames[0].Result.Session)
+	do("POST", "http://"+addrs[1]+"/connection/command?session="+sess, `{"id":2,"ping":{}}`)
+	if body := do("GET", "http://"+addrs[1]+"/connection/poll?session="+sess+"&next=1", ""); !strings.Contains(body, `"id":2,"result":{}`) {
+		t.Fatalf("poll through the other process: %s", body)
 	}
 }

@@ -148,6 +148,13 @@ type Options struct {
 	// set from Limits.CommandBytes); EventStream the SSE streams.
 	WebSocket   loop.WSOptions
 	EventStream loop.EventStreamOptions
+	// Relay carries the emulated transports' polls and command POSTs to
+	// the process holding their session, when the kernel gives them to
+	// another (several processes on one port: tornago -procs): the
+	// process's broker (natsbroker). nil: sessions are found within the
+	// process only (every loop of it), a request reaching another
+	// process gets 404 (code 110: the client connects again).
+	Relay pubsub.Broker
 	// Version is the server's version sent in connect results.
 	Version string
 	// HookTimeout bounds the context given to the hooks. Default 10 s.

@@ -42,9 +42,15 @@ type Server struct {
 	// (Limits.MaxPollSessions).
 	pollSessions int
 	prefix       string // client ids: prefix + counter, unique across loops and processes
-	nextID       uint64
-	m            metrics
-	scratch      []byte // replies' encoding, shared by the clients (writes copy)
+	node         string // session ids' node part (relay.go)
+	// relayReqs are this loop's polls relayed to another process,
+	// waiting for its answer.
+	relayReqs map[uint64]*relayReq
+	relaySeq  uint64
+	localOnly bool // tests: sessions found on this server only, as in a process of its own
+	nextID    uint64
+	m         metrics
+	scratch   []byte // replies' encoding, shared by the clients (writes copy)
 }
 
 // RPCHandler answers one rpc command on the loop: it calls reply once,
@@ -73,7 +79,7 @@ func New(l *loop.Loop, hub *loop.Hub, o Options) (*Server, error) {
 	s := &Server{l: l, hub: hub, o: o, lim: o.Limits.withDefaults(), log: slog.Default(),
 		ns: map[string]*Namespace{}, rpc: map[string]RPCHandler{}, topics: map[string]*topic{},
 		kept: map[string]bool{}, keep: map[string][]func(error){}, byUser: map[string]map[*Client]struct{}{}, clients: map[*Client]struct{}{},
-		sessions: map[string]*session{}}
+		sessions: map[string]*session{}, relayReqs: map[uint64]*relayReq{}}
 	if s.o.HookTimeout <= 0 {
 		s.o.HookTimeout = 10 * time.Second
 	}
@@ -86,7 +92,8 @@ func New(l *loop.Loop, hub *loop.Hub, o Options) (*Server, error) {
 	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	s.prefix = hex.EncodeToString(b[:]) + "-"
+	s.node = hex.EncodeToString(b[:])
+	s.prefix = s.node + "-"
 	return s, nil
 }
 
@@ -117,6 +124,7 @@ func (s *Server) Routes(app *loop.Application) {
 	app.HandleFunc("/connection/poll", s.servePoll)
 	app.HandleFunc("/connection/command", s.serveCommand)
 	app.Handle("/tornago.js", JSHandler())
+	s.startRelay()
 }
 
 // HubTopicPrefix starts the name of every topic a Server gives its hub

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -100,14 +101,27 @@ type session struct {
 	forgotten bool
 }
 
-func newSessionID() string {
+// newSessionID is the server's node, a dot, and 256 random bits
+// (base64url): the node routes a poll or command that reaches another
+// process to the session's (relay.go); the random part makes it
+// unguessable.
+func (s *Server) newSessionID() string {
 	var b [32]byte
 	_, _ = rand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	return s.node + "." + base64.RawURLEncoding.EncodeToString(b[:])
 }
 
+// sessionNode returns the node part of a session id.
+func sessionNode(id string) string {
+	node, _, _ := strings.Cut(id, ".")
+	return node
+}
+
+// maxAnswer bounds the frames of one poll answer.
+const maxAnswer = 512 << 10
+
 func (s *Server) newSession(typ string, r *loop.Request) *session {
-	ss := &session{s: s, id: newSessionID(), typ: typ, auth: r.Header("Authorization"), lastSeen: time.Now()}
+	ss := &session{s: s, id: s.newSessionID(), typ: typ, auth: r.Header("Authorization"), lastSeen: time.Now()}
 	ss.c = s.newClient(ss, &requestInfo{header: r.HeaderMap(), ip: remoteIP(r)})
 	ss.c.sess = ss
 	if typ == TransportPoll {
@@ -212,17 +226,22 @@ func (ss *session) ack(next uint64) {
 // a client's connections over the loops), which answer reaches through
 // that loop's queue.
 type poller struct {
-	// answer finishes the poll with body (a JSON object); it runs on the
-	// session's loop and copies body when it must.
-	answer func(body []byte)
+	// answer finishes the poll with status and body (a JSON object); it
+	// runs on the session's loop and copies body when it must.
+	answer func(status int, body []byte)
+	// relayNode and relayQ name a poll relayed from another process
+	// (relay.go), for its unpark.
+	relayNode string
+	relayQ    uint64
 }
 
 // localPoller answers r, on the session's own loop.
 func localPoller(r *loop.Request) *poller {
-	return &poller{answer: func(body []byte) {
+	return &poller{answer: func(status int, body []byte) {
 		if r.Finished() || r.Gone() {
 			return
 		}
+		r.SetStatus(status)
 		r.SetHeader("Content-Type", "application/json")
 		r.SetHeader("Cache-Control", "no-store")
 		_ = r.Write(body)
@@ -233,9 +252,9 @@ func localPoller(r *loop.Request) *poller {
 // remotePoller answers r, a request of loop rl, from the session's loop.
 func remotePoller(r *loop.Request, rl *loop.Loop) *poller {
 	local := localPoller(r)
-	return &poller{answer: func(body []byte) {
+	return &poller{answer: func(status int, body []byte) {
 		cp := append([]byte(nil), body...)
-		if rl.AddDataCallback(len(cp), func() { local.answer(cp) }) != nil {
+		if rl.AddDataCallback(len(cp), func() { local.answer(status, cp) }) != nil {
 			rl.AddCallback(func() { _ = r.SendError(503) })
 		}
 	}}
@@ -248,23 +267,29 @@ func (ss *session) answer() {
 	ss.s.l.RemoveTimeout(ss.wait)
 	ss.wait = nil
 	ss.lastSeen = time.Now()
-	n := 32
+	// At most maxAnswer bytes of frames (one at least): the client polls
+	// again from next for the rest.
+	n, k := 32, 0
 	for _, f := range ss.out {
+		if k > 0 && n+len(f) > maxAnswer {
+			break
+		}
 		n += len(f) + 1
+		k++
 	}
 	body := make([]byte, 0, n)
 	body = append(body, `{"frames":[`...)
-	for i, f := range ss.out {
+	for i, f := range ss.out[:k] {
 		if i > 0 {
 			body = append(body, ',')
 		}
 		body = append(body, f...)
 	}
 	body = append(body, `],"next":`...)
-	body = strconv.AppendUint(body, ss.base+uint64(len(ss.out)), 10)
+	body = strconv.AppendUint(body, ss.base+uint64(k), 10)
 	body = append(body, '}')
-	p.answer(body)
-	if ss.closed {
+	p.answer(200, body)
+	if ss.closed && k == len(ss.out) {
 		ss.forget()
 	}
 }
@@ -297,7 +322,7 @@ func (ss *session) unpark(p *poller) {
 // once when frames wait, else park. On the session's loop.
 func (ss *session) poll(next uint64, p *poller) {
 	if next > ss.base+uint64(len(ss.out)) {
-		p.answer(errorBody(cp.ErrBadRequest, "next is not a frame number of this session"))
+		p.answer(400, errorBody(cp.ErrBadRequest, "next is not a frame number of this session"))
 		return
 	}
 	ss.lastSeen = time.Now()
@@ -345,7 +370,13 @@ func (ss *session) register() {
 	registry.Store(ss.id, &sessionRef{s: ss.s, typ: ss.typ, auth: ss.auth})
 }
 
-func lookup(id string) *sessionRef {
+func (s *Server) lookup(id string) *sessionRef {
+	if s.localOnly { // tests of the relay: as if each server were a process of its own
+		if ss := s.sessions[id]; ss != nil {
+			return &sessionRef{s: s, typ: ss.typ, auth: ss.auth}
+		}
+		return nil
+	}
 	if v, ok := registry.Load(id); ok {
 		return v.(*sessionRef)
 	}
@@ -414,12 +445,15 @@ func (s *Server) servePoll(r *loop.Request) {
 		ss.c.onFrame(bytes.TrimSpace(r.Body))
 	case "GET":
 		id := r.GetArgument("session", "")
-		ref := lookup(id)
+		ref := s.lookup(id)
+		next, err := strconv.ParseUint(r.GetArgument("next", ""), 10, 64)
+		if ref == nil && err == nil && s.relayPoll(r, id, next) {
+			return
+		}
 		if ref == nil || ref.typ != TransportPoll {
 			commandError(r, 404, cp.ErrSessionExpired, "session expired")
 			return
 		}
-		next, err := strconv.ParseUint(r.GetArgument("next", ""), 10, 64)
 		if err != nil {
 			commandError(r, 400, cp.ErrBadRequest, "next is not a frame number")
 			return
@@ -449,7 +483,7 @@ func (s *Server) servePoll(r *loop.Request) {
 		owner.l.AddCallback(func() {
 			ss := owner.sessions[id]
 			if ss == nil {
-				p.answer(errorBody(cp.ErrSessionExpired, "session expired"))
+				p.answer(404, errorBody(cp.ErrSessionExpired, "session expired"))
 				return
 			}
 			ss.poll(next, p)
@@ -467,12 +501,12 @@ func (s *Server) serveCommand(r *loop.Request) {
 		return
 	}
 	id := r.GetArgument("session", "")
-	ref := lookup(id)
-	if ref == nil {
+	ref := s.lookup(id)
+	if ref == nil && !s.relays(id) {
 		commandError(r, 404, cp.ErrSessionExpired, "session expired")
 		return
 	}
-	if a := r.Header("Authorization"); a != "" && a != ref.auth {
+	if ref != nil && r.Header("Authorization") != "" && r.Header("Authorization") != ref.auth {
 		commandError(r, 403, cp.ErrPermissionDenied, "the request's credentials name another identity")
 		return
 	}
@@ -499,6 +533,17 @@ func (s *Server) serveCommand(r *loop.Request) {
 		}
 		lines = append(lines, line)
 		size += len(line)
+	}
+	if ref == nil {
+		// Another process's session: relayed, checked there.
+		if size > maxAnswer {
+			commandError(r, 413, cp.ErrTooLarge, "commands too large")
+			return
+		}
+		s.relayCommands(id, r.Header("Authorization"), lines)
+		r.SetStatus(202)
+		_ = r.Finish()
+		return
 	}
 	owner := ref.s
 	run := func() {

@@ -28,4 +28,8 @@
 // for them, so that its commands are handled in order. RPC handlers run on
 // the loop. Each topic with subscribers on a loop is followed once on the
 // Hub, and each publication is encoded once per loop for all of them.
+//
+// Emulated sessions are found from every loop of the process (a poll may
+// reach another loop than its session's), and from other processes
+// sharing the port through Options.Relay (the broker).
 package realtime

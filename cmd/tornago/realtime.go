@@ -66,6 +66,7 @@ func addRealtime(l *loop.Loop, app *loop.Application, env *demoEnv, clockHub *lo
 		// its session's goes there over the broker.
 		Relay:   env.broker,
 		Version: "tornago",
+		Logger:  env.log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("realtime: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"time"
@@ -155,6 +156,9 @@ type Options struct {
 	// process only (every loop of it), a request reaching another
 	// process gets 404 (code 110: the client connects again).
 	Relay pubsub.Broker
+	// Logger receives the server's warnings and errors. Default:
+	// slog.Default().
+	Logger *slog.Logger
 	// Version is the server's version sent in connect results.
 	Version string
 	// HookTimeout bounds the context given to the hooks. Default 10 s.

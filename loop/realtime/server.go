@@ -80,6 +80,9 @@ func New(l *loop.Loop, hub *loop.Hub, o Options) (*Server, error) {
 		ns: map[string]*Namespace{}, rpc: map[string]RPCHandler{}, topics: map[string]*topic{},
 		kept: map[string]bool{}, keep: map[string][]func(error){}, byUser: map[string]map[*Client]struct{}{}, clients: map[*Client]struct{}{},
 		sessions: map[string]*session{}, relayReqs: map[uint64]*relayReq{}}
+	if o.Logger != nil {
+		s.log = o.Logger
+	}
 	if s.o.HookTimeout <= 0 {
 		s.o.HookTimeout = 10 * time.Second
 	}

@@ -548,3 +548,29 @@ func TestRecoverBound(t *testing.T) {
 		t.Fatalf("within the bound: %+v, %d pushes", sr, len(pushes))
 	}
 }
+
+// TestResumeAhead: a client resuming with a position ahead of this loop
+// (it saw more on another node) gets nothing replayed and none of the
+// publications up to its position again.
+func TestResumeAhead(t *testing.T) {
+	s, addr := start(t, realtime.Options{}, nil)
+	var head pubsub.Position
+	done := make(chan struct{})
+	s.PublishAsync("chat:ahead", json.RawMessage(`0`), func(p pubsub.Position, _ error) { head = p; close(done) })
+	<-done
+	a := dial(t, addr)
+	a.connect("")
+	ahead := pubsub.Position{Epoch: head.Epoch, Offset: head.Offset + 2}
+	var sr cp.SubscribeResult
+	if pushes := a.ok(a.cmd("subscribe", map[string]any{"topic": "chat:ahead", "since": ahead.String()}), &sr); len(pushes) != 0 || sr.Gone {
+		t.Fatalf("resume ahead: %+v %d", sr, len(pushes))
+	}
+	for i := 1; i <= 3; i++ {
+		done := make(chan struct{})
+		s.PublishAsync("chat:ahead", json.RawMessage(fmt.Sprint(i)), func(pubsub.Position, error) { close(done) })
+		<-done
+	}
+	if f := a.read(); f.Push == nil || string(f.Push.Pub.Data) != "3" {
+		t.Fatalf("first push after resuming ahead: %+v", f)
+	}
+}

@@ -62,9 +62,12 @@ type RPCHandler func(c *Client, data json.RawMessage, reply func(json.RawMessage
 // topic is a topic with subscribers on this loop: the Server follows it
 // once on its hub and fans each publication out, encoded once.
 type topic struct {
-	name   string
-	hist   bool
-	subs   map[*Client]struct{}
+	name string
+	hist bool
+	// subs are the subscribers, each with the position it already had
+	// beyond this loop's head when it subscribed (zero: none): the
+	// publications up to it are not sent to it again.
+	subs   map[*Client]pubsub.Position
 	cancel func()
 }
 
@@ -192,7 +195,7 @@ func (s *Server) follow(name string, ns *Namespace) (*topic, error) {
 	if t := s.topics[name]; t != nil {
 		return t, nil
 	}
-	t := &topic{name: name, subs: map[*Client]struct{}{}, hist: ns != nil && ns.History.Keeps()}
+	t := &topic{name: name, subs: map[*Client]pubsub.Position{}, hist: ns != nil && ns.History.Keeps()}
 	var err error
 	if t.hist {
 		t.cancel, err = s.hub.Watch(hubTopic(name), func(m pubsub.Message) { s.fanOut(t, m.Pos, m.Data) })
@@ -229,7 +232,10 @@ func (s *Server) fanOut(t *topic, pos pubsub.Position, data []byte) {
 		return
 	}
 	b := &bcast{frame: cp.AppendPublicationPush(make([]byte, 0, 64+len(t.name)+len(data)), t.name, pos, data)}
-	for c := range t.subs {
+	for c, skip := range t.subs {
+		if skip.Offset != 0 && skip.Epoch == pos.Epoch && pos.Offset <= skip.Offset {
+			continue // it has this one already
+		}
 		c.deliver(b)
 	}
 }

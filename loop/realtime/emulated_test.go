@@ -409,3 +409,34 @@ func TestPollSessionBound(t *testing.T) {
 		t.Fatalf("anonymous personal topic: %+v", fs)
 	}
 }
+
+// TestSlowPollSession: a long-polling session that does not poll while
+// publications pile up ends with 3001 at its unsent bound; a canary on
+// the same topic gets everything.
+func TestSlowPollSession(t *testing.T) {
+	s, addr := start(t, realtime.Options{Limits: realtime.Limits{MaxUnsent: 4 << 10}}, nil)
+	canary := dial(t, addr)
+	canary.connect("")
+	canary.ok(canary.cmd("subscribe", map[string]any{"topic": "chat:pile"}), nil)
+	base := "http://" + addr + "/connection/poll"
+	_, fs := poll(t, base, `{"id":1,"connect":{}}`)
+	var r cp.ConnectResult
+	json.Unmarshal(fs[0].Result, &r)
+	sess := url.QueryEscape(r.Session)
+	post(t, "http://"+addr+"/connection/command?session="+sess, `{"id":2,"subscribe":{"topic":"chat:pile"}}`)
+	for i := range 10 {
+		done := make(chan struct{})
+		s.PublishAsync("chat:pile", json.RawMessage(`"`+strings.Repeat("x", 1000)+fmt.Sprint(i)+`"`), func(pubsub.Position, error) { close(done) })
+		<-done
+	}
+	for range 10 {
+		if f := canary.read(); f.Push == nil {
+			t.Fatalf("canary: %+v", f)
+		}
+	}
+	_, fs = poll(t, base+"?session="+sess+"&next=1", "")
+	last := fs[len(fs)-1]
+	if last.Disconnect == nil || last.Disconnect.Code != cp.DisconnectSlow || !last.Disconnect.Reconnect {
+		t.Fatalf("slow session's last frame: %+v (of %d)", last, len(fs))
+	}
+}

@@ -115,3 +115,14 @@ func TestRelayAcrossProcesses(t *testing.T) {
 		t.Fatalf("forged session through the relay: %d %s", code, body)
 	}
 }
+
+// TestRelayForgedNode: a session id whose node is not hex is not relayed
+// (404 at once), whatever it names.
+func TestRelayForgedNode(t *testing.T) {
+	_, a := startNode(t, &pubsub.MemoryBroker{})
+	for _, id := range []string{"0123456789abcde*.x", "0123456789ABCDEF.x", "0123456789abcdef0.x"} {
+		if code, _ := httpDo(t, "GET", "http://"+a+"/connection/poll?session="+url.QueryEscape(id)+"&next=0", ""); code != 404 {
+			t.Errorf("%s: %d", id, code)
+		}
+	}
+}

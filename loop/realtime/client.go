@@ -291,6 +291,26 @@ func (c *Client) pump() {
 func offLoop[T any](c *Client, work func(ctx context.Context) (T, error), done func(T, error)) {
 	c.busy = true
 	timeout := c.s.o.HookTimeout
+	finished := false
+	finish := func(v T, err error) {
+		if finished {
+			return // the other of the hook's result and the deadline came first
+		}
+		finished = true
+		c.busy = false
+		if c.state == stClosed {
+			return
+		}
+		done(v, err)
+		c.pump()
+	}
+	// A hook that ignores its context must not hold the connection's
+	// commands for ever: a second after its deadline the command fails
+	// (busy), and the hook's late result is dropped.
+	deadline := c.s.l.CallLater(timeout+time.Second, func() {
+		var zero T
+		finish(zero, fmt.Errorf("realtime: hook still running after %v: %w", timeout, context.DeadlineExceeded))
+	})
 	loop.RunInExecutor(c.s.l, func() (v T, err error) {
 		defer func() {
 			if r := recover(); r != nil {
@@ -301,12 +321,8 @@ func offLoop[T any](c *Client, work func(ctx context.Context) (T, error), done f
 		defer cancel()
 		return work(ctx)
 	}, func(v T, err error) {
-		c.busy = false
-		if c.state == stClosed {
-			return
-		}
-		done(v, err)
-		c.pump()
+		c.s.l.RemoveTimeout(deadline)
+		finish(v, err)
 	})
 }
 
@@ -387,7 +403,11 @@ func (c *Client) connected(id uint32, ident Identity, err error) {
 	}
 	if err != nil {
 		code, reason := authCode(err)
-		c.fail(id, cp.ErrUnauthorized, reason)
+		if code == cp.DisconnectServerBusy {
+			c.fail(id, cp.ErrInternal, reason)
+		} else {
+			c.fail(id, cp.ErrUnauthorized, reason)
+		}
 		c.Disconnect(code, reason)
 		return
 	}

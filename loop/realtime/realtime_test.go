@@ -574,3 +574,28 @@ func TestResumeAhead(t *testing.T) {
 		t.Fatalf("first push after resuming ahead: %+v", f)
 	}
 }
+
+// TestStuckHook: an Authenticate that ignores its context fails the
+// connect with 3003 (server busy) a second after HookTimeout, instead of
+// holding the connection for ever; the loop serves others meanwhile.
+func TestStuckHook(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	_, addr := start(t, realtime.Options{HookTimeout: 200 * time.Millisecond,
+		Authenticate: func(_ context.Context, c realtime.Credentials) (realtime.Identity, error) {
+			if c.Token == "stuck" {
+				<-release
+			}
+			return realtime.Identity{}, nil
+		}}, nil)
+	a := dial(t, addr)
+	a.cmd("connect", map[string]any{"token": "stuck"})
+	canary := dial(t, addr)
+	canary.connect("ok")
+	start := time.Now()
+	a.wantClose(cp.DisconnectServerBusy)
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("3003 after %v", d)
+	}
+	canary.ok(canary.cmd("ping", map[string]any{}), nil)
+}

@@ -361,12 +361,14 @@ func (p *PreparedMessage) deflated(level int) ([]byte, error) {
 type inflateJob struct {
 	f        *inflater
 	bp       *[]byte        // the output, from inflateBufs or spares
+	next     *[]byte        // the larger buffer bp moves to (grow), or nil
 	spares   *inflateSpares // the route's kept large buffers
 	op       ws.OpCode
 	limit    int64
 	reserved int64 // output bytes counted in the loop's MaxPartialTotal
 	// work is what the last step cost beyond inflating: the bytes of a
-	// buffer it allocated, plus the message's when it delivered it (the
+	// buffer it allocated and of those it copied (grow), plus the
+	// message's when it delivered it (the
 	// handler may write as much: an echo). stepInflates bounds it per turn.
 	work int64
 }
@@ -391,15 +393,17 @@ func newInflateJob(z []byte, op ws.OpCode, limit int64, spares *inflateSpares) *
 	return &inflateJob{f: f, bp: bp, op: op, limit: limit, spares: spares}
 }
 
-// step inflates up to max more bytes; done reports the message whole.
+// step inflates up to max more bytes; done reports the message whole. A
+// full buffer first moves to a larger one (grow), which may take the
+// whole step and more: then step returns with nothing inflated.
 func (j *inflateJob) step(most int) (done bool, err error) {
+	if len(*j.bp) == cap(*j.bp) && !j.grow() {
+		return false, nil
+	}
 	out := *j.bp
 	target := len(out) + most
 	defer func() { *j.bp = out }()
-	for len(out) < target {
-		if len(out) == cap(out) {
-			out = j.grow(out)
-		}
+	for len(out) < target && len(out) < cap(out) {
 		n, err := j.f.fr.Read(out[len(out):min(cap(out), target)])
 		out = out[:len(out)+n]
 		if int64(len(out)) > j.limit {
@@ -415,28 +419,45 @@ func (j *inflateJob) step(most int) (done bool, err error) {
 	return false, nil
 }
 
-// grow returns out (j's buffer, full) moved to a larger buffer: the
+// inflateMove bounds what one step copies of a full inflate buffer into
+// its larger successor: a 16 MiB buffer moving to a new 64 MiB one (when
+// the route's kept buffers are all in use, as at a bomb's start) took one
+// turn 50 to 200 ms, most of it faulting in the fresh pages, and the
+// canary's round trip with it. A larger buffer moves over several turns.
+const inflateMove = 2 << 20
+
+// grow moves j's buffer (full) to a larger one, at most inflateMove bytes
+// a call, and reports whether it is done. The larger buffer is the
 // largest the route kept when it is larger, else a new one inflateGrowth
-// times out's capacity (at least 512 bytes, at most the limit plus the
-// byte that tells a message over the limit). The old buffer goes back to
-// its pool.
-func (j *inflateJob) grow(out []byte) []byte {
-	var bp *[]byte
-	if j.spares != nil {
-		bp = j.spares.get(cap(out))
+// times the capacity (at least 512 bytes, at most the limit plus the byte
+// that tells a message over the limit). The old buffer goes back to its
+// pool.
+func (j *inflateJob) grow() bool {
+	out := *j.bp
+	if j.next == nil {
+		if j.spares != nil {
+			j.next = j.spares.get(cap(out))
+		}
+		if j.next == nil {
+			c := min(max(int64(cap(out))*inflateGrowth, 512), j.limit+1)
+			j.next = &[]byte{}
+			*j.next = make([]byte, 0, c)
+			j.work += c
+		}
 	}
-	if bp == nil {
-		c := min(max(int64(cap(out))*inflateGrowth, 512), j.limit+1)
-		bp = &[]byte{}
-		*bp = make([]byte, 0, c)
-		j.work += c
+	next := *j.next
+	n := min(len(out)-len(next), inflateMove)
+	next = append(next, out[len(next):len(next)+n]...)
+	*j.next = next
+	j.work += int64(n)
+	if len(next) < len(out) {
+		return false
 	}
-	next := append((*bp)[:0], out...)
 	if cap(out) > 0 {
-		*bp = out // the holder carries the old buffer back
-		putInflateBuf(bp, j.spares)
+		putInflateBuf(j.bp, j.spares)
 	}
-	return next
+	j.bp, j.next = j.next, nil
+	return true
 }
 
 // detach copies the compressed input not inflated yet, which points into
@@ -460,7 +481,10 @@ func (j *inflateJob) release() {
 	j.f.src = tailReader{}
 	inflaters.Put(j.f)
 	putInflateBuf(j.bp, j.spares)
-	j.f, j.bp, j.spares = nil, nil, nil
+	if j.next != nil {
+		putInflateBuf(j.next, j.spares)
+	}
+	j.f, j.bp, j.next, j.spares = nil, nil, nil, nil
 }
 
 // inflated delivers a compressed message, or starts inflating it over
@@ -532,8 +556,8 @@ func (l *Loop) stepInflates() {
 // inflateStep runs one step of j; it returns false while j is not done, and
 // delivers or fails the message (and releases j) when it is.
 func (w *WebSocket) inflateStep(j *inflateJob) bool {
-	before := len(*j.bp)
 	j.work = 0
+	before := len(*j.bp)
 	done, err := j.step(turnBytes)
 	if grown := int64(len(*j.bp) - before); err == nil && grown > 0 && !done {
 		l := w.l

@@ -589,3 +589,49 @@ func TestWebSocketDeflateBombsInStep(t *testing.T) {
 		}
 	}
 }
+
+// TestInflateGrowInSteps: a message that outgrows its buffer with no kept
+// buffer to take (a bomb's start) moves to each larger buffer at most
+// inflateMove bytes a step, over several turns (before: a step that found
+// a 16 MiB buffer full copied all of it into a fresh 64 MiB one, and the
+// trace of attack c showed turns of 50-200 ms doing that), and the
+// message comes out whole and intact.
+func TestInflateGrowInSteps(t *testing.T) {
+	const size = 20 << 20
+	src := make([]byte, size)
+	for i := range src {
+		src[i] = byte(i / 4096 % 251) // compressible, but every page differs
+	}
+	j := newInflateJob(deflateRaw(t, src, 1), ws.OpBinary, size, nil)
+	defer j.release()
+	fullSteps := 0 // steps that began on a full buffer: moving it
+	for steps := 0; ; steps++ {
+		if steps > 1000 {
+			t.Fatal("no end after 1000 steps")
+		}
+		l, c := len(*j.bp), cap(*j.bp)
+		if l == c {
+			fullSteps++
+		}
+		done, err := j.step(turnBytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if done {
+			break
+		}
+		if cap(*j.bp) != c {
+			// Moved: moving l bytes took at least l/inflateMove steps.
+			if want := (l + inflateMove - 1) / inflateMove; fullSteps < want {
+				t.Fatalf("a full %d KiB buffer moved in %d steps; want at least %d (at most %d KiB copied a step)",
+					l>>10, fullSteps, want, inflateMove>>10)
+			}
+		}
+		if len(*j.bp) != l || cap(*j.bp) != c {
+			fullSteps = 0
+		}
+	}
+	if !bytes.Equal(*j.bp, src) {
+		t.Fatalf("inflated %d bytes differ from the %d sent", len(*j.bp), len(src))
+	}
+}

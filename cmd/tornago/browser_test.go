@@ -758,7 +758,7 @@ func transportScenario(t *testing.T, b context.Context, server, pageURL, tr stri
 		t.Errorf("forced %q, transport %q, labels %q / %q; want %s", s.Forced, s.Transport, s.ChatLabel, s.ClockLabel, tr)
 	}
 	if s.Duplicates != 0 || s.Recovered != 0 || len(s.Gone) != 0 || len(s.Fallbacks) != 0 {
-		t.Errorf("duplicates %d, recovered %d, gone %v, fallbacks %v; want none", s.Duplicates, s.Recovered, s.Gone, s.Fallbacks)
+		t.Errorf("duplicates %d, recovered %d, gone %v, fallbacks %v; want none; clock %+v", s.Duplicates, s.Recovered, s.Gone, s.Fallbacks, s.Clock)
 	}
 	checkAgainstServer(t, server, "chat", s.Chat)
 	checkAgainstServer(t, server, "clock", s.Clock)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"strings"
 
 	"github.com/tornago/tornago/loop"
@@ -75,6 +76,28 @@ func checkProxyHeader(s string) error {
 		}
 	}
 	return fmt.Errorf("-proxy-header %q: want X-Forwarded-For, Forwarded or X-Real-IP", s)
+}
+
+// checkTrustedProxies refuses a -trusted-proxies that loop.NewApplication
+// would panic on (each entry an IP or a CIDR prefix, as
+// AppOptions.TrustedProxies reads it), before anything starts.
+func checkTrustedProxies(s string) error {
+	if s == "" {
+		return nil
+	}
+	for _, e := range strings.Split(s, ",") {
+		e = strings.TrimSpace(e)
+		var err error
+		if strings.Contains(e, "/") {
+			_, err = netip.ParsePrefix(e)
+		} else {
+			_, err = netip.ParseAddr(e)
+		}
+		if err != nil {
+			return fmt.Errorf("-trusted-proxies: %q is not an IP or a CIDR prefix", e)
+		}
+	}
+	return nil
 }
 
 // addHealthz answers GET /healthz from the loop itself, so that it fails

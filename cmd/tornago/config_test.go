@@ -113,6 +113,12 @@ func TestBinaryConfigFromEnvironment(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "-proxy-header") {
 		t.Errorf("-proxy-header X-Client-IP: %v %q, want exit 2 naming the flag", err, out)
 	}
+	// A bad -trusted-proxies panicked in loop.NewApplication after the
+	// loops started: exit 2 naming the flag, before anything starts.
+	out, err = exec.Command(bin, "-trusted-proxies", "10.0.0.1,not-an-ip").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "-trusted-proxies") || strings.Contains(string(out), "panic") {
+		t.Errorf("-trusted-proxies 10.0.0.1,not-an-ip: %v %q, want exit 2 naming the flag", err, out)
+	}
 	t.Setenv("TORNAGO_PORT", "not-a-port")
 	t.Setenv("TORNAGO_LOG_FORMAT", "json")
 	t.Setenv("TORNAGO_ACCESS_LOG", "true")

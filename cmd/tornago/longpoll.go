@@ -266,9 +266,12 @@ func (p *topicPoll) send(r *loop.Request, page []byte) {
 func (p *topicPoll) arrived(m pubsub.Message) {
 	p.memo = nil
 	for r, w := range p.waiters {
-		if !w.after.Less(m.Pos) {
-			// The client has it already (from a node further along), or
-			// its cursor is of a newer history than this loop has seen.
+		if !w.after.Less(m.Pos) && !w.after.Beyond(m.Pos) {
+			// The client has it already (from a node further along,
+			// within pubsub.MaxLead). A cursor beyond m (a newer epoch,
+			// say the clock's first epoch before its first tick starts
+			// epoch 1) is answered now: the oldest kept, missed -1, as
+			// when it asks.
 			continue
 		}
 		p.l.RemoveTimeout(w.t)

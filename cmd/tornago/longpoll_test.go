@@ -338,3 +338,41 @@ func TestDemoLongPollEpoch(t *testing.T) {
 		}
 	}
 }
+
+// TestDemoLongPollClockBeforeFirstTick: a page that opens before the
+// clock's first tick learns the head of the history's first epoch
+// (E-0); the first tick starts epoch 1, which makes that position beyond
+// the history (pubsub.Position.Beyond). A long poll parked there must be
+// answered by that tick (the oldest kept, missed -1), not left waiting for
+// a position above E-0 that never comes: it waited until its timeout,
+// and the page's clock took the silence for a lost connection.
+func TestDemoLongPollClockBeforeFirstTick(t *testing.T) {
+	c := &http.Client{Timeout: 10 * time.Second}
+	for attempt := range 5 {
+		server := startDemos(t)
+		var page struct {
+			Head     string
+			Messages []struct{ Pos string }
+			Missed   int64
+		}
+		if !post(t, c, "http://"+server+"/poll-message?topic=clock", url.Values{}, &page) {
+			return
+		}
+		if strings.HasPrefix(page.Head, "1-") {
+			t.Logf("attempt %d: the first tick came first (head %s); again", attempt, page.Head)
+			continue
+		}
+		start := time.Now()
+		if !post(t, c, "http://"+server+"/update-message?topic=clock", url.Values{"since": {page.Head}}, &page) {
+			return
+		}
+		if d := time.Since(start); d > 2500*time.Millisecond {
+			t.Fatalf("the poll at %s waited %v for the first tick", page.Head, d)
+		}
+		if len(page.Messages) == 0 || !strings.HasPrefix(page.Messages[0].Pos, "1-") || page.Missed != -1 {
+			t.Fatalf("answer %+v: want the first tick with missed -1", page)
+		}
+		return
+	}
+	t.Fatal("the clock ticked before every one of five first polls")
+}

@@ -68,6 +68,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "tornago:", err)
 		os.Exit(2)
 	}
+	if err := checkTrustedProxies(*trusted); err != nil {
+		fmt.Fprintln(os.Stderr, "tornago:", err)
+		os.Exit(2)
+	}
 	log, err := newLogger(os.Stderr, *logLevel, *logFormat)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "tornago:", err)

@@ -117,11 +117,10 @@ type claims struct {
 	Topic *string         `json:"topic,omitempty"`
 }
 
+// Goroutine-safe.
 // New checks the options, parses the keys and, with a JWKS URL, starts the
 // goroutine that fetches it (New does not wait for the first fetch: a
 // token that needs the JWKS waits for it, within its context).
-//
-// Goroutine-safe.
 func New(o Options) (*Verifier, error) {
 	v := &Verifier{now: o.Now}
 	if v.now == nil {
@@ -183,11 +182,10 @@ func New(o Options) (*Verifier, error) {
 	return v, nil
 }
 
+// Goroutine-safe.
 // Close stops the JWKS goroutine and waits for it; tokens that need the
 // JWKS keep being judged with the keys fetched so far. Closing twice is
 // harmless.
-//
-// Goroutine-safe.
 func (v *Verifier) Close() {
 	v.closeMu.Do(func() {
 		if v.jwks != nil {
@@ -196,14 +194,13 @@ func (v *Verifier) Close() {
 	})
 }
 
+// Goroutine-safe; it may block (JWKS) and an asymmetric signature costs
+// tens of microseconds: the server calls it off the loop.
 // Connect verifies a connect token and returns its user (claim sub,
 // required, non-empty), its expiry (claim exp; zero when absent and
 // Options.AllowNoExpiry) and its info claim (any JSON, nil when absent). A
 // token with a topic claim is a subscription token and is refused here.
 // ctx bounds the wait for a JWKS fetch.
-//
-// Goroutine-safe; it may block (JWKS) and costs tens of microseconds for
-// asymmetric keys: call it off the loop.
 func (v *Verifier) Connect(ctx context.Context, token string) (user string, exp time.Time, info json.RawMessage, err error) {
 	c, err := v.parse(ctx, token)
 	if err != nil {
@@ -224,12 +221,11 @@ func (v *Verifier) Connect(ctx context.Context, token string) (user string, exp 
 	return c.Subject, exp, c.Info, nil
 }
 
+// Goroutine-safe; called off the loop, as Connect.
 // Subscribe verifies a subscription token for user's subscription to
 // topic: its sub must be user (an anonymous user, "", matches a token
 // without sub) and its topic claim must be topic. It returns the token's
 // expiry (zero when absent and Options.AllowNoExpiry).
-//
-// Goroutine-safe; call it off the loop, as Connect.
 func (v *Verifier) Subscribe(ctx context.Context, token, user, topic string) (exp time.Time, err error) {
 	c, err := v.parse(ctx, token)
 	if err != nil {

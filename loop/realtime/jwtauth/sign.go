@@ -9,13 +9,12 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
+// Goroutine-safe.
 // SignHS256 makes a connect token for user (claim sub), expiring at exp
 // (no exp claim when exp is zero) and carrying info (claim info, any value
 // encoding/json encodes; none when nil), signed with secret: demo tokens
 // (the binary's -token-hmac-secret) and tests. Production tokens are the
 // application's backend's business.
-//
-// Goroutine-safe.
 func SignHS256(secret []byte, user string, exp time.Time, info any) (string, error) {
 	c := signClaims{RegisteredClaims: jwt.RegisteredClaims{Subject: user}}
 	if !exp.IsZero() {
@@ -31,11 +30,10 @@ func SignHS256(secret []byte, user string, exp time.Time, info any) (string, err
 	return sign(secret, c)
 }
 
+// Goroutine-safe.
 // SignSubscriptionHS256 makes a subscription token for user's subscription
 // to topic (claims sub, topic, exp; no exp when exp is zero), signed with
 // secret, for namespaces that require one (subscribe_token).
-//
-// Goroutine-safe.
 func SignSubscriptionHS256(secret []byte, user, topic string, exp time.Time) (string, error) {
 	c := signClaims{RegisteredClaims: jwt.RegisteredClaims{Subject: user}, Topic: topic}
 	if !exp.IsZero() {

@@ -105,9 +105,10 @@ type Options struct {
 type Verifier struct {
 	parser  *jwt.Parser
 	static  keySet
-	jwks    *jwks // nil without a JWKS URL
+	byAlg   map[string][]jwt.VerificationKey // static keys per algorithm
+	jwks    *jwks                            // nil without a JWKS URL
 	now     func() time.Time
-	closeMu sync.Once
+	closing sync.Once
 }
 
 // claims are the protocol's claims (PROTOCOL.md, "Tokens").
@@ -176,6 +177,12 @@ func New(o Options) (*Verifier, error) {
 		popts = append(popts, jwt.WithIssuer(o.Issuer))
 	}
 	v.parser = jwt.NewParser(popts...)
+	v.byAlg = map[string][]jwt.VerificationKey{}
+	for _, alg := range methods {
+		for _, k := range v.static.forAlg(alg) {
+			v.byAlg[alg] = append(v.byAlg[alg], k)
+		}
+	}
 	if v.jwks != nil {
 		v.jwks.start()
 	}
@@ -187,7 +194,7 @@ func New(o Options) (*Verifier, error) {
 // JWKS keep being judged with the keys fetched so far. Closing twice is
 // harmless.
 func (v *Verifier) Close() {
-	v.closeMu.Do(func() {
+	v.closing.Do(func() {
 		if v.jwks != nil {
 			v.jwks.close()
 		}
@@ -274,22 +281,28 @@ func (v *Verifier) parse(ctx context.Context, token string) (*claims, error) {
 // the configured ones and the JWKS's (by kid when the token has one).
 func (v *Verifier) keysFor(ctx context.Context, t *jwt.Token) (any, error) {
 	alg := t.Method.Alg()
-	var set jwt.VerificationKeySet
-	for _, k := range v.static.forAlg(alg) {
-		set.Keys = append(set.Keys, k)
-	}
+	set := jwt.VerificationKeySet{Keys: v.byAlg[alg]}
 	if v.jwks != nil && alg != "HS256" && alg != "HS384" && alg != "HS512" {
 		kid, _ := t.Header["kid"].(string)
 		keys, err := v.jwks.forAlg(ctx, alg, kid)
 		if err != nil && len(set.Keys) == 0 {
 			return nil, err
 		}
-		for _, k := range keys {
-			set.Keys = append(set.Keys, k)
+		if len(keys) > 0 {
+			// A fresh slice: byAlg's is shared by every caller.
+			set.Keys = append(append([]jwt.VerificationKey(nil), set.Keys...), toKeys(keys)...)
 		}
 	}
 	if len(set.Keys) == 0 {
 		return nil, fmt.Errorf("no %s key", alg)
 	}
 	return set, nil
+}
+
+func toKeys(keys []any) []jwt.VerificationKey {
+	out := make([]jwt.VerificationKey, len(keys))
+	for i, k := range keys {
+		out[i] = k
+	}
+	return out
 }

@@ -20,11 +20,10 @@ const minRSABits = 2048
 // kind only, which is what rules out algorithm confusion (an HS256 token
 // is never checked against a public key's bytes).
 type keySet struct {
-	hmac  [][]byte
-	rsa   []any // *rsa.PublicKey
-	p256  []any // *ecdsa.PublicKey on P-256
-	ed    []any // ed25519.PublicKey
-	hmacV []any // hmac as []any, built by methods
+	hmac []any // []byte secrets
+	rsa  []any // *rsa.PublicKey
+	p256 []any // *ecdsa.PublicKey on P-256
+	ed   []any // ed25519.PublicKey
 }
 
 // add sorts a parsed public key into its kind, refusing the kinds no
@@ -54,15 +53,11 @@ func (s *keySet) add(k any) error {
 }
 
 // methods are the algorithms the keys verify (all asymmetric ones when a
-// JWKS may bring keys). It also prepares hmacV.
+// JWKS may bring keys).
 func (s *keySet) methods(jwks bool) []string {
 	var m []string
 	if len(s.hmac) > 0 {
 		m = append(m, "HS256", "HS384", "HS512")
-		s.hmacV = make([]any, len(s.hmac))
-		for i, k := range s.hmac {
-			s.hmacV[i] = k
-		}
 	}
 	if jwks || len(s.rsa) > 0 {
 		m = append(m, "RS256")
@@ -80,7 +75,7 @@ func (s *keySet) methods(jwks bool) []string {
 func (s *keySet) forAlg(alg string) []any {
 	switch alg {
 	case "HS256", "HS384", "HS512":
-		return s.hmacV
+		return s.hmac
 	case "RS256":
 		return s.rsa
 	case "ES256":

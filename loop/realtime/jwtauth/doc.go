@@ -29,4 +29,29 @@
 // new token and reconnect), ErrInvalid (101, or 3500: do not retry with the
 // same token) and ErrUnavailable (the JWKS, needed to judge the token,
 // could not be fetched: a temporary failure, error 100).
+//
+// # Wiring it into the server
+//
+// The server (loop/realtime) takes hooks; a Verifier fills them, mapping
+// its errors to the server's:
+//
+//	v, err := jwtauth.New(jwtauth.Options{HMACSecrets: [][]byte{secret}})
+//	...
+//	opts.Authenticate = func(ctx context.Context, c realtime.Credentials) (realtime.Identity, error) {
+//		tok := c.Token
+//		if tok == "" {
+//			tok = jwtauth.FromHeader(c.Header, "tornago_token") // EventSource: a cookie
+//		}
+//		user, exp, info, err := v.Connect(ctx, tok)
+//		switch {
+//		case errors.Is(err, jwtauth.ErrExpired):
+//			return realtime.Identity{}, fmt.Errorf("%w: %v", realtime.ErrTokenExpired, err)
+//		case errors.Is(err, jwtauth.ErrInvalid):
+//			return realtime.Identity{}, fmt.Errorf("%w: %v", realtime.ErrUnauthorized, err)
+//		case err != nil:
+//			return realtime.Identity{}, err // ErrUnavailable: temporary
+//		}
+//		return realtime.Identity{User: user, ExpiresAt: exp, Info: info}, nil
+//	}
+//	opts.VerifySubscribeToken = v.Subscribe // with the same error mapping
 package jwtauth

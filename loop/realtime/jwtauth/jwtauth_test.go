@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -352,5 +353,26 @@ func TestNewRefuses(t *testing.T) {
 		} else if !strings.HasPrefix(err.Error(), "jwtauth: ") {
 			t.Errorf("%s: error without context: %v", name, err)
 		}
+	}
+}
+
+func TestFromHeader(t *testing.T) {
+	for _, c := range []struct {
+		h    http.Header
+		want string
+	}{
+		{http.Header{"Authorization": {"Bearer abc.def.ghi"}}, "abc.def.ghi"},
+		{http.Header{"Authorization": {"bearer  abc"}}, "abc"},
+		{http.Header{"Authorization": {"Basic dXNlcjpwYXNz"}, "Cookie": {"other=1; tornago_token=xyz"}}, "xyz"},
+		{http.Header{"Cookie": {"tornago_token=xyz"}}, "xyz"},
+		{http.Header{"Authorization": {"Bearer "}}, ""},
+		{http.Header{}, ""},
+	} {
+		if got := FromHeader(c.h, "tornago_token"); got != c.want {
+			t.Errorf("%v: got %q, want %q", c.h, got, c.want)
+		}
+	}
+	if got := FromHeader(http.Header{"Cookie": {"tornago_token=xyz"}}, ""); got != "" {
+		t.Errorf("no cookie name: got %q", got)
 	}
 }

@@ -3,6 +3,7 @@ module github.com/tornago/tornago
 go 1.26.8
 
 require (
+	github.com/BurntSushi/toml v1.6.0
 	github.com/chromedp/chromedp v0.14.2
 	github.com/coder/websocket v1.8.13
 	github.com/gobwas/ws v1.5.0

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tornago/tornago/loop"
 	"github.com/tornago/tornago/loop/pubsub"
+	"github.com/tornago/tornago/loop/realtime"
 )
 
 // indexPage is the browser demo of /clock, /ws and /receive: one
@@ -252,6 +253,9 @@ type demoEnv struct {
 // demoNode is one loop's demo state the server reaches after setup.
 type demoNode struct {
 	polls map[string]*topicPoll
+	// chat is the seeds' chat hub (/ws, /receive), which the server API's
+	// topic "chat" reaches too (api.go).
+	chat *loop.Hub
 	// err is what kept the demos from being set up (the broker keeps no
 	// history, say); the server refuses to start with it.
 	err error
@@ -293,6 +297,7 @@ func addDemos(l *loop.Loop, i int, app *loop.Application, env *demoEnv) *demoNod
 			Compression: &loop.CompressionOptions{KeepInflateBytes: 4 * (64<<20 + 1)}})
 
 	ch := &chat{hub: loop.NewHub(l, loop.Text, env.broker), members: &env.chatMembers}
+	node.chat = ch.hub
 	lp := env.lp.withDefaults()
 	// Before Start: the broker's calls are made here and done runs before
 	// KeepHistory returns.
@@ -374,6 +379,8 @@ func acceptFromBroker(lp longPollOptions) func(topic string, data []byte) error 
 	limit := max(lp.MaxMessageBytes, receiveMax)
 	return func(topic string, data []byte) error {
 		switch {
+		case topic == realtime.APIControlTopic:
+			return nil // the server API checks its signature, age and size
 		case topic != chatTopic && topic != clockClaimTopic:
 			return fmt.Errorf("not a topic of the demos")
 		case len(data) > limit:

@@ -88,7 +88,7 @@ func main() {
 	}
 	flag.Visit(func(f *flag.Flag) {
 		if secretFlags[f.Name] && f.Name != "nats" && argsName(os.Args[1:], f.Name) {
-			log.Warn("a secret on the command line is readable by every local user: give it as " + envName(f.Name) + " or in the -config file", "flag", "-"+f.Name)
+			log.Warn("a secret on the command line is readable by every local user: give it as "+envName(f.Name)+" or in the -config file", "flag", "-"+f.Name)
 		}
 	})
 	// The binary serves no profiles; sampling allocations would only add

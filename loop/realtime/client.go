@@ -522,7 +522,7 @@ func (c *Client) attach(id uint32, name string, ns *Namespace, since pubsub.Posi
 	}
 	res := cp.SubscribeResult{}
 	if t.hist {
-		msgs, head, err := s.hub.History(name, since, nil)
+		msgs, head, err := s.hub.History(hubTopic(name), since, nil)
 		res.Head = head.String()
 		res.Gone = errors.Is(err, pubsub.ErrHistoryGone)
 		for _, m := range msgs {
@@ -560,7 +560,7 @@ func (c *Client) serverSubscribe(name string) {
 		}
 		var head pubsub.Position
 		if t.hist {
-			head, _ = s.hub.Head(name)
+			head, _ = s.hub.Head(hubTopic(name))
 		}
 		c.send(cp.AppendPush(nil, cp.Push{Push: &cp.TopicPush{Topic: name, Sub: &cp.SubPush{Head: head.String()}}}))
 		t.subs[c] = struct{}{}

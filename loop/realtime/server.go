@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -112,6 +113,28 @@ func (s *Server) Routes(app *loop.Application) {
 	app.Handle("/tornago.js", JSHandler())
 }
 
+// hubTopic is the hub's (and the broker's) name of a protocol topic:
+// "rt." and the topic with '.', '*', '>' and '%' escaped as %XX, so that a
+// topic is one NATS subject token and never a wildcard ("user:>" must not
+// follow every personal topic), and never meets the hub topics of other
+// code sharing the broker.
+func hubTopic(topic string) string {
+	if !strings.ContainsAny(topic, ".*>%") {
+		return "rt." + topic
+	}
+	b := make([]byte, 0, len(topic)+12)
+	b = append(b, "rt."...)
+	for i := 0; i < len(topic); i++ {
+		switch c := topic[i]; c {
+		case '.', '*', '>', '%':
+			b = append(b, '%', "0123456789ABCDEF"[c>>4], "0123456789ABCDEF"[c&15])
+		default:
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
 // namespace returns topic's namespace, nil when none is configured.
 func (s *Server) namespace(topic string) *Namespace { return s.ns[cp.Namespace(topic)] }
 
@@ -127,7 +150,7 @@ func (s *Server) ensureKept(name string, ns *Namespace, fn func(error)) {
 		return
 	}
 	s.keep[name] = []func(error){fn}
-	s.hub.KeepHistory(name, ns.History, func(err error) {
+	s.hub.KeepHistory(hubTopic(name), ns.History, func(err error) {
 		ws := s.keep[name]
 		delete(s.keep, name)
 		if err == nil {
@@ -150,9 +173,9 @@ func (s *Server) follow(name string, ns *Namespace) (*topic, error) {
 	t := &topic{name: name, subs: map[*Client]struct{}{}, hist: ns != nil && ns.History.Keeps()}
 	var err error
 	if t.hist {
-		t.cancel, err = s.hub.Watch(name, func(m pubsub.Message) { s.fanOut(t, m.Pos, m.Data) })
+		t.cancel, err = s.hub.Watch(hubTopic(name), func(m pubsub.Message) { s.fanOut(t, m.Pos, m.Data) })
 	} else {
-		t.cancel, err = s.hub.Follow(name, func(data []byte) { s.fanOut(t, pubsub.Position{}, data) })
+		t.cancel, err = s.hub.Follow(hubTopic(name), func(data []byte) { s.fanOut(t, pubsub.Position{}, data) })
 	}
 	if err != nil {
 		return nil, err
@@ -257,16 +280,16 @@ func (s *Server) publish(topic string, data []byte, done func(pubsub.Position, e
 		hist := ns != nil && ns.History.Keeps()
 		var before pubsub.Position
 		if hist {
-			before, _ = s.hub.Head(topic)
+			before, _ = s.hub.Head(hubTopic(topic))
 		}
-		if err := s.hub.Publish(topic, data); err != nil {
+		if err := s.hub.Publish(hubTopic(topic), data); err != nil {
 			done(pubsub.Position{}, err)
 			return
 		}
 		if hist {
 			// Without a broker the hub orders the message before Publish
 			// returns: the head moved to it. With one it comes back later.
-			if after, _ := s.hub.Head(topic); after != before {
+			if after, _ := s.hub.Head(hubTopic(topic)); after != before {
 				done(after, nil)
 				return
 			}
@@ -374,3 +397,18 @@ const (
 	TransportSSE       = "sse"
 	TransportPoll      = "poll"
 )
+
+// Loop-only.
+// PublishLocal sends data (one JSON value) to this loop's subscribers of
+// topic only, without broker, history or position: for what every loop
+// makes alike on its own (a clock's tick), which the broker would
+// otherwise deliver once per loop.
+func (s *Server) PublishLocal(topic string, data json.RawMessage) error {
+	if !s.l.InLoop() {
+		return fmt.Errorf("realtime: publish local %q: %w", topic, loop.ErrNotOnLoop)
+	}
+	if t := s.topics[topic]; t != nil {
+		s.fanOut(t, pubsub.Position{}, data)
+	}
+	return nil
+}

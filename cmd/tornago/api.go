@@ -46,6 +46,15 @@ type demoBackend struct {
 	rt realtime.APIBackend
 }
 
+// newDemoBackend is loop l's backend, from its demos (node).
+func newDemoBackend(l *loop.Loop, node *demoNode, env *demoEnv) *demoBackend {
+	b := &demoBackend{l: l, chat: node.chat, positioned: env.broker == nil}
+	if node.rt != nil {
+		b.rt = node.rt.APIBackend()
+	}
+	return b
+}
+
 // errUnknownTopic answers a topic no one serves.
 func errUnknownTopic(topic string) error {
 	return &clientproto.Error{Code: clientproto.ErrUnknownTopic, Message: "unknown topic " + strconv.Quote(topic)}
@@ -121,17 +130,19 @@ func (b *demoBackend) SubscribeUser(user, topic string) {
 
 // Loop-only. History implements realtime.APIBackend: the chat's kept
 // messages as JSON strings.
-func (b *demoBackend) History(topic string, since pubsub.Position) ([]pubsub.Message, pubsub.Position, error) {
+func (b *demoBackend) History(topic string, since pubsub.Position, done func([]pubsub.Message, pubsub.Position, error)) {
 	if topic != chatTopic {
 		if b.rt == nil {
-			return nil, pubsub.Position{}, errUnknownTopic(topic)
+			done(nil, pubsub.Position{}, errUnknownTopic(topic))
+			return
 		}
-		return b.rt.History(topic, since)
+		b.rt.History(topic, since, done)
+		return
 	}
 	msgs, head, err := b.chat.History(chatTopic, since, nil)
 	for i := range msgs {
 		js, _ := json.Marshal(string(msgs[i].Data)) // UTF-8: checked on the way in
 		msgs[i].Data = js
 	}
-	return msgs, head, err
+	done(msgs, head, err)
 }

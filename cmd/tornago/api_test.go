@@ -33,7 +33,7 @@ func startDemosWithAPI(t *testing.T, key string) string {
 	if node.err != nil {
 		t.Fatal(node.err)
 	}
-	api.Routes(app, &demoBackend{l: l, chat: node.chat, positioned: true})
+	api.Routes(app, newDemoBackend(l, node, &demoEnv{}))
 	addr := serveLoop(t, l, app)
 	t.Cleanup(func() {
 		done := make(chan struct{})

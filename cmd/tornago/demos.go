@@ -256,6 +256,8 @@ type demoNode struct {
 	// chat is the seeds' chat hub (/ws, /receive), which the server API's
 	// topic "chat" reaches too (api.go).
 	chat *loop.Hub
+	// rt is the loop's protocol server (realtime.go).
+	rt *realtime.Server
 	// err is what kept the demos from being set up (the broker keeps no
 	// history, say); the server refuses to start with it.
 	err error
@@ -340,9 +342,11 @@ func addDemos(l *loop.Loop, i int, app *loop.Application, env *demoEnv) *demoNod
 	addPolls(app, ch.hub, node.polls, lp)
 	hubs := map[string]*loop.Hub{chatTopic: ch.hub, clockTopic: ck.hub}
 	app.Handle("/sse", loop.Methods{Get: func(r *loop.Request) { serveSSE(r, hubs, env.sseHeartbeat) }})
-	if _, err := addRealtime(l, app, env, ck.hub); err != nil {
+	rt, err := addRealtime(l, app, env, ck.hub)
+	if err != nil {
 		node.err = err
 	}
+	node.rt = rt
 	return node
 }
 

@@ -132,7 +132,7 @@ func serve(log *slog.Logger, cfg serverConfig) error {
 		addHealthz(app)
 		nodes[i] = addDemos(l, i, app, env)
 		if api != nil && nodes[i].err == nil {
-			api.Routes(app, &demoBackend{l: l, chat: nodes[i].chat, positioned: env.broker == nil})
+			api.Routes(app, newDemoBackend(l, nodes[i], env))
 		}
 		return app
 	}

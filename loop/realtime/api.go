@@ -77,10 +77,52 @@ type APIBackend interface {
 	// Goroutine-safe. SubscribeUser subscribes every connection of user
 	// to topic (a sub push tells each).
 	SubscribeUser(user, topic string)
-	// Loop-only. History returns the kept publications of topic after
-	// since, oldest first (as loop.Hub.History: since's Offset -1 asks for
-	// all of its epoch), and the topic's head.
-	History(topic string, since pubsub.Position) ([]pubsub.Message, pubsub.Position, error)
+	// Loop-only. History calls done on the loop (at once or later) with
+	// the kept publications of topic after since, oldest first, and the
+	// topic's head, as loop.Hub.History: the zero since gives nothing but
+	// the head, since's Offset -1 everything kept of its epoch, and a
+	// since the history no longer reaches an error wrapping
+	// pubsub.ErrHistoryGone.
+	History(topic string, since pubsub.Position, done func([]pubsub.Message, pubsub.Position, error))
+}
+
+// Goroutine-safe.
+// APIBackend returns s as the server API's backend (APIOptions, Routes).
+func (s *Server) APIBackend() APIBackend { return serverBackend{s} }
+
+// serverBackend is a Server as an APIBackend.
+type serverBackend struct{ s *Server }
+
+func (b serverBackend) PublishAsync(topic string, data json.RawMessage, done func(pubsub.Position, error)) {
+	if err := b.s.PublishAsync(topic, data, done); err != nil {
+		done(pubsub.Position{}, err)
+	}
+}
+
+func (b serverBackend) DisconnectUser(user string, code clientproto.DisconnectCode, reason string) {
+	b.s.DisconnectUser(user, code, reason)
+}
+
+func (b serverBackend) SubscribeUser(user, topic string) { b.s.SubscribeUser(user, topic) }
+
+func (b serverBackend) History(topic string, since pubsub.Position, done func([]pubsub.Message, pubsub.Position, error)) {
+	s := b.s
+	ns := s.namespace(topic)
+	switch {
+	case ns == nil:
+		done(nil, pubsub.Position{}, &clientproto.Error{Code: clientproto.ErrUnknownTopic, Message: "no namespace for topic " + strconv.Quote(topic)})
+		return
+	case !ns.History.Keeps():
+		done(nil, pubsub.Position{}, &clientproto.Error{Code: clientproto.ErrNotAvailable, Message: "namespace " + strconv.Quote(ns.Name) + " keeps no history"})
+		return
+	}
+	s.ensureKept(topic, ns, func(err error) {
+		if err != nil {
+			done(nil, pubsub.Position{}, err)
+			return
+		}
+		done(s.hub.History(hubTopic(topic), since, nil))
+	})
 }
 
 // APIOptions configure the server API. The zero value (but for Key)
@@ -421,39 +463,52 @@ func (a *API) history(r *loop.Request, b APIBackend) error {
 	if err != nil {
 		return badRequest("since %s: want EPOCH-OFFSET", strconv.Quote(req.Since))
 	}
-	fromStart := since == (pubsub.Position{})
-	if fromStart {
-		// Everything kept: the head's epoch from its first offset.
-		_, head, err := b.History(req.Topic, pubsub.Position{})
-		if err != nil {
-			return err
+	r.Async()
+	l := r.Loop()
+	finish := func(fromStart bool) func([]pubsub.Message, pubsub.Position, error) {
+		return func(msgs []pubsub.Message, head pubsub.Position, err error) {
+			onLoop(l, func() {
+				gone := errors.Is(err, pubsub.ErrHistoryGone)
+				if err != nil && !gone {
+					a.fail(r, err)
+					return
+				}
+				// With since, the oldest limit after it (page forward from
+				// the last pos); without, the newest limit: what a backend
+				// rendering a topic's recent messages wants.
+				if len(msgs) > limit {
+					if fromStart {
+						msgs = msgs[len(msgs)-limit:]
+					} else {
+						msgs = msgs[:limit]
+					}
+				}
+				pubs := make([]apiPublication, len(msgs))
+				for i, m := range msgs {
+					pubs[i] = apiPublication{Pos: m.Pos.String(), Data: m.Data}
+				}
+				a.reply(r, struct {
+					Publications []apiPublication `json:"publications"`
+					Head         string           `json:"head"`
+					Gone         bool             `json:"gone"`
+				}{pubs, head.String(), gone})
+			})
 		}
-		since = pubsub.Position{Epoch: head.Epoch, Offset: -1}
 	}
-	msgs, head, err := b.History(req.Topic, since)
-	gone := errors.Is(err, pubsub.ErrHistoryGone)
-	if err != nil && !gone {
-		return err
+	if since != (pubsub.Position{}) {
+		b.History(req.Topic, since, finish(false))
+		return nil
 	}
-	// With since, the oldest limit after it (page forward from the last
-	// pos); without, the newest limit: what a backend rendering a
-	// topic's recent messages wants.
-	if len(msgs) > limit {
-		if fromStart {
-			msgs = msgs[len(msgs)-limit:]
-		} else {
-			msgs = msgs[:limit]
-		}
-	}
-	pubs := make([]apiPublication, len(msgs))
-	for i, m := range msgs {
-		pubs[i] = apiPublication{Pos: m.Pos.String(), Data: m.Data}
-	}
-	a.reply(r, struct {
-		Publications []apiPublication `json:"publications"`
-		Head         string           `json:"head"`
-		Gone         bool             `json:"gone"`
-	}{pubs, head.String(), gone})
+	// Everything kept: first the head, then its epoch from the start.
+	b.History(req.Topic, pubsub.Position{}, func(_ []pubsub.Message, head pubsub.Position, err error) {
+		onLoop(l, func() {
+			if err != nil {
+				finish(true)(nil, head, err)
+				return
+			}
+			b.History(req.Topic, pubsub.Position{Epoch: head.Epoch, Offset: -1}, finish(true))
+		})
+	})
 	return nil
 }
 

@@ -59,8 +59,8 @@ func (b *hubBackend) DisconnectUser(user string, code clientproto.DisconnectCode
 
 func (b *hubBackend) SubscribeUser(user, topic string) { b.record("subscribe " + user + " " + topic) }
 
-func (b *hubBackend) History(topic string, since pubsub.Position) ([]pubsub.Message, pubsub.Position, error) {
-	return b.hub.History(topic, since, nil)
+func (b *hubBackend) History(topic string, since pubsub.Position, done func([]pubsub.Message, pubsub.Position, error)) {
+	done(b.hub.History(topic, since, nil))
 }
 
 // sub is a WebSocket route subscribing to the topic in its path.

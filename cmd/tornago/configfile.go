@@ -26,6 +26,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/tornago/tornago/loop/pubsub"
+	"github.com/tornago/tornago/loop/realtime"
 )
 
 // namespaceConfig is one [[namespace]] of the config file: the options of
@@ -52,6 +53,20 @@ type historyConfig struct {
 // options is h as the hubs take it.
 func (h historyConfig) options() pubsub.HistoryOptions {
 	return pubsub.HistoryOptions{MaxMessages: h.MaxMessages, MaxBytes: h.MaxBytes, MaxAge: h.MaxAge}
+}
+
+// namespaces are ns as the protocol server takes them (nil: none
+// configured, the built-in ones apply).
+func namespaces(ns []namespaceConfig) []realtime.Namespace {
+	if ns == nil {
+		return nil
+	}
+	out := make([]realtime.Namespace, len(ns))
+	for i, n := range ns {
+		out[i] = realtime.Namespace{Name: n.Name, History: n.History.options(), Publish: n.Publish,
+			SubscribeToken: n.SubscribeToken, MaxDataBytes: n.MaxDataBytes, Presence: n.Presence, JoinLeave: n.JoinLeave}
+	}
+	return out
 }
 
 // fileConfig is what a config file holds besides flags.

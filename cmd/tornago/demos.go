@@ -248,6 +248,11 @@ type demoEnv struct {
 	lp longPollOptions
 	// sseHeartbeat is the /sse comment-line interval (0: the default).
 	sseHeartbeat time.Duration
+	// auth checks the protocol's tokens (-token-hmac-secret; nil:
+	// anonymous users). namespaces are the -config file's (nil: the
+	// built-in ones).
+	auth       *tokenAuth
+	namespaces []realtime.Namespace
 }
 
 // demoNode is one loop's demo state the server reaches after setup.

@@ -111,6 +111,15 @@ func serve(log *slog.Logger, cfg serverConfig) error {
 		env.broker = &pubsub.MemoryBroker{}
 	}
 	env.lp = cfg.lp
+	env.namespaces = namespaces(cfg.namespaces)
+	auth, err := newTokenAuth(cfg.tokenSecret)
+	if err != nil {
+		return err
+	}
+	if auth != nil {
+		defer auth.Close()
+		env.auth = auth
+	}
 	var natsb pubsub.Broker // the process's broker to the others, if any
 	if nc != nil {
 		natsb = env.broker

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tornago/tornago/loop"
 	"github.com/tornago/tornago/loop/realtime"
+	"github.com/tornago/tornago/loop/realtime/jwtauth"
 )
 
 // startDemosWithAPI runs the demo routes and the server API with key on a
@@ -191,5 +192,64 @@ func TestProcsSecretsNotInArgv(t *testing.T) {
 	}
 	if !strings.Contains(log, "a secret on the command line") {
 		t.Errorf("no warning about secrets in argv:\n%s", log)
+	}
+}
+
+// TestProcsAPIReachesEveryChild: with -procs 2 -loops 2, a disconnect and
+// a subscribe asked of whichever child the API request lands on reach the
+// user's protocol connections on every child (the signed control topic on
+// the embedded NATS), and another user's connection (the canary) stays.
+func TestProcsAPIReachesEveryChild(t *testing.T) {
+	const secret = "0123456789abcdef0123456789abcdef-procs"
+	bin := buildTornago(t)
+	addr, cmd, _, stderr := startBuiltEnv(t, bin, freeAddr(t),
+		[]string{"TORNAGO_TOKEN_HMAC_SECRET=" + secret, "TORNAGO_API_KEY=k"}, "-procs", "2", "-loops", "2")
+	port := portOf(addr)
+	kids := waitChildren(t, cmd.Process.Pid, 2, port)
+	tok, _ := jwtauth.SignHS256([]byte(secret), "alice", time.Now().Add(time.Hour), nil)
+	by := map[int][]*protoConn{}
+	for n := 0; len(by) < 2; n++ {
+		if n == 100 {
+			t.Fatalf("100 connections, all on one child")
+		}
+		p := dialProto(t, addr)
+		owner := serverOf(t, kids, port, p.c.NetConn())
+		if owner == 0 {
+			t.Fatalf("no child holds %v", p.c.LocalAddr())
+		}
+		p.do("connect", map[string]any{"token": tok})
+		by[owner] = append(by[owner], p)
+	}
+	canary := dialProto(t, addr)
+	ctok, _ := jwtauth.SignHS256([]byte(secret), "bob", time.Now().Add(time.Hour), nil)
+	canary.do("connect", map[string]any{"token": ctok})
+
+	if code, body := apiPost(t, addr, "subscribe", "k", `{"user":"alice","topic":"user:#alice"}`); code != 200 {
+		t.Fatalf("subscribe: %d %s\n%s", code, body, stderr)
+	}
+	for pid, ps := range by {
+		for _, p := range ps {
+			p.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, msg, err := p.c.ReadMessage()
+			if err != nil || !strings.Contains(string(msg), `"sub"`) {
+				t.Fatalf("child %d: %s %v, want the sub push", pid, msg, err)
+			}
+		}
+	}
+	if code, body := apiPost(t, addr, "disconnect", "k", `{"user":"alice","code":3000,"reason":"moving"}`); code != 200 {
+		t.Fatalf("disconnect: %d %s", code, body)
+	}
+	for pid, ps := range by {
+		for _, p := range ps {
+			if got := p.closedWith(); got != 3000 {
+				t.Errorf("child %d: closed with %d, want 3000", pid, got)
+			}
+		}
+	}
+	if fs := canary.do("ping", map[string]any{}); fs[len(fs)-1]["error"] != nil || fs[len(fs)-1]["closed"] != nil {
+		t.Errorf("the canary: %s", fs[len(fs)-1])
+	}
+	if strings.Contains(stderr.String(), "refused a control message") {
+		t.Errorf("control messages refused:\n%s", stderr)
 	}
 }

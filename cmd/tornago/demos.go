@@ -261,8 +261,7 @@ type demoNode struct {
 	// chat is the seeds' chat hub (/ws, /receive), which the server API's
 	// topic "chat" reaches too (api.go).
 	chat *loop.Hub
-	// rt is the loop's protocol server (realtime.go).
-	rt *realtime.Server
+	rt   *realtime.Server // the protocol server (realtime.go)
 	// err is what kept the demos from being set up (the broker keeps no
 	// history, say); the server refuses to start with it.
 	err error
@@ -273,6 +272,9 @@ type demoNode struct {
 func (n *demoNode) stop() {
 	for _, p := range n.polls {
 		p.stop()
+	}
+	if n.rt != nil {
+		n.rt.Shutdown()
 	}
 }
 

@@ -209,7 +209,7 @@ func (j *jwks) forAlg(ctx context.Context, alg, kid string) ([]any, error) {
 		// The kid may be a new key the JWKS could not be asked about.
 		return nil, fmt.Errorf("%w: key id %q unknown and the refresh failed (%v)", errUnavailable, kid, err)
 	case !fetched:
-		return nil, fmt.Errorf("unknown key id %q (JWKS refreshed less than the gap ago)", kid)
+		return nil, fmt.Errorf("unknown key id %q (no JWKS refresh allowed yet: JWKSUnknownKIDGap)", kid)
 	}
 	return nil, fmt.Errorf("unknown key id %q", kid)
 }

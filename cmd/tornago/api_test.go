@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,9 +11,11 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	gws "github.com/gorilla/websocket"
 	"github.com/tornago/tornago/loop"
 	"github.com/tornago/tornago/loop/realtime"
 	"github.com/tornago/tornago/loop/realtime/jwtauth"
@@ -195,10 +198,78 @@ func TestProcsSecretsNotInArgv(t *testing.T) {
 	}
 }
 
-// TestProcsAPIReachesEveryChild: with -procs 2 -loops 2, a disconnect and
-// a subscribe asked of whichever child the API request lands on reach the
-// user's protocol connections on every child (the signed control topic on
-// the embedded NATS), and another user's connection (the canary) stays.
+// frames reads c's frames on a goroutine of its own, so that a test can
+// wait for one with a timeout and go on reading after it; the channel
+// closes when the connection does, and code is then the close code.
+type frames struct {
+	ch   chan string
+	code atomic.Int64
+}
+
+func readFrames(c *gws.Conn) *frames {
+	f := &frames{ch: make(chan string, 64)}
+	go func() {
+		defer close(f.ch)
+		for {
+			c.SetReadDeadline(time.Now().Add(30 * time.Second))
+			_, msg, err := c.ReadMessage()
+			if err != nil {
+				var ce *gws.CloseError
+				if errors.As(err, &ce) {
+					f.code.Store(int64(ce.Code))
+				}
+				return
+			}
+			f.ch <- string(msg)
+		}
+	}()
+	return f
+}
+
+// next returns the next frame holding all of want, skipping others, or
+// "" after timeout or the close.
+func (f *frames) next(timeout time.Duration, want ...string) string {
+	deadline := time.After(timeout)
+	for {
+		select {
+		case m, ok := <-f.ch:
+			if !ok {
+				return ""
+			}
+			all := true
+			for _, w := range want {
+				all = all && strings.Contains(m, w)
+			}
+			if all {
+				return m
+			}
+		case <-deadline:
+			return ""
+		}
+	}
+}
+
+// closed waits for the close and returns its code (0: none in time).
+func (f *frames) closed(timeout time.Duration) int64 {
+	deadline := time.After(timeout)
+	for {
+		select {
+		case _, ok := <-f.ch:
+			if !ok {
+				return f.code.Load()
+			}
+		case <-deadline:
+			return 0
+		}
+	}
+}
+
+// TestProcsAPIReachesEveryChild: with -procs 2 -loops 2, a subscribe, a
+// publish and a disconnect asked of whichever child the API request lands
+// on reach the user's protocol connections on every child (disconnect and
+// subscribe through the signed control topic on the embedded NATS,
+// publish through the hubs' broker), and another user's connection (the
+// canary) stays.
 func TestProcsAPIReachesEveryChild(t *testing.T) {
 	const secret = "0123456789abcdef0123456789abcdef-procs"
 	bin := buildTornago(t)
@@ -207,8 +278,13 @@ func TestProcsAPIReachesEveryChild(t *testing.T) {
 	port := portOf(addr)
 	kids := waitChildren(t, cmd.Process.Pid, 2, port)
 	tok, _ := jwtauth.SignHS256([]byte(secret), "alice", time.Now().Add(time.Hour), nil)
-	by := map[int][]*protoConn{}
-	for n := 0; len(by) < 2; n++ {
+	type conn struct {
+		pid int
+		f   *frames
+	}
+	var alice []conn
+	seen := map[int]bool{}
+	for n := 0; len(seen) < 2; n++ {
 		if n == 100 {
 			t.Fatalf("100 connections, all on one child")
 		}
@@ -218,38 +294,59 @@ func TestProcsAPIReachesEveryChild(t *testing.T) {
 			t.Fatalf("no child holds %v", p.c.LocalAddr())
 		}
 		p.do("connect", map[string]any{"token": tok})
-		by[owner] = append(by[owner], p)
+		seen[owner] = true
+		alice = append(alice, conn{owner, readFrames(p.c)})
 	}
 	canary := dialProto(t, addr)
 	ctok, _ := jwtauth.SignHS256([]byte(secret), "bob", time.Now().Add(time.Hour), nil)
 	canary.do("connect", map[string]any{"token": ctok})
 
-	if code, body := apiPost(t, addr, "subscribe", "k", `{"user":"alice","topic":"user:#alice"}`); code != 200 {
-		t.Fatalf("subscribe: %d %s\n%s", code, body, stderr)
-	}
-	for pid, ps := range by {
-		for _, p := range ps {
-			p.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-			_, msg, err := p.c.ReadMessage()
-			if err != nil || !strings.Contains(string(msg), `"sub"`) {
-				t.Fatalf("child %d: %s %v, want the sub push", pid, msg, err)
+	// A topic without history (user) and one with (chat: JetStream).
+	for _, topic := range []string{"user:#alice", "chat:lobby"} {
+		if code, body := apiPost(t, addr, "subscribe", "k", `{"user":"alice","topic":"`+topic+`"}`); code != 200 {
+			t.Fatalf("subscribe: %d %s\n%s", code, body, stderr)
+		}
+		for _, c := range alice {
+			if c.f.next(10*time.Second, `"sub"`, topic) == "" {
+				t.Fatalf("child %d: no sub push of %s", c.pid, topic)
+			}
+		}
+		// A publish through the API, on whichever child, reaches them
+		// all. The sub push may come before the child's NATS
+		// subscription is made (a topic without history loses what is
+		// published in between), so publish until every connection has
+		// one.
+		want := `{"to":"` + topic + `"}`
+		got := make([]bool, len(alice))
+		for try := 0; ; try++ {
+			if try == 20 {
+				t.Fatalf("publications on %s did not reach every connection: %v\n%s", topic, got, stderr)
+			}
+			if code, body := apiPost(t, addr, "publish", "k", `{"topic":"`+topic+`","data":`+want+`}`); code != 200 {
+				t.Fatalf("publish: %d %s", code, body)
+			}
+			all := true
+			for i, c := range alice {
+				got[i] = got[i] || c.f.next(500*time.Millisecond, `"pub"`, want) != ""
+				all = all && got[i]
+			}
+			if all {
+				break
 			}
 		}
 	}
 	if code, body := apiPost(t, addr, "disconnect", "k", `{"user":"alice","code":3000,"reason":"moving"}`); code != 200 {
 		t.Fatalf("disconnect: %d %s", code, body)
 	}
-	for pid, ps := range by {
-		for _, p := range ps {
-			if got := p.closedWith(); got != 3000 {
-				t.Errorf("child %d: closed with %d, want 3000", pid, got)
-			}
+	for _, c := range alice {
+		if got := c.f.closed(10 * time.Second); got != 3000 {
+			t.Errorf("child %d: closed with %d, want 3000", c.pid, got)
 		}
 	}
 	if fs := canary.do("ping", map[string]any{}); fs[len(fs)-1]["error"] != nil || fs[len(fs)-1]["closed"] != nil {
 		t.Errorf("the canary: %s", fs[len(fs)-1])
 	}
-	if strings.Contains(stderr.String(), "refused a control message") {
-		t.Errorf("control messages refused:\n%s", stderr)
+	if strings.Contains(stderr.String(), "refused a control message") || strings.Contains(stderr.String(), "refused a message") {
+		t.Errorf("messages refused:\n%s", stderr)
 	}
 }

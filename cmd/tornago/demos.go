@@ -2,10 +2,12 @@ package main
 
 import (
 	_ "embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -395,6 +397,19 @@ func acceptFromBroker(lp longPollOptions) func(topic string, data []byte) error 
 		switch {
 		case topic == realtime.APIControlTopic:
 			return nil // the server API checks its signature, age and size
+		case strings.HasPrefix(topic, "rt."):
+			// The protocol server's topics (realtime's hubTopic): each
+			// message is a publication's data, written into every
+			// subscriber's push as is, so it must be one JSON value, and
+			// within what a client's command or the server API could
+			// have published.
+			if n := max(limit, realtime.DefaultAPIBodyBytes); len(data) > n {
+				return fmt.Errorf("%d bytes, over the limit of %d", len(data), n)
+			}
+			if !json.Valid(data) {
+				return errors.New("a protocol publication that is not one JSON value")
+			}
+			return nil
 		case topic != chatTopic && topic != clockClaimTopic:
 			return fmt.Errorf("not a topic of the demos")
 		case len(data) > limit:

@@ -91,6 +91,10 @@ func main() {
 			log.Warn("a secret on the command line is readable by every local user: give it as "+envName(f.Name)+" or in the -config file", "flag", "-"+f.Name)
 		}
 	})
+	if n := len(*tokenSecret); n > 0 && n < 32 {
+		// The length only, never the value.
+		log.Warn("-token-hmac-secret is short: anyone who guesses it signs tokens for any user; use 32 random bytes or more", "bytes", n)
+	}
 	// The binary serves no profiles; sampling allocations would only add
 	// the profiler's hash table and buckets to the server's RSS.
 	runtime.MemProfileRate = 0

@@ -418,3 +418,84 @@ func TestAPIVerifyErrors(t *testing.T) {
 		t.Error("garbage passed")
 	}
 }
+
+// TestAPIHostileBesideCanary: wrong keys, malformed and oversized bodies,
+// unknown methods and a broadcast to the most topics, sent concurrently,
+// get their clear errors while a canary subscriber keeps getting every
+// publication of a legitimate backend, in order and promptly.
+func TestAPIHostileBesideCanary(t *testing.T) {
+	_, _, base := apiServer(t, APIOptions{Key: "k"})
+	canary := dialSub(t, base, "canary")
+	big := `{"topic":"a","data":"` + strings.Repeat("x", DefaultAPIBodyBytes) + `"}`
+	var topics []string
+	for i := range DefaultAPITopics {
+		topics = append(topics, `"t`+strconv.Itoa(i)+`"`)
+	}
+	many := `{"topics":[` + strings.Join(topics, ",") + `],"data":1}`
+	hostile := []struct {
+		method, key, body string
+		status            int
+	}{
+		{"publish", "wrong", `{"topic":"canary","data":"forged"}`, 401},
+		{"publish", "", `{"topic":"canary","data":"forged"}`, 401},
+		{"publish", "k", `{"topic":"canary","data":`, 400},
+		{"publish", "k", `{"topic":"canary","data":"x","extra":1}`, 400},
+		{"publish", "k", big, 413},
+		{"nosuch", "k", `{}`, 404},
+		{"broadcast", "k", many, 200},
+		{"disconnect", "k", `{"user":"` + strings.Repeat("u", 300) + `"}`, 400},
+	}
+	stop := make(chan struct{})
+	errs := make(chan string, 100)
+	var wg sync.WaitGroup
+	for g := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				h := hostile[(g+i)%len(hostile)]
+				req, _ := http.NewRequest("POST", base+"/api/"+h.method, strings.NewReader(h.body))
+				if h.key != "" {
+					req.Header.Set("X-API-Key", h.key)
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					errs <- err.Error()
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != h.status {
+					errs <- h.method + ": " + strconv.Itoa(resp.StatusCode)
+					return
+				}
+			}
+		}()
+	}
+	var worst time.Duration
+	for i := range 40 {
+		sent := time.Now()
+		if r := call(t, base, "publish", "k", `{"topic":"canary","data":`+strconv.Itoa(i)+`}`); r.status != 200 {
+			t.Fatalf("canary publish: %d %+v", r.status, r.Error)
+		}
+		if got := readText(t, canary); got != strconv.Itoa(i) {
+			t.Fatalf("canary got %q, want %d", got, i)
+		}
+		worst = max(worst, time.Since(sent))
+	}
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Errorf("hostile request: %s", e)
+	}
+	t.Logf("canary: worst publish-to-delivery %v beside the hostile requests", worst)
+	if worst > time.Second {
+		t.Errorf("canary waited %v", worst)
+	}
+}

@@ -94,6 +94,13 @@ func (s *Server) APIBackend() APIBackend { return serverBackend{s} }
 type serverBackend struct{ s *Server }
 
 func (b serverBackend) PublishAsync(topic string, data json.RawMessage, done func(pubsub.Position, error)) {
+	// No client could subscribe to a topic outside the namespaces: a
+	// backend's typo, told rather than published to no one. (The
+	// namespaces are fixed by New: reading them here is safe.)
+	if b.s.namespace(topic) == nil {
+		done(pubsub.Position{}, &clientproto.Error{Code: clientproto.ErrUnknownTopic, Message: "no namespace for topic " + strconv.Quote(topic)})
+		return
+	}
 	if err := b.s.PublishAsync(topic, data, done); err != nil {
 		done(pubsub.Position{}, err)
 	}

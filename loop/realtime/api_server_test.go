@@ -118,6 +118,9 @@ func TestAPIReachesProtocolClients(t *testing.T) {
 	if code, body := apiPost(t, addrs[0], "history", "k", `{"topic":"nons:x"}`); code != 400 || !strings.Contains(body, `"code":102`) {
 		t.Errorf("history of no namespace: %d %s, want 400 code 102", code, body)
 	}
+	if code, body := apiPost(t, addrs[0], "publish", "k", `{"topic":"nons:x","data":1}`); code != 400 || !strings.Contains(body, `"code":102`) {
+		t.Errorf("publish to no namespace: %d %s, want 400 code 102", code, body)
+	}
 
 	if code, body := apiPost(t, addrs[0], "disconnect", "k", `{"user":"alice","reason":"banned"}`); code != 200 {
 		t.Fatalf("disconnect: %d %s", code, body)

@@ -3,6 +3,7 @@ module github.com/tornago/tornago
 go 1.26.8
 
 require (
+	github.com/BurntSushi/toml v1.6.0
 	github.com/MicahParks/jwkset v0.11.4
 	github.com/chromedp/chromedp v0.14.2
 	github.com/coder/websocket v1.8.13

@@ -58,7 +58,7 @@ func acceptRealtime(data []byte) error {
 // the other loops and processes by env.broker; clockHub's ticks go to
 // clock:utc.
 func addRealtime(l *loop.Loop, app *loop.Application, env *demoEnv, clockHub *loop.Hub) (*realtime.Server, error) {
-	rt, err := realtime.New(l, loop.NewHub(l, loop.Text, env.broker), realtime.Options{
+	o := realtime.Options{
 		Namespaces:   realtimeNamespaces(),
 		Authenticate: demoAuthenticate,
 		WebSocket:    loop.WSOptions{PingInterval: env.ping},
@@ -67,7 +67,16 @@ func addRealtime(l *loop.Loop, app *loop.Application, env *demoEnv, clockHub *lo
 		Relay:   env.broker,
 		Version: "tornago",
 		Logger:  env.log,
-	})
+	}
+	if env.namespaces != nil { // the -config file's
+		o.Namespaces = env.namespaces
+	}
+	if env.auth != nil { // -token-hmac-secret (token.go)
+		o.Authenticate = env.auth.Authenticate
+		o.VerifySubscribeToken = env.auth.VerifySubscribeToken
+		app.Handle("/demo/token", loop.Methods{Post: env.auth.serveDemoToken})
+	}
+	rt, err := realtime.New(l, loop.NewHub(l, loop.Text, env.broker), o)
 	if err != nil {
 		return nil, fmt.Errorf("realtime: %w", err)
 	}

@@ -335,6 +335,9 @@ func addDemos(l *loop.Loop, i int, app *loop.Application, env *demoEnv) *demoNod
 	addPolls(app, ch.hub, node.polls, lp)
 	hubs := map[string]*loop.Hub{chatTopic: ch.hub, clockTopic: ck.hub}
 	app.Handle("/sse", loop.Methods{Get: func(r *loop.Request) { serveSSE(r, hubs, env.sseHeartbeat) }})
+	if _, err := addRealtime(l, app, env, ck.hub); err != nil {
+		node.err = err
+	}
 	return node
 }
 

@@ -746,10 +746,9 @@ func (c *Client) onClose(w *loop.WebSocket) {
 	if c.disconnect != nil {
 		d = *c.disconnect
 	}
-	d.Reconnect = d.Code.Reconnect() || c.drop
-	if c.closed {
-		d.Reconnect = false
-	}
+	// Reconnect says what this client does: the code's advice (or its
+	// own drop), if it reconnects at all.
+	d.Reconnect = (d.Code.Reconnect() || c.drop) && c.o.Reconnect && !c.closed
 	// Commands sent on this connection: subscribes go again on the next
 	// one, the others' outcome is unknown.
 	for id, cmd := range c.pending {

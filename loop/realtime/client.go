@@ -70,6 +70,7 @@ func (s *Server) newClient(tr transport, header http.Header, ip netip.Addr) *Cli
 		}
 	})
 	s.m.transport(tr.kind()).Add(1)
+	s.clients[c] = struct{}{}
 	return c
 }
 
@@ -121,6 +122,7 @@ func (c *Client) cleanup() {
 		}
 	}
 	c.state = stClosed
+	delete(s.clients, c)
 	s.m.transport(c.tr.kind()).Add(-1)
 	s.l.RemoveTimeout(c.connTimer)
 	s.l.RemoveTimeout(c.expiryTimer)
@@ -165,6 +167,10 @@ func (c *Client) fail(id uint32, code cp.ErrorCode, msg string) {
 }
 
 func (c *Client) failErr(id uint32, err error, def cp.ErrorCode) {
+	if busy(err) {
+		c.fail(id, cp.ErrInternal, "server busy")
+		return
+	}
 	var e *cp.Error
 	if errors.As(err, &e) {
 		c.s.m.countError(e.Code)
@@ -337,9 +343,18 @@ func (c *Client) connect(id uint32, req *cp.ConnectRequest) {
 	})
 }
 
+// busy reports whether err says the server could not run a hook (its
+// executor's queue is full, the hook timed out, the loop stops) rather
+// than the hook's refusal: the client may retry.
+func busy(err error) bool {
+	return errors.Is(err, loop.ErrExecutorFull) || errors.Is(err, loop.ErrStopped) || errors.Is(err, context.DeadlineExceeded)
+}
+
 // authCode is the disconnect code for Authenticate's error.
 func authCode(err error) (cp.DisconnectCode, string) {
 	switch {
+	case busy(err):
+		return cp.DisconnectServerBusy, "server busy"
 	case errors.Is(err, ErrTokenExpired):
 		return cp.DisconnectTokenExpired, "token expired"
 	case errors.Is(err, ErrUnauthorized):
@@ -425,6 +440,8 @@ func (c *Client) refresh(id uint32, req *cp.RefreshRequest) {
 			c.fail(id, cp.ErrUnauthorized, "the token names another user")
 		case errors.Is(err, ErrTokenExpired), err == nil && !ident.ExpiresAt.IsZero() && !ident.ExpiresAt.After(time.Now()):
 			c.fail(id, cp.ErrTokenExpired, "token expired")
+		case busy(err):
+			c.fail(id, cp.ErrInternal, "server busy")
 		case err != nil:
 			c.fail(id, cp.ErrUnauthorized, "unauthorized")
 		default:
@@ -465,6 +482,7 @@ func (c *Client) subscribe(id uint32, req *cp.SubscribeRequest) {
 	}
 	attach := func() {
 		c.busy = true
+		async := false
 		s.ensureKept(name, ns, func(err error) {
 			c.busy = false
 			if c.state == stClosed {
@@ -475,8 +493,11 @@ func (c *Client) subscribe(id uint32, req *cp.SubscribeRequest) {
 			} else {
 				c.attach(id, name, ns, since)
 			}
-			c.pump()
+			if async {
+				c.pump() // else the pump that called us goes on
+			}
 		})
+		async = true
 	}
 	if !ns.SubscribeToken && can == nil {
 		attach()
@@ -590,6 +611,7 @@ func (c *Client) publish(id uint32, req *cp.PublishRequest) {
 	data := req.Data
 	do := func() {
 		c.busy = true
+		async := false
 		s.publish(name, data, func(pos pubsub.Position, err error) {
 			c.busy = false
 			if c.state == stClosed {
@@ -601,8 +623,11 @@ func (c *Client) publish(id uint32, req *cp.PublishRequest) {
 			} else {
 				c.reply(id, cp.PublishResult{Pos: pos.String()})
 			}
-			c.pump()
+			if async {
+				c.pump() // else the pump that called us goes on
+			}
 		})
+		async = true
 	}
 	can := s.o.CanPublish
 	if can == nil {

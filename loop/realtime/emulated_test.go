@@ -2,6 +2,7 @@ package realtime_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -272,5 +273,54 @@ func TestSlowSSESession(t *testing.T) {
 	<-done
 	if n := <-counted; n != sent+2 {
 		t.Fatalf("canary got %d messages, want %d", n, sent+2)
+	}
+}
+
+// TestPollSessionBinding: a command POST with other credentials than the
+// session's is refused (403); a server-side disconnect reaches the next
+// poll, then the session is gone.
+func TestPollSessionBinding(t *testing.T) {
+	s, addr := start(t, realtime.Options{Authenticate: func(_ context.Context, c realtime.Credentials) (realtime.Identity, error) {
+		return realtime.Identity{User: strings.TrimPrefix(c.Header.Get("Authorization"), "Bearer ")}, nil
+	}}, nil)
+	base := "http://" + addr + "/connection/poll"
+	req, _ := http.NewRequest("POST", base, strings.NewReader(`{"id":1,"connect":{}}`))
+	req.Header.Set("Authorization", "Bearer alice")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a pollAnswer
+	json.NewDecoder(resp.Body).Decode(&a)
+	resp.Body.Close()
+	var f frame
+	var r cp.ConnectResult
+	if len(a.Frames) != 1 || json.Unmarshal(a.Frames[0], &f) != nil || json.Unmarshal(f.Result, &r) != nil || r.Session == "" {
+		t.Fatalf("connect %+v", a)
+	}
+	cmdURL := "http://" + addr + "/connection/command?session=" + url.QueryEscape(r.Session)
+	req, _ = http.NewRequest("POST", cmdURL, strings.NewReader(`{"id":2,"ping":{}}`))
+	req.Header.Set("Authorization", "Bearer mallory")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 403 {
+		t.Fatalf("POST with another identity: %d", resp.StatusCode)
+	}
+	s.DisconnectUser("alice", 0, "bye")
+	time.Sleep(50 * time.Millisecond)
+	_, fs := poll(t, base+"?session="+url.QueryEscape(r.Session)+"&next=1", "")
+	if len(fs) != 1 || fs[0].Disconnect == nil || fs[0].Disconnect.Code != cp.DisconnectForced || fs[0].Disconnect.Reconnect {
+		t.Fatalf("after DisconnectUser: %+v", fs)
+	}
+	resp, err = http.Get(base + "?session=" + url.QueryEscape(r.Session) + "&next=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Fatalf("after the disconnect: %d", resp.StatusCode)
 	}
 }

@@ -34,6 +34,8 @@ type Server struct {
 	kept   map[string]bool          // history topics whose KeepHistory is done
 	keep   map[string][]func(error) // KeepHistory calls under way, with their waiters
 	byUser map[string]map[*Client]struct{}
+	// clients are every open connection (connected or not yet).
+	clients map[*Client]struct{}
 	// sessions are the emulated transports' connections by session id.
 	sessions map[string]*session
 	prefix   string // client ids: prefix + counter, unique across loops and processes
@@ -66,7 +68,7 @@ func New(l *loop.Loop, hub *loop.Hub, o Options) (*Server, error) {
 	}
 	s := &Server{l: l, hub: hub, o: o, lim: o.Limits.withDefaults(), log: slog.Default(),
 		ns: map[string]*Namespace{}, rpc: map[string]RPCHandler{}, topics: map[string]*topic{},
-		kept: map[string]bool{}, keep: map[string][]func(error){}, byUser: map[string]map[*Client]struct{}{},
+		kept: map[string]bool{}, keep: map[string][]func(error){}, byUser: map[string]map[*Client]struct{}{}, clients: map[*Client]struct{}{},
 		sessions: map[string]*session{}}
 	if s.o.HookTimeout <= 0 {
 		s.o.HookTimeout = 10 * time.Second
@@ -411,4 +413,18 @@ func (s *Server) PublishLocal(topic string, data json.RawMessage) error {
 		s.fanOut(t, pubsub.Position{}, data)
 	}
 	return nil
+}
+
+// Loop-only.
+// Shutdown ends every connection of the server with 3000 (shutdown: the
+// clients reconnect, to another process or after the restart). Call it on
+// the loop before Loop.Stop: a parked poll is answered at once, instead of
+// holding the stop up to its PollWait.
+func (s *Server) Shutdown() {
+	for c := range s.clients {
+		c.Disconnect(cp.DisconnectShutdown, "shutdown")
+	}
+	for _, ss := range s.sessions {
+		ss.forget()
+	}
 }

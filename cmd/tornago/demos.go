@@ -2,10 +2,12 @@ package main
 
 import (
 	_ "embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -372,18 +374,33 @@ func chatBroker(b pubsub.Broker, lp longPollOptions, log *slog.Logger) pubsub.Br
 	return pubsub.LocalHistory(b)
 }
 
+// realtimeBrokerMax bounds a protocol publication from NATS: the
+// protocol's default command size limit (realtime.Limits.CommandBytes),
+// which bounds what a client can publish.
+const realtimeBrokerMax = 64 << 10
+
 // acceptFromBroker is the natsbroker's Options.Accept of the demos: what
 // arrives from NATS must be what the demos' own handlers could have
 // published, since anything that can publish on the NATS server (another
 // program on a shared server, a node of another version) bypasses
 // /receive's checks. Chat messages are text frames to browsers, so they
 // must be UTF-8 and within the largest /receive or /new-message message;
-// /clock claims within the same bound; other topics are not the demos'.
+// /clock claims within the same bound; the protocol server's topics
+// ("rt." + topic) carry a JSON value its frames embed as is, so it must be
+// JSON, within the command size limit; other topics are not the demos'.
 func acceptFromBroker(lp longPollOptions) func(topic string, data []byte) error {
 	lp = lp.withDefaults()
 	limit := max(lp.MaxMessageBytes, receiveMax)
 	return func(topic string, data []byte) error {
 		switch {
+		case strings.HasPrefix(topic, "rt."):
+			if len(data) > realtimeBrokerMax {
+				return fmt.Errorf("%d bytes, over the limit of %d", len(data), realtimeBrokerMax)
+			}
+			if !json.Valid(data) {
+				return errors.New("a protocol publication that is not JSON")
+			}
+			return nil
 		case topic != chatTopic && topic != clockClaimTopic:
 			return fmt.Errorf("not a topic of the demos")
 		case len(data) > limit:

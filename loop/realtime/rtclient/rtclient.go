@@ -900,7 +900,8 @@ func (c *Client) Unsubscribe(topic string) {
 // Goroutine-safe.
 // Publish publishes data (a JSON value; nil is null) on topic. done (may
 // be nil) gets, on the loop, the position the server gave it (zero on a
-// topic without history), or the error: a *clientproto.Error from the
+// topic without history, or when a broker such as NATS orders the topic:
+// the position then comes with the publication only), or the error: a *clientproto.Error from the
 // server, ErrTimeout or ErrDisconnected (outcome unknown: not sent again),
 // ErrTooManyQueued, ErrClosed. While the client reconnects the publish
 // waits for the connection, within Options.Timeout.

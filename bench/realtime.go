@@ -52,10 +52,10 @@ type RealtimeOptions struct {
 	Conns int
 	// Subs are rt-idle's subscriptions per protocol client, one group per
 	// entry. Default 1 and 10. Every client of a group subscribes to the
-	// same topics (rt:idle:0 .. rt:idle:k-1): shared rooms, the per-topic
+	// same topics (chat:idle-0 .. chat:idle-k-1): shared rooms, the per-topic
 	// state is counted once.
 	Subs []int
-	// Topic is rt-push's and rt-storm's topic. Default "rt:bench" (the
+	// Topic is rt-push's and rt-storm's topic. Default "chat:bench" (the
 	// server must let clients publish on it).
 	Topic string
 	// Messages is rt-push's publications per group (default 20), sent
@@ -87,7 +87,7 @@ func (o *RealtimeOptions) defaults() error {
 		o.Path = "/connection/websocket"
 	}
 	if o.Topic == "" {
-		o.Topic = "rt:bench"
+		o.Topic = "chat:bench"
 	}
 	if o.Messages <= 0 {
 		o.Messages = 20
@@ -270,7 +270,7 @@ func RealtimeIdle(o RealtimeOptions) (*Result, error) {
 	for _, k := range o.Subs {
 		topics := make([]string, k)
 		for i := range topics {
-			topics[i] = "rt:idle:" + strconv.Itoa(i)
+			topics[i] = "chat:idle-" + strconv.Itoa(i)
 		}
 		g := openRT(d.l, o.URL+o.Path, o.Conns, topics, o.Token, o.Open, false, nil,
 			p.Phase(fmt.Sprintf("protocol, %d subscriptions", k), int64(o.Conns)))

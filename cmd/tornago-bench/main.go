@@ -54,13 +54,13 @@ scenarios:
              -longpoll-bytes >= K*(B+128); (RSS after - RSS before) / K, checked against the kept history
   rt-idle    -url ws://host:port -n N -pid PID [-subs 1,10] [-token T]   the client protocol (/connection/websocket,
              loop/realtime/rtclient clients) against the raw /ws route in one run: N /ws clients, then N protocol
-             clients per -subs entry (each subscribed to that many shared topics rt:idle:K), all held at once;
+             clients per -subs entry (each subscribed to that many shared topics chat:idle-K), all held at once;
              server RSS per connection of each group and its ratio to /ws's ((1+groups)*N <= 15000)
-  rt-push    -url ws://host:port -n N -pid PID [-messages 20] [-msg-rate 4] [-topic rt:bench]   CPU per delivery:
+  rt-push    -url ws://host:port -n N -pid PID [-messages 20] [-msg-rate 4] [-topic chat:bench]   CPU per delivery:
              N /ws clients get -messages chat messages (GET /receive), then N protocol subscribers of -topic get
              as many publications (a protocol client publishes); server CPU per delivery of each, the ratio,
              delivery latency, deliveries missing
-  rt-storm   -url ws://host:port -n N -pid PID [-messages 20] [-msg-rate 4] [-topic rt:bench]   N protocol clients
+  rt-storm   -url ws://host:port -n N -pid PID [-messages 20] [-msg-rate 4] [-topic chat:bench]   N protocol clients
              subscribed to -topic; every child process of -pid (tornago -procs K) is killed with SIGKILL; the time
              until every client reconnected (backoff with full jitter) and resubscribed from its position, the
              server's peak CPU (100 ms samples), publications made during the storm missed or repeated, gone
@@ -317,7 +317,7 @@ func parse(name string, args []string) *flags {
 	}
 	if strings.HasPrefix(name, "rt-") || name == "help" {
 		fs.StringVar(&f.rt.subs, "subs", "1,10", "rt-idle: subscriptions per protocol client, one group of -n clients per entry")
-		fs.StringVar(&f.rt.topic, "topic", "rt:bench", "rt-push, rt-storm: the topic (clients must be allowed to publish on it)")
+		fs.StringVar(&f.rt.topic, "topic", "chat:bench", "rt-push, rt-storm: the topic (clients must be allowed to publish on it)")
 		fs.StringVar(&f.rt.token, "token", "", "rt-*: the connect token of every protocol client")
 		fs.IntVar(&f.rt.messages, "messages", 20, "rt-push: messages per group; rt-storm: publications during the storm")
 		fs.Float64Var(&f.rt.msgRate, "msg-rate", 4, "rt-push, rt-storm: messages per second")

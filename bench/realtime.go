@@ -581,13 +581,25 @@ func RealtimeStorm(o RealtimeOptions) (*Result, error) {
 	n := int64(len(g.clients)) - subErrs
 
 	// The canary: pings every 50 ms; the publisher: Messages at Rate.
+	// The canary pings only while connected (it is on a killed process
+	// too): its round trips are the server's responsiveness during the
+	// storm, not its own reconnect.
+	var side0 atomic.Pointer[rtclient.Client]
+	var canaryUp atomic.Bool
+	canaryUp.Store(true)
 	side := openRTWith(d.l, o.URL+o.Path, 2, nil, rtclient.Options{Token: o.Token, Reconnect: true,
-		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond}, OpenOptions{}, nil, nil)
+		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
+		OnState: func(c *rtclient.Client, s rtclient.State) {
+			if c == side0.Load() {
+				canaryUp.Store(s == rtclient.Connected)
+			}
+		}}, OpenOptions{}, nil, nil)
 	defer side.closeAll()
 	if len(side.clients) < 2 || side.ready.Load() < 2 {
 		return res, invalidate(res, errors.New("canary and publisher did not connect"))
 	}
 	canary, pub := side.clients[0], side.clients[1]
+	side0.Store(canary)
 	var canaryLat latencies
 	var canaryFail atomic.Int64
 	stop := make(chan struct{})
@@ -600,6 +612,9 @@ func RealtimeStorm(o RealtimeOptions) (*Result, error) {
 			case <-stop:
 				return
 			case <-time.After(50 * time.Millisecond):
+			}
+			if !canaryUp.Load() {
+				continue
 			}
 			t0 := time.Now()
 			errc := make(chan error, 1)

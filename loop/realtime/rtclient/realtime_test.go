@@ -220,21 +220,29 @@ func TestRealServerResumeAcrossRestart(t *testing.T) {
 // GetToken before each expires and is never disconnected. Without
 // GetToken, the server ends the connection with 3005 at expiry.
 func TestRealServerTokenRefresh(t *testing.T) {
-	var auths atomic.Int32
+	var auths, c2auths atomic.Int32
 	srv := startRT(t, freeAddr(t), nil, realtime.Options{
 		Authenticate: func(_ context.Context, cr realtime.Credentials) (realtime.Identity, error) {
 			auths.Add(1)
-			ms, err := strconv.Atoi(strings.TrimPrefix(cr.Token, "ms="))
+			tok, name, _ := strings.Cut(cr.Token, ";")
+			if name == "c2" {
+				c2auths.Add(1)
+			}
+			ms, err := strconv.ParseInt(strings.TrimPrefix(tok, "until="), 10, 64)
 			if err != nil {
 				return realtime.Identity{}, realtime.ErrUnauthorized
 			}
-			return realtime.Identity{User: "u", ExpiresAt: time.Now().Add(time.Duration(ms) * time.Millisecond)}, nil
+			exp := time.UnixMilli(ms)
+			if time.Now().After(exp) {
+				return realtime.Identity{}, realtime.ErrTokenExpired
+			}
+			return realtime.Identity{User: "u", ExpiresAt: exp}, nil
 		},
 	})
 	l := clientLoop(t)
 	ev := make(events, 100)
 	errs := make(chan error, 10)
-	o := ev.options(rtclient.Options{Reconnect: true, GetToken: func(context.Context) (string, error) { return "ms=2000", nil }})
+	o := ev.options(rtclient.Options{Reconnect: true, GetToken: func(context.Context) (string, error) { return until(2 * time.Second), nil }})
 	o.OnError = func(_ *rtclient.Client, err error) { errs <- err }
 	c, _ := rtclient.Dial(l, srv.url, o)
 	defer c.Close()
@@ -251,16 +259,28 @@ func TestRealServerTokenRefresh(t *testing.T) {
 	default:
 	}
 
+	// Without GetToken the client cannot renew its token: at expiry, 3005
+	// ends it, and it does not reconnect (even with Reconnect) to be
+	// refused again and again.
 	ev2 := make(events, 100)
-	c2, _ := rtclient.Dial(l, srv.url, ev2.options(rtclient.Options{Token: "ms=1000"}))
+	c2, _ := rtclient.Dial(l, srv.url, ev2.options(rtclient.Options{Token: until(time.Second) + ";c2", Reconnect: true}))
 	defer c2.Close()
 	ev2.expect(t, "state connected")
 	ev2.expect(t, "disconnect 3005 false")
-	ev2.expect(t, "state closed") // no GetToken, no Reconnect
+	ev2.expect(t, "state closed")
+	time.Sleep(1500 * time.Millisecond)
+	if n := c2auths.Load() - 1; n != 0 {
+		t.Errorf("%d connects after 3005 without GetToken", n)
+	}
 
 	ev3 := make(events, 100)
 	c3, _ := rtclient.Dial(l, srv.url, ev3.options(rtclient.Options{Token: "garbage", Reconnect: true}))
 	defer c3.Close()
 	ev3.expect(t, "disconnect 3500 false")
 	ev3.expect(t, "state closed")
+}
+
+// until is a test token valid for d.
+func until(d time.Duration) string {
+	return "until=" + strconv.FormatInt(time.Now().Add(d).UnixMilli(), 10)
 }

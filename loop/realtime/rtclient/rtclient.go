@@ -113,7 +113,8 @@ type Options struct {
 	// empty, before reconnecting after a 3005 (token expired) disconnect,
 	// and for the automatic refresh before a token expires (at four fifths
 	// of the ttl the server announced). Without it, an expiring token is
-	// not refreshed and the server disconnects when it expires.
+	// not refreshed, the server disconnects when it expires (3005), and
+	// the client does not reconnect (the same token would be refused).
 	GetToken func(ctx context.Context) (string, error)
 	// Name and Version identify the client to the server (connect's name
 	// and version). Defaults: "tornago-go" and "1".
@@ -228,20 +229,18 @@ type Client struct {
 
 // command is a sent or queued command waiting for its reply.
 type command struct {
-	id     uint32
-	frame  clientproto.Command
-	timer  *loop.Timeout
-	sent   bool
-	sub    *subscription // a subscribe
-	done   func(json.RawMessage, error)
-	resend bool // sent again on the next connection (subscribe); others fail with ErrDisconnected
+	id    uint32
+	frame clientproto.Command
+	timer *loop.Timeout
+	sent  bool
+	sub   *subscription // a subscribe
+	done  func(json.RawMessage, error)
 }
 
 type subscription struct {
 	topic   string
 	pos     pubsub.Position
 	onPub   func(Publication)
-	active  bool // the server confirmed it on this connection
 	cmd     *command
 	retry   *loop.Timeout
 	server  bool // the server subscribed us (sub push): not resubscribed by the client
@@ -567,6 +566,10 @@ func (c *Client) armRefresh() {
 }
 
 func (c *Client) onMessage(w *loop.WebSocket, typ loop.MessageType, data []byte) {
+	if typ != loop.Text {
+		c.report(errors.New("rtclient: a binary frame (the protocol's are text): ignored"))
+		return
+	}
 	var f frame
 	if err := json.Unmarshal(data, &f); err != nil {
 		c.report(fmt.Errorf("rtclient: a frame that is not JSON: %w", err))
@@ -646,7 +649,6 @@ func (c *Client) push(p *clientproto.TopicPush) {
 			}
 			c.subs[p.Topic] = s
 		}
-		s.active = true
 		head, _ := pubsub.ParsePosition(p.Sub.Head)
 		if s.pos == (pubsub.Position{}) {
 			s.pos = head
@@ -708,7 +710,6 @@ func (c *Client) subscribed(s *subscription, cmd *command, res json.RawMessage, 
 		return
 	}
 	head, _ := pubsub.ParsePosition(r.Head)
-	s.active = true
 	// From now on, resume from the head when no publication moves the
 	// position: the history restarted (gone) or there was none.
 	if r.Gone || s.pos == (pubsub.Position{}) || s.pos.Less(head) && s.pos.Epoch != head.Epoch {
@@ -769,13 +770,17 @@ func (c *Client) onClose(w *loop.WebSocket) {
 		}
 	}
 	for _, s := range c.subs {
-		s.active = false
 		if s.server {
 			c.forget(s) // the server subscribes again if it wants to
 		}
 	}
 	if d.Code == clientproto.DisconnectTokenExpired {
+		// The same token would be refused again: without GetToken the
+		// client cannot come back by itself.
 		c.needToken = true
+		if c.o.GetToken == nil {
+			d.Reconnect = false
+		}
 	}
 	if c.o.OnDisconnect != nil {
 		c.o.OnDisconnect(c, d)

@@ -374,3 +374,60 @@ func TestManyClientsOneLoop(t *testing.T) {
 		recv(t, got, "publication")
 	}
 }
+
+// TestHostileServerFrames: frames that are not the protocol (not JSON, a
+// reply to no command, a bad position, a binary frame, 1 MiB of NUL
+// bytes) are reported through OnError and skipped; the client keeps its
+// connection and the RPC's real reply arrives, and a canary client on the
+// same loop is not disturbed.
+func TestHostileServerFrames(t *testing.T) {
+	s := newPServer(t)
+	l := clientLoop(t)
+	errs := make(chan error, 100)
+	ev := make(events, 100)
+	o := ev.options(rtclient.Options{})
+	o.OnError = func(_ *rtclient.Client, err error) { errs <- err }
+	c, _ := rtclient.Dial(l, s.url(), o)
+	defer c.Close()
+	canary, _ := rtclient.Dial(l, s.url(), rtclient.Options{})
+	defer canary.Close()
+	got := make(chan rtclient.Publication, 10)
+	subbed := make(chan error, 1)
+	c.Subscribe("chat", pubsub.Position{}, func(p rtclient.Publication) { got <- p },
+		func(_ rtclient.SubscribeResult, err error) { subbed <- err })
+	recv(t, subbed, "subscribe")
+	type res struct {
+		d   json.RawMessage
+		err error
+	}
+	rpcs := make(chan res, 1)
+	c.RPC("hostile", nil, func(d json.RawMessage, err error) { rpcs <- res{d, err} })
+	if r := recv(t, rpcs, "rpc"); r.err != nil || string(r.d) != `"survived"` {
+		t.Fatalf("rpc: %s %v", r.d, r.err)
+	}
+	var msgs []string
+	for len(errs) > 0 {
+		msgs = append(msgs, (<-errs).Error())
+	}
+	// not JSON, bad position, binary, NUL bytes (a JSON string, but not
+	// a frame object).
+	if len(msgs) < 4 {
+		t.Errorf("reported %d errors, want at least 4: %q", len(msgs), msgs)
+	}
+	select {
+	case p := <-got:
+		t.Errorf("a bad publication reached the handler: %+v", p)
+	case e := <-ev:
+		if !strings.HasPrefix(e, "state connected") {
+			t.Errorf("event %s", e)
+		}
+	default:
+	}
+	for _, cl := range []*rtclient.Client{c, canary} {
+		pinged := make(chan error, 1)
+		cl.Ping(func(err error) { pinged <- err })
+		if err := recv(t, pinged, "ping"); err != nil {
+			t.Error(err)
+		}
+	}
+}

@@ -256,6 +256,16 @@ func (c *pconn) OnMessage(w *loop.WebSocket, typ loop.MessageType, data []byte) 
 		switch cmd.RPC.Method {
 		case "echo":
 			c.reply(cmd.ID, clientproto.RPCResult{Data: cmd.RPC.Data}, nil)
+		case "hostile": // frames a client must survive, then the reply
+			w.WriteText([]byte("not json"))
+			w.WriteText([]byte(`{"id": 4000000, "result": {}}`)) // no such command
+			w.WriteText([]byte(`{"push": {"topic": "chat", "pub": {"pos": "E-+1", "data": 1}}}`))
+			w.WriteText([]byte(`{"push": {"topic": "nobody", "pub": {"pos": "1-1", "data": 1}}}`))
+			w.WriteText([]byte(`{"id": ` + strconv.Itoa(int(cmd.ID)) + `0, "error": null}`))
+			w.WriteBinary([]byte(`{"push": {}}`))
+			w.WriteText(append(append([]byte(`"`), make([]byte, 1<<20)...), '"'))
+			w.WriteText([]byte(`{}`))
+			c.reply(cmd.ID, clientproto.RPCResult{Data: json.RawMessage(`"survived"`)}, nil)
 		case "silent": // never answers
 		default:
 			c.reply(cmd.ID, nil, &clientproto.Error{Code: clientproto.ErrMethodNotFound, Message: "method not found"})

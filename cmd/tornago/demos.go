@@ -250,12 +250,20 @@ type demoEnv struct {
 	lp longPollOptions
 	// sseHeartbeat is the /sse comment-line interval (0: the default).
 	sseHeartbeat time.Duration
+	// auth checks the protocol's tokens (-token-hmac-secret; nil:
+	// anonymous users). namespaces are the -config file's (nil: the
+	// built-in ones).
+	auth       *tokenAuth
+	namespaces []realtime.Namespace
 }
 
 // demoNode is one loop's demo state the server reaches after setup.
 type demoNode struct {
 	polls map[string]*topicPoll
-	rt    *realtime.Server // the protocol server (realtime.go)
+	// chat is the seeds' chat hub (/ws, /receive), which the server API's
+	// topic "chat" reaches too (api.go).
+	chat *loop.Hub
+	rt   *realtime.Server // the protocol server (realtime.go)
 	// err is what kept the demos from being set up (the broker keeps no
 	// history, say); the server refuses to start with it.
 	err error
@@ -300,6 +308,7 @@ func addDemos(l *loop.Loop, i int, app *loop.Application, env *demoEnv) *demoNod
 			Compression: &loop.CompressionOptions{KeepInflateBytes: 4 * (64<<20 + 1)}})
 
 	ch := &chat{hub: loop.NewHub(l, loop.Text, env.broker), members: &env.chatMembers}
+	node.chat = ch.hub
 	lp := env.lp.withDefaults()
 	// Before Start: the broker's calls are made here and done runs before
 	// KeepHistory returns.
@@ -374,31 +383,31 @@ func chatBroker(b pubsub.Broker, lp longPollOptions, log *slog.Logger) pubsub.Br
 	return pubsub.LocalHistory(b)
 }
 
-// realtimeBrokerMax bounds a protocol publication from NATS: the
-// protocol's default command size limit (realtime.Limits.CommandBytes),
-// which bounds what a client can publish.
-const realtimeBrokerMax = 64 << 10
-
 // acceptFromBroker is the natsbroker's Options.Accept of the demos: what
 // arrives from NATS must be what the demos' own handlers could have
 // published, since anything that can publish on the NATS server (another
 // program on a shared server, a node of another version) bypasses
 // /receive's checks. Chat messages are text frames to browsers, so they
 // must be UTF-8 and within the largest /receive or /new-message message;
-// /clock claims within the same bound; the protocol server's topics
-// ("rt." + topic) carry a JSON value its frames embed as is, so it must be
-// JSON, within the command size limit; other topics are not the demos'.
+// /clock claims within the same bound; other topics are not the demos'.
 func acceptFromBroker(lp longPollOptions) func(topic string, data []byte) error {
 	lp = lp.withDefaults()
 	limit := max(lp.MaxMessageBytes, receiveMax)
 	return func(topic string, data []byte) error {
 		switch {
+		case topic == realtime.APIControlTopic:
+			return nil // the server API checks its signature, age and size
 		case strings.HasPrefix(topic, "rt."):
-			if len(data) > realtimeBrokerMax {
-				return fmt.Errorf("%d bytes, over the limit of %d", len(data), realtimeBrokerMax)
+			// The protocol server's topics (realtime's hubTopic): each
+			// message is a publication's data, written into every
+			// subscriber's push as is, so it must be one JSON value, and
+			// within what a client's command or the server API could
+			// have published.
+			if n := max(limit, realtime.DefaultAPIBodyBytes); len(data) > n {
+				return fmt.Errorf("%d bytes, over the limit of %d", len(data), n)
 			}
 			if !json.Valid(data) {
-				return errors.New("a protocol publication that is not JSON")
+				return errors.New("a protocol publication that is not one JSON value")
 			}
 			return nil
 		case topic != chatTopic && topic != clockClaimTopic:

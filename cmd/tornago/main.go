@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tornago/tornago/loop"
@@ -49,20 +50,32 @@ func main() {
 	pprofAddr := flag.String("pprof", "", "serve net/http/pprof at /debug/pprof/ on this address (127.0.0.1:6060); a bare :P binds -host; with -procs child i uses port P+i; no authentication: never let it face the internet; default off")
 	mount := flag.Bool("mount", false, "serve through a net/http server on -port, the demo mounted in its ServeMux with loop.Mount (what a program with a net/http server of its own does); not with -procs")
 	blockThreshold := flag.Duration("block-threshold", 0, "log the loop goroutine's stack when one handler, callback or timer runs longer than this (100ms); 0 disables")
+	// The protocol server's API, tokens and config file (api.go, token.go, configfile.go).
+	apiKey := flag.String("api-key", "", "enables the server API, POST /api/<method> with this key in the X-API-Key header (publish, broadcast, history, disconnect, subscribe); default off (404); give it as TORNAGO_API_KEY or in the -config file, not on the command line, which every local user can read")
+	tokenSecret := flag.String("token-hmac-secret", "", "enables HS256 JWT connect tokens signed with this secret (sub: the user id; exp enforced) and POST /demo/token, which gives the demo page one; give it as TORNAGO_TOKEN_HMAC_SECRET or in the -config file, not on the command line")
+	configPath := flag.String("config", "", "a TOML file with any flag's value by its name (port = 8888) and the protocol's [[namespace]] tables; flags and TORNAGO_* variables win over it")
 	flag.Parse()
 	// What the command line set, for the -procs children (before applyEnv,
 	// which marks the flags it sets as set too).
 	var cmdline []string
 	flag.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "nats", "procs", "port":
-			return // supervise passes these on its own way
+		case "nats", "procs", "port", "api-key", "token-hmac-secret":
+			return // supervise passes these on its own way (secrets: in the environment)
 		}
 		cmdline = append(cmdline, "-"+f.Name+"="+f.Value.String())
 	})
 	if err := applyEnv(flag.CommandLine, os.Getenv); err != nil {
 		fmt.Fprintln(os.Stderr, "tornago:", err)
 		os.Exit(2)
+	}
+	var fc fileConfig
+	if *configPath != "" {
+		var err error
+		if fc, err = loadConfigFile(flag.CommandLine, *configPath); err != nil {
+			fmt.Fprintln(os.Stderr, "tornago:", err)
+			os.Exit(2)
+		}
 	}
 	if err := checkProxyHeader(*proxyHeader); err != nil {
 		fmt.Fprintln(os.Stderr, "tornago:", err)
@@ -72,6 +85,15 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "tornago:", err)
 		os.Exit(2)
+	}
+	flag.Visit(func(f *flag.Flag) {
+		if secretFlags[f.Name] && f.Name != "nats" && argsName(os.Args[1:], f.Name) {
+			log.Warn("a secret on the command line is readable by every local user: give it as "+envName(f.Name)+" or in the -config file", "flag", "-"+f.Name)
+		}
+	})
+	if n := len(*tokenSecret); n > 0 && n < 32 {
+		// The length only, never the value.
+		log.Warn("-token-hmac-secret is short: anyone who guesses it signs tokens for any user; use 32 random bytes or more", "bytes", n)
 	}
 	// The binary serves no profiles; sampling allocations would only add
 	// the profiler's hash table and buckets to the server's RSS.
@@ -94,6 +116,7 @@ func main() {
 		lp: *lp, accessLog: *accessLog, trusted: *trusted, proxyHeader: *proxyHeader,
 		metricsAddr: *metricsAddr, pprofAddr: *pprofAddr, blockThreshold: *blockThreshold,
 		returnMemory: *retMem > 0, mount: *mount,
+		apiKey: *apiKey, tokenSecret: *tokenSecret, namespaces: fc.Namespaces,
 	}
 	natsDir, parent := "", 0
 	if child := os.Getenv(childSlotEnv); child != "" {
@@ -122,4 +145,18 @@ func main() {
 		log.Error("tornago", "err", err)
 		os.Exit(1)
 	}
+}
+
+// argsName reports whether args name flag (-name, --name, -name=v).
+func argsName(args []string, name string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		a = strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		if a == name || strings.HasPrefix(a, name+"=") {
+			return true
+		}
+	}
+	return false
 }

@@ -127,6 +127,15 @@ func supervise(log *slog.Logger, cfg serverConfig, n int, args []string) int {
 	// The environment, not the command line: see above. A -nats flag of
 	// the children's would win over it, and args has none.
 	childEnv := append(os.Environ(), envName("nats")+"="+natsURL)
+	// The secrets, for the same reason (a secret given on the parent's
+	// command line or in its environment: the same value; from the config
+	// file: the children read it too, and this wins equally).
+	if cfg.apiKey != "" {
+		childEnv = append(childEnv, envName("api-key")+"="+cfg.apiKey)
+	}
+	if cfg.tokenSecret != "" {
+		childEnv = append(childEnv, envName("token-hmac-secret")+"="+cfg.tokenSecret)
+	}
 	if natsDir != "" {
 		childEnv = append(childEnv, natsDirEnv+"="+natsDir)
 	}

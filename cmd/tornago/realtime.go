@@ -39,12 +39,21 @@ func demoAuthenticate(_ context.Context, c realtime.Credentials) (realtime.Ident
 // the other loops and processes by env.broker; clockHub's ticks go to
 // clock:utc.
 func addRealtime(l *loop.Loop, app *loop.Application, env *demoEnv, clockHub *loop.Hub) (*realtime.Server, error) {
-	rt, err := realtime.New(l, loop.NewHub(l, loop.Text, env.broker), realtime.Options{
+	o := realtime.Options{
 		Namespaces:   realtimeNamespaces(),
 		Authenticate: demoAuthenticate,
 		WebSocket:    loop.WSOptions{PingInterval: env.ping},
 		Version:      "tornago",
-	})
+	}
+	if env.namespaces != nil { // the -config file's
+		o.Namespaces = env.namespaces
+	}
+	if env.auth != nil { // -token-hmac-secret (token.go)
+		o.Authenticate = env.auth.Authenticate
+		o.VerifySubscribeToken = env.auth.VerifySubscribeToken
+		app.Handle("/demo/token", loop.Methods{Post: env.auth.serveDemoToken})
+	}
+	rt, err := realtime.New(l, loop.NewHub(l, loop.Text, env.broker), o)
 	if err != nil {
 		return nil, fmt.Errorf("realtime: %w", err)
 	}

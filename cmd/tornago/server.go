@@ -19,6 +19,7 @@ import (
 	"github.com/tornago/tornago/loop"
 	"github.com/tornago/tornago/loop/natsbroker"
 	"github.com/tornago/tornago/loop/pubsub"
+	"github.com/tornago/tornago/loop/realtime"
 )
 
 // serverConfig is what one server process runs, from the flags.
@@ -38,6 +39,12 @@ type serverConfig struct {
 	metricsAddr, pprofAddr string
 	blockThreshold         time.Duration
 	returnMemory           bool // -return-memory: loop.Options.ReturnMemoryToOS
+
+	// apiKey enables the server API (api.go); tokenSecret the HS256
+	// connect tokens (token.go). Secrets: never logged.
+	apiKey, tokenSecret string
+	// namespaces are the config file's (nil: the built-in ones).
+	namespaces []namespaceConfig
 
 	mount  bool // -mount: serve through a net/http server (mount.go)
 	child  int  // index among the -procs children, -1 when not one
@@ -104,19 +111,43 @@ func serve(log *slog.Logger, cfg serverConfig) error {
 		env.broker = &pubsub.MemoryBroker{}
 	}
 	env.lp = cfg.lp
+	env.namespaces = namespaces(cfg.namespaces)
+	auth, err := newTokenAuth(cfg.tokenSecret)
+	if err != nil {
+		return err
+	}
+	if auth != nil {
+		defer auth.Close()
+		env.auth = auth
+	}
+	var natsb pubsub.Broker // the process's broker to the others, if any
+	if nc != nil {
+		natsb = env.broker
+	}
 	env.broker = chatBroker(env.broker, cfg.lp, log)
+	api, err := newDemoAPI(cfg, natsb, log)
+	if err != nil {
+		return err
+	}
+	if api != nil {
+		defer api.Close()
+		// Room for the API's bodies (1 MiB) beside the demo routes' own.
+		appOpts.Limits.MaxBodyBytes = max(appOpts.Limits.MaxBodyBytes, realtime.DefaultAPIBodyBytes)
+	}
 	nodes := make([]*demoNode, n)
 	addr := net.JoinHostPort(cfg.host, strconv.Itoa(cfg.port))
 	setup := func(l *loop.Loop, i int) *loop.Application {
 		app := loop.NewApplication(appOpts)
 		addHealthz(app)
 		nodes[i] = addDemos(l, i, app, env)
+		if api != nil && nodes[i].err == nil {
+			api.Routes(app, newDemoBackend(l, nodes[i], env))
+		}
 		return app
 	}
 	var (
 		srv *http.Server
 		ln  net.Listener
-		err error
 	)
 	if cfg.mount {
 		srv, ln, err = mountedServer(g, addr, setup)

@@ -34,6 +34,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/tornago/tornago/loop"
 	"github.com/tornago/tornago/loop/pubsub"
 	"github.com/tornago/tornago/loop/realtime/rtclient"
@@ -65,8 +66,12 @@ type RealtimeOptions struct {
 	Rate     float64
 	// Token is the connect token of every client ("" anonymous).
 	Token string
-	PID   int // the server's PID: RSS and CPU from /proc over its tree
-	Open  OpenOptions
+	// TokenSecret, when set, replaces Token: each client i gets its own
+	// HS256 JWT signed with it (sub "bench-i", exp in an hour), as the
+	// server's -token-hmac-secret expects.
+	TokenSecret string
+	PID         int // the server's PID: RSS and CPU from /proc over its tree
+	Open        OpenOptions
 	// Kill starts rt-storm's restart; nil sends SIGKILL to every child
 	// process of PID (a tornago -procs supervisor restarts them).
 	Kill     func() error
@@ -103,6 +108,21 @@ func (o *RealtimeOptions) defaults() error {
 	return nil
 }
 
+// tokenFor is client i's connect token.
+func (o *RealtimeOptions) tokenFor(i int) string {
+	if o.TokenSecret == "" {
+		return o.Token
+	}
+	t, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
+		Subject:   "bench-" + strconv.Itoa(i),
+		ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour)),
+	}).SignedString([]byte(o.TokenSecret))
+	if err != nil {
+		return "" // refused by the server: counted as a failed connect
+	}
+	return t
+}
+
 // rtGroup is a set of protocol clients opened together.
 type rtGroup struct {
 	clients []*rtclient.Client
@@ -117,15 +137,15 @@ type rtGroup struct {
 // openRT opens n protocol clients on l at opt's rate, each subscribing to
 // topics (onPub gets their publications, on l), and waits until all are
 // ready or failed.
-func openRT(l *loop.Loop, rawURL string, n int, topics []string, token string, opt OpenOptions,
+func openRT(l *loop.Loop, rawURL string, n int, topics []string, tokenFor func(int) string, opt OpenOptions,
 	reconnect bool, onPub func(rtclient.Publication), bar ProgressBar) *rtGroup {
-	return openRTWith(l, rawURL, n, topics, rtclient.Options{Token: token, Reconnect: reconnect}, opt, onPub, bar)
+	return openRTWith(l, rawURL, n, topics, rtclient.Options{Reconnect: reconnect}, tokenFor, opt, onPub, bar)
 }
 
 // openRTWith is openRT with the clients' options (WebSocket and timeouts
 // are set here; OnDisconnect is wrapped).
-func openRTWith(l *loop.Loop, rawURL string, n int, topics []string, base rtclient.Options, opt OpenOptions,
-	onPub func(rtclient.Publication), bar ProgressBar) *rtGroup {
+func openRTWith(l *loop.Loop, rawURL string, n int, topics []string, base rtclient.Options, tokenFor func(i int) string,
+	opt OpenOptions, onPub func(rtclient.Publication), bar ProgressBar) *rtGroup {
 	opt.defaults(n)
 	g := &rtGroup{clients: make([]*rtclient.Client, 0, n)}
 	start := time.Now()
@@ -180,15 +200,38 @@ func openRTWith(l *loop.Loop, rawURL string, n int, topics []string, base rtclie
 				base.OnDisconnect(c, d)
 			}
 		}
+		if tokenFor != nil {
+			co.Token = tokenFor(i)
+		}
+		if len(topics) == 0 {
+			// Ready once connected; a client that closes first failed.
+			co.OnConnect = func(c *rtclient.Client, r clientproto.ConnectResult) {
+				settle(nil)
+				if base.OnConnect != nil {
+					base.OnConnect(c, r)
+				}
+			}
+			co.OnState = func(c *rtclient.Client, st rtclient.State) {
+				if st == rtclient.Closed {
+					settle(errors.New("closed before connecting"))
+				}
+				if base.OnState != nil {
+					base.OnState(c, st)
+				}
+			}
+			co.OnError = func(c *rtclient.Client, err error) {
+				g.lastErr.Store(err.Error())
+				if base.OnError != nil {
+					base.OnError(c, err)
+				}
+			}
+		}
 		c, err := rtclient.Dial(l, rawURL, co)
 		if err != nil {
 			settle(err)
 			continue
 		}
 		g.clients = append(g.clients, c)
-		if len(topics) == 0 {
-			settle(nil)
-		}
 		for _, t := range topics {
 			c.Subscribe(t, pubsub.Position{}, onPub, func(_ rtclient.SubscribeResult, err error) {
 				if err != nil {
@@ -272,7 +315,7 @@ func RealtimeIdle(o RealtimeOptions) (*Result, error) {
 		for i := range topics {
 			topics[i] = "chat:idle-" + strconv.Itoa(i)
 		}
-		g := openRT(d.l, o.URL+o.Path, o.Conns, topics, o.Token, o.Open, false, nil,
+		g := openRT(d.l, o.URL+o.Path, o.Conns, topics, o.tokenFor, o.Open, false, nil,
 			p.Phase(fmt.Sprintf("protocol, %d subscriptions", k), int64(o.Conns)))
 		defer g.closeAll()
 		ready := int(g.ready.Load())
@@ -414,7 +457,7 @@ func RealtimePush(o RealtimeOptions) (*Result, error) {
 
 	// The protocol: N subscribers, one publishing client.
 	var rtN atomic.Int64
-	g := openRT(d.l, o.URL+o.Path, o.Conns, []string{o.Topic}, o.Token, o.Open, false, func(pb rtclient.Publication) {
+	g := openRT(d.l, o.URL+o.Path, o.Conns, []string{o.Topic}, o.tokenFor, o.Open, false, func(pb rtclient.Publication) {
 		var text string
 		if json.Unmarshal(pb.Data, &text) == nil {
 			if ts, ok := rtStamp([]byte(text)); ok {
@@ -424,7 +467,7 @@ func RealtimePush(o RealtimeOptions) (*Result, error) {
 		}
 	}, p.Phase("protocol subscribers", int64(o.Conns)))
 	defer g.closeAll()
-	pubs := openRT(d.l, o.URL+o.Path, 1, nil, o.Token, OpenOptions{}, false, nil, nil)
+	pubs := openRT(d.l, o.URL+o.Path, 1, nil, o.tokenFor, OpenOptions{}, false, nil, nil)
 	defer pubs.closeAll()
 	ready := g.ready.Load()
 	var lastPubErr atomic.Value
@@ -527,7 +570,7 @@ func RealtimeStorm(o RealtimeOptions) (*Result, error) {
 		return t
 	}
 	var g *rtGroup
-	base := rtclient.Options{Token: o.Token, Reconnect: true, MinBackoff: 500 * time.Millisecond, MaxBackoff: 10 * time.Second}
+	base := rtclient.Options{Reconnect: true, MinBackoff: 500 * time.Millisecond, MaxBackoff: 10 * time.Second}
 	base.OnSubscribe = func(c *rtclient.Client, _ string, r rtclient.SubscribeResult, err error) {
 		if err != nil || stormAt.Load() == 0 {
 			return
@@ -542,7 +585,7 @@ func RealtimeStorm(o RealtimeOptions) (*Result, error) {
 			back.Add(1)
 		}
 	}
-	g = openRTWith(d.l, o.URL+o.Path, o.Conns, nil, base, o.Open, nil, p.Phase("connect", int64(o.Conns)))
+	g = openRTWith(d.l, o.URL+o.Path, o.Conns, nil, base, o.tokenFor, o.Open, nil, p.Phase("connect", int64(o.Conns)))
 	defer g.closeAll()
 	subscribed := make(chan error, len(g.clients))
 	for _, c := range g.clients {
@@ -587,13 +630,13 @@ func RealtimeStorm(o RealtimeOptions) (*Result, error) {
 	var side0 atomic.Pointer[rtclient.Client]
 	var canaryUp atomic.Bool
 	canaryUp.Store(true)
-	side := openRTWith(d.l, o.URL+o.Path, 2, nil, rtclient.Options{Token: o.Token, Reconnect: true,
+	side := openRTWith(d.l, o.URL+o.Path, 2, nil, rtclient.Options{Reconnect: true,
 		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
 		OnState: func(c *rtclient.Client, s rtclient.State) {
 			if c == side0.Load() {
 				canaryUp.Store(s == rtclient.Connected)
 			}
-		}}, OpenOptions{}, nil, nil)
+		}}, o.tokenFor, OpenOptions{}, nil, nil)
 	defer side.closeAll()
 	if len(side.clients) < 2 || side.ready.Load() < 2 {
 		return res, invalidate(res, errors.New("canary and publisher did not connect"))
@@ -716,4 +759,139 @@ func RealtimeStorm(o RealtimeOptions) (*Result, error) {
 		notBack = fmt.Errorf("only %d of %d clients back after 60 s", back.Load(), n)
 	}
 	return res, invalidate(res, notBack, tooMany("protocol clients", subErrs+g.errs.Load(), int64(o.Conns), ""))
+}
+
+// rtCanary is a protocol client pinging every 50 ms while connected, from
+// a goroutine of its own; stop ends it and returns the round trips.
+type rtCanary struct {
+	c    *rtclient.Client
+	up   atomic.Bool
+	lat  latencies
+	fail atomic.Int64
+	stop chan struct{}
+	done chan struct{}
+}
+
+func startRTCanary(l *loop.Loop, url, token string) (*rtCanary, error) {
+	k := &rtCanary{stop: make(chan struct{}), done: make(chan struct{})}
+	connected := make(chan error, 1)
+	var last atomic.Value // the last disconnect or error, for a canary that never connects
+	c, err := rtclient.Dial(l, url, rtclient.Options{Token: token, Reconnect: true,
+		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
+		WebSocket: loop.ClientOptions{PingInterval: -1},
+		OnDisconnect: func(_ *rtclient.Client, d clientproto.Disconnect) {
+			last.Store(fmt.Sprintf("disconnected %d %s", d.Code, d.Reason))
+		},
+		OnError: func(_ *rtclient.Client, err error) { last.Store(err.Error()) },
+		OnState: func(_ *rtclient.Client, s rtclient.State) {
+			k.up.Store(s == rtclient.Connected)
+			var err error
+			switch s {
+			case rtclient.Connected:
+			case rtclient.Closed:
+				err = fmt.Errorf("canary: closed (%v)", last.Load())
+			default:
+				return
+			}
+			select {
+			case connected <- err:
+			default:
+			}
+		}})
+	if err != nil {
+		return nil, err
+	}
+	k.c = c
+	select {
+	case err := <-connected:
+		if err != nil {
+			return nil, err
+		}
+	case <-time.After(10 * time.Second):
+		c.Close()
+		return nil, fmt.Errorf("canary: not connected after 10 s (%v)", last.Load())
+	}
+	go func() {
+		defer close(k.done)
+		for {
+			select {
+			case <-k.stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			if !k.up.Load() {
+				continue
+			}
+			t0 := time.Now()
+			errc := make(chan error, 1)
+			c.Ping(func(err error) { errc <- err })
+			if err := <-errc; err != nil {
+				k.fail.Add(1)
+			} else {
+				k.lat.add(time.Since(t0))
+			}
+		}
+	}()
+	return k, nil
+}
+
+func (k *rtCanary) finish() Percentiles {
+	close(k.stop)
+	<-k.done
+	k.c.Close()
+	return summarize(k.lat.sorted())
+}
+
+// RealtimeCanaryBudget is the worst canary round trip rt-connect accepts.
+const RealtimeCanaryBudget = 250 * time.Millisecond
+
+// RealtimeConnect is rt-connect: N protocol clients connect at Open.Rate
+// (each with its own HS256 token when TokenSecret is set: the server
+// checks a JWT per connect, off its loop) beside a canary pinging every
+// 50 ms; it reports connects per second, the server's CPU per connect,
+// connect latency (dial to connect's reply) and the canary's round trips
+// against RealtimeCanaryBudget.
+func RealtimeConnect(o RealtimeOptions) (*Result, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	if o.Conns+1 > rtMaxConns {
+		return nil, fmt.Errorf("rt-connect: %d connections, over %d per process", o.Conns, rtMaxConns)
+	}
+	if err := CheckPID(o.PID, o.URL+o.Path); err != nil {
+		return nil, &InvalidError{"rt-connect", err.Error()}
+	}
+	p := orNoProgress(o.Progress)
+	d := newLoopDriver()
+	defer d.Stop()
+	res := &Result{Scenario: "rt-connect", URL: o.URL + o.Path, Client: "rtclient-loop", Extra: map[string]any{}}
+	k, err := startRTCanary(d.l, o.URL+o.Path, o.tokenFor(o.Conns))
+	if err != nil {
+		return res, invalidate(res, err)
+	}
+	m := startCPU(o.PID)
+	g := openRTWith(d.l, o.URL+o.Path, o.Conns, nil, rtclient.Options{}, o.tokenFor, o.Open, nil, p.Phase("connect", int64(o.Conns)))
+	cpu := m.stop()
+	time.Sleep(200 * time.Millisecond)
+	canary := k.finish()
+	g.closeAll()
+	res.Conns = int(g.ready.Load())
+	res.Errors = g.errs.Load()
+	res.finish(g.ready.Load(), g.lat.sorted(), cpu, 1)
+	res.Pace = ""
+	alg := "none"
+	if o.TokenSecret != "" {
+		alg = "HS256"
+	} else if o.Token != "" {
+		alg = "one shared token"
+	}
+	res.Extra["tokens"] = alg
+	res.Extra["canary"] = canary.String()
+	res.Extra["canary_max_ms"] = ms(canary.Max)
+	res.Extra["canary_ok"] = canary.Max <= RealtimeCanaryBudget
+	res.Extra["canary_ping_failures"] = k.fail.Load()
+	if e, ok := g.lastErr.Load().(string); ok {
+		res.Extra["last_error"] = e
+	}
+	return res, invalidate(res, aliveCheck(o.PID), tooMany("connects", g.errs.Load(), int64(o.Conns), ""))
 }

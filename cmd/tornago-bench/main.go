@@ -65,6 +65,10 @@ scenarios:
              until every client reconnected (backoff with full jitter) and resubscribed from its position, the
              server's peak CPU (100 ms samples), publications made during the storm missed or repeated, gone
              resubscriptions, and a canary's ping round trips (protocol ping every 50 ms)
+  rt-connect -url ws://host:port -n N -pid PID [-rate R]   N protocol clients connect at -rate (with
+             TORNAGO_TOKEN_HMAC_SECRET set, each with its own HS256 JWT, as tornago's checks; every rt-* does) beside a
+             canary pinging every 50 ms: connects/s, server CPU per connect, connect latency, the canary's
+             round trips (budget 250 ms)
   compare    -scenario S [-servers tornago,gorilla,tornado,gnetws] [-reps 1] [-pin] [scenario flags without -url/-pid]
              a server may be a tornago variant: tornago-loops2 (tornago -loops 2), tornago-procs4, tornago-procs2-loops4, tornago-mount (through net/http, loop.Mount);
              NAME@TREE builds NAME from the module at TREE instead of -root, labelled NAME@<TREE's last element>: one run
@@ -98,7 +102,7 @@ and exits 1. Figures not measured (no -pid) print n/a and are absent from the JS
 
 // scenarios are the subcommands with their usage line's name.
 var scenarios = []string{"idle", "echo", "push", "broadcast", "handshake", "transports", "history", "compare", "scale", "attack",
-	"rt-idle", "rt-push", "rt-storm"}
+	"rt-idle", "rt-push", "rt-storm", "rt-connect"}
 
 const attackUsage = `attacks (issue 10, and j-m of issue 19; -attacks takes letters or names, default all):
   a slow-readers   -slow-n 1000 /ws clients that never read; -slow-posters 4 loop
@@ -486,8 +490,10 @@ func run(cmd string, f *flags, url string, pid int, p *mpbProgress) (*bench.Resu
 		return bench.Push(bench.PushOptions{URL: url, Conns: f.n, Duration: f.d, PID: pid, Open: open, Spread: spread, Progress: progressOf(p)})
 	case "broadcast":
 		return bench.Broadcast(bench.BroadcastOptions{URL: url, Conns: f.n, Duration: f.d, Window: f.window, PID: pid, Open: open, Spread: spread, Progress: progressOf(p)})
-	case "rt-idle", "rt-push", "rt-storm":
-		o := bench.RealtimeOptions{URL: url, Conns: f.n, Topic: f.rt.topic, Token: f.rt.token, Messages: f.rt.messages,
+	case "rt-idle", "rt-push", "rt-storm", "rt-connect":
+		// A secret is never a flag (argv is public): the environment only.
+		secret := os.Getenv("TORNAGO_TOKEN_HMAC_SECRET")
+		o := bench.RealtimeOptions{URL: url, Conns: f.n, Topic: f.rt.topic, Token: f.rt.token, TokenSecret: secret, Messages: f.rt.messages,
 			Rate: f.rt.msgRate, PID: pid, Open: open, Progress: progressOf(p)}
 		for _, s := range strings.Split(f.rt.subs, ",") {
 			if k, err := strconv.Atoi(strings.TrimSpace(s)); err == nil && k > 0 {
@@ -499,6 +505,8 @@ func run(cmd string, f *flags, url string, pid int, p *mpbProgress) (*bench.Resu
 			return bench.RealtimeIdle(o)
 		case "rt-push":
 			return bench.RealtimePush(o)
+		case "rt-connect":
+			return bench.RealtimeConnect(o)
 		}
 		return bench.RealtimeStorm(o)
 	case "handshake":

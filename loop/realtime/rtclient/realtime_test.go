@@ -284,3 +284,28 @@ func TestRealServerTokenRefresh(t *testing.T) {
 func until(d time.Duration) string {
 	return "until=" + strconv.FormatInt(time.Now().Add(d).UnixMilli(), 10)
 }
+
+// TestRealServerSubscribesTheUser: the server subscribes a user's
+// connections (server API); the client hears it through OnSubscribe and
+// gets the topic's publications through OnPublication.
+func TestRealServerSubscribesTheUser(t *testing.T) {
+	srv := startRT(t, freeAddr(t), nil, realtime.Options{
+		Authenticate: func(_ context.Context, cr realtime.Credentials) (realtime.Identity, error) {
+			return realtime.Identity{User: cr.Token}, nil
+		},
+	})
+	l := clientLoop(t)
+	ev := make(events, 100)
+	pubs := make(chan rtclient.Publication, 10)
+	o := ev.options(rtclient.Options{Token: "42"})
+	o.OnPublication = func(_ *rtclient.Client, p rtclient.Publication) { pubs <- p }
+	c, _ := rtclient.Dial(l, srv.url, o)
+	defer c.Close()
+	ev.expect(t, "state connected")
+	srv.s.SubscribeUser("42", "news:for-42")
+	ev.expect(t, "subscribe news:for-42 head")
+	srv.publish(t, "news:for-42", `"yours"`)
+	if p := recv(t, pubs, "publication"); p.Topic != "news:for-42" || string(p.Data) != `"yours"` {
+		t.Errorf("publication %+v %s", p, p.Data)
+	}
+}

@@ -431,3 +431,26 @@ func TestHostileServerFrames(t *testing.T) {
 		}
 	}
 }
+
+// TestSubscribeTimeoutReconnects: a subscribe with no reply within Timeout
+// leaves the session in an unknown state, so the client drops the
+// connection and, on the next, subscribes again; done gets that reply.
+func TestSubscribeTimeoutReconnects(t *testing.T) {
+	s := newPServer(t)
+	l := clientLoop(t)
+	ev := make(events, 100)
+	c, _ := rtclient.Dial(l, s.url(), ev.options(rtclient.Options{Reconnect: true, Timeout: 300 * time.Millisecond,
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}))
+	defer c.Close()
+	done := make(chan error, 2)
+	c.Subscribe("mute", pubsub.Position{}, nil, func(_ rtclient.SubscribeResult, err error) { done <- err })
+	ev.expect(t, "disconnect 1000 true")
+	ev.expect(t, "subscribe mute head")
+	if err := recv(t, done, "subscribe"); err != nil {
+		t.Errorf("subscribe: %v", err)
+	}
+	connects, cmds := s.stats()
+	if connects != 2 || strings.Count(strings.Join(cmds, " "), "subscribe:mute") != 2 {
+		t.Errorf("%d connects, commands %v", connects, cmds)
+	}
+}

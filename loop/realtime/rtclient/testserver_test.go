@@ -220,6 +220,9 @@ func (c *pconn) OnMessage(w *loop.WebSocket, typ loop.MessageType, data []byte) 
 	case cmd.Subscribe != nil:
 		topic := cmd.Subscribe.Topic
 		s.cmds = append(s.cmds, "subscribe:"+topic+"@"+cmd.Subscribe.Since)
+		if topic == "mute" && s.connects == 1 { // no reply on the first connection
+			return
+		}
 		if topic == "forbidden" {
 			c.reply(cmd.ID, nil, &clientproto.Error{Code: clientproto.ErrPermissionDenied, Message: "permission denied"})
 			return

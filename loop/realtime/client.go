@@ -57,7 +57,6 @@ type Client struct {
 	header      http.Header
 	remoteIP    netip.Addr
 	sess        *session // emulated transports
-	scratch     []byte
 }
 
 func (s *Server) newClient(tr transport, header http.Header, ip netip.Addr) *Client {
@@ -151,9 +150,9 @@ func (c *Client) deliver(b *bcast) {
 func (c *Client) reply(id uint32, result any) {
 	var b []byte
 	if result == nil {
-		b = cp.AppendReply(c.scratch[:0], id, nil)
+		b = cp.AppendReply(c.s.scratch[:0], id, nil)
 	} else {
-		b = cp.AppendResult(c.scratch[:0], id, result)
+		b = cp.AppendResult(c.s.scratch[:0], id, result)
 	}
 	c.send(b)
 	c.keepScratch(b)
@@ -161,7 +160,7 @@ func (c *Client) reply(id uint32, result any) {
 
 func (c *Client) fail(id uint32, code cp.ErrorCode, msg string) {
 	c.s.m.countError(code)
-	b := cp.AppendError(c.scratch[:0], id, cp.NewError(code, msg))
+	b := cp.AppendError(c.s.scratch[:0], id, cp.NewError(code, msg))
 	c.send(b)
 	c.keepScratch(b)
 }
@@ -174,7 +173,7 @@ func (c *Client) failErr(id uint32, err error, def cp.ErrorCode) {
 	var e *cp.Error
 	if errors.As(err, &e) {
 		c.s.m.countError(e.Code)
-		b := cp.AppendError(c.scratch[:0], id, e)
+		b := cp.AppendError(c.s.scratch[:0], id, e)
 		c.send(b)
 		c.keepScratch(b)
 		return
@@ -191,9 +190,13 @@ func (c *Client) failErr(id uint32, err error, def cp.ErrorCode) {
 	c.fail(id, def, msg)
 }
 
+// keepScratch keeps b as the server's scratch (shared by its clients:
+// every write copies) unless a large frame grew it.
 func (c *Client) keepScratch(b []byte) {
-	if cap(b) <= 4<<10 {
-		c.scratch = b[:0]
+	if cap(b) <= 16<<10 {
+		c.s.scratch = b[:0]
+	} else {
+		c.s.scratch = nil
 	}
 }
 
@@ -248,7 +251,12 @@ func (c *Client) allow() bool {
 	c.last = now
 	if c.tokens >= 1 {
 		c.tokens--
-		c.overSince = time.Time{}
+		if c.tokens >= 1 {
+			// Slack left: the client is within the rate again. A client
+			// over it gets a command through now and then, with none
+			// left after it, and stays over.
+			c.overSince = time.Time{}
+		}
 		return true
 	}
 	if c.overSince.IsZero() {
@@ -376,6 +384,7 @@ func (c *Client) connected(id uint32, ident Identity, err error) {
 	}
 	c.ident = ident
 	c.state = stConnected
+	c.header = nil // kept only for Authenticate: an idle connection holds no copy
 	s.l.RemoveTimeout(c.connTimer)
 	c.connTimer = nil
 	s.m.connections.Add(1)
@@ -392,7 +401,7 @@ func (c *Client) connected(id uint32, ident Identity, err error) {
 	res.Expires, res.TTL = c.ttl()
 	if c.sess != nil {
 		res.Session = c.sess.id
-		s.sessions[c.sess.id] = c.sess
+		c.sess.register()
 	}
 	c.reply(id, res)
 }
@@ -547,11 +556,11 @@ func (c *Client) attach(id uint32, name string, ns *Namespace, since pubsub.Posi
 		res.Head = head.String()
 		res.Gone = errors.Is(err, pubsub.ErrHistoryGone)
 		for _, m := range msgs {
-			c.scratch = cp.AppendPublicationPush(c.scratch[:0], name, m.Pos, m.Data)
-			c.send(c.scratch)
+			c.s.scratch = cp.AppendPublicationPush(c.s.scratch[:0], name, m.Pos, m.Data)
+			c.send(c.s.scratch)
 		}
 		res.Recovered = len(msgs)
-		c.keepScratch(c.scratch)
+		c.keepScratch(c.s.scratch)
 		if c.state == stClosed {
 			return
 		}

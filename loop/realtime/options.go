@@ -29,7 +29,7 @@ type Credentials struct {
 	Name      string
 	Version   string
 	Data      json.RawMessage
-	Header    http.Header // a copy of the request's header fields (Cookie, Authorization, ...)
+	Header    http.Header // a copy of the request's header fields (Cookie, Authorization, ...); nil for a refresh
 	RemoteIP  netip.Addr
 	Transport string // "websocket", "sse" or "poll"
 }

@@ -392,3 +392,87 @@ func TestWebSocketStaleAndExpiry(t *testing.T) {
 	}
 	f.ok(sub, nil)
 }
+
+// TestRateSustained: a client that stays over the command rate for 5 s
+// is disconnected with 3004, though some of its commands get through.
+func TestRateSustained(t *testing.T) {
+	_, addr := start(t, realtime.Options{Limits: realtime.Limits{CommandsPerSecond: 10, CommandBurst: 2}}, nil)
+	a := dial(t, addr)
+	a.connect("")
+	go func() {
+		for {
+			b := []byte(`{"id":9,"ping":{}}`)
+			if a.c.WriteMessage(websocket.TextMessage, b) != nil {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	start := time.Now()
+	passed := 0
+	for {
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("no 3004 after %v (%d commands through)", time.Since(start), passed)
+		}
+		a.c.SetReadDeadline(time.Now().Add(8 * time.Second))
+		_, b, err := a.c.ReadMessage()
+		if err != nil {
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) || ce.Code != int(cp.DisconnectTooManyRequests) {
+				t.Fatalf("closed with %v, want 3004", err)
+			}
+			break
+		}
+		if strings.Contains(string(b), `"result"`) {
+			passed++
+		}
+	}
+	if d := time.Since(start); d < 4*time.Second || passed < 10 {
+		t.Fatalf("3004 after %v with %d commands through", d, passed)
+	}
+}
+
+// TestHooks: CanSubscribe, CanPublish and VerifySubscribeToken run off
+// the loop and decide; a hook's *clientproto.Error reaches the client.
+func TestHooks(t *testing.T) {
+	ns := append([]realtime.Namespace{{Name: "private", SubscribeToken: true}}, testNamespaces...)
+	_, addr := start(t, realtime.Options{
+		Namespaces: ns,
+		Authenticate: func(_ context.Context, c realtime.Credentials) (realtime.Identity, error) {
+			return realtime.Identity{User: c.Token}, nil
+		},
+		CanSubscribe: func(_ context.Context, id realtime.Identity, topic string) error {
+			if topic == "chat:secret" && id.User != "boss" {
+				return errors.New("no")
+			}
+			return nil
+		},
+		CanPublish: func(_ context.Context, id realtime.Identity, topic string, data json.RawMessage) error {
+			if strings.Contains(string(data), "spam") {
+				return &cp.Error{Code: 1003, Message: "spam"}
+			}
+			return nil
+		},
+		VerifySubscribeToken: func(_ context.Context, token, user, topic string) (time.Time, error) {
+			switch token {
+			case "good:" + user + ":" + topic:
+				return time.Now().Add(time.Hour), nil
+			case "old:" + user + ":" + topic:
+				return time.Now().Add(-time.Second), nil
+			}
+			return time.Time{}, errors.New("bad token")
+		},
+	}, nil)
+	a := dial(t, addr)
+	a.connect("ann")
+	a.wantError(a.cmd("subscribe", map[string]any{"topic": "chat:secret"}), cp.ErrPermissionDenied)
+	a.wantError(a.cmd("subscribe", map[string]any{"topic": "private:x"}), cp.ErrPermissionDenied)
+	a.wantError(a.cmd("subscribe", map[string]any{"topic": "private:x", "token": "good:bob:private:x"}), cp.ErrPermissionDenied)
+	a.wantError(a.cmd("subscribe", map[string]any{"topic": "private:x", "token": "old:ann:private:x"}), cp.ErrTokenExpired)
+	a.ok(a.cmd("subscribe", map[string]any{"topic": "private:x", "token": "good:ann:private:x"}), nil)
+	a.wantError(a.cmd("publish", map[string]any{"topic": "chat:a", "data": "spam"}), 1003)
+	a.ok(a.cmd("publish", map[string]any{"topic": "chat:a", "data": "ham"}), nil)
+	b := dial(t, addr)
+	b.connect("boss")
+	b.ok(b.cmd("subscribe", map[string]any{"topic": "chat:secret"}), nil)
+}

@@ -41,6 +41,7 @@ type Server struct {
 	prefix   string // client ids: prefix + counter, unique across loops and processes
 	nextID   uint64
 	m        metrics
+	scratch  []byte // replies' encoding, shared by the clients (writes copy)
 }
 
 // RPCHandler answers one rpc command on the loop: it calls reply once,
@@ -86,12 +87,12 @@ func New(l *loop.Loop, hub *loop.Hub, o Options) (*Server, error) {
 	return s, nil
 }
 
-// Loop-only.
+// Goroutine-safe.
 // Loop returns the server's loop.
 func (s *Server) Loop() *loop.Loop { return s.l }
 
-// Loop-only.
-// Hub returns the server's hub.
+// Goroutine-safe.
+// Hub returns the server's hub (its methods are loop-only).
 func (s *Server) Hub() *loop.Hub { return s.hub }
 
 // Loop-only, or before the loop starts.

@@ -42,7 +42,7 @@ func main() {
 	trusted := flag.String("trusted-proxies", "", "comma-separated IPs or CIDRs of proxies whose -proxy-header headers are believed (Tornado's xheaders); default none")
 	proxyHeader := flag.String("proxy-header", "X-Forwarded-For", "the header family the trusted proxies write, the only one read: X-Forwarded-For (with X-Forwarded-Proto and -Host), Forwarded (RFC 7239) or X-Real-IP")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: tornago [flags]\nEvery flag can also be set from the environment: -port as %s, -log-level as %s; flags win.\n", envName("port"), envName("log-level"))
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: tornago [flags]\nEvery flag can also be set from the environment: -port as %s, -log-level as %s, or in the -config file (port = 8888); flags win, then the environment, then the file.\n", envName("port"), envName("log-level"))
 		flag.PrintDefaults()
 	}
 	// Observability (observe.go).

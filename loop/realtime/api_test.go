@@ -303,6 +303,9 @@ func TestAPIHistory(t *testing.T) {
 		}
 		return s
 	}
+	if h := get(`{"topic":"h"}`); len(h.Publications) != 0 || !strings.HasSuffix(h.Head, "-0") || h.Gone {
+		t.Errorf("a history topic with nothing yet: %+v", h)
+	}
 	if h := get(`{"topic":"h2"}`); datas(h) != "23456" || h.Head != pos[6] || h.Gone {
 		t.Errorf("all kept: %+v", h)
 	}

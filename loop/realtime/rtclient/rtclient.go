@@ -20,6 +20,7 @@
 package rtclient
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -570,6 +571,10 @@ func (c *Client) onMessage(w *loop.WebSocket, typ loop.MessageType, data []byte)
 		c.report(errors.New("rtclient: a binary frame (the protocol's are text): ignored"))
 		return
 	}
+	if topic, pos, d, ok := parsePubPush(data); ok {
+		c.publication(topic, string(pos), d, true)
+		return
+	}
 	var f frame
 	if err := json.Unmarshal(data, &f); err != nil {
 		c.report(fmt.Errorf("rtclient: a frame that is not JSON: %w", err))
@@ -616,31 +621,7 @@ func (c *Client) push(p *clientproto.TopicPush) {
 	s := c.subs[p.Topic]
 	switch {
 	case p.Pub != nil:
-		pos, err := pubsub.ParsePosition(p.Pub.Pos)
-		if err != nil {
-			c.report(fmt.Errorf("rtclient: publication on %s: %w", p.Topic, err))
-			return
-		}
-		pub := Publication{Topic: p.Topic, Pos: pos, Data: p.Pub.Data}
-		if s == nil {
-			if c.o.OnPublication != nil {
-				c.o.OnPublication(c, pub)
-			}
-			return
-		}
-		if pos != (pubsub.Position{}) {
-			// Never repeat: a publication at or before the one handled
-			// (same history) was handled already.
-			if s.pos.Epoch == pos.Epoch && pos.Offset <= s.pos.Offset {
-				return
-			}
-			s.pos = pos
-		}
-		if s.onPub != nil {
-			s.onPub(pub)
-		} else if c.o.OnPublication != nil {
-			c.o.OnPublication(c, pub)
-		}
+		c.publication([]byte(p.Topic), p.Pub.Pos, p.Pub.Data, false)
 	case p.Sub != nil:
 		if s == nil {
 			s = &subscription{topic: p.Topic, server: true}
@@ -665,6 +646,44 @@ func (c *Client) push(p *clientproto.TopicPush) {
 			c.o.OnSubscribe(c, p.Topic, SubscribeResult{}, &clientproto.Error{Code: p.Unsub.Code, Message: p.Unsub.Reason})
 		}
 	}
+}
+
+// publication hands one publication to its handler; topic and (when
+// borrowed) data alias the frame, and are copied only when delivered.
+func (c *Client) publication(topic []byte, posText string, data []byte, borrowed bool) {
+	pos, err := pubsub.ParsePosition(posText)
+	if err != nil {
+		c.report(fmt.Errorf("rtclient: publication on %s: %w", topic, err))
+		return
+	}
+	s := c.subs[string(topic)] // no allocation for the lookup
+	if s != nil && pos != (pubsub.Position{}) {
+		// Never repeat: a publication at or before the one handled (same
+		// history) was handled already.
+		if s.pos.Epoch == pos.Epoch && pos.Offset <= s.pos.Offset {
+			return
+		}
+		s.pos = pos
+	}
+	var fn func(Publication)
+	switch {
+	case s != nil && s.onPub != nil:
+		fn = s.onPub
+	case c.o.OnPublication != nil:
+		fn = func(p Publication) { c.o.OnPublication(c, p) }
+	default:
+		return
+	}
+	if borrowed {
+		data = bytes.Clone(data)
+	}
+	name := ""
+	if s != nil {
+		name = s.topic
+	} else {
+		name = string(topic)
+	}
+	fn(Publication{Topic: name, Pos: pos, Data: data})
 }
 
 func (c *Client) forget(s *subscription) {

@@ -27,13 +27,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net/url"
 	"strconv"
 	"time"
 
 	"github.com/tornago/tornago/loop"
 	"github.com/tornago/tornago/loop/pubsub"
 	"github.com/tornago/tornago/proto/clientproto"
+	"github.com/tornago/tornago/proto/ws13"
 )
 
 // Errors a done callback or OnError may get besides a server's
@@ -253,15 +253,13 @@ type subscription struct {
 // Dial starts a client of the protocol's WebSocket endpoint at rawURL
 // (ws://host:port/connection/websocket) on loop l and returns at once;
 // Options' callbacks report the outcome, on l. It returns an error only
-// for a URL that is not ws:// or a stopped loop. It may be called before
-// l.Start.
+// for a URL or WebSocket options the loop's client refuses (not ws://, no
+// host, a handshake header among Header) or a stopped loop. It may be
+// called before l.Start.
 func Dial(l *loop.Loop, rawURL string, o Options) (*Client, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil {
+	// The loop's own check, now rather than at every (re)connect.
+	if _, _, err := ws13.CheckDial(rawURL, o.WebSocket.Header, o.WebSocket.Subprotocols); err != nil {
 		return nil, fmt.Errorf("rtclient: dial %s: %w", rawURL, err)
-	}
-	if u.Scheme != "ws" {
-		return nil, fmt.Errorf("rtclient: dial %s: want a ws:// URL (terminate TLS in a proxy)", rawURL)
 	}
 	select {
 	case <-l.Done():

@@ -454,3 +454,14 @@ func TestSubscribeTimeoutReconnects(t *testing.T) {
 		t.Errorf("%d connects, commands %v", connects, cmds)
 	}
 }
+
+// TestDialRefusesBadURLs: what the loop's client would refuse at every
+// reconnect is refused at once.
+func TestDialRefusesBadURLs(t *testing.T) {
+	l := clientLoop(t)
+	for _, u := range []string{"http://127.0.0.1:1/connection/websocket", "ws:///connection/websocket", "wss://127.0.0.1:1/x", "::"} {
+		if _, err := rtclient.Dial(l, u, rtclient.Options{}); err == nil {
+			t.Errorf("Dial(%q): no error", u)
+		}
+	}
+}

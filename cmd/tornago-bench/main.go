@@ -52,6 +52,23 @@ scenarios:
   history    -url http://host -n K -size B -pid PID                server memory per kept chat message: K messages of B
              bytes (default 1000) to /receive on a fresh server started with -longpoll-messages >= K and
              -longpoll-bytes >= K*(B+128); (RSS after - RSS before) / K, checked against the kept history
+  rt-idle    -url ws://host:port -n N -pid PID [-subs 1,10] [-token T]   the client protocol (/connection/websocket,
+             loop/realtime/rtclient clients) against the raw /ws route in one run: N /ws clients, then N protocol
+             clients per -subs entry (each subscribed to that many shared topics chat:idle-K), all held at once;
+             server RSS per connection of each group and its ratio to /ws's ((1+groups)*N <= 15000)
+  rt-push    -url ws://host:port -n N -pid PID [-messages 20] [-msg-rate 4] [-topic chat:bench]   CPU per delivery:
+             N /ws clients get -messages chat messages (GET /receive), then N protocol subscribers of -topic get
+             as many publications (a protocol client publishes); server CPU per delivery of each, the ratio,
+             delivery latency, deliveries missing
+  rt-storm   -url ws://host:port -n N -pid PID [-messages 20] [-msg-rate 4] [-topic chat:bench]   N protocol clients
+             subscribed to -topic; every child process of -pid (tornago -procs K) is killed with SIGKILL; the time
+             until every client reconnected (backoff with full jitter) and resubscribed from its position, the
+             server's peak CPU (100 ms samples), publications made during the storm missed or repeated, gone
+             resubscriptions, and a canary's ping round trips (protocol ping every 50 ms)
+  rt-connect -url ws://host:port -n N -pid PID [-rate R]   N protocol clients connect at -rate (with
+             TORNAGO_TOKEN_HMAC_SECRET set, each with its own HS256 JWT, as tornago's checks; every rt-* does) beside a
+             canary pinging every 50 ms: connects/s, server CPU per connect, connect latency, the canary's
+             round trips (budget 250 ms)
   compare    -scenario S [-servers tornago,gorilla,tornado,gnetws] [-reps 1] [-pin] [scenario flags without -url/-pid]
              a server may be a tornago variant: tornago-loops2 (tornago -loops 2), tornago-procs4, tornago-procs2-loops4, tornago-mount (through net/http, loop.Mount);
              NAME@TREE builds NAME from the module at TREE instead of -root, labelled NAME@<TREE's last element>: one run
@@ -84,7 +101,8 @@ and exits 1. Figures not measured (no -pid) print n/a and are absent from the JS
 `
 
 // scenarios are the subcommands with their usage line's name.
-var scenarios = []string{"idle", "echo", "push", "broadcast", "handshake", "transports", "history", "compare", "scale", "attack"}
+var scenarios = []string{"idle", "echo", "push", "broadcast", "handshake", "transports", "history", "compare", "scale", "attack",
+	"rt-idle", "rt-push", "rt-storm", "rt-connect"}
 
 const attackUsage = `attacks (issue 10, and j-m of issue 19; -attacks takes letters or names, default all):
   a slow-readers   -slow-n 1000 /ws clients that never read; -slow-posters 4 loop
@@ -138,6 +156,14 @@ type flags struct {
 	maxFail           float64
 	attack            attackFlags
 	tx                txFlags
+	rt                rtFlags
+}
+
+// rtFlags are the rt-* scenarios' own flags.
+type rtFlags struct {
+	subs, topic, token string
+	messages           int
+	msgRate            float64
 }
 
 // txFlags are the transports, history and idle -transport flags.
@@ -292,6 +318,13 @@ func parse(name string, args []string) *flags {
 		fs.DurationVar(&f.tx.every, "every", 100*time.Millisecond, "transports: publish interval")
 		fs.DurationVar(&f.tx.pollEvery, "poll-every", time.Second, "transports: short-poll interval")
 		fs.BoolVar(&f.tx.reconnect, "reconnect", true, "transports: every client drops its connection at mid-run and resumes from its last position")
+	}
+	if strings.HasPrefix(name, "rt-") || name == "help" {
+		fs.StringVar(&f.rt.subs, "subs", "1,10", "rt-idle: subscriptions per protocol client, one group of -n clients per entry")
+		fs.StringVar(&f.rt.topic, "topic", "chat:bench", "rt-push, rt-storm: the topic (clients must be allowed to publish on it)")
+		fs.StringVar(&f.rt.token, "token", "", "rt-*: the connect token of every protocol client")
+		fs.IntVar(&f.rt.messages, "messages", 20, "rt-push: messages per group; rt-storm: publications during the storm")
+		fs.Float64Var(&f.rt.msgRate, "msg-rate", 4, "rt-push, rt-storm: messages per second")
 	}
 	if name == "idle" || name == "help" {
 		fs.StringVar(&f.tx.transport, "transport", "", "idle: what each client holds on the server's chat: ws (/ws?since=), sse (GET /sse) or long-poll (POST /update-message); empty: a WebSocket on -url as given")
@@ -457,6 +490,25 @@ func run(cmd string, f *flags, url string, pid int, p *mpbProgress) (*bench.Resu
 		return bench.Push(bench.PushOptions{URL: url, Conns: f.n, Duration: f.d, PID: pid, Open: open, Spread: spread, Progress: progressOf(p)})
 	case "broadcast":
 		return bench.Broadcast(bench.BroadcastOptions{URL: url, Conns: f.n, Duration: f.d, Window: f.window, PID: pid, Open: open, Spread: spread, Progress: progressOf(p)})
+	case "rt-idle", "rt-push", "rt-storm", "rt-connect":
+		// A secret is never a flag (argv is public): the environment only.
+		secret := os.Getenv("TORNAGO_TOKEN_HMAC_SECRET")
+		o := bench.RealtimeOptions{URL: url, Conns: f.n, Topic: f.rt.topic, Token: f.rt.token, TokenSecret: secret, Messages: f.rt.messages,
+			Rate: f.rt.msgRate, PID: pid, Open: open, Progress: progressOf(p)}
+		for _, s := range strings.Split(f.rt.subs, ",") {
+			if k, err := strconv.Atoi(strings.TrimSpace(s)); err == nil && k > 0 {
+				o.Subs = append(o.Subs, k)
+			}
+		}
+		switch cmd {
+		case "rt-idle":
+			return bench.RealtimeIdle(o)
+		case "rt-push":
+			return bench.RealtimePush(o)
+		case "rt-connect":
+			return bench.RealtimeConnect(o)
+		}
+		return bench.RealtimeStorm(o)
 	case "handshake":
 		return bench.Handshake(bench.HandshakeOptions{URL: url, Workers: f.c, Duration: f.d, Src: f.src, PID: pid, Spread: spread, Progress: progressOf(p)})
 	}

@@ -423,13 +423,14 @@ function openLongPoll(urls, connectCmd, h, opts) {
   };
 }
 
-export const TRANSPORTS = Object.freeze({websocket: openWebSocket, sse: openSSE, longpoll: openLongPoll});
+// TRANSPORTS maps a transport's name to its opener; tests add their own.
+export const TRANSPORTS = {websocket: openWebSocket, sse: openSSE, longpoll: openLongPoll};
 
 function available(name) {
   if (name === "websocket") return typeof WebSocket !== "undefined";
   if (name === "sse") return typeof EventSource !== "undefined" && typeof fetch !== "undefined";
   if (name === "longpoll") return typeof fetch !== "undefined" && typeof AbortController !== "undefined";
-  return false;
+  return typeof TRANSPORTS[name] === "function";
 }
 
 // ---------------------------------------------------------------------------
@@ -558,6 +559,7 @@ export class Core {
     t.members.set(m, since);
     if (t.state === "subscribed") {
       m.post({t: "subres", topic, result: this._joinResult(m, t, since)});
+      if (t.pos) t.members.set(m, t.pos);
       return;
     }
     // Not subscribed yet: start from the oldest position asked while the
@@ -614,6 +616,7 @@ export class Core {
           if (!isZeroPosition(s) && !isZeroPosition(since) && comparePositions(s, since) === -1) {
             m.post({t: "subres", topic, result: this._joinResult(m, t, s)});
           } else m.post({t: "subres", topic, result: res || {}});
+          if (t.pos) t.members.set(m, t.pos);
         }
       },
       (e) => {
@@ -643,7 +646,11 @@ export class Core {
       t.recent.push(pub);
       if (t.recent.length > RECENT) t.recent.shift();
     }
-    for (const m of t.members.keys()) m.post({t: "pub", topic, pub});
+    for (const m of t.members.keys()) {
+      // What a page received is where it would resume.
+      if (pub.pos) t.members.set(m, pub.pos);
+      m.post({t: "pub", topic, pub});
+    }
   }
 
   // -- commands --
@@ -1205,6 +1212,7 @@ export class Client extends Emitter {
   }
 
   _onCore(msg) {
+    if (this.closed) return; // disconnect() was called: nothing more to hear
     switch (msg.t) {
       case "state": {
         const prev = this.state;

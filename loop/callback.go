@@ -157,3 +157,12 @@ var ErrLoopBacklog = errors.New("loop: backlog of data from other goroutines ove
 func (l *Loop) addDataCallback(n int, fn func()) error {
 	return l.enqueue(fn, max(n, 0))
 }
+
+// Goroutine-safe.
+// AddDataCallback is AddCallback for fn holding n bytes of data on their
+// way to the loop (a copy of a message another goroutine publishes): the n
+// bytes count against Options.MaxAsyncBytes until fn starts. Over that
+// budget it queues nothing and returns ErrLoopBacklog; on a stopped loop
+// ErrStopped. A package beside loop (realtime) builds its own *Async doors
+// with it.
+func (l *Loop) AddDataCallback(n int, fn func()) error { return l.addDataCallback(n, fn) }

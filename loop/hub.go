@@ -73,7 +73,12 @@ type hubTopic struct {
 	// them while it is not 0.
 	inflight int
 	hist     *topicHistory // nil when the topic keeps no history
+	// followers get every message's data on the loop (Follow); each
+	// counts as a subscriber.
+	followers map[*hubFollower]struct{}
 }
+
+type hubFollower struct{ fn func(data []byte) }
 
 // brokerSub is one broker subscription of a hub. cancel is written and
 // read only by the hub's broker goroutine (brokerOps), in order.
@@ -166,6 +171,18 @@ func (h *Hub) Subscribe(topic string, w *WebSocket) error {
 		return fmt.Errorf("loop: hub subscribe %q: %w", topic, ErrWebSocketClosed)
 	}
 	h.watch()
+	t := h.plainTopic(topic)
+	if t.has(w) {
+		return nil
+	}
+	t.subs[w] = struct{}{}
+	h.byWS[w] = append(h.byWS[w], t)
+	return nil
+}
+
+// plainTopic returns topic, made (and subscribed to the broker) if
+// needed. Loop-only.
+func (h *Hub) plainTopic(topic string) *hubTopic {
 	t := h.topics[topic]
 	if t == nil {
 		t = &hubTopic{name: topic, subs: map[*WebSocket]struct{}{}}
@@ -180,12 +197,47 @@ func (h *Hub) Subscribe(topic string, w *WebSocket) error {
 			}, func(err error) { h.subscribeFailed(t, bs, err) })
 		}
 	}
-	if t.has(w) {
-		return nil
+	return t
+}
+
+// Loop-only (off the loop: ErrNotOnLoop).
+// Follow calls fn on the loop with the data of every message published
+// on topic after this call, until cancel (loop-only) is called: an
+// application with its own subscribers (other transports, its own framing
+// per message) follows a topic once per loop and fans out itself. A
+// follower counts as a subscriber: the topic and its broker subscription
+// stay while it follows. On a history topic fn gets the data without the
+// position (use Watch for those). fn must treat data as read-only and not
+// keep it past its return; a panic in fn is recovered and logged. If the
+// broker refuses the topic's subscription, the error is logged and fn gets
+// nothing more.
+func (h *Hub) Follow(topic string, fn func(data []byte)) (cancel func(), err error) {
+	if !h.onLoop() {
+		return nil, fmt.Errorf("loop: hub follow %q: %w", topic, ErrNotOnLoop)
 	}
-	t.subs[w] = struct{}{}
-	h.byWS[w] = append(h.byWS[w], t)
-	return nil
+	if h.closed.Load() {
+		return nil, fmt.Errorf("loop: hub follow %q: %w", topic, ErrHubClosed)
+	}
+	t := h.plainTopic(topic)
+	if t.followers == nil {
+		t.followers = map[*hubFollower]struct{}{}
+	}
+	f := &hubFollower{fn: fn}
+	t.followers[f] = struct{}{}
+	return func() {
+		if _, ok := t.followers[f]; !ok {
+			return
+		}
+		delete(t.followers, f)
+		h.dropIfEmpty(t)
+	}, nil
+}
+
+// tellFollowers gives data to t's followers. Loop-only.
+func (h *Hub) tellFollowers(t *hubTopic, data []byte) {
+	for f := range t.followers {
+		h.l.safeCall(func() { f.fn(data) })
+	}
 }
 
 // queueTopic runs work off the loop (after every broker call queued
@@ -441,7 +493,10 @@ func (h *Hub) fanOut(topic string, data []byte) {
 		h.fanOutMessage(t, pubsub.Message{Pos: t.hist.local.Next(), Data: data, Time: time.Now()})
 		return
 	}
-	h.writeAll(t, prepareMessage(h.typ, data))
+	if len(t.subs) > 0 {
+		h.writeAll(t, prepareMessage(h.typ, data))
+	}
+	h.tellFollowers(t, data)
 	h.dropIfEmpty(t)
 }
 
@@ -471,7 +526,7 @@ func (h *Hub) forgetFailed(failed []*WebSocket) {
 func (h *Hub) dropIfEmpty(t *hubTopic) {
 	// A history topic stays: it must order (or follow) every message,
 	// subscribers or not, for those that come back.
-	if len(t.subs) > 0 || t.hist != nil || h.topics[t.name] != t {
+	if len(t.subs) > 0 || len(t.followers) > 0 || t.hist != nil || h.topics[t.name] != t {
 		return
 	}
 	delete(h.topics, t.name)
@@ -509,6 +564,7 @@ func (h *Hub) Close() error {
 			clear(t.hist.watchers)
 		}
 		clear(t.subs)
+		clear(t.followers)
 	}
 	clear(h.topics)
 	clear(h.byWS)

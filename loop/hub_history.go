@@ -255,6 +255,7 @@ func (h *Hub) sendMessage(t *hubTopic, m pubsub.Message) {
 	if len(t.subs) > 0 {
 		h.writeAll(t, prepareMessage(h.typ, m.Data))
 	}
+	h.tellFollowers(t, m.Data)
 	// Positioned subscribers: framed once for this loop, whoever they are.
 	var framed []byte
 	if h.frameFn != nil && (len(th.pos) > 0 || len(th.streams) > 0) {

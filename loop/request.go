@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -69,6 +70,19 @@ func (r *Request) Headers(name string) []string {
 		out = append(out, string(v))
 	}
 	return out
+}
+
+// Loop-only.
+// HeaderMap returns a copy of the request's header fields (names in
+// canonical form, repeated ones in order), for code that keeps them past
+// the request or runs off the loop (an authentication hook).
+func (r *Request) HeaderMap() http.Header {
+	h := make(http.Header, len(r.head.Fields))
+	for _, f := range r.head.Fields {
+		k := http.CanonicalHeaderKey(string(f.Name))
+		h[k] = append(h[k], string(f.Value))
+	}
+	return h
 }
 
 // Loop-only.

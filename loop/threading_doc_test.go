@@ -28,7 +28,7 @@ var threadingExceptions = map[string]string{
 
 // threadingDirs are the packages the rule covers: loop and the packages
 // beside it that embedders call.
-var threadingDirs = []string{".", "pubsub", "wsclient", "natsbroker", "metrics"}
+var threadingDirs = []string{".", "pubsub", "wsclient", "natsbroker", "metrics", "realtime"}
 
 // threadingWords are the contract words a first doc line starts with.
 // "Not goroutine-safe" is for values one owner serialises (a

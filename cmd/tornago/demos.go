@@ -12,6 +12,7 @@ import (
 
 	"github.com/tornago/tornago/loop"
 	"github.com/tornago/tornago/loop/pubsub"
+	"github.com/tornago/tornago/loop/realtime"
 )
 
 // indexPage is the browser demo of /clock, /ws and /receive: one
@@ -252,6 +253,7 @@ type demoEnv struct {
 // demoNode is one loop's demo state the server reaches after setup.
 type demoNode struct {
 	polls map[string]*topicPoll
+	rt    *realtime.Server // the protocol server (realtime.go)
 	// err is what kept the demos from being set up (the broker keeps no
 	// history, say); the server refuses to start with it.
 	err error
@@ -262,6 +264,9 @@ type demoNode struct {
 func (n *demoNode) stop() {
 	for _, p := range n.polls {
 		p.stop()
+	}
+	if n.rt != nil {
+		n.rt.Shutdown()
 	}
 }
 
@@ -335,6 +340,11 @@ func addDemos(l *loop.Loop, i int, app *loop.Application, env *demoEnv) *demoNod
 	addPolls(app, ch.hub, node.polls, lp)
 	hubs := map[string]*loop.Hub{chatTopic: ch.hub, clockTopic: ck.hub}
 	app.Handle("/sse", loop.Methods{Get: func(r *loop.Request) { serveSSE(r, hubs, env.sseHeartbeat) }})
+	rt, err := addRealtime(l, app, env, ck.hub)
+	if err != nil {
+		node.err = err
+	}
+	node.rt = rt
 	return node
 }
 

@@ -1,0 +1,64 @@
+package main
+
+// The client protocol's server (loop/realtime) beside the demos, on every
+// loop: /connection/websocket, /connection/sse, /connection/poll,
+// /connection/command and /tornago.js. The seeds' routes are untouched.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/tornago/tornago/loop"
+	"github.com/tornago/tornago/loop/pubsub"
+	"github.com/tornago/tornago/loop/realtime"
+)
+
+// realtimeNamespaces are the demo's: chat rooms with history that clients
+// publish to (chat:lobby), the clock's ticks (clock:utc, published by the
+// server), and personal topics (user:#42, user 42's alone).
+func realtimeNamespaces() []realtime.Namespace {
+	return []realtime.Namespace{
+		{Name: "chat", Publish: true, History: pubsub.HistoryOptions{MaxMessages: 100}, MaxDataBytes: 4 << 10},
+		{Name: "clock"},
+		{Name: "user"},
+	}
+}
+
+// realtimeClockTopic gets each loop's clock tick, on that loop only.
+const realtimeClockTopic = "clock:utc"
+
+// demoAuthenticate accepts every connection as an anonymous user: the
+// demo has no token secret configured (demo tokens replace it when one is).
+func demoAuthenticate(_ context.Context, c realtime.Credentials) (realtime.Identity, error) {
+	return realtime.Identity{}, nil
+}
+
+// addRealtime adds loop l's protocol server to app, its topics carried to
+// the other loops and processes by env.broker; clockHub's ticks go to
+// clock:utc.
+func addRealtime(l *loop.Loop, app *loop.Application, env *demoEnv, clockHub *loop.Hub) (*realtime.Server, error) {
+	rt, err := realtime.New(l, loop.NewHub(l, loop.Text, env.broker), realtime.Options{
+		Namespaces:   realtimeNamespaces(),
+		Authenticate: demoAuthenticate,
+		WebSocket:    loop.WSOptions{PingInterval: env.ping},
+		Version:      "tornago",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("realtime: %w", err)
+	}
+	rt.HandleRPC("time", func(c *realtime.Client, _ json.RawMessage, reply func(json.RawMessage, error)) {
+		b, _ := json.Marshal(map[string]string{"time": time.Now().UTC().Format(time.RFC3339Nano), "client": c.ID()})
+		reply(b, nil)
+	})
+	rt.Routes(app)
+	// Every loop ticks on the same second: each sends its own tick to its
+	// own subscribers, not through the broker.
+	l.AddCallback(func() {
+		if _, err := clockHub.Watch(clockTopic, func(m pubsub.Message) { _ = rt.PublishLocal(realtimeClockTopic, m.Data) }); err != nil {
+			env.log.Warn("realtime: no clock ticks", "err", err)
+		}
+	})
+	return rt, nil
+}

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/tornago/tornago/loop/pubsub"
+)
+
+// TestDemoRealtime: the demo's protocol server, beside the seeds' routes,
+// through a broker: chat rooms with history, the clock's ticks, RPC.
+func TestDemoRealtime(t *testing.T) {
+	addr := startDemosWith(t, &pubsub.MemoryBroker{})
+	c, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/connection/websocket", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	send := func(s string) {
+		if err := c.WriteMessage(websocket.TextMessage, []byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// until reads frames until one contains want.
+	until := func(want string) string {
+		t.Helper()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			_, b, err := c.ReadMessage()
+			if err != nil {
+				t.Fatalf("waiting for %s: %v", want, err)
+			}
+			if !json.Valid(b) {
+				t.Fatalf("frame not JSON: %s", b)
+			}
+			if strings.Contains(string(b), want) {
+				return string(b)
+			}
+		}
+	}
+	send(`{"id":1,"connect":{}}`)
+	until(`"id":1,"result":{"client"`)
+	send(`{"id":2,"subscribe":{"topic":"chat:lobby"}}`)
+	until(`"id":2,"result"`)
+	send(`{"id":3,"publish":{"topic":"chat:lobby","data":{"text":"hello"}}}`)
+	until(`{"push":{"topic":"chat:lobby","pub":{"pos":`)
+	send(`{"id":4,"subscribe":{"topic":"clock:utc"}}`)
+	until(`"id":4,"result"`)
+	until(`{"push":{"topic":"clock:utc","pub":{"data":{"seq":`)
+	send(`{"id":5,"rpc":{"method":"time"}}`)
+	until(`"id":5,"result":{"data":{"client"`)
+	send(`{"id":6,"publish":{"topic":"clock:utc","data":1}}`)
+	until(`"id":6,"error":{"code":108`)
+	send(`{"id":7,"subscribe":{"topic":"user:#1"}}`)
+	until(`"id":7,"error":{"code":103`)
+}

@@ -1,0 +1,707 @@
+package realtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/tornago/tornago/loop"
+	"github.com/tornago/tornago/loop/pubsub"
+	cp "github.com/tornago/tornago/proto/clientproto"
+)
+
+// transport is how a Client's frames reach its client. Loop-only.
+type transport interface {
+	// write sends one frame (a reply or push); frame may be reused once
+	// it returns.
+	write(frame []byte) error
+	// writeBcast sends a publication encoded once for every subscriber.
+	writeBcast(b *bcast) error
+	// end sends the disconnect push (already in frame) and ends the
+	// connection with code.
+	end(code cp.DisconnectCode, reason string, frame []byte)
+	kind() string
+}
+
+const (
+	stConnecting = iota // no connect yet, or one off the loop
+	stConnected
+	stClosed
+)
+
+// Client is one protocol connection (any transport) on the server's loop.
+// Its methods are loop-only.
+type Client struct {
+	s     *Server
+	tr    transport
+	id    string
+	ident Identity
+	state uint8
+	// busy: a command of this client is off the loop (a hook) or waits
+	// for a topic's history; the commands after it wait in queue.
+	busy        bool
+	gotConnect  bool
+	queue       []cp.Command
+	subs        map[string]*topic
+	rpcs        int
+	tokens      float64
+	last        time.Time // tokens' last refill
+	overSince   time.Time // when the rate went over the limit (zero: not over)
+	connTimer   *loop.Timeout
+	expiryTimer *loop.Timeout
+	header      http.Header
+	remoteIP    netip.Addr
+	sess        *session // emulated transports
+	scratch     []byte
+}
+
+func (s *Server) newClient(tr transport, header http.Header, ip netip.Addr) *Client {
+	s.nextID++
+	c := &Client{s: s, tr: tr, id: s.prefix + strconv.FormatUint(s.nextID, 10), subs: map[string]*topic{},
+		tokens: float64(s.lim.CommandBurst), last: time.Now(), header: header, remoteIP: ip}
+	c.connTimer = s.l.CallLater(s.lim.ConnectTimeout, func() {
+		if c.state == stConnecting {
+			c.Disconnect(cp.DisconnectStale, "no connect in time")
+		}
+	})
+	s.m.transport(tr.kind()).Add(1)
+	s.clients[c] = struct{}{}
+	return c
+}
+
+// Loop-only.
+// ID returns the client id sent in the connect result.
+func (c *Client) ID() string { return c.id }
+
+// Loop-only.
+// User returns the connection's user id ("" when anonymous).
+func (c *Client) User() string { return c.ident.User }
+
+// Loop-only.
+// Info returns the information Authenticate attached to the identity.
+func (c *Client) Info() json.RawMessage { return c.ident.Info }
+
+// Loop-only.
+// Transport returns "websocket", "sse" or "poll".
+func (c *Client) Transport() string { return c.tr.kind() }
+
+// Loop-only.
+// Disconnect ends the connection with code and reason: the client gets a
+// disconnect push (and on WebSocket a close frame with the same code).
+// A no-op once it ended.
+func (c *Client) Disconnect(code cp.DisconnectCode, reason string) {
+	if c.state == stClosed {
+		return
+	}
+	c.s.m.countDisconnect(code)
+	c.cleanup()
+	c.tr.end(code, reason, cp.AppendDisconnect(nil, code, reason))
+}
+
+// gone is the transport's end (the client left): cleanup without frames.
+func (c *Client) gone() {
+	if c.state != stClosed {
+		c.cleanup()
+	}
+}
+
+func (c *Client) cleanup() {
+	s := c.s
+	if c.state == stConnected {
+		s.m.connections.Add(-1)
+		if us := s.byUser[c.ident.User]; us != nil {
+			delete(us, c)
+			if len(us) == 0 {
+				delete(s.byUser, c.ident.User)
+			}
+		}
+	}
+	c.state = stClosed
+	delete(s.clients, c)
+	s.m.transport(c.tr.kind()).Add(-1)
+	s.l.RemoveTimeout(c.connTimer)
+	s.l.RemoveTimeout(c.expiryTimer)
+	for _, t := range c.subs {
+		delete(t.subs, c)
+		s.unfollow(t)
+	}
+	clear(c.subs)
+	c.queue = nil
+}
+
+// send writes one frame; a failed write ended the connection (the
+// transport tells gone).
+func (c *Client) send(frame []byte) {
+	if c.state != stClosed {
+		_ = c.tr.write(frame)
+	}
+}
+
+func (c *Client) deliver(b *bcast) {
+	if c.state != stClosed {
+		_ = c.tr.writeBcast(b)
+	}
+}
+
+func (c *Client) reply(id uint32, result any) {
+	var b []byte
+	if result == nil {
+		b = cp.AppendReply(c.scratch[:0], id, nil)
+	} else {
+		b = cp.AppendResult(c.scratch[:0], id, result)
+	}
+	c.send(b)
+	c.keepScratch(b)
+}
+
+func (c *Client) fail(id uint32, code cp.ErrorCode, msg string) {
+	c.s.m.countError(code)
+	b := cp.AppendError(c.scratch[:0], id, cp.NewError(code, msg))
+	c.send(b)
+	c.keepScratch(b)
+}
+
+func (c *Client) failErr(id uint32, err error, def cp.ErrorCode) {
+	if busy(err) {
+		c.fail(id, cp.ErrInternal, "server busy")
+		return
+	}
+	var e *cp.Error
+	if errors.As(err, &e) {
+		c.s.m.countError(e.Code)
+		b := cp.AppendError(c.scratch[:0], id, e)
+		c.send(b)
+		c.keepScratch(b)
+		return
+	}
+	msg := "internal error"
+	switch def {
+	case cp.ErrPermissionDenied:
+		msg = "permission denied"
+	case cp.ErrTokenExpired:
+		msg = "token expired"
+	case cp.ErrUnauthorized:
+		msg = "unauthorized"
+	}
+	c.fail(id, def, msg)
+}
+
+func (c *Client) keepScratch(b []byte) {
+	if cap(b) <= 4<<10 {
+		c.scratch = b[:0]
+	}
+}
+
+// onFrame handles one command frame from the transport (its size checked
+// already). Loop-only.
+func (c *Client) onFrame(b []byte) {
+	if c.state == stClosed {
+		return
+	}
+	c.s.m.commands.Add(1)
+	cmd, err := cp.DecodeCommand(b)
+	if err != nil {
+		if cmd.ID == 0 || !c.gotConnect {
+			c.Disconnect(cp.DisconnectBadRequest, "bad request: "+truncate(err.Error(), 100))
+			return
+		}
+		c.fail(cmd.ID, cp.ErrBadRequest, truncate(err.Error(), 200))
+		return
+	}
+	if !c.gotConnect {
+		if cmd.Connect == nil {
+			c.fail(cmd.ID, cp.ErrUnauthorized, "connect first")
+			c.Disconnect(cp.DisconnectUnauthorized, "command before connect")
+			return
+		}
+		c.gotConnect = true
+	} else if cmd.Connect != nil {
+		c.fail(cmd.ID, cp.ErrBadRequest, "already connected")
+		return
+	}
+	if !c.allow() {
+		if !c.overSince.IsZero() && time.Since(c.overSince) >= 5*time.Second {
+			c.Disconnect(cp.DisconnectTooManyRequests, "too many requests")
+			return
+		}
+		c.fail(cmd.ID, cp.ErrTooManyRequests, "too many requests")
+		return
+	}
+	if len(c.queue) >= c.s.lim.CommandBurst {
+		c.fail(cmd.ID, cp.ErrTooManyRequests, "too many commands waiting")
+		return
+	}
+	c.queue = append(c.queue, cmd)
+	c.pump()
+}
+
+// allow takes a token of the client's command bucket.
+func (c *Client) allow() bool {
+	now := time.Now()
+	lim := c.s.lim
+	c.tokens = min(float64(lim.CommandBurst), c.tokens+now.Sub(c.last).Seconds()*float64(lim.CommandsPerSecond))
+	c.last = now
+	if c.tokens >= 1 {
+		c.tokens--
+		c.overSince = time.Time{}
+		return true
+	}
+	if c.overSince.IsZero() {
+		c.overSince = now
+	}
+	return false
+}
+
+// pump handles queued commands until one goes off the loop.
+func (c *Client) pump() {
+	for !c.busy && len(c.queue) > 0 && c.state != stClosed {
+		cmd := c.queue[0]
+		c.queue[0] = cp.Command{}
+		c.queue = c.queue[1:]
+		c.handle(cmd)
+	}
+	if len(c.queue) == 0 {
+		c.queue = nil
+	}
+}
+
+// offLoop runs work on the loop's executor with a context bounded by
+// HookTimeout, the client busy meanwhile, then done on the loop (unless
+// the client closed) and the commands queued behind. A panicking hook is
+// an error.
+func offLoop[T any](c *Client, work func(ctx context.Context) (T, error), done func(T, error)) {
+	c.busy = true
+	timeout := c.s.o.HookTimeout
+	loop.RunInExecutor(c.s.l, func() (v T, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("realtime: hook panicked: %v", r)
+			}
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		return work(ctx)
+	}, func(v T, err error) {
+		c.busy = false
+		if c.state == stClosed {
+			return
+		}
+		done(v, err)
+		c.pump()
+	})
+}
+
+func (c *Client) handle(cmd cp.Command) {
+	switch {
+	case cmd.Connect != nil:
+		c.connect(cmd.ID, cmd.Connect)
+	case cmd.Subscribe != nil:
+		c.subscribe(cmd.ID, cmd.Subscribe)
+	case cmd.Unsubscribe != nil:
+		t := c.subs[cmd.Unsubscribe.Topic]
+		if t == nil {
+			c.fail(cmd.ID, cp.ErrNotSubscribed, "not subscribed")
+			return
+		}
+		delete(c.subs, t.name)
+		delete(t.subs, c)
+		c.s.unfollow(t)
+		c.reply(cmd.ID, nil)
+	case cmd.Publish != nil:
+		c.publish(cmd.ID, cmd.Publish)
+	case cmd.RPC != nil:
+		c.callRPC(cmd.ID, cmd.RPC)
+	case cmd.Refresh != nil:
+		c.refresh(cmd.ID, cmd.Refresh)
+	case cmd.Ping != nil:
+		c.reply(cmd.ID, nil)
+	}
+}
+
+func (c *Client) credentials(req *cp.ConnectRequest, token string) Credentials {
+	cr := Credentials{Token: token, Header: c.header, RemoteIP: c.remoteIP, Transport: c.tr.kind()}
+	if req != nil {
+		cr.Name, cr.Version, cr.Data = req.Name, req.Version, req.Data
+	}
+	return cr
+}
+
+func (c *Client) connect(id uint32, req *cp.ConnectRequest) {
+	auth := c.s.o.Authenticate
+	if auth == nil {
+		c.connected(id, Identity{}, nil)
+		return
+	}
+	cr := c.credentials(req, req.Token)
+	offLoop(c, func(ctx context.Context) (Identity, error) { return auth(ctx, cr) }, func(ident Identity, err error) {
+		c.connected(id, ident, err)
+	})
+}
+
+// busy reports whether err says the server could not run a hook (its
+// executor's queue is full, the hook timed out, the loop stops) rather
+// than the hook's refusal: the client may retry.
+func busy(err error) bool {
+	return errors.Is(err, loop.ErrExecutorFull) || errors.Is(err, loop.ErrStopped) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// authCode is the disconnect code for Authenticate's error.
+func authCode(err error) (cp.DisconnectCode, string) {
+	switch {
+	case busy(err):
+		return cp.DisconnectServerBusy, "server busy"
+	case errors.Is(err, ErrTokenExpired):
+		return cp.DisconnectTokenExpired, "token expired"
+	case errors.Is(err, ErrUnauthorized):
+		return cp.DisconnectUnauthorized, "unauthorized"
+	}
+	return cp.DisconnectPermissionDenied, "permission denied"
+}
+
+func (c *Client) connected(id uint32, ident Identity, err error) {
+	s := c.s
+	if err == nil && !ident.ExpiresAt.IsZero() && !ident.ExpiresAt.After(time.Now()) {
+		err = ErrTokenExpired
+	}
+	if err != nil {
+		code, reason := authCode(err)
+		c.fail(id, cp.ErrUnauthorized, reason)
+		c.Disconnect(code, reason)
+		return
+	}
+	c.ident = ident
+	c.state = stConnected
+	s.l.RemoveTimeout(c.connTimer)
+	c.connTimer = nil
+	s.m.connections.Add(1)
+	us := s.byUser[ident.User]
+	if us == nil {
+		us = map[*Client]struct{}{}
+		s.byUser[ident.User] = us
+	}
+	us[c] = struct{}{}
+	c.armExpiry()
+	res := cp.ConnectResult{Client: c.id, Version: s.o.Version, Ping: int(s.pingInterval().Seconds()),
+		Limits: cp.Limits{Subscriptions: s.lim.Subscriptions, CommandBytes: s.lim.CommandBytes,
+			CommandsPerSecond: s.lim.CommandsPerSecond, PendingRPCs: s.lim.PendingRPCs}}
+	res.Expires, res.TTL = c.ttl()
+	if c.sess != nil {
+		res.Session = c.sess.id
+		s.sessions[c.sess.id] = c.sess
+	}
+	c.reply(id, res)
+}
+
+func (s *Server) pingInterval() time.Duration {
+	if d := s.o.WebSocket.PingInterval; d > 0 {
+		return d
+	}
+	return 25 * time.Second
+}
+
+func (c *Client) ttl() (bool, int64) {
+	if c.ident.ExpiresAt.IsZero() {
+		return false, 0
+	}
+	return true, max(int64(time.Until(c.ident.ExpiresAt).Seconds()), 0)
+}
+
+// armExpiry schedules the end of a connection whose identity expires:
+// one timer entry per such connection, moved by refresh.
+func (c *Client) armExpiry() {
+	c.s.l.RemoveTimeout(c.expiryTimer)
+	c.expiryTimer = nil
+	exp := c.ident.ExpiresAt
+	if exp.IsZero() {
+		return
+	}
+	c.expiryTimer = c.s.l.CallAt(exp, func() {
+		if c.state == stConnected && c.ident.ExpiresAt.Equal(exp) {
+			c.Disconnect(cp.DisconnectTokenExpired, "token expired")
+		}
+	})
+}
+
+func (c *Client) refresh(id uint32, req *cp.RefreshRequest) {
+	auth := c.s.o.Authenticate
+	if auth == nil {
+		c.reply(id, cp.RefreshResult{})
+		return
+	}
+	cr := c.credentials(nil, req.Token)
+	offLoop(c, func(ctx context.Context) (Identity, error) { return auth(ctx, cr) }, func(ident Identity, err error) {
+		switch {
+		case err == nil && ident.User != c.ident.User:
+			c.fail(id, cp.ErrUnauthorized, "the token names another user")
+		case errors.Is(err, ErrTokenExpired), err == nil && !ident.ExpiresAt.IsZero() && !ident.ExpiresAt.After(time.Now()):
+			c.fail(id, cp.ErrTokenExpired, "token expired")
+		case busy(err):
+			c.fail(id, cp.ErrInternal, "server busy")
+		case err != nil:
+			c.fail(id, cp.ErrUnauthorized, "unauthorized")
+		default:
+			c.ident = ident
+			c.armExpiry()
+			var r cp.RefreshResult
+			r.Expires, r.TTL = c.ttl()
+			c.reply(id, r)
+		}
+	})
+}
+
+func (c *Client) subscribe(id uint32, req *cp.SubscribeRequest) {
+	s := c.s
+	name := req.Topic
+	ns := s.namespace(name)
+	switch {
+	case ns == nil:
+		c.fail(id, cp.ErrUnknownTopic, "unknown topic")
+		return
+	case c.subs[name] != nil:
+		c.fail(id, cp.ErrAlreadySubscribed, "already subscribed")
+		return
+	case len(c.subs) >= s.lim.Subscriptions:
+		c.fail(id, cp.ErrLimitExceeded, "too many subscriptions")
+		return
+	}
+	if u, ok := cp.PersonalUser(name); ok && u != c.ident.User {
+		c.fail(id, cp.ErrPermissionDenied, "permission denied")
+		return
+	}
+	since, _ := pubsub.ParsePosition(req.Since) // checked by DecodeCommand
+	ident := c.ident
+	verify, can := s.o.VerifySubscribeToken, s.o.CanSubscribe
+	if ns.SubscribeToken && (verify == nil || req.Token == "") {
+		c.fail(id, cp.ErrPermissionDenied, "subscription token required")
+		return
+	}
+	attach := func() {
+		c.busy = true
+		async := false
+		s.ensureKept(name, ns, func(err error) {
+			c.busy = false
+			if c.state == stClosed {
+				return
+			}
+			if err != nil {
+				c.fail(id, cp.ErrInternal, "topic unavailable")
+			} else {
+				c.attach(id, name, ns, since)
+			}
+			if async {
+				c.pump() // else the pump that called us goes on
+			}
+		})
+		async = true
+	}
+	if !ns.SubscribeToken && can == nil {
+		attach()
+		return
+	}
+	token := req.Token
+	offLoop(c, func(ctx context.Context) (struct{}, error) {
+		if ns.SubscribeToken {
+			exp, err := verify(ctx, token, ident.User, name)
+			if err != nil {
+				return struct{}{}, err
+			}
+			if !exp.IsZero() && !exp.After(time.Now()) {
+				return struct{}{}, ErrTokenExpired
+			}
+		}
+		if can != nil {
+			return struct{}{}, can(ctx, ident, name)
+		}
+		return struct{}{}, nil
+	}, func(_ struct{}, err error) {
+		switch {
+		case errors.Is(err, ErrTokenExpired):
+			c.fail(id, cp.ErrTokenExpired, "subscription token expired")
+		case err != nil:
+			c.failErr(id, err, cp.ErrPermissionDenied)
+		default:
+			attach()
+		}
+	})
+}
+
+// attach subscribes c to name once its history is kept: the kept
+// publications after since first, then the reply, then live ones (all in
+// this one loop turn, so none is lost or repeated).
+func (c *Client) attach(id uint32, name string, ns *Namespace, since pubsub.Position) {
+	s := c.s
+	t, err := s.follow(name, ns)
+	if err != nil {
+		s.log.Error("realtime: follow topic", "topic", name, "err", err)
+		c.fail(id, cp.ErrInternal, "topic unavailable")
+		return
+	}
+	res := cp.SubscribeResult{}
+	if t.hist {
+		msgs, head, err := s.hub.History(hubTopic(name), since, nil)
+		res.Head = head.String()
+		res.Gone = errors.Is(err, pubsub.ErrHistoryGone)
+		for _, m := range msgs {
+			c.scratch = cp.AppendPublicationPush(c.scratch[:0], name, m.Pos, m.Data)
+			c.send(c.scratch)
+		}
+		res.Recovered = len(msgs)
+		c.keepScratch(c.scratch)
+		if c.state == stClosed {
+			return
+		}
+	}
+	c.reply(id, res)
+	if c.state == stClosed {
+		return
+	}
+	t.subs[c] = struct{}{}
+	c.subs[name] = t
+}
+
+// serverSubscribe is SubscribeUser's, for one connection.
+func (c *Client) serverSubscribe(name string) {
+	if c.state != stConnected || c.subs[name] != nil {
+		return
+	}
+	s := c.s
+	ns := s.namespace(name)
+	s.ensureKept(name, ns, func(err error) {
+		if err != nil || c.state != stConnected || c.subs[name] != nil {
+			return
+		}
+		t, err := s.follow(name, ns)
+		if err != nil {
+			return
+		}
+		var head pubsub.Position
+		if t.hist {
+			head, _ = s.hub.Head(hubTopic(name))
+		}
+		c.send(cp.AppendPush(nil, cp.Push{Push: &cp.TopicPush{Topic: name, Sub: &cp.SubPush{Head: head.String()}}}))
+		t.subs[c] = struct{}{}
+		c.subs[name] = t
+	})
+}
+
+func (c *Client) publish(id uint32, req *cp.PublishRequest) {
+	s := c.s
+	name := req.Topic
+	ns := s.namespace(name)
+	switch {
+	case ns == nil:
+		c.fail(id, cp.ErrUnknownTopic, "unknown topic")
+		return
+	case !ns.Publish:
+		c.fail(id, cp.ErrNotAvailable, "clients may not publish here")
+		return
+	case ns.MaxDataBytes > 0 && len(req.Data) > ns.MaxDataBytes:
+		c.fail(id, cp.ErrTooLarge, "data over "+strconv.Itoa(ns.MaxDataBytes)+" bytes")
+		return
+	}
+	if u, ok := cp.PersonalUser(name); ok && u != c.ident.User {
+		c.fail(id, cp.ErrPermissionDenied, "permission denied")
+		return
+	}
+	data := req.Data
+	do := func() {
+		c.busy = true
+		async := false
+		s.publish(name, data, func(pos pubsub.Position, err error) {
+			c.busy = false
+			if c.state == stClosed {
+				return
+			}
+			if err != nil {
+				s.log.Warn("realtime: client publish", "topic", name, "err", err)
+				c.fail(id, cp.ErrInternal, "publish failed")
+			} else {
+				c.reply(id, cp.PublishResult{Pos: pos.String()})
+			}
+			if async {
+				c.pump() // else the pump that called us goes on
+			}
+		})
+		async = true
+	}
+	can := s.o.CanPublish
+	if can == nil {
+		do()
+		return
+	}
+	ident := c.ident
+	offLoop(c, func(ctx context.Context) (struct{}, error) { return struct{}{}, can(ctx, ident, name, data) },
+		func(_ struct{}, err error) {
+			if err != nil {
+				c.failErr(id, err, cp.ErrPermissionDenied)
+				return
+			}
+			do()
+		})
+}
+
+func (c *Client) callRPC(id uint32, req *cp.RPCRequest) {
+	s := c.s
+	fn := s.rpc[req.Method]
+	switch {
+	case fn == nil:
+		c.fail(id, cp.ErrMethodNotFound, "method not found")
+		return
+	case c.rpcs >= s.lim.PendingRPCs:
+		c.fail(id, cp.ErrLimitExceeded, "too many pending RPCs")
+		return
+	}
+	c.rpcs++
+	done := false
+	var timer *loop.Timeout
+	finish := func(data json.RawMessage, err error) {
+		if done {
+			return
+		}
+		done = true
+		c.rpcs--
+		s.l.RemoveTimeout(timer)
+		if c.state == stClosed {
+			return
+		}
+		switch {
+		case err != nil:
+			c.failErr(id, err, cp.ErrInternal)
+		case len(data) > 0 && !json.Valid(data):
+			s.log.Warn("realtime: rpc answered data that is not JSON", "method", req.Method)
+			c.fail(id, cp.ErrInternal, "internal error")
+		default:
+			c.reply(id, cp.RPCResult{Data: data})
+		}
+	}
+	timer = s.l.CallLater(s.lim.RPCTimeout, func() { finish(nil, cp.NewError(cp.ErrTimeout, "timeout")) })
+	reply := func(data json.RawMessage, err error) {
+		if s.l.InLoop() {
+			finish(data, err)
+			return
+		}
+		data = append(json.RawMessage(nil), data...)
+		s.l.AddCallback(func() { finish(data, err) })
+	}
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				s.log.Error("realtime: rpc handler panicked", "method", req.Method, "panic", r)
+				finish(nil, cp.NewError(cp.ErrInternal, "internal error"))
+			}
+		}()
+		fn(c, req.Data, reply)
+	}()
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

@@ -1,0 +1,326 @@
+package realtime_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tornago/tornago/loop"
+	"github.com/tornago/tornago/loop/pubsub"
+	"github.com/tornago/tornago/loop/realtime"
+	cp "github.com/tornago/tornago/proto/clientproto"
+)
+
+// sseClient reads a /connection/sse stream.
+type sseClient struct {
+	t    *testing.T
+	resp *http.Response
+	rd   *bufio.Reader
+}
+
+func openSSE(t *testing.T, addr, connect string) *sseClient {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/connection/sse?connect=" + url.QueryEscape(connect))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("sse: %s %s", resp.Status, resp.Header.Get("Content-Type"))
+	}
+	return &sseClient{t: t, resp: resp, rd: bufio.NewReader(resp.Body)}
+}
+
+// next returns the next event's data as a frame.
+func (s *sseClient) next() frame {
+	s.t.Helper()
+	var data []string
+	for {
+		line, err := s.rd.ReadString('\n')
+		if err != nil {
+			s.t.Fatalf("sse read: %v (so far %q)", err, data)
+		}
+		line = strings.TrimRight(line, "\r\n")
+		switch {
+		case line == "" && len(data) > 0:
+			var f frame
+			if err := json.Unmarshal([]byte(strings.Join(data, "\n")), &f); err != nil {
+				s.t.Fatalf("event %q: %v", data, err)
+			}
+			return f
+		case strings.HasPrefix(line, "data: "):
+			data = append(data, line[len("data: "):])
+		}
+	}
+}
+
+func post(t *testing.T, u, body string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(u, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestSSE(t *testing.T) {
+	s, addr := start(t, realtime.Options{}, nil)
+	sc := openSSE(t, addr, `{"id":1,"connect":{"name":"test"}}`)
+	f := sc.next()
+	var r cp.ConnectResult
+	if f.ID != 1 || json.Unmarshal(f.Result, &r) != nil || r.Session == "" {
+		t.Fatalf("connect %+v", f)
+	}
+	cmdURL := "http://" + addr + "/connection/command?session=" + r.Session
+	if code, body := post(t, cmdURL, `{"id":2,"subscribe":{"topic":"chat:a"}}`+"\n"+`{"id":3,"ping":{}}`); code != 202 {
+		t.Fatalf("command POST: %d %s", code, body)
+	}
+	if f := sc.next(); f.ID != 2 || f.Error != nil {
+		t.Fatalf("subscribe reply %+v", f)
+	}
+	if f := sc.next(); f.ID != 3 {
+		t.Fatalf("ping reply %+v", f)
+	}
+	pub := dial(t, addr)
+	pub.connect("")
+	pub.ok(pub.cmd("publish", map[string]any{"topic": "chat:a", "data": "multi\nline"}), nil)
+	if f := sc.next(); f.Push == nil || string(f.Push.Pub.Data) != `"multi\nline"` {
+		t.Fatalf("push %+v", f)
+	}
+	if code, body := post(t, cmdURL, `{"id":4,`); code != 400 {
+		t.Fatalf("malformed POST: %d %s", code, body)
+	}
+	if code, body := post(t, cmdURL, `{"id":4,"ping":{"x":"`+strings.Repeat("x", 70<<10)+`"}}`); code != 413 {
+		t.Fatalf("oversized POST: %d %s", code, body)
+	}
+	if m := s.Metrics(); m.Sessions[realtime.TransportSSE] != 1 {
+		t.Fatalf("metrics %+v", m)
+	}
+}
+
+func TestForgedSession(t *testing.T) {
+	_, addr := start(t, realtime.Options{}, nil)
+	for _, u := range []string{"/connection/command?session=AAAA", "/connection/command"} {
+		code, body := post(t, "http://"+addr+u, `{"id":1,"ping":{}}`)
+		var e struct{ Error cp.Error }
+		if code != 404 || json.Unmarshal([]byte(body), &e) != nil || e.Error.Code != cp.ErrSessionExpired {
+			t.Fatalf("%s: %d %s", u, code, body)
+		}
+	}
+	resp, err := http.Get("http://" + addr + "/connection/poll?session=AAAA&next=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Fatalf("poll with a forged session: %d", resp.StatusCode)
+	}
+}
+
+type pollAnswer struct {
+	Frames []json.RawMessage `json:"frames"`
+	Next   uint64            `json:"next"`
+}
+
+func poll(t *testing.T, u string, post string) (pollAnswer, []frame) {
+	t.Helper()
+	var resp *http.Response
+	var err error
+	if post != "" {
+		resp, err = http.Post(u, "application/json", strings.NewReader(post))
+	} else {
+		resp, err = http.Get(u)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var a pollAnswer
+	if resp.StatusCode != 200 || json.Unmarshal(b, &a) != nil {
+		t.Fatalf("poll %s: %d %s", u, resp.StatusCode, b)
+	}
+	var fs []frame
+	for _, raw := range a.Frames {
+		var f frame
+		if err := json.Unmarshal(raw, &f); err != nil {
+			t.Fatal(err)
+		}
+		fs = append(fs, f)
+	}
+	return a, fs
+}
+
+func TestLongPolling(t *testing.T) {
+	_, addr := start(t, realtime.Options{Limits: realtime.Limits{PollWait: 300 * time.Millisecond, SessionIdle: 500 * time.Millisecond}}, nil)
+	base := "http://" + addr + "/connection/poll"
+	a, fs := poll(t, base, `{"id":1,"connect":{}}`)
+	var r cp.ConnectResult
+	if a.Next != 1 || len(fs) != 1 || json.Unmarshal(fs[0].Result, &r) != nil || r.Session == "" {
+		t.Fatalf("connect: %+v %+v", a, fs)
+	}
+	sess := url.QueryEscape(r.Session)
+	// A repeated poll (the answer was lost) gets the frame again.
+	if a, fs = poll(t, base+"?session="+sess+"&next=0", ""); a.Next != 1 || len(fs) != 1 || fs[0].ID != 1 {
+		t.Fatalf("repeat: %+v", a)
+	}
+	if code, body := post(t, "http://"+addr+"/connection/command?session="+sess, `{"id":2,"subscribe":{"topic":"chat:p"}}`); code != 202 {
+		t.Fatalf("POST %d %s", code, body)
+	}
+	if a, fs = poll(t, base+"?session="+sess+"&next=1", ""); a.Next != 2 || len(fs) != 1 || fs[0].ID != 2 || fs[0].Error != nil {
+		t.Fatalf("subscribe reply: %+v %+v", a, fs)
+	}
+	// A parked poll gets the publication when it comes.
+	got := make(chan []frame, 1)
+	go func() {
+		_, fs := poll(t, base+"?session="+sess+"&next=2", "")
+		got <- fs
+	}()
+	time.Sleep(50 * time.Millisecond)
+	pub := dial(t, addr)
+	pub.connect("")
+	pub.ok(pub.cmd("publish", map[string]any{"topic": "chat:p", "data": 7}), nil)
+	if fs := <-got; len(fs) != 1 || fs[0].Push == nil || string(fs[0].Push.Pub.Data) != "7" {
+		t.Fatalf("parked poll: %+v", fs)
+	}
+	// Nothing new: the poll answers empty after PollWait.
+	if a, fs = poll(t, base+"?session="+sess+"&next=3", ""); a.Next != 3 || len(fs) != 0 {
+		t.Fatalf("empty poll: %+v", a)
+	}
+	// No poll for SessionIdle: the session expires (404, code 110).
+	time.Sleep(700 * time.Millisecond)
+	resp, err := http.Get(base + "?session=" + sess + "&next=3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Fatalf("after expiry: %d", resp.StatusCode)
+	}
+}
+
+// TestSlowSSESession: a stream whose client does not read is closed as a
+// slow consumer's; a canary on the same topic gets every message.
+func TestSlowSSESession(t *testing.T) {
+	s, addr := start(t, realtime.Options{EventStream: loop.EventStreamOptions{MaxUnsentPerConn: 64 << 10}}, nil)
+	canary := dial(t, addr)
+	canary.connect("")
+	canary.ok(canary.cmd("subscribe", map[string]any{"topic": "chat:slow"}), nil)
+	counted := make(chan int, 1)
+	go func() {
+		n := 0
+		for {
+			canary.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, b, err := canary.c.ReadMessage()
+			if err != nil {
+				counted <- -1
+				return
+			}
+			n++
+			if strings.Contains(string(b), `"end"`) {
+				counted <- n
+				return
+			}
+		}
+	}()
+	// The slow client: a raw socket that never reads after the head.
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	fmt.Fprintf(nc, "GET /connection/sse?connect=%s HTTP/1.1\r\nHost: x\r\n\r\n", url.QueryEscape(`{"id":1,"connect":{}}`))
+	time.Sleep(100 * time.Millisecond)
+	// Its subscribe comes through the command POST; the session id is in
+	// the stream, which it does not read: read just that much.
+	buf := make([]byte, 4096)
+	n, _ := nc.Read(buf)
+	i := strings.Index(string(buf[:n]), `"session":"`)
+	if i < 0 {
+		t.Fatalf("no session in %q", buf[:n])
+	}
+	sess := string(buf[i+len(`"session":"`):])
+	sess = sess[:strings.IndexByte(sess, '"')]
+	if code, _ := post(t, "http://"+addr+"/connection/command?session="+sess, `{"id":2,"subscribe":{"topic":"chat:slow"}}`); code != 202 {
+		t.Fatal(code)
+	}
+	time.Sleep(50 * time.Millisecond)
+	big := json.RawMessage(`"` + strings.Repeat("x", 32<<10) + `"`)
+	sent := 0
+	for ; sent < 2000; sent++ {
+		done := make(chan struct{})
+		s.PublishAsync("chat:slow", big, func(_ pubsub.Position, _ error) { close(done) })
+		<-done
+		if s.Metrics().Sessions[realtime.TransportSSE] == 0 {
+			break
+		}
+	}
+	if s.Metrics().Sessions[realtime.TransportSSE] != 0 {
+		t.Fatalf("the slow SSE session is still open after %d messages", sent)
+	}
+	done := make(chan struct{})
+	s.PublishAsync("chat:slow", json.RawMessage(`"end"`), func(_ pubsub.Position, _ error) { close(done) })
+	<-done
+	if n := <-counted; n != sent+2 {
+		t.Fatalf("canary got %d messages, want %d", n, sent+2)
+	}
+}
+
+// TestPollSessionBinding: a command POST with other credentials than the
+// session's is refused (403); a server-side disconnect reaches the next
+// poll, then the session is gone.
+func TestPollSessionBinding(t *testing.T) {
+	s, addr := start(t, realtime.Options{Authenticate: func(_ context.Context, c realtime.Credentials) (realtime.Identity, error) {
+		return realtime.Identity{User: strings.TrimPrefix(c.Header.Get("Authorization"), "Bearer ")}, nil
+	}}, nil)
+	base := "http://" + addr + "/connection/poll"
+	req, _ := http.NewRequest("POST", base, strings.NewReader(`{"id":1,"connect":{}}`))
+	req.Header.Set("Authorization", "Bearer alice")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a pollAnswer
+	json.NewDecoder(resp.Body).Decode(&a)
+	resp.Body.Close()
+	var f frame
+	var r cp.ConnectResult
+	if len(a.Frames) != 1 || json.Unmarshal(a.Frames[0], &f) != nil || json.Unmarshal(f.Result, &r) != nil || r.Session == "" {
+		t.Fatalf("connect %+v", a)
+	}
+	cmdURL := "http://" + addr + "/connection/command?session=" + url.QueryEscape(r.Session)
+	req, _ = http.NewRequest("POST", cmdURL, strings.NewReader(`{"id":2,"ping":{}}`))
+	req.Header.Set("Authorization", "Bearer mallory")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 403 {
+		t.Fatalf("POST with another identity: %d", resp.StatusCode)
+	}
+	s.DisconnectUser("alice", 0, "bye")
+	time.Sleep(50 * time.Millisecond)
+	_, fs := poll(t, base+"?session="+url.QueryEscape(r.Session)+"&next=1", "")
+	if len(fs) != 1 || fs[0].Disconnect == nil || fs[0].Disconnect.Code != cp.DisconnectForced || fs[0].Disconnect.Reconnect {
+		t.Fatalf("after DisconnectUser: %+v", fs)
+	}
+	resp, err = http.Get(base + "?session=" + url.QueryEscape(r.Session) + "&next=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Fatalf("after the disconnect: %d", resp.StatusCode)
+	}
+}

@@ -1,0 +1,141 @@
+package realtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/tornago/tornago/loop"
+	"github.com/tornago/tornago/loop/pubsub"
+)
+
+// Identity is who a connection is, as Authenticate found: the user id
+// ("" for an anonymous user), when the credentials expire (zero: never),
+// and any information the application attaches (sent to nobody).
+type Identity struct {
+	User      string
+	ExpiresAt time.Time
+	Info      json.RawMessage
+}
+
+// Credentials is what Authenticate reads: the connect command's fields,
+// and the request that carried it (WebSocket upgrade, SSE GET or poll
+// POST).
+type Credentials struct {
+	Token     string
+	Name      string
+	Version   string
+	Data      json.RawMessage
+	Header    http.Header // a copy of the request's header fields (Cookie, Authorization, ...)
+	RemoteIP  netip.Addr
+	Transport string // "websocket", "sse" or "poll"
+}
+
+// ErrUnauthorized, returned (wrapped) by Authenticate, ends the connection
+// with 3500 (invalid token: the client does not reconnect by itself); by
+// a refresh it is answered with error 101.
+var ErrUnauthorized = errors.New("realtime: unauthorized")
+
+// ErrTokenExpired, returned (wrapped) by Authenticate, ends the connection
+// with 3005 (the client gets a new token and reconnects); by a refresh or
+// VerifySubscribeToken it is answered with error 109.
+var ErrTokenExpired = errors.New("realtime: token expired")
+
+// Namespace sets the rules of the topics "Name:..." (Name "" is the
+// default namespace: topics without ':'). A topic in no configured
+// namespace is refused (error 102).
+type Namespace struct {
+	Name string
+	// History keeps the namespace's topics' publications within these
+	// bounds (zero: none kept): subscribers resume with since, and
+	// publications carry positions.
+	History pubsub.HistoryOptions
+	// Publish lets clients publish (else error 108; the server may).
+	Publish bool
+	// SubscribeToken requires a subscription token (VerifySubscribeToken).
+	SubscribeToken bool
+	// MaxDataBytes bounds a client publication's data (error 115).
+	// Default 0: the command size limit only.
+	MaxDataBytes int
+	// Presence and JoinLeave are for the next protocol version; accepted
+	// and ignored.
+	Presence  bool
+	JoinLeave bool
+}
+
+// Limits are the per-connection limits (PROTOCOL.md, "Limits"); zero
+// fields take the defaults.
+type Limits struct {
+	Subscriptions     int           // default 128 (error 106)
+	CommandBytes      int           // default 64 KiB (WebSocket close 3505, POST 413)
+	CommandsPerSecond int           // default 50 (error 111; sustained 5 s: 3004)
+	CommandBurst      int           // default 100
+	PendingRPCs       int           // default 16 (error 106)
+	RPCTimeout        time.Duration // default 10 s (error 113)
+	ConnectTimeout    time.Duration // default 10 s (3502)
+	SessionIdle       time.Duration // default 60 s (emulated sessions)
+	// MaxUnsent bounds a long-polling session's unacknowledged frames,
+	// in bytes (3001 past it). Default 1 MiB. WebSocket and SSE use their
+	// routes' MaxUnsentPerConn.
+	MaxUnsent int
+	// PollWait is how long a poll waits for a frame. Default 25 s.
+	PollWait time.Duration
+}
+
+func (l Limits) withDefaults() Limits {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defD := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&l.Subscriptions, 128)
+	def(&l.CommandBytes, 64<<10)
+	def(&l.CommandsPerSecond, 50)
+	def(&l.CommandBurst, 100)
+	def(&l.PendingRPCs, 16)
+	def(&l.MaxUnsent, 1<<20)
+	defD(&l.RPCTimeout, 10*time.Second)
+	defD(&l.ConnectTimeout, 10*time.Second)
+	defD(&l.SessionIdle, 60*time.Second)
+	defD(&l.PollWait, 25*time.Second)
+	return l
+}
+
+// Options configures a Server; the zero value serves anonymous users on
+// no namespace (configure Namespaces).
+type Options struct {
+	// Authenticate turns a connect (or refresh) into an identity. It runs
+	// off the loop (the loop's executor: Options.Executor* of the loop),
+	// and the connection's later commands wait for it. Return errors
+	// wrapping ErrUnauthorized (3500) or ErrTokenExpired (3005); any
+	// other refuses with 3504. nil: every connection is anonymous (User
+	// ""), whatever its token.
+	Authenticate func(ctx context.Context, c Credentials) (Identity, error)
+	// CanSubscribe and CanPublish, when set, decide per topic, off the
+	// loop (after the namespace's rules passed). An error wrapping a
+	// *clientproto.Error is answered with its code, any other with 103.
+	CanSubscribe func(ctx context.Context, id Identity, topic string) error
+	CanPublish   func(ctx context.Context, id Identity, topic string, data json.RawMessage) error
+	// VerifySubscribeToken checks a subscription token for user and
+	// topic (namespaces with SubscribeToken), off the loop. nil: such
+	// namespaces refuse every subscription (103).
+	VerifySubscribeToken func(ctx context.Context, token, user, topic string) (exp time.Time, err error)
+	Namespaces           []Namespace
+	Limits               Limits
+	// WebSocket configures /connection/websocket (its MaxMessageSize is
+	// set from Limits.CommandBytes); EventStream the SSE streams.
+	WebSocket   loop.WSOptions
+	EventStream loop.EventStreamOptions
+	// Version is the server's version sent in connect results.
+	Version string
+	// HookTimeout bounds the context given to the hooks. Default 10 s.
+	HookTimeout time.Duration
+}

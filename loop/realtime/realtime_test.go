@@ -1,0 +1,394 @@
+package realtime_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/tornago/tornago/loop"
+	"github.com/tornago/tornago/loop/pubsub"
+	"github.com/tornago/tornago/loop/realtime"
+	cp "github.com/tornago/tornago/proto/clientproto"
+)
+
+var testNamespaces = []realtime.Namespace{
+	{Name: "chat", Publish: true, History: pubsub.HistoryOptions{MaxMessages: 100}},
+	{Name: "news"},
+	{Name: "open", Publish: true, MaxDataBytes: 100},
+	{Name: "user"},
+}
+
+// start runs a loop with a realtime Server on 127.0.0.1:0; setup (may be
+// nil) runs before the loop starts.
+func start(t *testing.T, o realtime.Options, setup func(s *realtime.Server)) (*realtime.Server, string) {
+	t.Helper()
+	if o.Namespaces == nil {
+		o.Namespaces = testNamespaces
+	}
+	l := loop.New(loop.Options{})
+	hub := loop.NewHub(l, loop.Text, nil)
+	s, err := realtime.New(l, hub, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if setup != nil {
+		setup(s)
+	}
+	app := loop.NewApplication(loop.AppOptions{})
+	s.Routes(app)
+	if err := l.Listen("127.0.0.1:0", app); err != nil {
+		t.Fatal(err)
+	}
+	go l.Start()
+	<-l.Ready()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		l.Stop(ctx)
+	})
+	return s, l.Addr().String()
+}
+
+type wsc struct {
+	t    *testing.T
+	c    *websocket.Conn
+	next uint32
+}
+
+func dial(t *testing.T, addr string) *wsc {
+	t.Helper()
+	c, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/connection/websocket", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &wsc{t: t, c: c}
+}
+
+// cmd sends a command with the next id and returns the id.
+func (w *wsc) cmd(field string, v any) uint32 {
+	w.t.Helper()
+	w.next++
+	b, _ := json.Marshal(map[string]any{"id": w.next, field: v})
+	if err := w.c.WriteMessage(websocket.TextMessage, b); err != nil {
+		w.t.Fatal(err)
+	}
+	return w.next
+}
+
+// frame is any server frame, decoded.
+type frame struct {
+	ID         uint32          `json:"id"`
+	Result     json.RawMessage `json:"result"`
+	Error      *cp.Error       `json:"error"`
+	Push       *cp.TopicPush   `json:"push"`
+	Disconnect *cp.Disconnect  `json:"disconnect"`
+}
+
+func (w *wsc) read() frame {
+	w.t.Helper()
+	w.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, b, err := w.c.ReadMessage()
+	if err != nil {
+		w.t.Fatalf("read: %v", err)
+	}
+	var f frame
+	if err := json.Unmarshal(b, &f); err != nil {
+		w.t.Fatalf("frame %s: %v", b, err)
+	}
+	return f
+}
+
+// reply reads frames up to the reply to id and returns it with the
+// pushes before it.
+func (w *wsc) reply(id uint32) (frame, []frame) {
+	w.t.Helper()
+	var pushes []frame
+	for {
+		f := w.read()
+		if f.ID == id {
+			return f, pushes
+		}
+		pushes = append(pushes, f)
+	}
+}
+
+func (w *wsc) ok(id uint32, v any) []frame {
+	w.t.Helper()
+	f, pushes := w.reply(id)
+	if f.Error != nil {
+		w.t.Fatalf("command %d: error %+v", id, f.Error)
+	}
+	if v != nil {
+		if err := json.Unmarshal(f.Result, v); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+	return pushes
+}
+
+func (w *wsc) wantError(id uint32, code cp.ErrorCode) {
+	w.t.Helper()
+	f, _ := w.reply(id)
+	if f.Error == nil || f.Error.Code != code {
+		w.t.Fatalf("command %d: %+v %s, want error %d", id, f.Error, f.Result, code)
+	}
+}
+
+// wantClose reads until the connection closes and checks the disconnect
+// push and the close code.
+func (w *wsc) wantClose(code cp.DisconnectCode) {
+	w.t.Helper()
+	var push *cp.Disconnect
+	for {
+		w.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, b, err := w.c.ReadMessage()
+		if err != nil {
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) || ce.Code != int(code) {
+				w.t.Fatalf("closed with %v, want %d", err, code)
+			}
+			if push == nil || push.Code != code {
+				w.t.Fatalf("disconnect push %+v, want code %d", push, code)
+			}
+			return
+		}
+		var f frame
+		_ = json.Unmarshal(b, &f)
+		if f.Disconnect != nil {
+			push = f.Disconnect
+		}
+	}
+}
+
+func (w *wsc) connect(token string) cp.ConnectResult {
+	w.t.Helper()
+	var r cp.ConnectResult
+	w.ok(w.cmd("connect", map[string]any{"token": token}), &r)
+	return r
+}
+
+func TestWebSocketSubscribePublish(t *testing.T) {
+	_, addr := start(t, realtime.Options{}, nil)
+	a, b := dial(t, addr), dial(t, addr)
+	r := a.connect("")
+	if r.Client == "" || r.Limits.Subscriptions != 128 || r.Limits.CommandBytes != 64<<10 || r.Limits.CommandsPerSecond != 50 || r.Limits.PendingRPCs != 16 {
+		t.Fatalf("connect result %+v", r)
+	}
+	b.connect("")
+	var sr cp.SubscribeResult
+	a.ok(a.cmd("subscribe", map[string]any{"topic": "chat:lobby"}), &sr)
+	var pr cp.PublishResult
+	b.ok(b.cmd("publish", map[string]any{"topic": "chat:lobby", "data": map[string]string{"text": "hi"}}), &pr)
+	if pr.Pos == "" {
+		t.Fatal("publish on a history topic without a position")
+	}
+	f := a.read()
+	if f.Push == nil || f.Push.Topic != "chat:lobby" || f.Push.Pub.Pos != pr.Pos || string(f.Push.Pub.Data) != `{"text":"hi"}` {
+		t.Fatalf("push %+v", f)
+	}
+	// More, then a third client resumes after the first: recovered pushes,
+	// then the reply, then live ones.
+	for i := range 3 {
+		b.ok(b.cmd("publish", map[string]any{"topic": "chat:lobby", "data": i}), nil)
+	}
+	c := dial(t, addr)
+	c.connect("")
+	pushes := c.ok(c.cmd("subscribe", map[string]any{"topic": "chat:lobby", "since": pr.Pos}), &sr)
+	if sr.Recovered != 3 || len(pushes) != 3 || sr.Gone || string(pushes[0].Push.Pub.Data) != "0" || string(pushes[2].Push.Pub.Data) != "2" {
+		t.Fatalf("resume: %+v, pushes %+v", sr, pushes)
+	}
+	if sr.Head != pushes[2].Push.Pub.Pos {
+		t.Fatalf("head %s, last recovered %s", sr.Head, pushes[2].Push.Pub.Pos)
+	}
+	b.ok(b.cmd("publish", map[string]any{"topic": "chat:lobby", "data": "live"}), nil)
+	if f := c.read(); f.Push == nil || string(f.Push.Pub.Data) != `"live"` {
+		t.Fatalf("live push %+v", f)
+	}
+	// A position of another epoch: gone.
+	d := dial(t, addr)
+	d.connect("")
+	d.ok(d.cmd("subscribe", map[string]any{"topic": "chat:lobby", "since": "1-1"}), &sr)
+	if !sr.Gone {
+		t.Fatalf("resume from another epoch: %+v", sr)
+	}
+	// Topics without history: no position; unsubscribe; errors.
+	a.ok(a.cmd("subscribe", map[string]any{"topic": "open:x"}), nil)
+	pr = cp.PublishResult{}
+	b.ok(b.cmd("publish", map[string]any{"topic": "open:x", "data": 1}), &pr)
+	for {
+		f := a.read()
+		if f.Push != nil && f.Push.Topic == "open:x" {
+			if f.Push.Pub.Pos != "" || pr.Pos != "" {
+				t.Fatalf("positions on a topic without history: %+v %+v", f.Push.Pub, pr)
+			}
+			break
+		}
+	}
+	a.wantError(a.cmd("subscribe", map[string]any{"topic": "open:x"}), cp.ErrAlreadySubscribed)
+	a.ok(a.cmd("unsubscribe", map[string]any{"topic": "open:x"}), nil)
+	a.wantError(a.cmd("unsubscribe", map[string]any{"topic": "open:x"}), cp.ErrNotSubscribed)
+	a.wantError(a.cmd("subscribe", map[string]any{"topic": "nowhere:x"}), cp.ErrUnknownTopic)
+	a.wantError(a.cmd("subscribe", map[string]any{"topic": "user:#42"}), cp.ErrPermissionDenied)
+	a.wantError(a.cmd("publish", map[string]any{"topic": "news:x", "data": 1}), cp.ErrNotAvailable)
+	a.wantError(a.cmd("publish", map[string]any{"topic": "open:x", "data": strings.Repeat("x", 200)}), cp.ErrTooLarge)
+	a.wantError(a.cmd("subscribe", map[string]any{"topic": "chat:x", "since": "01-1"}), cp.ErrBadRequest)
+	a.wantError(a.cmd("connect", map[string]any{}), cp.ErrBadRequest)
+	a.ok(a.cmd("ping", map[string]any{}), nil)
+}
+
+func TestWebSocketServerAPI(t *testing.T) {
+	s, addr := start(t, realtime.Options{Authenticate: func(_ context.Context, c realtime.Credentials) (realtime.Identity, error) {
+		return realtime.Identity{User: c.Token}, nil
+	}}, nil)
+	a := dial(t, addr)
+	a.connect("42")
+	a.ok(a.cmd("subscribe", map[string]any{"topic": "user:#42"}), nil)
+	done := make(chan pubsub.Position, 1)
+	if err := s.PublishAsync("user:#42", json.RawMessage(`{"n":1}`), func(p pubsub.Position, err error) { done <- p }); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if f := a.read(); f.Push == nil || f.Push.Topic != "user:#42" || string(f.Push.Pub.Data) != `{"n":1}` {
+		t.Fatalf("push %+v", f)
+	}
+	s.SubscribeUser("42", "news:flash")
+	if f := a.read(); f.Push == nil || f.Push.Topic != "news:flash" || f.Push.Sub == nil {
+		t.Fatalf("sub push %+v", f)
+	}
+	s.PublishAsync("news:flash", json.RawMessage(`"extra"`), nil)
+	if f := a.read(); f.Push == nil || f.Push.Topic != "news:flash" || string(f.Push.Pub.Data) != `"extra"` {
+		t.Fatalf("push %+v", f)
+	}
+	s.DisconnectUser("42", 0, "bye")
+	a.wantClose(cp.DisconnectForced)
+	if m := s.Metrics(); m.Disconnects[cp.DisconnectForced] != 1 {
+		t.Fatalf("metrics %+v", m)
+	}
+}
+
+func TestWebSocketRPC(t *testing.T) {
+	_, addr := start(t, realtime.Options{Limits: realtime.Limits{RPCTimeout: 200 * time.Millisecond, PendingRPCs: 2}}, func(s *realtime.Server) {
+		s.HandleRPC("echo", func(c *realtime.Client, data json.RawMessage, reply func(json.RawMessage, error)) {
+			reply(data, nil)
+		})
+		s.HandleRPC("later", func(c *realtime.Client, data json.RawMessage, reply func(json.RawMessage, error)) {
+			go func() { time.Sleep(20 * time.Millisecond); reply(json.RawMessage(`"done"`), nil) }()
+		})
+		s.HandleRPC("never", func(*realtime.Client, json.RawMessage, func(json.RawMessage, error)) {})
+		s.HandleRPC("refuse", func(c *realtime.Client, data json.RawMessage, reply func(json.RawMessage, error)) {
+			reply(nil, &cp.Error{Code: 1001, Message: "no"})
+		})
+	})
+	a := dial(t, addr)
+	a.connect("")
+	var r cp.RPCResult
+	a.ok(a.cmd("rpc", map[string]any{"method": "echo", "data": map[string]int{"a": 1}}), &r)
+	if string(r.Data) != `{"a":1}` {
+		t.Fatalf("echo %s", r.Data)
+	}
+	a.ok(a.cmd("rpc", map[string]any{"method": "later"}), &r)
+	if string(r.Data) != `"done"` {
+		t.Fatalf("later %s", r.Data)
+	}
+	a.wantError(a.cmd("rpc", map[string]any{"method": "refuse"}), 1001)
+	a.wantError(a.cmd("rpc", map[string]any{"method": "missing"}), cp.ErrMethodNotFound)
+	id1 := a.cmd("rpc", map[string]any{"method": "never"})
+	id2 := a.cmd("rpc", map[string]any{"method": "never"})
+	a.wantError(a.cmd("rpc", map[string]any{"method": "never"}), cp.ErrLimitExceeded)
+	a.wantError(id1, cp.ErrTimeout)
+	a.wantError(id2, cp.ErrTimeout)
+	a.ok(a.cmd("rpc", map[string]any{"method": "echo", "data": 1}), nil)
+}
+
+func TestWebSocketLimits(t *testing.T) {
+	_, addr := start(t, realtime.Options{Limits: realtime.Limits{Subscriptions: 2, CommandBytes: 1000, CommandsPerSecond: 1, CommandBurst: 5}}, nil)
+	canary := dial(t, addr)
+	canary.connect("")
+	canary.ok(canary.cmd("subscribe", map[string]any{"topic": "chat:canary"}), nil)
+
+	a := dial(t, addr)
+	a.connect("")
+	a.ok(a.cmd("subscribe", map[string]any{"topic": "chat:1"}), nil)
+	a.ok(a.cmd("subscribe", map[string]any{"topic": "chat:2"}), nil)
+	a.wantError(a.cmd("subscribe", map[string]any{"topic": "chat:3"}), cp.ErrLimitExceeded)
+	a.ok(a.cmd("ping", map[string]any{}), nil)
+	a.wantError(a.cmd("ping", map[string]any{}), cp.ErrTooManyRequests)
+
+	b := dial(t, addr)
+	b.connect("")
+	b.cmd("publish", map[string]any{"topic": "chat:1", "data": strings.Repeat("x", 1000)})
+	b.wantClose(cp.DisconnectTooLarge)
+
+	c := dial(t, addr)
+	c.cmd("ping", map[string]any{})
+	c.wantClose(cp.DisconnectUnauthorized)
+
+	d := dial(t, addr)
+	d.c.WriteMessage(websocket.TextMessage, []byte("{not json"))
+	d.wantClose(cp.DisconnectBadRequest)
+
+	e := dial(t, addr)
+	e.c.WriteMessage(websocket.BinaryMessage, []byte(`{"id":1,"connect":{}}`))
+	e.wantClose(cp.DisconnectBadRequest)
+
+	canary.ok(canary.cmd("publish", map[string]any{"topic": "chat:canary", "data": "alive"}), nil)
+}
+
+func TestWebSocketStaleAndExpiry(t *testing.T) {
+	_, addr := start(t, realtime.Options{
+		Limits: realtime.Limits{ConnectTimeout: 200 * time.Millisecond},
+		Authenticate: func(_ context.Context, c realtime.Credentials) (realtime.Identity, error) {
+			switch c.Token {
+			case "bad":
+				return realtime.Identity{}, fmt.Errorf("signature: %w", realtime.ErrUnauthorized)
+			case "no":
+				return realtime.Identity{}, errors.New("banned")
+			case "slow":
+				time.Sleep(100 * time.Millisecond)
+			}
+			return realtime.Identity{User: "u", ExpiresAt: time.Now().Add(300 * time.Millisecond)}, nil
+		},
+	}, nil)
+	a := dial(t, addr)
+	a.wantClose(cp.DisconnectStale)
+
+	b := dial(t, addr)
+	r := b.connect("ok")
+	if !r.Expires {
+		t.Fatalf("connect %+v", r)
+	}
+	b.wantClose(cp.DisconnectTokenExpired)
+
+	// A refresh moves the expiry.
+	c := dial(t, addr)
+	c.connect("ok")
+	time.Sleep(150 * time.Millisecond)
+	c.ok(c.cmd("refresh", map[string]any{"token": "ok"}), nil)
+	time.Sleep(250 * time.Millisecond)
+	c.ok(c.cmd("ping", map[string]any{}), nil) // past the first expiry
+	c.wantClose(cp.DisconnectTokenExpired)
+
+	d := dial(t, addr)
+	d.cmd("connect", map[string]any{"token": "bad"})
+	d.wantClose(cp.DisconnectUnauthorized)
+	e := dial(t, addr)
+	e.cmd("connect", map[string]any{"token": "no"})
+	e.wantClose(cp.DisconnectPermissionDenied)
+
+	// Commands sent while Authenticate runs off the loop wait for it, in
+	// order.
+	f := dial(t, addr)
+	f.cmd("connect", map[string]any{"token": "slow"})
+	sub := f.cmd("subscribe", map[string]any{"topic": "chat:x"})
+	first := f.read()
+	if first.ID != 1 || first.Error != nil {
+		t.Fatalf("first frame %+v", first)
+	}
+	f.ok(sub, nil)
+}

@@ -1,0 +1,386 @@
+package realtime
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/tornago/tornago/loop"
+	cp "github.com/tornago/tornago/proto/clientproto"
+)
+
+// wsConn is a Client's WebSocket: one command per text frame, one reply
+// or push per text frame.
+type wsConn struct {
+	loop.WebSocketBase
+	s   *Server
+	c   *Client
+	w   *loop.WebSocket
+	ip  netip.Addr
+	hdr map[string][]string
+}
+
+func remoteIP(r *loop.Request) netip.Addr {
+	ip, _ := netip.ParseAddr(r.RemoteIP())
+	return ip
+}
+
+func (s *Server) newWebSocket(r *loop.Request) loop.WebSocketHandler {
+	return &wsConn{s: s, ip: remoteIP(r), hdr: r.HeaderMap()}
+}
+
+// Loop-only. Open implements loop.WebSocketHandler.
+func (h *wsConn) Open(w *loop.WebSocket) {
+	h.w = w
+	h.c = h.s.newClient(h, h.hdr, h.ip)
+	h.hdr = nil
+}
+
+// Loop-only. OnMessage implements loop.WebSocketHandler.
+func (h *wsConn) OnMessage(w *loop.WebSocket, typ loop.MessageType, data []byte) {
+	switch {
+	case typ != loop.Text:
+		h.c.Disconnect(cp.DisconnectBadRequest, "binary frame")
+	case len(data) > h.s.lim.CommandBytes:
+		h.c.Disconnect(cp.DisconnectTooLarge, "command too large")
+	default:
+		h.c.onFrame(data)
+	}
+}
+
+// Loop-only. OnClose implements loop.WebSocketHandler.
+func (h *wsConn) OnClose(*loop.WebSocket) {
+	if h.c != nil {
+		h.c.gone()
+	}
+}
+
+func (h *wsConn) write(frame []byte) error { return h.w.WriteText(frame) }
+
+func (h *wsConn) writeBcast(b *bcast) error {
+	if b.ws == nil {
+		b.ws, _ = loop.PrepareMessage(loop.Text, b.frame)
+	}
+	return h.w.WritePrepared(b.ws)
+}
+
+func (h *wsConn) end(code cp.DisconnectCode, reason string, frame []byte) {
+	_ = h.w.WriteText(frame)
+	_ = h.w.Close(loop.StatusCode(code), reason)
+}
+
+func (h *wsConn) kind() string { return TransportWebSocket }
+
+// session is an emulated transport's connection (SSE or long polling):
+// its id, bound to the Client's identity, names it in the commands POSTed.
+type session struct {
+	s    *Server
+	c    *Client
+	id   string
+	typ  string
+	auth string // the Authorization header at connect: a POST with another is refused
+	// SSE: the stream the frames go to.
+	es *loop.EventStream
+	// Long polling: the unacknowledged frames, numbered from base, and
+	// the poll waiting for the next one.
+	out    [][]byte
+	base   uint64
+	bytes  int
+	parked *loop.Request
+	wait   *loop.Timeout
+	// closed: the connection ended; the frames left (the disconnect) go
+	// to the next poll, then the session is forgotten.
+	closed    bool
+	lastSeen  time.Time
+	idle      *loop.Timeout
+	forgotten bool
+}
+
+func newSessionID() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func (s *Server) newSession(typ string, r *loop.Request) *session {
+	ss := &session{s: s, id: newSessionID(), typ: typ, auth: r.Header("Authorization"), lastSeen: time.Now()}
+	ss.c = s.newClient(ss, r.HeaderMap(), remoteIP(r))
+	ss.c.sess = ss
+	return ss
+}
+
+func (ss *session) kind() string { return ss.typ }
+
+func (ss *session) forget() {
+	ss.forgotten = true
+	if ss.s.sessions[ss.id] == ss {
+		delete(ss.s.sessions, ss.id)
+	}
+	ss.s.l.RemoveTimeout(ss.idle)
+	ss.s.l.RemoveTimeout(ss.wait)
+}
+
+func (ss *session) write(frame []byte) error {
+	if ss.es != nil {
+		if err := ss.es.Send("", "", frame); err != nil {
+			ss.streamGone()
+			return err
+		}
+		return nil
+	}
+	return ss.push(append([]byte(nil), frame...))
+}
+
+func (ss *session) writeBcast(b *bcast) error {
+	if ss.es != nil {
+		if b.ev == nil {
+			b.ev, _ = loop.PrepareEvent("", "", b.frame)
+		}
+		if err := ss.es.WritePrepared(b.ev); err != nil {
+			ss.streamGone()
+			return err
+		}
+		return nil
+	}
+	return ss.push(b.frame) // shared, never modified
+}
+
+func (ss *session) end(code cp.DisconnectCode, reason string, frame []byte) {
+	if ss.es != nil {
+		_ = ss.es.Send("", "", frame)
+		_ = ss.es.Close()
+		ss.forget()
+		return
+	}
+	ss.out = append(ss.out, frame)
+	ss.closed = true
+	if ss.parked != nil {
+		ss.answer()
+	}
+}
+
+// streamGone is the SSE stream's end: the session ends with it.
+func (ss *session) streamGone() {
+	ss.c.gone()
+	ss.forget()
+}
+
+// push queues a frame for the polls; past the unsent bound the session
+// ends as a slow one's (3001).
+func (ss *session) push(frame []byte) error {
+	if ss.closed {
+		return loop.ErrStreamClosed
+	}
+	ss.out = append(ss.out, frame)
+	ss.bytes += len(frame)
+	if ss.bytes > ss.s.lim.MaxUnsent {
+		ss.c.Disconnect(cp.DisconnectSlow, "slow")
+		return loop.ErrSlowConsumer
+	}
+	if ss.parked != nil {
+		ss.answer()
+	}
+	return nil
+}
+
+// ack drops the frames before next.
+func (ss *session) ack(next uint64) {
+	for ss.base < next && len(ss.out) > 0 {
+		ss.bytes -= len(ss.out[0])
+		ss.out[0] = nil
+		ss.out = ss.out[1:]
+		ss.base++
+	}
+	if len(ss.out) == 0 {
+		ss.out = nil
+	}
+}
+
+// answer answers the parked poll with every unacknowledged frame.
+func (ss *session) answer() {
+	r := ss.parked
+	ss.parked = nil
+	ss.s.l.RemoveTimeout(ss.wait)
+	ss.wait = nil
+	ss.lastSeen = time.Now()
+	n := 32
+	for _, f := range ss.out {
+		n += len(f) + 1
+	}
+	body := make([]byte, 0, n)
+	body = append(body, `{"frames":[`...)
+	for i, f := range ss.out {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, f...)
+	}
+	body = append(body, `],"next":`...)
+	body = strconv.AppendUint(body, ss.base+uint64(len(ss.out)), 10)
+	body = append(body, '}')
+	r.SetHeader("Content-Type", "application/json")
+	r.SetHeader("Cache-Control", "no-store")
+	_ = r.Write(body)
+	_ = r.Finish()
+	if ss.closed {
+		ss.forget()
+	}
+}
+
+// park holds r until a frame comes or PollWait passes.
+func (ss *session) park(r *loop.Request) {
+	if ss.parked != nil {
+		ss.answer() // the older poll gets what there is; this one waits
+	}
+	ss.parked = r
+	r.Async()
+	r.OnConnectionClose(func() {
+		if ss.parked == r {
+			ss.parked = nil
+			ss.s.l.RemoveTimeout(ss.wait)
+			ss.wait = nil
+			ss.lastSeen = time.Now()
+		}
+	})
+	ss.wait = ss.s.l.CallLater(ss.s.lim.PollWait, func() {
+		if ss.parked == r {
+			ss.answer()
+		}
+	})
+}
+
+// armIdle ends the session when no poll comes for SessionIdle: one timer
+// entry per session, pushed back lazily when it fires.
+func (ss *session) armIdle(after time.Duration) {
+	ss.idle = ss.s.l.CallLater(after, func() {
+		ss.idle = nil
+		if ss.forgotten {
+			return
+		}
+		left := ss.s.lim.SessionIdle - time.Since(ss.lastSeen)
+		if ss.parked != nil || left > 0 {
+			ss.armIdle(max(left, 10*time.Millisecond))
+			return
+		}
+		ss.c.Disconnect(cp.DisconnectSessionExpired, "session expired")
+		ss.forget()
+	})
+}
+
+// commandError answers an emulated transport's request with status and a
+// protocol error object.
+func commandError(r *loop.Request, status int, code cp.ErrorCode, msg string) {
+	r.SetStatus(status)
+	r.SetHeader("Content-Type", "application/json")
+	b := cp.AppendError(nil, 0, cp.NewError(code, msg))
+	_ = r.Write(append([]byte{'{'}, b[len(`{"id":0,`):]...)) // {"error": {...}}: no command to answer
+	_ = r.Finish()
+}
+
+func (s *Server) serveSSE(r *loop.Request) {
+	if r.Method != "GET" {
+		r.SetHeader("Allow", "GET")
+		_ = r.SendError(405)
+		return
+	}
+	raw := r.GetArgument("connect", "")
+	if len(raw) > s.lim.CommandBytes {
+		commandError(r, 413, cp.ErrTooLarge, "command too large")
+		return
+	}
+	es, err := r.EventStream(s.o.EventStream)
+	if err != nil {
+		return
+	}
+	ss := s.newSession(TransportSSE, r)
+	ss.es = es
+	r.OnConnectionClose(func() {
+		if ss.c.state != stClosed {
+			ss.streamGone()
+		}
+	})
+	ss.c.onFrame([]byte(raw))
+}
+
+func (s *Server) servePoll(r *loop.Request) {
+	switch r.Method {
+	case "POST":
+		if len(r.Body) > s.lim.CommandBytes {
+			commandError(r, 413, cp.ErrTooLarge, "command too large")
+			return
+		}
+		ss := s.newSession(TransportPoll, r)
+		ss.armIdle(s.lim.SessionIdle)
+		ss.park(r)
+		ss.c.onFrame(bytes.TrimSpace(r.Body))
+	case "GET":
+		ss := s.sessions[r.GetArgument("session", "")]
+		if ss == nil || ss.typ != TransportPoll {
+			commandError(r, 404, cp.ErrSessionExpired, "session expired")
+			return
+		}
+		next, err := strconv.ParseUint(r.GetArgument("next", ""), 10, 64)
+		if err != nil || next > ss.base+uint64(len(ss.out)) {
+			commandError(r, 400, cp.ErrBadRequest, "next is not a frame number of this session")
+			return
+		}
+		ss.lastSeen = time.Now()
+		ss.ack(next)
+		ss.park(r)
+		if len(ss.out) > 0 || ss.closed {
+			ss.answer()
+		}
+	default:
+		r.SetHeader("Allow", "GET, POST")
+		_ = r.SendError(405)
+	}
+}
+
+func (s *Server) serveCommand(r *loop.Request) {
+	if r.Method != "POST" {
+		r.SetHeader("Allow", "POST")
+		_ = r.SendError(405)
+		return
+	}
+	ss := s.sessions[r.GetArgument("session", "")]
+	if ss == nil || ss.closed || ss.c.state == stClosed {
+		commandError(r, 404, cp.ErrSessionExpired, "session expired")
+		return
+	}
+	if a := r.Header("Authorization"); a != "" && a != ss.auth {
+		commandError(r, 403, cp.ErrPermissionDenied, "the request's credentials name another identity")
+		return
+	}
+	if len(r.Body) > 16*s.lim.CommandBytes {
+		commandError(r, 413, cp.ErrTooLarge, "commands too large")
+		return
+	}
+	var lines [][]byte
+	for rest := r.Body; len(rest) > 0; {
+		line, tail, _ := bytes.Cut(rest, []byte{'\n'})
+		rest = tail
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 {
+			continue
+		}
+		if len(line) > s.lim.CommandBytes {
+			commandError(r, 413, cp.ErrTooLarge, "command too large")
+			return
+		}
+		if !json.Valid(line) {
+			commandError(r, 400, cp.ErrBadRequest, "not one JSON command per line")
+			return
+		}
+		lines = append(lines, line)
+	}
+	ss.lastSeen = time.Now()
+	r.SetStatus(202)
+	_ = r.Finish()
+	for _, line := range lines {
+		ss.c.onFrame(line)
+	}
+}

@@ -445,3 +445,62 @@ func jsString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
+
+// TestBrowserRealtimePage drives the demo page built on the client
+// (/realtime): clock ticks, chat in a room with the page's name, another
+// room, a publication from Go.
+func TestBrowserRealtimePage(t *testing.T) {
+	exe := chromiumPath()
+	requireTool(t, exe != "", "chromium (apt-get install chromium)")
+	srv := startRTJS(t)
+	p := openRTJSTab(t, startBrowser(t, exe), srv.base()+"/realtime?name=Ada")
+	type demoState struct {
+		State, Transport, Name, Room string
+		Subscribed                   string
+		Ticks                        int
+		Messages                     []struct{ Who, Text, Pos string }
+		Errors                       []string
+	}
+	state := func() demoState {
+		t.Helper()
+		var s demoState
+		if err := chromedp.Run(p.ctx, chromedp.Evaluate(`window.rtdemo || {}`, &s)); err != nil {
+			t.Fatalf("read window.rtdemo: %v", err)
+		}
+		return s
+	}
+	waitFor := func(what string, cond func(demoState) bool) demoState {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			s := state()
+			if cond(s) {
+				return s
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("waited for %s; page state %+v", what, s)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitFor("connected, two ticks", func(s demoState) bool { return s.State == "connected" && s.Ticks >= 2 })
+	if err := chromedp.Run(p.ctx, chromedp.SendKeys("#chat-input", "hello lobby\n", chromedp.ByID)); err != nil {
+		t.Fatal(err)
+	}
+	s := waitFor("own message", func(s demoState) bool { return len(s.Messages) == 1 })
+	if m := s.Messages[0]; m.Who != "Ada" || m.Text != "hello lobby" || m.Pos == "" || s.Room != "lobby" {
+		t.Errorf("message %+v in room %q, want Ada's in lobby with a position", m, s.Room)
+	}
+	if err := chromedp.Run(p.ctx, chromedp.SetValue("#room", "go", chromedp.ByID), chromedp.Evaluate(`document.getElementById("room").dispatchEvent(new Event("change"))`, nil)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("room go", func(s demoState) bool { return s.Subscribed == "go" && len(s.Messages) == 0 })
+	rtjsPublish(t, srv.addr, "chat:go", "from Go")
+	s = waitFor("message from Go", func(s demoState) bool { return len(s.Messages) == 1 })
+	if m := s.Messages[0]; m.Who != "anonymous" || m.Text != "from Go" {
+		t.Errorf("message %+v", m)
+	}
+	if len(s.Errors) > 0 {
+		t.Errorf("page errors: %v", s.Errors)
+	}
+}

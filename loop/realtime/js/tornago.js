@@ -473,6 +473,7 @@ export class Core {
     this.nextID = 1;
     this.state = "disconnected";
     this.transport = null;
+    this.opening = null; // a transport whose connect reply has not come yet
     this.transportName = "";
     this.client = "";
     this.attempt = 0;
@@ -704,9 +705,9 @@ export class Core {
   stop(code = 0, reason = "disconnected") {
     this.running = false;
     this._clearTimers();
-    if (this.transport) {
-      this.transport.close();
-      this.transport = null;
+    for (const k of ["transport", "opening"]) {
+      if (this[k]) this[k].close();
+      this[k] = null;
     }
     this._failPending(new TornagoError(ErrorCodes.clientDisconnected, reason));
     for (const p of this.queue) {
@@ -753,10 +754,10 @@ export class Core {
     if (this.token) connect.token = this.token;
     if (this.opts.data !== undefined) connect.data = this.opts.data;
     const cmd = {id, connect};
-    let connected = false, disconnectFrame = null;
-    const tr = TRANSPORTS[name](this.urls, cmd, {
+    let connected = false, disconnectFrame = null, tr = null;
+    const handlers = {
       onFrame: (raw) => {
-        if (this.transport !== tr && !(this.transport === null && !connected && cur === tr)) return;
+        if (!this.running || (this.transport !== tr && this.opening !== tr)) return;
         let f;
         try {
           f = parseFrame(raw);
@@ -768,6 +769,7 @@ export class Core {
         if (!connected) {
           if (f.id === id) {
             clearTimeout(this.timers.connect);
+            this.opening = null;
             if (f.error) {
               const e = toError(f.error);
               this.transport = tr;
@@ -796,10 +798,11 @@ export class Core {
           reason = disconnectFrame.reason || reason;
         }
         if (!connected) {
-          if (cur !== tr || this.transport) {
+          if (this.opening !== tr) {
             if (this.transport === tr) this._onClosed(code, reason, disconnectFrame);
             return;
           }
+          this.opening = null;
           clearTimeout(this.timers.connect);
           // The server answered and refused: that is final for every
           // transport; otherwise try the next transport now.
@@ -809,19 +812,27 @@ export class Core {
             return;
           }
           this.lastClose = {code, reason};
-          cur = null;
           this._connect(ti + 1);
           return;
         }
         if (this.transport === tr) this._onClosed(code, reason, disconnectFrame);
       },
-    }, this.opts);
-    let cur = tr;
+    };
+    try {
+      tr = TRANSPORTS[name](this.urls, cmd, handlers, this.opts);
+    } catch (e) {
+      // A transport this page may not open (a malformed URL, a CSP rule):
+      // the next one.
+      this.lastClose = {code: 1006, reason: name + ": " + (e && e.message)};
+      this._connect(ti + 1);
+      return;
+    }
+    this.opening = tr;
     // A transport that neither fails nor answers (a proxy that holds or
     // blackholes it) is given up after connectTimeout.
     this.timers.connect = setTimeout(() => {
-      if (cur !== tr || connected) return;
-      cur = null;
+      if (this.opening !== tr || connected) return;
+      this.opening = null;
       tr.close();
       this.lastClose = {code: 3000, reason: name + ": no connect reply"};
       this._connect(ti + 1);

@@ -362,12 +362,33 @@ test("fallback: a transport that fails or never answers gives way to the next", 
     return {send() {}, close() {}};
   };
   TRANSPORTS.blackhole = () => ({send() {}, close() {}});
-  const c = client(srv, {transports: ["broken", "blackhole", srv.name], connectTimeout: 50});
+  TRANSPORTS.throws = () => {
+    throw new Error("refused by the page's CSP");
+  };
+  const c = client(srv, {transports: ["throws", "broken", "blackhole", srv.name], connectTimeout: 50});
   const t0 = Date.now();
   await c.ready();
   assert.equal(c.transport, srv.name);
   assert.ok(Date.now() - t0 < 1000);
   c.disconnect();
+});
+
+test("disconnect() while connecting: the late connect reply is ignored and the transport closed", async () => {
+  let opened = null;
+  TRANSPORTS.late = (u, cmd, h) => {
+    opened = {closed: false, send() {}, close() { opened.closed = true; }};
+    setTimeout(() => h.onFrame(JSON.stringify({id: cmd.id, result: {client: "late"}})), 30);
+    return opened;
+  };
+  const states = [];
+  const c = new Client({url: "ws://late", transports: ["late"], shared: false, storage: null}).connect();
+  c.on("state", (s) => states.push(s));
+  await until("opening", () => opened !== null);
+  c.disconnect();
+  await sleep(80);
+  assert.equal(c.state, "disconnected");
+  assert.ok(opened.closed, "the opening transport is closed");
+  assert.ok(!states.includes("connected"), states.join());
 });
 
 test("no pong: a silent connection is replaced", async () => {

@@ -411,6 +411,19 @@ func TestBrowserClientTabs(t *testing.T) {
 		if sa := a.state(); sa.Client != sb.Client {
 			t.Errorf("client ids %q and %q: not one connection", sa.Client, sb.Client)
 		}
+		// A reloads while B holds the connection: A resumes from its
+		// position out of what the worker kept, on the same connection.
+		a.navigate("about:blank")
+		rtjsPublish(t, srv.addr, "chat:tabs", "while a reloads")
+		b.waitFor("b got it", 5*time.Second, func(s rtjsState) bool { return hasText(s, "while a reloads") })
+		a.navigate(url)
+		sa := a.waitFor("a resumed", 10*time.Second, func(s rtjsState) bool { return hasText(s, "while a reloads") })
+		if !slices.Equal(sa.texts(), []string{"while a reloads"}) || len(sa.Subs) != 1 || sa.Subs[0].Recovered != 1 {
+			t.Errorf("after reload: a handled %q, subscribe %+v; want the one published meanwhile, recovered 1", sa.texts(), sa.Subs)
+		}
+		if n := srv.requests("/connection/websocket") - before; n != 1 {
+			t.Errorf("%d WebSocket connections after a reload in a shared tab, want still 1", n)
+		}
 	})
 
 	t.Run("broadcast", func(t *testing.T) {

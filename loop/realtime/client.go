@@ -248,7 +248,12 @@ func (c *Client) allow() bool {
 	c.last = now
 	if c.tokens >= 1 {
 		c.tokens--
-		c.overSince = time.Time{}
+		if c.tokens >= 1 {
+			// Slack left: the client is within the rate again. A client
+			// over it gets a command through now and then, with none
+			// left after it, and stays over.
+			c.overSince = time.Time{}
+		}
 		return true
 	}
 	if c.overSince.IsZero() {

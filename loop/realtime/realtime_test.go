@@ -392,3 +392,42 @@ func TestWebSocketStaleAndExpiry(t *testing.T) {
 	}
 	f.ok(sub, nil)
 }
+
+// TestRateSustained: a client that stays over the command rate for 5 s
+// is disconnected with 3004, though some of its commands get through.
+func TestRateSustained(t *testing.T) {
+	_, addr := start(t, realtime.Options{Limits: realtime.Limits{CommandsPerSecond: 10, CommandBurst: 2}}, nil)
+	a := dial(t, addr)
+	a.connect("")
+	go func() {
+		for {
+			b := []byte(`{"id":9,"ping":{}}`)
+			if a.c.WriteMessage(websocket.TextMessage, b) != nil {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	start := time.Now()
+	passed := 0
+	for {
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("no 3004 after %v (%d commands through)", time.Since(start), passed)
+		}
+		a.c.SetReadDeadline(time.Now().Add(8 * time.Second))
+		_, b, err := a.c.ReadMessage()
+		if err != nil {
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) || ce.Code != int(cp.DisconnectTooManyRequests) {
+				t.Fatalf("closed with %v, want 3004", err)
+			}
+			break
+		}
+		if strings.Contains(string(b), `"result"`) {
+			passed++
+		}
+	}
+	if d := time.Since(start); d < 4*time.Second || passed < 10 {
+		t.Fatalf("3004 after %v with %d commands through", d, passed)
+	}
+}

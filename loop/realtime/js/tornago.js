@@ -1195,10 +1195,12 @@ export class Client extends Emitter {
     return o;
   }
 
+  // _linkFailed: the SharedWorker did not start (no module workers, a
+  // CSP rule): a leader tab instead, or this page's own connection.
   _linkFailed(kind) {
     if (this.closed || !this.link || this.link.kind !== kind) return;
-    this.link = localLink(this, new Core(this._coreOpts()));
-    this._rejoin();
+    this.link = this._makeLink(this.opts.shared === "sharedworker" ? false : "broadcast");
+    if (this.link.kind !== "broadcast") this._rejoin();
   }
 
   // _rejoin (re)introduces this page to its Core: hello, then every

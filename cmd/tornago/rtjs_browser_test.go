@@ -30,6 +30,7 @@ const q = new URLSearchParams(location.search);
 const opts = {connectTimeout: 3000, minReconnectDelay: 100, maxReconnectDelay: 1000, pongTimeout: 1500};
 if (q.get("ping")) opts.pingInterval = +q.get("ping");
 if (q.get("transports")) opts.transports = q.get("transports").split(",");
+if (q.get("worker")) opts.workerURL = q.get("worker");
 const sh = q.get("shared");
 opts.shared = sh === "false" ? false : (sh || "auto");
 const rt = window.rt = {state: "", states: [], transport: "", client: "", msgs: [], subs: [], errors: [], global: typeof globalThis.Tornago};
@@ -450,6 +451,27 @@ func TestBrowserClientTabs(t *testing.T) {
 			t.Errorf("%d WebSocket connections, want 2 (the first leader's, then the new one's)", n)
 		}
 		noRepeats(t, s)
+	})
+
+	t.Run("no worker", func(t *testing.T) {
+		// The SharedWorker cannot start (its script is missing): the tabs
+		// elect a leader instead and still share one connection.
+		before := srv.requests("/connection/websocket")
+		url := srv.base() + "/rtjs-test?worker=/no-such-worker.js&topic=chat:noworker"
+		a := openRTJSTab(t, bctx, url)
+		b := openRTJSTab(t, bctx, url)
+		for _, p := range []*rtjsTab{a, b} {
+			s := p.waitFor("subscribed", 10*time.Second, func(s rtjsState) bool { return s.State == "connected" && len(s.Subs) == 1 })
+			if s.Link != "broadcast" {
+				t.Errorf("link %q, want broadcast", s.Link)
+			}
+		}
+		rtjsPublish(t, srv.addr, "chat:noworker", "shared anyway")
+		a.waitFor("a got it", 5*time.Second, func(s rtjsState) bool { return hasText(s, "shared anyway") })
+		b.waitFor("b got it", 5*time.Second, func(s rtjsState) bool { return hasText(s, "shared anyway") })
+		if n := srv.requests("/connection/websocket") - before; n != 1 {
+			t.Errorf("%d WebSocket connections for two tabs, want 1", n)
+		}
 	})
 }
 

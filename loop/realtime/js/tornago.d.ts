@@ -31,6 +31,8 @@ export interface ConnectOptions {
   shared?: "auto" | "sharedworker" | "broadcast" | boolean;
   /** URL of tornago.js for the SharedWorker; default: this module's URL. */
   workerURL?: string | URL;
+  /** A SharedWorker silent this long (ms, 3000) counts as failed: a leader tab instead. */
+  workerTimeout?: number;
   /** Client name and application data sent with connect. */
   name?: string;
   data?: unknown;

@@ -994,8 +994,21 @@ function localLink(client, core) {
 function sharedWorkerLink(client, workerURL, key) {
   const w = new SharedWorker(workerURL, {type: "module", name: "tornago:" + key});
   const port = w.port;
-  port.onmessage = (e) => client._onCore(e.data);
-  w.onerror = () => client._linkFailed("sharedworker");
+  // The worker answers hello at once. A worker that cannot start does not
+  // always say so to every page (in Chromium a page attaching to a worker
+  // whose script failed may hear nothing), so silence counts as failure.
+  let heard = false;
+  port.onmessage = (e) => {
+    heard = true;
+    client._onCore(e.data);
+  };
+  const fail = () => {
+    if (heard) return;
+    port.close();
+    client._linkFailed("sharedworker");
+  };
+  w.onerror = fail;
+  setTimeout(fail, client.opts.workerTimeout || 3000);
   port.start();
   return {
     kind: "sharedworker",

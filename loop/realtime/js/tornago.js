@@ -502,7 +502,9 @@ export class Core {
         this._leave(m, msg.topic);
         break;
       case "call": {
-        const cmd = msg.kind === "rpc" ? {rpc: {method: msg.method, data: msg.data}} : {publish: {topic: msg.topic, data: msg.data}};
+        // undefined has no JSON: it goes as null (publish's data is required).
+        const data = msg.data === undefined ? null : msg.data;
+        const cmd = msg.kind === "rpc" ? {rpc: {method: msg.method, data}} : {publish: {topic: msg.topic, data}};
         this.command(cmd, msg.timeout).then(
           (result) => m.post({t: "res", ref: msg.ref, result}),
           (e) => m.post({t: "res", ref: msg.ref, error: plainError(e)}),

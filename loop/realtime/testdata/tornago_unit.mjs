@@ -343,6 +343,8 @@ test("publish acks, rpc answers, errors and timeouts", async () => {
   const early = c.publish("chat", {x: 1}); // before connect: waits for it
   assert.deepEqual(await early, {pos: "7-1"});
   assert.deepEqual(await c.rpc("echo", {y: [1, 2]}), {y: [1, 2]});
+  await c.publish("chat"); // no data: sent as null, never a command without its field
+  assert.ok("data" in srv.commands.at(-1).publish && srv.commands.at(-1).publish.data === null);
   await assert.rejects(c.rpc("nope"), (e) => e.code === 104 && e.message === "method not found");
   srv.silent = true;
   await assert.rejects(c.publish("chat", 1), (e) => e.code === ErrorCodes.timeout && e.temporary);

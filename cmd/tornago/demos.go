@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -383,6 +384,9 @@ func acceptFromBroker(lp longPollOptions) func(topic string, data []byte) error 
 	lp = lp.withDefaults()
 	limit := max(lp.MaxMessageBytes, receiveMax)
 	return func(topic string, data []byte) error {
+		if strings.HasPrefix(topic, realtime.HubTopicPrefix) {
+			return acceptRealtime(data)
+		}
 		switch {
 		case topic != chatTopic && topic != clockClaimTopic:
 			return fmt.Errorf("not a topic of the demos")

@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -33,6 +34,24 @@ const realtimeClockTopic = "clock:utc"
 // demo has no token secret configured (demo tokens replace it when one is).
 func demoAuthenticate(_ context.Context, c realtime.Credentials) (realtime.Identity, error) {
 	return realtime.Identity{}, nil
+}
+
+// realtimeMaxData bounds what the protocol's topics accept from the
+// broker: a client's command is at most 64 KiB, the server API's
+// publications get this much.
+const realtimeMaxData = 1 << 20
+
+// acceptRealtime is the broker filter of the protocol's topics: one JSON
+// value (a push carries it as is: anything else would break every
+// subscriber's frame), within realtimeMaxData.
+func acceptRealtime(data []byte) error {
+	switch {
+	case len(data) > realtimeMaxData:
+		return fmt.Errorf("%d bytes, over the limit of %d", len(data), realtimeMaxData)
+	case !json.Valid(data):
+		return errors.New("a realtime publication that is not one JSON value")
+	}
+	return nil
 }
 
 // addRealtime adds loop l's protocol server to app, its topics carried to

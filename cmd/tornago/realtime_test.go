@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/tornago/tornago/loop/natsbroker"
 	"github.com/tornago/tornago/loop/pubsub"
 )
 
@@ -56,4 +57,58 @@ func TestDemoRealtime(t *testing.T) {
 	until(`"id":6,"error":{"code":108`)
 	send(`{"id":7,"subscribe":{"topic":"user:#1"}}`)
 	until(`"id":7,"error":{"code":103`)
+}
+
+// TestDemoRealtimeAcrossNATS: two nodes sharing NATS (JetStream) with the
+// demo's broker filter: a publication on one reaches a subscriber on the
+// other, with its position, and resumes there.
+func TestDemoRealtimeAcrossNATS(t *testing.T) {
+	ns := startTestNATS(t, -1, t.TempDir())
+	var addrs []string
+	for range 2 {
+		nb := natsbroker.NewWithOptions(connectNATS(t, ns.ClientURL()), "tornago.", natsbroker.Options{Accept: acceptFromBroker(longPollOptions{})})
+		t.Cleanup(nb.Close)
+		addrs = append(addrs, startDemosWith(t, nb))
+	}
+	dialRT := func(addr string) (*websocket.Conn, func(string), func(string) string) {
+		c, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/connection/websocket", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		send := func(s string) {
+			if err := c.WriteMessage(websocket.TextMessage, []byte(s)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		until := func(want string) string {
+			t.Helper()
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			for {
+				_, b, err := c.ReadMessage()
+				if err != nil {
+					t.Fatalf("waiting for %s: %v", want, err)
+				}
+				if strings.Contains(string(b), want) {
+					return string(b)
+				}
+			}
+		}
+		return c, send, until
+	}
+	_, sendA, untilA := dialRT(addrs[0])
+	_, sendB, untilB := dialRT(addrs[1])
+	sendA(`{"id":1,"connect":{}}`)
+	untilA(`"id":1,"result"`)
+	sendB(`{"id":1,"connect":{}}`)
+	untilB(`"id":1,"result"`)
+	sendA(`{"id":2,"subscribe":{"topic":"chat:nats"}}`)
+	untilA(`"id":2,"result"`)
+	// B's first publish waits for the topic's JetStream stream.
+	sendB(`{"id":2,"publish":{"topic":"chat:nats","data":"across"}}`)
+	untilB(`"id":2,"result"`)
+	push := untilA(`"data":"across"`)
+	if !strings.Contains(push, `"pos":"`) {
+		t.Fatalf("push without position: %s", push)
+	}
 }

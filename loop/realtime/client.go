@@ -39,31 +39,36 @@ const (
 type Client struct {
 	s     *Server
 	tr    transport
-	id    string
+	n     uint64 // the client id's number (ID)
 	ident Identity
 	state uint8
 	// busy: a command of this client is off the loop (a hook) or waits
 	// for a topic's history; the commands after it wait in queue.
 	busy        bool
 	gotConnect  bool
+	rpcs        int32 // pending RPCs
 	queue       []cp.Command
 	subs        map[string]*topic
-	rpcs        int
 	tokens      float64
-	last        time.Time // tokens' last refill
-	overSince   time.Time // when the rate went over the limit (zero: not over)
+	last        int64 // tokens' last refill, Unix ns
+	overSince   int64 // when the rate went over the limit, Unix ns (0: not over)
 	connTimer   *loop.Timeout
 	expiryTimer *loop.Timeout
-	header      http.Header
-	remoteIP    netip.Addr
-	sess        *session // emulated transports
-	scratch     []byte
+	// req is what Authenticate reads of the request, until connected: an
+	// idle connection keeps no copy of its headers.
+	req  *requestInfo
+	sess *session // emulated transports
 }
 
-func (s *Server) newClient(tr transport, header http.Header, ip netip.Addr) *Client {
+// requestInfo is the part of a connection's request Credentials carry.
+type requestInfo struct {
+	header http.Header
+	ip     netip.Addr
+}
+
+func (s *Server) newClient(tr transport, req *requestInfo) *Client {
 	s.nextID++
-	c := &Client{s: s, tr: tr, id: s.prefix + strconv.FormatUint(s.nextID, 10), subs: map[string]*topic{},
-		tokens: float64(s.lim.CommandBurst), last: time.Now(), header: header, remoteIP: ip}
+	c := &Client{s: s, tr: tr, n: s.nextID, tokens: float64(s.lim.CommandBurst), last: time.Now().UnixNano(), req: req}
 	c.connTimer = s.l.CallLater(s.lim.ConnectTimeout, func() {
 		if c.state == stConnecting {
 			c.Disconnect(cp.DisconnectStale, "no connect in time")
@@ -76,7 +81,7 @@ func (s *Server) newClient(tr transport, header http.Header, ip netip.Addr) *Cli
 
 // Loop-only.
 // ID returns the client id sent in the connect result.
-func (c *Client) ID() string { return c.id }
+func (c *Client) ID() string { return c.s.prefix + strconv.FormatUint(c.n, 10) }
 
 // Loop-only.
 // User returns the connection's user id ("" when anonymous).
@@ -151,9 +156,9 @@ func (c *Client) deliver(b *bcast) {
 func (c *Client) reply(id uint32, result any) {
 	var b []byte
 	if result == nil {
-		b = cp.AppendReply(c.scratch[:0], id, nil)
+		b = cp.AppendReply(c.s.scratch[:0], id, nil)
 	} else {
-		b = cp.AppendResult(c.scratch[:0], id, result)
+		b = cp.AppendResult(c.s.scratch[:0], id, result)
 	}
 	c.send(b)
 	c.keepScratch(b)
@@ -161,7 +166,7 @@ func (c *Client) reply(id uint32, result any) {
 
 func (c *Client) fail(id uint32, code cp.ErrorCode, msg string) {
 	c.s.m.countError(code)
-	b := cp.AppendError(c.scratch[:0], id, cp.NewError(code, msg))
+	b := cp.AppendError(c.s.scratch[:0], id, cp.NewError(code, msg))
 	c.send(b)
 	c.keepScratch(b)
 }
@@ -174,7 +179,7 @@ func (c *Client) failErr(id uint32, err error, def cp.ErrorCode) {
 	var e *cp.Error
 	if errors.As(err, &e) {
 		c.s.m.countError(e.Code)
-		b := cp.AppendError(c.scratch[:0], id, e)
+		b := cp.AppendError(c.s.scratch[:0], id, e)
 		c.send(b)
 		c.keepScratch(b)
 		return
@@ -191,9 +196,13 @@ func (c *Client) failErr(id uint32, err error, def cp.ErrorCode) {
 	c.fail(id, def, msg)
 }
 
+// keepScratch keeps b as the server's scratch (shared by its clients:
+// every write copies) unless a large frame grew it.
 func (c *Client) keepScratch(b []byte) {
-	if cap(b) <= 4<<10 {
-		c.scratch = b[:0]
+	if cap(b) <= 16<<10 {
+		c.s.scratch = b[:0]
+	} else {
+		c.s.scratch = nil
 	}
 }
 
@@ -225,7 +234,7 @@ func (c *Client) onFrame(b []byte) {
 		return
 	}
 	if !c.allow() {
-		if !c.overSince.IsZero() && time.Since(c.overSince) >= 5*time.Second {
+		if c.overSince != 0 && time.Now().UnixNano()-c.overSince >= int64(5*time.Second) {
 			c.Disconnect(cp.DisconnectTooManyRequests, "too many requests")
 			return
 		}
@@ -242,21 +251,21 @@ func (c *Client) onFrame(b []byte) {
 
 // allow takes a token of the client's command bucket.
 func (c *Client) allow() bool {
-	now := time.Now()
+	now := time.Now().UnixNano()
 	lim := c.s.lim
-	c.tokens = min(float64(lim.CommandBurst), c.tokens+now.Sub(c.last).Seconds()*float64(lim.CommandsPerSecond))
+	c.tokens = min(float64(lim.CommandBurst), c.tokens+float64(now-c.last)/1e9*float64(lim.CommandsPerSecond))
 	c.last = now
 	if c.tokens >= 1 {
 		c.tokens--
-		if c.tokens >= 1 {
-			// Slack left: the client is within the rate again. A client
-			// over it gets a command through now and then, with none
-			// left after it, and stays over.
-			c.overSince = time.Time{}
+		if c.tokens >= max(1, float64(lim.CommandBurst)/2) {
+			// Half the burst left: the client backed off. A client over
+			// the rate gets a command through now and then, with (almost)
+			// none left after it, and stays over.
+			c.overSince = 0
 		}
 		return true
 	}
-	if c.overSince.IsZero() {
+	if c.overSince == 0 {
 		c.overSince = now
 	}
 	return false
@@ -329,7 +338,10 @@ func (c *Client) handle(cmd cp.Command) {
 }
 
 func (c *Client) credentials(req *cp.ConnectRequest, token string) Credentials {
-	cr := Credentials{Token: token, Header: c.header, RemoteIP: c.remoteIP, Transport: c.tr.kind()}
+	cr := Credentials{Token: token, Transport: c.tr.kind()}
+	if c.req != nil {
+		cr.Header, cr.RemoteIP = c.req.header, c.req.ip
+	}
 	if req != nil {
 		cr.Name, cr.Version, cr.Data = req.Name, req.Version, req.Data
 	}
@@ -381,6 +393,7 @@ func (c *Client) connected(id uint32, ident Identity, err error) {
 	}
 	c.ident = ident
 	c.state = stConnected
+	c.req = nil // kept only for Authenticate
 	s.l.RemoveTimeout(c.connTimer)
 	c.connTimer = nil
 	s.m.connections.Add(1)
@@ -391,13 +404,13 @@ func (c *Client) connected(id uint32, ident Identity, err error) {
 	}
 	us[c] = struct{}{}
 	c.armExpiry()
-	res := cp.ConnectResult{Client: c.id, Version: s.o.Version, Ping: int(s.pingInterval().Seconds()),
+	res := cp.ConnectResult{Client: c.ID(), Version: s.o.Version, Ping: int(s.pingInterval().Seconds()),
 		Limits: cp.Limits{Subscriptions: s.lim.Subscriptions, CommandBytes: s.lim.CommandBytes,
 			CommandsPerSecond: s.lim.CommandsPerSecond, PendingRPCs: s.lim.PendingRPCs}}
 	res.Expires, res.TTL = c.ttl()
 	if c.sess != nil {
 		res.Session = c.sess.id
-		s.sessions[c.sess.id] = c.sess
+		c.sess.register()
 	}
 	c.reply(id, res)
 }
@@ -474,7 +487,7 @@ func (c *Client) subscribe(id uint32, req *cp.SubscribeRequest) {
 		c.fail(id, cp.ErrLimitExceeded, "too many subscriptions")
 		return
 	}
-	if u, ok := cp.PersonalUser(name); ok && u != c.ident.User {
+	if u, ok := cp.PersonalUser(name); ok && (u == "" || u != c.ident.User) {
 		c.fail(id, cp.ErrPermissionDenied, "permission denied")
 		return
 	}
@@ -551,12 +564,19 @@ func (c *Client) attach(id uint32, name string, ns *Namespace, since pubsub.Posi
 		msgs, head, err := s.hub.History(hubTopic(name), since, nil)
 		res.Head = head.String()
 		res.Gone = errors.Is(err, pubsub.ErrHistoryGone)
+		size := 0
 		for _, m := range msgs {
-			c.scratch = cp.AppendPublicationPush(c.scratch[:0], name, m.Pos, m.Data)
-			c.send(c.scratch)
+			size += len(m.Data) + len(name) + 64
+		}
+		if size > s.lim.MaxRecoverBytes {
+			msgs, res.Gone = nil, true // too much to replay at once: reload
+		}
+		for _, m := range msgs {
+			c.s.scratch = cp.AppendPublicationPush(c.s.scratch[:0], name, m.Pos, m.Data)
+			c.send(c.s.scratch)
 		}
 		res.Recovered = len(msgs)
-		c.keepScratch(c.scratch)
+		c.keepScratch(c.s.scratch)
 		if c.state == stClosed {
 			return
 		}
@@ -566,6 +586,14 @@ func (c *Client) attach(id uint32, name string, ns *Namespace, since pubsub.Posi
 		return
 	}
 	t.subs[c] = struct{}{}
+	c.addSub(name, t)
+}
+
+// addSub records c's subscription to t (the map made at the first one).
+func (c *Client) addSub(name string, t *topic) {
+	if c.subs == nil {
+		c.subs = map[string]*topic{}
+	}
 	c.subs[name] = t
 }
 
@@ -590,7 +618,7 @@ func (c *Client) serverSubscribe(name string) {
 		}
 		c.send(cp.AppendPush(nil, cp.Push{Push: &cp.TopicPush{Topic: name, Sub: &cp.SubPush{Head: head.String()}}}))
 		t.subs[c] = struct{}{}
-		c.subs[name] = t
+		c.addSub(name, t)
 	})
 }
 
@@ -609,7 +637,7 @@ func (c *Client) publish(id uint32, req *cp.PublishRequest) {
 		c.fail(id, cp.ErrTooLarge, "data over "+strconv.Itoa(ns.MaxDataBytes)+" bytes")
 		return
 	}
-	if u, ok := cp.PersonalUser(name); ok && u != c.ident.User {
+	if u, ok := cp.PersonalUser(name); ok && (u == "" || u != c.ident.User) {
 		c.fail(id, cp.ErrPermissionDenied, "permission denied")
 		return
 	}
@@ -657,7 +685,7 @@ func (c *Client) callRPC(id uint32, req *cp.RPCRequest) {
 	case fn == nil:
 		c.fail(id, cp.ErrMethodNotFound, "method not found")
 		return
-	case c.rpcs >= s.lim.PendingRPCs:
+	case int(c.rpcs) >= s.lim.PendingRPCs:
 		c.fail(id, cp.ErrLimitExceeded, "too many pending RPCs")
 		return
 	}

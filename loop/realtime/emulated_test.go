@@ -324,3 +324,88 @@ func TestPollSessionBinding(t *testing.T) {
 		t.Fatalf("after the disconnect: %d", resp.StatusCode)
 	}
 }
+
+// TestSessionOnAnotherLoop: polls and command POSTs that reach another
+// loop of the process than the session's (the kernel spreads a client's
+// connections over SO_REUSEPORT loops) are served by the session's loop.
+func TestSessionOnAnotherLoop(t *testing.T) {
+	_, addrA := start(t, realtime.Options{Limits: realtime.Limits{PollWait: 2 * time.Second}}, nil)
+	_, addrB := start(t, realtime.Options{}, nil)
+	a, fs := poll(t, "http://"+addrA+"/connection/poll", `{"id":1,"connect":{}}`)
+	var r cp.ConnectResult
+	if len(fs) != 1 || json.Unmarshal(fs[0].Result, &r) != nil || r.Session == "" {
+		t.Fatalf("connect %+v", a)
+	}
+	sess := url.QueryEscape(r.Session)
+	if code, body := post(t, "http://"+addrB+"/connection/command?session="+sess, `{"id":2,"subscribe":{"topic":"chat:x"}}`+"\n"+`{"id":3,"ping":{}}`); code != 202 {
+		t.Fatalf("POST on the other loop: %d %s", code, body)
+	}
+	a, fs = poll(t, "http://"+addrB+"/connection/poll?session="+sess+"&next=1", "")
+	if len(fs) == 0 || fs[0].ID != 2 || fs[0].Error != nil {
+		t.Fatalf("poll on the other loop: %+v %+v", a, fs)
+	}
+	// A poll parked on B gets what A's session receives.
+	got := make(chan []frame, 1)
+	go func() {
+		_, fs := poll(t, "http://"+addrB+"/connection/poll?session="+sess+"&next="+fmt.Sprint(a.Next), "")
+		got <- fs
+	}()
+	time.Sleep(100 * time.Millisecond)
+	pub := dial(t, addrA)
+	pub.connect("")
+	pub.ok(pub.cmd("publish", map[string]any{"topic": "chat:x", "data": "hop"}), nil)
+	if fs := <-got; len(fs) != 1 || fs[0].Push == nil || string(fs[0].Push.Pub.Data) != `"hop"` {
+		t.Fatalf("parked poll on the other loop: %+v", fs)
+	}
+}
+
+// TestShutdown: Shutdown ends every connection with 3000 at once: a
+// parked poll is answered (it would hold Loop.Stop up to PollWait), a
+// WebSocket gets the push and the close code.
+func TestShutdown(t *testing.T) {
+	s, addr := start(t, realtime.Options{}, nil)
+	ws := dial(t, addr)
+	ws.connect("")
+	_, fs := poll(t, "http://"+addr+"/connection/poll", `{"id":1,"connect":{}}`)
+	var r cp.ConnectResult
+	json.Unmarshal(fs[0].Result, &r)
+	got := make(chan []frame, 1)
+	go func() {
+		_, fs := poll(t, "http://"+addr+"/connection/poll?session="+url.QueryEscape(r.Session)+"&next=1", "")
+		got <- fs
+	}()
+	time.Sleep(100 * time.Millisecond)
+	s.Loop().AddCallback(s.Shutdown)
+	select {
+	case fs := <-got:
+		if len(fs) != 1 || fs[0].Disconnect == nil || fs[0].Disconnect.Code != cp.DisconnectShutdown || !fs[0].Disconnect.Reconnect {
+			t.Fatalf("parked poll: %+v", fs)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the parked poll was not answered")
+	}
+	ws.wantClose(cp.DisconnectShutdown)
+}
+
+// TestPollSessionBound: long-polling sessions, which hold no connection,
+// are bounded per loop; an anonymous user has no personal topic.
+func TestPollSessionBound(t *testing.T) {
+	_, addr := start(t, realtime.Options{Limits: realtime.Limits{MaxPollSessions: 2, PollWait: 100 * time.Millisecond}}, nil)
+	base := "http://" + addr + "/connection/poll"
+	var sessions []string
+	for range 2 {
+		_, fs := poll(t, base, `{"id":1,"connect":{}}`)
+		var r cp.ConnectResult
+		json.Unmarshal(fs[0].Result, &r)
+		sessions = append(sessions, r.Session)
+	}
+	code, body := post(t, base, `{"id":1,"connect":{}}`)
+	if code != 503 || !strings.Contains(body, `"code":100`) {
+		t.Fatalf("third session: %d %s", code, body)
+	}
+	post(t, "http://"+addr+"/connection/command?session="+url.QueryEscape(sessions[0]), `{"id":2,"subscribe":{"topic":"user:#"}}`)
+	_, fs := poll(t, base+"?session="+url.QueryEscape(sessions[0])+"&next=1", "")
+	if len(fs) != 1 || fs[0].Error == nil || fs[0].Error.Code != cp.ErrPermissionDenied {
+		t.Fatalf("anonymous personal topic: %+v", fs)
+	}
+}

@@ -29,7 +29,7 @@ type Credentials struct {
 	Name      string
 	Version   string
 	Data      json.RawMessage
-	Header    http.Header // a copy of the request's header fields (Cookie, Authorization, ...)
+	Header    http.Header // a copy of the request's header fields (Cookie, Authorization, ...); nil for a refresh
 	RemoteIP  netip.Addr
 	Transport string // "websocket", "sse" or "poll"
 }
@@ -83,6 +83,18 @@ type Limits struct {
 	MaxUnsent int
 	// PollWait is how long a poll waits for a frame. Default 25 s.
 	PollWait time.Duration
+	// MaxPollSessions bounds a loop's long-polling sessions, which hold
+	// no connection between polls: past it a connect POST gets 503 (code
+	// 100, temporary). Default 10,000 (SSE sessions are bounded by the
+	// loop's connections).
+	MaxPollSessions int
+	// MaxRecoverBytes bounds the data a subscribe with since replays at
+	// once: a backlog over it is not replayed, and the reply says gone
+	// (the client reloads), rather than the replay passing the
+	// connection's unsent bound and closing it as a slow consumer's,
+	// again at every reconnect. Default 512 KiB (half the default unsent
+	// bounds).
+	MaxRecoverBytes int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -102,6 +114,8 @@ func (l Limits) withDefaults() Limits {
 	def(&l.CommandBurst, 100)
 	def(&l.PendingRPCs, 16)
 	def(&l.MaxUnsent, 1<<20)
+	def(&l.MaxRecoverBytes, 512<<10)
+	def(&l.MaxPollSessions, 10000)
 	defD(&l.RPCTimeout, 10*time.Second)
 	defD(&l.ConnectTimeout, 10*time.Second)
 	defD(&l.SessionIdle, 60*time.Second)

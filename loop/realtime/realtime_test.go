@@ -396,7 +396,7 @@ func TestWebSocketStaleAndExpiry(t *testing.T) {
 // TestRateSustained: a client that stays over the command rate for 5 s
 // is disconnected with 3004, though some of its commands get through.
 func TestRateSustained(t *testing.T) {
-	_, addr := start(t, realtime.Options{Limits: realtime.Limits{CommandsPerSecond: 10, CommandBurst: 2}}, nil)
+	_, addr := start(t, realtime.Options{Limits: realtime.Limits{CommandsPerSecond: 10, CommandBurst: 10}}, nil)
 	a := dial(t, addr)
 	a.connect("")
 	go func() {
@@ -405,7 +405,7 @@ func TestRateSustained(t *testing.T) {
 			if a.c.WriteMessage(websocket.TextMessage, b) != nil {
 				return
 			}
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(5 * time.Millisecond)
 		}
 	}()
 	start := time.Now()
@@ -429,5 +429,122 @@ func TestRateSustained(t *testing.T) {
 	}
 	if d := time.Since(start); d < 4*time.Second || passed < 10 {
 		t.Fatalf("3004 after %v with %d commands through", d, passed)
+	}
+}
+
+// TestHooks: CanSubscribe, CanPublish and VerifySubscribeToken run off
+// the loop and decide; a hook's *clientproto.Error reaches the client.
+func TestHooks(t *testing.T) {
+	ns := append([]realtime.Namespace{{Name: "private", SubscribeToken: true}}, testNamespaces...)
+	_, addr := start(t, realtime.Options{
+		Namespaces: ns,
+		Authenticate: func(_ context.Context, c realtime.Credentials) (realtime.Identity, error) {
+			return realtime.Identity{User: c.Token}, nil
+		},
+		CanSubscribe: func(_ context.Context, id realtime.Identity, topic string) error {
+			if topic == "chat:secret" && id.User != "boss" {
+				return errors.New("no")
+			}
+			return nil
+		},
+		CanPublish: func(_ context.Context, id realtime.Identity, topic string, data json.RawMessage) error {
+			if strings.Contains(string(data), "spam") {
+				return &cp.Error{Code: 1003, Message: "spam"}
+			}
+			return nil
+		},
+		VerifySubscribeToken: func(_ context.Context, token, user, topic string) (time.Time, error) {
+			switch token {
+			case "good:" + user + ":" + topic:
+				return time.Now().Add(time.Hour), nil
+			case "old:" + user + ":" + topic:
+				return time.Now().Add(-time.Second), nil
+			}
+			return time.Time{}, errors.New("bad token")
+		},
+	}, nil)
+	a := dial(t, addr)
+	a.connect("ann")
+	a.wantError(a.cmd("subscribe", map[string]any{"topic": "chat:secret"}), cp.ErrPermissionDenied)
+	a.wantError(a.cmd("subscribe", map[string]any{"topic": "private:x"}), cp.ErrPermissionDenied)
+	a.wantError(a.cmd("subscribe", map[string]any{"topic": "private:x", "token": "good:bob:private:x"}), cp.ErrPermissionDenied)
+	a.wantError(a.cmd("subscribe", map[string]any{"topic": "private:x", "token": "old:ann:private:x"}), cp.ErrTokenExpired)
+	a.ok(a.cmd("subscribe", map[string]any{"topic": "private:x", "token": "good:ann:private:x"}), nil)
+	a.wantError(a.cmd("publish", map[string]any{"topic": "chat:a", "data": "spam"}), 1003)
+	a.ok(a.cmd("publish", map[string]any{"topic": "chat:a", "data": "ham"}), nil)
+	b := dial(t, addr)
+	b.connect("boss")
+	b.ok(b.cmd("subscribe", map[string]any{"topic": "chat:secret"}), nil)
+}
+
+func TestHistoryAsync(t *testing.T) {
+	s, _ := start(t, realtime.Options{}, nil)
+	type res struct {
+		msgs []pubsub.Message
+		head pubsub.Position
+		err  error
+	}
+	get := func(topic string, since pubsub.Position) res {
+		ch := make(chan res, 1)
+		if err := s.HistoryAsync(topic, since, func(m []pubsub.Message, h pubsub.Position, err error) { ch <- res{m, h, err} }); err != nil {
+			t.Fatal(err)
+		}
+		return <-ch
+	}
+	if r := get("chat:h", pubsub.Position{}); r.err != nil || len(r.msgs) != 0 {
+		t.Fatalf("empty history: %+v", r)
+	}
+	for i := range 3 {
+		done := make(chan struct{})
+		s.PublishAsync("chat:h", json.RawMessage(fmt.Sprint(i)), func(pubsub.Position, error) { close(done) })
+		<-done
+	}
+	r := get("chat:h", pubsub.Position{})
+	if r.err != nil || len(r.msgs) != 3 || string(r.msgs[0].Data) != "0" || r.head != r.msgs[2].Pos {
+		t.Fatalf("all kept: %+v", r)
+	}
+	if r2 := get("chat:h", r.msgs[0].Pos); len(r2.msgs) != 2 || string(r2.msgs[0].Data) != "1" {
+		t.Fatalf("after the first: %+v", r2)
+	}
+	if r := get("news:x", pubsub.Position{}); !errors.Is(r.err, pubsub.ErrNoHistory) {
+		t.Fatalf("no history: %+v", r)
+	}
+}
+
+// TestRecoverBound: a backlog over MaxRecoverBytes is not replayed; the
+// reply says gone, and live publications follow.
+func TestRecoverBound(t *testing.T) {
+	s, addr := start(t, realtime.Options{Limits: realtime.Limits{MaxRecoverBytes: 10 << 10}}, nil)
+	var first pubsub.Position
+	for i := range 20 {
+		done := make(chan struct{})
+		s.PublishAsync("chat:big", json.RawMessage(`"`+strings.Repeat("x", 1000)+`"`), func(p pubsub.Position, _ error) {
+			if i == 0 {
+				first = p
+			}
+			close(done)
+		})
+		<-done
+	}
+	a := dial(t, addr)
+	a.connect("")
+	var sr cp.SubscribeResult
+	pushes := a.ok(a.cmd("subscribe", map[string]any{"topic": "chat:big", "since": first.String()}), &sr)
+	if !sr.Gone || sr.Recovered != 0 || len(pushes) != 0 {
+		t.Fatalf("over the bound: %+v, %d pushes", sr, len(pushes))
+	}
+	s.PublishAsync("chat:big", json.RawMessage(`"live"`), nil)
+	if f := a.read(); f.Push == nil || string(f.Push.Pub.Data) != `"live"` {
+		t.Fatalf("live %+v", f)
+	}
+	// Within the bound: replayed.
+	b := dial(t, addr)
+	b.connect("")
+	head := sr.Head
+	pos, _ := pubsub.ParsePosition(head)
+	pos.Offset -= 5
+	pushes = b.ok(b.cmd("subscribe", map[string]any{"topic": "chat:big", "since": pos.String()}), &sr)
+	if sr.Gone || sr.Recovered != 6 || len(pushes) != 6 {
+		t.Fatalf("within the bound: %+v, %d pushes", sr, len(pushes))
 	}
 }

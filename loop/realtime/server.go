@@ -38,9 +38,13 @@ type Server struct {
 	clients map[*Client]struct{}
 	// sessions are the emulated transports' connections by session id.
 	sessions map[string]*session
-	prefix   string // client ids: prefix + counter, unique across loops and processes
-	nextID   uint64
-	m        metrics
+	// pollSessions counts the long-polling sessions not forgotten yet
+	// (Limits.MaxPollSessions).
+	pollSessions int
+	prefix       string // client ids: prefix + counter, unique across loops and processes
+	nextID       uint64
+	m            metrics
+	scratch      []byte // replies' encoding, shared by the clients (writes copy)
 }
 
 // RPCHandler answers one rpc command on the loop: it calls reply once,
@@ -86,12 +90,12 @@ func New(l *loop.Loop, hub *loop.Hub, o Options) (*Server, error) {
 	return s, nil
 }
 
-// Loop-only.
+// Goroutine-safe.
 // Loop returns the server's loop.
 func (s *Server) Loop() *loop.Loop { return s.l }
 
-// Loop-only.
-// Hub returns the server's hub.
+// Goroutine-safe.
+// Hub returns the server's hub (its methods are loop-only).
 func (s *Server) Hub() *loop.Hub { return s.hub }
 
 // Loop-only, or before the loop starts.
@@ -117,6 +121,11 @@ func (s *Server) Routes(app *loop.Application) {
 	app.Handle("/tornago.d.ts", JSHandler())
 }
 
+// HubTopicPrefix starts the name of every topic a Server gives its hub
+// (and so its broker): a broker filter (natsbroker.Options.Accept) lets
+// these through, each message one JSON value.
+const HubTopicPrefix = "rt."
+
 // hubTopic is the hub's (and the broker's) name of a protocol topic:
 // "rt." and the topic with '.', '*', '>' and '%' escaped as %XX, so that a
 // topic is one NATS subject token and never a wildcard ("user:>" must not
@@ -124,10 +133,10 @@ func (s *Server) Routes(app *loop.Application) {
 // code sharing the broker.
 func hubTopic(topic string) string {
 	if !strings.ContainsAny(topic, ".*>%") {
-		return "rt." + topic
+		return HubTopicPrefix + topic
 	}
 	b := make([]byte, 0, len(topic)+12)
-	b = append(b, "rt."...)
+	b = append(b, HubTopicPrefix...)
 	for i := 0; i < len(topic); i++ {
 		switch c := topic[i]; c {
 		case '.', '*', '>', '%':
@@ -429,4 +438,48 @@ func (s *Server) Shutdown() {
 	for _, ss := range s.sessions {
 		ss.forget()
 	}
+}
+
+// Goroutine-safe.
+// HistoryAsync reads the kept publications of history topic after since
+// (the zero Position: every kept one), oldest first, with the topic's head
+// on this loop, and gives them to done on the loop (the messages' Data is
+// read-only). The topic keeps history from its first use on this loop
+// (subscribe, publish or this call; with a broker the history is the
+// broker's, the same everywhere). A topic whose namespace keeps no history
+// gets an error wrapping pubsub.ErrNoHistory; a since the history no
+// longer reaches, one wrapping pubsub.ErrHistoryGone. It returns an error,
+// and done is not called, when the loop stopped.
+func (s *Server) HistoryAsync(topic string, since pubsub.Position, done func([]pubsub.Message, pubsub.Position, error)) error {
+	if err := cp.ValidTopic(topic); err != nil {
+		return fmt.Errorf("realtime: history: %w", err)
+	}
+	return s.l.AddDataCallback(64, func() {
+		ns := s.namespace(topic)
+		if ns == nil || !ns.History.Keeps() {
+			done(nil, pubsub.Position{}, fmt.Errorf("realtime: history %q: %w", topic, pubsub.ErrNoHistory))
+			return
+		}
+		s.ensureKept(topic, ns, func(err error) {
+			if err != nil {
+				done(nil, pubsub.Position{}, err)
+				return
+			}
+			ht := hubTopic(topic)
+			head, err := s.hub.Head(ht)
+			if err != nil {
+				done(nil, head, err)
+				return
+			}
+			if since == (pubsub.Position{}) {
+				if head.Offset == 0 {
+					done(nil, head, nil)
+					return
+				}
+				since = pubsub.Position{Epoch: head.Epoch, Offset: -1}
+			}
+			msgs, head, err := s.hub.History(ht, since, nil)
+			done(msgs, head, err)
+		})
+	})
 }

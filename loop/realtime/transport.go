@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net/netip"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/tornago/tornago/loop"
@@ -17,11 +18,10 @@ import (
 // or push per text frame.
 type wsConn struct {
 	loop.WebSocketBase
-	s   *Server
+	s   *Server // until Open
 	c   *Client
 	w   *loop.WebSocket
-	ip  netip.Addr
-	hdr map[string][]string
+	req *requestInfo // until Open
 }
 
 func remoteIP(r *loop.Request) netip.Addr {
@@ -30,14 +30,14 @@ func remoteIP(r *loop.Request) netip.Addr {
 }
 
 func (s *Server) newWebSocket(r *loop.Request) loop.WebSocketHandler {
-	return &wsConn{s: s, ip: remoteIP(r), hdr: r.HeaderMap()}
+	return &wsConn{s: s, req: &requestInfo{header: r.HeaderMap(), ip: remoteIP(r)}}
 }
 
 // Loop-only. Open implements loop.WebSocketHandler.
 func (h *wsConn) Open(w *loop.WebSocket) {
 	h.w = w
-	h.c = h.s.newClient(h, h.hdr, h.ip)
-	h.hdr = nil
+	h.c = h.s.newClient(h, h.req)
+	h.s, h.req = nil, nil
 }
 
 // Loop-only. OnMessage implements loop.WebSocketHandler.
@@ -45,7 +45,7 @@ func (h *wsConn) OnMessage(w *loop.WebSocket, typ loop.MessageType, data []byte)
 	switch {
 	case typ != loop.Text:
 		h.c.Disconnect(cp.DisconnectBadRequest, "binary frame")
-	case len(data) > h.s.lim.CommandBytes:
+	case len(data) > h.c.s.lim.CommandBytes:
 		h.c.Disconnect(cp.DisconnectTooLarge, "command too large")
 	default:
 		h.c.onFrame(data)
@@ -90,7 +90,7 @@ type session struct {
 	out    [][]byte
 	base   uint64
 	bytes  int
-	parked *loop.Request
+	parked *poller
 	wait   *loop.Timeout
 	// closed: the connection ended; the frames left (the disconnect) go
 	// to the next poll, then the session is forgotten.
@@ -108,17 +108,24 @@ func newSessionID() string {
 
 func (s *Server) newSession(typ string, r *loop.Request) *session {
 	ss := &session{s: s, id: newSessionID(), typ: typ, auth: r.Header("Authorization"), lastSeen: time.Now()}
-	ss.c = s.newClient(ss, r.HeaderMap(), remoteIP(r))
+	ss.c = s.newClient(ss, &requestInfo{header: r.HeaderMap(), ip: remoteIP(r)})
 	ss.c.sess = ss
+	if typ == TransportPoll {
+		s.pollSessions++ // until forget: a closed session lingers for its last frames
+	}
 	return ss
 }
 
 func (ss *session) kind() string { return ss.typ }
 
 func (ss *session) forget() {
+	if !ss.forgotten && ss.typ == TransportPoll {
+		ss.s.pollSessions--
+	}
 	ss.forgotten = true
 	if ss.s.sessions[ss.id] == ss {
 		delete(ss.s.sessions, ss.id)
+		registry.Delete(ss.id)
 	}
 	ss.s.l.RemoveTimeout(ss.idle)
 	ss.s.l.RemoveTimeout(ss.wait)
@@ -200,9 +207,43 @@ func (ss *session) ack(next uint64) {
 	}
 }
 
+// poller is a poll waiting for a session's frames: its request is on
+// the session's loop or on another loop of the process (the kernel spreads
+// a client's connections over the loops), which answer reaches through
+// that loop's queue.
+type poller struct {
+	// answer finishes the poll with body (a JSON object); it runs on the
+	// session's loop and copies body when it must.
+	answer func(body []byte)
+}
+
+// localPoller answers r, on the session's own loop.
+func localPoller(r *loop.Request) *poller {
+	return &poller{answer: func(body []byte) {
+		if r.Finished() || r.Gone() {
+			return
+		}
+		r.SetHeader("Content-Type", "application/json")
+		r.SetHeader("Cache-Control", "no-store")
+		_ = r.Write(body)
+		_ = r.Finish()
+	}}
+}
+
+// remotePoller answers r, a request of loop rl, from the session's loop.
+func remotePoller(r *loop.Request, rl *loop.Loop) *poller {
+	local := localPoller(r)
+	return &poller{answer: func(body []byte) {
+		cp := append([]byte(nil), body...)
+		if rl.AddDataCallback(len(cp), func() { local.answer(cp) }) != nil {
+			rl.AddCallback(func() { _ = r.SendError(503) })
+		}
+	}}
+}
+
 // answer answers the parked poll with every unacknowledged frame.
 func (ss *session) answer() {
-	r := ss.parked
+	p := ss.parked
 	ss.parked = nil
 	ss.s.l.RemoveTimeout(ss.wait)
 	ss.wait = nil
@@ -222,35 +263,49 @@ func (ss *session) answer() {
 	body = append(body, `],"next":`...)
 	body = strconv.AppendUint(body, ss.base+uint64(len(ss.out)), 10)
 	body = append(body, '}')
-	r.SetHeader("Content-Type", "application/json")
-	r.SetHeader("Cache-Control", "no-store")
-	_ = r.Write(body)
-	_ = r.Finish()
+	p.answer(body)
 	if ss.closed {
 		ss.forget()
 	}
 }
 
-// park holds r until a frame comes or PollWait passes.
-func (ss *session) park(r *loop.Request) {
+// park holds p until a frame comes or PollWait passes; the poll's
+// connection closing calls unpark.
+func (ss *session) park(p *poller) {
 	if ss.parked != nil {
 		ss.answer() // the older poll gets what there is; this one waits
 	}
-	ss.parked = r
-	r.Async()
-	r.OnConnectionClose(func() {
-		if ss.parked == r {
-			ss.parked = nil
-			ss.s.l.RemoveTimeout(ss.wait)
-			ss.wait = nil
-			ss.lastSeen = time.Now()
-		}
-	})
+	ss.parked = p
 	ss.wait = ss.s.l.CallLater(ss.s.lim.PollWait, func() {
-		if ss.parked == r {
+		if ss.parked == p {
 			ss.answer()
 		}
 	})
+}
+
+// unpark forgets p, whose client left.
+func (ss *session) unpark(p *poller) {
+	if ss.parked == p {
+		ss.parked = nil
+		ss.s.l.RemoveTimeout(ss.wait)
+		ss.wait = nil
+		ss.lastSeen = time.Now()
+	}
+}
+
+// poll serves a poll of the session: acknowledge before next, answer at
+// once when frames wait, else park. On the session's loop.
+func (ss *session) poll(next uint64, p *poller) {
+	if next > ss.base+uint64(len(ss.out)) {
+		p.answer(errorBody(cp.ErrBadRequest, "next is not a frame number of this session"))
+		return
+	}
+	ss.lastSeen = time.Now()
+	ss.ack(next)
+	ss.park(p)
+	if len(ss.out) > 0 || ss.closed {
+		ss.answer()
+	}
 }
 
 // armIdle ends the session when no poll comes for SessionIdle: one timer
@@ -271,13 +326,45 @@ func (ss *session) armIdle(after time.Duration) {
 	})
 }
 
+// registry maps the session ids of every Server of the process to their
+// sessionRef, so that a poll or command POST that the kernel gave to
+// another loop than its session's reaches it.
+var registry sync.Map // string -> *sessionRef
+
+// sessionRef is what another loop may read of a session: immutable.
+type sessionRef struct {
+	s    *Server
+	typ  string
+	auth string
+}
+
+// register makes ss reachable from every loop once its connect
+// succeeded. Loop-only.
+func (ss *session) register() {
+	ss.s.sessions[ss.id] = ss
+	registry.Store(ss.id, &sessionRef{s: ss.s, typ: ss.typ, auth: ss.auth})
+}
+
+func lookup(id string) *sessionRef {
+	if v, ok := registry.Load(id); ok {
+		return v.(*sessionRef)
+	}
+	return nil
+}
+
+// errorBody is a protocol error object for an HTTP answer:
+// {"error": {...}}, no command to answer.
+func errorBody(code cp.ErrorCode, msg string) []byte {
+	b := cp.AppendError(nil, 0, cp.NewError(code, msg))
+	return append([]byte{'{'}, b[len(`{"id":0,`):]...)
+}
+
 // commandError answers an emulated transport's request with status and a
 // protocol error object.
 func commandError(r *loop.Request, status int, code cp.ErrorCode, msg string) {
 	r.SetStatus(status)
 	r.SetHeader("Content-Type", "application/json")
-	b := cp.AppendError(nil, 0, cp.NewError(code, msg))
-	_ = r.Write(append([]byte{'{'}, b[len(`{"id":0,`):]...)) // {"error": {...}}: no command to answer
+	_ = r.Write(errorBody(code, msg))
 	_ = r.Finish()
 }
 
@@ -313,27 +400,60 @@ func (s *Server) servePoll(r *loop.Request) {
 			commandError(r, 413, cp.ErrTooLarge, "command too large")
 			return
 		}
+		if s.pollSessions >= s.lim.MaxPollSessions {
+			r.SetHeader("Retry-After", "1")
+			commandError(r, 503, cp.ErrInternal, "server busy")
+			return
+		}
 		ss := s.newSession(TransportPoll, r)
 		ss.armIdle(s.lim.SessionIdle)
-		ss.park(r)
+		r.Async()
+		p := localPoller(r)
+		r.OnConnectionClose(func() { ss.unpark(p) })
+		ss.park(p)
 		ss.c.onFrame(bytes.TrimSpace(r.Body))
 	case "GET":
-		ss := s.sessions[r.GetArgument("session", "")]
-		if ss == nil || ss.typ != TransportPoll {
+		id := r.GetArgument("session", "")
+		ref := lookup(id)
+		if ref == nil || ref.typ != TransportPoll {
 			commandError(r, 404, cp.ErrSessionExpired, "session expired")
 			return
 		}
 		next, err := strconv.ParseUint(r.GetArgument("next", ""), 10, 64)
-		if err != nil || next > ss.base+uint64(len(ss.out)) {
-			commandError(r, 400, cp.ErrBadRequest, "next is not a frame number of this session")
+		if err != nil {
+			commandError(r, 400, cp.ErrBadRequest, "next is not a frame number")
 			return
 		}
-		ss.lastSeen = time.Now()
-		ss.ack(next)
-		ss.park(r)
-		if len(ss.out) > 0 || ss.closed {
-			ss.answer()
+		r.Async()
+		if ref.s == s {
+			p := localPoller(r)
+			ss := s.sessions[id]
+			if ss == nil {
+				commandError(r, 404, cp.ErrSessionExpired, "session expired")
+				return
+			}
+			r.OnConnectionClose(func() { ss.unpark(p) })
+			ss.poll(next, p)
+			return
 		}
+		// The session lives on another loop: it answers through ours.
+		p := remotePoller(r, s.l)
+		owner := ref.s
+		r.OnConnectionClose(func() {
+			owner.l.AddCallback(func() {
+				if ss := owner.sessions[id]; ss != nil {
+					ss.unpark(p)
+				}
+			})
+		})
+		owner.l.AddCallback(func() {
+			ss := owner.sessions[id]
+			if ss == nil {
+				p.answer(errorBody(cp.ErrSessionExpired, "session expired"))
+				return
+			}
+			ss.poll(next, p)
+		})
 	default:
 		r.SetHeader("Allow", "GET, POST")
 		_ = r.SendError(405)
@@ -346,12 +466,13 @@ func (s *Server) serveCommand(r *loop.Request) {
 		_ = r.SendError(405)
 		return
 	}
-	ss := s.sessions[r.GetArgument("session", "")]
-	if ss == nil || ss.closed || ss.c.state == stClosed {
+	id := r.GetArgument("session", "")
+	ref := lookup(id)
+	if ref == nil {
 		commandError(r, 404, cp.ErrSessionExpired, "session expired")
 		return
 	}
-	if a := r.Header("Authorization"); a != "" && a != ss.auth {
+	if a := r.Header("Authorization"); a != "" && a != ref.auth {
 		commandError(r, 403, cp.ErrPermissionDenied, "the request's credentials name another identity")
 		return
 	}
@@ -360,6 +481,7 @@ func (s *Server) serveCommand(r *loop.Request) {
 		return
 	}
 	var lines [][]byte
+	size := 0
 	for rest := r.Body; len(rest) > 0; {
 		line, tail, _ := bytes.Cut(rest, []byte{'\n'})
 		rest = tail
@@ -376,11 +498,38 @@ func (s *Server) serveCommand(r *loop.Request) {
 			return
 		}
 		lines = append(lines, line)
+		size += len(line)
 	}
-	ss.lastSeen = time.Now()
+	owner := ref.s
+	run := func() {
+		ss := owner.sessions[id]
+		if ss == nil || ss.closed || ss.c.state == stClosed {
+			return // the next poll or the stream tells the client
+		}
+		ss.lastSeen = time.Now()
+		for _, line := range lines {
+			ss.c.onFrame(line)
+		}
+	}
+	if owner == s {
+		if ss := s.sessions[id]; ss == nil || ss.closed || ss.c.state == stClosed {
+			commandError(r, 404, cp.ErrSessionExpired, "session expired")
+			return
+		}
+		r.SetStatus(202)
+		_ = r.Finish()
+		run()
+		return
+	}
+	// Another loop's session: the lines are copied to it, in order with
+	// this client's other POSTs that reach that loop's queue.
+	for i, l := range lines {
+		lines[i] = append([]byte(nil), l...)
+	}
+	if err := owner.l.AddDataCallback(size, run); err != nil {
+		commandError(r, 503, cp.ErrInternal, "server busy")
+		return
+	}
 	r.SetStatus(202)
 	_ = r.Finish()
-	for _, line := range lines {
-		ss.c.onFrame(line)
-	}
 }

@@ -85,6 +85,7 @@ func addRealtime(l *loop.Loop, app *loop.Application, env *demoEnv, clockHub *lo
 		reply(b, nil)
 	})
 	rt.Routes(app)
+	app.Handle("/realtime", loop.Methods{Get: serveRealtimePage})
 	// Every loop ticks on the same second: each sends its own tick to its
 	// own subscribers, not through the broker.
 	l.AddCallback(func() {

@@ -119,7 +119,8 @@ func (s *Server) HandleRPC(method string, fn RPCHandler) { s.rpc[method] = fn }
 // Loop-only, or before the loop starts.
 // Routes registers the protocol's endpoints on app (the Application of
 // the server's loop): /connection/websocket, /connection/sse,
-// /connection/poll, /connection/command, and /tornago.js (JSHandler).
+// /connection/poll, /connection/command, and /tornago.js and
+// /tornago.d.ts (JSHandler).
 func (s *Server) Routes(app *loop.Application) {
 	wo := s.o.WebSocket
 	// Commands over CommandBytes close with 3505 (OnMessage); the route's
@@ -130,6 +131,7 @@ func (s *Server) Routes(app *loop.Application) {
 	app.HandleFunc("/connection/poll", s.servePoll)
 	app.HandleFunc("/connection/command", s.serveCommand)
 	app.Handle("/tornago.js", JSHandler())
+	app.Handle("/tornago.d.ts", JSHandler())
 	s.startRelay()
 }
 

@@ -1,0 +1,141 @@
+package realtime_test
+
+import (
+	"context"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/tornago/tornago/internal/notrun"
+	"github.com/tornago/tornago/loop"
+	"github.com/tornago/tornago/loop/realtime"
+)
+
+// tokenPage connects with token "t-1" and a getToken that fails its first
+// call when the query says fail=1 (a page offline at refresh time), then
+// answers "t-2", "t-3"...; window.rt records states, client ids and tokens.
+const tokenPage = `<!doctype html><meta charset="utf-8"><title>tokens</title>
+<script type="module">
+import {connect} from "/tornago.js";
+const q = new URLSearchParams(location.search);
+const rt = window.rt = {states: [], clients: [], calls: 0};
+let n = 1;
+const c = connect({shared: false, token: "t-1", minReconnectDelay: 50, maxReconnectDelay: 200, getToken: async () => {
+	rt.calls++;
+	if (q.get("fail") === "1" && rt.calls === 1) throw new Error("offline");
+	return "t-" + (++n);
+}});
+c.on("state", (s, d) => {
+	rt.states.push(s + ":" + d.code);
+	if (s === "connected") rt.clients.push(d.client);
+});
+</script>`
+
+// TestBrowserClientTokens: with tokens that live 3 s, the browser client
+// refreshes before each expiry on the same connection; when a refresh
+// could not be made (getToken failed), the server ends the connection with
+// 3005 and the client gets a new token and reconnects.
+func TestBrowserClientTokens(t *testing.T) {
+	exe := ""
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			exe = p
+			break
+		}
+	}
+	if exe == "" {
+		notrun.Skip(t, "no chromium (apt-get install chromium)")
+	}
+	var auths atomic.Int64
+	l := loop.New(loop.Options{TimeoutResolution: 10 * time.Millisecond})
+	s, err := realtime.New(l, loop.NewHub(l, loop.Text, nil), realtime.Options{
+		Namespaces: testNamespaces,
+		Authenticate: func(_ context.Context, c realtime.Credentials) (realtime.Identity, error) {
+			auths.Add(1)
+			if _, err := strconv.Atoi(strings.TrimPrefix(c.Token, "t-")); err != nil || !strings.HasPrefix(c.Token, "t-") {
+				return realtime.Identity{}, realtime.ErrUnauthorized
+			}
+			return realtime.Identity{User: "ada", ExpiresAt: time.Now().Add(3 * time.Second)}, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := loop.NewApplication(loop.AppOptions{})
+	s.Routes(app)
+	app.HandleFunc("/tokens", func(r *loop.Request) {
+		r.SetHeader("Content-Type", "text/html; charset=utf-8")
+		r.Write(tokenPage)
+	})
+	if err := l.Listen("127.0.0.1:0", app); err != nil {
+		t.Fatal(err)
+	}
+	go l.Start()
+	<-l.Ready()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		l.Stop(ctx)
+	})
+	base := "http://" + l.Addr().String()
+
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe), chromedp.Flag("headless", "new"), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-dev-shm-usage", true))...)
+	bctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	if err := chromedp.Run(bctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	type state struct {
+		States, Clients []string
+		Calls           int
+	}
+	watch := func(url string, d time.Duration, what string, cond func(state) bool) state {
+		t.Helper()
+		tctx, cancelTab := chromedp.NewContext(bctx)
+		defer cancelTab()
+		ctx, cancel := context.WithTimeout(tctx, d+10*time.Second)
+		defer cancel()
+		if err := chromedp.Run(ctx, chromedp.Navigate(url)); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(d)
+		for {
+			var s state
+			if err := chromedp.Run(ctx, chromedp.Evaluate(`window.rt || {}`, &s)); err != nil {
+				t.Fatal(err)
+			}
+			if cond(s) {
+				return s
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("waited %v for %s: %+v", d, what, s)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	// Refresh: three token lifetimes on one connection.
+	start := time.Now()
+	st := watch(base+"/tokens", 15*time.Second, "three refreshes", func(s state) bool { return s.Calls >= 3 })
+	if time.Since(start) < 4*time.Second {
+		t.Errorf("three refreshes in %v: too early for 3 s tokens", time.Since(start))
+	}
+	if len(st.Clients) != 1 || slices.ContainsFunc(st.States, func(s string) bool { return strings.Contains(s, "3005") }) {
+		t.Errorf("refresh did not keep the connection: states %v, clients %v", st.States, st.Clients)
+	}
+
+	// Expiry: the first getToken fails, the connection ends with 3005, the
+	// second gives a token and the client reconnects.
+	st = watch(base+"/tokens?fail=1", 15*time.Second, "a reconnect after 3005", func(s state) bool { return len(s.Clients) >= 2 })
+	if !slices.Contains(st.States, "connecting:3005") || st.Calls < 2 || st.Clients[0] == st.Clients[1] {
+		t.Errorf("after a failed refresh: states %v, clients %v, getToken calls %d; want connecting:3005, then a new connection", st.States, st.Clients, st.Calls)
+	}
+	t.Logf("Authenticate called %d times", auths.Load())
+}

@@ -36,28 +36,82 @@ const (
 
 // Client is one protocol connection (any transport) on the server's loop.
 // Its methods are loop-only.
+//
+// An idle connection's memory is this struct (160 B, a size class:
+// TestIdleSize) and 8 B per subscription here plus its topic's map entry:
+// no map, timer or buffer of its own, so its fields are packed.
 type Client struct {
-	s     *Server
-	tr    transport
-	n     uint64 // the client id's number (ID)
-	ident Identity
+	s  *Server
+	tr transport
+	n  uint64 // the client id's number (ID)
+	// The identity, unpacked: Identity holds a time.Time (24 B).
+	user  string
+	exp   int64 // ExpiresAt, Unix ns (0: never)
+	info  json.RawMessage
 	state uint8
 	// busy: a command of this client is off the loop (a hook) or waits
 	// for a topic's history; the commands after it wait in queue.
-	busy        bool
-	gotConnect  bool
-	rpcs        int32 // pending RPCs
-	queue       []cp.Command
-	subs        map[string]*topic
-	tokens      float64
-	last        int64 // tokens' last refill, Unix ns
-	overSince   int64 // when the rate went over the limit, Unix ns (0: not over)
-	connTimer   *loop.Timeout
-	expiryTimer *loop.Timeout
+	busy       bool
+	gotConnect bool
+	rpcs       int32 // pending RPCs
+	tokens     float32
+	overSince  int32 // when the rate went over the limit, seconds of the server's clock (0: not over)
+	last       int64 // tokens' last refill, Unix ns
+	// queue holds the commands that arrive while busy (made then).
+	queue *[]cp.Command
+	// subs are the subscribed topics (at most Limits.Subscriptions,
+	// searched by name): 8 B each, where a map cost 250 B at the first.
+	subs []*topic
+	// timer is the connect deadline until connected, then the identity's
+	// expiry (nil: none).
+	timer *loop.Timeout
 	// req is what Authenticate reads of the request, until connected: an
 	// idle connection keeps no copy of its headers.
 	req  *requestInfo
 	sess *session // emulated transports
+}
+
+// identity returns the connection's identity (for hooks).
+func (c *Client) identity() Identity {
+	id := Identity{User: c.user, Info: c.info}
+	if c.exp != 0 {
+		id.ExpiresAt = time.Unix(0, c.exp)
+	}
+	return id
+}
+
+// setIdentity keeps ident's fields.
+func (c *Client) setIdentity(ident Identity) {
+	c.user, c.info, c.exp = ident.User, ident.Info, 0
+	if !ident.ExpiresAt.IsZero() {
+		c.exp = ident.ExpiresAt.UnixNano()
+	}
+}
+
+// sub returns c's subscription to name, nil when none.
+func (c *Client) sub(name string) *topic {
+	for _, t := range c.subs {
+		if t.name == name {
+			return t
+		}
+	}
+	return nil
+}
+
+// dropSub forgets c's subscription to t (order does not matter).
+func (c *Client) dropSub(t *topic) {
+	for i, u := range c.subs {
+		if u == t {
+			last := len(c.subs) - 1
+			c.subs[i] = c.subs[last]
+			c.subs[last] = nil
+			c.subs = c.subs[:last]
+			if last == 0 {
+				c.subs = nil
+			}
+			return
+		}
+	}
 }
 
 // requestInfo is the part of a connection's request Credentials carry.
@@ -68,8 +122,8 @@ type requestInfo struct {
 
 func (s *Server) newClient(tr transport, req *requestInfo) *Client {
 	s.nextID++
-	c := &Client{s: s, tr: tr, n: s.nextID, tokens: float64(s.lim.CommandBurst), last: time.Now().UnixNano(), req: req}
-	c.connTimer = s.l.CallLater(s.lim.ConnectTimeout, func() {
+	c := &Client{s: s, tr: tr, n: s.nextID, tokens: float32(s.lim.CommandBurst), last: time.Now().UnixNano(), req: req}
+	c.timer = s.l.CallLater(s.lim.ConnectTimeout, func() {
 		if c.state == stConnecting {
 			c.Disconnect(cp.DisconnectStale, "no connect in time")
 		}
@@ -85,11 +139,11 @@ func (c *Client) ID() string { return c.s.prefix + strconv.FormatUint(c.n, 10) }
 
 // Loop-only.
 // User returns the connection's user id ("" when anonymous).
-func (c *Client) User() string { return c.ident.User }
+func (c *Client) User() string { return c.user }
 
 // Loop-only.
 // Info returns the information Authenticate attached to the identity.
-func (c *Client) Info() json.RawMessage { return c.ident.Info }
+func (c *Client) Info() json.RawMessage { return c.info }
 
 // Loop-only.
 // Transport returns "websocket", "sse" or "poll".
@@ -119,23 +173,24 @@ func (c *Client) cleanup() {
 	s := c.s
 	if c.state == stConnected {
 		s.m.connections.Add(-1)
-		if us := s.byUser[c.ident.User]; us != nil {
+		if us := s.byUser[c.user]; us != nil {
 			delete(us, c)
 			if len(us) == 0 {
-				delete(s.byUser, c.ident.User)
+				delete(s.byUser, c.user)
 			}
 		}
 	}
 	c.state = stClosed
 	delete(s.clients, c)
 	s.m.transport(c.tr.kind()).Add(-1)
-	s.l.RemoveTimeout(c.connTimer)
-	s.l.RemoveTimeout(c.expiryTimer)
-	for _, t := range c.subs {
-		delete(t.subs, c)
+	s.l.RemoveTimeout(c.timer)
+	c.timer = nil
+	subs := c.subs
+	c.subs = nil
+	for _, t := range subs {
+		t.drop(c)
 		s.unfollow(t)
 	}
-	clear(c.subs)
 	c.queue = nil
 }
 
@@ -234,18 +289,26 @@ func (c *Client) onFrame(b []byte) {
 		return
 	}
 	if !c.allow() {
-		if c.overSince != 0 && time.Now().UnixNano()-c.overSince >= int64(5*time.Second) {
+		if c.overSince != 0 && c.s.seconds(time.Now().UnixNano())-c.overSince >= 5 {
 			c.Disconnect(cp.DisconnectTooManyRequests, "too many requests")
 			return
 		}
 		c.fail(cmd.ID, cp.ErrTooManyRequests, "too many requests")
 		return
 	}
-	if len(c.queue) >= c.s.lim.CommandBurst {
+	if !c.busy && c.queue == nil {
+		c.handle(cmd) // the usual case: no queue made
+		c.pump()
+		return
+	}
+	if c.queue == nil {
+		c.queue = new([]cp.Command)
+	}
+	if len(*c.queue) >= c.s.lim.CommandBurst {
 		c.fail(cmd.ID, cp.ErrTooManyRequests, "too many commands waiting")
 		return
 	}
-	c.queue = append(c.queue, cmd)
+	*c.queue = append(*c.queue, cmd)
 	c.pump()
 }
 
@@ -253,11 +316,11 @@ func (c *Client) onFrame(b []byte) {
 func (c *Client) allow() bool {
 	now := time.Now().UnixNano()
 	lim := c.s.lim
-	c.tokens = min(float64(lim.CommandBurst), c.tokens+float64(now-c.last)/1e9*float64(lim.CommandsPerSecond))
+	c.tokens = float32(min(float64(lim.CommandBurst), float64(c.tokens)+float64(now-c.last)/1e9*float64(lim.CommandsPerSecond)))
 	c.last = now
 	if c.tokens >= 1 {
 		c.tokens--
-		if c.tokens >= max(1, float64(lim.CommandBurst)/2) {
+		if c.tokens >= max(1, float32(lim.CommandBurst)/2) {
 			// Half the burst left: the client backed off. A client over
 			// the rate gets a command through now and then, with (almost)
 			// none left after it, and stays over.
@@ -266,20 +329,21 @@ func (c *Client) allow() bool {
 		return true
 	}
 	if c.overSince == 0 {
-		c.overSince = now
+		c.overSince = c.s.seconds(now)
 	}
 	return false
 }
 
 // pump handles queued commands until one goes off the loop.
 func (c *Client) pump() {
-	for !c.busy && len(c.queue) > 0 && c.state != stClosed {
-		cmd := c.queue[0]
-		c.queue[0] = cp.Command{}
-		c.queue = c.queue[1:]
+	for !c.busy && c.queue != nil && len(*c.queue) > 0 && c.state != stClosed {
+		q := *c.queue
+		cmd := q[0]
+		q[0] = cp.Command{}
+		*c.queue = q[1:]
 		c.handle(cmd)
 	}
-	if len(c.queue) == 0 {
+	if c.queue != nil && len(*c.queue) == 0 {
 		c.queue = nil
 	}
 }
@@ -333,13 +397,13 @@ func (c *Client) handle(cmd cp.Command) {
 	case cmd.Subscribe != nil:
 		c.subscribe(cmd.ID, cmd.Subscribe)
 	case cmd.Unsubscribe != nil:
-		t := c.subs[cmd.Unsubscribe.Topic]
+		t := c.sub(cmd.Unsubscribe.Topic)
 		if t == nil {
 			c.fail(cmd.ID, cp.ErrNotSubscribed, "not subscribed")
 			return
 		}
-		delete(c.subs, t.name)
-		delete(t.subs, c)
+		c.dropSub(t)
+		t.drop(c)
 		c.s.unfollow(t)
 		c.reply(cmd.ID, nil)
 	case cmd.Publish != nil:
@@ -411,11 +475,11 @@ func (c *Client) connected(id uint32, ident Identity, err error) {
 		c.Disconnect(code, reason)
 		return
 	}
-	c.ident = ident
+	c.setIdentity(ident)
 	c.state = stConnected
 	c.req = nil // kept only for Authenticate
-	s.l.RemoveTimeout(c.connTimer)
-	c.connTimer = nil
+	s.l.RemoveTimeout(c.timer)
+	c.timer = nil
 	s.m.connections.Add(1)
 	us := s.byUser[ident.User]
 	if us == nil {
@@ -443,23 +507,23 @@ func (s *Server) pingInterval() time.Duration {
 }
 
 func (c *Client) ttl() (bool, int64) {
-	if c.ident.ExpiresAt.IsZero() {
+	if c.exp == 0 {
 		return false, 0
 	}
-	return true, max(int64(time.Until(c.ident.ExpiresAt).Seconds()), 0)
+	return true, max((c.exp-time.Now().UnixNano())/int64(time.Second), 0)
 }
 
 // armExpiry schedules the end of a connection whose identity expires:
 // one timer entry per such connection, moved by refresh.
 func (c *Client) armExpiry() {
-	c.s.l.RemoveTimeout(c.expiryTimer)
-	c.expiryTimer = nil
-	exp := c.ident.ExpiresAt
-	if exp.IsZero() {
+	c.s.l.RemoveTimeout(c.timer)
+	c.timer = nil
+	exp := c.exp
+	if exp == 0 {
 		return
 	}
-	c.expiryTimer = c.s.l.CallAt(exp, func() {
-		if c.state == stConnected && c.ident.ExpiresAt.Equal(exp) {
+	c.timer = c.s.l.CallAt(time.Unix(0, exp), func() {
+		if c.state == stConnected && c.exp == exp {
 			c.Disconnect(cp.DisconnectTokenExpired, "token expired")
 		}
 	})
@@ -474,7 +538,7 @@ func (c *Client) refresh(id uint32, req *cp.RefreshRequest) {
 	cr := c.credentials(nil, req.Token)
 	offLoop(c, func(ctx context.Context) (Identity, error) { return auth(ctx, cr) }, func(ident Identity, err error) {
 		switch {
-		case err == nil && ident.User != c.ident.User:
+		case err == nil && ident.User != c.user:
 			c.fail(id, cp.ErrUnauthorized, "the token names another user")
 		case errors.Is(err, ErrTokenExpired), err == nil && !ident.ExpiresAt.IsZero() && !ident.ExpiresAt.After(time.Now()):
 			c.fail(id, cp.ErrTokenExpired, "token expired")
@@ -483,7 +547,7 @@ func (c *Client) refresh(id uint32, req *cp.RefreshRequest) {
 		case err != nil:
 			c.fail(id, cp.ErrUnauthorized, "unauthorized")
 		default:
-			c.ident = ident
+			c.setIdentity(ident)
 			c.armExpiry()
 			var r cp.RefreshResult
 			r.Expires, r.TTL = c.ttl()
@@ -500,19 +564,19 @@ func (c *Client) subscribe(id uint32, req *cp.SubscribeRequest) {
 	case ns == nil:
 		c.fail(id, cp.ErrUnknownTopic, "unknown topic")
 		return
-	case c.subs[name] != nil:
+	case c.sub(name) != nil:
 		c.fail(id, cp.ErrAlreadySubscribed, "already subscribed")
 		return
 	case len(c.subs) >= s.lim.Subscriptions:
 		c.fail(id, cp.ErrLimitExceeded, "too many subscriptions")
 		return
 	}
-	if u, ok := cp.PersonalUser(name); ok && (u == "" || u != c.ident.User) {
+	if u, ok := cp.PersonalUser(name); ok && (u == "" || u != c.user) {
 		c.fail(id, cp.ErrPermissionDenied, "permission denied")
 		return
 	}
 	since, _ := pubsub.ParsePosition(req.Since) // checked by DecodeCommand
-	ident := c.ident
+	ident := c.identity()
 	verify, can := s.o.VerifySubscribeToken, s.o.CanSubscribe
 	if ns.SubscribeToken && (verify == nil || req.Token == "") {
 		c.fail(id, cp.ErrPermissionDenied, "subscription token required")
@@ -611,27 +675,19 @@ func (c *Client) attach(id uint32, name string, ns *Namespace, since pubsub.Posi
 	if c.state == stClosed {
 		return
 	}
-	t.subs[c] = skip
-	c.addSub(name, t)
-}
-
-// addSub records c's subscription to t (the map made at the first one).
-func (c *Client) addSub(name string, t *topic) {
-	if c.subs == nil {
-		c.subs = map[string]*topic{}
-	}
-	c.subs[name] = t
+	t.add(c, skip)
+	c.subs = append(c.subs, t)
 }
 
 // serverSubscribe is SubscribeUser's, for one connection.
 func (c *Client) serverSubscribe(name string) {
-	if c.state != stConnected || c.subs[name] != nil {
+	if c.state != stConnected || c.sub(name) != nil {
 		return
 	}
 	s := c.s
 	ns := s.namespace(name)
 	s.ensureKept(name, ns, func(err error) {
-		if err != nil || c.state != stConnected || c.subs[name] != nil {
+		if err != nil || c.state != stConnected || c.sub(name) != nil {
 			return
 		}
 		t, err := s.follow(name, ns)
@@ -643,8 +699,8 @@ func (c *Client) serverSubscribe(name string) {
 			head, _ = s.hub.Head(hubTopic(name))
 		}
 		c.send(cp.AppendPush(nil, cp.Push{Push: &cp.TopicPush{Topic: name, Sub: &cp.SubPush{Head: head.String()}}}))
-		t.subs[c] = pubsub.Position{}
-		c.addSub(name, t)
+		t.add(c, pubsub.Position{})
+		c.subs = append(c.subs, t)
 	})
 }
 
@@ -663,7 +719,7 @@ func (c *Client) publish(id uint32, req *cp.PublishRequest) {
 		c.fail(id, cp.ErrTooLarge, "data over "+strconv.Itoa(ns.MaxDataBytes)+" bytes")
 		return
 	}
-	if u, ok := cp.PersonalUser(name); ok && (u == "" || u != c.ident.User) {
+	if u, ok := cp.PersonalUser(name); ok && (u == "" || u != c.user) {
 		c.fail(id, cp.ErrPermissionDenied, "permission denied")
 		return
 	}
@@ -693,7 +749,7 @@ func (c *Client) publish(id uint32, req *cp.PublishRequest) {
 		do()
 		return
 	}
-	ident := c.ident
+	ident := c.identity()
 	offLoop(c, func(ctx context.Context) (struct{}, error) { return struct{}{}, can(ctx, ident, name, data) },
 		func(_ struct{}, err error) {
 			if err != nil {

@@ -49,6 +49,7 @@ type Server struct {
 	relaySeq  uint64
 	localOnly bool // tests: sessions found on this server only, as in a process of its own
 	nextID    uint64
+	start     int64 // Unix ns at New: seconds' origin
 	m         metrics
 	scratch   []byte // replies' encoding, shared by the clients (writes copy)
 }
@@ -64,11 +65,36 @@ type RPCHandler func(c *Client, data json.RawMessage, reply func(json.RawMessage
 type topic struct {
 	name string
 	hist bool
-	// subs are the subscribers, each with the position it already had
-	// beyond this loop's head when it subscribed (zero: none): the
-	// publications up to it are not sent to it again.
-	subs   map[*Client]pubsub.Position
+	// subs are the subscribers (8 B an entry).
+	subs map[*Client]struct{}
+	// skips are the subscribers that already had publications beyond
+	// this loop's head when they subscribed (rare: a lagging loop), with
+	// the position they had: the publications up to it are not sent to
+	// them again. Nil when none.
+	skips  map[*Client]pubsub.Position
 	cancel func()
+}
+
+// add makes c a subscriber of t, skipping the publications up to skip.
+func (t *topic) add(c *Client, skip pubsub.Position) {
+	t.subs[c] = struct{}{}
+	if skip != (pubsub.Position{}) {
+		if t.skips == nil {
+			t.skips = map[*Client]pubsub.Position{}
+		}
+		t.skips[c] = skip
+	}
+}
+
+// drop forgets subscriber c.
+func (t *topic) drop(c *Client) {
+	delete(t.subs, c)
+	if t.skips != nil {
+		delete(t.skips, c)
+		if len(t.skips) == 0 {
+			t.skips = nil
+		}
+	}
 }
 
 // Goroutine-safe (call it before l starts, or on l).
@@ -82,7 +108,7 @@ func New(l *loop.Loop, hub *loop.Hub, o Options) (*Server, error) {
 	s := &Server{l: l, hub: hub, o: o, lim: o.Limits.withDefaults(), log: slog.Default(),
 		ns: map[string]*Namespace{}, rpc: map[string]RPCHandler{}, topics: map[string]*topic{},
 		kept: map[string]bool{}, keep: map[string][]func(error){}, byUser: map[string]map[*Client]struct{}{}, clients: map[*Client]struct{}{},
-		sessions: map[string]*session{}, relayReqs: map[uint64]*relayReq{}}
+		sessions: map[string]*session{}, relayReqs: map[uint64]*relayReq{}, start: time.Now().UnixNano()}
 	if o.Logger != nil {
 		s.log = o.Logger
 	}
@@ -162,6 +188,10 @@ func hubTopic(topic string) string {
 	return string(b)
 }
 
+// seconds returns Unix ns now as whole seconds since New, plus one (never
+// 0): a time a Client keeps in 4 bytes.
+func (s *Server) seconds(now int64) int32 { return int32((now-s.start)/int64(time.Second)) + 1 }
+
 // namespace returns topic's namespace, nil when none is configured.
 func (s *Server) namespace(topic string) *Namespace { return s.ns[cp.Namespace(topic)] }
 
@@ -197,7 +227,7 @@ func (s *Server) follow(name string, ns *Namespace) (*topic, error) {
 	if t := s.topics[name]; t != nil {
 		return t, nil
 	}
-	t := &topic{name: name, subs: map[*Client]pubsub.Position{}, hist: ns != nil && ns.History.Keeps()}
+	t := &topic{name: name, subs: map[*Client]struct{}{}, hist: ns != nil && ns.History.Keeps()}
 	var err error
 	if t.hist {
 		t.cancel, err = s.hub.Watch(hubTopic(name), func(m pubsub.Message) { s.fanOut(t, m.Pos, m.Data) })
@@ -234,9 +264,11 @@ func (s *Server) fanOut(t *topic, pos pubsub.Position, data []byte) {
 		return
 	}
 	b := &bcast{frame: cp.AppendPublicationPush(make([]byte, 0, 64+len(t.name)+len(data)), t.name, pos, data)}
-	for c, skip := range t.subs {
-		if skip.Offset != 0 && skip.Epoch == pos.Epoch && pos.Offset <= skip.Offset {
-			continue // it has this one already
+	for c := range t.subs {
+		if t.skips != nil {
+			if skip, ok := t.skips[c]; ok && skip.Offset != 0 && skip.Epoch == pos.Epoch && pos.Offset <= skip.Offset {
+				continue // it has this one already
+			}
 		}
 		c.deliver(b)
 	}

@@ -21,7 +21,14 @@ package bench
 // limit: at most 15,000 connections in all.
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
@@ -70,8 +77,13 @@ type RealtimeOptions struct {
 	// HS256 JWT signed with it (sub "bench-i", exp in an hour), as the
 	// server's -token-hmac-secret expects.
 	TokenSecret string
-	PID         int // the server's PID: RSS and CPU from /proc over its tree
-	Open        OpenOptions
+	// TokenKey, when set (and TokenSecret not), signs each client's own
+	// JWT instead: ES256 with an ECDSA P-256 key, RS256 with RSA, EdDSA
+	// with Ed25519 (ParseTokenKey), as the server's -token-public-key
+	// expects of the public half.
+	TokenKey crypto.Signer
+	PID      int // the server's PID: RSS and CPU from /proc over its tree
+	Open     OpenOptions
 	// Kill starts rt-storm's restart; nil sends SIGKILL to every child
 	// process of PID (a tornago -procs supervisor restarts them).
 	Kill     func() error
@@ -110,13 +122,20 @@ func (o *RealtimeOptions) defaults() error {
 
 // tokenFor is client i's connect token.
 func (o *RealtimeOptions) tokenFor(i int) string {
-	if o.TokenSecret == "" {
+	var m jwt.SigningMethod
+	var key any
+	switch {
+	case o.TokenSecret != "":
+		m, key = jwt.SigningMethodHS256, []byte(o.TokenSecret)
+	case o.TokenKey != nil:
+		m, key = tokenMethod(o.TokenKey), o.TokenKey
+	default:
 		return o.Token
 	}
-	t, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
+	t, err := jwt.NewWithClaims(m, jwt.RegisteredClaims{
 		Subject:   "bench-" + strconv.Itoa(i),
 		ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour)),
-	}).SignedString([]byte(o.TokenSecret))
+	}).SignedString(key)
 	if err != nil {
 		return "" // refused by the server: counted as a failed connect
 	}
@@ -882,6 +901,8 @@ func RealtimeConnect(o RealtimeOptions) (*Result, error) {
 	alg := "none"
 	if o.TokenSecret != "" {
 		alg = "HS256"
+	} else if o.TokenKey != nil {
+		alg = tokenMethod(o.TokenKey).Alg()
 	} else if o.Token != "" {
 		alg = "one shared token"
 	}
@@ -894,4 +915,51 @@ func RealtimeConnect(o RealtimeOptions) (*Result, error) {
 		res.Extra["last_error"] = e
 	}
 	return res, invalidate(res, aliveCheck(o.PID), tooMany("connects", g.errs.Load(), int64(o.Conns), ""))
+}
+
+// tokenMethod is the JWT algorithm of a private key's type.
+func tokenMethod(k crypto.Signer) jwt.SigningMethod {
+	switch k.(type) {
+	case *rsa.PrivateKey:
+		return jwt.SigningMethodRS256
+	case ed25519.PrivateKey:
+		return jwt.SigningMethodEdDSA
+	}
+	return jwt.SigningMethodES256
+}
+
+// Goroutine-safe.
+// ParseTokenKey reads a PEM private key ("PRIVATE KEY" PKCS #8, "EC
+// PRIVATE KEY" or "RSA PRIVATE KEY") for RealtimeOptions.TokenKey: ECDSA
+// P-256 (ES256), RSA (RS256) or Ed25519 (EdDSA).
+func ParseTokenKey(pemData []byte) (crypto.Signer, error) {
+	b, _ := pem.Decode(pemData)
+	if b == nil {
+		return nil, errors.New("token key: no PEM block")
+	}
+	var k any
+	var err error
+	switch b.Type {
+	case "EC PRIVATE KEY":
+		k, err = x509.ParseECPrivateKey(b.Bytes)
+	case "RSA PRIVATE KEY":
+		k, err = x509.ParsePKCS1PrivateKey(b.Bytes)
+	default:
+		k, err = x509.ParsePKCS8PrivateKey(b.Bytes)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("token key: %w", err)
+	}
+	switch k := k.(type) {
+	case *ecdsa.PrivateKey:
+		if k.Curve != elliptic.P256() {
+			return nil, errors.New("token key: ECDSA keys must be P-256 (ES256)")
+		}
+		return k, nil
+	case *rsa.PrivateKey:
+		return k, nil
+	case ed25519.PrivateKey:
+		return k, nil
+	}
+	return nil, fmt.Errorf("token key: %T is not ECDSA, RSA or Ed25519", k)
 }

@@ -66,7 +66,9 @@ scenarios:
              server's peak CPU (100 ms samples), publications made during the storm missed or repeated, gone
              resubscriptions, and a canary's ping round trips (protocol ping every 50 ms)
   rt-connect -url ws://host:port -n N -pid PID [-rate R]   N protocol clients connect at -rate (with
-             TORNAGO_TOKEN_HMAC_SECRET set, each with its own HS256 JWT, as tornago's checks; every rt-* does) beside a
+             TORNAGO_TOKEN_HMAC_SECRET set, each with its own HS256 JWT, as tornago's checks; with
+             TORNAGO_BENCH_TOKEN_PRIVATE_KEY=FILE (PEM, P-256: ES256), one signed with that key, as tornago
+             -token-public-key checks; every rt-* does) beside a
              canary pinging every 50 ms: connects/s, server CPU per connect, connect latency, the canary's
              round trips (budget 250 ms)
   compare    -scenario S [-servers tornago,gorilla,tornado,gnetws] [-reps 1] [-pin] [scenario flags without -url/-pid]
@@ -495,6 +497,17 @@ func run(cmd string, f *flags, url string, pid int, p *mpbProgress) (*bench.Resu
 		secret := os.Getenv("TORNAGO_TOKEN_HMAC_SECRET")
 		o := bench.RealtimeOptions{URL: url, Conns: f.n, Topic: f.rt.topic, Token: f.rt.token, TokenSecret: secret, Messages: f.rt.messages,
 			Rate: f.rt.msgRate, PID: pid, Open: open, Progress: progressOf(p)}
+		// A private key's file, likewise from the environment only: each
+		// client signs its own ES256 (or RS256, EdDSA) token with it.
+		if path := os.Getenv("TORNAGO_BENCH_TOKEN_PRIVATE_KEY"); path != "" && secret == "" {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return nil, fmt.Errorf("TORNAGO_BENCH_TOKEN_PRIVATE_KEY: %w", err)
+			}
+			if o.TokenKey, err = bench.ParseTokenKey(b); err != nil {
+				return nil, fmt.Errorf("TORNAGO_BENCH_TOKEN_PRIVATE_KEY %s: %w", path, err)
+			}
+		}
 		for _, s := range strings.Split(f.rt.subs, ",") {
 			if k, err := strconv.Atoi(strings.TrimSpace(s)); err == nil && k > 0 {
 				o.Subs = append(o.Subs, k)

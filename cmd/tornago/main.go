@@ -53,6 +53,7 @@ func main() {
 	// The protocol server's API, tokens and config file (api.go, token.go, configfile.go).
 	apiKey := flag.String("api-key", "", "enables the server API, POST /api/<method> with this key in the X-API-Key header (publish, broadcast, history, disconnect, subscribe); default off (404); give it as TORNAGO_API_KEY or in the -config file, not on the command line, which every local user can read")
 	tokenSecret := flag.String("token-hmac-secret", "", "enables HS256 JWT connect tokens signed with this secret (sub: the user id; exp enforced) and POST /demo/token, which gives the demo page one; give it as TORNAGO_TOKEN_HMAC_SECRET or in the -config file, not on the command line")
+	tokenPublicKey := flag.String("token-public-key", "", "enables JWT connect tokens signed by the private half of the public keys in this PEM file (ES256: ECDSA P-256; RS256: RSA 2048+; EdDSA: Ed25519; sub: the user id; exp enforced), beside or instead of -token-hmac-secret (only that one enables POST /demo/token); default off")
 	configPath := flag.String("config", "", "a TOML file with any flag's value by its name (port = 8888) and the protocol's [[namespace]] tables; flags and TORNAGO_* variables win over it")
 	flag.Parse()
 	// What the command line set, for the -procs children (before applyEnv,
@@ -120,7 +121,7 @@ func main() {
 		lp: *lp, accessLog: *accessLog, trusted: *trusted, proxyHeader: *proxyHeader,
 		metricsAddr: *metricsAddr, pprofAddr: *pprofAddr, blockThreshold: *blockThreshold,
 		returnMemory: *retMem > 0, mount: *mount,
-		apiKey: *apiKey, tokenSecret: *tokenSecret, namespaces: fc.Namespaces,
+		apiKey: *apiKey, tokenSecret: *tokenSecret, tokenPublicKey: *tokenPublicKey, namespaces: fc.Namespaces,
 	}
 	natsDir, parent := "", 0
 	if child := os.Getenv(childSlotEnv); child != "" {

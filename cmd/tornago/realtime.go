@@ -71,10 +71,12 @@ func addRealtime(l *loop.Loop, app *loop.Application, env *demoEnv, clockHub *lo
 	if env.namespaces != nil { // the -config file's
 		o.Namespaces = env.namespaces
 	}
-	if env.auth != nil { // -token-hmac-secret (token.go)
+	if env.auth != nil { // -token-hmac-secret, -token-public-key (token.go)
 		o.Authenticate = env.auth.Authenticate
 		o.VerifySubscribeToken = env.auth.VerifySubscribeToken
-		app.Handle("/demo/token", loop.Methods{Post: env.auth.serveDemoToken})
+		if env.auth.secret != nil { // demo tokens are HS256: the server signs them
+			app.Handle("/demo/token", loop.Methods{Post: env.auth.serveDemoToken})
+		}
 	}
 	rt, err := realtime.New(l, loop.NewHub(l, loop.Text, env.broker), o)
 	if err != nil {

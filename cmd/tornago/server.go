@@ -43,6 +43,9 @@ type serverConfig struct {
 	// apiKey enables the server API (api.go); tokenSecret the HS256
 	// connect tokens (token.go). Secrets: never logged.
 	apiKey, tokenSecret string
+	// tokenPublicKey is a PEM file of public keys verifying connect
+	// tokens (token.go).
+	tokenPublicKey string
 	// namespaces are the config file's (nil: the built-in ones).
 	namespaces []namespaceConfig
 
@@ -112,7 +115,7 @@ func serve(log *slog.Logger, cfg serverConfig) error {
 	}
 	env.lp = cfg.lp
 	env.namespaces = namespaces(cfg.namespaces)
-	auth, err := newTokenAuth(cfg.tokenSecret)
+	auth, err := newTokenAuth(cfg.tokenSecret, cfg.tokenPublicKey)
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,9 @@ package main
 // -token-hmac-secret: the protocol's connect tokens are HS256 JWTs signed
 // with the secret (claim sub: the user id; exp enforced), checked by
 // loop/realtime/jwtauth off the loops; POST /demo/token gives the demo
-// page one.
+// page one. -token-public-key: tokens signed with the private half of its
+// keys (ES256, RS256, EdDSA) by another service; no demo tokens then
+// unless a secret is given too.
 
 import (
 	"context"
@@ -13,6 +15,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 	"unicode"
@@ -38,8 +41,9 @@ const (
 	maxDemoName = 32
 )
 
-// tokenAuth is -token-hmac-secret's: the verifier every loop's
-// Authenticate uses, and the secret that signs demo tokens.
+// tokenAuth is -token-hmac-secret's and -token-public-key's: the
+// verifier every loop's Authenticate uses, and the secret that signs demo
+// tokens (nil: none, no demo tokens).
 type tokenAuth struct {
 	secret []byte
 	v      *jwtauth.Verifier
@@ -48,18 +52,37 @@ type tokenAuth struct {
 	cookieKey []byte
 }
 
-// newTokenAuth is the process's token auth, nil without a secret.
-func newTokenAuth(secret string) (*tokenAuth, error) {
-	if secret == "" {
+// newTokenAuth is the process's token auth, nil without a secret or a
+// public key file.
+func newTokenAuth(secret, publicKeyFile string) (*tokenAuth, error) {
+	if secret == "" && publicKeyFile == "" {
 		return nil, nil
 	}
-	v, err := jwtauth.New(jwtauth.Options{HMACSecrets: [][]byte{[]byte(secret)}})
+	var o jwtauth.Options
+	if secret != "" {
+		o.HMACSecrets = [][]byte{[]byte(secret)}
+	}
+	if publicKeyFile != "" {
+		pem, err := os.ReadFile(publicKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("-token-public-key: %w", err)
+		}
+		o.PublicKeysPEM = [][]byte{pem}
+	}
+	v, err := jwtauth.New(o)
 	if err != nil {
+		if publicKeyFile != "" {
+			return nil, fmt.Errorf("-token-public-key %s: %w", publicKeyFile, err)
+		}
 		return nil, fmt.Errorf("-token-hmac-secret: %w", err)
 	}
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write([]byte("tornago demo user cookie v1"))
-	return &tokenAuth{secret: []byte(secret), v: v, cookieKey: m.Sum(nil)}, nil
+	a := &tokenAuth{v: v}
+	if secret != "" {
+		m := hmac.New(sha256.New, []byte(secret))
+		m.Write([]byte("tornago demo user cookie v1"))
+		a.secret, a.cookieKey = []byte(secret), m.Sum(nil)
+	}
+	return a, nil
 }
 
 // Close stops the verifier.

@@ -1,14 +1,24 @@
 package main
 
 import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"net/http"
 	"net/http/cookiejar"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	gws "github.com/gorilla/websocket"
 	"github.com/tornago/tornago/loop/realtime/jwtauth"
 	cp "github.com/tornago/tornago/proto/clientproto"
@@ -199,6 +209,85 @@ func (p *protoConn) closedWithAfter() int {
 				return ce.Code
 			}
 			return -1
+		}
+	}
+}
+
+// TestBinaryTokenPublicKey: with TORNAGO_TOKEN_PUBLIC_KEY (a PEM file of
+// an ECDSA P-256 public key), ES256 tokens signed by its private half
+// connect as their sub; one signed by another key, an HS256 one (no
+// secret configured) and none are refused with 3500, an expired one with
+// 3005, beside a canary that stays. No secret: no /demo/token (404). A
+// file that is not a public key stops the server with a clear error.
+func TestBinaryTokenPublicKey(t *testing.T) {
+	bin := buildTornago(t)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	dir := t.TempDir()
+	pubFile := filepath.Join(dir, "pub.pem")
+	if err := os.WriteFile(pubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	es256 := func(k *ecdsa.PrivateKey, user string, exp time.Time) string {
+		s, err := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.RegisteredClaims{Subject: user, ExpiresAt: jwt.NewNumericDate(exp)}).SignedString(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	addr, _, _, _ := startBuiltEnv(t, bin, freeAddr(t), []string{"TORNAGO_TOKEN_PUBLIC_KEY=" + pubFile})
+
+	canary := dialProto(t, addr)
+	fs := canary.do("connect", map[string]any{"token": es256(key, "canary", time.Now().Add(time.Minute))})
+	if fs[len(fs)-1]["result"] == nil {
+		t.Fatalf("connect with an ES256 token: %s", fs[len(fs)-1])
+	}
+	a := dialProto(t, addr)
+	a.do("connect", map[string]any{"token": es256(key, "u42", time.Now().Add(time.Minute))})
+	if fs := a.do("subscribe", map[string]any{"topic": "user:#u42"}); fs[len(fs)-1]["error"] != nil {
+		t.Fatalf("subscribe to the token's user's personal topic: %s", fs[len(fs)-1]["error"])
+	}
+	hs, _ := jwtauth.SignHS256([]byte("0123456789abcdef0123456789abcdef-test"), "u1", time.Now().Add(time.Minute), nil)
+	for _, c := range []struct {
+		name, token string
+		code        int
+	}{
+		{"another key", es256(other, "u1", time.Now().Add(time.Minute)), 3500},
+		{"HS256 without a secret", hs, 3500},
+		{"none", "", 3500},
+		{"expired", es256(key, "u1", time.Now().Add(-time.Minute)), 3005},
+	} {
+		p := dialProto(t, addr)
+		p.do("connect", map[string]any{"token": c.token})
+		if got := p.closedWithAfter(); got != c.code {
+			t.Errorf("%s: closed with %d, want %d", c.name, got, c.code)
+		}
+	}
+	if fs := canary.do("ping", map[string]any{}); fs[len(fs)-1]["error"] != nil || fs[len(fs)-1]["closed"] != nil {
+		t.Errorf("the canary: %s", fs[len(fs)-1])
+	}
+	resp, err := http.Post("http://"+addr+"/demo/token", "application/json", strings.NewReader(`{"name":"x"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Errorf("/demo/token with a public key only: %d, want 404", resp.StatusCode)
+	}
+
+	// A private key where the public one belongs: refused at start.
+	privDER, _ := x509.MarshalPKCS8PrivateKey(key)
+	privFile := filepath.Join(dir, "priv.pem")
+	if err := os.WriteFile(privFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: privDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{privFile, filepath.Join(dir, "missing.pem")} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		out, err := exec.CommandContext(ctx, bin, "-host", "127.0.0.1", "-port", "0", "-token-public-key", f).CombinedOutput()
+		cancel()
+		if err == nil || !strings.Contains(string(out), "-token-public-key") {
+			t.Errorf("-token-public-key %s: %v, want an exit naming the flag:\n%s", filepath.Base(f), err, out)
 		}
 	}
 }

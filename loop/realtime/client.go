@@ -37,17 +37,18 @@ const (
 // Client is one protocol connection (any transport) on the server's loop.
 // Its methods are loop-only.
 //
-// An idle connection's memory is this struct (160 B, a size class:
+// An idle connection's memory is this struct (128 B, a size class:
 // TestIdleSize) and 8 B per subscription here plus its topic's map entry:
-// no map, timer or buffer of its own, so its fields are packed.
+// no map, timer or buffer of its own, so its fields are packed and what
+// few connections use is in x.
 type Client struct {
 	s  *Server
 	tr transport
 	n  uint64 // the client id's number (ID)
-	// The identity, unpacked: Identity holds a time.Time (24 B).
+	// The identity, unpacked (Identity holds a time.Time, 24 B); its
+	// Info is in x.
 	user  string
 	exp   int64 // ExpiresAt, Unix ns (0: never)
-	info  json.RawMessage
 	state uint8
 	// busy: a command of this client is off the loop (a hook) or waits
 	// for a topic's history; the commands after it wait in queue.
@@ -65,15 +66,15 @@ type Client struct {
 	// timer is the connect deadline until connected, then the identity's
 	// expiry (nil: none).
 	timer *loop.Timeout
-	// req is what Authenticate reads of the request, until connected: an
-	// idle connection keeps no copy of its headers.
-	req  *requestInfo
-	sess *session // emulated transports
+	// x is what Authenticate reads of the request, until connected (an
+	// idle connection keeps no copy of its headers); then the identity's
+	// Info, nil when it has none.
+	x *clientExtra
 }
 
 // identity returns the connection's identity (for hooks).
 func (c *Client) identity() Identity {
-	id := Identity{User: c.user, Info: c.info}
+	id := Identity{User: c.user, Info: c.Info()}
 	if c.exp != 0 {
 		id.ExpiresAt = time.Unix(0, c.exp)
 	}
@@ -82,9 +83,15 @@ func (c *Client) identity() Identity {
 
 // setIdentity keeps ident's fields.
 func (c *Client) setIdentity(ident Identity) {
-	c.user, c.info, c.exp = ident.User, ident.Info, 0
+	c.user, c.exp = ident.User, 0
 	if !ident.ExpiresAt.IsZero() {
 		c.exp = ident.ExpiresAt.UnixNano()
+	}
+	switch {
+	case ident.Info != nil:
+		c.x = &clientExtra{info: ident.Info}
+	default:
+		c.x = nil
 	}
 }
 
@@ -114,15 +121,29 @@ func (c *Client) dropSub(t *topic) {
 	}
 }
 
-// requestInfo is the part of a connection's request Credentials carry.
-type requestInfo struct {
+// clientExtra is the part of a connection's request Credentials carry
+// (until connected), then the identity's Info.
+type clientExtra struct {
 	header http.Header
 	ip     netip.Addr
+	info   json.RawMessage
 }
 
-func (s *Server) newClient(tr transport, req *requestInfo) *Client {
+// requestExtra is r's part Credentials carry.
+func requestExtra(r *loop.Request) *clientExtra {
+	return &clientExtra{header: r.HeaderMap(), ip: remoteIP(r)}
+}
+
+func (s *Server) newClient(tr transport, x *clientExtra) *Client {
+	c := &Client{s: s, x: x}
+	s.register(c, tr)
+	return c
+}
+
+// register opens c (made with its s and x) on transport tr.
+func (s *Server) register(c *Client, tr transport) {
 	s.nextID++
-	c := &Client{s: s, tr: tr, n: s.nextID, tokens: float32(s.lim.CommandBurst), last: time.Now().UnixNano(), req: req}
+	c.tr, c.n, c.tokens, c.last = tr, s.nextID, float32(s.lim.CommandBurst), time.Now().UnixNano()
 	c.timer = s.l.CallLater(s.lim.ConnectTimeout, func() {
 		if c.state == stConnecting {
 			c.Disconnect(cp.DisconnectStale, "no connect in time")
@@ -130,7 +151,6 @@ func (s *Server) newClient(tr transport, req *requestInfo) *Client {
 	})
 	s.m.transport(tr.kind()).Add(1)
 	s.clients[c] = struct{}{}
-	return c
 }
 
 // Loop-only.
@@ -143,7 +163,12 @@ func (c *Client) User() string { return c.user }
 
 // Loop-only.
 // Info returns the information Authenticate attached to the identity.
-func (c *Client) Info() json.RawMessage { return c.info }
+func (c *Client) Info() json.RawMessage {
+	if c.x == nil {
+		return nil
+	}
+	return c.x.info
+}
 
 // Loop-only.
 // Transport returns "websocket", "sse" or "poll".
@@ -419,8 +444,8 @@ func (c *Client) handle(cmd cp.Command) {
 
 func (c *Client) credentials(req *cp.ConnectRequest, token string) Credentials {
 	cr := Credentials{Token: token, Transport: c.tr.kind()}
-	if c.req != nil {
-		cr.Header, cr.RemoteIP = c.req.header, c.req.ip
+	if c.x != nil {
+		cr.Header, cr.RemoteIP = c.x.header, c.x.ip
 	}
 	if req != nil {
 		cr.Name, cr.Version, cr.Data = req.Name, req.Version, req.Data
@@ -475,26 +500,27 @@ func (c *Client) connected(id uint32, ident Identity, err error) {
 		c.Disconnect(code, reason)
 		return
 	}
-	c.setIdentity(ident)
+	c.setIdentity(ident) // and the request's part is dropped: kept only for Authenticate
 	c.state = stConnected
-	c.req = nil // kept only for Authenticate
 	s.l.RemoveTimeout(c.timer)
 	c.timer = nil
 	s.m.connections.Add(1)
-	us := s.byUser[ident.User]
-	if us == nil {
-		us = map[*Client]struct{}{}
-		s.byUser[ident.User] = us
+	if ident.User != "" { // anonymous connections: found in s.clients (forUser)
+		us := s.byUser[ident.User]
+		if us == nil {
+			us = map[*Client]struct{}{}
+			s.byUser[ident.User] = us
+		}
+		us[c] = struct{}{}
 	}
-	us[c] = struct{}{}
 	c.armExpiry()
 	res := cp.ConnectResult{Client: c.ID(), Version: s.o.Version, Ping: int(s.pingInterval().Seconds()),
 		Limits: cp.Limits{Subscriptions: s.lim.Subscriptions, CommandBytes: s.lim.CommandBytes,
 			CommandsPerSecond: s.lim.CommandsPerSecond, PendingRPCs: s.lim.PendingRPCs}}
 	res.Expires, res.TTL = c.ttl()
-	if c.sess != nil {
-		res.Session = c.sess.id
-		c.sess.register()
+	if ss, ok := c.tr.(*session); ok {
+		res.Session = ss.id
+		ss.register()
 	}
 	c.reply(id, res)
 }

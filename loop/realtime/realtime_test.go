@@ -599,3 +599,55 @@ func TestStuckHook(t *testing.T) {
 	}
 	canary.ok(canary.cmd("ping", map[string]any{}), nil)
 }
+
+// TestIdentityPacked: the identity a Client keeps unpacked (user, expiry,
+// Info apart) is what Authenticate gave and what hooks and handlers see,
+// and the request's headers reach Authenticate; DisconnectUser("") ends
+// the anonymous connections (no longer in the per-user index) and leaves a
+// user's (the canary).
+func TestIdentityPacked(t *testing.T) {
+	exp := time.Now().Add(time.Hour).Truncate(time.Second)
+	s, addr := start(t, realtime.Options{
+		Authenticate: func(_ context.Context, c realtime.Credentials) (realtime.Identity, error) {
+			if c.Token == "" {
+				return realtime.Identity{}, nil
+			}
+			if c.Header.Get("User-Agent") == "" {
+				return realtime.Identity{}, realtime.ErrUnauthorized
+			}
+			return realtime.Identity{User: c.Token, ExpiresAt: exp, Info: json.RawMessage(`{"name":"Ada"}`)}, nil
+		},
+		CanSubscribe: func(_ context.Context, id realtime.Identity, topic string) error {
+			if !id.ExpiresAt.Equal(exp) || string(id.Info) != `{"name":"Ada"}` {
+				return fmt.Errorf("identity %+v", id)
+			}
+			return nil
+		},
+	}, func(s *realtime.Server) {
+		s.HandleRPC("who", func(c *realtime.Client, _ json.RawMessage, reply func(json.RawMessage, error)) {
+			b, _ := json.Marshal(map[string]any{"user": c.User(), "info": c.Info()})
+			reply(b, nil)
+		})
+	})
+	u := dial(t, addr)
+	if r := u.connect("42"); !r.Expires || r.TTL < 3500 {
+		t.Fatalf("connect %+v", r)
+	}
+	var r cp.RPCResult
+	u.ok(u.cmd("rpc", map[string]any{"method": "who"}), &r)
+	if string(r.Data) != `{"info":{"name":"Ada"},"user":"42"}` {
+		t.Fatalf("who: %s", r.Data)
+	}
+	u.ok(u.cmd("subscribe", map[string]any{"topic": "chat:a"}), nil)
+	a, b := dial(t, addr), dial(t, addr)
+	a.connect("")
+	b.connect("")
+	a.ok(a.cmd("rpc", map[string]any{"method": "who"}), &r)
+	if string(r.Data) != `{"info":null,"user":""}` {
+		t.Fatalf("who (anonymous): %s", r.Data)
+	}
+	s.DisconnectUser("", 0, "bye")
+	a.wantClose(cp.DisconnectForced)
+	b.wantClose(cp.DisconnectForced)
+	u.ok(u.cmd("ping", map[string]any{}), nil)
+}

@@ -33,6 +33,8 @@ type Server struct {
 	topics map[string]*topic
 	kept   map[string]bool          // history topics whose KeepHistory is done
 	keep   map[string][]func(error) // KeepHistory calls under way, with their waiters
+	// byUser are the connected clients of each user but "" (anonymous:
+	// one entry less per connection, found in clients).
 	byUser map[string]map[*Client]struct{}
 	// clients are every open connection (connected or not yet).
 	clients map[*Client]struct{}
@@ -368,7 +370,7 @@ func (s *Server) DisconnectUser(user string, code cp.DisconnectCode, reason stri
 		code = cp.DisconnectForced
 	}
 	s.l.AddCallback(func() {
-		for c := range s.byUser[user] {
+		for _, c := range s.forUser(user) {
 			c.Disconnect(code, reason)
 		}
 	})
@@ -383,10 +385,27 @@ func (s *Server) SubscribeUser(user, topic string) {
 		return
 	}
 	s.l.AddCallback(func() {
-		for c := range s.byUser[user] {
+		for _, c := range s.forUser(user) {
 			c.serverSubscribe(topic)
 		}
 	})
+}
+
+// forUser returns user's connected clients (anonymous ones for "").
+func (s *Server) forUser(user string) []*Client {
+	var cs []*Client
+	if user != "" {
+		for c := range s.byUser[user] {
+			cs = append(cs, c)
+		}
+		return cs
+	}
+	for c := range s.clients {
+		if c.state == stConnected && c.user == "" {
+			cs = append(cs, c)
+		}
+	}
+	return cs
 }
 
 // Metrics are a Server's counters.

@@ -19,10 +19,8 @@ import (
 // or push per text frame.
 type wsConn struct {
 	loop.WebSocketBase
-	s   *Server // until Open
-	c   *Client
-	w   *loop.WebSocket
-	req *requestInfo // until Open
+	c *Client // registered at Open
+	w *loop.WebSocket
 }
 
 func remoteIP(r *loop.Request) netip.Addr {
@@ -31,14 +29,13 @@ func remoteIP(r *loop.Request) netip.Addr {
 }
 
 func (s *Server) newWebSocket(r *loop.Request) loop.WebSocketHandler {
-	return &wsConn{s: s, req: &requestInfo{header: r.HeaderMap(), ip: remoteIP(r)}}
+	return &wsConn{c: &Client{s: s, x: requestExtra(r)}}
 }
 
 // Loop-only. Open implements loop.WebSocketHandler.
 func (h *wsConn) Open(w *loop.WebSocket) {
 	h.w = w
-	h.c = h.s.newClient(h, h.req)
-	h.s, h.req = nil, nil
+	h.c.s.register(h.c, h)
 }
 
 // Loop-only. OnMessage implements loop.WebSocketHandler.
@@ -55,7 +52,7 @@ func (h *wsConn) OnMessage(w *loop.WebSocket, typ loop.MessageType, data []byte)
 
 // Loop-only. OnClose implements loop.WebSocketHandler.
 func (h *wsConn) OnClose(*loop.WebSocket) {
-	if h.c != nil {
+	if h.w != nil { // opened: registered
 		h.c.gone()
 	}
 }
@@ -122,8 +119,7 @@ const maxAnswer = 512 << 10
 
 func (s *Server) newSession(typ string, r *loop.Request) *session {
 	ss := &session{s: s, id: s.newSessionID(), typ: typ, auth: r.Header("Authorization"), lastSeen: time.Now()}
-	ss.c = s.newClient(ss, &requestInfo{header: r.HeaderMap(), ip: remoteIP(r)})
-	ss.c.sess = ss
+	ss.c = s.newClient(ss, requestExtra(r))
 	if typ == TransportPoll {
 		s.pollSessions++ // until forget: a closed session lingers for its last frames
 	}

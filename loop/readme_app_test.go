@@ -333,3 +333,78 @@ func (a *appConn) closeCode() int {
 		}
 	}
 }
+
+// TestReadmeProtocolReference: the README's summary of the client protocol
+// ("### The protocol reference") agrees with proto/clientproto/PROTOCOL.md:
+// the same commands, each field and result it names in PROTOCOL.md's row of
+// that command, and every error and disconnect code with its name.
+func TestReadmeProtocolReference(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	proto, err := os.ReadFile("../proto/clientproto/PROTOCOL.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sec, ok := strings.Cut(string(readme), "\n### The protocol reference\n")
+	if !ok {
+		t.Fatal(`README.md: no "### The protocol reference" heading`)
+	}
+	if i := strings.Index(sec, "\n#"); i >= 0 {
+		sec = sec[:i]
+	}
+	if !strings.Contains(sec, "](proto/clientproto/PROTOCOL.md)") {
+		t.Error("README.md: the protocol reference does not link to proto/clientproto/PROTOCOL.md")
+	}
+
+	// Codes: "`103` permission denied" in the README, "| 103 | permission denied |" there.
+	theirs := map[string]string{}
+	for _, m := range regexp.MustCompile(`(?m)^\| (\d{3,4}) \| ([^|]+?) \|`).FindAllStringSubmatch(string(proto), -1) {
+		theirs[m[1]] = m[2]
+	}
+	ours := map[string]string{}
+	for _, m := range regexp.MustCompile("`(\\d{3,4})` ([a-z]+(?: [a-z]+)*)").FindAllStringSubmatch(strings.Join(strings.Fields(sec), " "), -1) {
+		ours[m[1]] = m[2]
+	}
+	if len(theirs) < 20 {
+		t.Fatalf("PROTOCOL.md: found %d codes: %v", len(theirs), theirs)
+	}
+	for code, name := range theirs {
+		if ours[code] != name {
+			t.Errorf("code %s: PROTOCOL.md names it %q, the README %q", code, name, ours[code])
+		}
+	}
+	for code := range ours {
+		if _, ok := theirs[code]; !ok {
+			t.Errorf("code %s: in the README, not in PROTOCOL.md", code)
+		}
+	}
+
+	// Commands: the first cells of the two commands tables.
+	rows := func(doc string) map[string]string {
+		m := map[string]string{}
+		for _, r := range regexp.MustCompile("(?m)^\\| `([a-z]+)`[^|]*\\|(.*)$").FindAllStringSubmatch(doc, -1) {
+			m[r[1]] = r[2]
+		}
+		return m
+	}
+	_, protoCmds, _ := strings.Cut(string(proto), "\n## Commands\n")
+	protoCmds, _, _ = strings.Cut(protoCmds, "\n## ")
+	want, got := rows(protoCmds), rows(sec)
+	if len(want) != 7 || len(got) != len(want) {
+		t.Fatalf("commands: PROTOCOL.md has %d, the README %d", len(want), len(got))
+	}
+	word := regexp.MustCompile("`([a-z_]+)`")
+	for cmd, cells := range got {
+		if _, ok := want[cmd]; !ok {
+			t.Errorf("command %s: in the README, not in PROTOCOL.md", cmd)
+			continue
+		}
+		for _, w := range word.FindAllStringSubmatch(cells, -1) {
+			if !strings.Contains(want[cmd], "`"+w[1]+"`") {
+				t.Errorf("command %s: the README names `%s`, PROTOCOL.md's row does not", cmd, w[1])
+			}
+		}
+	}
+}

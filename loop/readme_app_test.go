@@ -116,7 +116,10 @@ func TestReadmeApp(t *testing.T) {
 		t.Fatalf("bad token: close %d, want 3500", code)
 	}
 
-	readmeAppBrowser(t, base, ann)
+	t.Run("Chromium", func(t *testing.T) {
+		ann.t = t // its failures are the subtest's
+		readmeAppBrowser(t, base, ann)
+	})
 }
 
 // startReadmeApp starts the built program on a free port with a secret in

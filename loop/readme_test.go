@@ -3,6 +3,7 @@ package loop_test
 import (
 	"bytes"
 	"errors"
+	"go/format"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,6 +87,9 @@ func readmeBuild(t *testing.T, heading, setupHeading string, wantCmds []string, 
 	}
 	if !bytes.HasPrefix(code, []byte("package main\n")) {
 		t.Fatalf("README.md: the program after %q must be a whole program starting with \"package main\", got:\n%s", heading, code)
+	}
+	if formatted, err := format.Source(code); err != nil || !bytes.Equal(formatted, code) {
+		t.Errorf("README.md: the program after %q is not gofmt-formatted (%v)", heading, err)
 	}
 	cmds, err := moduleCommands(readme, setupHeading)
 	if err != nil {

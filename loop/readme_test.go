@@ -3,6 +3,7 @@ package loop_test
 import (
 	"bytes"
 	"errors"
+	"go/format"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,16 +32,16 @@ func readmeBlock(readme []byte, heading string) ([]byte, error) {
 }
 
 // moduleCommands returns the go commands of the indented command block
-// between the "Quick start" heading and its program: what the README tells
-// a user to run to depend on the module from another module.
-func moduleCommands(readme []byte) ([][]string, error) {
-	_, after, ok := bytes.Cut(readme, []byte("\n## Quick start"))
+// between the heading and its program: what the README tells a user to run
+// to depend on the module from another module.
+func moduleCommands(readme []byte, heading string) ([][]string, error) {
+	_, after, ok := bytes.Cut(readme, []byte("\n"+heading))
 	if !ok {
-		return nil, errors.New(`no "## Quick start" heading`)
+		return nil, errors.New("no \"" + heading + "\" heading")
 	}
 	before, _, ok := bytes.Cut(after, []byte("\n```go\n"))
 	if !ok {
-		return nil, errors.New("no ```go block after the Quick start heading")
+		return nil, errors.New("no ```go block after the " + heading + " heading")
 	}
 	var cmds [][]string
 	for _, line := range strings.Split(string(before), "\n") {
@@ -52,22 +53,30 @@ func moduleCommands(readme []byte) ([][]string, error) {
 }
 
 // TestReadmeQuickStartCompiles does what the README's quick start tells a
-// (for the quick start and the mount example)
-// user who depends on the module from their own: in a fresh module outside
-// the repository, next to a "clone" (a link to this checkout) named as in
-// the README, it runs the README's go commands (go mod init, the replace,
-// go get) with the program saved as main.go, then builds and vets it
-// (instead of "go run ."). Offline, as CI's module cache holds every
-// dependency: GOPROXY=off, and GOSUMDB=off because the checksum database
-// is reached through the proxy (go.sum is filled from the module cache,
-// verified when it was downloaded). It does not skip under CI=true.
+// user who depends on the module from their own (for the quick start and
+// the mount example): in a fresh module outside the repository, next to a
+// "clone" (a link to this checkout) named as in the README, it runs the
+// README's go commands (go mod init, the replace, go get) with the program
+// saved as main.go, then builds and vets it (instead of "go run ."). Offline,
+// as CI's module cache holds every dependency: GOPROXY=off, and GOSUMDB=off
+// because the checksum database is reached through the proxy (go.sum is
+// filled from the module cache, verified when it was downloaded). It does
+// not skip under CI=true.
 func TestReadmeQuickStartCompiles(t *testing.T) {
 	for _, heading := range []string{"## Quick start", "## Inside an existing net/http server"} {
-		t.Run(strings.TrimPrefix(heading, "## "), func(t *testing.T) { readmeCompiles(t, heading) })
+		t.Run(strings.TrimPrefix(heading, "## "), func(t *testing.T) {
+			readmeBuild(t, heading, "## Quick start", []string{"go get github.com/tornago/tornago/loop"}, nil)
+		})
 	}
 }
 
-func readmeCompiles(t *testing.T, heading string) {
+// readmeBuild builds the program of the ```go block after heading, in a
+// fresh module set up by the go commands printed between setupHeading and
+// its own ```go block, with files (name -> content) beside main.go; it
+// returns the binary's path. wantCmds are commands the setup must print
+// besides go mod init, the replace and go run.
+func readmeBuild(t *testing.T, heading, setupHeading string, wantCmds []string, files map[string][]byte) string {
+	t.Helper()
 	readme, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
@@ -77,9 +86,12 @@ func readmeCompiles(t *testing.T, heading string) {
 		t.Fatalf("README.md: %v", err)
 	}
 	if !bytes.HasPrefix(code, []byte("package main\n")) {
-		t.Fatalf("README.md: the quick start must be a whole program starting with \"package main\", got:\n%s", code)
+		t.Fatalf("README.md: the program after %q must be a whole program starting with \"package main\", got:\n%s", heading, code)
 	}
-	cmds, err := moduleCommands(readme)
+	if formatted, err := format.Source(code); err != nil || !bytes.Equal(formatted, code) {
+		t.Errorf("README.md: the program after %q is not gofmt-formatted (%v)", heading, err)
+	}
+	cmds, err := moduleCommands(readme, setupHeading)
 	if err != nil {
 		t.Fatalf("README.md: %v", err)
 	}
@@ -88,9 +100,9 @@ func readmeCompiles(t *testing.T, heading string) {
 		joined = append(joined, strings.Join(c, " "))
 	}
 	all := strings.Join(joined, "\n")
-	for _, want := range []string{"go mod init ", "go mod edit -replace github.com/tornago/tornago=../tornago", "go get github.com/tornago/tornago/loop", "go run ."} {
+	for _, want := range append([]string{"go mod init ", "go mod edit -replace github.com/tornago/tornago=../tornago", "go run ."}, wantCmds...) {
 		if !strings.Contains(all, want) {
-			t.Fatalf("README.md: the quick start's commands lack %q; they are:\n%s", want, all)
+			t.Fatalf("README.md: the commands after %q lack %q; they are:\n%s", setupHeading, want, all)
 		}
 	}
 	goBin, err := exec.LookPath("go")
@@ -112,13 +124,18 @@ func readmeCompiles(t *testing.T, heading string) {
 	if err := os.WriteFile(filepath.Join(app, "main.go"), code, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(app, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	env := append(os.Environ(), "GOPROXY=off", "GOSUMDB=off", "GOWORK=off", "GOFLAGS=", "GOTOOLCHAIN=local")
 	run := func(args ...string) {
 		t.Helper()
 		cmd := exec.Command(goBin, args[1:]...)
 		cmd.Dir, cmd.Env = app, env
 		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("README quick start: %s: %v\n%s\n--- code:\n%s", strings.Join(args, " "), err, out, code)
+			t.Fatalf("README %s: %s: %v\n%s\n--- code:\n%s", heading, strings.Join(args, " "), err, out, code)
 		}
 	}
 	for _, c := range cmds {
@@ -127,7 +144,9 @@ func readmeCompiles(t *testing.T, heading string) {
 		}
 		run(c...)
 	}
-	run("go", "build", "-o", filepath.Join(dir, "quickstart"), ".")
+	bin := filepath.Join(dir, "program")
+	run("go", "build", "-o", bin, ".")
 	// go vet too: the program is what users copy first.
 	run("go", "vet", ".")
+	return bin
 }

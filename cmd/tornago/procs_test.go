@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -276,13 +277,12 @@ func TestProcsClockIdReplacedAcrossChildren(t *testing.T) {
 // its -metrics port is taken) is restarted with back-off, then the parent
 // stops the others and exits non-zero.
 func TestProcsGivesUpOnFailingChild(t *testing.T) {
-	held, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	held := heldPortBeforeFree(t)
 	defer held.Close()
 	// Child 0 serves metrics on the held port and fails; child 1 on the
-	// next one, which is most likely free.
+	// next one, free a moment ago (below the ephemeral range, so no
+	// outgoing connection of a concurrent test takes it: one did in CI,
+	// and both children failed before the server served).
 	_, cmd, exited, stderr := startBinary(t, "-procs", "2", "-metrics", held.Addr().String())
 	select {
 	case <-exited:
@@ -299,4 +299,26 @@ func TestProcsGivesUpOnFailingChild(t *testing.T) {
 	if !strings.Contains(log, "child keeps failing") {
 		t.Errorf("giving up was not logged\n%s", log)
 	}
+}
+
+// heldPortBeforeFree listens on a loopback port below the kernel's
+// ephemeral range whose next port is free too.
+func heldPortBeforeFree(t *testing.T) net.Listener {
+	t.Helper()
+	for range 200 {
+		p := 10000 + rand.IntN(20000)
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		next, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+1))
+		if err != nil {
+			ln.Close()
+			continue
+		}
+		next.Close()
+		return ln
+	}
+	t.Fatal("no two free loopback ports in a row below 30000")
+	return nil
 }

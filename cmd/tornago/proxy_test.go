@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -21,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -84,8 +86,19 @@ func makeCert(t *testing.T, dir string) *x509.CertPool {
 	return pool
 }
 
+// freePort returns a loopback port that was free a moment ago, below the
+// kernel's ephemeral range when it can (a port from ":0", closed again,
+// may be taken by any concurrent test's outgoing connection before the
+// server binds it).
 func freePort(t *testing.T) int {
 	t.Helper()
+	for range 200 {
+		p := 10000 + mrand.IntN(20000)
+		if ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p)); err == nil {
+			ln.Close()
+			return p
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -616,9 +616,12 @@ func (c *Client) subscribe(id uint32, req *cp.SubscribeRequest) {
 			if c.state == stClosed {
 				return
 			}
-			if err != nil {
+			switch {
+			case errors.Is(err, ErrTooManyTopics):
+				c.fail(id, cp.ErrLimitExceeded, "too many history topics on this server")
+			case err != nil:
 				c.fail(id, cp.ErrInternal, "topic unavailable")
-			} else {
+			default:
 				c.attach(id, name, ns, since)
 			}
 			if async {
@@ -758,10 +761,13 @@ func (c *Client) publish(id uint32, req *cp.PublishRequest) {
 			if c.state == stClosed {
 				return
 			}
-			if err != nil {
+			switch {
+			case errors.Is(err, ErrTooManyTopics):
+				c.fail(id, cp.ErrLimitExceeded, "too many history topics on this server")
+			case err != nil:
 				s.log.Warn("realtime: client publish", "topic", name, "err", err)
 				c.fail(id, cp.ErrInternal, "publish failed")
-			} else {
+			default:
 				c.reply(id, cp.PublishResult{Pos: pos.String()})
 			}
 			if async {

@@ -45,6 +45,10 @@ var ErrUnauthorized = errors.New("realtime: unauthorized")
 // VerifySubscribeToken it is answered with error 109.
 var ErrTokenExpired = errors.New("realtime: token expired")
 
+// ErrTooManyTopics is what a subscribe or publish on a new history topic
+// gets once the Server keeps Limits.MaxHistoryTopics of them (error 106).
+var ErrTooManyTopics = errors.New("realtime: too many history topics (Limits.MaxHistoryTopics)")
+
 // Namespace sets the rules of the topics "Name:..." (Name "" is the
 // default namespace: topics without ':'). A topic in no configured
 // namespace is refused (error 102).
@@ -96,6 +100,14 @@ type Limits struct {
 	// again at every reconnect. Default 512 KiB (half the default unsent
 	// bounds).
 	MaxRecoverBytes int
+	// MaxHistoryTopics bounds the topics a Server keeps history for: a
+	// history topic is kept from its first use and each costs its
+	// bounded history, so without it any client allowed in a namespace
+	// with history could make the server keep any number of them
+	// (chat:<a new room> after chat:<a new room>). Past it, a subscribe
+	// or publish on a new history topic gets error 106 (the server API:
+	// a 400 with code 106). Default 10,000.
+	MaxHistoryTopics int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -117,6 +129,7 @@ func (l Limits) withDefaults() Limits {
 	def(&l.MaxUnsent, 1<<20)
 	def(&l.MaxRecoverBytes, 512<<10)
 	def(&l.MaxPollSessions, 10000)
+	def(&l.MaxHistoryTopics, 10000)
 	defD(&l.RPCTimeout, 10*time.Second)
 	defD(&l.ConnectTimeout, 10*time.Second)
 	defD(&l.SessionIdle, 60*time.Second)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -650,4 +651,35 @@ func TestIdentityPacked(t *testing.T) {
 	a.wantClose(cp.DisconnectForced)
 	b.wantClose(cp.DisconnectForced)
 	u.ok(u.cmd("ping", map[string]any{}), nil)
+}
+
+// TestHistoryTopicsBounded: a history topic is kept from its first use,
+// so a client allowed in a namespace with history could make the server
+// keep any number of them (one new room after another) and its memory
+// grew with what clients sent. Past Limits.MaxHistoryTopics a subscribe or
+// publish on a new one gets 106; the topics kept go on working.
+func TestHistoryTopicsBounded(t *testing.T) {
+	_, addr := start(t, realtime.Options{Limits: realtime.Limits{MaxHistoryTopics: 3, CommandsPerSecond: 1000, CommandBurst: 1000}}, nil)
+	canary := dial(t, addr)
+	canary.connect("")
+	canary.ok(canary.cmd("subscribe", map[string]any{"topic": "chat:canary"}), nil)
+
+	a := dial(t, addr)
+	a.connect("")
+	a.ok(a.cmd("subscribe", map[string]any{"topic": "chat:1"}), nil)
+	a.ok(a.cmd("publish", map[string]any{"topic": "chat:2", "data": "x"}), nil)
+	for i := 3; i < 50; i++ {
+		a.wantError(a.cmd("subscribe", map[string]any{"topic": "chat:" + strconv.Itoa(i)}), cp.ErrLimitExceeded)
+		a.wantError(a.cmd("publish", map[string]any{"topic": "chat:new" + strconv.Itoa(i), "data": "x"}), cp.ErrLimitExceeded)
+	}
+	// Topics without history are not kept: not bounded by it.
+	a.ok(a.cmd("subscribe", map[string]any{"topic": "news:1"}), nil)
+	// The kept ones still work, for the canary too.
+	a.ok(a.cmd("publish", map[string]any{"topic": "chat:canary", "data": "hi"}), nil)
+	for {
+		f := canary.read()
+		if f.Push != nil && f.Push.Pub != nil && f.Push.Topic == "chat:canary" {
+			break
+		}
+	}
 }

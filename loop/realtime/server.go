@@ -208,6 +208,10 @@ func (s *Server) ensureKept(name string, ns *Namespace, fn func(error)) {
 		s.keep[name] = append(w, fn)
 		return
 	}
+	if len(s.kept)+len(s.keep) >= s.lim.MaxHistoryTopics {
+		fn(fmt.Errorf("realtime: keep history of %q: %w", name, ErrTooManyTopics))
+		return
+	}
 	s.keep[name] = []func(error){fn}
 	s.hub.KeepHistory(hubTopic(name), ns.History, func(err error) {
 		ws := s.keep[name]

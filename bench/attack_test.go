@@ -33,6 +33,9 @@ func tinyAttacks() AttackOptions {
 		SSEConns: 20, SSEPipe: 256 << 10, SSEHold: 300 * time.Millisecond,
 		FarClients: 18, FarFor: time.Second,
 		ReplayConns: 5, ReplayMsgs: 20, ReplaySize: 60000,
+		RTUnauthConns: 30, RTSubConns: 3, RTSubTopics: 400, RTMalformedConns: 2, RTOversize: 10 << 20,
+		RTRPCConns: 3, RTRPCRate: 200, RTRPCHold: 300 * time.Millisecond, RTRPCFor: time.Second,
+		RTSSEConns: 10, RTSSEPublishers: 2, RTSSESize: 3000, RTSSEFor: 1500 * time.Millisecond,
 	}
 }
 
@@ -296,5 +299,38 @@ func TestReadEchoesWhole(t *testing.T) {
 	}
 	if wire[0] >= size/10 || wire[1] != size {
 		t.Fatalf("wire bytes %v: want the first compressed, the second plain", wire)
+	}
+}
+
+// TestAttackProtocol runs attacks n-r (the client protocol) at small
+// sizes against tornago with -token-hmac-secret (its environment
+// variable), and checks each documented code the attackers must get:
+// 101/3500 before connect or with a bad token, 404 for a forged session,
+// 106 past the subscription and pending RPC limits, 111 over the rate,
+// 3501/107/3505 and 400/413 for malformed and oversized commands, 3004
+// for a rate sustained 5 s, and slow SSE sessions ended.
+func TestAttackProtocol(t *testing.T) {
+	const secret = "attack-test-secret-0123456789abcdef"
+	t.Setenv("TORNAGO_TOKEN_HMAC_SECRET", secret)
+	s := startServer(t, "tornago", 18850)
+	o := tinyAttacks()
+	o.Base, o.PID, o.TokenSecret = "http://"+s.Host, s.PID, secret
+	o.RTRPCFor = 6500 * time.Millisecond // past the 5 s of 3004
+	o.RTRPCHold = time.Second
+	o.RTSSEPublishers, o.RTSSEFor = 8, 6*time.Second // past the streams' socket buffers and unsent bound
+	for _, a := range []string{"n", "o", "p", "q", "r"} {
+		r := RunAttack(a, o)
+		t.Logf("%s: canary worst %s fails %d, RSS before %s peak %s, closes %v, extra %v", r.Attack, dur(r.CanaryWorst),
+			*r.CanaryFailed, mib(r.RSSBefore), mib(r.PeakRSS), r.Closes, r.Extra)
+		if r.Err != "" || r.NA != "" {
+			t.Errorf("%s: error %q n/a %q", r.Attack, r.Err, r.NA)
+			continue
+		}
+		// The canary is judged by a benchmark run on a quiet machine; the
+		// codes here.
+		r.CanaryOK = boolp(true)
+		if h := findAttack(a).check(&attackEnv{o: func() AttackOptions { o.defaults(); return o }()}, r); h == nil || !*h {
+			t.Errorf("%s: expectation not held: closes %v extra %v", r.Attack, r.Closes, r.Extra)
+		}
 	}
 }

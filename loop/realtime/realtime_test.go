@@ -599,3 +599,29 @@ func TestStuckHook(t *testing.T) {
 	}
 	canary.ok(canary.cmd("ping", map[string]any{}), nil)
 }
+
+// TestWebSocketHugeCommand: a command far over the command size limit
+// (over the route's frame bound too, which stops it from being read whole)
+// closes with 3505 as documented, like one just over the limit; before,
+// the WebSocket layer closed it with 1009.
+func TestWebSocketHugeCommand(t *testing.T) {
+	_, addr := start(t, realtime.Options{Limits: realtime.Limits{CommandBytes: 1000}}, nil)
+	canary := dial(t, addr)
+	canary.connect("")
+	for _, n := range []int{2000, 100000} {
+		a := dial(t, addr)
+		a.connect("")
+		a.cmd("publish", map[string]any{"topic": "chat:1", "data": strings.Repeat("x", n)})
+		for {
+			a.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, _, err := a.c.ReadMessage(); err != nil {
+				var ce *websocket.CloseError
+				if !errors.As(err, &ce) || ce.Code != int(cp.DisconnectTooLarge) {
+					t.Fatalf("%d bytes: closed with %v, want %d", n, err, cp.DisconnectTooLarge)
+				}
+				break
+			}
+		}
+	}
+	canary.ok(canary.cmd("ping", map[string]any{}), nil)
+}

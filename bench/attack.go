@@ -319,7 +319,7 @@ func ParseAttacks(list string) ([]string, error) {
 	for _, n := range strings.Split(list, ",") {
 		a := findAttack(strings.TrimSpace(n))
 		if a == nil {
-			return nil, fmt.Errorf("attack %q: unknown (want a-j or a name: %s)", n, attackNames())
+			return nil, fmt.Errorf("attack %q: unknown (want a-r or a name: %s)", n, attackNames())
 		}
 		out = append(out, a.letter+"-"+a.name)
 	}

@@ -16,7 +16,8 @@ import (
 	"time"
 )
 
-// attacks is the suite of issue 10 (and j, k, l, m of issue 19), in run order.
+// attacks is the suite of issue 10 (j, k, l, m of issue 19, n-r of issue
+// 21), in run order.
 // The descriptor storm comes last: a server it kills cannot spoil the others
 // when the harness does not restart servers.
 var attacks = []attack{
@@ -107,7 +108,7 @@ var attacks = []attack{
 			return both(boolp(r.Closes["3500"] == want && posts == fmt.Sprintf("404:%d", e.o.RTUnauthConns/10)), r.CanaryOK)
 		}},
 	{letter: "o", name: "rt-subscription-flood", needs: []string{"ws:/connection/websocket"},
-		expect: "past the subscription limit 106, over the rate 111; RSS grows by <= 64 MiB; canary within budget",
+		expect: "past the subscription limit 106, over the rate 111 (20x the rate refused within a second: close 3004); RSS grows by <= 64 MiB; canary within budget",
 		run:    rtSubFlood, check: func(e *attackEnv, r *AttackResult) *bool {
 			errs, _ := r.Extra["errors"].(string)
 			return both(boolp(hasCode(errs, 106) && hasCode(errs, 111) && rssGrowth(r) <= e.o.RSSReturn), r.CanaryOK)
@@ -134,12 +135,13 @@ var attacks = []attack{
 			return both(boolp(ok), r.CanaryOK)
 		}},
 	{letter: "r", name: "rt-slow-sse", needs: []string{"ws:/connection/websocket"},
-		expect: "SSE sessions that never read while chat:x floods end (3001 or closed); peak RSS <= 256 MiB; canary within budget",
+		expect: "SSE sessions and WebSockets that never read while chat:x floods are cut (eof), long-poll sessions that never poll end with 3001; peak RSS <= 256 MiB; canary within budget",
 		run:    rtSlowSSE, check: func(e *attackEnv, r *AttackResult) *bool {
 			if r.PeakRSS == nil {
 				return nil
 			}
-			return both(boolp(*r.PeakRSS <= 256<<20 && r.Closes["open"] == 0), r.CanaryOK)
+			return both(boolp(*r.PeakRSS <= 256<<20 && r.Closes["sse-open"] == 0 && r.Closes["ws-open"] == 0 &&
+				r.Closes["poll-3001"] == int64(max(1, e.o.RTSSEConns/10))), r.CanaryOK)
 		}},
 	{letter: "i", name: "fd-storm", needs: []string{"ws:/echo"},
 		expect: "survives; the canary and new connections are served afterwards",

@@ -504,9 +504,11 @@ func (s *rtSSE) next() (rtFrame, error) {
 
 // rtSlowSSE is attack r: RTSSEConns SSE sessions subscribe to chat:x and
 // never read while RTSSEPublishers connections publish RTSSESize bytes to
-// it as fast as the rate limit allows, for RTSSEFor; each stream should
-// end (3001, slow) with the server's memory bounded. Their last frames are
-// then read to see how each ended.
+// it as fast as the rate limit allows, for RTSSEFor, beside a tenth as
+// many WebSocket subscribers that do not read either; each should be cut
+// as a slow consumer, and as many long-polling sessions that never poll
+// (a late poll reads 3001), with the server's memory bounded. Their last frames are then read to see how
+// each ended.
 func rtSlowSSE(e *attackEnv) error {
 	streams := make([]*rtSSE, e.o.RTSSEConns)
 	var failed atomic.Int64
@@ -529,6 +531,42 @@ func rtSlowSSE(e *attackEnv) error {
 		streams[i] = s
 	})
 	e.set("sse_open_failed", failed.Load())
+	// Beside them, WebSocket subscribers that never read either: their
+	// close frame (3001) goes past the bound, so they learn why.
+	wss := make([]*rawWS, max(1, e.o.RTSSEConns/10))
+	each(len(wss), func(i int) {
+		w, err := dialRT(e.host, e.rtToken(2000000+i))
+		if err != nil {
+			failed.Add(1)
+			return
+		}
+		if w.sendText([]byte(`{"id":2,"subscribe":{"topic":"chat:x"}}`)) != nil {
+			w.Close()
+			return
+		}
+		wss[i] = w
+	})
+	// And long-polling sessions that never poll: their frames wait in
+	// the server up to the unsent bound, then the session ends with 3001,
+	// which a late poll still reads.
+	polls := make([]string, len(wss))
+	hc := &http.Client{Timeout: e.o.Drain + 5*time.Second}
+	each(len(polls), func(i int) {
+		sess, err := openRTPoll(hc, e.host, e.rtToken(3000000+i))
+		if err != nil {
+			failed.Add(1)
+			return
+		}
+		resp, err := hc.Post("http://"+e.host+"/connection/command?session="+url.QueryEscape(sess), "application/json",
+			strings.NewReader(`{"id":2,"subscribe":{"topic":"chat:x"}}`))
+		if err != nil {
+			failed.Add(1)
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		polls[i] = sess
+	})
 	var published, pubErrs codeCounter
 	var sent atomic.Int64
 	data, _ := json.Marshal(strings.Repeat("s", e.o.RTSSESize))
@@ -562,7 +600,9 @@ func rtSlowSSE(e *attackEnv) error {
 	if s := pubErrs.String(); s != "n/a" {
 		e.set("publisher_connect_errors", s)
 	}
-	// Drain: how did each stream end?
+	// Drain: how did each stream end? A stream cut as a slow consumer's
+	// ends (eof) without its disconnect event when the client reads
+	// too late: only a client reading within the server's linger sees it.
 	each(len(streams), func(i int) {
 		s := streams[i]
 		if s == nil {
@@ -573,14 +613,80 @@ func rtSlowSSE(e *attackEnv) error {
 		for {
 			f, err := s.next()
 			if err != nil {
-				e.closed(closeKind(err))
+				e.closed("sse-" + closeKind(err))
 				return
 			}
 			if f.Disconnect != nil {
-				e.closed(strconv.Itoa(f.Disconnect.Code))
+				e.closed("sse-" + strconv.Itoa(f.Disconnect.Code))
 				return
 			}
 		}
 	})
+	pc := &http.Client{Timeout: e.o.Drain}
+	each(len(polls), func(i int) {
+		if polls[i] != "" {
+			e.closed("poll-" + drainPoll(pc, e.host, polls[i]))
+		}
+	})
+	each(len(wss), func(i int) {
+		if w := wss[i]; w != nil {
+			defer w.Close()
+			e.closed("ws-" + w.rtRead(time.Now().Add(e.o.Drain), nil))
+		}
+	})
 	return nil
+}
+
+// rtPollAnswer is a long poll's answer.
+type rtPollAnswer struct {
+	Frames []rtFrame `json:"frames"`
+	Next   uint64    `json:"next"`
+}
+
+// openRTPoll connects a long-polling session and returns its id.
+func openRTPoll(hc *http.Client, host, token string) (string, error) {
+	resp, err := hc.Post("http://"+host+"/connection/poll", "application/json", bytes.NewReader(rtConnectCmd(token)))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var a rtPollAnswer
+	if err := json.NewDecoder(resp.Body).Decode(&a); err != nil || len(a.Frames) == 0 {
+		return "", fmt.Errorf("poll connect: status %d: %v", resp.StatusCode, err)
+	}
+	var res struct{ Session string }
+	json.Unmarshal(a.Frames[0].Result, &res)
+	if res.Session == "" {
+		return "", fmt.Errorf("poll connect refused")
+	}
+	return res.Session, nil
+}
+
+// drainPoll polls session from frame 1 until its disconnect frame (its
+// code), a status other than 200 ("404", ...) or a poll that times out
+// ("open": the session lives).
+func drainPoll(hc *http.Client, host, session string) string {
+	next := uint64(1)
+	for range 1000 {
+		resp, err := hc.Get("http://" + host + "/connection/poll?session=" + url.QueryEscape(session) + "&next=" + strconv.FormatUint(next, 10))
+		if err != nil {
+			return closeKind(err)
+		}
+		var a rtPollAnswer
+		err = json.NewDecoder(resp.Body).Decode(&a)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return strconv.Itoa(resp.StatusCode)
+		}
+		if err != nil {
+			return "error"
+		}
+		for _, f := range a.Frames {
+			if f.Disconnect != nil {
+				return strconv.Itoa(f.Disconnect.Code)
+			}
+		}
+		next = a.Next
+	}
+	return "open"
 }

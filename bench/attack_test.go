@@ -45,16 +45,18 @@ func tinyAttacks() AttackOptions {
 // checks that each was measured and reported, whatever the outcome.
 func TestAttackSuite(t *testing.T) {
 	names, err := ParseAttacks("all")
-	if err != nil || len(names) != 13 {
+	if err != nil || len(names) != 18 {
 		t.Fatalf("ParseAttacks: %v %v", names, err)
 	}
+	o := tinyAttacks()
+	o.TokenSecret = "attack-suite-secret-0123456789abcdef" // tornago's, through its environment
 	rs, err := AttackServers(AttackRunOptions{Root: moduleRoot(t), Servers: []string{"tornago", "gorilla"},
-		Port: 18800, Fresh: true, StormNoFile: 64, Log: &syncWriter{}, Attacks: names, Options: tinyAttacks()})
+		Port: 18800, Fresh: true, StormNoFile: 64, Log: &syncWriter{}, Attacks: names, Options: o})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rs) != 26 {
-		t.Fatalf("%d results, want 26", len(rs))
+	if len(rs) != 36 {
+		t.Fatalf("%d results, want 36", len(rs))
 	}
 	for _, r := range rs {
 		t.Logf("%s %s: canary %d rtts worst %s fails %d peak %s closes %v survived %v expect %s extra %v",
@@ -77,6 +79,12 @@ func TestAttackSuite(t *testing.T) {
 				t.Errorf("gorilla history replay: applicable? %+v", r)
 			}
 			continue // the reference has no positioned protocol
+		}
+		if r.Server == "gorilla" && strings.Contains(r.Attack, "-rt-") {
+			if r.NA == "" {
+				t.Errorf("gorilla %s: applicable? %+v", r.Attack, r)
+			}
+			continue // the reference has no client protocol
 		}
 		if r.Err != "" || r.NA != "" {
 			t.Errorf("%s %s: error %q, n/a %q", r.Server, r.Attack, r.Err, r.NA)
@@ -142,6 +150,23 @@ func TestAttackSuite(t *testing.T) {
 		case "m-history-replay":
 			if r.Extra["all_complete"] != true || r.Extra["complete"] != int64(5) {
 				t.Errorf("%s history replay: %v", r.Server, r.Extra)
+			}
+		case "n-rt-unauthenticated":
+			// Tokens checked: every attacker is refused.
+			if r.Closes["3500"] != 30 || r.Extra["forged_session_posts"] != "404:3" {
+				t.Errorf("%s unauthenticated: closes %v extra %v", r.Server, r.Closes, r.Extra)
+			}
+		case "o-rt-subscription-flood", "q-rt-rpc-flood":
+			if errs, _ := r.Extra["errors"].(string); !hasCode(errs, 106) || !hasCode(errs, 111) {
+				t.Errorf("%s %s: errors %q, want 106 and 111", r.Server, r.Attack, errs)
+			}
+		case "p-rt-malformed":
+			if r.Closes["3501"] != 8 || r.Closes["3505"] != 2 || r.Extra["bad-field-after-connect"] != "alive:2" {
+				t.Errorf("%s malformed: closes %v extra %v", r.Server, r.Closes, r.Extra)
+			}
+		case "r-rt-slow-sse":
+			if r.Closes["sse-open"]+r.Closes["sse-eof"] != 10 || r.Extra["published"].(int64) == 0 {
+				t.Errorf("%s slow SSE: closes %v extra %v", r.Server, r.Closes, r.Extra)
 			}
 		case "i-fd-storm":
 			if r.Extra["server_fd_limit"] != 64 || r.Extra["past_limit"] != true {

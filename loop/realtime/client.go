@@ -44,14 +44,19 @@ type Client struct {
 	state uint8
 	// busy: a command of this client is off the loop (a hook) or waits
 	// for a topic's history; the commands after it wait in queue.
-	busy        bool
-	gotConnect  bool
-	rpcs        int32 // pending RPCs
-	queue       []cp.Command
-	subs        map[string]*topic
-	tokens      float64
-	last        int64 // tokens' last refill, Unix ns
-	overSince   int64 // when the rate went over the limit, Unix ns (0: not over)
+	busy       bool
+	gotConnect bool
+	rpcs       int32 // pending RPCs
+	queue      []cp.Command
+	subs       map[string]*topic
+	tokens     float64
+	last       int64 // tokens' last refill, Unix ns
+	overSince  int64 // when the rate went over the limit, Unix ns (0: not over)
+	// refused counts the commands refused with 111 since refusedFrom
+	// (Unix ns), a window of a second: past floodFactor times the rate,
+	// the client is flooding, not a little over the limit.
+	refused     int
+	refusedFrom int64
 	connTimer   *loop.Timeout
 	expiryTimer *loop.Timeout
 	// req is what Authenticate reads of the request, until connected: an
@@ -234,7 +239,15 @@ func (c *Client) onFrame(b []byte) {
 		return
 	}
 	if !c.allow() {
-		if c.overSince != 0 && time.Now().UnixNano()-c.overSince >= int64(5*time.Second) {
+		now := time.Now().UnixNano()
+		if now-c.refusedFrom >= int64(time.Second) {
+			c.refusedFrom, c.refused = now, 0
+		}
+		c.refused++
+		// Sustained 5 s, or a flood: every refused command costs the
+		// loop a decode and a reply, and thousands arriving at once
+		// would hold it (attack o of the bench).
+		if c.overSince != 0 && now-c.overSince >= int64(5*time.Second) || c.refused > floodFactor*c.s.lim.CommandsPerSecond {
 			c.Disconnect(cp.DisconnectTooManyRequests, "too many requests")
 			return
 		}
@@ -248,6 +261,10 @@ func (c *Client) onFrame(b []byte) {
 	c.queue = append(c.queue, cmd)
 	c.pump()
 }
+
+// floodFactor times CommandsPerSecond refused within a second ends a
+// connection with 3004 at once (PROTOCOL.md, Limits).
+const floodFactor = 20
 
 // allow takes a token of the client's command bucket.
 func (c *Client) allow() bool {

@@ -229,7 +229,8 @@ func rtUnauth(e *attackEnv) error {
 // rtSubFlood is attack o: RTSubConns connections each subscribe to
 // RTSubTopics distinct topics: a first burst within the command bucket,
 // then the rate limit's worth per second until past the subscription
-// limit (error 106), then the rest at once (error 111).
+// limit (error 106), then the rest at once (error 111; past 20 times the
+// rate refused within a second, close 3004).
 func rtSubFlood(e *attackEnv) error {
 	var errs codeCounter
 	var okSubs atomic.Int64

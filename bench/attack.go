@@ -122,9 +122,11 @@ type AttackOptions struct {
 	// tokens (a server with -token-hmac-secret); empty: none (the demo's
 	// anonymous users; garbage tokens are then accepted).
 	TokenSecret string
-	// n. RTUnauthConns (300) connections send a command before connect
-	// or connect with a garbage or forged token.
+	// n. Rounds of RTUnauthConns (300) connections, for RTUnauthFor (3s),
+	// send a command before connect or connect with a garbage or forged
+	// token.
 	RTUnauthConns int
+	RTUnauthFor   time.Duration
 	// o. RTSubConns (20) connections subscribe to RTSubTopics (3000)
 	// topics each, paced past the subscription limit then all at once.
 	RTSubConns, RTSubTopics int
@@ -211,6 +213,7 @@ func (o *AttackOptions) defaults() {
 	i(&o.ReplaySize, 60000)
 	d(&o.ReplayFor, 60*time.Second)
 	i(&o.RTUnauthConns, 300)
+	d(&o.RTUnauthFor, 3*time.Second)
 	i(&o.RTSubConns, 20)
 	i(&o.RTSubTopics, 3000)
 	i(&o.RTMalformedConns, 10)
@@ -492,6 +495,8 @@ func estimate(a *attack, o AttackOptions) time.Duration {
 		return o.FarFor + time.Second
 	case "history-replay":
 		return 10 * time.Second
+	case "rt-unauthenticated":
+		return o.RTUnauthFor
 	case "rt-subscription-flood":
 		return 3*time.Second + o.Drain
 	case "rt-rpc-flood":

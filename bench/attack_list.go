@@ -100,9 +100,9 @@ var attacks = []attack{
 	{letter: "n", name: "rt-unauthenticated", needs: []string{"ws:/connection/websocket"},
 		expect: "a command before connect gets 101 and close 3500, a bad token 3500 (when tokens are checked), a forged session 404; canary within budget",
 		run:    rtUnauth, check: func(e *attackEnv, r *AttackResult) *bool {
-			want := int64(e.o.RTUnauthConns+2) / 3 // the commands before connect
+			want, _ := r.Extra["before_connect"].(int64)
 			if e.o.TokenSecret != "" {
-				want = int64(e.o.RTUnauthConns)
+				want, _ = r.Extra["attackers"].(int64)
 			}
 			posts, _ := r.Extra["forged_session_posts"].(string)
 			return both(boolp(r.Closes["3500"] == want && posts == fmt.Sprintf("404:%d", e.o.RTUnauthConns/10)), r.CanaryOK)

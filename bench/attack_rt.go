@@ -163,10 +163,10 @@ func each(n int, fn func(i int)) {
 	wg.Wait()
 }
 
-// rtUnauth is attack n: RTUnauthConns WebSockets each send a command
-// other than connect first (error 101, close 3500), connect with a garbage
-// token (close 3500 when the server checks tokens), or send nothing but
-// a ping frame of the protocol's (same as a command before connect); and
+// rtUnauth is attack n: rounds of RTUnauthConns WebSockets, for
+// RTUnauthFor, each send a command other than connect first (error 101,
+// close 3500), or connect with a garbage token or a JWT signed with
+// another secret (close 3500 when the server checks tokens); and
 // commands are POSTed to forged sessions (404, error 110).
 func rtUnauth(e *attackEnv) error {
 	var errs codeCounter
@@ -175,35 +175,38 @@ func rtUnauth(e *attackEnv) error {
 	forged := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{Subject: "admin",
 		ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))})
 	forgedTok, _ := forged.SignedString([]byte("not-the-servers-secret-0123456789"))
-	each(e.o.RTUnauthConns, func(i int) {
-		w, err := dialWS(e.host, rtWSPath, "", 10*time.Second)
-		if err != nil {
-			e.closed("dial-error")
-			return
-		}
-		defer w.Close()
-		var cmd []byte
-		switch kinds[i%len(kinds)] {
-		case "command-before-connect":
-			cmd = []byte(`{"id":1,"subscribe":{"topic":"chat:lobby"}}`)
-		case "garbage-token":
-			cmd = rtConnectCmd("garbage." + strconv.Itoa(i) + ".token")
-		default:
-			cmd = rtConnectCmd(forgedTok)
-		}
-		if w.sendText(cmd) != nil {
-			e.closed("write-error")
-			return
-		}
-		end := w.rtRead(time.Now().Add(10*time.Second), func(f rtFrame) {
-			errs.count(f)
-			if f.ID == 1 && f.Result != nil {
-				accepted.Add(1)
-				w.c.SetReadDeadline(time.Now()) // a server that does not check tokens: done
+	rounds := 0
+	for end := time.Now().Add(e.o.RTUnauthFor); rounds == 0 || time.Now().Before(end); rounds++ {
+		each(e.o.RTUnauthConns, func(i int) {
+			w, err := dialWS(e.host, rtWSPath, "", 10*time.Second)
+			if err != nil {
+				e.closed("dial-error")
+				return
 			}
+			defer w.Close()
+			var cmd []byte
+			switch kinds[i%len(kinds)] {
+			case "command-before-connect":
+				cmd = []byte(`{"id":1,"subscribe":{"topic":"chat:lobby"}}`)
+			case "garbage-token":
+				cmd = rtConnectCmd("garbage." + strconv.Itoa(i) + ".token")
+			default:
+				cmd = rtConnectCmd(forgedTok)
+			}
+			if w.sendText(cmd) != nil {
+				e.closed("write-error")
+				return
+			}
+			end := w.rtRead(time.Now().Add(10*time.Second), func(f rtFrame) {
+				errs.count(f)
+				if f.ID == 1 && f.Result != nil {
+					accepted.Add(1)
+					w.c.SetReadDeadline(time.Now()) // a server that does not check tokens: done
+				}
+			})
+			e.closed(end)
 		})
-		e.closed(end)
-	})
+	}
 	// Forged session ids on the emulated transports' command door.
 	var posts statusCounter
 	hc := &http.Client{Timeout: 10 * time.Second}
@@ -219,6 +222,8 @@ func rtUnauth(e *attackEnv) error {
 		posts.add(resp.StatusCode, nil)
 	}
 	e.endMeasure()
+	e.set("attackers", int64(rounds*e.o.RTUnauthConns))
+	e.set("before_connect", int64(rounds*((e.o.RTUnauthConns+len(kinds)-1)/len(kinds))))
 	e.set("errors", errs.String())
 	e.set("accepted", accepted.Load())
 	e.set("tokens_checked", e.o.TokenSecret != "")

@@ -131,9 +131,9 @@ const attackUsage = `attacks (issue 10, j-m of issue 19, n-r of issue 21; -attac
   m history-replay -replay-msgs 130 POST /new-message of -replay-size 60000, then -replay-n 100
                    /ws?since= clients resume from before the first at once and read at full speed:
                    each gets every message once, in order, on one connection? (issue 19)
-  n rt-unauthenticated  -rt-unauth-n 300 /connection/websocket clients send a command before connect
-                   (101, close 3500), connect with a garbage or forged token (3500 when tokens are
-                   checked); a tenth POST /connection/command to forged sessions (404)
+  n rt-unauthenticated  rounds of -rt-unauth-n 300 /connection/websocket clients for -rt-unauth-for 3s
+                   send a command before connect (101, close 3500), connect with a garbage or forged
+                   token (3500 when tokens are checked); 30 POST /connection/command to forged sessions (404)
   o rt-subscription-flood  -rt-sub-n 20 clients subscribe to -rt-sub-topics 3000 topics each, paced
                    past the 128 subscriptions (106), then the rest at once (111); RSS growth <= 64 MiB?
   p rt-malformed   -rt-malformed-n 10 clients per case: JSON garbage, binary frames, 30,000-deep
@@ -288,7 +288,8 @@ func (a *attackFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&o.ReplayConns, "replay-n", 100, "history-replay: clients resuming from the oldest position at once")
 	fs.IntVar(&o.ReplayMsgs, "replay-msgs", 130, "history-replay: messages posted to the history first")
 	fs.Var(intSize{&o.ReplaySize}, "replay-size", "history-replay: bytes per message (default 60000)")
-	fs.IntVar(&o.RTUnauthConns, "rt-unauth-n", 300, "rt-unauthenticated: connections")
+	fs.IntVar(&o.RTUnauthConns, "rt-unauth-n", 300, "rt-unauthenticated: connections per round")
+	fs.DurationVar(&o.RTUnauthFor, "rt-unauth-for", 3*time.Second, "rt-unauthenticated: rounds of connections until then")
 	fs.IntVar(&o.RTSubConns, "rt-sub-n", 20, "rt-subscription-flood: connections")
 	fs.IntVar(&o.RTSubTopics, "rt-sub-topics", 3000, "rt-subscription-flood: topics each connection subscribes to")
 	fs.IntVar(&o.RTMalformedConns, "rt-malformed-n", 10, "rt-malformed: connections per case")

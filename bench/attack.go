@@ -117,6 +117,36 @@ type AttackOptions struct {
 	ReplayConns, ReplayMsgs, ReplaySize int
 	ReplayFor                           time.Duration
 
+	// n-r. the client protocol (issue 21) on /connection/websocket and
+	// the SSE emulation. TokenSecret signs the attackers' HS256 connect
+	// tokens (a server with -token-hmac-secret); empty: none (the demo's
+	// anonymous users; garbage tokens are then accepted).
+	TokenSecret string
+	// n. Rounds of RTUnauthConns (300) connections, for RTUnauthFor (3s),
+	// send a command before connect or connect with a garbage or forged
+	// token.
+	RTUnauthConns int
+	RTUnauthFor   time.Duration
+	// o. RTSubConns (20) connections subscribe to RTSubTopics (3000)
+	// topics each, paced past the subscription limit then all at once.
+	RTSubConns, RTSubTopics int
+	// p. RTMalformedConns (10) connections per malformed case; the
+	// oversized case sends RTOversize (10 MiB) bytes in one frame (and
+	// one POST).
+	RTMalformedConns int
+	RTOversize       int64
+	// q. RTRPCConns (20) connections each start 24 "delay" RPCs held
+	// RTRPCHold (2s), then send RTRPCRate (400) "time" RPCs a second for
+	// RTRPCFor (7s: past the 5 s after which a client over the rate is
+	// disconnected with 3004).
+	RTRPCConns, RTRPCRate int
+	RTRPCHold, RTRPCFor   time.Duration
+	// r. RTSSEConns (200) SSE sessions subscribed to chat:x never read
+	// while RTSSEPublishers (8) connections publish RTSSESize (3,000)
+	// bytes to it at 45 a second each for RTSSEFor (10s).
+	RTSSEConns, RTSSEPublishers, RTSSESize int
+	RTSSEFor                               time.Duration
+
 	Progress Progress
 }
 
@@ -182,6 +212,20 @@ func (o *AttackOptions) defaults() {
 	i(&o.ReplayMsgs, 130)
 	i(&o.ReplaySize, 60000)
 	d(&o.ReplayFor, 60*time.Second)
+	i(&o.RTUnauthConns, 300)
+	d(&o.RTUnauthFor, 3*time.Second)
+	i(&o.RTSubConns, 20)
+	i(&o.RTSubTopics, 3000)
+	i(&o.RTMalformedConns, 10)
+	i64(&o.RTOversize, 10<<20)
+	i(&o.RTRPCConns, 20)
+	i(&o.RTRPCRate, 400)
+	d(&o.RTRPCHold, 2*time.Second)
+	d(&o.RTRPCFor, 7*time.Second)
+	i(&o.RTSSEConns, 200)
+	i(&o.RTSSEPublishers, 8)
+	i(&o.RTSSESize, 3000)
+	d(&o.RTSSEFor, 10*time.Second)
 }
 
 // AttackResult is one attack against one server. Figures that were not
@@ -278,7 +322,7 @@ func ParseAttacks(list string) ([]string, error) {
 	for _, n := range strings.Split(list, ",") {
 		a := findAttack(strings.TrimSpace(n))
 		if a == nil {
-			return nil, fmt.Errorf("attack %q: unknown (want a-j or a name: %s)", n, attackNames())
+			return nil, fmt.Errorf("attack %q: unknown (want a-r or a name: %s)", n, attackNames())
 		}
 		out = append(out, a.letter+"-"+a.name)
 	}
@@ -451,6 +495,14 @@ func estimate(a *attack, o AttackOptions) time.Duration {
 		return o.FarFor + time.Second
 	case "history-replay":
 		return 10 * time.Second
+	case "rt-unauthenticated":
+		return o.RTUnauthFor
+	case "rt-subscription-flood":
+		return 3*time.Second + o.Drain
+	case "rt-rpc-flood":
+		return o.RTRPCFor + o.RTRPCHold
+	case "rt-slow-sse":
+		return o.RTSSEFor + o.Drain
 	}
 	return 5 * time.Second
 }

@@ -16,7 +16,8 @@ import (
 	"time"
 )
 
-// attacks is the suite of issue 10 (and j, k, l, m of issue 19), in run order.
+// attacks is the suite of issue 10 (j, k, l, m of issue 19, n-r of issue
+// 21), in run order.
 // The descriptor storm comes last: a server it kills cannot spoil the others
 // when the harness does not restart servers.
 var attacks = []attack{
@@ -95,6 +96,53 @@ var attacks = []attack{
 			all, _ := r.Extra["all_complete"].(bool)
 			return both(boolp(all), r.CanaryOK)
 		}},
+	// n-r: the client protocol (issue 21); n/a without its WebSocket.
+	{letter: "n", name: "rt-unauthenticated", needs: []string{"ws:/connection/websocket"},
+		expect: "a command before connect gets 101 and close 3500, a bad token 3500 (when tokens are checked), a forged session 404; canary within budget",
+		run:    rtUnauth, check: func(e *attackEnv, r *AttackResult) *bool {
+			want, _ := r.Extra["before_connect"].(int64)
+			if e.o.TokenSecret != "" {
+				want, _ = r.Extra["attackers"].(int64)
+			}
+			posts, _ := r.Extra["forged_session_posts"].(string)
+			return both(boolp(r.Closes["3500"] == want && posts == fmt.Sprintf("404:%d", e.o.RTUnauthConns/10)), r.CanaryOK)
+		}},
+	{letter: "o", name: "rt-subscription-flood", needs: []string{"ws:/connection/websocket"},
+		expect: "past the subscription limit 106, over the rate 111 (20x the rate refused within a second: close 3004); RSS grows by <= 64 MiB; canary within budget",
+		run:    rtSubFlood, check: func(e *attackEnv, r *AttackResult) *bool {
+			errs, _ := r.Extra["errors"].(string)
+			return both(boolp(hasCode(errs, 106) && hasCode(errs, 111) && rssGrowth(r) <= e.o.RSSReturn), r.CanaryOK)
+		}},
+	{letter: "p", name: "rt-malformed", needs: []string{"ws:/connection/websocket"},
+		expect: "JSON garbage, binary frames and deep nesting close 3501, a malformed field 107 (the connection lives), 10 MB frames close 3505, POSTs 400/413; canary within budget",
+		run:    rtMalformed, check: func(e *attackEnv, r *AttackResult) *bool {
+			n := e.o.RTMalformedConns
+			is := func(k, v string) bool { s, _ := r.Extra[k].(string); return s == fmt.Sprintf("%s:%d", v, n) }
+			errs, _ := r.Extra["errors"].(string)
+			ok := is("garbage-before-connect", "3501") && is("garbage-after-connect", "3501") && is("bad-field-after-connect", "alive") &&
+				is("binary", "3501") && is("deep-nesting", "3501") && is("oversized", "3505") && hasCode(errs, 107) &&
+				r.Extra["sse_command_posts"] == "400:2 413:1"
+			return both(boolp(ok), r.CanaryOK)
+		}},
+	{letter: "q", name: "rt-rpc-flood", needs: []string{"ws:/connection/websocket"},
+		expect: "past 16 pending RPCs 106, over the rate 111, sustained 5 s close 3004; canary within budget",
+		run:    rtRPCFlood, check: func(e *attackEnv, r *AttackResult) *bool {
+			errs, _ := r.Extra["errors"].(string)
+			ok := hasCode(errs, 106) && hasCode(errs, 111)
+			if e.o.RTRPCFor > 5*time.Second+time.Second {
+				ok = ok && r.Closes["3004"] == int64(e.o.RTRPCConns)
+			}
+			return both(boolp(ok), r.CanaryOK)
+		}},
+	{letter: "r", name: "rt-slow-sse", needs: []string{"ws:/connection/websocket"},
+		expect: "SSE sessions and WebSockets that never read while chat:x floods are cut (eof), long-poll sessions that never poll end with 3001; peak RSS <= 256 MiB; canary within budget",
+		run:    rtSlowSSE, check: func(e *attackEnv, r *AttackResult) *bool {
+			if r.PeakRSS == nil {
+				return nil
+			}
+			return both(boolp(*r.PeakRSS <= 256<<20 && r.Closes["sse-open"] == 0 && r.Closes["ws-open"] == 0 &&
+				r.Closes["poll-3001"] == int64(max(1, e.o.RTSSEConns/10))), r.CanaryOK)
+		}},
 	{letter: "i", name: "fd-storm", needs: []string{"ws:/echo"},
 		expect: "survives; the canary and new connections are served afterwards",
 		run:    fdStorm, check: func(e *attackEnv, r *AttackResult) *bool {
@@ -104,6 +152,24 @@ var attacks = []attack{
 }
 
 func boolp(b bool) *bool { return &b }
+
+// hasCode says whether counts ("106:3 111:40", sortedCounts) has code.
+func hasCode(counts string, code int) bool {
+	for _, kv := range strings.Fields(counts) {
+		if k, _, _ := strings.Cut(kv, ":"); k == strconv.Itoa(code) {
+			return true
+		}
+	}
+	return false
+}
+
+// rssGrowth is the peak RSS over the RSS before (0 when not measured).
+func rssGrowth(r *AttackResult) int64 {
+	if r.PeakRSS == nil || r.RSSBefore == nil {
+		return 0
+	}
+	return *r.PeakRSS - *r.RSSBefore
+}
 
 // both is a && b, nil when either is unknown.
 func both(a, b *bool) *bool {

@@ -55,14 +55,18 @@ func AttackServers(ro AttackRunOptions) ([]*AttackResult, error) {
 			}
 			if s == nil {
 				var err error
-				var args []string
+				var args, env []string
 				if base, _, _ := ServerTree(srv); base == "tornago" {
+					// Tokens checked (attacks n-r sign theirs with it).
+					if ro.Options.TokenSecret != "" {
+						env = []string{"TORNAGO_TOKEN_HMAC_SECRET=" + ro.Options.TokenSecret}
+					}
 					// The demo's doors (64 KiB messages) would answer the
 					// big attacks with 413; opened, the loop's own bounds
 					// (MaxUnsentTotal, the store's caps) are what is measured.
 					args = []string{"-receive-bytes", "16777216", "-longpoll-message-bytes", "10485760"}
 				}
-				s, err = StartServer(ro.Root, srv, ro.Port+i, ServerOptions{PinCPU: ro.PinCPU, NoFile: lim, Args: args}, ro.Log)
+				s, err = StartServer(ro.Root, srv, ro.Port+i, ServerOptions{PinCPU: ro.PinCPU, NoFile: lim, Args: args, Env: env}, ro.Log)
 				if err != nil {
 					ApplyCrossTargets(rs)
 					return rs, fmt.Errorf("attack %s: %w", name, err)

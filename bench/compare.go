@@ -112,6 +112,9 @@ type ServerOptions struct {
 	NoFile int
 	// Args are extra flags for the server (tornago, gorilla, gnetws).
 	Args []string
+	// Env are extra NAME=value variables for the server's environment
+	// (secrets go here, never in Args: argv is public).
+	Env []string
 }
 
 // StartServer builds (once per process and tree) and starts one named
@@ -167,6 +170,9 @@ func StartServer(root, name string, port int, o ServerOptions, logTo io.Writer) 
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logTo, logTo
+	if len(o.Env) > 0 {
+		cmd.Env = append(os.Environ(), o.Env...)
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}

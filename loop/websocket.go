@@ -88,8 +88,13 @@ func (WebSocketBase) OnPong(*WebSocket, []byte) {}
 // default; each field documents its default and cost.
 type WSOptions struct {
 	// MaxMessageSize bounds a message (after assembling fragments); a larger
-	// one closes with 1009. Default: 10 MiB (Tornado's).
+	// one closes with 1009 (TooBigCode). Default: 10 MiB (Tornado's).
 	MaxMessageSize int64
+	// TooBigCode, when not 0, is the close code of a message over
+	// MaxMessageSize instead of 1009: an application protocol that
+	// documents its own code for commands too large (the client
+	// protocol's 3505) keeps it whatever the size. Default: 1009.
+	TooBigCode StatusCode
 	// PingInterval sends a ping this often to detect half-open peers
 	// (Tornado's websocket_ping_interval). It costs one timing-wheel entry
 	// per connection, no timer or goroutine. Default: 25s (under the 60 s

@@ -182,7 +182,11 @@ func (w *WebSocket) endMessage() {
 // failErr fails the connection for a decoding error.
 func (w *WebSocket) failErr(err error) {
 	if ce, ok := err.(*ws13.CloseError); ok {
-		w.fail(ce.Code, ce.Reason)
+		code := ce.Code
+		if tb := w.route().opts.TooBigCode; code == CloseTooBig && tb != 0 {
+			code = tb
+		}
+		w.fail(code, ce.Reason)
 		return
 	}
 	w.fail(CloseProtocolError, err.Error())

@@ -14,6 +14,8 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	neturl "net/url"
@@ -106,7 +108,7 @@ and exits 1. Figures not measured (no -pid) print n/a and are absent from the JS
 var scenarios = []string{"idle", "echo", "push", "broadcast", "handshake", "transports", "history", "compare", "scale", "attack",
 	"rt-idle", "rt-push", "rt-storm", "rt-connect"}
 
-const attackUsage = `attacks (issue 10, and j-m of issue 19; -attacks takes letters or names, default all):
+const attackUsage = `attacks (issue 10, j-m of issue 19, n-r of issue 21; -attacks takes letters or names, default all):
   a slow-readers   -slow-n 1000 /ws clients that never read; -slow-posters 4 loop
                    GET /receive with a -slow-size 60000 byte form body for -d 10s
   b big-broadcast  one -bcast-size 9000000 byte /receive to -bcast-n 200 non-readers, watched -bcast-hold 3s
@@ -131,6 +133,21 @@ const attackUsage = `attacks (issue 10, and j-m of issue 19; -attacks takes lett
   m history-replay -replay-msgs 130 POST /new-message of -replay-size 60000, then -replay-n 100
                    /ws?since= clients resume from before the first at once and read at full speed:
                    each gets every message once, in order, on one connection? (issue 19)
+  n rt-unauthenticated  rounds of -rt-unauth-n 300 /connection/websocket clients for -rt-unauth-for 3s
+                   send a command before connect (101, close 3500), connect with a garbage or forged
+                   token (3500 when tokens are checked); 30 POST /connection/command to forged sessions (404)
+  o rt-subscription-flood  -rt-sub-n 20 clients subscribe to -rt-sub-topics 3000 topics each, paced
+                   past the 128 subscriptions (106), then the rest at once (111); RSS growth <= 64 MiB?
+  p rt-malformed   -rt-malformed-n 10 clients per case: JSON garbage, binary frames, 30,000-deep
+                   nesting (3501), a field of the wrong type (107, lives), a -rt-oversize 10MiB frame
+                   (3505); an SSE session's command POSTs: garbage (400), 10 MiB (413)
+  q rt-rpc-flood   -rt-rpc-n 20 clients start 24 "delay" RPCs of -rt-rpc-hold 2s (past 16 pending: 106),
+                   then send -rt-rpc-rate 400 "time" RPCs a second for -rt-rpc-for 7s (111, then 3004)
+  r rt-slow-sse    -rt-sse-n 200 SSE sessions (and a tenth as many WebSockets and long polls) on chat:x
+                   never read while -rt-sse-publishers 8 clients publish -rt-sse-size 3000 bytes 45
+                   times a second each for -rt-sse-for 10s: cut (long polls: 3001), peak RSS <= 256 MiB?
+                   n-r sign HS256 tokens with TORNAGO_TOKEN_HMAC_SECRET (with -servers: a random one
+                   given to tornago when unset; with -url and none: anonymous, tokens unchecked)
   i fd-storm       -storm-n 3000 TCP connections, held -storm-hold 2s, closed; the server (started
                    with -storm-nofile 1024 descriptors when the harness starts it) still serves?
 the canary is ws://host/echo; its budget is -canary-budget 250ms. Non-readers read for -drain 3s at
@@ -235,7 +252,7 @@ func (s intSize) Set(v string) error {
 
 func (a *attackFlags) register(fs *flag.FlagSet) {
 	o := &a.o
-	fs.StringVar(&a.list, "attacks", "all", "attack: comma-separated letters (a-j) or names to run")
+	fs.StringVar(&a.list, "attacks", "all", "attack: comma-separated letters (a-r) or names to run")
 	fs.BoolVar(&a.fresh, "fresh", true, "attack with -servers: a new server process for every attack")
 	fs.BoolVar(&a.canaryProc, "canary-proc", true, "attack: run the canary in a child process, away from the harness's own load")
 	fs.IntVar(&a.stormNoFile, "storm-nofile", 1024, "attack with -servers: RLIMIT_NOFILE of the server for the fd storm (0: unchanged)")
@@ -273,6 +290,20 @@ func (a *attackFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&o.ReplayConns, "replay-n", 100, "history-replay: clients resuming from the oldest position at once")
 	fs.IntVar(&o.ReplayMsgs, "replay-msgs", 130, "history-replay: messages posted to the history first")
 	fs.Var(intSize{&o.ReplaySize}, "replay-size", "history-replay: bytes per message (default 60000)")
+	fs.IntVar(&o.RTUnauthConns, "rt-unauth-n", 300, "rt-unauthenticated: connections per round")
+	fs.DurationVar(&o.RTUnauthFor, "rt-unauth-for", 3*time.Second, "rt-unauthenticated: rounds of connections until then")
+	fs.IntVar(&o.RTSubConns, "rt-sub-n", 20, "rt-subscription-flood: connections")
+	fs.IntVar(&o.RTSubTopics, "rt-sub-topics", 3000, "rt-subscription-flood: topics each connection subscribes to")
+	fs.IntVar(&o.RTMalformedConns, "rt-malformed-n", 10, "rt-malformed: connections per case")
+	fs.Var(size{&o.RTOversize}, "rt-oversize", "rt-malformed: bytes of the oversized frame and POST (default 10MiB)")
+	fs.IntVar(&o.RTRPCConns, "rt-rpc-n", 20, "rt-rpc-flood: connections")
+	fs.IntVar(&o.RTRPCRate, "rt-rpc-rate", 400, "rt-rpc-flood: RPCs a second per connection")
+	fs.DurationVar(&o.RTRPCHold, "rt-rpc-hold", 2*time.Second, "rt-rpc-flood: how long the delay RPCs stay pending")
+	fs.DurationVar(&o.RTRPCFor, "rt-rpc-for", 7*time.Second, "rt-rpc-flood: flood duration")
+	fs.IntVar(&o.RTSSEConns, "rt-sse-n", 200, "rt-slow-sse: SSE sessions that never read")
+	fs.IntVar(&o.RTSSEPublishers, "rt-sse-publishers", 8, "rt-slow-sse: publishing connections")
+	fs.Var(intSize{&o.RTSSESize}, "rt-sse-size", "rt-slow-sse: bytes per publication (default 3000; the demo's chat takes 4 KiB)")
+	fs.DurationVar(&o.RTSSEFor, "rt-sse-for", 10*time.Second, "rt-slow-sse: flood duration")
 }
 
 func parse(name string, args []string) *flags {
@@ -607,6 +638,13 @@ func attack(f *flags) {
 	}
 	o := f.attack.o
 	o.SlowFor, o.BombFor = f.d, f.d
+	// n-r's tokens (never in argv: the environment).
+	o.TokenSecret = os.Getenv("TORNAGO_TOKEN_HMAC_SECRET")
+	if o.TokenSecret == "" && f.url == "" {
+		var b [24]byte
+		rand.Read(b[:])
+		o.TokenSecret = hex.EncodeToString(b[:])
+	}
 	if exe, err := os.Executable(); err == nil && f.attack.canaryProc {
 		// The canary in a process of its own: the harness's thousands of
 		// attacking connections and its garbage collector must not show

@@ -36,6 +36,9 @@ func demoAuthenticate(_ context.Context, c realtime.Credentials) (realtime.Ident
 	return realtime.Identity{}, nil
 }
 
+// maxRPCDelay bounds the "delay" RPC's wait.
+const maxRPCDelay = 5 * time.Second
+
 // realtimeMaxData bounds what the protocol's topics accept from the
 // broker: a client's command is at most 64 KiB, the server API's
 // publications get this much.
@@ -85,6 +88,22 @@ func addRealtime(l *loop.Loop, app *loop.Application, env *demoEnv, clockHub *lo
 	rt.HandleRPC("time", func(c *realtime.Client, _ json.RawMessage, reply func(json.RawMessage, error)) {
 		b, _ := json.Marshal(map[string]string{"time": time.Now().UTC().Format(time.RFC3339Nano), "client": c.ID()})
 		reply(b, nil)
+	})
+	// "delay" answers after data.ms (at most maxRPCDelay): an RPC that
+	// stays pending, as a slow backend's would (the pending RPC limit's
+	// demonstration and attack q's).
+	rt.HandleRPC("delay", func(_ *realtime.Client, data json.RawMessage, reply func(json.RawMessage, error)) {
+		var req struct {
+			MS int64 `json:"ms"`
+		}
+		if len(data) > 0 {
+			if err := json.Unmarshal(data, &req); err != nil {
+				reply(nil, fmt.Errorf("delay: data must be {\"ms\": n}: %w", err))
+				return
+			}
+		}
+		d := min(max(time.Duration(req.MS)*time.Millisecond, 0), maxRPCDelay)
+		l.CallLater(d, func() { reply([]byte(`{}`), nil) })
 	})
 	rt.Routes(app)
 	app.Handle("/realtime", loop.Methods{Get: serveRealtimePage})

@@ -60,6 +60,17 @@ func TestDemoRealtime(t *testing.T) {
 	until(`"id":6,"error":{"code":108`)
 	send(`{"id":7,"subscribe":{"topic":"user:#1"}}`)
 	until(`"id":7,"error":{"code":103`)
+	// "delay" answers late (bounded), after commands sent behind it.
+	t0 := time.Now()
+	send(`{"id":8,"rpc":{"method":"delay","data":{"ms":300}}}`)
+	send(`{"id":9,"ping":{}}`)
+	until(`"id":9,"result"`)
+	until(`"id":8,"result":{"data":{}}`)
+	if d := time.Since(t0); d < 300*time.Millisecond {
+		t.Errorf("delay of 300 ms answered after %v", d)
+	}
+	send(`{"id":10,"rpc":{"method":"delay","data":{"ms":"x"}}}`)
+	until(`"id":10,"error"`)
 }
 
 // TestDemoRealtimeAcrossNATS: two nodes sharing NATS (JetStream) with the

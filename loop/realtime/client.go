@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -54,10 +55,15 @@ type Client struct {
 	// for a topic's history; the commands after it wait in queue.
 	busy       bool
 	gotConnect bool
-	rpcs       int32 // pending RPCs
-	tokens     float32
-	overSince  int32 // when the rate went over the limit, seconds of the server's clock (0: not over)
-	last       int64 // tokens' last refill, Unix ns
+	rpcs       int16 // pending RPCs
+	// refused counts the commands refused with 111 since overSince
+	// (saturating): past floodFactor times the rate for that time, the
+	// client is flooding, not a little over the limit. It fits beside
+	// rpcs in what was padding (TestIdleSize: 128 B).
+	refused   uint16
+	tokens    float32
+	overSince int32 // when the rate went over the limit, seconds of the server's clock (0: not over)
+	last      int64 // tokens' last refill, Unix ns
 	// queue holds the commands that arrive while busy (made then).
 	queue *[]cp.Command
 	// subs are the subscribed topics (at most Limits.Subscriptions,
@@ -314,7 +320,15 @@ func (c *Client) onFrame(b []byte) {
 		return
 	}
 	if !c.allow() {
-		if c.overSince != 0 && c.s.seconds(time.Now().UnixNano())-c.overSince >= 5 {
+		sec := c.s.seconds(time.Now().UnixNano())
+		if c.refused < math.MaxUint16 {
+			c.refused++
+		}
+		// Sustained 5 s, or a flood: every refused command costs the
+		// loop a decode and a reply, and thousands arriving at once
+		// would hold it (attack o of the bench).
+		over := int(sec - c.overSince)
+		if c.overSince != 0 && over >= 5 || int(c.refused) > floodFactor*c.s.lim.CommandsPerSecond*(over+1) {
 			c.Disconnect(cp.DisconnectTooManyRequests, "too many requests")
 			return
 		}
@@ -337,6 +351,10 @@ func (c *Client) onFrame(b []byte) {
 	c.pump()
 }
 
+// floodFactor times CommandsPerSecond refused within a second ends a
+// connection with 3004 at once (PROTOCOL.md, Limits).
+const floodFactor = 20
+
 // allow takes a token of the client's command bucket.
 func (c *Client) allow() bool {
 	now := time.Now().UnixNano()
@@ -349,12 +367,12 @@ func (c *Client) allow() bool {
 			// Half the burst left: the client backed off. A client over
 			// the rate gets a command through now and then, with (almost)
 			// none left after it, and stays over.
-			c.overSince = 0
+			c.overSince, c.refused = 0, 0
 		}
 		return true
 	}
 	if c.overSince == 0 {
-		c.overSince = c.s.seconds(now)
+		c.overSince, c.refused = c.s.seconds(now), 0
 	}
 	return false
 }
@@ -799,7 +817,7 @@ func (c *Client) callRPC(id uint32, req *cp.RPCRequest) {
 	case fn == nil:
 		c.fail(id, cp.ErrMethodNotFound, "method not found")
 		return
-	case int(c.rpcs) >= s.lim.PendingRPCs:
+	case int(c.rpcs) >= s.lim.PendingRPCs || c.rpcs == math.MaxInt16:
 		c.fail(id, cp.ErrLimitExceeded, "too many pending RPCs")
 		return
 	}

@@ -76,7 +76,7 @@ type Namespace struct {
 type Limits struct {
 	Subscriptions     int           // default 128 (error 106)
 	CommandBytes      int           // default 64 KiB (WebSocket close 3505, POST 413)
-	CommandsPerSecond int           // default 50 (error 111; sustained 5 s: 3004)
+	CommandsPerSecond int           // default 50 (error 111; sustained 5 s, or 20x it refused within a second: 3004)
 	CommandBurst      int           // default 100
 	PendingRPCs       int           // default 16 (error 106)
 	RPCTimeout        time.Duration // default 10 s (error 113)

@@ -683,3 +683,88 @@ func TestHistoryTopicsBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestWebSocketHugeCommand: a command far over the command size limit
+// (over the route's frame bound too, which stops it from being read whole)
+// closes with 3505 as documented, like one just over the limit; before,
+// the WebSocket layer closed it with 1009.
+func TestWebSocketHugeCommand(t *testing.T) {
+	_, addr := start(t, realtime.Options{Limits: realtime.Limits{CommandBytes: 1000}}, nil)
+	canary := dial(t, addr)
+	canary.connect("")
+	for _, n := range []int{2000, 100000} {
+		a := dial(t, addr)
+		a.connect("")
+		a.cmd("publish", map[string]any{"topic": "chat:1", "data": strings.Repeat("x", n)})
+		for {
+			a.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, _, err := a.c.ReadMessage(); err != nil {
+				var ce *websocket.CloseError
+				if !errors.As(err, &ce) || ce.Code != int(cp.DisconnectTooLarge) {
+					t.Fatalf("%d bytes: closed with %v, want %d", n, err, cp.DisconnectTooLarge)
+				}
+				break
+			}
+		}
+	}
+	canary.ok(canary.cmd("ping", map[string]any{}), nil)
+}
+
+// TestWebSocketWrongType: a command whose id is valid but a field has the
+// wrong type gets error 107 and the connection lives (before: 3501, as
+// if no id could be read).
+func TestWebSocketWrongType(t *testing.T) {
+	_, addr := start(t, realtime.Options{}, nil)
+	a := dial(t, addr)
+	a.connect("")
+	if err := a.c.WriteMessage(websocket.TextMessage, []byte(`{"id":2,"subscribe":{"topic":["chat:x"]}}`)); err != nil {
+		t.Fatal(err)
+	}
+	a.next = 2
+	a.wantError(2, cp.ErrBadRequest)
+	a.ok(a.cmd("ping", map[string]any{}), nil)
+}
+
+// TestRateFlood: a client that sends far more commands at once than its
+// rate allows (here 500 with 10 a second) is disconnected with 3004 as
+// soon as 20x the rate have been refused within a second, rather than
+// having every one answered with 111 (attack o: 57,000 commands in one
+// burst held a loop for 250 ms); a client a little over the rate keeps
+// the 5 s of TestRateSustained.
+func TestRateFlood(t *testing.T) {
+	_, addr := start(t, realtime.Options{Limits: realtime.Limits{CommandsPerSecond: 10, CommandBurst: 10}}, nil)
+	canary := dial(t, addr)
+	canary.connect("")
+	a := dial(t, addr)
+	a.connect("")
+	var burst []byte
+	for range 500 {
+		burst = append(burst, `{"id":9,"ping":{}}`...)
+	}
+	for i := range 500 {
+		b := burst[i*18 : (i+1)*18]
+		if err := a.c.WriteMessage(websocket.TextMessage, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	refused := 0
+	for {
+		a.c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		_, b, err := a.c.ReadMessage()
+		if err != nil {
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) || ce.Code != int(cp.DisconnectTooManyRequests) {
+				t.Fatalf("closed with %v after %d refused, want 3004", err, refused)
+			}
+			break
+		}
+		if strings.Contains(string(b), `"code":111`) {
+			refused++
+		}
+	}
+	if refused > 20*10+1 || time.Since(start) > 2*time.Second {
+		t.Fatalf("3004 after %d refused commands and %v", refused, time.Since(start))
+	}
+	canary.ok(canary.cmd("ping", map[string]any{}), nil)
+}

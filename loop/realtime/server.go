@@ -153,7 +153,9 @@ func (s *Server) Routes(app *loop.Application) {
 	wo := s.o.WebSocket
 	// Commands over CommandBytes close with 3505 (OnMessage); the route's
 	// own bound, 4x, only keeps a hostile frame from being read whole.
+	// A frame over it closes with the same 3505, not 1009.
 	wo.MaxMessageSize = int64(4 * s.lim.CommandBytes)
+	wo.TooBigCode = loop.StatusCode(cp.DisconnectTooLarge)
 	app.HandleWebSocket("/connection/websocket", s.newWebSocket, wo)
 	app.HandleFunc("/connection/sse", s.serveSSE)
 	app.HandleFunc("/connection/poll", s.servePoll)

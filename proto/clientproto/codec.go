@@ -29,6 +29,12 @@ var ErrBadCommand = errors.New("clientproto: bad command")
 func DecodeCommand(b []byte) (Command, error) {
 	var c Command
 	if err := json.Unmarshal(b, &c); err != nil {
+		// A field of the wrong type: the JSON is well formed and
+		// Unmarshal went on past it, so a valid id is answerable.
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && c.ID > 0 {
+			return Command{ID: c.ID}, fmt.Errorf("%w: %v", ErrBadCommand, err)
+		}
 		return Command{}, fmt.Errorf("%w: %v", ErrBadCommand, err)
 	}
 	if c.ID == 0 {

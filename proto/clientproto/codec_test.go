@@ -40,6 +40,12 @@ func TestDecodeCommand(t *testing.T) {
 		`{"id":9,"rpc":{"method":""}}`:                                      9,
 		`{"id":9,"refresh":{}}`:                                             9,
 		`{"id":9,"subscribe":{"topic":"a\u00e9"}}`:                          9,
+		// A field of the wrong type: the id is still answerable (107),
+		// not a reason to disconnect (3501).
+		`{"id":9,"subscribe":{"topic":["a"]}}`: 9,
+		`{"rpc":{"method":5},"id":9}`:          9,
+		`{"id":"9","ping":{}}`:                 0,
+		`{"id":9.5,"ping":{}}`:                 0,
 	}
 	for s, id := range bad {
 		c, err := DecodeCommand([]byte(s))

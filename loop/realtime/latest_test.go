@@ -84,9 +84,17 @@ func TestLatestDelivery(t *testing.T) {
 	if err := <-got; err != nil {
 		t.Fatal(err)
 	}
+	// Memory: the laggard holds one publication (one topic), however
+	// many it missed.
+	if conns, held := realtime.HeldLatest(s); conns != 1 || held != 1 {
+		t.Fatalf("held: %d connections, %d publications; want 1, 1", conns, held)
+	}
 	// The laggard reads now: everything it gets or was told it missed
 	// adds up to n, and it ends with the last one.
 	catchUp(t, s, n, lazy.read)
+	if conns, held := realtime.HeldLatest(s); conns != 0 || held != 0 {
+		t.Fatalf("held after the catch-up: %d connections, %d publications", conns, held)
+	}
 	m := s.Metrics()
 	// Nobody was closed.
 	lazy.ok(lazy.cmd("ping", map[string]any{}), nil)

@@ -40,6 +40,7 @@ type namespaceConfig struct {
 	MaxDataBytes   int           `toml:"max_data_bytes"`
 	Presence       bool          `toml:"presence"`
 	JoinLeave      bool          `toml:"join_leave"`
+	Latest         bool          `toml:"latest"`
 }
 
 // historyConfig is a namespace's history: each topic keeps its newest
@@ -64,7 +65,8 @@ func namespaces(ns []namespaceConfig) []realtime.Namespace {
 	out := make([]realtime.Namespace, len(ns))
 	for i, n := range ns {
 		out[i] = realtime.Namespace{Name: n.Name, History: n.History.options(), Publish: n.Publish,
-			SubscribeToken: n.SubscribeToken, MaxDataBytes: n.MaxDataBytes, Presence: n.Presence, JoinLeave: n.JoinLeave}
+			SubscribeToken: n.SubscribeToken, MaxDataBytes: n.MaxDataBytes, Presence: n.Presence, JoinLeave: n.JoinLeave,
+			Latest: n.Latest}
 	}
 	return out
 }
@@ -131,7 +133,7 @@ func loadConfigFile(fs *flag.FlagSet, path string) (fileConfig, error) {
 		}
 	}
 	if und := md.Undecoded(); len(und) > 0 {
-		return fc, fmt.Errorf("-config %s: unknown key %q (a namespace has name, history {max_messages, max_bytes, max_age}, publish, subscribe_token, max_data_bytes, presence, join_leave)", path, und[0].String())
+		return fc, fmt.Errorf("-config %s: unknown key %q (a namespace has name, history {max_messages, max_bytes, max_age}, publish, subscribe_token, max_data_bytes, presence, join_leave, latest)", path, und[0].String())
 	}
 	if err := checkNamespaces(fc.Namespaces); err != nil {
 		return fc, fmt.Errorf("-config %s: %w", path, err)

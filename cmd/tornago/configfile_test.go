@@ -41,6 +41,7 @@ history = { max_messages = 100, max_bytes = 65536, max_age = "1h" }
 [[namespace]]
 name = "user"
 subscribe_token = true
+latest = true
 `)
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
 	port := fs.Int("port", 8888, "")
@@ -70,7 +71,8 @@ subscribe_token = true
 	ns := namespaces(fc.Namespaces)
 	if len(ns) != 2 || ns[0].Name != "chat" || !ns[0].Publish || ns[0].MaxDataBytes != 4096 ||
 		ns[0].History.MaxMessages != 100 || ns[0].History.MaxBytes != 65536 || ns[0].History.MaxAge != time.Hour ||
-		ns[1].Name != "user" || !ns[1].SubscribeToken || ns[1].History.Keeps() {
+		ns[1].Name != "user" || !ns[1].SubscribeToken || ns[1].History.Keeps() ||
+		ns[0].Latest || !ns[1].Latest {
 		t.Errorf("namespaces %+v", ns)
 	}
 }

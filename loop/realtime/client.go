@@ -213,6 +213,7 @@ func (c *Client) cleanup() {
 	}
 	c.state = stClosed
 	delete(s.clients, c)
+	delete(s.lags, c)
 	s.m.transport(c.tr.kind()).Add(-1)
 	s.l.RemoveTimeout(c.timer)
 	c.timer = nil

@@ -69,6 +69,14 @@ type Namespace struct {
 	// and ignored.
 	Presence  bool
 	JoinLeave bool
+	// Latest delivers the namespace's publications latest-value: a
+	// subscriber whose connection's unsent output is over its bound (the
+	// route's MaxUnsentPerConn; long polling: Limits.MaxUnsent) is not
+	// closed (3001) but keeps only the newest pending publication of each
+	// such topic, sent when it has read, with the count it replaced
+	// (skipped; Metrics.LatestSkipped). For values where only the last one
+	// matters: a clock, prices, positions.
+	Latest bool
 }
 
 // Limits are the per-connection limits (PROTOCOL.md, "Limits"); zero

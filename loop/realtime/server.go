@@ -53,7 +53,8 @@ type Server struct {
 	nextID    uint64
 	start     int64 // Unix ns at New: seconds' origin
 	m         metrics
-	scratch   []byte // replies' encoding, shared by the clients (writes copy)
+	scratch   []byte           // replies' encoding, shared by the clients (writes copy)
+	lags      map[*Client]*lag // lagging subscribers of Latest topics (latest.go)
 }
 
 // RPCHandler answers one rpc command on the loop: it calls reply once,
@@ -65,8 +66,9 @@ type RPCHandler func(c *Client, data json.RawMessage, reply func(json.RawMessage
 // topic is a topic with subscribers on this loop: the Server follows it
 // once on its hub and fans each publication out, encoded once.
 type topic struct {
-	name string
-	hist bool
+	name   string
+	hist   bool
+	latest bool // Namespace.Latest (latest.go)
 	// subs are the subscribers (8 B an entry).
 	subs map[*Client]struct{}
 	// skips are the subscribers that already had publications beyond
@@ -235,7 +237,7 @@ func (s *Server) follow(name string, ns *Namespace) (*topic, error) {
 	if t := s.topics[name]; t != nil {
 		return t, nil
 	}
-	t := &topic{name: name, subs: map[*Client]struct{}{}, hist: ns != nil && ns.History.Keeps()}
+	t := &topic{name: name, subs: map[*Client]struct{}{}, hist: ns != nil && ns.History.Keeps(), latest: ns != nil && ns.Latest}
 	var err error
 	if t.hist {
 		t.cancel, err = s.hub.Watch(hubTopic(name), func(m pubsub.Message) { s.fanOut(t, m.Pos, m.Data) })
@@ -277,6 +279,9 @@ func (s *Server) fanOut(t *topic, pos pubsub.Position, data []byte) {
 			if skip, ok := t.skips[c]; ok && skip.Offset != 0 && skip.Epoch == pos.Epoch && pos.Offset <= skip.Offset {
 				continue // it has this one already
 			}
+		}
+		if t.latest && s.holdLatest(c, t, pos, data, b) {
+			continue
 		}
 		c.deliver(b)
 	}
@@ -421,12 +426,16 @@ type Metrics struct {
 	Commands    int64            // commands received
 	Errors      map[cp.ErrorCode]int64
 	Disconnects map[cp.DisconnectCode]int64
+	// LatestSkipped counts the publications of Latest namespaces not
+	// delivered to a lagging subscriber (replaced by a newer one).
+	LatestSkipped int64
 }
 
 type metrics struct {
 	connections  atomic.Int64
 	ws, sse, pol atomic.Int64
 	commands     atomic.Int64
+	skipped      atomic.Int64 // Metrics.LatestSkipped
 	mu           sync.Mutex
 	errors       map[cp.ErrorCode]int64
 	disconnects  map[cp.DisconnectCode]int64
@@ -464,7 +473,7 @@ func (m *metrics) transport(kind string) *atomic.Int64 {
 // Metrics returns a snapshot of the server's counters.
 func (s *Server) Metrics() Metrics {
 	m := &s.m
-	out := Metrics{Connections: m.connections.Load(), Commands: m.commands.Load(),
+	out := Metrics{Connections: m.connections.Load(), Commands: m.commands.Load(), LatestSkipped: m.skipped.Load(),
 		Sessions: map[string]int64{TransportWebSocket: m.ws.Load(), TransportSSE: m.sse.Load(), TransportPoll: m.pol.Load()},
 		Errors:   map[cp.ErrorCode]int64{}, Disconnects: map[cp.DisconnectCode]int64{}}
 	m.mu.Lock()

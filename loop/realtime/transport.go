@@ -92,8 +92,12 @@ type session struct {
 	wait   *loop.Timeout
 	// closed: the connection ended; the frames left (the disconnect) go
 	// to the next poll, then the session is forgotten.
-	closed    bool
-	lastSeen  time.Time
+	closed   bool
+	lastSeen time.Time
+	// drained runs once the unacknowledged frames fall to drainAt bytes
+	// (latest.go's wait for a lagging session).
+	drained   func()
+	drainAt   int
 	idle      *loop.Timeout
 	forgotten bool
 }
@@ -214,6 +218,11 @@ func (ss *session) ack(next uint64) {
 	}
 	if len(ss.out) == 0 {
 		ss.out = nil
+	}
+	if ss.drained != nil && ss.bytes <= ss.drainAt {
+		fn := ss.drained
+		ss.drained = nil
+		fn()
 	}
 }
 

@@ -135,8 +135,13 @@ type TopicPush struct {
 // Publication is one message of a topic; Pos is empty on a topic without
 // history.
 type Publication struct {
-	Pos  string          `json:"pos,omitempty"`
-	Data json.RawMessage `json:"data"`
+	Pos string `json:"pos,omitempty"`
+	// Skipped counts this topic's publications the connection did not
+	// get just before this one: a subscriber of a namespace with latest
+	// delivery that read too slowly gets only the newest (PROTOCOL.md,
+	// "Latest-value delivery"). Absent: none.
+	Skipped uint64          `json:"skipped,omitempty"`
+	Data    json.RawMessage `json:"data"`
 }
 
 // SubPush says the server subscribed the connection (server API).

@@ -179,6 +179,28 @@ func AppendPublicationPush(dst []byte, topic string, pos pubsub.Position, data [
 	return append(dst, "}}}"...)
 }
 
+// AppendPublicationPushSkipped is AppendPublicationPush with the count of
+// the topic's publications skipped before this one (latest-value
+// delivery); skipped 0 gives AppendPublicationPush's bytes.
+func AppendPublicationPushSkipped(dst []byte, topic string, pos pubsub.Position, skipped uint64, data []byte) []byte {
+	if skipped == 0 {
+		return AppendPublicationPush(dst, topic, pos, data)
+	}
+	dst = append(dst, `{"push":{"topic":`...)
+	dst = AppendString(dst, topic)
+	dst = append(dst, `,"pub":{`...)
+	if pos != (pubsub.Position{}) {
+		dst = append(dst, `"pos":"`...)
+		dst = pos.Append(dst)
+		dst = append(dst, `",`...)
+	}
+	dst = append(dst, `"skipped":`...)
+	dst = strconv.AppendUint(dst, skipped, 10)
+	dst = append(dst, `,"data":`...)
+	dst = append(dst, data...)
+	return append(dst, "}}}"...)
+}
+
 // Goroutine-safe.
 // AppendPush appends p (a sub or unsub push, a disconnect) encoded as JSON.
 func AppendPush(dst []byte, p Push) []byte {

@@ -64,6 +64,8 @@ export interface StateDetail {
 export interface Publication {
   /** "EPOCH-OFFSET"; absent on a topic without history. */
   pos?: string;
+  /** On a `latest` topic: publications not sent just before this one (the client read too slowly). */
+  skipped?: number;
   data: unknown;
 }
 

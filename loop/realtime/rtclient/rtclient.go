@@ -83,11 +83,14 @@ func (s State) String() string {
 
 // Publication is one message of a topic as a handler gets it. Data is the
 // publisher's JSON value as the server sent it; it belongs to the handler.
-// Pos is zero on a topic without history.
+// Pos is zero on a topic without history. Skipped counts the topic's
+// publications the server did not send just before this one (a namespace
+// with latest-value delivery, to a client that read too slowly).
 type Publication struct {
-	Topic string
-	Pos   pubsub.Position
-	Data  json.RawMessage
+	Topic   string
+	Pos     pubsub.Position
+	Data    json.RawMessage
+	Skipped uint64
 }
 
 // SubscribeResult is what the server answered a (re)subscription: the
@@ -570,7 +573,7 @@ func (c *Client) onMessage(w *loop.WebSocket, typ loop.MessageType, data []byte)
 		return
 	}
 	if topic, pos, d, ok := parsePubPush(data); ok {
-		c.publication(topic, string(pos), d, true)
+		c.publication(topic, string(pos), d, 0, true)
 		return
 	}
 	var f frame
@@ -619,7 +622,7 @@ func (c *Client) push(p *clientproto.TopicPush) {
 	s := c.subs[p.Topic]
 	switch {
 	case p.Pub != nil:
-		c.publication([]byte(p.Topic), p.Pub.Pos, p.Pub.Data, false)
+		c.publication([]byte(p.Topic), p.Pub.Pos, p.Pub.Data, p.Pub.Skipped, false)
 	case p.Sub != nil:
 		if s == nil {
 			s = &subscription{topic: p.Topic, server: true}
@@ -648,7 +651,7 @@ func (c *Client) push(p *clientproto.TopicPush) {
 
 // publication hands one publication to its handler; topic and (when
 // borrowed) data alias the frame, and are copied only when delivered.
-func (c *Client) publication(topic []byte, posText string, data []byte, borrowed bool) {
+func (c *Client) publication(topic []byte, posText string, data []byte, skipped uint64, borrowed bool) {
 	pos, err := pubsub.ParsePosition(posText)
 	if err != nil {
 		c.report(fmt.Errorf("rtclient: publication on %s: %w", topic, err))
@@ -681,7 +684,7 @@ func (c *Client) publication(topic []byte, posText string, data []byte, borrowed
 	} else {
 		name = string(topic)
 	}
-	fn(Publication{Topic: name, Pos: pos, Data: data})
+	fn(Publication{Topic: name, Pos: pos, Data: data, Skipped: skipped})
 }
 
 func (c *Client) forget(s *subscription) {

@@ -45,6 +45,7 @@ type idAt struct {
 	at time.Time
 }
 
+// Not goroutine-safe.
 // Seen reports whether id was added within the window; if not, it adds
 // it (now).
 func (w *IDWindow) Seen(id string, now time.Time) bool {
@@ -67,6 +68,7 @@ func (w *IDWindow) Seen(id string, now time.Time) bool {
 	return false
 }
 
+// Not goroutine-safe.
 // Len returns how many ids the window remembers.
 func (w *IDWindow) Len() int { return len(w.seen) }
 

@@ -2,6 +2,7 @@ package realtime_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -87,6 +88,38 @@ func TestIdempotentPublishAcrossLoops(t *testing.T) {
 			if got := pubData(a, topic); got != want {
 				t.Fatalf("%s: publication %s, want %s", topic, got, want)
 			}
+		}
+	}
+}
+
+// A retry that arrives while the first is still under way (a topic's
+// first use: its KeepHistory runs off the loop first) waits for the
+// first's reply; the history holds one publication.
+func TestIdempotentPublishWhileUnderWay(t *testing.T) {
+	addrs := startAPILoops(t, 1, "")
+	b, b2 := dial(t, addrs[0]), dial(t, addrs[0])
+	b.connect("bob")
+	b2.connect("bob")
+	for i := range 5 {
+		topic := "chat:new" + strconv.Itoa(i) // not kept yet
+		id1 := b.cmd("publish", map[string]any{"topic": topic, "data": "one", "idem": topic})
+		id2 := b2.cmd("publish", map[string]any{"topic": topic, "data": "one", "idem": topic})
+		var r1, r2 cp.PublishResult
+		b.ok(id1, &r1)
+		b2.ok(id2, &r2)
+		if r1 != r2 {
+			t.Fatalf("replies %+v and %+v", r1, r2)
+		}
+		c := dial(t, addrs[0])
+		c.connect("carol")
+		var sr cp.SubscribeResult
+		c.ok(c.cmd("subscribe", map[string]any{"topic": topic}), &sr)
+		epoch, _, _ := strings.Cut(sr.Head, "-")
+		d := dial(t, addrs[0])
+		d.connect("dave")
+		pushes := d.ok(d.cmd("subscribe", map[string]any{"topic": topic, "since": epoch + "-0"}), &sr)
+		if sr.Recovered != 1 || len(pushes) != 1 || string(pushes[0].Push.Pub.Data) != `"one"` {
+			t.Fatalf("%s: history %+v %+v, want one publication", topic, sr, pushes)
 		}
 	}
 }

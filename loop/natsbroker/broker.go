@@ -146,6 +146,7 @@ type publication struct {
 	topic string
 	data  []byte
 	hist  *histTopic // non-nil: published to the topic's stream
+	id    string     // PublishWithID's: the stream's Nats-Msg-Id
 }
 
 var _ pubsub.HistoryBroker = (*Broker)(nil)
@@ -237,6 +238,10 @@ func (b *Broker) publishLoop() {
 // (connection closed, reconnect buffer full) is counted in Failed. The
 // caller may reuse data at once. Goroutine-safe.
 func (b *Broker) Publish(topic string, data []byte) error {
+	return b.publish(topic, data, "")
+}
+
+func (b *Broker) publish(topic string, data []byte, id string) error {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	switch {
@@ -258,6 +263,9 @@ func (b *Broker) Publish(topic string, data []byte) error {
 		return fmt.Errorf("natsbroker: publish %q: %w", b.prefix+topic, ErrBacklog)
 	}
 	p := publication{topic: topic, data: append([]byte(nil), data...), hist: t}
+	if t != nil {
+		p.id = id
+	}
 	select {
 	case b.queue <- p:
 		return nil

@@ -372,7 +372,11 @@ func (b *Broker) History(topic string, after pubsub.Position, upTo int64, dst []
 func (b *Broker) publishHistory(p publication) {
 	// The stall wait bounds this goroutine's wait when MaxPending acks
 	// are due; meanwhile the queue fills and Publish says ErrBacklog.
-	if _, err := b.js.PublishAsync(p.hist.subject, p.data, jetstream.WithStallWait(ackTimeout)); err != nil {
+	opts := []jetstream.PublishOpt{jetstream.WithStallWait(ackTimeout)}
+	if p.id != "" {
+		opts = append(opts, jetstream.WithMsgID(p.id))
+	}
+	if _, err := b.js.PublishAsync(p.hist.subject, p.data, opts...); err != nil {
 		b.failed.Add(1)
 		b.warnRefused(p.hist.subject, err)
 	}

@@ -21,6 +21,7 @@ type MemoryBroker struct {
 	subs map[string]map[*memorySub]struct{}
 	hist map[string]*HistoryBuffer
 	buf  []*memorySub // Publish's scratch, under pub
+	ids  *IDWindow    // PublishWithID's keys, under pub (idem.go)
 }
 
 type memorySub struct {

@@ -766,16 +766,19 @@ func (c *Client) publish(id uint32, req *cp.PublishRequest) {
 	case ns.MaxDataBytes > 0 && len(req.Data) > ns.MaxDataBytes:
 		c.fail(id, cp.ErrTooLarge, "data over "+strconv.Itoa(ns.MaxDataBytes)+" bytes")
 		return
+	case len(req.Idem) > cp.MaxIdemBytes:
+		c.fail(id, cp.ErrBadRequest, "idem over "+strconv.Itoa(cp.MaxIdemBytes)+" bytes")
+		return
 	}
 	if u, ok := cp.PersonalUser(name); ok && (u == "" || u != c.user) {
 		c.fail(id, cp.ErrPermissionDenied, "permission denied")
 		return
 	}
-	data := req.Data
+	data, idem := req.Data, req.Idem
 	do := func() {
 		c.busy = true
 		async := false
-		s.publish(name, data, func(pos pubsub.Position, err error) {
+		s.publishOnce(c.user, idem, name, data, func(pos pubsub.Position, err error) {
 			c.busy = false
 			if c.state == stClosed {
 				return

@@ -116,6 +116,16 @@ type Limits struct {
 	// or publish on a new history topic gets error 106 (the server API:
 	// a 400 with code 106). Default 10,000.
 	MaxHistoryTopics int
+	// IdempotencyWindow is how long a Server (each loop's) remembers a
+	// client publish's idempotency key (idem): a retry within it is not
+	// published again and gets the first's reply. Default 2 min (as
+	// JetStream's deduplication, which covers other processes).
+	IdempotencyWindow time.Duration
+	// MaxIdempotencyKeys bounds the keys a Server remembers (each costs
+	// its key, at most 64 bytes, its user id and about 150 bytes); past
+	// it the oldest is forgotten early. Default 100,000 (about 25 MB at
+	// most with short user ids).
+	MaxIdempotencyKeys int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -138,6 +148,8 @@ func (l Limits) withDefaults() Limits {
 	def(&l.MaxRecoverBytes, 512<<10)
 	def(&l.MaxPollSessions, 10000)
 	def(&l.MaxHistoryTopics, 10000)
+	def(&l.MaxIdempotencyKeys, 100000)
+	defD(&l.IdempotencyWindow, 2*time.Minute)
 	defD(&l.RPCTimeout, 10*time.Second)
 	defD(&l.ConnectTimeout, 10*time.Second)
 	defD(&l.SessionIdle, 60*time.Second)

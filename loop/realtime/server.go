@@ -55,6 +55,7 @@ type Server struct {
 	m         metrics
 	scratch   []byte           // replies' encoding, shared by the clients (writes copy)
 	lags      map[*Client]*lag // lagging subscribers of Latest topics (latest.go)
+	idem      idemWindow       // client publishes' idempotency keys (idempotency.go)
 }
 
 // RPCHandler answers one rpc command on the loop: it calls reply once,
@@ -346,6 +347,11 @@ func (s *Server) PublishAsync(topic string, data json.RawMessage, done func(pubs
 // publish publishes on the loop and calls done with the position (see
 // Publish), at once or once the topic keeps history.
 func (s *Server) publish(topic string, data []byte, done func(pubsub.Position, error)) {
+	s.publishID(topic, data, "", done)
+}
+
+// publishID is publish with the broker's deduplication id (none: "").
+func (s *Server) publishID(topic string, data []byte, id string, done func(pubsub.Position, error)) {
 	ns := s.namespace(topic)
 	s.ensureKept(topic, ns, func(err error) {
 		if err != nil {
@@ -357,7 +363,7 @@ func (s *Server) publish(topic string, data []byte, done func(pubsub.Position, e
 		if hist {
 			before, _ = s.hub.Head(hubTopic(topic))
 		}
-		if err := s.hub.Publish(hubTopic(topic), data); err != nil {
+		if err := s.hub.PublishWithID(hubTopic(topic), data, id); err != nil {
 			done(pubsub.Position{}, err)
 			return
 		}

@@ -47,11 +47,18 @@ type UnsubscribeRequest struct {
 	Topic string `json:"topic"`
 }
 
-// PublishRequest publishes Data (any JSON value) on Topic.
+// PublishRequest publishes Data (any JSON value) on Topic. Idem, when
+// set (at most MaxIdemBytes), is the publish's idempotency key: a retry
+// with the same key by the same user within the server's window is not
+// published again and gets the first one's reply.
 type PublishRequest struct {
 	Topic string          `json:"topic"`
 	Data  json.RawMessage `json:"data"`
+	Idem  string          `json:"idem,omitempty"`
 }
+
+// MaxIdemBytes bounds a publish's idempotency key (error 107 past it).
+const MaxIdemBytes = 64
 
 // RPCRequest calls the application's Method with Data.
 type RPCRequest struct {

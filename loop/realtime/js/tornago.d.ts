@@ -123,7 +123,8 @@ export declare class Client extends Emitter {
   subscribe(topic: string, opts?: SubscribeOptions): Subscription;
   unsubscribe(topic: string): void;
   /** Resolves with {pos} once the server accepted the publication. */
-  publish(topic: string, data: unknown, opts?: {timeout?: number}): Promise<{pos?: string}>;
+  /** opts.idem: the publish's idempotency key (default: a fresh one; "" for none). */
+  publish(topic: string, data: unknown, opts?: {timeout?: number; idem?: string}): Promise<{pos?: string}>;
   /** Resolves with the application's answer. */
   rpc<T = unknown>(method: string, data?: unknown, opts?: {timeout?: number}): Promise<T>;
   disconnect(): void;

@@ -505,6 +505,7 @@ export class Core {
         // undefined has no JSON: it goes as null (publish's data is required).
         const data = msg.data === undefined ? null : msg.data;
         const cmd = msg.kind === "rpc" ? {rpc: {method: msg.method, data}} : {publish: {topic: msg.topic, data}};
+        if (msg.idem) cmd.publish.idem = msg.idem;
         this.command(cmd, msg.timeout).then(
           (result) => m.post({t: "res", ref: msg.ref, result}),
           (e) => m.post({t: "res", ref: msg.ref, error: plainError(e)}),
@@ -733,9 +734,18 @@ export class Core {
     this.timers = {};
   }
 
-  _failPending(err) {
+  // _failPending fails the commands sent on the connection that ended;
+  // with requeue (the client reconnects), a publish with an idempotency
+  // key is sent again, same key, on the next connection instead (its
+  // timeout runs on): the server publishes it once.
+  _failPending(err, requeue = false) {
     for (const [id, p] of this.pending) {
       if (!p.sent) continue;
+      if (requeue && p.cmd.publish && p.cmd.publish.idem) {
+        p.sent = false;
+        this.queue.push(p);
+        continue;
+      }
       this.pending.delete(id);
       clearTimeout(p.timer);
       p.reject(err);
@@ -932,10 +942,10 @@ export class Core {
     if (!this.transport) return;
     this.transport = null;
     this._clearTimers();
-    this._failPending(new TornagoError(ErrorCodes.transportClosed, "connection closed: " + reason, true));
+    const again = frame ? !!frame.reconnect : reconnectsAfter(code);
+    this._failPending(new TornagoError(ErrorCodes.transportClosed, "connection closed: " + reason, true), again && this.running);
     for (const t of this.topics.values()) t.state = "new";
     this.client = "";
-    const again = frame ? !!frame.reconnect : reconnectsAfter(code);
     if (!again || !this.running) {
       this.running = false;
       for (const p of this.queue) {
@@ -1150,6 +1160,13 @@ export class Subscription extends Emitter {
 
 let tabSeq = 0;
 
+// newIdem returns a fresh idempotency key: 96 random bits, base64url.
+function newIdem() {
+  const b = new Uint8Array(12);
+  crypto.getRandomValues(b);
+  return btoa(String.fromCharCode(...b)).replace(/\+/g, "-").replace(/\//g, "_");
+}
+
 /** Client is a page's handle on the shared connection. */
 export class Client extends Emitter {
   constructor(opts = {}) {
@@ -1350,9 +1367,16 @@ export class Client extends Emitter {
     if (!this.closed) this.link.post({t: "unsub", topic});
   }
 
-  /** publish data on topic: resolves with {pos} once the server took it. */
+  /**
+   * publish data on topic: resolves with {pos} once the server took it.
+   * Each publish carries a fresh idempotency key (opts.idem: the
+   * application's own; "" for none): one whose connection ends before
+   * the reply is sent again with the same key after the reconnect, and
+   * the server publishes it once.
+   */
   publish(topic, data, opts = {}) {
-    return this._call({kind: "publish", topic, data}, opts.timeout);
+    const idem = opts.idem === undefined ? newIdem() : opts.idem;
+    return this._call({kind: "publish", topic, data, idem}, opts.timeout);
   }
 
   /** rpc calls the application's method: resolves with its answer. */

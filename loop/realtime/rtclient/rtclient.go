@@ -22,6 +22,8 @@ package rtclient
 import (
 	"bytes"
 	"context"
+	crand "crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -774,6 +776,13 @@ func (c *Client) onClose(w *loop.WebSocket) {
 	// one, the others' outcome is unknown.
 	for id, cmd := range c.pending {
 		delete(c.pending, id)
+		if p := cmd.frame.Publish; p != nil && p.Idem != "" && d.Reconnect {
+			// Sent again with the same key on the next connection, within
+			// its timeout: the server publishes it once (idempotency.go).
+			cmd.sent = false
+			c.queue = append(c.queue, cmd)
+			continue
+		}
 		c.l.RemoveTimeout(cmd.timer)
 		cmd.timer = nil
 		if cmd.sub != nil {
@@ -927,14 +936,28 @@ func (c *Client) Unsubscribe(topic string) {
 // be nil) gets, on the loop, the position the server gave it (zero on a
 // topic without history, or when a broker such as NATS orders the topic:
 // the position then comes with the publication only), or the error: a *clientproto.Error from the
-// server, ErrTimeout or ErrDisconnected (outcome unknown: not sent again),
-// ErrTooManyQueued, ErrClosed. While the client reconnects the publish
-// waits for the connection, within Options.Timeout.
+// server, ErrTimeout (outcome unknown), ErrDisconnected (the connection
+// ended for good before the reply: outcome unknown), ErrTooManyQueued,
+// ErrClosed. While the client reconnects the publish waits for the
+// connection, within Options.Timeout. Each publish carries a fresh
+// idempotency key (PROTOCOL.md, idem): one sent on a connection that
+// ends before its reply is sent again on the next, with the same key,
+// so that the server publishes it once.
 func (c *Client) Publish(topic string, data json.RawMessage, done func(pubsub.Position, error)) {
+	c.PublishIdem(topic, data, newIdem(), done)
+}
+
+// Goroutine-safe.
+// PublishIdem is Publish with the application's idempotency key idem (at
+// most 64 bytes; "" for none: then a publish whose connection ends before
+// its reply fails with ErrDisconnected and is not sent again). An
+// application that retries a publish itself, after a restart say, sends
+// the same key again within the server's window (2 min by default).
+func (c *Client) PublishIdem(topic string, data json.RawMessage, idem string, done func(pubsub.Position, error)) {
 	if data == nil {
 		data = json.RawMessage("null")
 	}
-	cmd := &command{frame: clientproto.Command{Publish: &clientproto.PublishRequest{Topic: topic, Data: data}}}
+	cmd := &command{frame: clientproto.Command{Publish: &clientproto.PublishRequest{Topic: topic, Data: data, Idem: idem}}}
 	if done != nil {
 		cmd.done = func(res json.RawMessage, err error) {
 			if err != nil {
@@ -1061,4 +1084,11 @@ func (c *Client) do(cmd *command) {
 	}
 	cmd.timer = c.l.CallLater(c.o.Timeout, func() { c.timedOut(cmd) })
 	c.queue = append(c.queue, cmd)
+}
+
+// newIdem returns a fresh idempotency key: 96 random bits.
+func newIdem() string {
+	var b [12]byte
+	_, _ = crand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
 }

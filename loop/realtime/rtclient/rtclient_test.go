@@ -465,3 +465,46 @@ func TestDialRefusesBadURLs(t *testing.T) {
 		}
 	}
 }
+
+// A publish whose connection ends before its reply is sent again on the
+// next connection with the same idempotency key: the server (which
+// published it) answers with the first position and publishes nothing
+// more. Without a key it fails with ErrDisconnected.
+func TestPublishRetriedWithKey(t *testing.T) {
+	s := newPServer(t)
+	l := clientLoop(t)
+	ev := make(events, 100)
+	c, err := rtclient.Dial(l, s.url(), ev.options(rtclient.Options{Token: "ann", Reconnect: true, Timeout: 3 * time.Second}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ev.expect(t, "state connected")
+	type res struct {
+		p   pubsub.Position
+		err error
+	}
+	acked := make(chan res, 1)
+	c.Publish("lost", json.RawMessage(`1`), func(p pubsub.Position, err error) { acked <- res{p, err} })
+	r := recv(t, acked, "publish ack")
+	if r.err != nil || r.p != (pubsub.Position{Epoch: 7, Offset: 1}) {
+		t.Fatalf("publish: %v %v, want 7-1", r.p, r.err)
+	}
+	connects, cmds := s.stats()
+	n := 0
+	for _, cmd := range cmds {
+		if cmd == "publish:lost" {
+			n++
+		}
+	}
+	s.mu.Lock()
+	kept := len(s.hist["lost"])
+	s.mu.Unlock()
+	if connects != 2 || n != 2 || kept != 1 {
+		t.Fatalf("%d connects, %d publish commands, %d publications; want 2, 2 (the retry), 1", connects, n, kept)
+	}
+	c.PublishIdem("lost", json.RawMessage(`2`), "", func(p pubsub.Position, err error) { acked <- res{p, err} })
+	if r := recv(t, acked, "publish ack"); r.err != nil {
+		t.Fatal(r.err)
+	}
+}

@@ -36,7 +36,8 @@ type pserver struct {
 	conns    map[*pconn]bool
 	ttl      int64 // connect result ttl (s); 0: no expiry
 	connects int
-	cmds     []string // command kinds received, in order
+	cmds     []string          // command kinds received, in order
+	idem     map[string]string // publishes' positions by user and idempotency key
 	l        *loop.Loop
 }
 
@@ -252,6 +253,24 @@ func (c *pconn) OnMessage(w *loop.WebSocket, typ loop.MessageType, data []byte) 
 		c.reply(cmd.ID, struct{}{}, nil)
 	case cmd.Publish != nil:
 		s.cmds = append(s.cmds, "publish:"+cmd.Publish.Topic)
+		if k := cmd.Publish.Idem; k != "" {
+			// Exactly once, per user and key (the real server's rule).
+			if s.idem == nil {
+				s.idem = map[string]string{}
+			}
+			if pos, ok := s.idem[c.user+"\x00"+k]; ok {
+				c.reply(cmd.ID, clientproto.PublishResult{Pos: pos}, nil)
+				return
+			}
+			s.idem[c.user+"\x00"+k] = s.publishLocked(cmd.Publish.Topic, cmd.Publish.Data)
+			if cmd.Publish.Topic == "lost" && s.connects == 1 {
+				// Published, but the connection ends before the reply.
+				w.Close(loop.StatusCode(1001), "going away")
+				return
+			}
+			c.reply(cmd.ID, clientproto.PublishResult{Pos: s.idem[c.user+"\x00"+k]}, nil)
+			return
+		}
 		pos := s.publishLocked(cmd.Publish.Topic, cmd.Publish.Data)
 		c.reply(cmd.ID, clientproto.PublishResult{Pos: pos}, nil)
 	case cmd.RPC != nil:

@@ -191,7 +191,17 @@ class MemServer {
       c.subs.delete(cmd.unsubscribe.topic);
       this.frame(c, {id: cmd.id, result: {}});
     } else if (cmd.publish) {
+      // Exactly once per idempotency key, as the real server.
+      const k = cmd.publish.idem;
+      this.idem = this.idem || new Map();
+      if (k && this.idem.has(k)) return this.frame(c, {id: cmd.id, result: {pos: this.idem.get(k)}});
       const pos = this.publish(cmd.publish.topic, cmd.publish.data);
+      if (k) this.idem.set(k, pos);
+      if (this.loseReply) {
+        // Published, but the connection breaks before the reply.
+        this.loseReply = false;
+        return c.kill(1006);
+      }
       this.frame(c, {id: cmd.id, result: {pos}});
     } else if (cmd.rpc) {
       if (cmd.rpc.method === "echo") this.frame(c, {id: cmd.id, result: {data: cmd.rpc.data}});
@@ -349,12 +359,28 @@ test("publish acks, rpc answers, errors and timeouts", async () => {
   srv.silent = true;
   await assert.rejects(c.publish("chat", 1), (e) => e.code === ErrorCodes.timeout && e.temporary);
   // In flight when the connection breaks: transportClosed, not a hang.
-  const p = c.publish("chat", 2, {timeout: 5000});
+  // (Without an idempotency key: a publish with one is sent again.)
+  const p = c.publish("chat", 2, {timeout: 5000, idem: ""});
   await sleep(10);
   srv.live()[0].kill(1006);
   await assert.rejects(p, (e) => e.code === ErrorCodes.transportClosed);
   c.disconnect();
   await assert.rejects(c.publish("chat", 3), (e) => e.code === ErrorCodes.clientDisconnected);
+});
+
+test("a publish whose reply was lost is sent again with the same key after the reconnect: published once", async () => {
+  const srv = new MemServer();
+  const c = client(srv, {timeout: 3000});
+  await c.publish("chat", "first");
+  srv.loseReply = true;
+  const res = await c.publish("chat", "again");
+  assert.deepEqual(res, {pos: "7-2"});
+  assert.equal(srv.history.get("chat").length, 2, "published once");
+  const sent = srv.commands.filter((x) => x.publish && x.publish.data === "again");
+  assert.equal(sent.length, 2, "sent twice");
+  assert.ok(sent[0].publish.idem && sent[0].publish.idem === sent[1].publish.idem && sent[0].publish.idem.length <= 64);
+  assert.notEqual(srv.commands.find((x) => x.publish && x.publish.data === "first").publish.idem, sent[0].publish.idem);
+  c.disconnect();
 });
 
 test("fallback: a transport that fails or never answers gives way to the next", async () => {

@@ -54,6 +54,7 @@ type Server struct {
 	start     int64 // Unix ns at New: seconds' origin
 	m         metrics
 	scratch   []byte // replies' encoding, shared by the clients (writes copy)
+	pres      *serverPresence
 }
 
 // RPCHandler answers one rpc command on the loop: it calls reply once,
@@ -128,6 +129,7 @@ func New(l *loop.Loop, hub *loop.Hub, o Options) (*Server, error) {
 	_, _ = rand.Read(b[:])
 	s.node = hex.EncodeToString(b[:])
 	s.prefix = s.node + "-"
+	s.initPresence()
 	return s, nil
 }
 

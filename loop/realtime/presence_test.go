@@ -1,0 +1,350 @@
+package realtime_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/tornago/tornago/loop"
+	"github.com/tornago/tornago/loop/pubsub"
+	"github.com/tornago/tornago/loop/realtime"
+	cp "github.com/tornago/tornago/proto/clientproto"
+)
+
+var presenceNamespaces = []realtime.Namespace{
+	{Name: "pres", Presence: true},
+	{Name: "room", Presence: true, JoinLeave: true},
+	{Name: "big", Presence: true, JoinLeave: true, JoinLeaveMaxNames: 5},
+	{Name: "news"},
+}
+
+// startPresenceLoops runs n loops of one "process": their Servers share
+// a PresenceGroup of their own and a MemoryBroker; the token is the user
+// id, and the identity's Info is {"name": token} (or token's rest after
+// "big:", a large Info). Each loop serves the server API with key "k".
+func startPresenceLoops(t *testing.T, n int) ([]*realtime.Server, []string) {
+	t.Helper()
+	api, err := realtime.NewAPI(realtime.APIOptions{Key: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := realtime.NewPresenceGroup()
+	broker := &pubsub.MemoryBroker{}
+	var servers []*realtime.Server
+	var addrs []string
+	for range n {
+		l := loop.New(loop.Options{})
+		s, err := realtime.New(l, loop.NewHub(l, loop.Text, broker), realtime.Options{
+			Namespaces: presenceNamespaces,
+			Presence:   g,
+			Authenticate: func(_ context.Context, c realtime.Credentials) (realtime.Identity, error) {
+				info, _ := json.Marshal(map[string]string{"name": c.Token})
+				if rest, ok := strings.CutPrefix(c.Token, "big:"); ok {
+					info, _ = json.Marshal(map[string]string{"name": strings.Repeat(rest, 1000)})
+				}
+				return realtime.Identity{User: c.Token, Info: info}, nil
+			},
+			JoinLeaveInterval: 50 * time.Millisecond,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		app := loop.NewApplication(loop.AppOptions{})
+		s.Routes(app)
+		api.Routes(app, s.APIBackend())
+		if err := l.Listen("127.0.0.1:0", app); err != nil {
+			t.Fatal(err)
+		}
+		go l.Start()
+		<-l.Ready()
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			l.Stop(ctx)
+		})
+		servers = append(servers, s)
+		addrs = append(addrs, l.Addr().String())
+	}
+	return servers, addrs
+}
+
+// waitStats polls s until topic has clients subscribers.
+func waitStats(t *testing.T, s *realtime.Server, topic string, clients int) cp.PresenceStatsResult {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, err := s.PresenceStats(topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Clients == clients || time.Now().After(deadline) {
+			if st.Clients != clients {
+				t.Fatalf("stats of %s: %+v, want %d clients", topic, st, clients)
+			}
+			return st
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestPresenceTwoLoops: presence and presence_stats see the subscribers
+// of every loop of the process, through the commands, the Go API and the
+// server API; a subscriber that leaves (unsubscribe or close) is gone
+// from them; the rules (namespace, subscription, Info bound) hold.
+func TestPresenceTwoLoops(t *testing.T) {
+	servers, addrs := startPresenceLoops(t, 2)
+	a := dial(t, addrs[0])
+	ida := a.connect("alice").Client
+	b := dial(t, addrs[1])
+	idb := b.connect("bob").Client
+	b2 := dial(t, addrs[1])
+	idb2 := b2.connect("bob").Client
+	for _, w := range []*wsc{a, b, b2} {
+		w.ok(w.cmd("subscribe", map[string]any{"topic": "pres:x"}), nil)
+	}
+
+	var pr cp.PresenceResult
+	a.ok(a.cmd("presence", map[string]any{"topic": "pres:x"}), &pr)
+	got := map[string]string{}
+	for _, m := range pr.Members {
+		got[m.Client] = m.User + " " + string(m.Info)
+	}
+	want := map[string]string{ida: `alice {"name":"alice"}`, idb: `bob {"name":"bob"}`, idb2: `bob {"name":"bob"}`}
+	if fmt.Sprint(got) != fmt.Sprint(want) || pr.Truncated {
+		t.Fatalf("presence %+v, want %v", pr, want)
+	}
+	var st cp.PresenceStatsResult
+	b.ok(b.cmd("presence_stats", map[string]any{"topic": "pres:x"}), &st)
+	if st != (cp.PresenceStatsResult{Clients: 3, Users: 2}) {
+		t.Fatalf("stats %+v", st)
+	}
+
+	// Server API, on either loop.
+	code, body := apiPost(t, addrs[1], "presence_stats", "k", `{"topic":"pres:x"}`)
+	if code != 200 || !strings.Contains(body, `"clients":3`) || !strings.Contains(body, `"users":2`) {
+		t.Fatalf("api presence_stats: %d %s", code, body)
+	}
+	code, body = apiPost(t, addrs[0], "presence", "k", `{"topic":"pres:x"}`)
+	if code != 200 || !strings.Contains(body, ida) || !strings.Contains(body, idb2) {
+		t.Fatalf("api presence: %d %s", code, body)
+	}
+	if code, body = apiPost(t, addrs[0], "presence", "k", `{"topic":"news:x"}`); code != 403 || !strings.Contains(body, "108") {
+		t.Fatalf("api presence without presence: %d %s", code, body)
+	}
+	if code, body = apiPost(t, addrs[0], "presence_stats", "k", `{"topic":"nope:x"}`); code != 400 || !strings.Contains(body, "102") {
+		t.Fatalf("api presence_stats unknown topic: %d %s", code, body)
+	}
+
+	// Rules: subscribed only; a namespace with presence only.
+	a.wantError(a.cmd("presence", map[string]any{"topic": "pres:y"}), cp.ErrNotSubscribed)
+	a.ok(a.cmd("subscribe", map[string]any{"topic": "news:x"}), nil)
+	a.wantError(a.cmd("presence_stats", map[string]any{"topic": "news:x"}), cp.ErrNotAvailable)
+	a.wantError(a.cmd("presence", map[string]any{"topic": "nope:x"}), cp.ErrUnknownTopic)
+
+	// Leaving: unsubscribe on loop 1, close on loop 2.
+	b.ok(b.cmd("unsubscribe", map[string]any{"topic": "pres:x"}), nil)
+	waitStats(t, servers[0], "pres:x", 2)
+	b2.c.Close()
+	if st := waitStats(t, servers[0], "pres:x", 1); st.Users != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	ms, _, err := servers[1].Presence("pres:x")
+	if err != nil || len(ms) != 1 || ms[0].Client != ida {
+		t.Fatalf("Presence: %+v %v", ms, err)
+	}
+
+	// An Info over Limits.MaxPresenceInfo (256 B) is left out.
+	h := dial(t, addrs[0])
+	idh := h.connect("big:xyz").Client
+	h.ok(h.cmd("subscribe", map[string]any{"topic": "pres:x"}), nil)
+	var pr2 cp.PresenceResult
+	h.ok(h.cmd("presence", map[string]any{"topic": "pres:x"}), &pr2)
+	for _, m := range pr2.Members {
+		if m.Client == idh && (m.Info != nil || m.User != "big:xyz") {
+			t.Fatalf("large info kept: %+v", m)
+		}
+	}
+	if len(pr2.Members) != 2 {
+		t.Fatalf("presence %+v", pr2)
+	}
+}
+
+// TestPresenceStopForgets: a loop that stops takes its members out of
+// the group.
+func TestPresenceStopForgets(t *testing.T) {
+	servers, addrs := startPresenceLoops(t, 2)
+	a := dial(t, addrs[0])
+	a.connect("alice")
+	a.ok(a.cmd("subscribe", map[string]any{"topic": "pres:z"}), nil)
+	b := dial(t, addrs[1])
+	b.connect("bob")
+	b.ok(b.cmd("subscribe", map[string]any{"topic": "pres:z"}), nil)
+	waitStats(t, servers[0], "pres:z", 2)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	servers[1].Loop().Stop(ctx)
+	waitStats(t, servers[0], "pres:z", 1)
+}
+
+// joinLeaveClients connects n clients spread over addrs, all with their
+// subscribe commands sent at once; it returns them with their client ids,
+// and each one's frames from then on (the subscribe replies first).
+func joinLeaveClients(t *testing.T, addrs []string, n int, topic string) ([]*wsc, []string, []<-chan frame) {
+	t.Helper()
+	ws := make([]*wsc, n)
+	ids := make([]string, n)
+	for i := range ws {
+		ws[i] = dial(t, addrs[i%len(addrs)])
+		ids[i] = ws[i].connect(fmt.Sprintf("u%d", i)).Client
+	}
+	subs := make([]uint32, n)
+	chs := make([]<-chan frame, n)
+	for i, w := range ws {
+		chs[i] = reader(w)
+	}
+	var wg sync.WaitGroup
+	for i, w := range ws {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.next++
+			subs[i] = w.next
+			b, _ := json.Marshal(map[string]any{"id": w.next, "subscribe": map[string]any{"topic": topic}})
+			_ = w.c.WriteMessage(websocket.TextMessage, b)
+		}()
+	}
+	wg.Wait()
+	return ws, ids, chs
+}
+
+// reader reads w's frames into a channel, from now on, until the
+// connection fails (a gorilla connection is unusable after a read
+// timeout: no deadline here).
+func reader(w *wsc) <-chan frame {
+	ch := make(chan frame, 1024)
+	go func() {
+		defer close(ch)
+		for {
+			w.c.SetReadDeadline(time.Time{})
+			_, b, err := w.c.ReadMessage()
+			if err != nil {
+				return
+			}
+			var f frame
+			_ = json.Unmarshal(b, &f)
+			ch <- f
+		}
+	}()
+	return ch
+}
+
+// drain returns the frames of ch until none comes for quiet.
+func drain(ch <-chan frame, quiet time.Duration) []frame {
+	var fs []frame
+	for {
+		select {
+		case f, ok := <-ch:
+			if !ok {
+				return fs
+			}
+			fs = append(fs, f)
+		case <-time.After(quiet):
+			return fs
+		}
+	}
+}
+
+// drainAll drains every channel at once and returns their frames.
+func drainAll(chs []<-chan frame, quiet time.Duration) [][]frame {
+	out := make([][]frame, len(chs))
+	var wg sync.WaitGroup
+	for i, ch := range chs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i] = drain(ch, quiet)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// TestJoinLeaveCoalesced: N clients over two loops subscribing at once
+// cost at most 3N frames in all (N replies and the coalesced join
+// pushes), every join reaches the subscribers, and a leave is pushed.
+func TestJoinLeaveCoalesced(t *testing.T) {
+	const n = 40
+	_, addrs := startPresenceLoops(t, 2)
+	ws, ids, chs := joinLeaveClients(t, addrs, n, "room:r")
+	frames, replies := 0, 0
+	joined := map[string]bool{}
+	for _, fs := range drainAll(chs, 400*time.Millisecond) {
+		for _, f := range fs {
+			frames++
+			switch {
+			case f.ID != 0:
+				if f.Error != nil {
+					t.Fatalf("subscribe: %+v", f.Error)
+				}
+				replies++
+			case f.Push != nil && f.Push.Topic == "room:r" && f.Push.Counts == nil:
+				for _, m := range f.Push.Join {
+					joined[m.Client] = true
+					if m.User == "" || len(m.Info) == 0 {
+						t.Fatalf("join without user or info: %+v", m)
+					}
+				}
+			default:
+				t.Fatalf("frame %+v", f)
+			}
+		}
+	}
+	t.Logf("%d clients joining at once: %d frames (%d replies)", n, frames, replies)
+	if replies != n || frames > 3*n {
+		t.Fatalf("%d frames, %d replies for %d clients: want <= %d", frames, replies, n, 3*n)
+	}
+	for _, id := range ids {
+		if !joined[id] {
+			t.Fatalf("join of %s pushed to nobody", id)
+		}
+	}
+
+	// One leaves: the others get it, once each.
+	ws[0].c.Close()
+	for _, fs := range drainAll(chs[1:], 300*time.Millisecond) {
+		if len(fs) != 1 || fs[0].Push == nil || len(fs[0].Push.Leave) != 1 || fs[0].Push.Leave[0].Client != ids[0] || len(fs[0].Push.Join) != 0 {
+			t.Fatalf("after a leave: %+v", fs)
+		}
+	}
+}
+
+// TestJoinLeaveCounts: over the namespace's JoinLeaveMaxNames the pushes
+// carry counts only, still coalesced.
+func TestJoinLeaveCounts(t *testing.T) {
+	const n = 20
+	_, addrs := startPresenceLoops(t, 2)
+	_, _, chs := joinLeaveClients(t, addrs, n, "big:r")
+	frames, maxClients := 0, 0
+	for _, fs := range drainAll(chs, 400*time.Millisecond) {
+		for _, f := range fs {
+			frames++
+			if f.Push != nil {
+				if f.Push.Counts == nil {
+					if len(f.Push.Join)+len(f.Push.Leave) > 5 {
+						t.Fatalf("names over JoinLeaveMaxNames: %+v", f.Push)
+					}
+					continue
+				}
+				maxClients = max(maxClients, f.Push.Counts.Clients)
+			}
+		}
+	}
+	if frames > 3*n || maxClients != n {
+		t.Fatalf("%d frames (want <= %d), clients counted %d (want %d)", frames, 3*n, maxClients, n)
+	}
+}

@@ -40,6 +40,9 @@ type namespaceConfig struct {
 	MaxDataBytes   int           `toml:"max_data_bytes"`
 	Presence       bool          `toml:"presence"`
 	JoinLeave      bool          `toml:"join_leave"`
+	// JoinLeaveMaxNames: over this many subscribers (or joins and leaves
+	// in an interval), join/leave pushes carry counts only (default 100).
+	JoinLeaveMaxNames int `toml:"join_leave_max_names"`
 }
 
 // historyConfig is a namespace's history: each topic keeps its newest
@@ -64,7 +67,8 @@ func namespaces(ns []namespaceConfig) []realtime.Namespace {
 	out := make([]realtime.Namespace, len(ns))
 	for i, n := range ns {
 		out[i] = realtime.Namespace{Name: n.Name, History: n.History.options(), Publish: n.Publish,
-			SubscribeToken: n.SubscribeToken, MaxDataBytes: n.MaxDataBytes, Presence: n.Presence, JoinLeave: n.JoinLeave}
+			SubscribeToken: n.SubscribeToken, MaxDataBytes: n.MaxDataBytes, Presence: n.Presence, JoinLeave: n.JoinLeave,
+			JoinLeaveMaxNames: n.JoinLeaveMaxNames}
 	}
 	return out
 }
@@ -189,6 +193,8 @@ func checkNamespaces(ns []namespaceConfig) error {
 			return fmt.Errorf("%s: history bounds must not be negative", where)
 		case n.MaxDataBytes < 0:
 			return fmt.Errorf("%s: max_data_bytes must not be negative", where)
+		case n.JoinLeaveMaxNames < 0:
+			return fmt.Errorf("%s: join_leave_max_names must not be negative", where)
 		case n.JoinLeave && !n.Presence:
 			return fmt.Errorf("%s: join_leave needs presence", where)
 		}

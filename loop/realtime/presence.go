@@ -57,7 +57,11 @@ func NewPresenceGroup() *PresenceGroup {
 // connections of each user (anonymous ones not counted as a user).
 type presenceTopic struct {
 	members map[string]presenceMember
-	users   map[string]int
+	users   map[string]int // local and remote members' users
+	// remote are other processes' parts (presence_share.go), remoteN
+	// their members.
+	remote  map[partKey]*remotePart
+	remoteN int
 }
 
 type presenceMember struct {
@@ -100,7 +104,7 @@ func (g *PresenceGroup) removeLocked(topic string, pt *presenceTopic, client str
 			delete(pt.users, m.info.User)
 		}
 	}
-	if len(pt.members) == 0 {
+	if pt.empty() {
 		delete(g.topics, topic)
 	}
 }
@@ -134,8 +138,8 @@ func (g *PresenceGroup) leave(s *Server) {
 	}
 }
 
-// list returns at most max members of topic (sorted by client id, so
-// that a truncated answer is stable) and whether some were left out.
+// list returns at most max members of topic, sorted by client id, and
+// whether some were left out (then which ones is arbitrary).
 func (g *PresenceGroup) list(topic string, max int) ([]cp.ClientInfo, bool) {
 	g.mu.Lock()
 	pt := g.topics[topic]
@@ -148,6 +152,18 @@ func (g *PresenceGroup) list(topic string, max int) ([]cp.ClientInfo, bool) {
 				break
 			}
 			out = append(out, m.info)
+		}
+		for _, p := range pt.remote {
+			if truncated {
+				break
+			}
+			for _, m := range p.members {
+				if len(out) == max {
+					truncated = true
+					break
+				}
+				out = append(out, m)
+			}
 		}
 	}
 	g.mu.Unlock()
@@ -162,7 +178,7 @@ func (g *PresenceGroup) stats(topic string) cp.PresenceStatsResult {
 	if pt == nil {
 		return cp.PresenceStatsResult{}
 	}
-	return cp.PresenceStatsResult{Clients: len(pt.members), Users: len(pt.users)}
+	return cp.PresenceStatsResult{Clients: len(pt.members) + pt.remoteN, Users: len(pt.users)}
 }
 
 // serverPresence is one Server's part: its group and the interval of
@@ -302,7 +318,7 @@ func (s *Server) flushJoinLeave() {
 		tp := &cp.TopicPush{Topic: name}
 		size := 0
 		if pt := g.topics[name]; pt != nil {
-			size = len(pt.members)
+			size = len(pt.members) + pt.remoteN
 		}
 		if b.overflow || size > b.maxNames {
 			tp.Counts = &cp.JoinLeaveCounts{Joined: b.joined, Left: b.left, Clients: size}
@@ -388,8 +404,9 @@ func (s *Server) presenceErr(topic string) error {
 // Presence returns the subscribers of topic on every loop of the
 // server's PresenceGroup (the process): at most
 // Limits.MaxPresenceMembers, sorted by client id, and whether some were
-// left out. A topic outside the namespaces, or in one without Presence,
-// gets a *clientproto.Error (102, 108).
+// left out. With PresenceGroup.Share, other processes' members too. A
+// topic outside the namespaces, or in one without Presence, gets a
+// *clientproto.Error (102, 108).
 func (s *Server) Presence(topic string) ([]cp.ClientInfo, bool, error) {
 	if err := s.presenceErr(topic); err != nil {
 		return nil, false, err
@@ -401,7 +418,8 @@ func (s *Server) Presence(topic string) ([]cp.ClientInfo, bool, error) {
 // Goroutine-safe.
 // PresenceStats returns the numbers of subscribers (connections) and of
 // distinct users (anonymous connections not counted) of topic on every
-// loop of the server's PresenceGroup; cheap whatever the topic's size.
+// loop of the server's PresenceGroup (and other processes, with
+// PresenceGroup.Share); cheap whatever the topic's size.
 // Errors as Presence.
 func (s *Server) PresenceStats(topic string) (cp.PresenceStatsResult, error) {
 	if err := s.presenceErr(topic); err != nil {

@@ -348,3 +348,84 @@ func TestJoinLeaveCounts(t *testing.T) {
 		t.Fatalf("%d frames (want <= %d), clients counted %d (want %d)", frames, 3*n, maxClients, n)
 	}
 }
+
+// startSharedPresence runs a Server on its own loop in a group of its
+// own ("a process") that shares its presence on b every 50 ms; it
+// returns the Server, its address and the stop of its sharing.
+func startSharedPresence(t *testing.T, b pubsub.Broker) (*realtime.Server, string, func()) {
+	t.Helper()
+	g := realtime.NewPresenceGroup()
+	stop, err := g.Share(b, 50*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	s, addr := start(t, realtime.Options{
+		Namespaces: presenceNamespaces,
+		Presence:   g,
+		Authenticate: func(_ context.Context, c realtime.Credentials) (realtime.Identity, error) {
+			return realtime.Identity{User: c.Token}, nil
+		},
+	}, nil)
+	return s, addr, stop
+}
+
+// TestPresenceAcrossProcesses: two "processes" (groups) sharing presence
+// on a broker see each other's members; a leave is seen within a
+// heartbeat or two, and the members of a process that stops
+// heartbeating (dead) expire within 4 heartbeats.
+func TestPresenceAcrossProcesses(t *testing.T) {
+	broker := &pubsub.MemoryBroker{}
+	s1, addr1, _ := startSharedPresence(t, broker)
+	s2, addr2, stop2 := startSharedPresence(t, broker)
+	a := dial(t, addr1)
+	ida := a.connect("alice").Client
+	a.ok(a.cmd("subscribe", map[string]any{"topic": "pres:p"}), nil)
+	b := dial(t, addr2)
+	idb := b.connect("bob").Client
+	b.ok(b.cmd("subscribe", map[string]any{"topic": "pres:p"}), nil)
+	b2 := dial(t, addr2)
+	b2.connect("bob")
+	b2.ok(b2.cmd("subscribe", map[string]any{"topic": "pres:p"}), nil)
+
+	if st := waitStats(t, s1, "pres:p", 3); st.Users != 2 {
+		t.Fatalf("stats on 1: %+v", st)
+	}
+	waitStats(t, s2, "pres:p", 3)
+	var pr cp.PresenceResult
+	a.ok(a.cmd("presence", map[string]any{"topic": "pres:p"}), &pr)
+	seen := map[string]bool{}
+	for _, m := range pr.Members {
+		seen[m.Client] = true
+	}
+	if len(pr.Members) != 3 || !seen[ida] || !seen[idb] {
+		t.Fatalf("presence on 1: %+v", pr)
+	}
+
+	// A leave in process 2.
+	b2.ok(b2.cmd("unsubscribe", map[string]any{"topic": "pres:p"}), nil)
+	if st := waitStats(t, s1, "pres:p", 2); st.Users != 2 {
+		t.Fatalf("stats after a leave: %+v", st)
+	}
+	// Process 2 dies (stops heartbeating): its members expire on 1.
+	stop2()
+	begin := time.Now()
+	if st := waitStats(t, s1, "pres:p", 1); st.Users != 1 {
+		t.Fatalf("stats after process 2 died: %+v", st)
+	}
+	if d := time.Since(begin); d > 4*50*time.Millisecond+300*time.Millisecond {
+		t.Fatalf("expired after %v, want within 4 heartbeats", d)
+	}
+	// Process 1's view of its own is intact, and bounded heartbeats
+	// from elsewhere are refused (a forged one over the part size).
+	big := make([]cp.ClientInfo, 201)
+	for i := range big {
+		big[i] = cp.ClientInfo{Client: fmt.Sprint("x", i)}
+	}
+	data, _ := json.Marshal(map[string]any{"node": "evil", "topic": "pres:p", "part": 0, "parts": 1, "members": big})
+	_ = broker.Publish(realtime.PresenceTopic, data)
+	time.Sleep(50 * time.Millisecond)
+	if st, _ := s1.PresenceStats("pres:p"); st.Clients != 1 {
+		t.Fatalf("forged heartbeat kept: %+v", st)
+	}
+}

@@ -166,7 +166,7 @@ func TestPresenceTwoLoops(t *testing.T) {
 	h.ok(h.cmd("presence", map[string]any{"topic": "pres:x"}), &pr2)
 	for _, m := range pr2.Members {
 		if m.Client == idh && (m.Info != nil || m.User != "big:xyz") {
-			t.Fatalf("large info kept: %+v", m)
+			t.Fatalf("large info kept: user %q, %d bytes of info", m.User, len(m.Info))
 		}
 	}
 	if len(pr2.Members) != 2 {
@@ -427,5 +427,81 @@ func TestPresenceAcrossProcesses(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	if st, _ := s1.PresenceStats("pres:p"); st.Clients != 1 {
 		t.Fatalf("forged heartbeat kept: %+v", st)
+	}
+}
+
+// TestPresenceHostileFlood: rounds of 60 connections with a large Info
+// joining and leaving a join_leave topic at once, beside a canary whose
+// pings stay fast and an observer whose pushes stay small (Info over the
+// bound left out, names only up to JoinLeaveMaxNames, counts past it).
+func TestPresenceHostileFlood(t *testing.T) {
+	servers, addrs := startPresenceLoops(t, 2)
+	obs := dial(t, addrs[0])
+	obs.connect("observer")
+	obs.ok(obs.cmd("subscribe", map[string]any{"topic": "room:h"}), nil)
+	obsFrames := reader(obs)
+	canary := dial(t, addrs[0])
+	canary.connect("canary")
+	stopCanary := make(chan struct{})
+	worst := make(chan time.Duration, 1)
+	go func() {
+		var w time.Duration
+		for {
+			select {
+			case <-stopCanary:
+				worst <- w
+				return
+			default:
+			}
+			begin := time.Now()
+			canary.ok(canary.cmd("ping", map[string]any{}), nil)
+			w = max(w, time.Since(begin))
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	for round := range 3 {
+		ws := make([]*wsc, 60)
+		for i := range ws {
+			ws[i] = dial(t, addrs[i%2])
+			ws[i].connect(fmt.Sprintf("big:%d-%d", round, i))
+		}
+		var wg sync.WaitGroup
+		for _, w := range ws {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				w.next++
+				b, _ := json.Marshal(map[string]any{"id": w.next, "subscribe": map[string]any{"topic": "room:h"}})
+				_ = w.c.WriteMessage(websocket.TextMessage, b)
+			}()
+		}
+		wg.Wait()
+		waitStats(t, servers[1], "room:h", 61)
+		for _, w := range ws {
+			w.c.Close()
+		}
+		waitStats(t, servers[1], "room:h", 1)
+	}
+	close(stopCanary)
+	if w := <-worst; w > 250*time.Millisecond {
+		t.Fatalf("canary ping took %v during the flood", w)
+	}
+	pushes := 0
+	for _, f := range drain(obsFrames, 300*time.Millisecond) {
+		if f.Push == nil {
+			continue
+		}
+		pushes++
+		for _, m := range append(f.Push.Join, f.Push.Leave...) {
+			if len(m.Info) > 256 {
+				t.Fatalf("large info pushed: %d bytes", len(m.Info))
+			}
+		}
+		if len(f.Push.Join)+len(f.Push.Leave) > 100 {
+			t.Fatalf("a push of %d names", len(f.Push.Join)+len(f.Push.Leave))
+		}
+	}
+	if pushes == 0 {
+		t.Fatal("no join/leave push")
 	}
 }

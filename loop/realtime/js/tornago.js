@@ -504,7 +504,10 @@ export class Core {
       case "call": {
         // undefined has no JSON: it goes as null (publish's data is required).
         const data = msg.data === undefined ? null : msg.data;
-        const cmd = msg.kind === "rpc" ? {rpc: {method: msg.method, data}} : {publish: {topic: msg.topic, data}};
+        const cmd =
+          msg.kind === "rpc" ? {rpc: {method: msg.method, data}}
+          : msg.kind === "presence" || msg.kind === "presence_stats" ? {[msg.kind]: {topic: msg.topic}}
+          : {publish: {topic: msg.topic, data}};
         this.command(cmd, msg.timeout).then(
           (result) => m.post({t: "res", ref: msg.ref, result}),
           (e) => m.post({t: "res", ref: msg.ref, error: plainError(e)}),
@@ -918,6 +921,11 @@ export class Core {
       const msg = {t: "unsub", topic: p.topic, code: p.unsub.code, reason: p.unsub.reason || ""};
       if (t) for (const m of t.members.keys()) m.post(msg);
       else this._broadcast(msg);
+    } else if (p.join || p.leave || p.counts) {
+      // Join/leave of a topic (namespaces with join_leave): to its pages.
+      const t = this.topics.get(p.topic);
+      const msg = {t: "joinleave", topic: p.topic, ev: {join: p.join || [], leave: p.leave || [], counts: p.counts || null}};
+      if (t) for (const m of t.members.keys()) m.post(msg);
     }
   }
 
@@ -1127,6 +1135,7 @@ export class Subscription extends Emitter {
     this.onSubscribed = o.onSubscribed || null;
     this.onError = o.onError || null;
     this.onUnsubscribed = o.onUnsubscribed || null;
+    this.onJoinLeave = o.onJoinLeave || null;
     this.result = null;
     this._resolve = null;
     this._reject = null;
@@ -1293,6 +1302,13 @@ export class Client extends Emitter {
       case "subpush":
         this.emit("serverSubscribed", msg.topic, msg.head);
         break;
+      case "joinleave": {
+        const s = this.subs.get(msg.topic);
+        if (!s) break;
+        if (s.onJoinLeave) s.onJoinLeave(msg.ev);
+        s.emit("joinleave", msg.ev);
+        break;
+      }
       case "unsub": {
         const s = this.subs.get(msg.topic);
         if (s) {
@@ -1353,6 +1369,19 @@ export class Client extends Emitter {
   /** publish data on topic: resolves with {pos} once the server took it. */
   publish(topic, data, opts = {}) {
     return this._call({kind: "publish", topic, data}, opts.timeout);
+  }
+
+  /**
+   * presence of a topic this page subscribed to (namespace with presence):
+   * resolves with {members: [{client, user, info}], truncated}.
+   */
+  presence(topic, opts = {}) {
+    return this._call({kind: "presence", topic}, opts.timeout);
+  }
+
+  /** presenceStats of a subscribed topic: resolves with {clients, users}. */
+  presenceStats(topic, opts = {}) {
+    return this._call({kind: "presence_stats", topic}, opts.timeout);
   }
 
   /** rpc calls the application's method: resolves with its answer. */

@@ -198,4 +198,9 @@ type Options struct {
 	// JoinLeaveInterval is how long a loop gathers joins and leaves
 	// before pushing them (namespaces with JoinLeave). Default 100 ms.
 	JoinLeaveInterval time.Duration
+	// JoinLeaveMaxDelay is how long the joins and leaves of a topic over
+	// its namespace's JoinLeaveMaxNames may wait (counts pushes go out
+	// when the events are twice the subscribers, or after it). Default
+	// 2 s.
+	JoinLeaveMaxDelay time.Duration
 }

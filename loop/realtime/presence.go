@@ -26,7 +26,11 @@ import (
 // the group (one callback per loop, the push encoded once). A batch over
 // Namespace.JoinLeaveMaxNames names, or a topic over that many
 // subscribers, gives counts only; a batch keeps no names past it, so its
-// memory is bounded too.
+// memory is bounded too. A counts push costs a frame per subscriber: it
+// waits until the events are twice the subscribers or
+// Options.JoinLeaveMaxDelay passed, so that N clients reconnecting
+// within the delay cost about N replies and 2N pushes in all
+// (TestJoinLeaveStormSpread), not N pushes every interval.
 
 // PresenceGroup is the presence shared by the Servers of one process:
 // the members of every presence topic, and the Servers their join/leave
@@ -186,6 +190,7 @@ func (g *PresenceGroup) stats(topic string) cp.PresenceStatsResult {
 type serverPresence struct {
 	g        *PresenceGroup
 	interval time.Duration
+	maxDelay time.Duration
 }
 
 // jlBatch is one topic's joins and leaves of an interval in the group:
@@ -195,6 +200,7 @@ type jlBatch struct {
 	joined, left int
 	overflow     bool
 	maxNames     int
+	first        time.Time // its first join or leave
 }
 
 // initPresence is New's: join the group, leave it when the loop stops.
@@ -207,7 +213,11 @@ func (s *Server) initPresence() {
 	if iv <= 0 {
 		iv = 100 * time.Millisecond
 	}
-	s.pres = &serverPresence{g: g, interval: iv}
+	md := s.o.JoinLeaveMaxDelay
+	if md <= 0 {
+		md = 2 * time.Second
+	}
+	s.pres = &serverPresence{g: g, interval: iv, maxDelay: md}
 	for _, ns := range s.ns {
 		if ns.Presence {
 			g.join(s)
@@ -273,7 +283,7 @@ func (s *Server) queueJoinLeave(name string, ns *Namespace, m cp.ClientInfo, joi
 		if maxNames <= 0 {
 			maxNames = 100
 		}
-		b = &jlBatch{maxNames: maxNames}
+		b = &jlBatch{maxNames: maxNames, first: time.Now()}
 		g.pending[name] = b
 	}
 	if join {
@@ -314,13 +324,23 @@ func (s *Server) flushJoinLeave() {
 		frame []byte
 	}
 	frames := make([]out, 0, len(pending))
+	now := time.Now()
 	for name, b := range pending {
 		tp := &cp.TopicPush{Topic: name}
 		size := 0
 		if pt := g.topics[name]; pt != nil {
 			size = len(pt.members) + pt.remoteN
 		}
-		if b.overflow || size > b.maxNames {
+		counts := b.overflow || size > b.maxNames
+		if counts && b.joined+b.left < 2*size && now.Sub(b.first) < s.pres.maxDelay {
+			// A large topic: a counts push costs a frame per subscriber,
+			// so it waits until its events are twice the subscribers or
+			// JoinLeaveMaxDelay passed. A reconnect storm of N within
+			// the delay then costs at most about 2N pushes in all.
+			g.pending[name] = b
+			continue
+		}
+		if counts {
 			tp.Counts = &cp.JoinLeaveCounts{Joined: b.joined, Left: b.left, Clients: size}
 		} else {
 			tp.Join, tp.Leave = b.join, b.leave
@@ -331,7 +351,14 @@ func (s *Server) flushJoinLeave() {
 	for srv := range g.servers {
 		servers = append(servers, srv)
 	}
+	rearm := len(g.pending) > 0
+	if rearm {
+		g.armed = s
+	}
 	g.mu.Unlock()
+	if rearm {
+		s.l.CallLater(s.pres.interval, s.flushJoinLeave)
+	}
 	if len(frames) == 0 {
 		return
 	}

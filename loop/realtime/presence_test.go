@@ -29,6 +29,13 @@ var presenceNamespaces = []realtime.Namespace{
 // "big:", a large Info). Each loop serves the server API with key "k".
 func startPresenceLoops(t *testing.T, n int) ([]*realtime.Server, []string) {
 	t.Helper()
+	return startPresenceLoopsWith(t, n, nil)
+}
+
+// startPresenceLoopsWith is startPresenceLoops with edit applied to the
+// Servers' options.
+func startPresenceLoopsWith(t *testing.T, n int, edit func(*realtime.Options)) ([]*realtime.Server, []string) {
+	t.Helper()
 	api, err := realtime.NewAPI(realtime.APIOptions{Key: "k"})
 	if err != nil {
 		t.Fatal(err)
@@ -38,8 +45,8 @@ func startPresenceLoops(t *testing.T, n int) ([]*realtime.Server, []string) {
 	var servers []*realtime.Server
 	var addrs []string
 	for range n {
-		l := loop.New(loop.Options{})
-		s, err := realtime.New(l, loop.NewHub(l, loop.Text, broker), realtime.Options{
+		l := loop.New(loop.Options{TimeoutResolution: 10 * time.Millisecond})
+		o := realtime.Options{
 			Namespaces: presenceNamespaces,
 			Presence:   g,
 			Authenticate: func(_ context.Context, c realtime.Credentials) (realtime.Identity, error) {
@@ -50,7 +57,12 @@ func startPresenceLoops(t *testing.T, n int) ([]*realtime.Server, []string) {
 				return realtime.Identity{User: c.Token, Info: info}, nil
 			},
 			JoinLeaveInterval: 50 * time.Millisecond,
-		})
+			JoinLeaveMaxDelay: 300 * time.Millisecond,
+		}
+		if edit != nil {
+			edit(&o)
+		}
+		s, err := realtime.New(l, loop.NewHub(l, loop.Text, broker), o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -330,7 +342,7 @@ func TestJoinLeaveCounts(t *testing.T) {
 	_, addrs := startPresenceLoops(t, 2)
 	_, _, chs := joinLeaveClients(t, addrs, n, "big:r")
 	frames, maxClients := 0, 0
-	for _, fs := range drainAll(chs, 400*time.Millisecond) {
+	for _, fs := range drainAll(chs, 600*time.Millisecond) {
 		for _, f := range fs {
 			frames++
 			if f.Push != nil {
@@ -503,5 +515,35 @@ func TestPresenceHostileFlood(t *testing.T) {
 	}
 	if pushes == 0 {
 		t.Fatal("no join/leave push")
+	}
+}
+
+// TestJoinLeaveStormSpread: 60 clients subscribing in 6 waves 50 ms apart
+// to a topic over JoinLeaveMaxNames (counts) cost at most 3N frames: the
+// counts pushes wait for JoinLeaveMaxDelay (or events twice the
+// subscribers) instead of going to every subscriber each interval.
+func TestJoinLeaveStormSpread(t *testing.T) {
+	const n, waves = 60, 6
+	_, addrs := startPresenceLoopsWith(t, 2, func(o *realtime.Options) { o.JoinLeaveMaxDelay = time.Second })
+	var chs []<-chan frame
+	for w := range waves {
+		_, _, c := joinLeaveClients(t, addrs, n/waves, "big:storm")
+		chs = append(chs, c...)
+		if w < waves-1 {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	frames, counted := 0, 0
+	for _, fs := range drainAll(chs, 1500*time.Millisecond) {
+		for _, f := range fs {
+			frames++
+			if f.Push != nil && f.Push.Counts != nil {
+				counted = max(counted, f.Push.Counts.Clients)
+			}
+		}
+	}
+	t.Logf("%d clients in %d waves: %d frames", n, waves, frames)
+	if frames > 3*n || counted != n {
+		t.Fatalf("%d frames (want <= %d), clients counted %d (want %d)", frames, 3*n, counted, n)
 	}
 }

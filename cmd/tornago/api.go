@@ -146,3 +146,22 @@ func (b *demoBackend) History(topic string, since pubsub.Position, done func([]p
 	}
 	done(msgs, head, err)
 }
+
+// Presence answers the server API's presence from the loop's protocol
+// server (a realtime.PresenceBackend).
+func (b *demoBackend) Presence(topic string) ([]clientproto.ClientInfo, bool, error) {
+	pb, ok := b.rt.(realtime.PresenceBackend)
+	if !ok {
+		return nil, false, errUnknownTopic(topic)
+	}
+	return pb.Presence(topic)
+}
+
+// PresenceStats is Presence's counts.
+func (b *demoBackend) PresenceStats(topic string) (clientproto.PresenceStatsResult, error) {
+	pb, ok := b.rt.(realtime.PresenceBackend)
+	if !ok {
+		return clientproto.PresenceStatsResult{}, errUnknownTopic(topic)
+	}
+	return pb.PresenceStats(topic)
+}

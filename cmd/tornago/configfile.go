@@ -41,6 +41,9 @@ type namespaceConfig struct {
 	Presence       bool          `toml:"presence"`
 	JoinLeave      bool          `toml:"join_leave"`
 	Latest         bool          `toml:"latest"`
+	// JoinLeaveMaxNames: over this many subscribers (or joins and leaves
+	// in an interval), join/leave pushes carry counts only (default 100).
+	JoinLeaveMaxNames int `toml:"join_leave_max_names"`
 }
 
 // historyConfig is a namespace's history: each topic keeps its newest
@@ -66,7 +69,8 @@ func namespaces(ns []namespaceConfig) []realtime.Namespace {
 	for i, n := range ns {
 		out[i] = realtime.Namespace{Name: n.Name, History: n.History.options(), Publish: n.Publish,
 			SubscribeToken: n.SubscribeToken, MaxDataBytes: n.MaxDataBytes, Presence: n.Presence, JoinLeave: n.JoinLeave,
-			Latest: n.Latest}
+			Latest:            n.Latest,
+			JoinLeaveMaxNames: n.JoinLeaveMaxNames}
 	}
 	return out
 }
@@ -191,6 +195,8 @@ func checkNamespaces(ns []namespaceConfig) error {
 			return fmt.Errorf("%s: history bounds must not be negative", where)
 		case n.MaxDataBytes < 0:
 			return fmt.Errorf("%s: max_data_bytes must not be negative", where)
+		case n.JoinLeaveMaxNames < 0:
+			return fmt.Errorf("%s: join_leave_max_names must not be negative", where)
 		case n.JoinLeave && !n.Presence:
 			return fmt.Errorf("%s: join_leave needs presence", where)
 		}

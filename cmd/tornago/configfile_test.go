@@ -93,6 +93,7 @@ func TestConfigFileErrors(t *testing.T) {
 		{"[[namespace]]\nname = \"a\"\nhistory = { max_messages = -1 }", "negative"},
 		{"[[namespace]]\nname = \"a\"\nhistory = { max_age = \"soon\" }", "namespace"},
 		{"[[namespace]]\nname = \"a\"\njoin_leave = true", "needs presence"},
+		{"[[namespace]]\nname = \"a\"\npresence = true\njoin_leave = true\njoin_leave_max_names = -1", "join_leave_max_names must not be negative"},
 	} {
 		fs := flag.NewFlagSet("t", flag.ContinueOnError)
 		fs.Int("port", 8888, "")

@@ -400,6 +400,8 @@ func acceptFromBroker(lp longPollOptions) func(topic string, data []byte) error 
 		switch {
 		case topic == realtime.APIControlTopic:
 			return nil // the server API checks its signature, age and size
+		case topic == realtime.PresenceTopic:
+			return nil // realtime checks a heartbeat's form and bounds its parts
 		case strings.HasPrefix(topic, "rt."):
 			// The protocol server's topics (realtime's hubTopic): each
 			// message is a publication's data, written into every

@@ -127,6 +127,14 @@ func serve(log *slog.Logger, cfg serverConfig) error {
 	if nc != nil {
 		natsb = env.broker
 	}
+	if natsb != nil {
+		// Presence of every process: heartbeats on the broker.
+		stop, err := realtime.DefaultPresence.Share(natsb, 0)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	env.broker = chatBroker(env.broker, cfg.lp, log)
 	api, err := newDemoAPI(cfg, natsb, log)
 	if err != nil {

@@ -293,9 +293,11 @@ func (a *API) serve(r *loop.Request, b APIBackend) {
 		err = a.disconnect(r)
 	case "subscribe":
 		err = a.subscribe(r)
+	case "presence", "presence_stats":
+		err = a.apiPresence(r, b, method == "presence_stats")
 	default:
 		err = &apiError{status: 404, Code: clientproto.ErrMethodNotFound,
-			Msg: "no API method " + strconv.Quote(method) + ": publish, broadcast, history, disconnect or subscribe"}
+			Msg: "no API method " + strconv.Quote(method) + ": publish, broadcast, history, disconnect, subscribe, presence or presence_stats"}
 	}
 	if err != nil {
 		a.fail(r, err)

@@ -221,6 +221,7 @@ func (c *Client) cleanup() {
 	c.subs = nil
 	for _, t := range subs {
 		t.drop(c)
+		s.presenceLeave(c, t)
 		s.unfollow(t)
 	}
 	c.queue = nil
@@ -448,6 +449,7 @@ func (c *Client) handle(cmd cp.Command) {
 		}
 		c.dropSub(t)
 		t.drop(c)
+		c.s.presenceLeave(c, t)
 		c.s.unfollow(t)
 		c.reply(cmd.ID, nil)
 	case cmd.Publish != nil:
@@ -458,6 +460,10 @@ func (c *Client) handle(cmd cp.Command) {
 		c.refresh(cmd.ID, cmd.Refresh)
 	case cmd.Ping != nil:
 		c.reply(cmd.ID, nil)
+	case cmd.Presence != nil:
+		c.presenceCommand(cmd.ID, cmd.Presence.Topic, false)
+	case cmd.PresenceStats != nil:
+		c.presenceCommand(cmd.ID, cmd.PresenceStats.Topic, true)
 	}
 }
 
@@ -725,6 +731,7 @@ func (c *Client) attach(id uint32, name string, ns *Namespace, since pubsub.Posi
 	}
 	t.add(c, skip)
 	c.subs = append(c.subs, t)
+	s.presenceJoin(c, t)
 }
 
 // serverSubscribe is SubscribeUser's, for one connection.
@@ -749,6 +756,7 @@ func (c *Client) serverSubscribe(name string) {
 		c.send(cp.AppendPush(nil, cp.Push{Push: &cp.TopicPush{Topic: name, Sub: &cp.SubPush{Head: head.String()}}}))
 		t.add(c, pubsub.Position{})
 		c.subs = append(c.subs, t)
+		s.presenceJoin(c, t)
 	})
 }
 

@@ -65,9 +65,13 @@ type Namespace struct {
 	// MaxDataBytes bounds a client publication's data (error 115).
 	// Default 0: the command size limit only.
 	MaxDataBytes int
-	// Presence and JoinLeave are for the next protocol version; accepted
-	// and ignored.
-	Presence  bool
+	// Presence keeps who is subscribed to the namespace's topics, on
+	// every loop of the process (presence.go): the presence and
+	// presence_stats commands, Server.Presence, POST /api/presence.
+	Presence bool
+	// JoinLeave pushes the joins and leaves of each topic to its
+	// subscribers, coalesced: one push per topic per
+	// Options.JoinLeaveInterval on each loop. Needs Presence.
 	JoinLeave bool
 	// Latest delivers the namespace's publications latest-value: a
 	// subscriber whose connection's unsent output is over its bound (the
@@ -77,6 +81,9 @@ type Namespace struct {
 	// (skipped; Metrics.LatestSkipped). For values where only the last one
 	// matters: a clock, prices, positions.
 	Latest bool
+	// JoinLeaveMaxNames is the topic size (subscribers in the process)
+	// over which join/leave pushes carry counts only. Default 100.
+	JoinLeaveMaxNames int
 }
 
 // Limits are the per-connection limits (PROTOCOL.md, "Limits"); zero
@@ -126,6 +133,13 @@ type Limits struct {
 	// it the oldest is forgotten early. Default 100,000 (about 25 MB at
 	// most with short user ids).
 	MaxIdempotencyKeys int
+	// MaxPresenceMembers bounds the members a presence answer lists
+	// (command or server API; "truncated" past it). Default 1,000.
+	MaxPresenceMembers int
+	// MaxPresenceInfo bounds the identity Info a member shows in presence
+	// and join/leave: a larger Info is left out (the member is listed
+	// without it). Default 256 bytes.
+	MaxPresenceInfo int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -150,6 +164,8 @@ func (l Limits) withDefaults() Limits {
 	def(&l.MaxHistoryTopics, 10000)
 	def(&l.MaxIdempotencyKeys, 100000)
 	defD(&l.IdempotencyWindow, 2*time.Minute)
+	def(&l.MaxPresenceMembers, 1000)
+	def(&l.MaxPresenceInfo, 256)
 	defD(&l.RPCTimeout, 10*time.Second)
 	defD(&l.ConnectTimeout, 10*time.Second)
 	defD(&l.SessionIdle, 60*time.Second)
@@ -196,4 +212,15 @@ type Options struct {
 	Version string
 	// HookTimeout bounds the context given to the hooks. Default 10 s.
 	HookTimeout time.Duration
+	// Presence is the presence shared by the Servers of one process (one
+	// per loop). nil: the process-wide DefaultPresence.
+	Presence *PresenceGroup
+	// JoinLeaveInterval is how long a loop gathers joins and leaves
+	// before pushing them (namespaces with JoinLeave). Default 100 ms.
+	JoinLeaveInterval time.Duration
+	// JoinLeaveMaxDelay is how long the joins and leaves of a topic over
+	// its namespace's JoinLeaveMaxNames may wait (counts pushes go out
+	// when the events are twice the subscribers, or after it). Default
+	// 2 s.
+	JoinLeaveMaxDelay time.Duration
 }

@@ -56,6 +56,7 @@ type Server struct {
 	scratch   []byte           // replies' encoding, shared by the clients (writes copy)
 	lags      map[*Client]*lag // lagging subscribers of Latest topics (latest.go)
 	idem      idemWindow       // client publishes' idempotency keys (idempotency.go)
+	pres      *serverPresence
 }
 
 // RPCHandler answers one rpc command on the loop: it calls reply once,
@@ -131,6 +132,7 @@ func New(l *loop.Loop, hub *loop.Hub, o Options) (*Server, error) {
 	_, _ = rand.Read(b[:])
 	s.node = hex.EncodeToString(b[:])
 	s.prefix = s.node + "-"
+	s.initPresence()
 	return s, nil
 }
 

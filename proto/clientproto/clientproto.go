@@ -23,6 +23,45 @@ type Command struct {
 	RPC         *RPCRequest         `json:"rpc,omitempty"`
 	Refresh     *RefreshRequest     `json:"refresh,omitempty"`
 	Ping        *PingRequest        `json:"ping,omitempty"`
+	// Presence and PresenceStats ask who is subscribed to a topic of a
+	// namespace with presence (the asker must be subscribed too).
+	Presence      *PresenceRequest `json:"presence,omitempty"`
+	PresenceStats *PresenceRequest `json:"presence_stats,omitempty"`
+}
+
+// PresenceRequest names the topic of presence and presence_stats.
+type PresenceRequest struct {
+	Topic string `json:"topic"`
+}
+
+// ClientInfo is one subscriber in presence results and join/leave
+// pushes: client id, user id, and the info the auth hook attached (left
+// out when over the server's bound).
+type ClientInfo struct {
+	Client string          `json:"client"`
+	User   string          `json:"user,omitempty"`
+	Info   json.RawMessage `json:"info,omitempty"`
+}
+
+// PresenceResult is the result of presence: at most the server's bound
+// of members (Truncated says some were left out).
+type PresenceResult struct {
+	Members   []ClientInfo `json:"members"`
+	Truncated bool         `json:"truncated,omitempty"`
+}
+
+// PresenceStatsResult is the result of presence_stats.
+type PresenceStatsResult struct {
+	Clients int `json:"clients"`
+	Users   int `json:"users"`
+}
+
+// JoinLeaveCounts is a join/leave push of a topic over the namespace's
+// size for names: how many joined and left, and the subscribers now.
+type JoinLeaveCounts struct {
+	Joined  int `json:"joined"`
+	Left    int `json:"left"`
+	Clients int `json:"clients"`
 }
 
 // ConnectRequest opens the session: it must be a connection's first
@@ -131,12 +170,16 @@ type Push struct {
 	Disconnect *Disconnect `json:"disconnect,omitempty"`
 }
 
-// TopicPush is about one topic: exactly one of Pub, Sub, Unsub.
+// TopicPush is about one topic: exactly one of Pub, Sub, Unsub, or a
+// join/leave event (Join and/or Leave, or Counts).
 type TopicPush struct {
-	Topic string       `json:"topic"`
-	Pub   *Publication `json:"pub,omitempty"`
-	Sub   *SubPush     `json:"sub,omitempty"`
-	Unsub *UnsubPush   `json:"unsub,omitempty"`
+	Topic  string           `json:"topic"`
+	Pub    *Publication     `json:"pub,omitempty"`
+	Sub    *SubPush         `json:"sub,omitempty"`
+	Unsub  *UnsubPush       `json:"unsub,omitempty"`
+	Join   []ClientInfo     `json:"join,omitempty"`
+	Leave  []ClientInfo     `json:"leave,omitempty"`
+	Counts *JoinLeaveCounts `json:"counts,omitempty"`
 }
 
 // Publication is one message of a topic; Pos is empty on a topic without

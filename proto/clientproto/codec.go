@@ -42,7 +42,7 @@ func DecodeCommand(b []byte) (Command, error) {
 	}
 	id := Command{ID: c.ID}
 	n := 0
-	for _, set := range []bool{c.Connect != nil, c.Subscribe != nil, c.Unsubscribe != nil, c.Publish != nil, c.RPC != nil, c.Refresh != nil, c.Ping != nil} {
+	for _, set := range []bool{c.Connect != nil, c.Subscribe != nil, c.Unsubscribe != nil, c.Publish != nil, c.RPC != nil, c.Refresh != nil, c.Ping != nil, c.Presence != nil, c.PresenceStats != nil} {
 		if set {
 			n++
 		}
@@ -72,6 +72,14 @@ func DecodeCommand(b []byte) (Command, error) {
 	case c.RPC != nil:
 		if c.RPC.Method == "" || len(c.RPC.Method) > MaxTopic {
 			return id, fmt.Errorf("%w: rpc method empty or over %d bytes", ErrBadCommand, MaxTopic)
+		}
+	case c.Presence != nil:
+		if err := ValidTopic(c.Presence.Topic); err != nil {
+			return id, err
+		}
+	case c.PresenceStats != nil:
+		if err := ValidTopic(c.PresenceStats.Topic); err != nil {
+			return id, err
 		}
 	case c.Refresh != nil:
 		if c.Refresh.Token == "" {

@@ -19,6 +19,8 @@ func TestDecodeCommand(t *testing.T) {
 		`{"id":6,"rpc":{"method":"m","data":[1,2]}}`,
 		`{"id":7,"refresh":{"token":"t"}}`,
 		`{"id":8,"ping":{},"unknown":5}`,
+		`{"id":10,"presence":{"topic":"room:a"}}`,
+		`{"id":11,"presence_stats":{"topic":"room:a"}}`,
 	}
 	for _, s := range good {
 		if _, err := DecodeCommand([]byte(s)); err != nil {
@@ -37,6 +39,9 @@ func TestDecodeCommand(t *testing.T) {
 		`{"id":9,"subscribe":{"topic":"a","since":"01-2"}}`:                 9,
 		`{"id":9,"subscribe":{"topic":"` + strings.Repeat("a", 256) + `"}}`: 9,
 		`{"id":9,"publish":{"topic":"a"}}`:                                  9,
+		`{"id":9,"presence":{"topic":""}}`:                                  9,
+		`{"id":9,"presence_stats":{"topic":"a b"}}`:                         9,
+		`{"id":9,"presence":{"topic":"a"},"ping":{}}`:                       9,
 		`{"id":9,"rpc":{"method":""}}`:                                      9,
 		`{"id":9,"refresh":{}}`:                                             9,
 		`{"id":9,"subscribe":{"topic":"a\u00e9"}}`:                          9,

@@ -84,6 +84,23 @@ export interface SubscribeOptions {
   onSubscribed?: (result: SubscribeResult) => void;
   onError?: (err: TornagoError) => void;
   onUnsubscribed?: (info: {code: number; reason: string}) => void;
+  /** Joins and leaves of the topic (namespaces with join_leave), coalesced. */
+  onJoinLeave?: (ev: JoinLeave) => void;
+}
+
+/** A subscriber as presence and join/leave show it. */
+export interface ClientInfo {
+  client: string;
+  user?: string;
+  /** What the server's authentication attached (left out when large). */
+  info?: any;
+}
+
+/** One coalesced join/leave event; over the namespace's size, counts only. */
+export interface JoinLeave {
+  join: ClientInfo[];
+  leave: ClientInfo[];
+  counts: {joined: number; left: number; clients: number} | null;
 }
 
 export declare class TornagoError extends Error {
@@ -111,6 +128,7 @@ export declare class Subscription extends Emitter {
   on(event: "subscribed", fn: (result: SubscribeResult) => void): () => void;
   on(event: "error", fn: (err: TornagoError) => void): () => void;
   on(event: "unsubscribed", fn: (info: {code: number; reason: string}) => void): () => void;
+  on(event: "joinleave", fn: (ev: JoinLeave) => void): () => void;
 }
 
 export declare class Client extends Emitter {
@@ -125,6 +143,10 @@ export declare class Client extends Emitter {
   /** Resolves with {pos} once the server accepted the publication. */
   /** opts.idem: the publish's idempotency key (default: a fresh one; "" for none). */
   publish(topic: string, data: unknown, opts?: {timeout?: number; idem?: string}): Promise<{pos?: string}>;
+  /** Who is subscribed to topic (subscribed here; a namespace with presence). */
+  presence(topic: string, opts?: {timeout?: number}): Promise<{members: ClientInfo[]; truncated?: boolean}>;
+  /** Subscribers and distinct users of topic. */
+  presenceStats(topic: string, opts?: {timeout?: number}): Promise<{clients: number; users: number}>;
   /** Resolves with the application's answer. */
   rpc<T = unknown>(method: string, data?: unknown, opts?: {timeout?: number}): Promise<T>;
   disconnect(): void;

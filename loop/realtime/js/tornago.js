@@ -504,8 +504,11 @@ export class Core {
       case "call": {
         // undefined has no JSON: it goes as null (publish's data is required).
         const data = msg.data === undefined ? null : msg.data;
-        const cmd = msg.kind === "rpc" ? {rpc: {method: msg.method, data}} : {publish: {topic: msg.topic, data}};
-        if (msg.idem) cmd.publish.idem = msg.idem;
+        const cmd =
+          msg.kind === "rpc" ? {rpc: {method: msg.method, data}}
+          : msg.kind === "presence" || msg.kind === "presence_stats" ? {[msg.kind]: {topic: msg.topic}}
+          : {publish: {topic: msg.topic, data}};
+        if (msg.idem && cmd.publish) cmd.publish.idem = msg.idem;
         this.command(cmd, msg.timeout).then(
           (result) => m.post({t: "res", ref: msg.ref, result}),
           (e) => m.post({t: "res", ref: msg.ref, error: plainError(e)}),
@@ -928,6 +931,11 @@ export class Core {
       const msg = {t: "unsub", topic: p.topic, code: p.unsub.code, reason: p.unsub.reason || ""};
       if (t) for (const m of t.members.keys()) m.post(msg);
       else this._broadcast(msg);
+    } else if (p.join || p.leave || p.counts) {
+      // Join/leave of a topic (namespaces with join_leave): to its pages.
+      const t = this.topics.get(p.topic);
+      const msg = {t: "joinleave", topic: p.topic, ev: {join: p.join || [], leave: p.leave || [], counts: p.counts || null}};
+      if (t) for (const m of t.members.keys()) m.post(msg);
     }
   }
 
@@ -1137,6 +1145,7 @@ export class Subscription extends Emitter {
     this.onSubscribed = o.onSubscribed || null;
     this.onError = o.onError || null;
     this.onUnsubscribed = o.onUnsubscribed || null;
+    this.onJoinLeave = o.onJoinLeave || null;
     this.result = null;
     this._resolve = null;
     this._reject = null;
@@ -1310,6 +1319,13 @@ export class Client extends Emitter {
       case "subpush":
         this.emit("serverSubscribed", msg.topic, msg.head);
         break;
+      case "joinleave": {
+        const s = this.subs.get(msg.topic);
+        if (!s) break;
+        if (s.onJoinLeave) s.onJoinLeave(msg.ev);
+        s.emit("joinleave", msg.ev);
+        break;
+      }
       case "unsub": {
         const s = this.subs.get(msg.topic);
         if (s) {
@@ -1377,6 +1393,19 @@ export class Client extends Emitter {
   publish(topic, data, opts = {}) {
     const idem = opts.idem === undefined ? newIdem() : opts.idem;
     return this._call({kind: "publish", topic, data, idem}, opts.timeout);
+  }
+
+  /**
+   * presence of a topic this page subscribed to (namespace with presence):
+   * resolves with {members: [{client, user, info}], truncated}.
+   */
+  presence(topic, opts = {}) {
+    return this._call({kind: "presence", topic}, opts.timeout);
+  }
+
+  /** presenceStats of a subscribed topic: resolves with {clients, users}. */
+  presenceStats(topic, opts = {}) {
+    return this._call({kind: "presence_stats", topic}, opts.timeout);
   }
 
   /** rpc calls the application's method: resolves with its answer. */

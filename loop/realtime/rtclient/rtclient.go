@@ -175,6 +175,10 @@ type Options struct {
 	// subscribe to itself: those the server subscribed it to (server API,
 	// a "sub" push). Nil: they are dropped.
 	OnPublication func(c *Client, p Publication)
+	// OnJoinLeave gets the join/leave pushes of subscribed topics
+	// (namespaces with join_leave): p's Join and Leave, or its Counts.
+	// Called on the loop; nil: they are dropped.
+	OnJoinLeave func(c *Client, p *clientproto.TopicPush)
 }
 
 func (o Options) withDefaults() Options {
@@ -639,6 +643,10 @@ func (c *Client) push(p *clientproto.TopicPush) {
 		}
 		if c.o.OnSubscribe != nil {
 			c.o.OnSubscribe(c, p.Topic, SubscribeResult{Head: head}, nil)
+		}
+	case p.Join != nil || p.Leave != nil || p.Counts != nil:
+		if c.o.OnJoinLeave != nil {
+			c.o.OnJoinLeave(c, p)
 		}
 	case p.Unsub != nil:
 		if s == nil {

@@ -1,0 +1,144 @@
+package realtime_test
+
+import (
+	"context"
+	"encoding/json"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/tornago/tornago/internal/notrun"
+	"github.com/tornago/tornago/loop"
+	"github.com/tornago/tornago/loop/realtime"
+)
+
+// presencePage subscribes to room:b with onJoinLeave, then asks presence
+// and presenceStats each time the test says so (window.ask()).
+const presencePage = `<!doctype html><meta charset="utf-8"><title>presence</title>
+<script type="module">
+import {connect} from "/tornago.js";
+const rt = window.rt = {events: [], presence: null, stats: null, err: ""};
+const c = connect({shared: false, token: "ada"});
+const s = c.subscribe("room:b", {onJoinLeave: (ev) => rt.events.push(ev)});
+window.ask = async () => {
+	try {
+		rt.presence = await c.presence("room:b");
+		rt.stats = await c.presenceStats("room:b");
+	} catch (e) { rt.err = String(e && e.message); }
+};
+s.ready.then(() => { rt.subscribed = true; });
+</script>`
+
+// TestBrowserClientPresence: the browser client's presence and
+// presenceStats, and its subscription's join/leave events, against the
+// server: a gorilla client joining and leaving is seen by the page.
+func TestBrowserClientPresence(t *testing.T) {
+	exe := ""
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			exe = p
+			break
+		}
+	}
+	if exe == "" {
+		notrun.Skip(t, "no chromium (apt-get install chromium)")
+	}
+	l := loop.New(loop.Options{})
+	srv, err := realtime.New(l, loop.NewHub(l, loop.Text, nil), realtime.Options{
+		Namespaces: presenceNamespaces,
+		Presence:   realtime.NewPresenceGroup(),
+		Authenticate: func(_ context.Context, c realtime.Credentials) (realtime.Identity, error) {
+			return realtime.Identity{User: c.Token, Info: json.RawMessage(`{"name":"` + c.Token + `"}`)}, nil
+		},
+		JoinLeaveInterval: 20 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := loop.NewApplication(loop.AppOptions{})
+	srv.Routes(app)
+	app.HandleFunc("/page", func(r *loop.Request) {
+		r.SetHeader("Content-Type", "text/html; charset=utf-8")
+		r.Write(presencePage)
+	})
+	if err := l.Listen("127.0.0.1:0", app); err != nil {
+		t.Fatal(err)
+	}
+	go l.Start()
+	<-l.Ready()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		l.Stop(ctx)
+	})
+	addr := l.Addr().String()
+
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe), chromedp.Flag("headless", "new"), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-dev-shm-usage", true))...)
+	bctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	ctx, cancelRun := context.WithTimeout(bctx, 30*time.Second)
+	defer cancelRun()
+	if err := chromedp.Run(ctx, chromedp.Navigate("http://"+l.Addr().String()+"/page")); err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	type member struct{ Client, User string }
+	type state struct {
+		Subscribed bool
+		Events     []struct{ Join, Leave []member }
+		Presence   *struct{ Members []member }
+		Stats      *struct{ Clients, Users int }
+		Err        string
+	}
+	wait := func(what string, cond func(state) bool) state {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			var s state
+			if err := chromedp.Run(ctx, chromedp.Evaluate(`window.rt || {}`, &s)); err != nil {
+				t.Fatal(err)
+			}
+			if cond(s) {
+				return s
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("waited for %s: %+v", what, s)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	wait("subscribed", func(s state) bool { return s.Subscribed })
+	g := dial(t, addr)
+	gid := g.connect("grace").Client
+	g.ok(g.cmd("subscribe", map[string]any{"topic": "room:b"}), nil)
+	wait("grace's join", func(s state) bool {
+		for _, e := range s.Events {
+			for _, m := range e.Join {
+				if m.Client == gid && m.User == "grace" {
+					return true
+				}
+			}
+		}
+		return false
+	})
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`window.ask()`, nil)); err != nil {
+		t.Fatal(err)
+	}
+	st := wait("presence", func(s state) bool { return s.Stats != nil || s.Err != "" })
+	if st.Err != "" || st.Stats.Clients != 2 || st.Stats.Users != 2 || len(st.Presence.Members) != 2 {
+		t.Fatalf("presence from the page: %+v", st)
+	}
+	g.c.Close()
+	wait("grace's leave", func(s state) bool {
+		for _, e := range s.Events {
+			for _, m := range e.Leave {
+				if m.Client == gid {
+					return true
+				}
+			}
+		}
+		return false
+	})
+}

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// TestRealtimeScenarios runs rt-idle, rt-push, rt-connect and rt-storm at
+// TestRealtimeScenarios runs rt-idle, rt-push, rt-connect, storm, presence and rt-storm at
 // small sizes against the tornago binary with -token-hmac-secret (each
 // client signs its own HS256 token; rt-storm with -procs 2, whose
 // children it kills), checking that each measures what it reports.
@@ -48,6 +48,25 @@ func TestRealtimeScenarios(t *testing.T) {
 	if raw.Deliveries != 40*5 || rt.Deliveries != 40*5 || !r.CPU.ServerMeasure {
 		t.Errorf("rt-push: raw %+v rt %+v", raw, rt)
 	}
+
+	// storm and presence: tornago's chat namespace has presence and
+	// join_leave.
+	r, err = RealtimeJoinLeaveStorm(o)
+	if err != nil {
+		t.Fatalf("storm: %v (%+v)", err, r)
+	}
+	if r.Conns != 40 || r.Extra["join_leave_pushes"].(int64) == 0 || r.Extra["frames"].(int64) > 3*40 || r.Extra["canary_ok"] != true {
+		t.Errorf("storm: conns %d %v", r.Conns, r.Extra)
+	}
+	t.Logf("storm: %v", r.Extra)
+	r, err = RealtimePresence(o)
+	if err != nil {
+		t.Fatalf("presence: %v (%+v)", err, r)
+	}
+	if r.Extra["presence_stats_clients"] != 40 || r.Extra["presence_stats_users"] != 40 || r.Extra["presence_listed"] != 40 {
+		t.Errorf("presence: %v", r.Extra)
+	}
+	t.Logf("presence: %v", r.Extra)
 
 	p := startTornago(t, 18832, "-procs", "2")
 	time.Sleep(500 * time.Millisecond) // both children listening

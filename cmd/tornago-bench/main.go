@@ -73,6 +73,13 @@ scenarios:
              -token-public-key checks; every rt-* does) beside a
              canary pinging every 50 ms: connects/s, server CPU per connect, connect latency, the canary's
              round trips (budget 250 ms)
+  storm      -url ws://host:port -n N -pid PID [-rate R] [-topic chat:bench]   join/leave storm: N protocol clients
+             open at -rate and subscribe to -topic-storm (a join_leave namespace: tornago's chat) beside a canary; the
+             frames the clients received (connect and subscribe replies, coalesced join/leave pushes) against 3N and
+             N², the server's CPU, the canary's round trips (budget 250 ms)
+  presence   -url ws://host:port -n N -pid PID [-messages 20] [-topic chat:bench]   N protocol clients subscribe to
+             -topic-presence (a presence namespace); they ask presence_stats 50*M times and presence M times, one
+             at a time: their round trips, the counts answered, server RSS per member (connection included)
   compare    -scenario S [-servers tornago,gorilla,tornado,gnetws] [-reps 1] [-pin] [scenario flags without -url/-pid]
              a server may be a tornago variant: tornago-loops2 (tornago -loops 2), tornago-procs4, tornago-procs2-loops4, tornago-mount (through net/http, loop.Mount);
              NAME@TREE builds NAME from the module at TREE instead of -root, labelled NAME@<TREE's last element>: one run
@@ -106,7 +113,7 @@ and exits 1. Figures not measured (no -pid) print n/a and are absent from the JS
 
 // scenarios are the subcommands with their usage line's name.
 var scenarios = []string{"idle", "echo", "push", "broadcast", "handshake", "transports", "history", "compare", "scale", "attack",
-	"rt-idle", "rt-push", "rt-storm", "rt-connect"}
+	"rt-idle", "rt-push", "rt-storm", "rt-connect", "presence", "storm"}
 
 const attackUsage = `attacks (issue 10, j-m of issue 19, n-r of issue 21; -attacks takes letters or names, default all):
   a slow-readers   -slow-n 1000 /ws clients that never read; -slow-posters 4 loop
@@ -352,11 +359,11 @@ func parse(name string, args []string) *flags {
 		fs.DurationVar(&f.tx.pollEvery, "poll-every", time.Second, "transports: short-poll interval")
 		fs.BoolVar(&f.tx.reconnect, "reconnect", true, "transports: every client drops its connection at mid-run and resumes from its last position")
 	}
-	if strings.HasPrefix(name, "rt-") || name == "help" {
+	if strings.HasPrefix(name, "rt-") || name == "presence" || name == "storm" || name == "help" {
 		fs.StringVar(&f.rt.subs, "subs", "1,10", "rt-idle: subscriptions per protocol client, one group of -n clients per entry")
-		fs.StringVar(&f.rt.topic, "topic", "chat:bench", "rt-push, rt-storm: the topic (clients must be allowed to publish on it)")
+		fs.StringVar(&f.rt.topic, "topic", "chat:bench", "rt-push, rt-storm: the topic (clients must be allowed to publish on it); presence, storm: its prefix (-presence, -storm appended; a namespace with presence, storm: and join_leave)")
 		fs.StringVar(&f.rt.token, "token", "", "rt-*: the connect token of every protocol client")
-		fs.IntVar(&f.rt.messages, "messages", 20, "rt-push: messages per group; rt-storm: publications during the storm")
+		fs.IntVar(&f.rt.messages, "messages", 20, "rt-push: messages per group; rt-storm: publications during the storm; presence: presence queries (and 50x as many presence_stats)")
 		fs.Float64Var(&f.rt.msgRate, "msg-rate", 4, "rt-push, rt-storm: messages per second")
 	}
 	if name == "idle" || name == "help" {
@@ -523,7 +530,7 @@ func run(cmd string, f *flags, url string, pid int, p *mpbProgress) (*bench.Resu
 		return bench.Push(bench.PushOptions{URL: url, Conns: f.n, Duration: f.d, PID: pid, Open: open, Spread: spread, Progress: progressOf(p)})
 	case "broadcast":
 		return bench.Broadcast(bench.BroadcastOptions{URL: url, Conns: f.n, Duration: f.d, Window: f.window, PID: pid, Open: open, Spread: spread, Progress: progressOf(p)})
-	case "rt-idle", "rt-push", "rt-storm", "rt-connect":
+	case "rt-idle", "rt-push", "rt-storm", "rt-connect", "presence", "storm":
 		// A secret is never a flag (argv is public): the environment only.
 		secret := os.Getenv("TORNAGO_TOKEN_HMAC_SECRET")
 		o := bench.RealtimeOptions{URL: url, Conns: f.n, Topic: f.rt.topic, Token: f.rt.token, TokenSecret: secret, Messages: f.rt.messages,
@@ -551,6 +558,10 @@ func run(cmd string, f *flags, url string, pid int, p *mpbProgress) (*bench.Resu
 			return bench.RealtimePush(o)
 		case "rt-connect":
 			return bench.RealtimeConnect(o)
+		case "presence":
+			return bench.RealtimePresence(o)
+		case "storm":
+			return bench.RealtimeJoinLeaveStorm(o)
 		}
 		return bench.RealtimeStorm(o)
 	case "handshake":

@@ -89,6 +89,10 @@ func RealtimeJoinLeaveStorm(o RealtimeOptions) (*Result, error) {
 	res.Extra["frames_3n"] = 3 * n
 	res.Extra["frames_n2"] = n * n
 	res.Extra["frames_ok"] = frames <= 3*n
+	// Without the connect replies (what a subscribe costs with join/leave
+	// on: its reply and the pushes, as the server's doc counts).
+	res.Extra["frames_subscribe"] = ready + pushes.Load()
+	res.Extra["frames_subscribe_ok"] = ready+pushes.Load() <= 3*n
 	res.Extra["canary"] = canary.String()
 	res.Extra["canary_max_ms"] = ms(canary.Max)
 	res.Extra["canary_ok"] = canary.Max <= RealtimeCanaryBudget

@@ -42,12 +42,29 @@ func startDemoAppTokens(t *testing.T, secret string) string {
 // TestBrowserRealtimePagePresence: two tabs of the /realtime page, each
 // with its own connection and demo token (Ada, Grace), in chat:lobby: each
 // lists the other as here and shows a join line; when Grace's tab closes,
-// Ada's shows "Grace left" and the list shrinks to herself.
+// Ada's shows "Grace left" and the list shrinks to herself. Twice: tabs of
+// one browser with a connection each (shared=false), and tabs of two
+// browsers (two users), each sharing its browser's connection through the
+// client's SharedWorker as the page does by default.
 func TestBrowserRealtimePagePresence(t *testing.T) {
 	exe := chromiumPath()
 	requireTool(t, exe != "", "chromium (apt-get install chromium)")
 	addr := startDemoAppTokens(t, "0123456789abcdef0123456789abcdef-demo")
 	bctx := startBrowser(t, exe)
+	t.Run("own connections", func(t *testing.T) {
+		testPagePresence(t, func(name string) *rtjsTab {
+			return openRTJSTab(t, bctx, "http://"+addr+"/realtime?shared=false&name="+name)
+		})
+	})
+	t.Run("browsers", func(t *testing.T) {
+		testPagePresence(t, func(name string) *rtjsTab {
+			return openRTJSTab(t, startBrowser(t, exe), "http://"+addr+"/realtime?name="+name)
+		})
+	})
+}
+
+// testPagePresence is TestBrowserRealtimePagePresence with open's tabs.
+func testPagePresence(t *testing.T, open func(name string) *rtjsTab) {
 	type demoState struct {
 		State, Client, Subscribed string
 		Members, Events, Errors   []string
@@ -80,11 +97,11 @@ func TestBrowserRealtimePagePresence(t *testing.T) {
 		slices.Sort(want)
 		return slices.Equal(g, want)
 	}
-	ada := openRTJSTab(t, bctx, "http://"+addr+"/realtime?shared=false&name=Ada")
+	ada := open("Ada")
 	waitFor(ada, "Ada alone in the lobby", func(s demoState) bool {
 		return s.State == "connected" && s.Subscribed == "lobby" && same(s.Members, "Ada")
 	})
-	grace := openRTJSTab(t, bctx, "http://"+addr+"/realtime?shared=false&name=Grace")
+	grace := open("Grace")
 	g := waitFor(grace, "Grace sees Ada", func(s demoState) bool { return s.Subscribed == "lobby" && same(s.Members, "Ada", "Grace") })
 	a := waitFor(ada, "Ada sees Grace join", func(s demoState) bool {
 		return same(s.Members, "Ada", "Grace") && slices.Contains(s.Events, "Grace joined")

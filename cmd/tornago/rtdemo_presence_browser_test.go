@@ -120,4 +120,14 @@ func testPagePresence(t *testing.T, open func(name string) *rtjsTab) {
 	if !slices.Equal(a.Events, []string{"Grace joined", "Grace left"}) || len(a.Errors) > 0 {
 		t.Errorf("Ada's lines %v, errors %v", a.Events, a.Errors)
 	}
+	// Two more at once (within one join/leave interval): one of them was
+	// there first, so at most one sees the other join.
+	linus, mary := open("Linus"), open("Mary")
+	l := waitFor(linus, "Linus sees all", func(s demoState) bool { return same(s.Members, "Ada", "Linus", "Mary") })
+	m := waitFor(mary, "Mary sees all", func(s demoState) bool { return same(s.Members, "Ada", "Linus", "Mary") })
+	time.Sleep(300 * time.Millisecond) // the interval's push, if late
+	l, m = state(linus), state(mary)
+	if slices.Contains(l.Events, "Mary joined") && slices.Contains(m.Events, "Linus joined") {
+		t.Errorf("each saw the other join: Linus %v, Mary %v", l.Events, m.Events)
+	}
 }

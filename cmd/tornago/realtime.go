@@ -17,14 +17,13 @@ import (
 )
 
 // realtimeNamespaces are the demo's: chat rooms with history that clients
-// publish to (chat:lobby), with presence (who is in the room) and
-// coalesced join/leave pushes, the clock's ticks (clock:utc, published by the
+// publish to (chat:lobby), with presence and join/leave pushes (the page's
+// member list and "X joined" lines), the clock's ticks (clock:utc, published by the
 // server; latest-value: a client that reads too slowly gets the newest tick
 // rather than being disconnected), and personal topics (user:#42, user 42's alone).
 func realtimeNamespaces() []realtime.Namespace {
 	return []realtime.Namespace{
-		{Name: "chat", Publish: true, History: pubsub.HistoryOptions{MaxMessages: 100}, MaxDataBytes: 4 << 10,
-			Presence: true, JoinLeave: true},
+		{Name: "chat", Publish: true, History: pubsub.HistoryOptions{MaxMessages: 100}, MaxDataBytes: 4 << 10, Presence: true, JoinLeave: true},
 		{Name: "clock", Latest: true},
 		{Name: "user"},
 	}

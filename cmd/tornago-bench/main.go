@@ -56,7 +56,7 @@ scenarios:
              -longpoll-bytes >= K*(B+128); (RSS after - RSS before) / K, checked against the kept history
   rt-idle    -url ws://host:port -n N -pid PID [-subs 1,10] [-token T]   the client protocol (/connection/websocket,
              loop/realtime/rtclient clients) against the raw /ws route in one run: N /ws clients, then N protocol
-             clients per -subs entry (each subscribed to that many shared topics chat:idle-K), all held at once;
+             clients per -subs entry (each subscribed to that many shared topics clock:idle-K, a namespace without presence), all held at once;
              server RSS per connection of each group and its ratio to /ws's ((1+groups)*N <= 15000)
   rt-push    -url ws://host:port -n N -pid PID [-messages 20] [-msg-rate 4] [-topic chat:bench]   CPU per delivery:
              N /ws clients get -messages chat messages (GET /receive), then N protocol subscribers of -topic get

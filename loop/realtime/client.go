@@ -725,13 +725,14 @@ func (c *Client) attach(id uint32, name string, ns *Namespace, since pubsub.Posi
 			return
 		}
 	}
-	c.reply(id, res)
-	if c.state == stClosed {
-		return
-	}
+	// Subscribed, in presence too, before the reply goes: a client that
+	// asks for presence on another loop once it has the reply must find
+	// itself there (TestPresenceTwoLoops failed in CI when the reply
+	// went first). Nothing is published in between: this is one turn.
 	t.add(c, skip)
 	c.subs = append(c.subs, t)
 	s.presenceJoin(c, t)
+	c.reply(id, res)
 }
 
 // serverSubscribe is SubscribeUser's, for one connection.

@@ -46,6 +46,11 @@ type PresenceGroup struct {
 	// armed is the Server whose timer flushes them (nil: none pending).
 	pending map[string]*jlBatch
 	armed   *Server
+	// share is the sharing with other processes (presence_share.go),
+	// nil unless Share; interval is the shortest JoinLeaveInterval of
+	// the group's Servers (its deltas' coalescing).
+	share    *presenceShare
+	interval time.Duration
 }
 
 // DefaultPresence is the group of the Servers whose Options.Presence is
@@ -65,9 +70,9 @@ func NewPresenceGroup() *PresenceGroup {
 type presenceTopic struct {
 	members map[string]presenceMember
 	users   map[string]int // local and remote members' users
-	// remote are other processes' parts (presence_share.go), remoteN
-	// their members.
-	remote  map[partKey]*remotePart
+	// remote are other processes' members by process (node) and client
+	// id (presence_share.go), remoteN their number.
+	remote  map[string]map[string]cp.ClientInfo
 	remoteN int
 }
 
@@ -89,6 +94,9 @@ func (g *PresenceGroup) add(topic string, m cp.ClientInfo, s *Server) {
 		if m.User != "" {
 			pt.users[m.User]++
 		}
+		if g.share != nil {
+			g.share.noteAdd(topic, m)
+		}
 	}
 }
 
@@ -106,6 +114,9 @@ func (g *PresenceGroup) removeLocked(topic string, pt *presenceTopic, client str
 		return
 	}
 	delete(pt.members, client)
+	if g.share != nil {
+		g.share.noteDel(topic, client)
+	}
 	if m.info.User != "" {
 		if pt.users[m.info.User]--; pt.users[m.info.User] <= 0 {
 			delete(pt.users, m.info.User)
@@ -120,6 +131,9 @@ func (g *PresenceGroup) removeLocked(topic string, pt *presenceTopic, client str
 func (g *PresenceGroup) join(s *Server) {
 	g.mu.Lock()
 	g.servers[s] = struct{}{}
+	if g.interval == 0 || s.pres.interval < g.interval {
+		g.interval = s.pres.interval
+	}
 	g.mu.Unlock()
 }
 
@@ -164,7 +178,7 @@ func (g *PresenceGroup) list(topic string, max int) ([]cp.ClientInfo, bool) {
 			if truncated {
 				break
 			}
-			for _, m := range p.members {
+			for _, m := range p {
 				if len(out) == max {
 					truncated = true
 					break
@@ -285,6 +299,21 @@ func (s *Server) presenceLeave(c *Client, t *topic) {
 func (s *Server) queueJoinLeave(name string, ns *Namespace, m cp.ClientInfo, join bool) {
 	g := s.pres.g
 	g.mu.Lock()
+	g.batchLocked(name, ns, m, join)
+	arm := g.armed == nil
+	if arm {
+		g.armed = s
+	}
+	g.mu.Unlock()
+	if arm {
+		s.l.CallLater(s.pres.interval, s.flushJoinLeave)
+	}
+}
+
+// batchLocked adds a join or leave of topic name (its namespace ns) to
+// the group's pending batch (this process's, or another's received:
+// presence_share.go). Under g.mu.
+func (g *PresenceGroup) batchLocked(name string, ns *Namespace, m cp.ClientInfo, join bool) {
 	b := g.pending[name]
 	if b == nil {
 		maxNames := ns.JoinLeaveMaxNames
@@ -309,14 +338,6 @@ func (s *Server) queueJoinLeave(name string, ns *Namespace, m cp.ClientInfo, joi
 		} else {
 			b.leave = append(b.leave, m)
 		}
-	}
-	arm := g.armed == nil
-	if arm {
-		g.armed = s
-	}
-	g.mu.Unlock()
-	if arm {
-		s.l.CallLater(s.pres.interval, s.flushJoinLeave)
 	}
 }
 

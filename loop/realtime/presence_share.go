@@ -258,7 +258,7 @@ func (g *PresenceGroup) sender(b pubsub.Broker, sh *presenceShare, done <-chan s
 			asks = append(asks, id)
 		}
 		clear(sh.ask)
-		snap := sh.wantSnap && time.Since(lastSnap) >= sh.every*3/4
+		snap := sh.wantSnap && time.Since(lastSnap) >= sh.every*9/10
 		g.mu.Unlock()
 		for _, id := range asks {
 			publish(&presenceMsg{Kind: "r", To: id})
@@ -658,6 +658,7 @@ func (g *PresenceGroup) dropNode(sh *presenceShare, id string, n *remoteNode, pu
 // expire drops the nodes silent since old, their members pushed as
 // leaves.
 func (g *PresenceGroup) expire(sh *presenceShare, old time.Time) {
+
 	g.mu.Lock()
 	var arm []*Server
 	for id, n := range sh.nodes {

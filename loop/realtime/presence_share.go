@@ -27,7 +27,9 @@ import (
 //     process with no change costs the broker, whatever its members;
 //   - a snapshot ("s" parts of at most presencePart members of a topic,
 //     then "e"), all its members: when it starts, and when another node
-//     asks for it ("r"), at most once per heartbeat however many ask.
+//     asks for it ("r"), at most once per heartbeat however many ask. A
+//     process that starts asks every node ("r" to "*"), so it knows the
+//     others' members within an interval or so.
 //
 // A receiver applies a node's deltas while it has the node's state and
 // has seen every seq since: a gap in the numbers (a lost message, or a
@@ -185,9 +187,11 @@ func (g *PresenceGroup) Share(b pubsub.Broker, every time.Duration) (stop func()
 	_, _ = rand.Read(id[:])
 	sh := &presenceShare{
 		node: hex.EncodeToString(id[:]), every: every,
-		out: map[string]*outDelta{}, nodes: map[string]*remoteNode{}, ask: map[string]bool{},
-		wantSnap: true, // a new process tells the others its members
-		kick:     make(chan struct{}, 1),
+		out: map[string]*outDelta{}, nodes: map[string]*remoteNode{},
+		// A new process tells the others its members, and asks for
+		// theirs (To "*": every node).
+		wantSnap: true, ask: map[string]bool{"*": true},
+		kick: make(chan struct{}, 1),
 	}
 	g.mu.Lock()
 	if g.share != nil {
@@ -461,9 +465,14 @@ func (g *PresenceGroup) receive(sh *presenceShare, data []byte) {
 	var arm []*Server
 	switch m.Kind {
 	case "r":
-		if m.To == sh.node {
+		if m.To == sh.node || m.To == "*" {
 			sh.wantSnap = true
 			sh.wake()
+		}
+		if m.To == "*" && !n.synced && n.staging == nil {
+			// A process that starts: its snapshot follows; ask it only
+			// if none came within a heartbeat.
+			n.asked = now
 		}
 	case "d":
 		if n.synced {

@@ -23,7 +23,9 @@ import (
 // Join/leave (namespaces with JoinLeave): each loop gathers its
 // subscribers' joins and leaves for Options.JoinLeaveInterval, then
 // sends one push per topic to the topic's subscribers on every loop of
-// the group (one callback per loop, the push encoded once). A batch over
+// the group (one callback per loop, the push encoded once). With
+// PresenceGroup.Share, other processes' joins and leaves join the batch
+// too (presence_share.go), so the push covers every process. A batch over
 // Namespace.JoinLeaveMaxNames names, or a topic over that many
 // subscribers, gives counts only; a batch keeps no names past it, so its
 // memory is bounded too. A counts push costs a frame per subscriber, so

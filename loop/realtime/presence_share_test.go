@@ -421,3 +421,39 @@ func TestPresenceHostileBroker(t *testing.T) {
 	}
 	waitStats(t, p2.s, "room:h", 3)
 }
+
+// TestJoinLeaveCountsAcrossProcesses: over JoinLeaveMaxNames (5 in
+// "big") the pushes carry counts of the whole topic, both processes'
+// joins in them, and N clients joining at once over two processes cost
+// at most 3N frames in all (the counts push waits for the storm to end,
+// remote joins included).
+func TestJoinLeaveCountsAcrossProcesses(t *testing.T) {
+	const n = 30
+	broker := &pubsub.MemoryBroker{}
+	p1, p2 := startProc(t, broker), startProc(t, broker)
+	time.Sleep(shareEvery)
+	_, _, chs := joinLeaveClients(t, []string{p1.addr, p2.addr}, n, "big:c")
+	frames, pushes, counted := 0, 0, 0
+	for _, fs := range drainAll(chs, time.Second) {
+		for _, f := range fs {
+			frames++
+			if f.Push == nil {
+				continue
+			}
+			pushes++
+			if f.Push.Counts == nil {
+				if len(f.Push.Join)+len(f.Push.Leave) > 5 {
+					t.Fatalf("names over JoinLeaveMaxNames: %+v", f.Push)
+				}
+				continue
+			}
+			counted = max(counted, f.Push.Counts.Clients)
+		}
+	}
+	t.Logf("%d clients on 2 processes: %d frames (%d pushes), clients counted %d", n, frames, pushes, counted)
+	if frames > 3*n || counted != n {
+		t.Fatalf("%d frames (want <= %d), clients counted %d (want %d)", frames, 3*n, counted, n)
+	}
+	waitStats(t, p1.s, "big:c", n)
+	waitStats(t, p2.s, "big:c", n)
+}

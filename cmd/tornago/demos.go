@@ -401,7 +401,7 @@ func acceptFromBroker(lp longPollOptions) func(topic string, data []byte) error 
 		case topic == realtime.APIControlTopic:
 			return nil // the server API checks its signature, age and size
 		case topic == realtime.PresenceTopic:
-			return nil // realtime checks a heartbeat's form and bounds its parts
+			return nil // realtime checks a presence message's form and bounds
 		case strings.HasPrefix(topic, "rt."):
 			// The protocol server's topics (realtime's hubTopic): each
 			// message is a publication's data, written into every

@@ -53,6 +53,7 @@ type PresenceGroup struct {
 	// the group's Servers (its deltas' coalescing).
 	share    *presenceShare
 	interval time.Duration
+	flushed  time.Time // the last flush of the batches
 }
 
 // DefaultPresence is the group of the Servers whose Options.Presence is
@@ -351,6 +352,7 @@ func (s *Server) flushJoinLeave() {
 	pending := g.pending
 	g.pending = map[string]*jlBatch{}
 	g.armed = nil
+	g.flushed = time.Now()
 	type out struct {
 		topic string
 		frame []byte

@@ -42,8 +42,9 @@ import (
 // subscribers', so a subscriber still gets one push per topic per
 // interval whatever the number of processes, names or counts over the
 // whole topic. A join on one process reaches a subscriber on another
-// within two intervals and the broker's latency (the sender's coalescing,
-// then the receiver's batch). A node silent for 3 heartbeats (a dead
+// within about an interval and the broker's latency: the sender
+// coalesced for an interval, so the receiver's batch waits only until an
+// interval after its last push. A node silent for 3 heartbeats (a dead
 // process) is dropped at the receiver's next heartbeat, within 4
 // heartbeats (8 s), and its members are pushed as leaves (a counts push
 // may then wait JoinLeaveQuiet more). A process that stops sharing sends
@@ -462,7 +463,7 @@ func (g *PresenceGroup) receive(sh *presenceShare, data []byte) {
 		n.synced, n.staging = false, nil
 	}
 	n.seq = m.Seq
-	var arm []*Server
+	var arm []armAt
 	switch m.Kind {
 	case "r":
 		if m.To == sh.node || m.To == "*" {
@@ -523,7 +524,7 @@ func (g *PresenceGroup) receive(sh *presenceShare, data []byte) {
 
 // replaceNode makes n's staged snapshot its state: members it no longer
 // has leave, new ones join. Under g.mu.
-func (g *PresenceGroup) replaceNode(sh *presenceShare, id string, n *remoteNode, arm []*Server) []*Server {
+func (g *PresenceGroup) replaceNode(sh *presenceShare, id string, n *remoteNode, arm []armAt) []armAt {
 	staging := n.staging
 	n.staging, n.stagingN, n.synced = nil, 0, true
 	for topic := range n.topics {
@@ -547,7 +548,7 @@ func (g *PresenceGroup) replaceNode(sh *presenceShare, id string, n *remoteNode,
 
 // remoteSet adds or updates node id's member m of topic; a new one is a
 // join. Under g.mu.
-func (g *PresenceGroup) remoteSet(sh *presenceShare, id string, n *remoteNode, topic string, m cp.ClientInfo, arm []*Server) []*Server {
+func (g *PresenceGroup) remoteSet(sh *presenceShare, id string, n *remoteNode, topic string, m cp.ClientInfo, arm []armAt) []armAt {
 	pt := g.topics[topic]
 	if pt == nil {
 		pt = &presenceTopic{members: map[string]presenceMember{}, users: map[string]int{}}
@@ -587,7 +588,7 @@ func (g *PresenceGroup) remoteSet(sh *presenceShare, id string, n *remoteNode, t
 
 // remoteDel removes node id's member client of topic, if kept: a leave.
 // Under g.mu.
-func (g *PresenceGroup) remoteDel(sh *presenceShare, id string, n *remoteNode, topic, client string, arm []*Server) []*Server {
+func (g *PresenceGroup) remoteDel(sh *presenceShare, id string, n *remoteNode, topic, client string, arm []armAt) []armAt {
 	pt := g.topics[topic]
 	if pt == nil {
 		return arm
@@ -614,7 +615,7 @@ func (g *PresenceGroup) remoteDel(sh *presenceShare, id string, n *remoteNode, t
 // remoteEvent adds another process's join or leave to the group's batch
 // of topic when its namespace has JoinLeave; it returns arm with the
 // Server whose timer must flush the batch, if none is armed. Under g.mu.
-func (g *PresenceGroup) remoteEvent(topic string, m cp.ClientInfo, join bool, arm []*Server) []*Server {
+func (g *PresenceGroup) remoteEvent(topic string, m cp.ClientInfo, join bool, arm []armAt) []armAt {
 	for s := range g.servers {
 		ns := s.presenceNS(topic)
 		if ns == nil || !ns.JoinLeave {
@@ -622,25 +623,36 @@ func (g *PresenceGroup) remoteEvent(topic string, m cp.ClientInfo, join bool, ar
 		}
 		g.batchLocked(topic, ns, m, join)
 		if g.armed == nil {
+			// The sender coalesced its changes for an interval already:
+			// the flush waits only until an interval after the last one
+			// (one push per topic per interval still), so a join
+			// elsewhere is pushed within about an interval and the
+			// broker's latency.
 			g.armed = s
-			arm = append(arm, s)
+			arm = append(arm, armAt{s, max(0, time.Until(g.flushed.Add(s.pres.interval)))})
 		}
 		return arm
 	}
 	return arm
 }
 
+// armAt is a flush timer to start: the Server's, after d.
+type armAt struct {
+	s *Server
+	d time.Duration
+}
+
 // arm starts the flush timers that remote events need (out of g.mu).
-func (g *PresenceGroup) arm(servers []*Server) {
-	for _, s := range servers {
-		s.l.CallLater(s.pres.interval, s.flushJoinLeave)
+func (g *PresenceGroup) arm(timers []armAt) {
+	for _, a := range timers {
+		a.s.l.CallLater(a.d, a.s.flushJoinLeave)
 	}
 }
 
 // dropNode forgets node id and its members, pushed as leaves when push.
 // Under g.mu.
-func (g *PresenceGroup) dropNode(sh *presenceShare, id string, n *remoteNode, push bool) []*Server {
-	var arm []*Server
+func (g *PresenceGroup) dropNode(sh *presenceShare, id string, n *remoteNode, push bool) []armAt {
+	var arm []armAt
 	for topic := range n.topics {
 		pt := g.topics[topic]
 		if pt == nil {
@@ -669,7 +681,7 @@ func (g *PresenceGroup) dropNode(sh *presenceShare, id string, n *remoteNode, pu
 func (g *PresenceGroup) expire(sh *presenceShare, old time.Time) {
 
 	g.mu.Lock()
-	var arm []*Server
+	var arm []armAt
 	for id, n := range sh.nodes {
 		if n.seen.Before(old) {
 			arm = append(arm, g.dropNode(sh, id, n, true)...)

@@ -141,10 +141,14 @@ func names(fs []frame) (joined, left map[string]bool) {
 }
 
 // TestJoinLeaveAcrossProcesses: clients joining on process 1 are pushed
-// to a subscriber on process 2 within two intervals and the broker's
+// to a subscriber on process 2 within an interval and the broker's
 // latency, coalesced with process 2's own joins: one push per interval,
-// every join named with its user and info, at most 3N frames in all; a
-// leave on process 1 is pushed on process 2.
+// every join named with its user and info; a leave on process 1 is
+// pushed on process 2. With names (a small topic), N clients joining at
+// once on two processes cost a reply and one or two pushes each: the
+// local joins' push, then the other process's a little later (at most
+// 4N frames in all; counts pushes wait for the storm to end, 2N:
+// TestJoinLeaveCountsAcrossProcesses).
 func TestJoinLeaveAcrossProcesses(t *testing.T) {
 	broker := &pubsub.MemoryBroker{}
 	p1, p2 := startProc(t, broker), startProc(t, broker)
@@ -159,8 +163,8 @@ func TestJoinLeaveAcrossProcesses(t *testing.T) {
 	fs := waitPush(t, obs, 2*time.Second, func(fs []frame) bool { j, _ := names(fs); return j[first] })
 	lat := time.Since(begin)
 	t.Logf("a join on process 1 pushed on process 2 after %v (interval %v)", lat, shareInterval)
-	if lat > 2*shareInterval+100*time.Millisecond {
-		t.Fatalf("join pushed after %v, want within 2 intervals and the broker's latency", lat)
+	if lat > shareInterval+100*time.Millisecond {
+		t.Fatalf("join pushed after %v, want within an interval and the broker's latency", lat)
 	}
 	if m := fs[len(fs)-1].Push.Join[0]; m.User != "first" || string(m.Info) != `{"name":"first"}` {
 		t.Fatalf("remote join %+v, want its user and info", m)
@@ -203,8 +207,8 @@ func TestJoinLeaveAcrossProcesses(t *testing.T) {
 		}
 	}
 	t.Logf("%d clients on 2 processes: %d frames to them, %d pushes to the observer", n, frames, len(obsFrames))
-	if frames > 3*n || len(obsFrames) > 4 {
-		t.Fatalf("%d frames (want <= %d), %d pushes to the observer", frames, 3*n, len(obsFrames))
+	if frames > 4*n || len(obsFrames) > 4 {
+		t.Fatalf("%d frames (want <= %d), %d pushes to the observer", frames, 4*n, len(obsFrames))
 	}
 	waitStats(t, p2.s, "room:x", n+2)
 

@@ -163,7 +163,7 @@ func TestJoinLeaveAcrossProcesses(t *testing.T) {
 	fs := waitPush(t, obs, 2*time.Second, func(fs []frame) bool { j, _ := names(fs); return j[first] })
 	lat := time.Since(begin)
 	t.Logf("a join on process 1 pushed on process 2 after %v (interval %v)", lat, shareInterval)
-	if lat > shareInterval+100*time.Millisecond {
+	if lat > shareInterval+150*time.Millisecond {
 		t.Fatalf("join pushed after %v, want within an interval and the broker's latency", lat)
 	}
 	if m := fs[len(fs)-1].Push.Join[0]; m.User != "first" || string(m.Info) != `{"name":"first"}` {
@@ -324,7 +324,7 @@ func TestPresenceHostileBroker(t *testing.T) {
 		[]byte(`{"node":"evil","seq":1,"k":"d","topic":"room:h","add":[{"client":"forged"}],"del":` + strings.Repeat("[", 10000) + `}`),
 		big,
 	}
-	sBefore := counted.count("e")
+	sBefore, floodBegin := counted.count("e"), time.Now()
 	stopFlood := make(chan struct{})
 	floodDone := make(chan int)
 	go func() {
@@ -361,10 +361,10 @@ func TestPresenceHostileBroker(t *testing.T) {
 	}
 	close(stopFlood)
 	rounds := <-floodDone
-	snaps := counted.count("e") - sBefore
-	t.Logf("%d rounds of %d hostile messages and 20 snapshot requests; snapshots sent by p1: %d in %v (heartbeat %v); %d canaries", rounds, len(hostile), snaps, 3*shareEvery, shareEvery, len(canaries))
-	if snaps > 4 {
-		t.Fatalf("%d snapshots in 3 heartbeats, want at most one per heartbeat", snaps)
+	snaps, flood := counted.count("e")-sBefore, time.Since(floodBegin)
+	t.Logf("%d rounds of %d hostile messages and 20 snapshot requests; snapshots sent by p1: %d in %v (heartbeat %v); %d canaries", rounds, len(hostile), snaps, flood, shareEvery, len(canaries))
+	if limit := 1 + int(flood/(shareEvery*9/10)); snaps > limit {
+		t.Fatalf("%d snapshots in %v, want at most one per heartbeat (%d)", snaps, flood, limit)
 	}
 	fs := waitPush(t, obs, 2*time.Second, func(fs []frame) bool {
 		j, l := names(fs)

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -11,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/tornago/tornago/internal/notrun"
 	"github.com/tornago/tornago/loop/pubsub"
 	"github.com/tornago/tornago/loop/realtime"
 	cp "github.com/tornago/tornago/proto/clientproto"
@@ -23,7 +27,8 @@ import (
 func subTokenServer(t *testing.T, lim realtime.Limits) (*realtime.Server, string, *atomic.Int64) {
 	t.Helper()
 	var checks atomic.Int64
-	ns := append([]realtime.Namespace{{Name: "private", SubscribeToken: true}}, testNamespaces...)
+	ns := append([]realtime.Namespace{{Name: "private", SubscribeToken: true, Publish: true,
+		History: pubsub.HistoryOptions{MaxMessages: 100}}}, testNamespaces...)
 	s, addr := start(t, realtime.Options{
 		Namespaces: ns,
 		Limits:     lim,
@@ -143,6 +148,40 @@ func TestSubscriptionTokenExpiry(t *testing.T) {
 	if f.Push == nil || f.Push.Topic != "private:z" || f.Push.Pub == nil {
 		t.Fatalf("frame %+v, want private:z's publication", f)
 	}
+}
+
+// TestJSClientSubscriptionExpiry: tornago.js in node against the server
+// on a real socket (testdata/tornago_subexp.mjs): a subscription with 1.5 s
+// tokens and getToken lives on through sub_refreshes; one whose refresh is
+// refused is ended by the server (109) and subscribed again from its
+// position, missing nothing; a canary topic and the connection go on.
+func TestJSClientSubscriptionExpiry(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		notrun.Skip(t, "no node")
+	}
+	args := []string{}
+	if exec.Command(node, "-e", "process.exit(typeof WebSocket === 'function' ? 0 : 1)").Run() != nil {
+		args = append(args, "--experimental-websocket") // node 20-21
+	}
+	_, addr, checks := subTokenServer(t, realtime.Limits{})
+	mod := filepath.Join(t.TempDir(), "tornago.mjs")
+	src, err := os.ReadFile("js/tornago.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(mod, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	args = append(args, "testdata/tornago_subexp.mjs", mod, "ws://"+addr)
+	out, err := exec.CommandContext(ctx, node, args...).CombinedOutput()
+	t.Logf("node:\n%s", out)
+	if err != nil {
+		t.Fatalf("node: %v", err)
+	}
+	t.Logf("%d subscription token checks", checks.Load())
 }
 
 // TestSubRefreshFlood: sub_refresh commands go through the command rate

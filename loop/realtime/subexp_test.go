@@ -32,8 +32,17 @@ func subTokenServer(t *testing.T, lim realtime.Limits) (*realtime.Server, string
 	s, addr := start(t, realtime.Options{
 		Namespaces: ns,
 		Limits:     lim,
+		// Connect tokens: "USER", or "USER;MS": valid MS ms, with an Info.
 		Authenticate: func(_ context.Context, c realtime.Credentials) (realtime.Identity, error) {
-			return realtime.Identity{User: c.Token}, nil
+			user, ms, ok := strings.Cut(c.Token, ";")
+			if !ok {
+				return realtime.Identity{User: user}, nil
+			}
+			n, err := strconv.Atoi(ms)
+			if err != nil {
+				return realtime.Identity{}, realtime.ErrUnauthorized
+			}
+			return realtime.Identity{User: user, Info: json.RawMessage(`{"n":1}`), ExpiresAt: time.Now().Add(time.Duration(n) * time.Millisecond)}, nil
 		},
 		VerifySubscribeToken: func(_ context.Context, token, user, topic string) (time.Time, error) {
 			checks.Add(1)
@@ -147,6 +156,34 @@ func TestSubscriptionTokenExpiry(t *testing.T) {
 	f = b.read()
 	if f.Push == nil || f.Push.Topic != "private:z" || f.Push.Pub == nil {
 		t.Fatalf("frame %+v, want private:z's publication", f)
+	}
+}
+
+// TestSubscriptionExpiryAndConnectionToken: the connection's own token
+// and its subscriptions' share one timer entry: a connection refresh
+// keeps the subscription's expiry, which ends the subscription first; the
+// connection's expiry then ends the connection (3005).
+func TestSubscriptionExpiryAndConnectionToken(t *testing.T) {
+	_, addr, _ := subTokenServer(t, realtime.Limits{})
+	a := dial(t, addr)
+	if r := a.connect("ann;2500"); !r.Expires {
+		t.Fatalf("connect %+v", r)
+	}
+	t0 := time.Now()
+	a.ok(a.cmd("subscribe", map[string]any{"topic": "private:x", "token": subToken("ann", "private:x", time.Second)}), nil)
+	a.ok(a.cmd("subscribe", map[string]any{"topic": "private:y", "token": subToken("ann", "private:y", time.Hour)}), nil)
+	a.ok(a.cmd("refresh", map[string]any{"token": "ann;2500"}), nil)
+	f := a.read()
+	if f.Push == nil || f.Push.Topic != "private:x" || f.Push.Unsub == nil || f.Push.Unsub.Code != cp.ErrTokenExpired {
+		t.Fatalf("frame %+v, want the unsub push of private:x", f)
+	}
+	if d := time.Since(t0); d < 900*time.Millisecond || d > 2*time.Second {
+		t.Fatalf("private:x ended after %v, want 1 s", d)
+	}
+	a.ok(a.cmd("ping", map[string]any{}), nil)
+	a.wantClose(cp.DisconnectTokenExpired)
+	if d := time.Since(t0); d < 2400*time.Millisecond {
+		t.Fatalf("3005 after %v, want 2.5 s", d)
 	}
 }
 

@@ -187,6 +187,43 @@ func TestSubscriptionExpiryAndConnectionToken(t *testing.T) {
 	}
 }
 
+// TestSubscriptionExpirySSE: the same over SSE, commands POSTed: the
+// expired subscription's unsub push comes on the stream; the refreshed
+// one lives on.
+func TestSubscriptionExpirySSE(t *testing.T) {
+	s, addr, _ := subTokenServer(t, realtime.Limits{})
+	sc := openSSE(t, addr, `{"id":1,"connect":{"token":"ann"}}`)
+	var r cp.ConnectResult
+	if f := sc.next(); f.ID != 1 || json.Unmarshal(f.Result, &r) != nil || r.Session == "" {
+		t.Fatalf("connect %+v", f)
+	}
+	cmdURL := "http://" + addr + "/connection/command?session=" + r.Session
+	t0 := time.Now()
+	body := `{"id":2,"subscribe":{"topic":"private:x","token":"` + subToken("ann", "private:x", time.Second) + `"}}` + "\n" +
+		`{"id":3,"subscribe":{"topic":"private:y","token":"` + subToken("ann", "private:y", time.Second) + `"}}` + "\n" +
+		`{"id":4,"sub_refresh":{"topic":"private:y","token":"` + subToken("ann", "private:y", time.Hour) + `"}}`
+	if code, b := post(t, cmdURL, body); code != 202 {
+		t.Fatalf("command POST: %d %s", code, b)
+	}
+	for id := uint32(2); id <= 4; id++ {
+		if f := sc.next(); f.ID != id || f.Error != nil {
+			t.Fatalf("reply %+v, want %d's", f, id)
+		}
+	}
+	f := sc.next()
+	if f.Push == nil || f.Push.Topic != "private:x" || f.Push.Unsub == nil || f.Push.Unsub.Code != cp.ErrTokenExpired {
+		t.Fatalf("frame %+v, want the unsub push of private:x", f)
+	}
+	if d := time.Since(t0); d < 900*time.Millisecond {
+		t.Fatalf("unsub after %v, want 1 s", d)
+	}
+	time.Sleep(time.Until(t0.Add(1500 * time.Millisecond)))
+	publishNow(t, s, "private:y", `"y"`)
+	if f := sc.next(); f.Push == nil || f.Push.Topic != "private:y" || f.Push.Pub == nil {
+		t.Fatalf("frame %+v, want private:y's publication", f)
+	}
+}
+
 // TestJSClientSubscriptionExpiry: tornago.js in node against the server
 // on a real socket (testdata/tornago_subexp.mjs): a subscription with 1.5 s
 // tokens and getToken lives on through sub_refreshes; one whose refresh is

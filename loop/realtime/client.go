@@ -150,18 +150,6 @@ func (c *Client) forgetSubExp(t *topic) {
 	}
 }
 
-// subExpires returns when c's subscription to t expires (0: never).
-func (c *Client) subExpires(t *topic) int64 {
-	if c.x != nil {
-		for _, e := range c.x.subExp {
-			if e.t == t {
-				return e.exp
-			}
-		}
-	}
-	return 0
-}
-
 // sub returns c's subscription to name, nil when none.
 func (c *Client) sub(name string) *topic {
 	for _, t := range c.subs {

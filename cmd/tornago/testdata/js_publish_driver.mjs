@@ -1,6 +1,7 @@
 // The real browser client (tornago.js, as the server serves it) in node,
 // with npm's ws as its WebSocket, driven by a Go test line by line
-// (TestProcsJSPublishOnceAfterKill, idem_procs_jsclient_test.go):
+// (TestProcsJSPublishOnceAfterKill and TestJSPublishSameReplyAfterDrop,
+// idem_jsclient_test.go):
 //   node js_publish_driver.mjs <tornago.mjs> <base URL> <topic>
 // stdin, one JSON object a line: {"op":"publish","text":T} publishes the
 // string T on the topic (each with the client's own fresh idempotency

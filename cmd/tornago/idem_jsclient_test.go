@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -200,16 +199,13 @@ type jsSeen struct {
 
 func (s jsSeen) String() string { return s.text + "@" + s.pos.String() }
 
-// newJSIdemRig starts it all; the binary with args. It returns the
-// binary's process too (the supervisor under -procs).
+// newJSIdemRig starts the binary with args; start then connects the
+// clients. It returns the binary's process too (the supervisor under
+// -procs).
 func newJSIdemRig(t *testing.T, topic string, args ...string) (*jsIdemRig, *exec.Cmd) {
 	nodeWithWS(t) // before starting anything
 	addr, cmd, _, stderr := startBinary(t, args...)
-	r := &jsIdemRig{t: t, addr: addr, stderr: stderr, topic: topic}
-	if !slices.Contains(args, "-procs") {
-		r.start()
-	}
-	return r, cmd
+	return &jsIdemRig{t: t, addr: addr, stderr: stderr, topic: topic}, cmd
 }
 
 // start connects the clients (under -procs, once the children listen).
@@ -397,6 +393,7 @@ func TestProcsJSPublishOnceAfterKill(t *testing.T) {
 // position, and nothing is published twice.
 func TestJSPublishSameReplyAfterDrop(t *testing.T) {
 	r, _ := newJSIdemRig(t, "chat:jsidem")
+	r.start()
 	warm, once := r.publishHeld()
 	r.proxy.hold.Store(false)
 	r.proxy.upstream().Close() // the proxy then closes the client's side

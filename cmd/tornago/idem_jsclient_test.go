@@ -64,11 +64,11 @@ type jsDriver struct {
 }
 
 // startJSDriver runs the driver on module (tornago.js as a file) against
-// base, subscribed to topic.
-func startJSDriver(t *testing.T, module, base, topic string) *jsDriver {
+// base over transport only, subscribed to topic.
+func startJSDriver(t *testing.T, module, base, topic, transport string) *jsDriver {
 	node, modules := nodeWithWS(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, node, filepath.Join("testdata", "js_publish_driver.mjs"), module, base, topic)
+	cmd := exec.CommandContext(ctx, node, filepath.Join("testdata", "js_publish_driver.mjs"), module, base, topic, transport)
 	cmd.Env = append(os.Environ(), "NODE_PATH="+modules)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -186,6 +186,7 @@ type jsIdemRig struct {
 	stderr *lockedBuffer
 	l      *loop.Loop
 	topic  string
+	trans  string // the JS client's only transport
 	proxy  *holdProxy
 	js     *jsDriver
 	mu     sync.Mutex
@@ -202,10 +203,10 @@ func (s jsSeen) String() string { return s.text + "@" + s.pos.String() }
 // newJSIdemRig starts the binary with args; start then connects the
 // clients. It returns the binary's process too (the supervisor under
 // -procs).
-func newJSIdemRig(t *testing.T, topic string, args ...string) (*jsIdemRig, *exec.Cmd) {
+func newJSIdemRig(t *testing.T, topic, transport string, args ...string) (*jsIdemRig, *exec.Cmd) {
 	nodeWithWS(t) // before starting anything
 	addr, cmd, _, stderr := startBinary(t, args...)
-	return &jsIdemRig{t: t, addr: addr, stderr: stderr, topic: topic}, cmd
+	return &jsIdemRig{t: t, addr: addr, stderr: stderr, topic: topic, trans: transport}, cmd
 }
 
 // start connects the clients (under -procs, once the children listen).
@@ -247,7 +248,7 @@ func (r *jsIdemRig) start() {
 		t.Fatal(err)
 	}
 	r.proxy = startHoldProxy(t, r.addr)
-	r.js = startJSDriver(t, module, "http://"+r.proxy.ln.Addr().String(), r.topic)
+	r.js = startJSDriver(t, module, "http://"+r.proxy.ln.Addr().String(), r.topic, r.trans)
 	r.js.wait("the JS client's subscription", func(ev jsEvent) bool { return ev.Ev == "subscribed" })
 }
 
@@ -350,58 +351,75 @@ func (r *jsIdemRig) finish(warm, once pubsub.Position) json.RawMessage {
 // NATS, chat history in JetStream); the JS client connects through a proxy
 // that then holds back the server's bytes, publishes, and once the
 // publication reached a Go subscriber the child holding the JS client's
-// connection is killed (SIGKILL) before its reply. The JS client
-// reconnects (to the other child: that one is dead) and sends the publish
-// again with the same idempotency key: JetStream drops the duplicate, the
-// publish promise resolves, and the publication exists once: once for the
-// Go subscriber, once for the JS client's own subscription, once in the
-// topic's history.
+// connection (over long polling: its session, made where the connect
+// went) is killed (SIGKILL) before its reply. The JS client reconnects (to
+// the other child: that one is dead) and sends the publish again with the
+// same idempotency key: JetStream drops the duplicate, the publish promise
+// resolves, and the publication exists once: once for the Go subscriber,
+// once for the JS client's own subscription, once in the topic's history.
 func TestProcsJSPublishOnceAfterKill(t *testing.T) {
-	r, cmd := newJSIdemRig(t, "chat:jsidem", "-procs", "2")
-	port := portOf(r.addr)
-	kids := waitChildren(t, cmd.Process.Pid, 2, port)
-	r.start()
-	warm, once := r.publishHeld()
-	owner := serverOf(t, kids, port, r.proxy.upstream())
-	if owner == 0 {
-		t.Fatal("no child holds the JS client's connection")
+	for _, transport := range []string{"websocket", "longpoll"} {
+		t.Run(transport, func(t *testing.T) {
+			r, cmd := newJSIdemRig(t, "chat:jsidem", transport, "-procs", "2")
+			port := portOf(r.addr)
+			kids := waitChildren(t, cmd.Process.Pid, 2, port)
+			r.start()
+			// The first connection carried the connect: its child holds the
+			// WebSocket, or the long-polling session.
+			owner := serverOf(t, kids, port, r.proxy.first())
+			if owner == 0 {
+				t.Fatal("no child holds the JS client's connection")
+			}
+			warm, once := r.publishHeld()
+			if transport == "websocket" {
+				if up := serverOf(t, kids, port, r.proxy.upstream()); up != owner {
+					t.Fatalf("the WebSocket moved from child %d to %d", owner, up)
+				}
+			}
+			r.proxy.hold.Store(false)
+			if err := syscall.Kill(owner, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			res := r.finish(warm, once)
+			// With a broker the reply carries no position (PROTOCOL.md,
+			// publish); if one comes, it is the publication's.
+			var got struct {
+				Pos string `json:"pos"`
+			}
+			if err := json.Unmarshal(res, &got); err != nil {
+				t.Fatalf("publish result %s: %v", res, err)
+			}
+			if got.Pos != "" && got.Pos != once.String() {
+				t.Errorf("the retried publish resolved with pos %s; the publication is at %s", got.Pos, once)
+			}
+			t.Logf("child %d killed before its reply", owner)
+		})
 	}
-	r.proxy.hold.Store(false)
-	if err := syscall.Kill(owner, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	res := r.finish(warm, once)
-	// With a broker the reply carries no position (PROTOCOL.md, publish);
-	// if one comes, it is the publication's.
-	var got struct {
-		Pos string `json:"pos"`
-	}
-	if err := json.Unmarshal(res, &got); err != nil {
-		t.Fatalf("publish result %s: %v", res, err)
-	}
-	if got.Pos != "" && got.Pos != once.String() {
-		t.Errorf("the retried publish resolved with pos %s; the publication is at %s", got.Pos, once)
-	}
-	t.Logf("child %d killed before its reply", owner)
 }
 
 // TestJSPublishSameReplyAfterDrop: one process, one loop, no broker. The
-// JS client's connection is cut (no kill) after its publish was published
-// and before the reply; it reconnects to the same loop and sends the
-// publish again with the same key: the loop's window answers with the
-// first publish's reply, so the promise resolves with the publication's
-// position, and nothing is published twice.
+// JS client's connections are cut (no kill) after its publish was
+// published and before the reply; it reconnects to the same loop (over
+// long polling: a new session) and sends the publish again with the same
+// key: the loop's window answers with the first publish's reply, so the
+// promise resolves with the publication's position, and nothing is
+// published twice. Over WebSocket and long polling (node has no
+// EventSource for SSE).
 func TestJSPublishSameReplyAfterDrop(t *testing.T) {
-	r, _ := newJSIdemRig(t, "chat:jsidem")
-	r.start()
-	warm, once := r.publishHeld()
-	r.proxy.hold.Store(false)
-	r.proxy.upstream().Close() // the proxy then closes the client's side
-	res := r.finish(warm, once)
-	var got struct {
-		Pos string `json:"pos"`
-	}
-	if err := json.Unmarshal(res, &got); err != nil || got.Pos != once.String() {
-		t.Errorf("the retried publish resolved with %s (%v); want pos %s, the publication's", res, err, once)
+	for _, transport := range []string{"websocket", "longpoll"} {
+		t.Run(transport, func(t *testing.T) {
+			r, _ := newJSIdemRig(t, "chat:jsidem", transport)
+			r.start()
+			warm, once := r.publishHeld()
+			r.proxy.hold.Store(false)
+			r.proxy.cut()
+			res := r.finish(warm, once)
+			var got struct {
+				Pos string `json:"pos"`
+			}
+			if err := json.Unmarshal(res, &got); err != nil || got.Pos != once.String() {
+				t.Errorf("the retried publish resolved with %s (%v); want pos %s, the publication's", res, err, once)
+			}
+		})
 	}
 }

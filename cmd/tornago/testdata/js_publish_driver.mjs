@@ -2,7 +2,7 @@
 // with npm's ws as its WebSocket, driven by a Go test line by line
 // (TestProcsJSPublishOnceAfterKill and TestJSPublishSameReplyAfterDrop,
 // idem_jsclient_test.go):
-//   node js_publish_driver.mjs <tornago.mjs> <base URL> <topic>
+//   node js_publish_driver.mjs <tornago.mjs> <base URL> <topic> [transport]
 // stdin, one JSON object a line: {"op":"publish","text":T} publishes the
 // string T on the topic (each with the client's own fresh idempotency
 // key); end of input disconnects and exits.
@@ -19,19 +19,19 @@ import readline from "node:readline";
 const require = createRequire(import.meta.url);
 globalThis.WebSocket = require("ws");
 
-const [mod, base, topic] = process.argv.slice(2);
+const [mod, base, topic, transport = "websocket"] = process.argv.slice(2);
 const {Client} = await import(pathToFileURL(mod).href);
 const out = (o) => process.stdout.write(JSON.stringify(o) + "\n");
 
 // shared: false and no storage: this process's own connection, positions
 // in memory (node has neither SharedWorker, navigator.locks nor
-// sessionStorage; "auto" would come to the same). Only WebSocket: the
-// test's hold proxy and its kill are about one connection.
+// sessionStorage; "auto" would come to the same). One transport (the
+// fourth argument, default websocket): no fallback to blur what is tested.
 const c = new Client({
   url: base,
   shared: false,
   storage: null,
-  transports: ["websocket"],
+  transports: [transport],
   minReconnectDelay: 50,
   maxReconnectDelay: 300,
   timeout: 30000,

@@ -218,9 +218,27 @@ type Options struct {
 	// JoinLeaveInterval is how long a loop gathers joins and leaves
 	// before pushing them (namespaces with JoinLeave). Default 100 ms.
 	JoinLeaveInterval time.Duration
-	// JoinLeaveMaxDelay is how long the joins and leaves of a topic over
-	// its namespace's JoinLeaveMaxNames may wait (counts pushes go out
-	// when the events are twice the subscribers, or after it). Default
-	// 2 s.
+	// JoinLeaveQuiet: the joins and leaves of a topic over its
+	// namespace's JoinLeaveMaxNames (counts pushes, a frame to every
+	// subscriber) wait until none came for this long (the storm is over),
+	// or until they are twice the subscribers, or JoinLeaveMaxDelay.
+	// Default DefaultJoinLeaveQuiet.
+	JoinLeaveQuiet time.Duration
+	// JoinLeaveMaxDelay is the longest a counts push waits while joins
+	// and leaves keep coming (see JoinLeaveQuiet): how stale the counts
+	// of a large topic may be during a storm. Default
+	// DefaultJoinLeaveMaxDelay.
 	JoinLeaveMaxDelay time.Duration
 }
+
+// The defaults of Options.JoinLeaveQuiet and Options.JoinLeaveMaxDelay:
+// a reconnect storm spread over up to 10 s (with no pause of a second)
+// costs one counts push per subscriber, and a large topic's counts are
+// at most 10 s stale while it lasts (presence_stats is exact at any
+// time). A second of quiet, not less: a loaded harness or server pauses
+// for a few hundred milliseconds in the middle of a storm (300 ms let
+// through a push in the middle of a 10,000-client storm: 3.2N frames).
+const (
+	DefaultJoinLeaveQuiet    = time.Second
+	DefaultJoinLeaveMaxDelay = 10 * time.Second
+)

@@ -26,11 +26,14 @@ import (
 // the group (one callback per loop, the push encoded once). A batch over
 // Namespace.JoinLeaveMaxNames names, or a topic over that many
 // subscribers, gives counts only; a batch keeps no names past it, so its
-// memory is bounded too. A counts push costs a frame per subscriber: it
-// waits until the events are twice the subscribers or
-// Options.JoinLeaveMaxDelay passed, so that N clients reconnecting
-// within the delay cost about N replies and 2N pushes in all
-// (TestJoinLeaveStormSpread), not N pushes every interval.
+// memory is bounded too. A counts push costs a frame per subscriber, so
+// it waits for the storm to end: until no join or leave came for
+// Options.JoinLeaveQuiet, or the events are twice the subscribers, or
+// Options.JoinLeaveMaxDelay passed since the first. N clients
+// (re)connecting within the delay then cost one counts push to each
+// (N frames) beside their connect and subscribe replies (2N), however
+// the storm is spread (TestJoinLeaveStormSpread, TestJoinLeaveStormLong),
+// not N pushes every interval.
 
 // PresenceGroup is the presence shared by the Servers of one process:
 // the members of every presence topic, and the Servers their join/leave
@@ -190,6 +193,7 @@ func (g *PresenceGroup) stats(topic string) cp.PresenceStatsResult {
 type serverPresence struct {
 	g        *PresenceGroup
 	interval time.Duration
+	quiet    time.Duration
 	maxDelay time.Duration
 }
 
@@ -200,7 +204,7 @@ type jlBatch struct {
 	joined, left int
 	overflow     bool
 	maxNames     int
-	first        time.Time // its first join or leave
+	first, last  time.Time // its first and its latest join or leave
 }
 
 // initPresence is New's: join the group, leave it when the loop stops.
@@ -213,11 +217,15 @@ func (s *Server) initPresence() {
 	if iv <= 0 {
 		iv = 100 * time.Millisecond
 	}
+	q := s.o.JoinLeaveQuiet
+	if q <= 0 {
+		q = DefaultJoinLeaveQuiet
+	}
 	md := s.o.JoinLeaveMaxDelay
 	if md <= 0 {
-		md = 2 * time.Second
+		md = DefaultJoinLeaveMaxDelay
 	}
-	s.pres = &serverPresence{g: g, interval: iv, maxDelay: md}
+	s.pres = &serverPresence{g: g, interval: iv, quiet: q, maxDelay: md}
 	for _, ns := range s.ns {
 		if ns.Presence {
 			g.join(s)
@@ -286,6 +294,7 @@ func (s *Server) queueJoinLeave(name string, ns *Namespace, m cp.ClientInfo, joi
 		b = &jlBatch{maxNames: maxNames, first: time.Now()}
 		g.pending[name] = b
 	}
+	b.last = time.Now()
 	if join {
 		b.joined++
 	} else {
@@ -332,11 +341,14 @@ func (s *Server) flushJoinLeave() {
 			size = len(pt.members) + pt.remoteN
 		}
 		counts := b.overflow || size > b.maxNames
-		if counts && b.joined+b.left < 2*size && now.Sub(b.first) < s.pres.maxDelay {
+		if counts && b.joined+b.left < 2*size && now.Sub(b.last) < s.pres.quiet && now.Sub(b.first) < s.pres.maxDelay {
 			// A large topic: a counts push costs a frame per subscriber,
-			// so it waits until its events are twice the subscribers or
-			// JoinLeaveMaxDelay passed. A reconnect storm of N within
-			// the delay then costs at most about 2N pushes in all.
+			// so it waits for the storm to end (JoinLeaveQuiet without
+			// an event), or for its events to be twice the subscribers,
+			// or JoinLeaveMaxDelay. A reconnect storm of N within the
+			// delay then costs one push to each: N frames. (A push in
+			// the middle of a storm would cost up to N more: at 2 s and
+			// 4 s of a 5 s storm, 1.2 N.)
 			g.pending[name] = b
 			continue
 		}

@@ -547,3 +547,42 @@ func TestJoinLeaveStormSpread(t *testing.T) {
 		t.Fatalf("%d frames (want <= %d), clients counted %d (want %d)", frames, 3*n, counted, n)
 	}
 }
+
+// TestJoinLeaveStormLong: with the default delays, 60 clients subscribing
+// in 20 waves over 2.4 s (longer than the former fixed 2 s delay, after
+// which counts pushes went out in the middle of the storm) still cost at
+// most 3N frames: the counts push waits for the storm to end.
+func TestJoinLeaveStormLong(t *testing.T) {
+	const n, waves = 60, 20
+	_, addrs := startPresenceLoopsWith(t, 2, func(o *realtime.Options) {
+		o.JoinLeaveQuiet, o.JoinLeaveMaxDelay = 0, 0 // the defaults
+	})
+	var chs []<-chan frame
+	start := time.Now()
+	for w := range waves {
+		_, _, c := joinLeaveClients(t, addrs, n/waves, "big:long")
+		chs = append(chs, c...)
+		if w < waves-1 {
+			time.Sleep(125 * time.Millisecond)
+		}
+	}
+	spread := time.Since(start)
+	frames, counted, pushes := 0, 0, 0
+	for _, fs := range drainAll(chs, 3*time.Second) {
+		for _, f := range fs {
+			frames++
+			if f.Push != nil && f.Push.Counts != nil {
+				pushes++
+				counted = max(counted, f.Push.Counts.Clients)
+			}
+		}
+	}
+	// The frames here are the subscribe replies (N) and the pushes (the
+	// connect replies, N more, were read before): the 3N of the storm
+	// target leaves N for the pushes; a few names pushes reach the first
+	// waves while the topic is small.
+	t.Logf("%d clients in %d waves over %v: %d frames, %d counts pushes", n, waves, spread.Round(time.Millisecond), frames, pushes)
+	if frames-n > n+n/5 || counted != n {
+		t.Fatalf("%d frames after %d subscribe replies (want <= %d pushes), clients counted %d (want %d)", frames, n, n+n/5, counted, n)
+	}
+}

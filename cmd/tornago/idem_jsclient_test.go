@@ -104,7 +104,7 @@ func startJSDriver(t *testing.T, module, base, topic, transport string) *jsDrive
 			}
 			select {
 			case d.events <- ev:
-			default: // nobody waits for this kind; the log has it
+			default: // 256 unread: the log and pubs still have it
 			}
 		}
 	}()
@@ -193,6 +193,7 @@ type jsIdemRig struct {
 	got    []jsSeen // what the Go subscriber got
 }
 
+// jsSeen is a publication a Go subscriber got: its text and position.
 type jsSeen struct {
 	text string
 	pos  pubsub.Position

@@ -349,7 +349,9 @@ func TestBrowserClientFallback(t *testing.T) {
 	srv.refuse("/connection/websocket", false)
 	srv.refuse("/connection/sse", false)
 	p3 := openRTJSTab(t, bctx, srv.base()+"/rtjs-test?shared=false&ping=1000&topic=chat:fb3")
-	p3.waitFor("connected over websocket", 10*time.Second, func(s rtjsState) bool { return s.State == "connected" && s.Transport == "websocket" && len(s.Subs) == 1 })
+	p3.waitFor("connected over websocket", 10*time.Second, func(s rtjsState) bool {
+		return s.State == "connected" && s.Transport == "websocket" && len(s.Subs) == 1
+	})
 	ws := srv.requests("/connection/websocket")
 	srv.px.blackhole()
 	start := time.Now()

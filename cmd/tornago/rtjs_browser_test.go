@@ -335,7 +335,9 @@ func TestBrowserClientFallback(t *testing.T) {
 	}
 	srv.refuse("/connection/sse", true)
 	p2 := openRTJSTab(t, bctx, srv.base()+"/rtjs-test?shared=false&topic=chat:fb2")
-	s = p2.waitFor("connected over long polling", 15*time.Second, func(s rtjsState) bool { return s.State == "connected" })
+	// Subscribed, not only connected: a publication before the subscribe
+	// reached the server is before "now" and not for this page.
+	s = p2.waitFor("connected over long polling", 15*time.Second, func(s rtjsState) bool { return s.State == "connected" && len(s.Subs) == 1 })
 	if s.Transport != "longpoll" {
 		t.Errorf("transport %q with WebSocket and SSE refused, want longpoll", s.Transport)
 	}
@@ -347,7 +349,9 @@ func TestBrowserClientFallback(t *testing.T) {
 	srv.refuse("/connection/websocket", false)
 	srv.refuse("/connection/sse", false)
 	p3 := openRTJSTab(t, bctx, srv.base()+"/rtjs-test?shared=false&ping=1000&topic=chat:fb3")
-	p3.waitFor("connected over websocket", 10*time.Second, func(s rtjsState) bool { return s.State == "connected" && s.Transport == "websocket" })
+	p3.waitFor("connected over websocket", 10*time.Second, func(s rtjsState) bool {
+		return s.State == "connected" && s.Transport == "websocket" && len(s.Subs) == 1
+	})
 	ws := srv.requests("/connection/websocket")
 	srv.px.blackhole()
 	start := time.Now()

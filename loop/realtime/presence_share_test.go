@@ -43,6 +43,7 @@ func startProc(t *testing.T, b pubsub.Broker) *proc {
 			return realtime.Identity{User: c.Token, Info: info}, nil
 		},
 		JoinLeaveInterval: shareInterval,
+		JoinLeaveQuiet:    300 * time.Millisecond,
 	}, nil)
 	stop, err := g.Share(b, shareEvery)
 	if err != nil {

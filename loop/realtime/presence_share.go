@@ -58,6 +58,12 @@ import (
 // over maxRemoteInfo is left out; work per message is bounded by its
 // size (a snapshot's end by what the node sent). Memory: at most
 // maxRemoteNodes nodes and maxRemoteMembers members of other processes.
+// The broker itself is trusted as the hub's topics are: whoever can
+// publish there can speak for a process.
+//
+// Deltas carry net changes: a client that joins and leaves within one
+// interval is no change for the other processes, whose subscribers get
+// no push for it (its own process's do).
 
 // PresenceTopic is the broker topic of the presence messages.
 const PresenceTopic = "_tornago_presence"

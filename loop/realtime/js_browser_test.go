@@ -52,8 +52,7 @@ func TestBrowserClientTokens(t *testing.T) {
 		notrun.Skip(t, "no chromium (apt-get install chromium)")
 	}
 	var auths atomic.Int64
-	l := loop.New(loop.Options{TimeoutResolution: 10 * time.Millisecond})
-	s, err := realtime.New(l, loop.NewHub(l, loop.Text, nil), realtime.Options{
+	o := realtime.Options{
 		Namespaces: testNamespaces,
 		Authenticate: func(_ context.Context, c realtime.Credentials) (realtime.Identity, error) {
 			auths.Add(1)
@@ -62,27 +61,14 @@ func TestBrowserClientTokens(t *testing.T) {
 			}
 			return realtime.Identity{User: "ada", ExpiresAt: time.Now().Add(3 * time.Second)}, nil
 		},
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
-	app := loop.NewApplication(loop.AppOptions{})
-	s.Routes(app)
-	app.HandleFunc("/tokens", func(r *loop.Request) {
-		r.SetHeader("Content-Type", "text/html; charset=utf-8")
-		r.Write(tokenPage)
+	_, addr := realtime.StartForTest(t, loop.Options{TimeoutResolution: 10 * time.Millisecond}, nil, o, func(_ *realtime.Server, app *loop.Application) {
+		app.HandleFunc("/tokens", func(r *loop.Request) {
+			r.SetHeader("Content-Type", "text/html; charset=utf-8")
+			r.Write(tokenPage)
+		})
 	})
-	if err := l.Listen("127.0.0.1:0", app); err != nil {
-		t.Fatal(err)
-	}
-	go l.Start()
-	<-l.Ready()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		l.Stop(ctx)
-	})
-	base := "http://" + l.Addr().String()
+	base := "http://" + addr
 
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe), chromedp.Flag("headless", "new"), chromedp.NoSandbox, chromedp.DisableGPU,

@@ -44,35 +44,20 @@ func TestBrowserClientPresence(t *testing.T) {
 	if exe == "" {
 		notrun.Skip(t, "no chromium (apt-get install chromium)")
 	}
-	l := loop.New(loop.Options{})
-	srv, err := realtime.New(l, loop.NewHub(l, loop.Text, nil), realtime.Options{
+	o := realtime.Options{
 		Namespaces: presenceNamespaces,
 		Presence:   realtime.NewPresenceGroup(),
 		Authenticate: func(_ context.Context, c realtime.Credentials) (realtime.Identity, error) {
 			return realtime.Identity{User: c.Token, Info: json.RawMessage(`{"name":"` + c.Token + `"}`)}, nil
 		},
 		JoinLeaveInterval: 20 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
-	app := loop.NewApplication(loop.AppOptions{})
-	srv.Routes(app)
-	app.HandleFunc("/page", func(r *loop.Request) {
-		r.SetHeader("Content-Type", "text/html; charset=utf-8")
-		r.Write(presencePage)
+	_, addr := realtime.StartForTest(t, loop.Options{}, nil, o, func(_ *realtime.Server, app *loop.Application) {
+		app.HandleFunc("/page", func(r *loop.Request) {
+			r.SetHeader("Content-Type", "text/html; charset=utf-8")
+			r.Write(presencePage)
+		})
 	})
-	if err := l.Listen("127.0.0.1:0", app); err != nil {
-		t.Fatal(err)
-	}
-	go l.Start()
-	<-l.Ready()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		l.Stop(ctx)
-	})
-	addr := l.Addr().String()
 
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe), chromedp.Flag("headless", "new"), chromedp.NoSandbox, chromedp.DisableGPU,
@@ -81,7 +66,7 @@ func TestBrowserClientPresence(t *testing.T) {
 	t.Cleanup(func() { cancel(); cancelAlloc() })
 	ctx, cancelRun := context.WithTimeout(bctx, 30*time.Second)
 	defer cancelRun()
-	if err := chromedp.Run(ctx, chromedp.Navigate("http://"+l.Addr().String()+"/page")); err != nil {
+	if err := chromedp.Run(ctx, chromedp.Navigate("http://"+addr+"/page")); err != nil {
 		t.Fatalf("chromium: %v", err)
 	}
 	type member struct{ Client, User string }

@@ -3,12 +3,10 @@ package realtime_test
 import (
 	"context"
 	"encoding/json"
-	"os/exec"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/tornago/tornago/internal/notrun"
 	"github.com/tornago/tornago/loop"
 	"github.com/tornago/tornago/loop/realtime"
 )
@@ -34,16 +32,6 @@ s.ready.then(() => { rt.subscribed = true; });
 // presenceStats, and its subscription's join/leave events, against the
 // server: a gorilla client joining and leaving is seen by the page.
 func TestBrowserClientPresence(t *testing.T) {
-	exe := ""
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			exe = p
-			break
-		}
-	}
-	if exe == "" {
-		notrun.Skip(t, "no chromium (apt-get install chromium)")
-	}
 	o := realtime.Options{
 		Namespaces: presenceNamespaces,
 		Presence:   realtime.NewPresenceGroup(),
@@ -59,11 +47,7 @@ func TestBrowserClientPresence(t *testing.T) {
 		})
 	})
 
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe), chromedp.Flag("headless", "new"), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-dev-shm-usage", true))...)
-	bctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancel(); cancelAlloc() })
+	bctx := startChromium(t)
 	ctx, cancelRun := context.WithTimeout(bctx, 30*time.Second)
 	defer cancelRun()
 	if err := chromedp.Run(ctx, chromedp.Navigate("http://"+addr+"/page")); err != nil {
@@ -79,20 +63,7 @@ func TestBrowserClientPresence(t *testing.T) {
 	}
 	wait := func(what string, cond func(state) bool) state {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			var s state
-			if err := chromedp.Run(ctx, chromedp.Evaluate(`window.rt || {}`, &s)); err != nil {
-				t.Fatal(err)
-			}
-			if cond(s) {
-				return s
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("waited for %s: %+v", what, s)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		return waitPage(t, ctx, 10*time.Second, what, cond)
 	}
 	wait("subscribed", func(s state) bool { return s.Subscribed })
 	g := dial(t, addr)

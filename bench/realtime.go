@@ -880,6 +880,15 @@ func (k *rtCanary) finish() Percentiles {
 	return summarize(k.lat.sorted())
 }
 
+// report puts the canary's round trips p (finish's) and its failed pings
+// in res, p judged against RealtimeCanaryBudget.
+func (k *rtCanary) report(res *Result, p Percentiles) {
+	res.Extra["canary"] = p.String()
+	res.Extra["canary_max_ms"] = ms(p.Max)
+	res.Extra["canary_ok"] = p.Max <= RealtimeCanaryBudget
+	res.Extra["canary_ping_failures"] = k.fail.Load()
+}
+
 // RealtimeCanaryBudget is the worst canary round trip rt-connect accepts.
 const RealtimeCanaryBudget = 250 * time.Millisecond
 
@@ -919,10 +928,7 @@ func RealtimeConnect(o RealtimeOptions) (*Result, error) {
 		alg = "one shared token"
 	}
 	res.Extra["tokens"] = alg
-	res.Extra["canary"] = canary.String()
-	res.Extra["canary_max_ms"] = ms(canary.Max)
-	res.Extra["canary_ok"] = canary.Max <= RealtimeCanaryBudget
-	res.Extra["canary_ping_failures"] = k.fail.Load()
+	k.report(res, canary)
 	if e, ok := g.lastErr.Load().(string); ok {
 		res.Extra["last_error"] = e
 	}

@@ -86,10 +86,7 @@ func RealtimeJoinLeaveStorm(o RealtimeOptions) (*Result, error) {
 	// on: its reply and the pushes, as the server's doc counts).
 	res.Extra["frames_subscribe"] = ready + pushes.Load()
 	res.Extra["frames_subscribe_ok"] = ready+pushes.Load() <= 3*n
-	res.Extra["canary"] = canary.String()
-	res.Extra["canary_max_ms"] = ms(canary.Max)
-	res.Extra["canary_ok"] = canary.Max <= RealtimeCanaryBudget
-	res.Extra["canary_ping_failures"] = k.fail.Load()
+	k.report(res, canary)
 	if e, ok := g.lastErr.Load().(string); ok {
 		res.Extra["last_error"] = e
 	}

@@ -21,7 +21,8 @@ type holdProxy struct {
 	ln   net.Listener
 	hold atomic.Bool
 	mu   sync.Mutex
-	up   net.Conn // the newest upstream connection
+	up   net.Conn   // the newest upstream connection
+	ups  []net.Conn // every upstream connection
 }
 
 func startHoldProxy(t *testing.T, addr string) *holdProxy {
@@ -44,6 +45,7 @@ func startHoldProxy(t *testing.T, addr string) *holdProxy {
 			}
 			p.mu.Lock()
 			p.up = up
+			p.ups = append(p.ups, up)
 			p.mu.Unlock()
 			go func() { io.Copy(up, down); up.Close() }()
 			go func() {
@@ -70,6 +72,26 @@ func (p *holdProxy) upstream() net.Conn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.up
+}
+
+// first returns the first upstream connection, or nil.
+func (p *holdProxy) first() net.Conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.ups) == 0 {
+		return nil
+	}
+	return p.ups[0]
+}
+
+// cut closes every connection so far (each client side follows).
+func (p *holdProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, up := range p.ups {
+		up.Close()
+	}
+	p.ups = nil
 }
 
 // TestProcsPublishOnceAfterKill: tornago -procs 2 (embedded NATS, chat

@@ -1384,7 +1384,8 @@ export class Client extends Emitter {
   }
 
   /**
-   * publish data on topic: resolves with {pos} once the server took it.
+   * publish data on topic: resolves with {pos} once the server took it
+   * ({} through a broker: the position comes with the publication).
    * Each publish carries a fresh idempotency key (opts.idem: the
    * application's own; "" for none): one whose connection ends before
    * the reply is sent again with the same key after the reconnect, and

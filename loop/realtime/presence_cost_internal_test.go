@@ -107,6 +107,9 @@ func TestPresenceBrokerBytes(t *testing.T) {
 		g1.add("chat:big", cp.ClientInfo{Client: "a1b2c3d4e5f60718-" + strconv.Itoa(i), User: "user" + strconv.Itoa(i), Info: info}, nil)
 	}
 	b1 := &countingBroker{Broker: mem}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
 	stop2, err := g2.Share(mem, every)
 	if err != nil {
 		t.Fatal(err)
@@ -125,6 +128,9 @@ func TestPresenceBrokerBytes(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	first := b1.bytes.Load()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perRemote := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n
 	// Steady state: count whole heartbeats, once the start is over (two
 	// processes starting together may each answer the other's first
 	// request with a snapshot more, at most one a heartbeat).
@@ -136,8 +142,8 @@ func TestPresenceBrokerBytes(t *testing.T) {
 	if got := g2.stats("chat:big").Clients; got != n {
 		t.Fatalf("the other process sees %d clients, want %d", got, n)
 	}
-	t.Logf("broker bytes of a process with %d members in one topic, no churn: %d bytes in %d messages per heartbeat (%v by default); %d bytes until the other process had them all",
-		n, bytes/beats, msgs/beats, DefaultPresenceHeartbeat, first)
+	t.Logf("broker bytes of a process with %d members in one topic, no churn: %d bytes in %d messages per heartbeat (%v by default); %d bytes until the other process had them all; Go heap per member of the other process: %d bytes",
+		n, bytes/beats, msgs/beats, DefaultPresenceHeartbeat, first, perRemote)
 	// Full heartbeats cost 7,818,170 bytes in 500 messages here.
 	if bytes/beats > 1024 {
 		t.Errorf("%d bytes per heartbeat without a change, want a keepalive (under 1 KiB)", bytes/beats)

@@ -376,9 +376,20 @@ func (b *Broker) publishHistory(p publication) {
 	if p.id != "" {
 		opts = append(opts, jetstream.WithMsgID(p.id))
 	}
-	if _, err := b.js.PublishAsync(p.hist.subject, p.data, opts...); err != nil {
+	f, err := b.js.PublishAsync(p.hist.subject, p.data, opts...)
+	if err != nil {
 		b.failed.Add(1)
 		b.warnRefused(p.hist.subject, err)
+		if p.ack != nil {
+			p.ack(pubsub.Position{}, fmt.Errorf("natsbroker: publish %q to stream %s: %w", p.topic, p.hist.stream, err))
+		}
+		return
+	}
+	if p.ack != nil {
+		// Bounded: when the waiter lags MaxPending acks behind, this
+		// goroutine waits (each of its waits is bounded) and Publish says
+		// ErrBacklog meanwhile.
+		b.acks <- pendingAck{f: f, t: p.hist, done: p.ack, by: time.Now().Add(ackTimeout + ackGrace)}
 	}
 }
 

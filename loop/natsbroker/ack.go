@@ -1,0 +1,83 @@
+package natsbroker
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tornago/tornago/loop/pubsub"
+)
+
+// Positions for publishers (pubsub.AckPublisher). A history publication
+// whose publisher wants its position carries a done function: once the
+// publishing goroutine has handed it to JetStream (PublishAsync), it
+// passes the ack future to the ack waiter, one goroutine per broker
+// through a channel bounded by Options.MaxPending, which waits for the
+// acks in publication order (each wait bounded) and calls done with the
+// stream's sequence, in the epoch of the topic's replica. Neither the
+// caller of PublishAck nor the publishing goroutine waits for NATS.
+
+// ackGrace is how long past ackTimeout the waiter waits for an ack:
+// nats.go's own timer (WithPublishAsyncTimeout) ends the wait first and
+// says why; this only bounds the wait if it did not.
+const ackGrace = time.Second
+
+// pendingAck is a history publication waiting for its stream's ack.
+type pendingAck struct {
+	f    jetstream.PubAckFuture
+	t    *histTopic
+	done func(pubsub.Position, error)
+	by   time.Time // give up then
+}
+
+var _ pubsub.AckPublisher = (*Broker)(nil)
+
+// Goroutine-safe, non-blocking (a loop may call it).
+// PublishAck implements pubsub.AckPublisher: PublishWithID (id may be
+// empty), and done gets where the message was stored. On a topic that
+// keeps history that is the position every subscriber sees (the stream's
+// sequence in the stream's epoch), once the stream acknowledged it; for
+// an id the stream already stored within its duplicate window (from any
+// process) the stream stores nothing and acknowledges with the first
+// publication's sequence, which done gets. A refusal, or no ack within 5
+// s, gives done an error (the message may still have been stored: a
+// retry with the same id is safe). done runs on the broker's ack-waiter
+// goroutine, in publication order, shared by every publication: it must
+// not block nor call the broker. On a topic without history done gets the
+// zero position at once, inside PublishAck (core NATS acknowledges
+// nothing). When PublishAck returns an error (as Publish's), done is not
+// called.
+func (b *Broker) PublishAck(topic string, data []byte, id string, done func(pubsub.Position, error)) error {
+	return b.publish(topic, data, id, done)
+}
+
+// waitAcks is the ack waiter: it calls each pending publication's done
+// with its ack, in order, until the publishing goroutine closes acks.
+func (b *Broker) waitAcks() {
+	defer close(b.acked)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for p := range b.acks {
+		timer.Reset(time.Until(p.by))
+		var pos pubsub.Position
+		var err error
+		select {
+		case a := <-p.f.Ok():
+			p.t.mu.Lock()
+			epoch := p.t.buf.Head().Epoch // the replica's: what subscribers see
+			p.t.mu.Unlock()
+			pos = pubsub.Position{Epoch: epoch, Offset: int64(a.Sequence)}
+		case e := <-p.f.Err():
+			err = fmt.Errorf("natsbroker: publish %q: stream %s did not store it: %w", p.t.topic, p.t.stream, e)
+		case <-timer.C:
+			err = fmt.Errorf("natsbroker: publish %q: no ack from stream %s within %v", p.t.topic, p.t.stream, ackTimeout+ackGrace)
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		p.done(pos, err)
+	}
+}

@@ -28,6 +28,12 @@ type pendingAck struct {
 	t    *histTopic
 	done func(pubsub.Position, error)
 	by   time.Time // give up then
+	// The topic's state when it was published: the ack's sequence is of
+	// the replica's epoch only if the topic stayed settled since (the
+	// same gen) in that epoch.
+	epoch   int64
+	gen     uint64
+	settled bool
 }
 
 var _ pubsub.AckPublisher = (*Broker)(nil)
@@ -66,7 +72,15 @@ func (b *Broker) waitAcks() {
 			p.t.mu.Lock()
 			epoch := p.t.buf.Head().Epoch // the replica's: what subscribers see
 			p.t.mu.Unlock()
-			pos = pubsub.Position{Epoch: epoch, Offset: int64(a.Sequence)}
+			if p.settled && p.t.settled.Load() && p.t.gen.Load() == p.gen && epoch == p.epoch {
+				pos = pubsub.Position{Epoch: epoch, Offset: int64(a.Sequence)}
+			} else {
+				// The stream may have been lost and made again around
+				// the publication: the sequence may be of a new epoch
+				// this process has not read yet. A retry with the same
+				// id gets it (JetStream's dedup) once the check is done.
+				err = fmt.Errorf("natsbroker: publish %q: stored at sequence %d of stream %s while the stream was being checked; its epoch is not known: %w", p.t.topic, a.Sequence, p.t.stream, ErrUnavailable)
+			}
 		case e := <-p.f.Err():
 			err = fmt.Errorf("natsbroker: publish %q: stream %s did not store it: %w", p.t.topic, p.t.stream, e)
 		case <-timer.C:

@@ -130,9 +130,12 @@ func TestPublishAckMany(t *testing.T) {
 	}
 }
 
-// A stream that refuses the publication (it is gone and nothing stores
-// the subject) gives done an error, not a position.
-func TestPublishAckRefused(t *testing.T) {
+// A publication to a stream deleted under the broker gives done an
+// error, not a position: nothing stores it (no responders), or the
+// supervisor made the stream again, in a new epoch this process has not
+// checked yet, and the sequence's epoch is not known (ErrUnavailable: a
+// retry with the same id gets it).
+func TestPublishAckStreamLost(t *testing.T) {
 	s := startJetStream(t, -1, t.TempDir())
 	a := newHistNode(t, s.ClientURL())
 	a.keep(t, "room", pubsub.HistoryOptions{MaxMessages: 10})

@@ -163,7 +163,18 @@ func (b *MemoryBroker) PublishWithID(topic string, data []byte, id string) error
 // position. Positions are assigned and ids remembered under one lock, so
 // a retry racing its first publication still gets the first's position.
 func (b *MemoryBroker) PublishAck(topic string, data []byte, id string, done func(Position, error)) error {
+	pos := b.publishAck(topic, data, id)
+	if done != nil {
+		done(pos, nil)
+	}
+	return nil
+}
+
+// publishAck is PublishAck under pub (released even if a subscriber
+// panics): it returns the position.
+func (b *MemoryBroker) publishAck(topic string, data []byte, id string) Position {
 	b.pub.Lock()
+	defer b.pub.Unlock()
 	var pos Position
 	seen := false
 	if id != "" {
@@ -179,14 +190,10 @@ func (b *MemoryBroker) PublishAck(topic string, data []byte, id string, done fun
 	}
 	if !seen {
 		got := b.publishLocked(topic, data)
-		if got != pos { // KeepHistory ran in between
+		if id != "" && got != pos { // KeepHistory ran in between
 			b.ids.repos(fmt.Sprint(len(topic), ":", topic, id), got)
-			pos = got
 		}
+		pos = got
 	}
-	b.pub.Unlock()
-	if done != nil {
-		done(pos, nil)
-	}
-	return nil
+	return pos
 }

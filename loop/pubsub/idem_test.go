@@ -95,10 +95,10 @@ func TestMemoryBrokerPublishAck(t *testing.T) {
 		}
 		return got
 	}
-	p1 := ack("h", "a", "k1")
-	p2 := ack("h", "b", "")
-	if again := ack("h", "a", "k1"); again != p1 {
-		t.Fatalf("the retry got %v, the first %v", again, p1)
+	p1 := ack("h", "a", "") // a broker that has seen no id yet
+	p2 := ack("h", "b", "k1")
+	if again := ack("h", "b", "k1"); again != p2 {
+		t.Fatalf("the retry got %v, the first %v", again, p2)
 	}
 	p3 := ack("h", "c", "k2")
 	if len(seen) != 3 || seen[0].Pos != p1 || seen[1].Pos != p2 || seen[2].Pos != p3 || p1.Offset != 1 || p3.Offset != 3 {

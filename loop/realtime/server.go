@@ -295,7 +295,8 @@ func (s *Server) fanOut(t *topic, pos pubsub.Position, data []byte) {
 // subscribers and, through the hub's broker, everyone's. On a topic with
 // history ordered by this process (no broker) it returns the position the
 // publication got; with a broker, or for a topic without history, the
-// zero Position (the broker orders it). A history topic's first
+// zero Position (the broker orders it: PublishAsync's done gets the
+// position, and the publish command's reply carries it). A history topic's first
 // publication with a broker waits for its KeepHistory: it is then
 // published once that is done (an error is logged).
 func (s *Server) Publish(topic string, data json.RawMessage) (pubsub.Position, error) {

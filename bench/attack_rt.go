@@ -147,6 +147,34 @@ func (s *statusCounter) addKey(k string) {
 	s.mu.Unlock()
 }
 
+// post POSTs body (JSON) to u with hc and counts the answer's status (0
+// for no answer).
+func (s *statusCounter) post(hc *http.Client, u string, body io.Reader) {
+	resp, err := hc.Post(u, "application/json", body)
+	if err != nil {
+		s.add(0, err)
+		return
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	s.add(resp.StatusCode, nil)
+}
+
+// rtAttacker connects attacker i (dialRT) and reads its frames for d
+// from then in a goroutine, handing each to on; done says how the
+// connection ended. When the connect fails it counts "connect-error"
+// and returns a nil w.
+func (e *attackEnv) rtAttacker(i int, d time.Duration, on func(f rtFrame)) (w *rawWS, done <-chan string) {
+	w, err := dialRT(e.host, e.rtToken(i))
+	if err != nil {
+		e.closed("connect-error")
+		return nil, nil
+	}
+	ended := make(chan string, 1)
+	go func() { ended <- w.rtRead(time.Now().Add(d), on) }()
+	return w, ended
+}
+
 // each runs fn(i) for i in [0, n), at most 64 at once, and waits.
 func each(n int, fn func(i int)) {
 	var wg sync.WaitGroup
@@ -212,14 +240,7 @@ func rtUnauth(e *attackEnv) error {
 	hc := &http.Client{Timeout: 10 * time.Second}
 	for i := range e.o.RTUnauthConns / 10 {
 		u := "http://" + e.host + "/connection/command?session=" + url.QueryEscape("forged-"+strconv.Itoa(i))
-		resp, err := hc.Post(u, "application/json", strings.NewReader(`{"id":1,"subscribe":{"topic":"chat:x"}}`))
-		if err != nil {
-			posts.add(0, err)
-			continue
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		posts.add(resp.StatusCode, nil)
+		posts.post(hc, u, strings.NewReader(`{"id":1,"subscribe":{"topic":"chat:x"}}`))
 	}
 	e.endMeasure()
 	e.set("attackers", int64(rounds*e.o.RTUnauthConns))
@@ -240,21 +261,16 @@ func rtSubFlood(e *attackEnv) error {
 	var errs codeCounter
 	var okSubs atomic.Int64
 	each(e.o.RTSubConns, func(i int) {
-		w, err := dialRT(e.host, e.rtToken(i))
-		if err != nil {
-			e.closed("connect-error")
+		w, done := e.rtAttacker(i, time.Minute, func(f rtFrame) {
+			errs.count(f)
+			if f.ID > 1 && f.Error == nil && f.Result != nil {
+				okSubs.Add(1)
+			}
+		})
+		if w == nil {
 			return
 		}
 		defer w.Close()
-		done := make(chan string, 1)
-		go func() {
-			done <- w.rtRead(time.Now().Add(time.Minute), func(f rtFrame) {
-				errs.count(f)
-				if f.ID > 1 && f.Error == nil && f.Result != nil {
-					okSubs.Add(1)
-				}
-			})
-		}()
 		sub := func(k int) []byte {
 			return w.frame(1, false, fmt.Appendf(nil, `{"id":%d,"subscribe":{"topic":"chat:flood-%d-%d"}}`, k+2, i, k))
 		}
@@ -366,14 +382,7 @@ func rtMalformed(e *attackEnv) error {
 	hc := &http.Client{Timeout: 30 * time.Second}
 	big := bytes.Repeat([]byte("x"), int(e.o.RTOversize))
 	for _, body := range [][]byte{[]byte("{{{garbage\n"), []byte(`{"id":2,"ping":{}}` + "\n" + "\x00\xff"), big} {
-		resp, err := hc.Post("http://"+e.host+"/connection/command?session="+url.QueryEscape(sse.session), "application/json", bytes.NewReader(body))
-		if err != nil {
-			posts.add(0, err)
-			continue
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		posts.add(resp.StatusCode, nil)
+		posts.post(hc, "http://"+e.host+"/connection/command?session="+url.QueryEscape(sse.session), bytes.NewReader(body))
 	}
 	e.endMeasure()
 	for name, c := range outcome {
@@ -392,21 +401,16 @@ func rtRPCFlood(e *attackEnv) error {
 	var errs codeCounter
 	var answered atomic.Int64
 	each(e.o.RTRPCConns, func(i int) {
-		w, err := dialRT(e.host, e.rtToken(i))
-		if err != nil {
-			e.closed("connect-error")
+		w, done := e.rtAttacker(i, e.o.RTRPCFor+e.o.RTRPCHold+10*time.Second, func(f rtFrame) {
+			errs.count(f)
+			if f.Error == nil && f.Result != nil {
+				answered.Add(1)
+			}
+		})
+		if w == nil {
 			return
 		}
 		defer w.Close()
-		done := make(chan string, 1)
-		go func() {
-			done <- w.rtRead(time.Now().Add(e.o.RTRPCFor+e.o.RTRPCHold+10*time.Second), func(f rtFrame) {
-				errs.count(f)
-				if f.Error == nil && f.Result != nil {
-					answered.Add(1)
-				}
-			})
-		}()
 		id := 1
 		var b []byte
 		for range 24 {

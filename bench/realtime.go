@@ -123,6 +123,29 @@ func (o *RealtimeOptions) defaults() error {
 	return nil
 }
 
+// begin is the protocol scenarios' prologue: o's defaults, at most
+// rtMaxConns connections (o.Conns and extra clients of the scenario's
+// own, such as a canary), and a server process (PID) that serves o.Path,
+// or o.RawPath when raw. It returns the client loop (the caller stops
+// it) and the scenario's Result to fill.
+func (o *RealtimeOptions) begin(name string, extra int, raw bool) (*loopDriver, *Result, error) {
+	if err := o.defaults(); err != nil {
+		return nil, nil, err
+	}
+	if o.Conns+extra > rtMaxConns {
+		return nil, nil, fmt.Errorf("%s: %d connections, over %d per process", name, o.Conns, rtMaxConns)
+	}
+	path := o.Path
+	if raw {
+		path = o.RawPath
+	}
+	if err := CheckPID(o.PID, o.URL+path); err != nil {
+		return nil, nil, &InvalidError{name, err.Error()}
+	}
+	d := newLoopDriver()
+	return d, &Result{Scenario: name, URL: o.URL + o.Path, Client: "rtclient-loop", Extra: map[string]any{}}, nil
+}
+
 // tokenFor is client i's connect token.
 func (o *RealtimeOptions) tokenFor(i int) string {
 	var m jwt.SigningMethod
@@ -429,19 +452,12 @@ func rtPush(o RealtimeOptions, bar ProgressBar, delivered *atomic.Int64, expecte
 // RealtimePush is rt-push: CPU per delivery of the Hub's /ws fan-out and
 // of the protocol's, to N clients each, in one run.
 func RealtimePush(o RealtimeOptions) (*Result, error) {
-	if err := o.defaults(); err != nil {
+	d, res, err := o.begin("rt-push", 1, true)
+	if err != nil {
 		return nil, err
 	}
-	if o.Conns+1 > rtMaxConns {
-		return nil, fmt.Errorf("rt-push: %d connections, over %d per process", o.Conns, rtMaxConns)
-	}
-	if err := CheckPID(o.PID, o.URL+o.RawPath); err != nil {
-		return nil, &InvalidError{"rt-push", err.Error()}
-	}
-	p := orNoProgress(o.Progress)
-	d := newLoopDriver()
 	defer d.Stop()
-	res := &Result{Scenario: "rt-push", URL: o.URL + o.Path, Client: "rtclient-loop", Extra: map[string]any{}}
+	p := orNoProgress(o.Progress)
 
 	// Today's Hub: /ws clients, messages through GET /receive.
 	var rawLat, rtLat latencies
@@ -864,6 +880,15 @@ func (k *rtCanary) finish() Percentiles {
 	return summarize(k.lat.sorted())
 }
 
+// report puts the canary's round trips p (finish's) and its failed pings
+// in res, p judged against RealtimeCanaryBudget.
+func (k *rtCanary) report(res *Result, p Percentiles) {
+	res.Extra["canary"] = p.String()
+	res.Extra["canary_max_ms"] = ms(p.Max)
+	res.Extra["canary_ok"] = p.Max <= RealtimeCanaryBudget
+	res.Extra["canary_ping_failures"] = k.fail.Load()
+}
+
 // RealtimeCanaryBudget is the worst canary round trip rt-connect accepts.
 const RealtimeCanaryBudget = 250 * time.Millisecond
 
@@ -874,19 +899,12 @@ const RealtimeCanaryBudget = 250 * time.Millisecond
 // connect latency (dial to connect's reply) and the canary's round trips
 // against RealtimeCanaryBudget.
 func RealtimeConnect(o RealtimeOptions) (*Result, error) {
-	if err := o.defaults(); err != nil {
+	d, res, err := o.begin("rt-connect", 1, false)
+	if err != nil {
 		return nil, err
 	}
-	if o.Conns+1 > rtMaxConns {
-		return nil, fmt.Errorf("rt-connect: %d connections, over %d per process", o.Conns, rtMaxConns)
-	}
-	if err := CheckPID(o.PID, o.URL+o.Path); err != nil {
-		return nil, &InvalidError{"rt-connect", err.Error()}
-	}
-	p := orNoProgress(o.Progress)
-	d := newLoopDriver()
 	defer d.Stop()
-	res := &Result{Scenario: "rt-connect", URL: o.URL + o.Path, Client: "rtclient-loop", Extra: map[string]any{}}
+	p := orNoProgress(o.Progress)
 	k, err := startRTCanary(d.l, o.URL+o.Path, o.tokenFor(o.Conns))
 	if err != nil {
 		return res, invalidate(res, err)
@@ -910,10 +928,7 @@ func RealtimeConnect(o RealtimeOptions) (*Result, error) {
 		alg = "one shared token"
 	}
 	res.Extra["tokens"] = alg
-	res.Extra["canary"] = canary.String()
-	res.Extra["canary_max_ms"] = ms(canary.Max)
-	res.Extra["canary_ok"] = canary.Max <= RealtimeCanaryBudget
-	res.Extra["canary_ping_failures"] = k.fail.Load()
+	k.report(res, canary)
 	if e, ok := g.lastErr.Load().(string); ok {
 		res.Extra["last_error"] = e
 	}

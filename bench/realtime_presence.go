@@ -28,20 +28,13 @@ func stormTopic(o RealtimeOptions, suffix string) string { return o.Topic + "-" 
 // RealtimeCanaryBudget. It waits for the last coalesced push (the
 // server's JoinLeaveMaxDelay, 2 s by default) before counting.
 func RealtimeJoinLeaveStorm(o RealtimeOptions) (*Result, error) {
-	if err := o.defaults(); err != nil {
+	d, res, err := o.begin("storm", 1, false)
+	if err != nil {
 		return nil, err
 	}
-	if o.Conns+1 > rtMaxConns {
-		return nil, fmt.Errorf("storm: %d connections, over %d per process", o.Conns, rtMaxConns)
-	}
-	if err := CheckPID(o.PID, o.URL+o.Path); err != nil {
-		return nil, &InvalidError{"storm", err.Error()}
-	}
+	defer d.Stop()
 	topic := stormTopic(o, "storm")
 	p := orNoProgress(o.Progress)
-	d := newLoopDriver()
-	defer d.Stop()
-	res := &Result{Scenario: "storm", URL: o.URL + o.Path, Client: "rtclient-loop", Extra: map[string]any{}}
 	k, err := startRTCanary(d.l, o.URL+o.Path, o.tokenFor(o.Conns))
 	if err != nil {
 		return res, invalidate(res, err)
@@ -93,10 +86,7 @@ func RealtimeJoinLeaveStorm(o RealtimeOptions) (*Result, error) {
 	// on: its reply and the pushes, as the server's doc counts).
 	res.Extra["frames_subscribe"] = ready + pushes.Load()
 	res.Extra["frames_subscribe_ok"] = ready+pushes.Load() <= 3*n
-	res.Extra["canary"] = canary.String()
-	res.Extra["canary_max_ms"] = ms(canary.Max)
-	res.Extra["canary_ok"] = canary.Max <= RealtimeCanaryBudget
-	res.Extra["canary_ping_failures"] = k.fail.Load()
+	k.report(res, canary)
 	if e, ok := g.lastErr.Load().(string); ok {
 		res.Extra["last_error"] = e
 	}
@@ -115,20 +105,13 @@ func RealtimeJoinLeaveStorm(o RealtimeOptions) (*Result, error) {
 // presence table: two map lookups for presence_stats, a copy of at most
 // its MaxPresenceMembers for presence) and the counts answered.
 func RealtimePresence(o RealtimeOptions) (*Result, error) {
-	if err := o.defaults(); err != nil {
+	d, res, err := o.begin("presence", 0, false)
+	if err != nil {
 		return nil, err
 	}
-	if o.Conns > rtMaxConns {
-		return nil, fmt.Errorf("presence: %d connections, over %d per process", o.Conns, rtMaxConns)
-	}
-	if err := CheckPID(o.PID, o.URL+o.Path); err != nil {
-		return nil, &InvalidError{"presence", err.Error()}
-	}
+	defer d.Stop()
 	topic := stormTopic(o, "presence")
 	p := orNoProgress(o.Progress)
-	d := newLoopDriver()
-	defer d.Stop()
-	res := &Result{Scenario: "presence", URL: o.URL + o.Path, Client: "rtclient-loop", Extra: map[string]any{}}
 	rss0 := rtRSS(o.PID)
 	g := openRT(d.l, o.URL+o.Path, o.Conns, []string{topic}, o.tokenFor, o.Open, false, nil, p.Phase("subscribe", int64(o.Conns)))
 	defer g.closeAll()

@@ -395,7 +395,7 @@ func TestReadmeProtocolReference(t *testing.T) {
 	_, protoCmds, _ := strings.Cut(string(proto), "\n## Commands\n")
 	protoCmds, _, _ = strings.Cut(protoCmds, "\n## ")
 	want, got := rows(protoCmds), rows(sec)
-	if len(want) != 9 || len(got) != len(want) {
+	if len(want) != 10 || len(got) != len(want) {
 		t.Fatalf("commands: PROTOCOL.md has %d, the README %d", len(want), len(got))
 	}
 	word := regexp.MustCompile("`([a-z_]+)`")

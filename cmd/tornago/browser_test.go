@@ -305,17 +305,7 @@ func TestBrowserDemoPage(t *testing.T) {
 	// waitFor polls the page until cond holds, failing with the last state.
 	waitFor := func(what string, d time.Duration, cond func(pageState) bool) pageState {
 		t.Helper()
-		deadline := time.Now().Add(d)
-		for {
-			s := state()
-			if cond(s) {
-				return s
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("waited %v for %s; page state %+v", d, what, s)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		return waitState(t, what, d, state, cond)
 	}
 	hasMessage := func(s pageState, m string) bool { return slices.Contains(s.Messages, m) }
 
@@ -605,14 +595,22 @@ func (p *browserPage) state() tgState {
 // state after d.
 func (p *browserPage) waitFor(what string, d time.Duration, cond func(tgState) bool) tgState {
 	p.t.Helper()
+	return waitState(p.t, what, d, p.state, cond)
+}
+
+// waitState reads a page's state every 50 ms until cond holds, failing
+// with the last state after d: the browser tests' one poll loop, whatever
+// the page reports.
+func waitState[S any](t *testing.T, what string, d time.Duration, read func() S, cond func(S) bool) S {
+	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
-		s := p.state()
+		s := read()
 		if cond(s) {
 			return s
 		}
 		if time.Now().After(deadline) {
-			p.t.Fatalf("waited %v for %s; page state %+v", d, what, s)
+			t.Fatalf("waited %v for %s; page state %+v", d, what, s)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -223,14 +222,7 @@ func (r *jsIdemRig) start() {
 		t.Fatal(err)
 	}
 
-	r.l = loop.New(loop.Options{TimeoutResolution: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
-	go r.l.Start()
-	<-r.l.Ready()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		r.l.Stop(ctx)
-	})
+	r.l = startClientLoop(t)
 	subscribed := make(chan error, 4)
 	sub, err := rtclient.Dial(r.l, "ws://"+r.addr+"/connection/websocket", rtclient.Options{Reconnect: true, MinBackoff: 50 * time.Millisecond, MaxBackoff: 300 * time.Millisecond,
 		OnSubscribe: func(_ *rtclient.Client, _ string, _ rtclient.SubscribeResult, err error) { subscribed <- err }})

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -12,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tornago/tornago/loop"
 	"github.com/tornago/tornago/loop/pubsub"
 	"github.com/tornago/tornago/loop/realtime/rtclient"
 )
@@ -108,14 +105,7 @@ func TestProcsPublishOnceAfterKill(t *testing.T) {
 	addr, cmd, _, stderr := startBinary(t, "-procs", "2")
 	port := portOf(addr)
 	kids := waitChildren(t, cmd.Process.Pid, 2, port)
-	l := loop.New(loop.Options{TimeoutResolution: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
-	go l.Start()
-	<-l.Ready()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		l.Stop(ctx)
-	}()
+	l := startClientLoop(t)
 	const topic = "chat:idem"
 	var mu sync.Mutex
 	var got []string

@@ -17,6 +17,22 @@ import (
 	"github.com/tornago/tornago/proto/clientproto"
 )
 
+// startClientLoop starts a loop for the test's Go clients (rtclient), its
+// logs discarded (the clients' reconnects are expected), and stops it
+// when the test ends.
+func startClientLoop(t *testing.T) *loop.Loop {
+	t.Helper()
+	l := loop.New(loop.Options{TimeoutResolution: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	go l.Start()
+	<-l.Ready()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		l.Stop(ctx)
+	})
+	return l
+}
+
 // TestProcsRTClientResumesOnTheOtherProcess: tornago -procs 2 (embedded
 // NATS, chat history in JetStream); Go clients (rtclient) subscribed to
 // chat:kill, spread over both children by SO_REUSEPORT; a publisher
@@ -29,14 +45,7 @@ func TestProcsRTClientResumesOnTheOtherProcess(t *testing.T) {
 	port := portOf(addr)
 	kids := waitChildren(t, cmd.Process.Pid, 2, port)
 
-	l := loop.New(loop.Options{TimeoutResolution: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
-	go l.Start()
-	<-l.Ready()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		l.Stop(ctx)
-	}()
+	l := startClientLoop(t)
 	url := "ws://" + addr + "/connection/websocket"
 	const n = 12
 	const topic = "chat:kill"

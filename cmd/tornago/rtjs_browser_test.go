@@ -158,10 +158,10 @@ func rtjsPublish(t *testing.T, addr, topic, text string) string {
 	}
 }
 
-// rtjsTab is one tab showing the test page.
+// rtjsTab is one tab showing the test page (a browserPage without the
+// screenshot, that the test may close early).
 type rtjsTab struct {
-	t      *testing.T
-	ctx    context.Context
+	browserPage
 	cancel context.CancelFunc
 }
 
@@ -169,17 +169,10 @@ func openRTJSTab(t *testing.T, bctx context.Context, url string) *rtjsTab {
 	t.Helper()
 	tctx, cancelTab := chromedp.NewContext(bctx)
 	ctx, cancel := context.WithTimeout(tctx, 60*time.Second)
-	tab := &rtjsTab{t: t, ctx: ctx, cancel: func() { cancel(); cancelTab() }}
+	tab := &rtjsTab{browserPage: browserPage{t: t, ctx: ctx}, cancel: func() { cancel(); cancelTab() }}
 	t.Cleanup(tab.cancel)
 	tab.navigate(url)
 	return tab
-}
-
-func (p *rtjsTab) navigate(url string) {
-	p.t.Helper()
-	if err := chromedp.Run(p.ctx, chromedp.Navigate(url)); err != nil {
-		p.t.Fatalf("navigate %s: %v", url, err)
-	}
 }
 
 func (p *rtjsTab) state() rtjsState {
@@ -193,17 +186,7 @@ func (p *rtjsTab) state() rtjsState {
 
 func (p *rtjsTab) waitFor(what string, d time.Duration, cond func(rtjsState) bool) rtjsState {
 	p.t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		s := p.state()
-		if cond(s) {
-			return s
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("waited %v for %s; page state %+v", d, what, s)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return waitState(p.t, what, d, p.state, cond)
 }
 
 // eval runs a promise-returning expression in the page and decodes the
@@ -513,17 +496,7 @@ func TestBrowserRealtimePage(t *testing.T) {
 	}
 	waitFor := func(what string, cond func(demoState) bool) demoState {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			s := state()
-			if cond(s) {
-				return s
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("waited for %s; page state %+v", what, s)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		return waitState(t, what, 10*time.Second, state, cond)
 	}
 	waitFor("connected, two ticks", func(s demoState) bool { return s.State == "connected" && s.Ticks >= 2 })
 	if err := chromedp.Run(p.ctx, chromedp.SendKeys("#chat-input", "hello lobby\n", chromedp.ByID)); err != nil {

@@ -3,7 +3,6 @@ package realtime_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -25,32 +24,17 @@ func startAPILoops(t *testing.T, n int, key string) []string {
 		t.Fatal(err)
 	}
 	broker := &pubsub.MemoryBroker{}
+	o := realtime.Options{
+		Namespaces: testNamespaces,
+		Authenticate: func(_ context.Context, c realtime.Credentials) (realtime.Identity, error) {
+			return realtime.Identity{User: c.Token}, nil
+		},
+	}
+	withAPI := func(s *realtime.Server, app *loop.Application) { api.Routes(app, s.APIBackend()) }
 	var addrs []string
 	for range n {
-		l := loop.New(loop.Options{})
-		s, err := realtime.New(l, loop.NewHub(l, loop.Text, broker), realtime.Options{
-			Namespaces: testNamespaces,
-			Authenticate: func(_ context.Context, c realtime.Credentials) (realtime.Identity, error) {
-				return realtime.Identity{User: c.Token}, nil
-			},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		app := loop.NewApplication(loop.AppOptions{})
-		s.Routes(app)
-		api.Routes(app, s.APIBackend())
-		if err := l.Listen("127.0.0.1:0", app); err != nil {
-			t.Fatal(err)
-		}
-		go l.Start()
-		<-l.Ready()
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			defer cancel()
-			l.Stop(ctx)
-		})
-		addrs = append(addrs, l.Addr().String())
+		_, addr := realtime.StartForTest(t, loop.Options{}, broker, o, withAPI)
+		addrs = append(addrs, addr)
 	}
 	return addrs
 }
@@ -59,13 +43,7 @@ func apiPost(t *testing.T, addr, method, key, body string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest("POST", "http://"+addr+"/api/"+method, strings.NewReader(body))
 	req.Header.Set("X-API-Key", key)
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return realtime.DoForTest(t, &http.Client{Timeout: 5 * time.Second}, req)
 }
 
 // TestAPIReachesProtocolClients: protocol clients over gorilla on two

@@ -69,12 +69,13 @@ type Client struct {
 	// subs are the subscribed topics (at most Limits.Subscriptions,
 	// searched by name): 8 B each, where a map cost 250 B at the first.
 	subs []*topic
-	// timer is the connect deadline until connected, then the identity's
-	// expiry (nil: none).
+	// timer is the connect deadline until connected, then the earliest
+	// of the identity's expiry and its subscriptions' (nil: none): one
+	// timer entry per connection, whatever its subscriptions.
 	timer *loop.Timeout
 	// x is what Authenticate reads of the request, until connected (an
 	// idle connection keeps no copy of its headers); then the identity's
-	// Info, nil when it has none.
+	// Info and the subscriptions' expiries, nil when it has neither.
 	x *clientExtra
 }
 
@@ -87,16 +88,64 @@ func (c *Client) identity() Identity {
 	return id
 }
 
-// setIdentity keeps ident's fields.
+// setIdentity keeps ident's fields (and the subscriptions' expiries).
 func (c *Client) setIdentity(ident Identity) {
 	c.user, c.exp = ident.User, 0
 	if !ident.ExpiresAt.IsZero() {
 		c.exp = ident.ExpiresAt.UnixNano()
 	}
+	var subExp []subExpiry
+	if c.x != nil {
+		subExp = c.x.subExp
+	}
 	switch {
-	case ident.Info != nil:
-		c.x = &clientExtra{info: ident.Info}
+	case ident.Info != nil || subExp != nil:
+		c.x = &clientExtra{info: ident.Info, subExp: subExp}
 	default:
+		c.x = nil
+	}
+}
+
+// subExpiry is when a subscription's token expires.
+type subExpiry struct {
+	t   *topic
+	exp int64 // Unix ns
+}
+
+// setSubExp makes c's subscription to t end at exp (Unix ns; 0: never)
+// and moves the connection's one timer entry.
+func (c *Client) setSubExp(t *topic, exp int64) {
+	c.forgetSubExp(t)
+	if exp != 0 {
+		if c.x == nil {
+			c.x = &clientExtra{}
+		}
+		c.x.subExp = append(c.x.subExp, subExpiry{t: t, exp: exp})
+	}
+	c.armExpiry()
+}
+
+// forgetSubExp drops the expiry of c's subscription to t, if any (the
+// timer entry is left: it finds nothing to do, or the next expiry).
+func (c *Client) forgetSubExp(t *topic) {
+	if c.x == nil {
+		return
+	}
+	se := c.x.subExp
+	for i := range se {
+		if se[i].t == t {
+			last := len(se) - 1
+			se[i] = se[last]
+			se[last] = subExpiry{}
+			se = se[:last]
+			break
+		}
+	}
+	if len(se) == 0 {
+		se = nil
+	}
+	c.x.subExp = se
+	if se == nil && c.x.info == nil && c.x.header == nil {
 		c.x = nil
 	}
 }
@@ -113,6 +162,7 @@ func (c *Client) sub(name string) *topic {
 
 // dropSub forgets c's subscription to t (order does not matter).
 func (c *Client) dropSub(t *topic) {
+	c.forgetSubExp(t)
 	for i, u := range c.subs {
 		if u == t {
 			last := len(c.subs) - 1
@@ -133,6 +183,9 @@ type clientExtra struct {
 	header http.Header
 	ip     netip.Addr
 	info   json.RawMessage
+	// subExp are the subscriptions whose token expires (few: a linear
+	// search), nil when none.
+	subExp []subExpiry
 }
 
 // requestExtra is r's part Credentials carry.
@@ -458,6 +511,8 @@ func (c *Client) handle(cmd cp.Command) {
 		c.callRPC(cmd.ID, cmd.RPC)
 	case cmd.Refresh != nil:
 		c.refresh(cmd.ID, cmd.Refresh)
+	case cmd.SubRefresh != nil:
+		c.subRefresh(cmd.ID, cmd.SubRefresh)
 	case cmd.Ping != nil:
 		c.reply(cmd.ID, nil)
 	case cmd.Presence != nil:
@@ -564,20 +619,132 @@ func (c *Client) ttl() (bool, int64) {
 	return true, max((c.exp-time.Now().UnixNano())/int64(time.Second), 0)
 }
 
-// armExpiry schedules the end of a connection whose identity expires:
-// one timer entry per such connection, moved by refresh.
+// armExpiry schedules the end of a connection whose identity expires,
+// and of its subscriptions whose tokens do: one timer entry per such
+// connection, at the earliest of them, moved by refresh, sub_refresh,
+// subscribe and each expiry (no timer per subscription).
 func (c *Client) armExpiry() {
 	c.s.l.RemoveTimeout(c.timer)
 	c.timer = nil
-	exp := c.exp
-	if exp == 0 {
+	next := c.exp
+	if c.x != nil {
+		for _, e := range c.x.subExp {
+			if next == 0 || e.exp < next {
+				next = e.exp
+			}
+		}
+	}
+	if next == 0 || c.state != stConnected {
 		return
 	}
-	c.timer = c.s.l.CallAt(time.Unix(0, exp), func() {
-		if c.state == stConnected && c.exp == exp {
-			c.Disconnect(cp.DisconnectTokenExpired, "token expired")
+	c.timer = c.s.l.CallAt(time.Unix(0, next), c.expire)
+}
+
+// expirySlack is how early an expiry may be handled: the timer's and the
+// wall clock's ends of a millisecond.
+const expirySlack = int64(time.Millisecond)
+
+// expire ends what expired: the connection (3005) when its identity
+// did, else each subscription whose token did (an unsub push with 109:
+// the client gets a new token and subscribes again from its position),
+// then waits for the next expiry.
+func (c *Client) expire() {
+	c.timer = nil
+	if c.state != stConnected {
+		return
+	}
+	now := time.Now().UnixNano() + expirySlack
+	if c.exp != 0 && c.exp <= now {
+		c.Disconnect(cp.DisconnectTokenExpired, "token expired")
+		return
+	}
+	for c.x != nil {
+		var t *topic
+		for _, e := range c.x.subExp {
+			if e.exp <= now {
+				t = e.t
+				break
+			}
 		}
-	})
+		if t == nil {
+			break
+		}
+		c.dropSub(t)
+		t.drop(c)
+		c.s.presenceLeave(c, t)
+		c.s.unfollow(t)
+		push := cp.AppendPush(c.s.scratch[:0], cp.Push{Push: &cp.TopicPush{Topic: t.name,
+			Unsub: &cp.UnsubPush{Code: cp.ErrTokenExpired, Reason: SubscriptionExpiredReason}}})
+		c.send(push)
+		c.keepScratch(push)
+		if c.state != stConnected {
+			return // the push ended it (slow)
+		}
+	}
+	c.armExpiry()
+}
+
+// SubscriptionExpiredReason is the reason of the unsub push that ends a
+// subscription whose token expired without a sub_refresh (code 109).
+const SubscriptionExpiredReason = "subscription token expired"
+
+// subTTL is a subscribe or sub_refresh result's expires and ttl for a
+// subscription expiring at exp (Unix ns; 0: never).
+func subTTL(exp int64) (bool, int64) {
+	if exp == 0 {
+		return false, 0
+	}
+	return true, max((exp-time.Now().UnixNano())/int64(time.Second), 0)
+}
+
+// subRefresh checks a new token for a subscription exactly as subscribe
+// does (off the loop) and moves the subscription's expiry to its exp.
+func (c *Client) subRefresh(id uint32, req *cp.SubRefreshRequest) {
+	s := c.s
+	name := req.Topic
+	ns := s.namespace(name)
+	verify := s.o.VerifySubscribeToken
+	switch {
+	case c.sub(name) == nil:
+		c.fail(id, cp.ErrNotSubscribed, "not subscribed")
+		return
+	case ns == nil || !ns.SubscribeToken || verify == nil:
+		c.fail(id, cp.ErrNotAvailable, "no subscription tokens in this namespace")
+		return
+	}
+	user, token := c.user, req.Token
+	offLoop(c, func(ctx context.Context) (int64, error) { return verifySubToken(ctx, verify, token, user, name) },
+		func(exp int64, err error) {
+			t := c.sub(name)
+			switch {
+			case errors.Is(err, ErrTokenExpired):
+				c.fail(id, cp.ErrTokenExpired, "subscription token expired")
+			case err != nil:
+				c.failErr(id, err, cp.ErrPermissionDenied)
+			case t == nil: // it expired, or the server ended it, meanwhile
+				c.fail(id, cp.ErrNotSubscribed, "not subscribed")
+			default:
+				c.setSubExp(t, exp)
+				var r cp.RefreshResult
+				r.Expires, r.TTL = subTTL(exp)
+				c.reply(id, r)
+			}
+		})
+}
+
+// verifySubToken runs verify (off the loop) and returns the token's exp
+// in Unix ns (0: none); an exp already past is ErrTokenExpired.
+func verifySubToken(ctx context.Context, verify func(ctx context.Context, token, user, topic string) (time.Time, error), token, user, topic string) (int64, error) {
+	exp, err := verify(ctx, token, user, topic)
+	switch {
+	case err != nil:
+		return 0, err
+	case exp.IsZero():
+		return 0, nil
+	case !exp.After(time.Now()):
+		return 0, ErrTokenExpired
+	}
+	return exp.UnixNano(), nil
 }
 
 func (c *Client) refresh(id uint32, req *cp.RefreshRequest) {
@@ -633,7 +800,7 @@ func (c *Client) subscribe(id uint32, req *cp.SubscribeRequest) {
 		c.fail(id, cp.ErrPermissionDenied, "subscription token required")
 		return
 	}
-	attach := func() {
+	attach := func(exp int64) {
 		c.busy = true
 		async := false
 		s.ensureKept(name, ns, func(err error) {
@@ -647,7 +814,7 @@ func (c *Client) subscribe(id uint32, req *cp.SubscribeRequest) {
 			case err != nil:
 				c.fail(id, cp.ErrInternal, "topic unavailable")
 			default:
-				c.attach(id, name, ns, since)
+				c.attach(id, name, ns, since, exp)
 			}
 			if async {
 				c.pump() // else the pump that called us goes on
@@ -656,40 +823,39 @@ func (c *Client) subscribe(id uint32, req *cp.SubscribeRequest) {
 		async = true
 	}
 	if !ns.SubscribeToken && can == nil {
-		attach()
+		attach(0)
 		return
 	}
 	token := req.Token
-	offLoop(c, func(ctx context.Context) (struct{}, error) {
+	offLoop(c, func(ctx context.Context) (int64, error) {
+		var exp int64
 		if ns.SubscribeToken {
-			exp, err := verify(ctx, token, ident.User, name)
-			if err != nil {
-				return struct{}{}, err
-			}
-			if !exp.IsZero() && !exp.After(time.Now()) {
-				return struct{}{}, ErrTokenExpired
+			var err error
+			if exp, err = verifySubToken(ctx, verify, token, ident.User, name); err != nil {
+				return 0, err
 			}
 		}
 		if can != nil {
-			return struct{}{}, can(ctx, ident, name)
+			return exp, can(ctx, ident, name)
 		}
-		return struct{}{}, nil
-	}, func(_ struct{}, err error) {
+		return exp, nil
+	}, func(exp int64, err error) {
 		switch {
 		case errors.Is(err, ErrTokenExpired):
 			c.fail(id, cp.ErrTokenExpired, "subscription token expired")
 		case err != nil:
 			c.failErr(id, err, cp.ErrPermissionDenied)
 		default:
-			attach()
+			attach(exp)
 		}
 	})
 }
 
 // attach subscribes c to name once its history is kept: the kept
 // publications after since first, then the reply, then live ones (all in
-// this one loop turn, so none is lost or repeated).
-func (c *Client) attach(id uint32, name string, ns *Namespace, since pubsub.Position) {
+// this one loop turn, so none is lost or repeated). A subscription whose
+// token expires (exp, Unix ns; 0: never) ends then unless refreshed.
+func (c *Client) attach(id uint32, name string, ns *Namespace, since pubsub.Position, exp int64) {
 	s := c.s
 	t, err := s.follow(name, ns)
 	if err != nil {
@@ -732,6 +898,10 @@ func (c *Client) attach(id uint32, name string, ns *Namespace, since pubsub.Posi
 	t.add(c, skip)
 	c.subs = append(c.subs, t)
 	s.presenceJoin(c, t)
+	if exp != 0 {
+		c.setSubExp(t, exp)
+		res.Expires, res.TTL = subTTL(exp)
+	}
 	c.reply(id, res)
 }
 

@@ -2,7 +2,6 @@ package realtime_test
 
 import (
 	"context"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/tornago/tornago/internal/notrun"
 	"github.com/tornago/tornago/loop"
 	"github.com/tornago/tornago/loop/realtime"
 )
@@ -41,19 +39,8 @@ c.on("state", (s, d) => {
 // could not be made (getToken failed), the server ends the connection with
 // 3005 and the client gets a new token and reconnects.
 func TestBrowserClientTokens(t *testing.T) {
-	exe := ""
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			exe = p
-			break
-		}
-	}
-	if exe == "" {
-		notrun.Skip(t, "no chromium (apt-get install chromium)")
-	}
 	var auths atomic.Int64
-	l := loop.New(loop.Options{TimeoutResolution: 10 * time.Millisecond})
-	s, err := realtime.New(l, loop.NewHub(l, loop.Text, nil), realtime.Options{
+	o := realtime.Options{
 		Namespaces: testNamespaces,
 		Authenticate: func(_ context.Context, c realtime.Credentials) (realtime.Identity, error) {
 			auths.Add(1)
@@ -62,36 +49,16 @@ func TestBrowserClientTokens(t *testing.T) {
 			}
 			return realtime.Identity{User: "ada", ExpiresAt: time.Now().Add(3 * time.Second)}, nil
 		},
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
-	app := loop.NewApplication(loop.AppOptions{})
-	s.Routes(app)
-	app.HandleFunc("/tokens", func(r *loop.Request) {
-		r.SetHeader("Content-Type", "text/html; charset=utf-8")
-		r.Write(tokenPage)
+	_, addr := realtime.StartForTest(t, loop.Options{TimeoutResolution: 10 * time.Millisecond}, nil, o, func(_ *realtime.Server, app *loop.Application) {
+		app.HandleFunc("/tokens", func(r *loop.Request) {
+			r.SetHeader("Content-Type", "text/html; charset=utf-8")
+			r.Write(tokenPage)
+		})
 	})
-	if err := l.Listen("127.0.0.1:0", app); err != nil {
-		t.Fatal(err)
-	}
-	go l.Start()
-	<-l.Ready()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		l.Stop(ctx)
-	})
-	base := "http://" + l.Addr().String()
+	base := "http://" + addr
 
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe), chromedp.Flag("headless", "new"), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-dev-shm-usage", true))...)
-	bctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancel(); cancelAlloc() })
-	if err := chromedp.Run(bctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
+	bctx := startChromium(t)
 	type state struct {
 		States, Clients []string
 		Calls           int
@@ -105,20 +72,7 @@ func TestBrowserClientTokens(t *testing.T) {
 		if err := chromedp.Run(ctx, chromedp.Navigate(url)); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(d)
-		for {
-			var s state
-			if err := chromedp.Run(ctx, chromedp.Evaluate(`window.rt || {}`, &s)); err != nil {
-				t.Fatal(err)
-			}
-			if cond(s) {
-				return s
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("waited %v for %s: %+v", d, what, s)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		return waitPage(t, ctx, d, what, cond)
 	}
 
 	// Refresh: three token lifetimes on one connection.

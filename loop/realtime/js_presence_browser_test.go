@@ -3,12 +3,10 @@ package realtime_test
 import (
 	"context"
 	"encoding/json"
-	"os/exec"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/tornago/tornago/internal/notrun"
 	"github.com/tornago/tornago/loop"
 	"github.com/tornago/tornago/loop/realtime"
 )
@@ -34,54 +32,25 @@ s.ready.then(() => { rt.subscribed = true; });
 // presenceStats, and its subscription's join/leave events, against the
 // server: a gorilla client joining and leaving is seen by the page.
 func TestBrowserClientPresence(t *testing.T) {
-	exe := ""
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			exe = p
-			break
-		}
-	}
-	if exe == "" {
-		notrun.Skip(t, "no chromium (apt-get install chromium)")
-	}
-	l := loop.New(loop.Options{})
-	srv, err := realtime.New(l, loop.NewHub(l, loop.Text, nil), realtime.Options{
+	o := realtime.Options{
 		Namespaces: presenceNamespaces,
 		Presence:   realtime.NewPresenceGroup(),
 		Authenticate: func(_ context.Context, c realtime.Credentials) (realtime.Identity, error) {
 			return realtime.Identity{User: c.Token, Info: json.RawMessage(`{"name":"` + c.Token + `"}`)}, nil
 		},
 		JoinLeaveInterval: 20 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
-	app := loop.NewApplication(loop.AppOptions{})
-	srv.Routes(app)
-	app.HandleFunc("/page", func(r *loop.Request) {
-		r.SetHeader("Content-Type", "text/html; charset=utf-8")
-		r.Write(presencePage)
+	_, addr := realtime.StartForTest(t, loop.Options{}, nil, o, func(_ *realtime.Server, app *loop.Application) {
+		app.HandleFunc("/page", func(r *loop.Request) {
+			r.SetHeader("Content-Type", "text/html; charset=utf-8")
+			r.Write(presencePage)
+		})
 	})
-	if err := l.Listen("127.0.0.1:0", app); err != nil {
-		t.Fatal(err)
-	}
-	go l.Start()
-	<-l.Ready()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		l.Stop(ctx)
-	})
-	addr := l.Addr().String()
 
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe), chromedp.Flag("headless", "new"), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-dev-shm-usage", true))...)
-	bctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancel(); cancelAlloc() })
+	bctx := startChromium(t)
 	ctx, cancelRun := context.WithTimeout(bctx, 30*time.Second)
 	defer cancelRun()
-	if err := chromedp.Run(ctx, chromedp.Navigate("http://"+l.Addr().String()+"/page")); err != nil {
+	if err := chromedp.Run(ctx, chromedp.Navigate("http://"+addr+"/page")); err != nil {
 		t.Fatalf("chromium: %v", err)
 	}
 	type member struct{ Client, User string }
@@ -94,20 +63,7 @@ func TestBrowserClientPresence(t *testing.T) {
 	}
 	wait := func(what string, cond func(state) bool) state {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			var s state
-			if err := chromedp.Run(ctx, chromedp.Evaluate(`window.rt || {}`, &s)); err != nil {
-				t.Fatal(err)
-			}
-			if cond(s) {
-				return s
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("waited for %s: %+v", what, s)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		return waitPage(t, ctx, 10*time.Second, what, cond)
 	}
 	wait("subscribed", func(s state) bool { return s.Subscribed })
 	g := dial(t, addr)

@@ -189,8 +189,10 @@ type Options struct {
 	CanSubscribe func(ctx context.Context, id Identity, topic string) error
 	CanPublish   func(ctx context.Context, id Identity, topic string, data json.RawMessage) error
 	// VerifySubscribeToken checks a subscription token for user and
-	// topic (namespaces with SubscribeToken), off the loop. nil: such
-	// namespaces refuse every subscription (103).
+	// topic (namespaces with SubscribeToken), off the loop, at subscribe
+	// and sub_refresh. nil: such namespaces refuse every subscription
+	// (103). A non-zero exp ends the subscription then (an unsub push
+	// with 109) unless a sub_refresh moved it.
 	VerifySubscribeToken func(ctx context.Context, token, user, topic string) (exp time.Time, err error)
 	Namespaces           []Namespace
 	Limits               Limits

@@ -1,9 +1,7 @@
 package realtime
 
 import (
-	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -19,38 +17,15 @@ import (
 // own (localOnly), with relay as its Relay.
 func startNode(t *testing.T, relay pubsub.Broker) (*Server, string) {
 	t.Helper()
-	l := loop.New(loop.Options{})
-	s, err := New(l, loop.NewHub(l, loop.Text, relay), Options{Relay: relay, Limits: Limits{PollWait: time.Second},
-		Namespaces: []Namespace{{Name: "chat", Publish: true, History: pubsub.HistoryOptions{MaxMessages: 10}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.localOnly = true
-	app := loop.NewApplication(loop.AppOptions{})
-	s.Routes(app)
-	if err := l.Listen("127.0.0.1:0", app); err != nil {
-		t.Fatal(err)
-	}
-	go l.Start()
-	<-l.Ready()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		l.Stop(ctx)
-	})
-	return s, l.Addr().String()
+	o := Options{Relay: relay, Limits: Limits{PollWait: time.Second},
+		Namespaces: []Namespace{{Name: "chat", Publish: true, History: pubsub.HistoryOptions{MaxMessages: 10}}}}
+	return StartForTest(t, loop.Options{}, relay, o, func(s *Server, _ *loop.Application) { s.localOnly = true })
 }
 
 func httpDo(t *testing.T, method, u, body string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(method, u, strings.NewReader(body))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return DoForTest(t, http.DefaultClient, req)
 }
 
 // TestRelayAcrossProcesses: polls and command POSTs that reach another

@@ -22,7 +22,9 @@ type Command struct {
 	Publish     *PublishRequest     `json:"publish,omitempty"`
 	RPC         *RPCRequest         `json:"rpc,omitempty"`
 	Refresh     *RefreshRequest     `json:"refresh,omitempty"`
-	Ping        *PingRequest        `json:"ping,omitempty"`
+	// SubRefresh replaces a subscription's token before it expires.
+	SubRefresh *SubRefreshRequest `json:"sub_refresh,omitempty"`
+	Ping       *PingRequest       `json:"ping,omitempty"`
 	// Presence and PresenceStats ask who is subscribed to a topic of a
 	// namespace with presence (the asker must be subscribed too).
 	Presence      *PresenceRequest `json:"presence,omitempty"`
@@ -110,6 +112,14 @@ type RefreshRequest struct {
 	Token string `json:"token"`
 }
 
+// SubRefreshRequest replaces the token of the subscription to Topic
+// before it expires; the result is a RefreshResult (the subscription's
+// new expiry).
+type SubRefreshRequest struct {
+	Topic string `json:"topic"`
+	Token string `json:"token"`
+}
+
 // PingRequest asks for an empty reply.
 type PingRequest struct{}
 
@@ -144,6 +154,11 @@ type SubscribeResult struct {
 	Head      string `json:"head,omitempty"`
 	Recovered int    `json:"recovered"`
 	Gone      bool   `json:"gone"`
+	// Expires says the subscription ends in TTL seconds (its token's
+	// exp) unless a sub_refresh moves it: then the server sends an unsub
+	// push with ErrTokenExpired.
+	Expires bool  `json:"expires,omitempty"`
+	TTL     int64 `json:"ttl,omitempty"`
 }
 
 // PublishResult is the result of publish.
@@ -156,7 +171,7 @@ type RPCResult struct {
 	Data json.RawMessage `json:"data,omitempty"`
 }
 
-// RefreshResult is the result of refresh.
+// RefreshResult is the result of refresh and of sub_refresh.
 type RefreshResult struct {
 	Expires bool  `json:"expires"`
 	TTL     int64 `json:"ttl,omitempty"`

@@ -42,7 +42,7 @@ func DecodeCommand(b []byte) (Command, error) {
 	}
 	id := Command{ID: c.ID}
 	n := 0
-	for _, set := range []bool{c.Connect != nil, c.Subscribe != nil, c.Unsubscribe != nil, c.Publish != nil, c.RPC != nil, c.Refresh != nil, c.Ping != nil, c.Presence != nil, c.PresenceStats != nil} {
+	for _, set := range []bool{c.Connect != nil, c.Subscribe != nil, c.Unsubscribe != nil, c.Publish != nil, c.RPC != nil, c.Refresh != nil, c.SubRefresh != nil, c.Ping != nil, c.Presence != nil, c.PresenceStats != nil} {
 		if set {
 			n++
 		}
@@ -84,6 +84,13 @@ func DecodeCommand(b []byte) (Command, error) {
 	case c.Refresh != nil:
 		if c.Refresh.Token == "" {
 			return id, fmt.Errorf("%w: refresh without token", ErrBadCommand)
+		}
+	case c.SubRefresh != nil:
+		if err := ValidTopic(c.SubRefresh.Topic); err != nil {
+			return id, err
+		}
+		if c.SubRefresh.Token == "" {
+			return id, fmt.Errorf("%w: sub_refresh without token", ErrBadCommand)
 		}
 	}
 	return c, nil

@@ -21,6 +21,7 @@ func TestDecodeCommand(t *testing.T) {
 		`{"id":8,"ping":{},"unknown":5}`,
 		`{"id":10,"presence":{"topic":"room:a"}}`,
 		`{"id":11,"presence_stats":{"topic":"room:a"}}`,
+		`{"id":12,"sub_refresh":{"topic":"private:a","token":"t"}}`,
 	}
 	for _, s := range good {
 		if _, err := DecodeCommand([]byte(s)); err != nil {
@@ -44,6 +45,10 @@ func TestDecodeCommand(t *testing.T) {
 		`{"id":9,"presence":{"topic":"a"},"ping":{}}`:                       9,
 		`{"id":9,"rpc":{"method":""}}`:                                      9,
 		`{"id":9,"refresh":{}}`:                                             9,
+		`{"id":9,"sub_refresh":{"topic":"a"}}`:                              9,
+		`{"id":9,"sub_refresh":{"token":"t"}}`:                              9,
+		`{"id":9,"sub_refresh":{"topic":"a b","token":"t"}}`:                9,
+		`{"id":9,"sub_refresh":{"topic":"a","token":"t"},"ping":{}}`:        9,
 		`{"id":9,"subscribe":{"topic":"a\u00e9"}}`:                          9,
 		// A field of the wrong type: the id is still answerable (107),
 		// not a reason to disconnect (3501).
@@ -105,6 +110,7 @@ func FuzzDecodeCommand(f *testing.F) {
 	for _, s := range []string{
 		`{"id":1,"connect":{"token":"t"}}`, `{"id":2,"subscribe":{"topic":"chat:lobby","since":"17-42"}}`,
 		`{"id":5,"publish":{"topic":"chat:a","data":{"text":"hi"}}}`, `{"id":6,"rpc":{"method":"m"}}`, `{"id":8,"ping":{}}`,
+		`{"id":12,"sub_refresh":{"topic":"private:a","token":"t"}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -128,6 +134,9 @@ func FuzzDecodeCommand(f *testing.F) {
 			if !json.Valid(out) {
 				t.Fatalf("push not JSON: %s", out)
 			}
+		}
+		if c.SubRefresh != nil && (ValidTopic(c.SubRefresh.Topic) != nil || c.SubRefresh.Token == "") {
+			t.Fatal("bad sub_refresh accepted")
 		}
 		if c.Publish != nil {
 			out := AppendPublicationPush(nil, c.Publish.Topic, pubsub.Position{}, c.Publish.Data)

@@ -74,6 +74,9 @@ export interface SubscribeResult {
   recovered: number;
   /** The history no longer reaches the position: something was missed. */
   gone: boolean;
+  /** The subscription ends in ttl seconds (its token's exp) unless refreshed (getToken). */
+  expires?: boolean;
+  ttl?: number;
 }
 
 export interface SubscribeOptions {
@@ -86,6 +89,14 @@ export interface SubscribeOptions {
   onUnsubscribed?: (info: {code: number; reason: string}) => void;
   /** Joins and leaves of the topic (namespaces with join_leave), coalesced. */
   onJoinLeave?: (ev: JoinLeave) => void;
+  /** The subscription token (namespaces with subscribe_token). */
+  token?: string;
+  /**
+   * Gives a subscription token for topic: first (when token is empty), at 80% of its ttl
+   * (sub_refresh), and after the server ended the subscription because its token expired
+   * (then subscribed again from the position; onSubscribed is called again).
+   */
+  getToken?: (topic: string) => string | Promise<string>;
 }
 
 /** A subscriber as presence and join/leave show it. */

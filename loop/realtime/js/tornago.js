@@ -438,12 +438,13 @@ function available(name) {
 // Members talk to it with plain messages (structured-cloneable), so that
 // it can live in the page, in a SharedWorker or in a leader tab.
 //
-// member -> core: hello{opts, token, hasGetToken} sub{topic, since}
-//   unsub{topic} call{ref, kind, topic|method, data, timeout}
+// member -> core: hello{opts, token, hasGetToken} sub{topic, since, token,
+//   hasGetToken} unsub{topic} call{ref, kind, topic|method, data, timeout}
 //   token{ref, token|error} bye
 // core -> member: state{state, code, reason, client, transport}
 //   subres{topic, result|error} pub{topic, pub, server} unsub{topic, code,
-//   reason} res{ref, result|error} gettoken{ref}
+//   reason} res{ref, result|error} gettoken{ref, topic (a subscription
+//   token's)}
 
 const RECENT = 64; // publications a Core keeps per topic, for pages that join late
 
@@ -496,7 +497,7 @@ export class Core {
         if (!this.running) this.start();
         break;
       case "sub":
-        this._join(m, msg.topic, msg.since || "");
+        this._join(m, msg.topic, msg.since || "", msg.token || "", !!msg.hasGetToken);
         break;
       case "unsub":
         this._leave(m, msg.topic);
@@ -557,12 +558,16 @@ export class Core {
 
   // -- topics --
 
-  _join(m, topic, since) {
+  _join(m, topic, since, token = "", hasGetToken = false) {
     let t = this.topics.get(topic);
     if (!t) {
-      t = {members: new Map(), pos: "", since, recent: [], state: "new", serverSide: false};
+      // token: the subscription token; getters: the pages whose
+      // subscribe has a getToken(topic); refresh: the sub_refresh timer.
+      t = {members: new Map(), pos: "", since, recent: [], state: "new", serverSide: false, token: "", getters: new Set(), refresh: 0, needToken: false, expired: 0};
       this.topics.set(topic, t);
     }
+    if (token && !t.token) t.token = token;
+    if (hasGetToken) t.getters.add(m);
     t.members.set(m, since);
     if (t.state === "subscribed") {
       m.post({t: "subres", topic, result: this._joinResult(m, t, since)});
@@ -596,8 +601,10 @@ export class Core {
   _leave(m, topic) {
     const t = this.topics.get(topic);
     if (!t || !t.members.delete(m)) return;
+    t.getters.delete(m);
     if (t.members.size > 0) return;
     this.topics.delete(topic);
+    clearTimeout(t.refresh);
     if (t.state === "subscribed" || t.state === "subscribing") {
       this.command({unsubscribe: {topic}}, 0, true).catch(() => {});
     }
@@ -606,13 +613,34 @@ export class Core {
   _subscribe(topic, t) {
     t.name = topic;
     t.state = "subscribing";
+    if (t.getters.size && (!t.token || t.needToken)) {
+      // A (new) subscription token first, from a page's getToken(topic).
+      this._getToken(t)
+        .then((token) => {
+          if (this.topics.get(topic) !== t || t.state !== "subscribing") return;
+          if (!token) throw new TornagoError(0, "getToken gave no token for " + topic);
+          t.token = token;
+          t.needToken = false;
+          if (this.state === "connected") this._subscribe(topic, t);
+          else t.state = "new"; // on the next connect
+        })
+        .catch((e) => {
+          if (this.topics.get(topic) !== t || t.state !== "subscribing") return;
+          this.topics.delete(topic);
+          for (const m of t.members.keys()) m.post({t: "subres", topic, error: plainError(e)});
+        });
+      return;
+    }
     const since = t.pos || t.since || "";
     const sub = {topic};
     if (!isZeroPosition(since)) sub.since = since;
+    if (t.token) sub.token = t.token;
     this.command({subscribe: sub}, this.opts.subscribeTimeout || 10000, true).then(
       (res) => {
         if (this.topics.get(topic) !== t) return;
         t.state = "subscribed";
+        t.expired = 0;
+        this._scheduleSubRefresh(topic, t, res || {});
         if (res && res.head && (!t.pos || res.gone || comparePositions(res.head, t.pos) === 1)) t.pos = res.head;
         const waiting = [...t.members.keys()];
         for (const m of waiting) {
@@ -631,6 +659,13 @@ export class Core {
         if (e.code === ErrorCodes.transportClosed || e.code === ErrorCodes.timeout) {
           t.state = "new"; // resubscribed on the next connect
           if (e.code === ErrorCodes.timeout && this.transport) this._close(CLOSE_NO_PONG, "subscribe timed out");
+          return;
+        }
+        if (e.code === 109 && t.getters.size) {
+          // The subscription token expired (while disconnected): a new
+          // one, then again, after a backoff (a getToken that keeps
+          // giving expired tokens must not spin).
+          this._resubscribeExpired(topic, t);
           return;
         }
         this.topics.delete(topic);
@@ -721,7 +756,10 @@ export class Core {
       p.reject(new TornagoError(ErrorCodes.clientDisconnected, reason));
     }
     this.queue = [];
-    for (const t of this.topics.values()) t.state = "new";
+    for (const t of this.topics.values()) {
+      t.state = "new";
+      clearTimeout(t.refresh);
+    }
     for (const w of this.tokenRefs.values()) w.reject(new TornagoError(ErrorCodes.clientDisconnected, reason));
     this.tokenRefs.clear();
     this.client = "";
@@ -900,9 +938,47 @@ export class Core {
     }, delay);
   }
 
-  // _getToken asks a page that has getToken for a new token.
-  _getToken() {
-    const m = [...this.members].find((x) => x.hasGetToken);
+  // _scheduleSubRefresh sends a subscription's sub_refresh at 80% of its
+  // ttl (as refresh for the connection), with a token from a page's
+  // getToken(topic). A refused one changes nothing here: the server ends
+  // the subscription at its expiry (unsub 109), and it is subscribed
+  // again with a new token.
+  _scheduleSubRefresh(topic, t, res) {
+    clearTimeout(t.refresh);
+    t.refresh = 0;
+    if (!res.expires || !t.getters.size) return;
+    const ms = Math.max(0, res.ttl || 0) * 1000;
+    const delay = Math.max(0, ms - Math.min(30000, ms * 0.2));
+    t.refresh = setTimeout(async () => {
+      t.refresh = 0;
+      try {
+        const token = await this._getToken(t);
+        if (this.topics.get(topic) !== t || t.state !== "subscribed") return;
+        t.token = token;
+        const r = await this.command({sub_refresh: {topic, token}}, this.opts.timeout, true);
+        if (this.topics.get(topic) === t && t.state === "subscribed") this._scheduleSubRefresh(topic, t, r || {});
+      } catch (_) {
+        /* the server ends it at the expiry: subscribed again then */
+      }
+    }, delay);
+  }
+
+  // _resubscribeExpired subscribes t again with a new token, from its
+  // position, after a backoff.
+  _resubscribeExpired(topic, t) {
+    clearTimeout(t.refresh);
+    t.state = "new";
+    t.needToken = true;
+    t.refresh = setTimeout(() => {
+      t.refresh = 0;
+      if (this.topics.get(topic) === t && t.state === "new" && this.state === "connected") this._subscribe(topic, t);
+    }, backoffDelay(t.expired++, this.opts.minReconnectDelay, this.opts.maxReconnectDelay));
+  }
+
+  // _getToken asks a page that has getToken for a new token: the
+  // connection's, or with t a subscription token for topic t.name.
+  _getToken(t) {
+    const m = t ? [...t.getters][0] : [...this.members].find((x) => x.hasGetToken);
     if (!m) return Promise.resolve("");
     return new Promise((resolve, reject) => {
       const ref = this.nextID++;
@@ -915,7 +991,7 @@ export class Core {
         resolve: (v) => (clearTimeout(timer), resolve(v)),
         reject: (e) => (clearTimeout(timer), reject(e)),
       });
-      m.post({t: "gettoken", ref});
+      m.post(t ? {t: "gettoken", ref, topic: t.name} : {t: "gettoken", ref});
     });
   }
 
@@ -927,6 +1003,14 @@ export class Core {
       this._broadcast({t: "subpush", topic: p.topic, head: p.sub.head || ""});
     } else if (p.unsub) {
       const t = this.topics.get(p.topic);
+      if (t && p.unsub.code === 109 && t.getters.size) {
+        // The subscription's token expired unrefreshed: a new token, and
+        // again from the position (the pages hear subscribed again).
+        t.expired = 0;
+        this._resubscribeExpired(p.topic, t);
+        return;
+      }
+      if (t) clearTimeout(t.refresh);
       this.topics.delete(p.topic);
       const msg = {t: "unsub", topic: p.topic, code: p.unsub.code, reason: p.unsub.reason || ""};
       if (t) for (const m of t.members.keys()) m.post(msg);
@@ -952,7 +1036,10 @@ export class Core {
     this._clearTimers();
     const again = frame ? !!frame.reconnect : reconnectsAfter(code);
     this._failPending(new TornagoError(ErrorCodes.transportClosed, "connection closed: " + reason, true), again && this.running);
-    for (const t of this.topics.values()) t.state = "new";
+    for (const t of this.topics.values()) {
+      t.state = "new";
+      clearTimeout(t.refresh); // the next subscribe's reply arms it
+    }
     this.client = "";
     if (!again || !this.running) {
       this.running = false;
@@ -1146,6 +1233,10 @@ export class Subscription extends Emitter {
     this.onError = o.onError || null;
     this.onUnsubscribed = o.onUnsubscribed || null;
     this.onJoinLeave = o.onJoinLeave || null;
+    // token: the subscription token (namespaces with subscribe_token);
+    // getToken(topic): gives a new one before it expires.
+    this.token = o.token || "";
+    this.getToken = typeof o.getToken === "function" ? o.getToken : null;
     this.result = null;
     this._resolve = null;
     this._reject = null;
@@ -1257,8 +1348,12 @@ export class Client extends Emitter {
     this.link.post(hello);
     for (const [topic, s] of this.subs) {
       s.state = "subscribing";
-      this.link.post({t: "sub", topic, since: this._since(topic, s)});
+      this.link.post(this._subMsg(topic, s));
     }
+  }
+
+  _subMsg(topic, s) {
+    return {t: "sub", topic, since: this._since(topic, s), token: s.token, hasGetToken: !!s.getToken};
   }
 
   _since(topic, s) {
@@ -1344,23 +1439,34 @@ export class Client extends Emitter {
         msg.error ? c.reject(toError(msg.error)) : c.resolve(msg.result);
         break;
       }
-      case "gettoken":
+      case "gettoken": {
+        const s = msg.topic ? this.subs.get(msg.topic) : null;
         Promise.resolve()
-          .then(() => this.opts.getToken())
+          .then(() => {
+            if (!msg.topic) return this.opts.getToken();
+            if (!s || !s.getToken) throw new Error("no getToken for " + msg.topic);
+            return s.getToken(msg.topic);
+          })
           .then(
             (token) => {
-              this.opts.token = token;
+              if (s) s.token = token || "";
+              else this.opts.token = token;
               this.link.post({t: "token", ref: msg.ref, token: token || ""});
             },
             (e) => this.link.post({t: "token", ref: msg.ref, error: plainError(new TornagoError(0, "getToken: " + (e && e.message), true))}),
           );
         break;
+      }
     }
   }
 
   /**
    * subscribe to topic. opts.since: resume after this position (default:
-   * the position kept in sessionStorage, else from now).
+   * the position kept in sessionStorage, else from now). opts.token: the
+   * subscription token (namespaces with subscribe_token); opts.getToken(topic):
+   * gives one (first, when opts.token is empty), a new one at 80% of its
+   * ttl (sub_refresh), and after the server ended the subscription because
+   * its token expired (then subscribed again from the position).
    */
   subscribe(topic, opts = {}) {
     if (typeof topic !== "string" || topic === "") throw new TornagoError(ErrorCodes.badArgument, "topic must be a non-empty string");
@@ -1369,7 +1475,7 @@ export class Client extends Emitter {
     s.since = opts.since || "";
     if (opts.since) this.positions.set(topic, opts.since);
     this.subs.set(topic, s);
-    if (!this.closed) this.link.post({t: "sub", topic, since: this._since(topic, s)});
+    if (!this.closed) this.link.post(this._subMsg(topic, s));
     return s;
   }
 

@@ -15,8 +15,9 @@
 // Threading: the methods are goroutine-safe doors (from another goroutine
 // they post to the loop); the callbacks (publication handlers, done
 // functions, Options' On* hooks) run on the loop and must not block it.
-// GetToken is the exception: it runs off the loop, on a goroutine of its
-// own, and its result comes back through the loop's queue.
+// GetToken (Options' and SubscribeOptions') is the exception: it runs off
+// the loop, on a goroutine of its own, and its result comes back through
+// the loop's queue.
 package rtclient
 
 import (
@@ -104,6 +105,31 @@ type SubscribeResult struct {
 	Head      pubsub.Position
 	Recovered int
 	Gone      bool
+	// TTL is how long the subscription lives (its token's exp) unless
+	// refreshed: with SubscribeOptions.GetToken the client sends a
+	// sub_refresh at four fifths of it. Zero: it does not expire.
+	TTL time.Duration
+}
+
+// SubscribeOptions configures SubscribeWith.
+type SubscribeOptions struct {
+	// Since is the position to resume after (zero: from now).
+	Since pubsub.Position
+	// Token is the subscription token, for namespaces with
+	// subscribe_token. When empty and GetToken is set, GetToken gives
+	// the first one.
+	Token string
+	// GetToken returns a fresh subscription token for topic. It runs off
+	// the loop (a goroutine of its own, with a context cancelled by Close
+	// and bounded by Options.Timeout), so it may do I/O: before the
+	// subscribe when Token is empty, at four fifths of the ttl of a
+	// subscription whose token expires (a sub_refresh), and when the
+	// server ended the subscription because its token expired (an unsub
+	// push with 109) or refused an expired one at a resubscribe: then the
+	// client subscribes again from its position, nothing lost on a topic
+	// with history. Without it a subscription whose token expires ends
+	// then (OnSubscribe gets the 109 error).
+	GetToken func(ctx context.Context, topic string) (string, error)
 }
 
 // Options configures Dial. The zero value connects anonymously, does not
@@ -248,14 +274,22 @@ type command struct {
 }
 
 type subscription struct {
-	topic   string
-	pos     pubsub.Position
-	onPub   func(Publication)
-	cmd     *command
-	retry   *loop.Timeout
-	server  bool // the server subscribed us (sub push): not resubscribed by the client
-	removed bool
-	first   func(SubscribeResult, error) // Subscribe's done, until the first reply
+	topic string
+	pos   pubsub.Position
+	onPub func(Publication)
+	cmd   *command
+	retry *loop.Timeout
+	// token is the subscription token (""), getToken SubscribeOptions',
+	// refreshT the sub_refresh at four fifths of the ttl.
+	token    string
+	getToken func(ctx context.Context, topic string) (string, error)
+	refreshT *loop.Timeout
+	// fetching: getToken runs for the next subscribe; needToken: the
+	// token expired, get another before subscribing.
+	fetching, needToken bool
+	server              bool // the server subscribed us (sub push): not resubscribed by the client
+	removed             bool
+	first               func(SubscribeResult, error) // Subscribe's done, until the first reply
 }
 
 // Goroutine-safe.
@@ -359,10 +393,20 @@ func (c *Client) start() {
 // fetchToken runs GetToken off the loop and hands its result to done on
 // the loop (not after Close).
 func (c *Client) fetchToken(done func(string, error)) {
+	c.runGetToken(c.o.GetToken, done)
+}
+
+// runGetToken runs get off the loop, with the client's context bounded
+// by Options.Timeout, and hands its result to done on the loop (not after
+// Close).
+func (c *Client) runGetToken(get func(ctx context.Context) (string, error), done func(string, error)) {
+	if c.ctx == nil {
+		c.ctx, c.cancel = context.WithCancel(context.Background())
+	}
 	ctx, o := c.ctx, c.o
 	go func() {
 		tctx, cancel := context.WithTimeout(ctx, o.Timeout)
-		tok, err := o.GetToken(tctx)
+		tok, err := get(tctx)
 		cancel()
 		c.l.AddCallback(func() {
 			if !c.closed {
@@ -540,7 +584,7 @@ func (c *Client) connected(res json.RawMessage, err error) {
 	}
 	c.armRefresh()
 	for _, s := range c.subs {
-		if !s.server && s.cmd == nil && s.retry == nil && c.w != nil {
+		if !s.server && s.cmd == nil && s.retry == nil && !s.fetching && c.w != nil {
 			c.subscribeCmd(s)
 		}
 	}
@@ -652,9 +696,25 @@ func (c *Client) push(p *clientproto.TopicPush) {
 		if s == nil {
 			return
 		}
+		e := &clientproto.Error{Code: p.Unsub.Code, Message: p.Unsub.Reason}
+		if p.Unsub.Code == clientproto.ErrTokenExpired && s.getToken != nil && !s.server {
+			// The subscription's token expired unrefreshed (PROTOCOL.md,
+			// subscription expiry): a new token, and again from the
+			// position.
+			c.l.RemoveTimeout(s.refreshT)
+			s.refreshT = nil
+			s.needToken = true
+			if c.o.OnSubscribe != nil {
+				c.o.OnSubscribe(c, p.Topic, SubscribeResult{}, e)
+			}
+			if !s.removed && s.cmd == nil && !s.fetching && c.state == Connected && c.w != nil {
+				c.subscribeCmd(s)
+			}
+			return
+		}
 		c.forget(s)
 		if c.o.OnSubscribe != nil {
-			c.o.OnSubscribe(c, p.Topic, SubscribeResult{}, &clientproto.Error{Code: p.Unsub.Code, Message: p.Unsub.Reason})
+			c.o.OnSubscribe(c, p.Topic, SubscribeResult{}, e)
 		}
 	}
 }
@@ -701,6 +761,8 @@ func (c *Client) forget(s *subscription) {
 	s.removed = true
 	c.l.RemoveTimeout(s.retry)
 	s.retry = nil
+	c.l.RemoveTimeout(s.refreshT)
+	s.refreshT = nil
 	if c.subs[s.topic] == s {
 		delete(c.subs, s.topic)
 	}
@@ -715,6 +777,13 @@ func (c *Client) subscribed(s *subscription, cmd *command, res json.RawMessage, 
 		return
 	}
 	if e != nil {
+		if e.Code == clientproto.ErrTokenExpired && s.getToken != nil && !c.closed {
+			// The token expired while disconnected: a new one, then
+			// again (after a backoff: a GetToken that keeps giving
+			// expired tokens must not spin).
+			s.needToken = true
+			e = &clientproto.Error{Code: e.Code, Message: e.Message, Temporary: true}
+		}
 		if e.Temporary && !c.closed {
 			// e.g. 111 (too many requests): try again after a backoff.
 			s.retry = c.l.CallLater(rand.N(c.o.MinBackoff*2+1), func() {
@@ -746,6 +815,10 @@ func (c *Client) subscribed(s *subscription, cmd *command, res json.RawMessage, 
 		s.pos = head
 	}
 	sr := SubscribeResult{Head: head, Recovered: r.Recovered, Gone: r.Gone}
+	if r.Expires {
+		sr.TTL = time.Duration(r.TTL) * time.Second
+	}
+	c.armSubRefresh(s, r.Expires, r.TTL)
 	if c.o.OnSubscribe != nil {
 		c.o.OnSubscribe(c, s.topic, sr, nil)
 	}
@@ -761,9 +834,85 @@ func (s *subscription) firstReply(r SubscribeResult, err error) {
 }
 
 func (c *Client) subscribeCmd(s *subscription) {
-	cmd := &command{sub: s, frame: clientproto.Command{Subscribe: &clientproto.SubscribeRequest{Topic: s.topic, Since: s.pos.String()}}}
+	if s.getToken != nil && (s.token == "" || s.needToken) {
+		s.fetching = true
+		c.subToken(s, func(tok string, err error) {
+			s.fetching = false
+			if s.removed {
+				return
+			}
+			if err != nil {
+				c.report(fmt.Errorf("rtclient: get a subscription token for %s: %w", s.topic, err))
+				// Again after a backoff, while connected.
+				c.l.RemoveTimeout(s.retry)
+				s.retry = c.l.CallLater(rand.N(c.o.MinBackoff*2+1), func() {
+					s.retry = nil
+					if !s.removed && c.state == Connected && c.w != nil && s.cmd == nil && !s.fetching {
+						c.subscribeCmd(s)
+					}
+				})
+				return
+			}
+			s.token, s.needToken = tok, false
+			if c.state == Connected && c.w != nil && s.cmd == nil {
+				c.subscribeCmd(s)
+			} // else the next connect subscribes
+		})
+		return
+	}
+	cmd := &command{sub: s, frame: clientproto.Command{Subscribe: &clientproto.SubscribeRequest{Topic: s.topic, Since: s.pos.String(), Token: s.token}}}
 	s.cmd = cmd
 	c.send(cmd)
+}
+
+// subToken runs s's GetToken off the loop.
+func (c *Client) subToken(s *subscription, done func(string, error)) {
+	get, topic := s.getToken, s.topic
+	c.runGetToken(func(ctx context.Context) (string, error) { return get(ctx, topic) }, done)
+}
+
+// armSubRefresh schedules s's sub_refresh at four fifths of its ttl (s),
+// when its token expires and it has a GetToken: a new token, sent with
+// sub_refresh; a refused one is reported, and the server then ends the
+// subscription at its expiry (unsub 109: subscribed again).
+func (c *Client) armSubRefresh(s *subscription, expires bool, ttl int64) {
+	c.l.RemoveTimeout(s.refreshT)
+	s.refreshT = nil
+	if !expires || s.getToken == nil || s.removed {
+		return
+	}
+	d := time.Duration(max(ttl, 0)) * time.Second * 4 / 5
+	s.refreshT = c.l.CallLater(d, func() {
+		s.refreshT = nil
+		c.subToken(s, func(tok string, err error) {
+			if s.removed || c.state != Connected || c.subs[s.topic] != s {
+				return
+			}
+			if err != nil {
+				c.report(fmt.Errorf("rtclient: get a subscription token for %s: %w", s.topic, err))
+				return
+			}
+			s.token = tok
+			cmd := &command{frame: clientproto.Command{SubRefresh: &clientproto.SubRefreshRequest{Topic: s.topic, Token: tok}}}
+			cmd.done = func(res json.RawMessage, err error) {
+				if err != nil {
+					if !errors.Is(err, ErrDisconnected) && !errors.Is(err, ErrClosed) {
+						c.report(fmt.Errorf("rtclient: sub_refresh %s: %w", s.topic, err))
+					}
+					return
+				}
+				var r clientproto.RefreshResult
+				if err := json.Unmarshal(res, &r); err != nil {
+					c.report(fmt.Errorf("rtclient: sub_refresh result: %w", err))
+					return
+				}
+				if !s.removed && c.subs[s.topic] == s {
+					c.armSubRefresh(s, r.Expires, r.TTL)
+				}
+			}
+			c.do(cmd)
+		})
+	})
 }
 
 func (c *Client) onClose(w *loop.WebSocket) {
@@ -773,6 +922,11 @@ func (c *Client) onClose(w *loop.WebSocket) {
 	c.ws = nil
 	c.l.RemoveTimeout(c.refreshT)
 	c.refreshT = nil
+	for _, s := range c.subs {
+		// Subscribed again on the next connection, whose reply arms it.
+		c.l.RemoveTimeout(s.refreshT)
+		s.refreshT = nil
+	}
 	d := clientproto.Disconnect{Code: clientproto.DisconnectCode(w.CloseCode()), Reason: w.CloseReason()}
 	if c.disconnect != nil {
 		d = *c.disconnect
@@ -846,6 +1000,8 @@ func (c *Client) shut(err error) {
 	for _, s := range c.subs {
 		c.l.RemoveTimeout(s.retry)
 		s.retry = nil
+		c.l.RemoveTimeout(s.refreshT)
+		s.refreshT = nil
 		s.firstReply(SubscribeResult{}, err)
 	}
 	q := c.queue
@@ -898,6 +1054,14 @@ func (c *Client) Close() {
 // *clientproto.Error, ErrSubscribed, ErrClosed); a refused subscription
 // is forgotten (except after a temporary error, retried).
 func (c *Client) Subscribe(topic string, since pubsub.Position, onPub func(Publication), done func(SubscribeResult, error)) {
+	c.SubscribeWith(topic, SubscribeOptions{Since: since}, onPub, done)
+}
+
+// Goroutine-safe.
+// SubscribeWith is Subscribe with options: a subscription token and the
+// GetToken that renews it before it expires (SubscribeOptions).
+func (c *Client) SubscribeWith(topic string, o SubscribeOptions, onPub func(Publication), done func(SubscribeResult, error)) {
+	since := o.Since
 	c.onLoop(func() {
 		if c.closed {
 			if done != nil {
@@ -911,7 +1075,7 @@ func (c *Client) Subscribe(topic string, since pubsub.Position, onPub func(Publi
 			}
 			return
 		}
-		s := &subscription{topic: topic, pos: since, onPub: onPub, first: done}
+		s := &subscription{topic: topic, pos: since, onPub: onPub, first: done, token: o.Token, getToken: o.GetToken}
 		if c.subs == nil {
 			c.subs = make(map[string]*subscription)
 		}

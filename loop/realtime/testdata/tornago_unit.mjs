@@ -186,7 +186,7 @@ class MemServer {
         }
       }
       c.subs.add(topic);
-      this.frame(c, {id: cmd.id, result: {head, recovered, gone: false}});
+      this.frame(c, {id: cmd.id, result: Object.assign({head, recovered, gone: false}, this.subResult)});
     } else if (cmd.unsubscribe) {
       c.subs.delete(cmd.unsubscribe.topic);
       this.frame(c, {id: cmd.id, result: {}});
@@ -209,6 +209,8 @@ class MemServer {
     } else if (cmd.refresh) {
       c.token = cmd.refresh.token;
       this.frame(c, {id: cmd.id, result: {expires: true, ttl: 3600}});
+    } else if (cmd.sub_refresh) {
+      this.frame(c, {id: cmd.id, result: Object.assign({}, this.subResult)});
     } else if (cmd.ping) {
       this.frame(c, {id: cmd.id, result: {}});
     }
@@ -344,6 +346,54 @@ test("refresh before the token expires", async () => {
   await until("refresh", () => srv.commands.some((x) => x.refresh), 1500);
   assert.equal(srv.commands.find((x) => x.refresh).refresh.token, "fresh");
   assert.equal(srv.live().length, 1, "same connection");
+  c.disconnect();
+});
+
+test("subscription tokens: getToken(topic), sub_refresh at 80% of the ttl, after an expiry a new token and again from the position", async () => {
+  const srv = new MemServer();
+  srv.subResult = {expires: true, ttl: 1};
+  const c = client(srv);
+  const asked = [];
+  const got = [];
+  let subscribed = 0, unsubscribed = 0;
+  const sub = c.subscribe("private:a", {
+    getToken: async (topic) => (asked.push(topic), "s" + asked.length),
+    onMessage: (d) => got.push(d),
+    onSubscribed: () => subscribed++,
+    onUnsubscribed: () => unsubscribed++,
+  });
+  const r = await sub.ready;
+  assert.equal(r.ttl, 1);
+  assert.equal(srv.commands.find((x) => x.subscribe).subscribe.token, "s1");
+  await until("sub_refresh", () => srv.commands.some((x) => x.sub_refresh), 1500);
+  assert.deepEqual(srv.commands.find((x) => x.sub_refresh).sub_refresh, {topic: "private:a", token: "s2"});
+  srv.publish("private:a", "a");
+  await until("a", () => got.length === 1);
+  // The server ends it (the token expired); a publication comes meanwhile.
+  const conn = srv.live()[0];
+  conn.subs.delete("private:a");
+  srv.frame(conn, {push: {topic: "private:a", unsub: {code: 109, reason: "subscription token expired"}}});
+  srv.publish("private:a", "b");
+  await until("subscribed again", () => srv.commands.filter((x) => x.subscribe).length === 2);
+  const again = srv.commands.filter((x) => x.subscribe)[1].subscribe;
+  assert.equal(again.since, "7-1");
+  assert.match(again.token, /^s[3-9]$/);
+  await until("b recovered", () => got.length === 2);
+  srv.publish("private:a", "c");
+  await until("c", () => got.length === 3);
+  assert.deepEqual(got, ["a", "b", "c"]);
+  assert.equal(unsubscribed, 0);
+  assert.ok(subscribed >= 2);
+  assert.ok(asked.every((t) => t === "private:a"));
+  assert.equal(srv.live().length, 1, "same connection");
+  // Without getToken the expiry ends the subscription.
+  const ends = [];
+  const sub2 = c.subscribe("private:b", {token: "t", onUnsubscribed: (i) => ends.push(i.code)});
+  await sub2.ready;
+  assert.equal(srv.commands.filter((x) => x.subscribe).at(-1).subscribe.token, "t");
+  srv.frame(conn, {push: {topic: "private:b", unsub: {code: 109, reason: "subscription token expired"}}});
+  await until("unsubscribed", () => ends.length === 1);
+  assert.deepEqual(ends, [109]);
   c.disconnect();
 });
 

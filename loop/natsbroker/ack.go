@@ -47,9 +47,14 @@ var _ pubsub.AckPublisher = (*Broker)(nil)
 // process) the stream stores nothing and acknowledges with the first
 // publication's sequence, which done gets. A refusal, or no ack within 5
 // s, gives done an error (the message may still have been stored: a
-// retry with the same id is safe). done runs on the broker's ack-waiter
-// goroutine, in publication order, shared by every publication: it must
-// not block nor call the broker. On a topic without history done gets the
+// retry with the same id is safe); so does an ack that comes while the
+// topic's stream may have been replaced (after a reconnect or a consumer
+// error, until the supervisor checked it): the sequence's epoch is not
+// known, and done gets an error wrapping ErrUnavailable (a retry with the
+// same id is then acknowledged with the position). done runs on the broker's ack-waiter
+// goroutine, in publication order, shared by every publication (or on
+// the publishing goroutine when nats.go refuses the publication at once):
+// it must not block nor call the broker. On a topic without history done gets the
 // zero position at once, inside PublishAck (core NATS acknowledges
 // nothing). When PublishAck returns an error (as Publish's), done is not
 // called.

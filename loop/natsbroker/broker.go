@@ -36,6 +36,11 @@
 // pubsub.HistoryBuffer under a mutex) that answers History and feeds
 // SubscribeHistory without asking NATS.
 //
+// PublishAck (pubsub.AckPublisher) tells the publisher that position, from
+// the stream's acknowledgement (a duplicate Nats-Msg-Id is acknowledged
+// with the first publication's sequence), without blocking the caller:
+// one goroutine per broker waits for the acks, in order.
+//
 // When the NATS server loses the stream (a restart with memory storage, a
 // stream deleted by hand), the first process to notice makes it again,
 // with a new creation time: every process's replica starts over in the new

@@ -109,6 +109,7 @@ func TestProcsPublishOnceAfterKill(t *testing.T) {
 	const topic = "chat:idem"
 	var mu sync.Mutex
 	var got []string
+	at := map[string]pubsub.Position{} // where the subscriber saw each
 	subscribed := make(chan error, 4)
 	sub, err := rtclient.Dial(l, "ws://"+addr+"/connection/websocket", rtclient.Options{Reconnect: true, MinBackoff: 50 * time.Millisecond, MaxBackoff: 300 * time.Millisecond,
 		OnSubscribe: func(_ *rtclient.Client, _ string, _ rtclient.SubscribeResult, err error) { subscribed <- err }})
@@ -121,6 +122,7 @@ func TestProcsPublishOnceAfterKill(t *testing.T) {
 		json.Unmarshal(p.Data, &s)
 		mu.Lock()
 		got = append(got, s)
+		at[s] = p.Pos
 		mu.Unlock()
 	}, nil)
 	if err := recv(t, subscribed, "subscribe"); err != nil {
@@ -153,10 +155,16 @@ func TestProcsPublishOnceAfterKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pub.Close()
+	acked := map[string]pubsub.Position{} // each publish's reply
 	publish := func(s string) <-chan error {
 		errc := make(chan error, 1)
 		data, _ := json.Marshal(s)
-		pub.Publish(topic, data, func(_ pubsub.Position, err error) { errc <- err })
+		pub.Publish(topic, data, func(p pubsub.Position, err error) {
+			mu.Lock()
+			acked[s] = p
+			mu.Unlock()
+			errc <- err
+		})
 		return errc
 	}
 	if err := recv(t, publish("warm"), "publish ack"); err != nil {
@@ -185,6 +193,15 @@ func TestProcsPublishOnceAfterKill(t *testing.T) {
 	if n := count("once"); n != 1 {
 		mu.Lock()
 		t.Fatalf("the subscriber got %q %d times: %v", "once", n, got)
+	}
+	// Through NATS the reply carries the publication's position; the
+	// retry's, from the other process, the first's (JetStream's dedup).
+	mu.Lock()
+	defer mu.Unlock()
+	for _, s := range []string{"warm", "once", "end"} {
+		if acked[s] == (pubsub.Position{}) || acked[s] != at[s] {
+			t.Errorf("the publish of %q was acknowledged with pos %q; the subscriber saw it at %q", s, acked[s], at[s])
+		}
 	}
 	t.Logf("child %d killed before its reply; the retry on another process was acknowledged and not published again", owner)
 }

@@ -36,6 +36,11 @@
 // pubsub.HistoryBuffer under a mutex) that answers History and feeds
 // SubscribeHistory without asking NATS.
 //
+// PublishAck (pubsub.AckPublisher) tells the publisher that position, from
+// the stream's acknowledgement (a duplicate Nats-Msg-Id is acknowledged
+// with the first publication's sequence), without blocking the caller:
+// one goroutine per broker waits for the acks, in order.
+//
 // When the NATS server loses the stream (a restart with memory storage, a
 // stream deleted by hand), the first process to notice makes it again,
 // with a new creation time: every process's replica starts over in the new
@@ -131,6 +136,11 @@ type Broker struct {
 	closed bool
 	queue  chan publication
 	done   chan struct{} // the publishing goroutine has ended
+	// acks feeds the ack waiter (ack.go) the history publications whose
+	// publisher wants their position, in publication order; acked is
+	// closed when the waiter has ended.
+	acks  chan pendingAck
+	acked chan struct{}
 
 	// up mirrors nc.Status() == CONNECTED, kept by watchStatus: Publish
 	// must not ask nc, whose lock a Publish blocked on a stalled socket
@@ -147,6 +157,8 @@ type publication struct {
 	data  []byte
 	hist  *histTopic // non-nil: published to the topic's stream
 	id    string     // PublishWithID's: the stream's Nats-Msg-Id
+	// ack is PublishAck's done, for a history publication (nil: none).
+	ack func(pubsub.Position, error)
 }
 
 var _ pubsub.HistoryBroker = (*Broker)(nil)
@@ -181,6 +193,8 @@ func NewWithOptions(nc *nats.Conn, prefix string, opts Options) *Broker {
 		accept:   opts.Accept,
 		queue:    make(chan publication, opts.MaxPending),
 		done:     make(chan struct{}),
+		acks:     make(chan pendingAck, opts.MaxPending),
+		acked:    make(chan struct{}),
 		watched:  make(chan struct{}),
 	}
 	b.initHistory(opts)
@@ -190,6 +204,7 @@ func NewWithOptions(nc *nats.Conn, prefix string, opts Options) *Broker {
 	b.up.Store(nc.Status() == nats.CONNECTED)
 	go b.watchStatus()
 	go b.publishLoop()
+	go b.waitAcks()
 	return b
 }
 
@@ -211,6 +226,7 @@ func (b *Broker) Connected() bool { return b.up.Load() }
 
 func (b *Broker) publishLoop() {
 	defer close(b.done)
+	defer close(b.acks) // after the last publication: the waiter ends
 	for p := range b.queue {
 		// nats.go copies data into its buffer (or writes it) before it
 		// returns; this goroutine may wait here, the loop does not.
@@ -238,10 +254,10 @@ func (b *Broker) publishLoop() {
 // (connection closed, reconnect buffer full) is counted in Failed. The
 // caller may reuse data at once. Goroutine-safe.
 func (b *Broker) Publish(topic string, data []byte) error {
-	return b.publish(topic, data, "")
+	return b.publish(topic, data, "", nil)
 }
 
-func (b *Broker) publish(topic string, data []byte, id string) error {
+func (b *Broker) publish(topic string, data []byte, id string, ack func(pubsub.Position, error)) error {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	switch {
@@ -264,10 +280,13 @@ func (b *Broker) publish(topic string, data []byte, id string) error {
 	}
 	p := publication{topic: topic, data: append([]byte(nil), data...), hist: t}
 	if t != nil {
-		p.id = id
+		p.id, p.ack = id, ack
 	}
 	select {
 	case b.queue <- p:
+		if t == nil && ack != nil {
+			ack(pubsub.Position{}, nil) // core NATS: no ack, no position
+		}
 		return nil
 	default:
 		b.bytes.Add(-n)
@@ -317,6 +336,7 @@ func (b *Broker) Close() {
 	}
 	b.mu.Unlock()
 	<-b.done
+	<-b.acked // each wait bounded: at most ackTimeout past Close
 	if first {
 		b.closeHistory()
 		b.nc.RemoveStatusListener(b.status) // closes it: watchStatus ends

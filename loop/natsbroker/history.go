@@ -93,6 +93,13 @@ type histTopic struct {
 	// ready: the stream was checked since the last status change, so
 	// Publish sends to it.
 	ready atomic.Bool
+	// settled: nothing happened since the last check that may have put
+	// a new stream (a new epoch) under the topic's name: no status
+	// change, no consumer error. gen counts those events. PublishAck's
+	// positions need both (ack.go): the epoch of the replica names the
+	// stream that acknowledged only while settled.
+	settled atomic.Bool
+	gen     atomic.Uint64
 
 	mu     sync.Mutex
 	buf    *pubsub.HistoryBuffer
@@ -269,6 +276,7 @@ func (b *Broker) KeepHistory(topic string, o pubsub.HistoryOptions) error {
 		}
 	}
 	t.ready.Store(true)
+	t.settled.Store(true)
 	next := map[string]*histTopic{topic: t}
 	if m := b.hist.Load(); m != nil {
 		for k, v := range *m {
@@ -283,6 +291,7 @@ func (b *Broker) KeepHistory(topic string, o pubsub.HistoryOptions) error {
 	}
 	if b.nc.Stats().Reconnects != rc { // watchStatus did not see t yet
 		t.ready.Store(false)
+		t.unsettle()
 		b.poke()
 	}
 	return nil
@@ -373,12 +382,32 @@ func (b *Broker) publishHistory(p publication) {
 	// The stall wait bounds this goroutine's wait when MaxPending acks
 	// are due; meanwhile the queue fills and Publish says ErrBacklog.
 	opts := []jetstream.PublishOpt{jetstream.WithStallWait(ackTimeout)}
+	var epoch int64
+	var gen uint64
+	settled := false
+	if p.ack != nil { // before the publication: what the ack is checked against
+		gen, settled = p.hist.gen.Load(), p.hist.settled.Load()
+		p.hist.mu.Lock()
+		epoch = p.hist.buf.Head().Epoch
+		p.hist.mu.Unlock()
+	}
 	if p.id != "" {
 		opts = append(opts, jetstream.WithMsgID(p.id))
 	}
-	if _, err := b.js.PublishAsync(p.hist.subject, p.data, opts...); err != nil {
+	f, err := b.js.PublishAsync(p.hist.subject, p.data, opts...)
+	if err != nil {
 		b.failed.Add(1)
 		b.warnRefused(p.hist.subject, err)
+		if p.ack != nil {
+			p.ack(pubsub.Position{}, fmt.Errorf("natsbroker: publish %q to stream %s: %w", p.topic, p.hist.stream, err))
+		}
+		return
+	}
+	if p.ack != nil {
+		// Bounded: when the waiter lags MaxPending acks behind, this
+		// goroutine waits (each of its waits is bounded) and Publish says
+		// ErrBacklog meanwhile.
+		b.acks <- pendingAck{f: f, t: p.hist, done: p.ack, by: time.Now().Add(ackTimeout + ackGrace), epoch: epoch, gen: gen, settled: settled}
 	}
 }
 
@@ -402,6 +431,7 @@ func (b *Broker) historyStatusChanged() {
 	}
 	for _, t := range *m {
 		t.ready.Store(false)
+		t.unsettle()
 	}
 	b.checkMu.Lock()
 	if b.abort != nil {
@@ -468,6 +498,7 @@ func (b *Broker) checkAll() bool {
 // check makes sure t's stream exists and t's consumer reads it in its
 // current epoch. Supervisor only.
 func (b *Broker) check(ctx context.Context, t *histTopic, rc uint64) bool {
+	gen := t.gen.Load()
 	info, err := b.streamInfo(ctx, t)
 	if err == nil {
 		epoch := streamEpoch(info)
@@ -488,7 +519,16 @@ func (b *Broker) check(ctx context.Context, t *histTopic, rc uint64) bool {
 		t.failed = false
 	}
 	t.ready.Store(true)
+	if t.gen.Load() == gen { // else the event poked: another check follows
+		t.settled.Store(true)
+	}
 	return true
+}
+
+// unsettle notes an event that may have put a new stream under t's name.
+func (t *histTopic) unsettle() {
+	t.settled.Store(false)
+	t.gen.Add(1)
 }
 
 // streamInfo returns t's stream's info, making the stream when the server
@@ -534,6 +574,7 @@ func (b *Broker) startConsumer(ctx context.Context, t *histTopic, epoch int64, r
 			// Mark it before the ordered consumer resets itself: it may
 			// reset onto a new stream that took the old one's name.
 			c.stale.Store(true)
+			t.unsettle()
 			b.log.Debug("natsbroker: history consumer error", "topic", t.topic, "err", err)
 			b.poke()
 		}))
@@ -573,6 +614,7 @@ func (b *Broker) deliver(t *histTopic, c *histConsumer, m jetstream.Msg) {
 	// the same name: drop it until check has looked.
 	if c.stale.Load() || b.nc.Stats().Reconnects != c.reconnects {
 		if !c.stale.Swap(true) {
+			t.unsettle()
 			b.poke()
 		}
 		return

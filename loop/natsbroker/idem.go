@@ -12,5 +12,5 @@ var _ pubsub.IDPublisher = (*Broker)(nil)
 // whichever process publishes it. On a topic without history id is
 // ignored: core NATS has no deduplication.
 func (b *Broker) PublishWithID(topic string, data []byte, id string) error {
-	return b.publish(topic, data, id)
+	return b.publish(topic, data, id, nil)
 }

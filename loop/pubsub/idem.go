@@ -20,6 +20,30 @@ type IDPublisher interface {
 	PublishWithID(topic string, data []byte, id string) error
 }
 
+// AckPublisher is a Broker that tells a publisher where its publication
+// was stored: the position a history topic (HistoryBroker.KeepHistory)
+// gave it, the same that every subscriber sees, on every node. For an id
+// it already published on topic within its window (see IDPublisher) it
+// publishes nothing and reports the first publication's position, so
+// that a retry gets the same reply as its first attempt, from whichever
+// loop or process. Optional: a Hub whose broker lacks it replies without
+// positions. Goroutine-safe.
+type AckPublisher interface {
+	IDPublisher
+	// PublishAck is PublishWithID (id may be empty: no deduplication)
+	// that reports the outcome to done. When it returns an error nothing
+	// was published and done is not called; otherwise done is called
+	// exactly once, with the position (zero on a topic without history)
+	// or with the error that kept the broker from storing it (the message
+	// may or may not have been stored: a retry with the same id is safe).
+	// done runs on a goroutine of the broker's choosing: the caller's,
+	// before PublishAck returns (MemoryBroker), or one of the broker's
+	// own (natsbroker's ack waiter), which is shared by every publication:
+	// done must not block nor call the broker (a Hub's only queues the
+	// result onto its loop). data may be reused once PublishAck returns.
+	PublishAck(topic string, data []byte, id string, done func(Position, error)) error
+}
+
 // DefaultIDWindow is how long a broker (and a realtime server) remembers
 // a publication's id by default: the window of JetStream's deduplication.
 const DefaultIDWindow = 2 * time.Minute
@@ -35,7 +59,7 @@ const DefaultMaxIDs = 100000
 type IDWindow struct {
 	Window time.Duration // zero: DefaultIDWindow
 	Max    int           // zero: DefaultMaxIDs
-	seen   map[string]time.Time
+	seen   map[string]idSeen
 	order  []idAt // oldest first, from head
 	head   int
 }
@@ -45,16 +69,32 @@ type idAt struct {
 	at time.Time
 }
 
+// idSeen is what a window keeps with an id: when it was added and the
+// position its publication got (zero when none).
+type idSeen struct {
+	at  time.Time
+	pos Position
+}
+
 // Not goroutine-safe.
 // Seen reports whether id was added within the window; if not, it adds
 // it (now).
 func (w *IDWindow) Seen(id string, now time.Time) bool {
+	_, seen := w.Remember(id, now, Position{})
+	return seen
+}
+
+// Not goroutine-safe.
+// Remember is Seen that keeps pos with a new id: for an id added within
+// the window it returns the position kept with it and true; otherwise it
+// adds id with pos (now) and returns pos and false.
+func (w *IDWindow) Remember(id string, now time.Time, pos Position) (Position, bool) {
 	w.expire(now)
-	if _, ok := w.seen[id]; ok {
-		return true
+	if s, ok := w.seen[id]; ok {
+		return s.pos, true
 	}
 	if w.seen == nil {
-		w.seen = make(map[string]time.Time)
+		w.seen = make(map[string]idSeen)
 	}
 	max := w.Max
 	if max <= 0 {
@@ -63,9 +103,17 @@ func (w *IDWindow) Seen(id string, now time.Time) bool {
 	for len(w.seen) >= max {
 		w.drop()
 	}
-	w.seen[id] = now
+	w.seen[id] = idSeen{now, pos}
 	w.order = append(w.order, idAt{id, now})
-	return false
+	return pos, false
+}
+
+// repos changes the position kept with id, if it is kept.
+func (w *IDWindow) repos(id string, pos Position) {
+	if s, ok := w.seen[id]; ok {
+		s.pos = pos
+		w.seen[id] = s
+	}
 }
 
 // Not goroutine-safe.
@@ -94,22 +142,58 @@ func (w *IDWindow) drop() {
 	}
 }
 
-var _ IDPublisher = (*MemoryBroker)(nil)
+var (
+	_ IDPublisher  = (*MemoryBroker)(nil)
+	_ AckPublisher = (*MemoryBroker)(nil)
+)
 
 // Goroutine-safe.
 // PublishWithID implements IDPublisher within DefaultIDWindow and
 // DefaultMaxIDs (ids per broker, every topic's).
 func (b *MemoryBroker) PublishWithID(topic string, data []byte, id string) error {
+	return b.PublishAck(topic, data, id, nil)
+}
+
+// Goroutine-safe.
+// PublishAck implements AckPublisher: it publishes as PublishWithID and
+// calls done (may be nil) before it returns, on the caller's goroutine,
+// after the subscribers got the message, with the position the topic's
+// history gave it (zero on a topic without history) or, for an id
+// already published on topic within the window, the first publication's
+// position. Positions are assigned and ids remembered under one lock, so
+// a retry racing its first publication still gets the first's position.
+func (b *MemoryBroker) PublishAck(topic string, data []byte, id string, done func(Position, error)) error {
+	pos := b.publishAck(topic, data, id)
+	if done != nil {
+		done(pos, nil)
+	}
+	return nil
+}
+
+// publishAck is PublishAck under pub (released even if a subscriber
+// panics): it returns the position.
+func (b *MemoryBroker) publishAck(topic string, data []byte, id string) Position {
+	b.pub.Lock()
+	defer b.pub.Unlock()
+	var pos Position
+	seen := false
 	if id != "" {
-		b.pub.Lock()
 		if b.ids == nil {
 			b.ids = &IDWindow{}
 		}
-		seen := b.ids.Seen(fmt.Sprint(len(topic), ":", topic, id), time.Now())
-		b.pub.Unlock()
-		if seen {
-			return nil
+		b.mu.Lock()
+		if h := b.hist[topic]; h != nil {
+			pos = h.Next() // what publishLocked gives it: pub is held
 		}
+		b.mu.Unlock()
+		pos, seen = b.ids.Remember(fmt.Sprint(len(topic), ":", topic, id), time.Now(), pos)
 	}
-	return b.Publish(topic, data)
+	if !seen {
+		got := b.publishLocked(topic, data)
+		if id != "" && got != pos { // KeepHistory ran in between
+			b.ids.repos(fmt.Sprint(len(topic), ":", topic, id), got)
+		}
+		pos = got
+	}
+	return pos
 }

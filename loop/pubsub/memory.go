@@ -35,6 +35,13 @@ type memorySub struct {
 func (b *MemoryBroker) Publish(topic string, data []byte) error {
 	b.pub.Lock()
 	defer b.pub.Unlock()
+	b.publishLocked(topic, data)
+	return nil
+}
+
+// publishLocked is Publish under pub; it returns the message's position
+// (zero on a topic without history).
+func (b *MemoryBroker) publishLocked(topic string, data []byte) Position {
 	b.mu.Lock()
 	subs := b.buf[:0]
 	for s := range b.subs[topic] {
@@ -59,7 +66,7 @@ func (b *MemoryBroker) Publish(topic string, data []byte) error {
 		subs[i] = nil
 	}
 	b.buf = subs[:0]
-	return nil
+	return m.Pos
 }
 
 // Goroutine-safe.

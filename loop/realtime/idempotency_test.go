@@ -71,8 +71,22 @@ func TestIdempotentPublish(t *testing.T) {
 	b.ok(b.cmd("publish", map[string]any{"topic": "open:idem", "data": 1, "idem": strings.Repeat("k", 64)}), nil)
 }
 
+// pubAt reads a's frames until a publication of topic and returns its
+// data and position.
+func pubAt(a *wsc, topic string) (data, pos string) {
+	a.t.Helper()
+	for {
+		f := a.read()
+		if f.Push != nil && f.Push.Topic == topic && f.Push.Pub != nil {
+			return string(f.Push.Pub.Data), f.Push.Pub.Pos
+		}
+	}
+}
+
 // The retry reaches another loop of the process: the MemoryBroker the
-// loops share drops it, so that it is published once.
+// loops share drops it, so that it is published once, and both replies
+// carry the position the subscriber (on a third connection) saw it at,
+// on a history topic; a topic without history replies without one.
 func TestIdempotentPublishAcrossLoops(t *testing.T) {
 	addrs := startAPILoops(t, 2, "")
 	a, b0, b1 := dial(t, addrs[0]), dial(t, addrs[0]), dial(t, addrs[1])
@@ -81,13 +95,26 @@ func TestIdempotentPublishAcrossLoops(t *testing.T) {
 	b1.connect("bob")
 	for _, topic := range []string{"chat:idem", "open:idem"} {
 		a.ok(a.cmd("subscribe", map[string]any{"topic": topic}), nil)
-		b0.ok(b0.cmd("publish", map[string]any{"topic": topic, "data": "one", "idem": topic + "k1"}), nil)
-		b1.ok(b1.cmd("publish", map[string]any{"topic": topic, "data": "one", "idem": topic + "k1"}), nil)
-		b1.ok(b1.cmd("publish", map[string]any{"topic": topic, "data": "two", "idem": topic + "k2"}), nil)
+		var r1, r2, r3 cp.PublishResult
+		b0.ok(b0.cmd("publish", map[string]any{"topic": topic, "data": "one", "idem": topic + "k1"}), &r1)
+		b1.ok(b1.cmd("publish", map[string]any{"topic": topic, "data": "one", "idem": topic + "k1"}), &r2)
+		b1.ok(b1.cmd("publish", map[string]any{"topic": topic, "data": "two", "idem": topic + "k2"}), &r3)
+		var pos []string
 		for _, want := range []string{`"one"`, `"two"`} {
-			if got := pubData(a, topic); got != want {
+			got, p := pubAt(a, topic)
+			if got != want {
 				t.Fatalf("%s: publication %s, want %s", topic, got, want)
 			}
+			pos = append(pos, p)
+		}
+		if topic == "open:idem" {
+			if r1.Pos != "" || r2.Pos != "" || r3.Pos != "" {
+				t.Fatalf("%s: positions %q %q %q on a topic without history", topic, r1.Pos, r2.Pos, r3.Pos)
+			}
+			continue
+		}
+		if r1.Pos == "" || r1.Pos != pos[0] || r2.Pos != pos[0] || r3.Pos != pos[1] {
+			t.Fatalf("%s: replies %q, retry %q, next %q; the subscriber saw %q", topic, r1.Pos, r2.Pos, r3.Pos, pos)
 		}
 	}
 }

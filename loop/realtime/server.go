@@ -295,7 +295,8 @@ func (s *Server) fanOut(t *topic, pos pubsub.Position, data []byte) {
 // subscribers and, through the hub's broker, everyone's. On a topic with
 // history ordered by this process (no broker) it returns the position the
 // publication got; with a broker, or for a topic without history, the
-// zero Position (the broker orders it). A history topic's first
+// zero Position (the broker orders it: PublishAsync's done gets the
+// position, and the publish command's reply carries it). A history topic's first
 // publication with a broker waits for its KeepHistory: it is then
 // published once that is done (an error is logged).
 func (s *Server) Publish(topic string, data json.RawMessage) (pubsub.Position, error) {
@@ -352,7 +353,10 @@ func (s *Server) publish(topic string, data []byte, done func(pubsub.Position, e
 	s.publishID(topic, data, "", done)
 }
 
-// publishID is publish with the broker's deduplication id (none: "").
+// publishID is publish with the broker's deduplication id (none: ""). done
+// gets the position the message got on a history topic, on every broker
+// (the hub's own ordering, MemoryBroker's, JetStream's ack): for an id the
+// broker already published, the first publication's.
 func (s *Server) publishID(topic string, data []byte, id string, done func(pubsub.Position, error)) {
 	ns := s.namespace(topic)
 	s.ensureKept(topic, ns, func(err error) {
@@ -361,23 +365,14 @@ func (s *Server) publishID(topic string, data []byte, id string, done func(pubsu
 			return
 		}
 		hist := ns != nil && ns.History.Keeps()
-		var before pubsub.Position
-		if hist {
-			before, _ = s.hub.Head(hubTopic(topic))
-		}
-		if err := s.hub.PublishWithID(hubTopic(topic), data, id); err != nil {
-			done(pubsub.Position{}, err)
-			return
-		}
-		if hist {
-			// Without a broker the hub orders the message before Publish
-			// returns: the head moved to it. With one it comes back later.
-			if after, _ := s.hub.Head(hubTopic(topic)); after != before {
-				done(after, nil)
-				return
+		if err := s.hub.PublishAck(hubTopic(topic), data, id, func(pos pubsub.Position, err error) {
+			if !hist {
+				pos = pubsub.Position{}
 			}
+			done(pos, err)
+		}); err != nil {
+			done(pubsub.Position{}, err)
 		}
-		done(pubsub.Position{}, nil)
 	})
 }
 

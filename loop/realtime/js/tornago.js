@@ -1491,7 +1491,7 @@ export class Client extends Emitter {
 
   /**
    * publish data on topic: resolves with {pos} once the server took it
-   * ({} through a broker: the position comes with the publication).
+   * (on a topic with history, through any broker; {} on one without).
    * Each publish carries a fresh idempotency key (opts.idem: the
    * application's own; "" for none): one whose connection ends before
    * the reply is sent again with the same key after the reconnect, and

@@ -344,6 +344,14 @@ func TestSessionOnAnotherLoop(t *testing.T) {
 	if len(fs) == 0 || fs[0].ID != 2 || fs[0].Error != nil {
 		t.Fatalf("poll on the other loop: %+v %+v", a, fs)
 	}
+	// The ping's reply may come in a later answer than the subscribe's:
+	// read up to it, so that the parked poll below waits for the push.
+	for fs[len(fs)-1].ID != 3 {
+		a, fs = poll(t, "http://"+addrB+"/connection/poll?session="+sess+"&next="+fmt.Sprint(a.Next), "")
+		if len(fs) == 0 || fs[0].Push != nil {
+			t.Fatalf("the ping's reply: %+v %+v", a, fs)
+		}
+	}
 	// A poll parked on B gets what A's session receives.
 	got := make(chan []frame, 1)
 	go func() {

@@ -311,6 +311,15 @@ func (a *attackFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&o.RTSSEPublishers, "rt-sse-publishers", 8, "rt-slow-sse: publishing connections")
 	fs.Var(intSize{&o.RTSSESize}, "rt-sse-size", "rt-slow-sse: bytes per publication (default 3000; the demo's chat takes 4 KiB)")
 	fs.DurationVar(&o.RTSSEFor, "rt-sse-for", 10*time.Second, "rt-slow-sse: flood duration")
+	fs.IntVar(&o.RTChurnConns, "rt-churn-n", 200, "rt-presence-churn: clients subscribing and unsubscribing")
+	fs.IntVar(&o.RTChurnRate, "rt-churn-rate", 40, "rt-presence-churn: commands a second per client")
+	fs.IntVar(&o.RTChurnName, "rt-churn-name", 2000, "rt-presence-churn: bytes of half the clients' names (info)")
+	fs.DurationVar(&o.RTChurnFor, "rt-churn-for", 10*time.Second, "rt-presence-churn: churn duration")
+	fs.IntVar(&o.RTPresMembers, "rt-pres-members", 1200, "rt-presence-query-flood: idle members of the topic")
+	fs.IntVar(&o.RTPresQueriers, "rt-pres-n", 200, "rt-presence-query-flood: clients sending presence")
+	fs.IntVar(&o.RTPresRate, "rt-pres-rate", 45, "rt-presence-query-flood: presence commands a second per client")
+	fs.IntVar(&o.RTPresName, "rt-pres-name", 32, "rt-presence-query-flood: bytes of each member's name (info)")
+	fs.DurationVar(&o.RTPresFor, "rt-pres-for", 10*time.Second, "rt-presence-query-flood: flood duration")
 }
 
 func parse(name string, args []string) *flags {

@@ -141,10 +141,12 @@ type Limits struct {
 	// without it). Default 256 bytes.
 	MaxPresenceInfo int
 	// PresenceCost is what a presence command (the list; not
-	// presence_stats) takes of the connection's CommandsPerSecond: at the
-	// defaults 10, so 5 a second, 10 at once; past it error 111 "too
-	// many presence requests" (counted in no flood: the command was
-	// within the rate). Default 10.
+	// presence_stats) takes of the connection's command tokens
+	// (CommandsPerSecond, CommandBurst): at the defaults 10, so 5 a
+	// second, 10 at once. With fewer tokens left it gets error 111 "too
+	// many presence requests"; the tokens it took count for the
+	// connection's rate (its other commands may then be over it: 111,
+	// and sustained 5 s, 3004). Default 10.
 	PresenceCost int
 	// PresenceBytesPerSecond bounds the bytes of presence answers a
 	// Server (a loop) writes a second, all connections together: a

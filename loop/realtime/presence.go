@@ -287,7 +287,9 @@ type serverPresence struct {
 // budget.
 func (c *Client) presenceAllowed(id uint32) bool {
 	lim, p := c.s.lim, c.s.pres
-	extra := float32(lim.PresenceCost - 1)
+	// A burst under the cost would refuse every presence: at most the
+	// burst.
+	extra := float32(min(lim.PresenceCost, lim.CommandBurst) - 1)
 	if c.tokens < extra {
 		c.fail(id, cp.ErrTooManyRequests, "too many presence requests")
 		return false

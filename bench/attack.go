@@ -155,9 +155,11 @@ type AttackOptions struct {
 	// t. RTPresMembers (1,200) idle subscribers of chat:crowd (names of
 	// RTPresName bytes, 32: the demo's longest), then RTPresQueriers (200)
 	// clients send presence at RTPresRate (45) a second each for
-	// RTPresFor (10s).
-	RTPresMembers, RTPresQueriers, RTPresRate, RTPresName int
-	RTPresFor                                             time.Duration
+	// RTPresFor (10s), while RTPresChurn (20) clients subscribe to and
+	// unsubscribe from the topic 40 times a second each (every change
+	// makes its encoded answer stale).
+	RTPresMembers, RTPresQueriers, RTPresRate, RTPresName, RTPresChurn int
+	RTPresFor                                                          time.Duration
 
 	Progress Progress
 }
@@ -246,6 +248,7 @@ func (o *AttackOptions) defaults() {
 	i(&o.RTPresQueriers, 200)
 	i(&o.RTPresRate, 45)
 	i(&o.RTPresName, 32)
+	i(&o.RTPresChurn, 20)
 	d(&o.RTPresFor, 10*time.Second)
 }
 

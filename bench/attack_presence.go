@@ -230,7 +230,8 @@ func rtPresenceChurn(e *attackEnv) error {
 // chat:crowd (names of RTPresName bytes), then RTPresQueriers clients
 // subscribed to it too send presence at RTPresRate a second each for
 // RTPresFor, reading their replies (each up to the 1,000 members the
-// server lists).
+// server lists), while RTPresChurn clients subscribe to and unsubscribe
+// from it 40 times a second each.
 func rtPresenceFlood(e *attackEnv) error {
 	const topic = "chat:crowd"
 	sub := []byte(`{"id":2,"subscribe":{"topic":"` + topic + `"}}`)
@@ -328,11 +329,45 @@ func rtPresenceFlood(e *attackEnv) error {
 			e.closed(<-done)
 		}()
 	}
+	// Churners beside: every join or leave makes the topic's encoded
+	// answer stale, so the answers after it are listed and encoded anew
+	// (the reuse's worst case).
+	var churned atomic.Int64
+	for i := range e.o.RTPresChurn {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w, err := dialRT(e.host, e.rtPresToken(7000000+i, e.o.RTPresName))
+			if err != nil {
+				e.closed("connect-error")
+				return
+			}
+			defer w.Close()
+			go w.readFrames(time.Now().Add(e.o.RTPresFor+time.Minute), nil)
+			<-start
+			id := 1
+			var b []byte
+			for end := time.Now().Add(e.o.RTPresFor); time.Now().Before(end); {
+				b = b[:0]
+				for range 2 {
+					id += 2
+					b = append(b, w.frame(1, false, fmt.Appendf(nil, `{"id":%d,"subscribe":{"topic":"%s"}}`, id, topic))...)
+					b = append(b, w.frame(1, false, fmt.Appendf(nil, `{"id":%d,"unsubscribe":{"topic":"%s"}}`, id+1, topic))...)
+				}
+				if w.write(b, time.Now().Add(5*time.Second)) != nil {
+					return
+				}
+				churned.Add(4)
+				time.Sleep(100 * time.Millisecond)
+			}
+		}()
+	}
 	ready.Wait()
 	time.Sleep(200 * time.Millisecond) // the queriers' subscribe replies
 	close(start)
 	wg.Wait()
 	e.endMeasure()
+	e.set("churn_commands", churned.Load())
 	e.set("queries_sent", sent.Load())
 	e.set("answered", answered.Load())
 	e.set("answered_mib", float64(answeredBytes.Load())/(1<<20))

@@ -37,7 +37,7 @@ func tinyAttacks() AttackOptions {
 		RTRPCConns: 3, RTRPCRate: 200, RTRPCHold: 300 * time.Millisecond, RTRPCFor: time.Second,
 		RTSSEConns: 10, RTSSEPublishers: 2, RTSSESize: 3000, RTSSEFor: 1500 * time.Millisecond,
 		RTChurnConns: 10, RTChurnRate: 40, RTChurnName: 2000, RTChurnFor: time.Second,
-		RTPresMembers: 150, RTPresQueriers: 5, RTPresRate: 45, RTPresName: 32, RTPresFor: time.Second,
+		RTPresMembers: 150, RTPresQueriers: 5, RTPresRate: 45, RTPresName: 32, RTPresChurn: 2, RTPresFor: time.Second,
 	}
 }
 

@@ -159,7 +159,7 @@ const attackUsage = `attacks (issue 10, j-m of issue 19, n-r of issue 21; -attac
                    Info <= 256 B; RSS back within 64 MiB? (issue 22)
   t rt-presence-query-flood  -rt-pres-members 1200 idle members of chat:crowd, then -rt-pres-n 200
                    clients send presence at -rt-pres-rate 45 a second each for -rt-pres-for 10s
-                   (answers of 1,000 members, or 111)
+                   while -rt-pres-churn 20 clients churn the topic (answers of 1,000 members, or 111)
                    n-t sign HS256 tokens with TORNAGO_TOKEN_HMAC_SECRET (with -servers: a random one
                    given to tornago when unset; with -url and none: anonymous, tokens unchecked)
   i fd-storm       -storm-n 3000 TCP connections, held -storm-hold 2s, closed; the server (started
@@ -326,6 +326,7 @@ func (a *attackFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&o.RTPresQueriers, "rt-pres-n", 200, "rt-presence-query-flood: clients sending presence")
 	fs.IntVar(&o.RTPresRate, "rt-pres-rate", 45, "rt-presence-query-flood: presence commands a second per client")
 	fs.IntVar(&o.RTPresName, "rt-pres-name", 32, "rt-presence-query-flood: bytes of each member's name (info)")
+	fs.IntVar(&o.RTPresChurn, "rt-pres-churn", 20, "rt-presence-query-flood: clients subscribing and unsubscribing beside (40 a second each)")
 	fs.DurationVar(&o.RTPresFor, "rt-pres-for", 10*time.Second, "rt-presence-query-flood: flood duration")
 }
 

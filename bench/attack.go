@@ -146,6 +146,20 @@ type AttackOptions struct {
 	// bytes to it at 45 a second each for RTSSEFor (10s).
 	RTSSEConns, RTSSEPublishers, RTSSESize int
 	RTSSEFor                               time.Duration
+	// s. RTChurnConns (200) clients subscribe to and unsubscribe from
+	// chat:churn at RTChurnRate (40) commands a second each for
+	// RTChurnFor (10s); half carry names of RTChurnName (2,000) bytes in
+	// their tokens' info, half of 200.
+	RTChurnConns, RTChurnRate, RTChurnName int
+	RTChurnFor                             time.Duration
+	// t. RTPresMembers (1,200) idle subscribers of chat:crowd (names of
+	// RTPresName bytes, 32: the demo's longest), then RTPresQueriers (200)
+	// clients send presence at RTPresRate (45) a second each for
+	// RTPresFor (10s), while RTPresChurn (20) clients subscribe to and
+	// unsubscribe from the topic 40 times a second each (every change
+	// makes its encoded answer stale).
+	RTPresMembers, RTPresQueriers, RTPresRate, RTPresName, RTPresChurn int
+	RTPresFor                                                          time.Duration
 
 	Progress Progress
 }
@@ -226,6 +240,16 @@ func (o *AttackOptions) defaults() {
 	i(&o.RTSSEPublishers, 8)
 	i(&o.RTSSESize, 3000)
 	d(&o.RTSSEFor, 10*time.Second)
+	i(&o.RTChurnConns, 200)
+	i(&o.RTChurnRate, 40)
+	i(&o.RTChurnName, 2000)
+	d(&o.RTChurnFor, 10*time.Second)
+	i(&o.RTPresMembers, 1200)
+	i(&o.RTPresQueriers, 200)
+	i(&o.RTPresRate, 45)
+	i(&o.RTPresName, 32)
+	i(&o.RTPresChurn, 20)
+	d(&o.RTPresFor, 10*time.Second)
 }
 
 // AttackResult is one attack against one server. Figures that were not
@@ -456,7 +480,7 @@ func RunAttack(name string, o AttackOptions) *AttackResult {
 		r.Alive = &alive
 		r.Survived = boolp(after && alive)
 		after := treeRSS(o.PID)
-		if (a.name == "partial-frames" || a.name == "sse-pipelining") && alive {
+		if (a.name == "partial-frames" || a.name == "sse-pipelining" || a.name == "rt-presence-churn") && alive {
 			after = settleRSS(o.PID, *r.RSSBefore+o.RSSReturn, o.Settle)
 		}
 		if alive {
@@ -503,6 +527,10 @@ func estimate(a *attack, o AttackOptions) time.Duration {
 		return o.RTRPCFor + o.RTRPCHold
 	case "rt-slow-sse":
 		return o.RTSSEFor + o.Drain
+	case "rt-presence-churn":
+		return o.RTChurnFor + 2*o.Drain
+	case "rt-presence-query-flood":
+		return o.RTPresFor + o.Drain + 5*time.Second
 	}
 	return 5 * time.Second
 }

@@ -17,7 +17,7 @@ import (
 )
 
 // attacks is the suite of issue 10 (j, k, l, m of issue 19, n-r of issue
-// 21), in run order.
+// 21, s and t of issue 22), in run order.
 // The descriptor storm comes last: a server it kills cannot spoil the others
 // when the harness does not restart servers.
 var attacks = []attack{
@@ -142,6 +142,26 @@ var attacks = []attack{
 			}
 			return both(boolp(*r.PeakRSS <= 256<<20 && r.Closes["sse-open"] == 0 && r.Closes["ws-open"] == 0 &&
 				r.Closes["poll-3001"] == int64(max(1, e.o.RTSSEConns/10))), r.CanaryOK)
+		}},
+	// s, t: presence (issue 22) on the demo's chat namespace.
+	{letter: "s", name: "rt-presence-churn", needs: []string{"ws:/connection/websocket"},
+		expect: "an observer's join/leave pushes list <= 100 names, no Info over 256 B; RSS returns to within 64 MiB of before; canary within budget",
+		run:    rtPresenceChurn, check: func(e *attackEnv, r *AttackResult) *bool {
+			pushes, _ := r.Extra["observer_pushes"].(int64)
+			names, _ := r.Extra["observer_max_names"].(int64)
+			info, _ := r.Extra["observer_max_info"].(int64)
+			ok := pushes > 0 && names <= 100 && info <= 256
+			if r.RSSAfter != nil && r.RSSBefore != nil {
+				ok = ok && *r.RSSAfter <= *r.RSSBefore+e.o.RSSReturn
+			}
+			return both(boolp(ok), r.CanaryOK)
+		}},
+	{letter: "t", name: "rt-presence-query-flood", needs: []string{"ws:/connection/websocket"},
+		expect: "presence answered (<= 1,000 members each) or refused with a documented code; canary within budget",
+		run:    rtPresenceFlood, check: func(e *attackEnv, r *AttackResult) *bool {
+			answered, _ := r.Extra["answered"].(int64)
+			members, _ := r.Extra["max_members"].(int64)
+			return both(boolp(answered > 0 && members <= 1000), r.CanaryOK)
 		}},
 	{letter: "i", name: "fd-storm", needs: []string{"ws:/echo"},
 		expect: "survives; the canary and new connections are served afterwards",

@@ -36,6 +36,8 @@ func tinyAttacks() AttackOptions {
 		RTUnauthConns: 30, RTUnauthFor: 300 * time.Millisecond, RTSubConns: 3, RTSubTopics: 400, RTMalformedConns: 2, RTOversize: 10 << 20,
 		RTRPCConns: 3, RTRPCRate: 200, RTRPCHold: 300 * time.Millisecond, RTRPCFor: time.Second,
 		RTSSEConns: 10, RTSSEPublishers: 2, RTSSESize: 3000, RTSSEFor: 1500 * time.Millisecond,
+		RTChurnConns: 10, RTChurnRate: 40, RTChurnName: 2000, RTChurnFor: time.Second,
+		RTPresMembers: 150, RTPresQueriers: 5, RTPresRate: 45, RTPresName: 32, RTPresChurn: 2, RTPresFor: time.Second,
 	}
 }
 
@@ -45,7 +47,7 @@ func tinyAttacks() AttackOptions {
 // checks that each was measured and reported, whatever the outcome.
 func TestAttackSuite(t *testing.T) {
 	names, err := ParseAttacks("all")
-	if err != nil || len(names) != 18 {
+	if err != nil || len(names) != 20 {
 		t.Fatalf("ParseAttacks: %v %v", names, err)
 	}
 	o := tinyAttacks()
@@ -55,8 +57,8 @@ func TestAttackSuite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rs) != 36 {
-		t.Fatalf("%d results, want 36", len(rs))
+	if len(rs) != 40 {
+		t.Fatalf("%d results, want 40", len(rs))
 	}
 	for _, r := range rs {
 		t.Logf("%s %s: canary %d rtts worst %s fails %d peak %s closes %v survived %v expect %s extra %v",
@@ -167,6 +169,14 @@ func TestAttackSuite(t *testing.T) {
 		case "r-rt-slow-sse":
 			if r.Closes["sse-open"]+r.Closes["sse-eof"] != 10 || r.Extra["published"].(int64) == 0 {
 				t.Errorf("%s slow SSE: closes %v extra %v", r.Server, r.Closes, r.Extra)
+			}
+		case "s-rt-presence-churn":
+			if r.Extra["observer_pushes"].(int64) == 0 || r.Extra["observer_max_names"].(int64) > 100 || r.Extra["observer_max_info"].(int64) > 256 {
+				t.Errorf("%s presence churn: %v", r.Server, r.Extra)
+			}
+		case "t-rt-presence-query-flood":
+			if r.Extra["answered"].(int64) == 0 || r.Extra["max_members"].(int64) == 0 || r.Extra["max_members"].(int64) > 1000 {
+				t.Errorf("%s presence query flood: %v", r.Server, r.Extra)
 			}
 		case "i-fd-storm":
 			if r.Extra["server_fd_limit"] != 64 || r.Extra["past_limit"] != true {
@@ -333,7 +343,9 @@ func TestReadEchoesWhole(t *testing.T) {
 // 101/3500 before connect or with a bad token, 404 for a forged session,
 // 106 past the subscription and pending RPC limits, 111 over the rate,
 // 3501/107/3505 and 400/413 for malformed and oversized commands, 3004
-// for a rate sustained 5 s, and slow SSE sessions ended.
+// for a rate sustained 5 s, slow SSE sessions ended; and attacks s and t
+// (presence, issue 22): join/leave pushes bounded under churn, presence
+// floods answered or refused with 111.
 func TestAttackProtocol(t *testing.T) {
 	const secret = "attack-test-secret-0123456789abcdef"
 	t.Setenv("TORNAGO_TOKEN_HMAC_SECRET", secret)
@@ -343,7 +355,7 @@ func TestAttackProtocol(t *testing.T) {
 	o.RTRPCFor = 6500 * time.Millisecond // past the 5 s of 3004
 	o.RTRPCHold = time.Second
 	o.RTSSEPublishers, o.RTSSEFor = 8, 6*time.Second // past the streams' socket buffers and unsent bound
-	for _, a := range []string{"n", "o", "p", "q", "r"} {
+	for _, a := range []string{"n", "o", "p", "q", "r", "s", "t"} {
 		if a == "r" {
 			// A stream cut as a slow consumer still holds the socket
 			// buffers' megabytes before its end: 300 ms to read ten of

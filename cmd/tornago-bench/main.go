@@ -153,7 +153,14 @@ const attackUsage = `attacks (issue 10, j-m of issue 19, n-r of issue 21; -attac
   r rt-slow-sse    -rt-sse-n 200 SSE sessions (and a tenth as many WebSockets and long polls) on chat:x
                    never read while -rt-sse-publishers 8 clients publish -rt-sse-size 3000 bytes 45
                    times a second each for -rt-sse-for 10s: cut (long polls: 3001), peak RSS <= 256 MiB?
-                   n-r sign HS256 tokens with TORNAGO_TOKEN_HMAC_SECRET (with -servers: a random one
+  s rt-presence-churn  -rt-churn-n 200 clients subscribe to and unsubscribe from chat:churn at
+                   -rt-churn-rate 40 commands a second each for -rt-churn-for 10s (half with
+                   -rt-churn-name 2000-byte names): an observer's join/leave pushes <= 100 names,
+                   Info <= 256 B; RSS back within 64 MiB? (issue 22)
+  t rt-presence-query-flood  -rt-pres-members 1200 idle members of chat:crowd, then -rt-pres-n 200
+                   clients send presence at -rt-pres-rate 45 a second each for -rt-pres-for 10s
+                   while -rt-pres-churn 20 clients churn the topic (answers of 1,000 members, or 111)
+                   n-t sign HS256 tokens with TORNAGO_TOKEN_HMAC_SECRET (with -servers: a random one
                    given to tornago when unset; with -url and none: anonymous, tokens unchecked)
   i fd-storm       -storm-n 3000 TCP connections, held -storm-hold 2s, closed; the server (started
                    with -storm-nofile 1024 descriptors when the harness starts it) still serves?
@@ -311,6 +318,16 @@ func (a *attackFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&o.RTSSEPublishers, "rt-sse-publishers", 8, "rt-slow-sse: publishing connections")
 	fs.Var(intSize{&o.RTSSESize}, "rt-sse-size", "rt-slow-sse: bytes per publication (default 3000; the demo's chat takes 4 KiB)")
 	fs.DurationVar(&o.RTSSEFor, "rt-sse-for", 10*time.Second, "rt-slow-sse: flood duration")
+	fs.IntVar(&o.RTChurnConns, "rt-churn-n", 200, "rt-presence-churn: clients subscribing and unsubscribing")
+	fs.IntVar(&o.RTChurnRate, "rt-churn-rate", 40, "rt-presence-churn: commands a second per client")
+	fs.IntVar(&o.RTChurnName, "rt-churn-name", 2000, "rt-presence-churn: bytes of half the clients' names (info)")
+	fs.DurationVar(&o.RTChurnFor, "rt-churn-for", 10*time.Second, "rt-presence-churn: churn duration")
+	fs.IntVar(&o.RTPresMembers, "rt-pres-members", 1200, "rt-presence-query-flood: idle members of the topic")
+	fs.IntVar(&o.RTPresQueriers, "rt-pres-n", 200, "rt-presence-query-flood: clients sending presence")
+	fs.IntVar(&o.RTPresRate, "rt-pres-rate", 45, "rt-presence-query-flood: presence commands a second per client")
+	fs.IntVar(&o.RTPresName, "rt-pres-name", 32, "rt-presence-query-flood: bytes of each member's name (info)")
+	fs.IntVar(&o.RTPresChurn, "rt-pres-churn", 20, "rt-presence-query-flood: clients subscribing and unsubscribing beside (40 a second each)")
+	fs.DurationVar(&o.RTPresFor, "rt-pres-for", 10*time.Second, "rt-presence-query-flood: flood duration")
 }
 
 func parse(name string, args []string) *flags {

@@ -140,6 +140,23 @@ type Limits struct {
 	// and join/leave: a larger Info is left out (the member is listed
 	// without it). Default 256 bytes.
 	MaxPresenceInfo int
+	// PresenceCost is what a presence command (the list; not
+	// presence_stats) takes of the connection's command tokens
+	// (CommandsPerSecond, CommandBurst): at the defaults 10, so 5 a
+	// second, 10 at once. With fewer tokens left it gets error 111 "too
+	// many presence requests"; the tokens it took count for the
+	// connection's rate (its other commands may then be over it: 111,
+	// and sustained 5 s, 3004). Default 10.
+	PresenceCost int
+	// PresenceBytesPerSecond bounds the bytes of presence answers a
+	// Server (a loop) writes a second, all connections together: a
+	// thousand clients each within their rate could ask for 1,000
+	// members (about 100 KB) 5 times a second, 500 MB/s, and stall the
+	// loop (bench attack t). Past it (a tenth of it at once) a presence
+	// command gets error 111 "presence busy" (temporary; retry later).
+	// An answer is encoded once per topic until its members change.
+	// Default 16 MiB (about 160 answers of 1,000 members a second).
+	PresenceBytesPerSecond int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -166,6 +183,8 @@ func (l Limits) withDefaults() Limits {
 	defD(&l.IdempotencyWindow, 2*time.Minute)
 	def(&l.MaxPresenceMembers, 1000)
 	def(&l.MaxPresenceInfo, 256)
+	def(&l.PresenceCost, 10)
+	def(&l.PresenceBytesPerSecond, 16<<20)
 	defD(&l.RPCTimeout, 10*time.Second)
 	defD(&l.ConnectTimeout, 10*time.Second)
 	defD(&l.SessionIdle, 60*time.Second)

@@ -1,6 +1,7 @@
 package realtime
 
 import (
+	"encoding/json"
 	"sort"
 	"strconv"
 	"sync"
@@ -77,6 +78,24 @@ type presenceTopic struct {
 	// id (presence_share.go), remoteN their number.
 	remote  map[string]map[string]cp.ClientInfo
 	remoteN int
+	// ver counts the changes of the members (changed); enc is the
+	// presence result encoded at version encVer with at most encMax
+	// members, which presence commands reuse until the members change:
+	// a flood of presence commands on a large topic costs a copy of
+	// the encoded answer each, not a list, sort and encoding of up to
+	// Limits.MaxPresenceMembers members each (bench attack t stalled the
+	// loop for seconds without it). Shared by the group's loops, never
+	// modified once stored.
+	ver, encVer uint64
+	enc         []byte
+	encMax      int
+}
+
+// changed notes a change of pt's members: its encoded answer is stale.
+// Under g.mu.
+func (pt *presenceTopic) changed() {
+	pt.ver++
+	pt.enc = nil
 }
 
 type presenceMember struct {
@@ -94,6 +113,7 @@ func (g *PresenceGroup) add(topic string, m cp.ClientInfo, s *Server) {
 	}
 	if _, dup := pt.members[m.Client]; !dup {
 		pt.members[m.Client] = presenceMember{info: m, s: s}
+		pt.changed()
 		if m.User != "" {
 			pt.users[m.User]++
 		}
@@ -117,6 +137,7 @@ func (g *PresenceGroup) removeLocked(topic string, pt *presenceTopic, client str
 		return
 	}
 	delete(pt.members, client)
+	pt.changed()
 	if g.share != nil {
 		g.share.noteDel(topic, client)
 	}
@@ -165,8 +186,46 @@ func (g *PresenceGroup) leave(s *Server) {
 // list returns at most max members of topic, sorted by client id, and
 // whether some were left out (then which ones is arbitrary).
 func (g *PresenceGroup) list(topic string, max int) ([]cp.ClientInfo, bool) {
+	ms, trunc, _, _ := g.listVer(topic, max)
+	return ms, trunc
+}
+
+// encoded returns the presence result of topic (at most max members)
+// encoded as JSON: the topic's cached encoding while its members have
+// not changed since it was made, else a new one, cached. Never modify
+// it. The list is sorted and encoded out of g.mu.
+func (g *PresenceGroup) encoded(topic string, max int) []byte {
+	g.mu.Lock()
+	if pt := g.topics[topic]; pt != nil && pt.enc != nil && pt.encVer == pt.ver && pt.encMax == max {
+		enc := pt.enc
+		g.mu.Unlock()
+		return enc
+	}
+	g.mu.Unlock()
+	ms, trunc, pt, ver := g.listVer(topic, max)
+	enc, err := json.Marshal(cp.PresenceResult{Members: ms, Truncated: trunc})
+	if err != nil {
+		return nil
+	}
+	if pt != nil {
+		g.mu.Lock()
+		if pt.ver == ver && g.topics[topic] == pt {
+			pt.enc, pt.encVer, pt.encMax = enc, ver, max
+		}
+		g.mu.Unlock()
+	}
+	return enc
+}
+
+// listVer is list, with the topic's entry (nil: none) and its version
+// when listed.
+func (g *PresenceGroup) listVer(topic string, max int) ([]cp.ClientInfo, bool, *presenceTopic, uint64) {
 	g.mu.Lock()
 	pt := g.topics[topic]
+	var ver uint64
+	if pt != nil {
+		ver = pt.ver
+	}
 	out := []cp.ClientInfo{}
 	truncated := false
 	if pt != nil {
@@ -192,7 +251,7 @@ func (g *PresenceGroup) list(topic string, max int) ([]cp.ClientInfo, bool) {
 	}
 	g.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Client < out[j].Client })
-	return out, truncated
+	return out, truncated, pt, ver
 }
 
 func (g *PresenceGroup) stats(topic string) cp.PresenceStatsResult {
@@ -212,6 +271,45 @@ type serverPresence struct {
 	interval time.Duration
 	quiet    time.Duration
 	maxDelay time.Duration
+	// budget is the bytes of presence answers this loop may still write
+	// (refilled at Limits.PresenceBytesPerSecond, up to a tenth of it; it
+	// goes below 0 by the last answer), budgetAt its last refill (Unix
+	// ns).
+	budget   float64
+	budgetAt int64
+}
+
+// presenceAllowed takes the cost of a presence command from c's command
+// tokens (Limits.PresenceCost, the command's own already taken) when the
+// loop's budget of answer bytes is not spent, or answers id with error
+// 111 and says false. Checked before the answer is listed or encoded:
+// a refusal costs neither. The caller takes the answer's bytes from the
+// budget.
+func (c *Client) presenceAllowed(id uint32) bool {
+	lim, p := c.s.lim, c.s.pres
+	// A burst under the cost would refuse every presence: at most the
+	// burst.
+	extra := float32(min(lim.PresenceCost, lim.CommandBurst) - 1)
+	if c.tokens < extra {
+		c.fail(id, cp.ErrTooManyRequests, "too many presence requests")
+		return false
+	}
+	now := time.Now().UnixNano()
+	// At most a tenth of a second's bytes at once: a burst of answers
+	// holds the loop for no longer than a tenth of what a second's do.
+	rate := float64(lim.PresenceBytesPerSecond)
+	if p.budgetAt == 0 {
+		p.budget = rate / 10
+	} else {
+		p.budget = min(rate/10, p.budget+float64(now-p.budgetAt)/1e9*rate)
+	}
+	p.budgetAt = now
+	if p.budget < 0 {
+		c.fail(id, cp.ErrTooManyRequests, "presence busy")
+		return false
+	}
+	c.tokens -= extra
+	return true
 }
 
 // jlBatch is one topic's joins and leaves of an interval in the group:
@@ -445,8 +543,18 @@ func (c *Client) presenceCommand(id uint32, name string, stats bool) {
 		c.reply(id, s.pres.g.stats(name))
 		return
 	}
-	ms, trunc := s.pres.g.list(name, s.lim.MaxPresenceMembers)
-	c.reply(id, cp.PresenceResult{Members: ms, Truncated: trunc})
+	if !c.presenceAllowed(id) {
+		return
+	}
+	enc := s.pres.g.encoded(name, s.lim.MaxPresenceMembers)
+	if enc == nil {
+		c.fail(id, cp.ErrInternal, "internal error")
+		return
+	}
+	s.pres.budget -= float64(len(enc))
+	b := cp.AppendReply(c.s.scratch[:0], id, enc)
+	c.send(b)
+	c.keepScratch(b)
 }
 
 // presenceErr checks topic for the Go API and the server API.

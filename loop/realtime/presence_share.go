@@ -583,6 +583,7 @@ func (g *PresenceGroup) remoteSet(sh *presenceShare, id string, n *remoteNode, t
 		pt.remoteN++
 	}
 	ms[m.Client] = m
+	pt.changed()
 	if m.User != "" {
 		pt.users[m.User]++
 	}
@@ -605,6 +606,7 @@ func (g *PresenceGroup) remoteDel(sh *presenceShare, id string, n *remoteNode, t
 		return arm
 	}
 	delete(ms, client)
+	pt.changed()
 	sh.total--
 	pt.remoteN--
 	pt.dropUser(m.User)
@@ -674,6 +676,7 @@ func (g *PresenceGroup) dropNode(sh *presenceShare, id string, n *remoteNode, pu
 			pt.dropUser(m.User)
 		}
 		delete(pt.remote, id)
+		pt.changed()
 		if pt.empty() {
 			delete(g.topics, topic)
 		}

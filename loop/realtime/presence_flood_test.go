@@ -133,8 +133,15 @@ func TestPresenceQueryFlood(t *testing.T) {
 	}
 	fwg.Wait()
 	t.Logf("canary worst %v; %d presence answers of %d members, %d refused", worst, answered.Load(), listed.Load(), refused.Load())
-	if worst > 250*time.Millisecond {
-		t.Fatalf("canary ping took %v during the presence flood", worst)
+	// 250 ms is the budget; under the race detector, with CI's other
+	// packages beside, a second (one run saw 414 ms; without the budget
+	// the canary waited 0.7-1.8 s, without the cache it timed out).
+	budget := 250 * time.Millisecond
+	if raceOn {
+		budget = time.Second
+	}
+	if worst > budget {
+		t.Fatalf("canary ping took %v during the presence flood (budget %v)", worst, budget)
 	}
 	if answered.Load() < flooders || listed.Load() != 1000 || refused.Load() == 0 {
 		t.Fatalf("%d answers of %d members, %d refused", answered.Load(), listed.Load(), refused.Load())

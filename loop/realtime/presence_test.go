@@ -45,7 +45,6 @@ func startPresenceLoopsWith(t *testing.T, n int, edit func(*realtime.Options)) (
 	var servers []*realtime.Server
 	var addrs []string
 	for range n {
-		l := loop.New(loop.Options{TimeoutResolution: 10 * time.Millisecond})
 		o := realtime.Options{
 			Namespaces: presenceNamespaces,
 			Presence:   g,
@@ -62,25 +61,11 @@ func startPresenceLoopsWith(t *testing.T, n int, edit func(*realtime.Options)) (
 		if edit != nil {
 			edit(&o)
 		}
-		s, err := realtime.New(l, loop.NewHub(l, loop.Text, broker), o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		app := loop.NewApplication(loop.AppOptions{})
-		s.Routes(app)
-		api.Routes(app, s.APIBackend())
-		if err := l.Listen("127.0.0.1:0", app); err != nil {
-			t.Fatal(err)
-		}
-		go l.Start()
-		<-l.Ready()
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			defer cancel()
-			l.Stop(ctx)
+		s, addr := realtime.StartForTest(t, loop.Options{TimeoutResolution: 10 * time.Millisecond}, broker, o, func(s *realtime.Server, app *loop.Application) {
+			api.Routes(app, s.APIBackend())
 		})
 		servers = append(servers, s)
-		addrs = append(addrs, l.Addr().String())
+		addrs = append(addrs, addr)
 	}
 	return servers, addrs
 }

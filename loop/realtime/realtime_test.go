@@ -31,28 +31,11 @@ func start(t *testing.T, o realtime.Options, setup func(s *realtime.Server)) (*r
 	if o.Namespaces == nil {
 		o.Namespaces = testNamespaces
 	}
-	l := loop.New(loop.Options{})
-	hub := loop.NewHub(l, loop.Text, nil)
-	s, err := realtime.New(l, hub, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if setup != nil {
-		setup(s)
-	}
-	app := loop.NewApplication(loop.AppOptions{})
-	s.Routes(app)
-	if err := l.Listen("127.0.0.1:0", app); err != nil {
-		t.Fatal(err)
-	}
-	go l.Start()
-	<-l.Ready()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		l.Stop(ctx)
+	return realtime.StartForTest(t, loop.Options{}, nil, o, func(s *realtime.Server, _ *loop.Application) {
+		if setup != nil {
+			setup(s)
+		}
 	})
-	return s, l.Addr().String()
 }
 
 type wsc struct {

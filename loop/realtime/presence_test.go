@@ -480,8 +480,12 @@ func TestPresenceHostileFlood(t *testing.T) {
 		waitStats(t, servers[1], "room:h", 1)
 	}
 	close(stopCanary)
-	if w := <-worst; w > 250*time.Millisecond {
-		t.Fatalf("canary ping took %v during the flood", w)
+	budget := 250 * time.Millisecond
+	if raceOn {
+		budget = time.Second // see TestPresenceQueryFlood
+	}
+	if w := <-worst; w > budget {
+		t.Fatalf("canary ping took %v during the flood (budget %v)", w, budget)
 	}
 	pushes := 0
 	for _, f := range drain(obsFrames, 300*time.Millisecond) {

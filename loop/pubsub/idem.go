@@ -108,12 +108,12 @@ func (w *IDWindow) Remember(id string, now time.Time, pos Position) (Position, b
 	return pos, false
 }
 
-// repos changes the position kept with id, if it is kept.
-func (w *IDWindow) repos(id string, pos Position) {
-	if s, ok := w.seen[id]; ok {
-		s.pos = pos
-		w.seen[id] = s
-	}
+// lookup returns the position kept with id and true when id was added
+// within the window.
+func (w *IDWindow) lookup(id string, now time.Time) (Position, bool) {
+	w.expire(now)
+	s, ok := w.seen[id]
+	return s.pos, ok
 }
 
 // Not goroutine-safe.
@@ -175,25 +175,18 @@ func (b *MemoryBroker) PublishAck(topic string, data []byte, id string, done fun
 func (b *MemoryBroker) publishAck(topic string, data []byte, id string) Position {
 	b.pub.Lock()
 	defer b.pub.Unlock()
-	var pos Position
-	seen := false
-	if id != "" {
-		if b.ids == nil {
-			b.ids = &IDWindow{}
-		}
-		b.mu.Lock()
-		if h := b.hist[topic]; h != nil {
-			pos = h.Next() // what publishLocked gives it: pub is held
-		}
-		b.mu.Unlock()
-		pos, seen = b.ids.Remember(fmt.Sprint(len(topic), ":", topic, id), time.Now(), pos)
+	if id == "" {
+		return b.publishLocked(topic, data)
 	}
-	if !seen {
-		got := b.publishLocked(topic, data)
-		if id != "" && got != pos { // KeepHistory ran in between
-			b.ids.repos(fmt.Sprint(len(topic), ":", topic, id), got)
-		}
-		pos = got
+	// Under pub: no other publication between the lookup and Remember.
+	key, now := fmt.Sprint(len(topic), ":", topic, id), time.Now()
+	if b.ids == nil {
+		b.ids = &IDWindow{}
 	}
+	if pos, seen := b.ids.lookup(key, now); seen {
+		return pos
+	}
+	pos := b.publishLocked(topic, data)
+	b.ids.Remember(key, now, pos)
 	return pos
 }

@@ -160,6 +160,15 @@ func (c *Client) sub(name string) *topic {
 	return nil
 }
 
+// unsubscribe ends c's subscription to t: out of the topic, its
+// presence and its expiry; the topic is unfollowed when it was the last.
+func (c *Client) unsubscribe(t *topic) {
+	c.dropSub(t)
+	t.drop(c)
+	c.s.presenceLeave(c, t)
+	c.s.unfollow(t)
+}
+
 // dropSub forgets c's subscription to t (order does not matter).
 func (c *Client) dropSub(t *topic) {
 	c.forgetSubExp(t)
@@ -500,10 +509,7 @@ func (c *Client) handle(cmd cp.Command) {
 			c.fail(cmd.ID, cp.ErrNotSubscribed, "not subscribed")
 			return
 		}
-		c.dropSub(t)
-		t.drop(c)
-		c.s.presenceLeave(c, t)
-		c.s.unfollow(t)
+		c.unsubscribe(t)
 		c.reply(cmd.ID, nil)
 	case cmd.Publish != nil:
 		c.publish(cmd.ID, cmd.Publish)
@@ -612,12 +618,7 @@ func (s *Server) pingInterval() time.Duration {
 	return 25 * time.Second
 }
 
-func (c *Client) ttl() (bool, int64) {
-	if c.exp == 0 {
-		return false, 0
-	}
-	return true, max((c.exp-time.Now().UnixNano())/int64(time.Second), 0)
-}
+func (c *Client) ttl() (bool, int64) { return ttlOf(c.exp) }
 
 // armExpiry schedules the end of a connection whose identity expires,
 // and of its subscriptions whose tokens do: one timer entry per such
@@ -669,10 +670,7 @@ func (c *Client) expire() {
 		if t == nil {
 			break
 		}
-		c.dropSub(t)
-		t.drop(c)
-		c.s.presenceLeave(c, t)
-		c.s.unfollow(t)
+		c.unsubscribe(t)
 		push := cp.AppendPush(c.s.scratch[:0], cp.Push{Push: &cp.TopicPush{Topic: t.name,
 			Unsub: &cp.UnsubPush{Code: cp.ErrTokenExpired, Reason: SubscriptionExpiredReason}}})
 		c.send(push)
@@ -688,9 +686,10 @@ func (c *Client) expire() {
 // subscription whose token expired without a sub_refresh (code 109).
 const SubscriptionExpiredReason = "subscription token expired"
 
-// subTTL is a subscribe or sub_refresh result's expires and ttl for a
-// subscription expiring at exp (Unix ns; 0: never).
-func subTTL(exp int64) (bool, int64) {
+// ttlOf is a result's expires and ttl (whole seconds left) for
+// something expiring at exp (Unix ns; 0: never): a connection's identity
+// or a subscription's token.
+func ttlOf(exp int64) (bool, int64) {
 	if exp == 0 {
 		return false, 0
 	}
@@ -726,7 +725,7 @@ func (c *Client) subRefresh(id uint32, req *cp.SubRefreshRequest) {
 			default:
 				c.setSubExp(t, exp)
 				var r cp.RefreshResult
-				r.Expires, r.TTL = subTTL(exp)
+				r.Expires, r.TTL = ttlOf(exp)
 				c.reply(id, r)
 			}
 		})
@@ -900,7 +899,7 @@ func (c *Client) attach(id uint32, name string, ns *Namespace, since pubsub.Posi
 	s.presenceJoin(c, t)
 	if exp != 0 {
 		c.setSubExp(t, exp)
-		res.Expires, res.TTL = subTTL(exp)
+		res.Expires, res.TTL = ttlOf(exp)
 	}
 	c.reply(id, res)
 }

@@ -141,11 +141,7 @@ func (g *PresenceGroup) removeLocked(topic string, pt *presenceTopic, client str
 	if g.share != nil {
 		g.share.noteDel(topic, client)
 	}
-	if m.info.User != "" {
-		if pt.users[m.info.User]--; pt.users[m.info.User] <= 0 {
-			delete(pt.users, m.info.User)
-		}
-	}
+	pt.dropUser(m.info.User)
 	if pt.empty() {
 		delete(g.topics, topic)
 	}

@@ -507,10 +507,10 @@ func (g *PresenceGroup) receive(sh *presenceShare, data []byte) {
 				n.staging[m.Topic] = ms
 			}
 			for _, a := range m.Add {
-				if _, dup := ms[a.Client]; !dup && sh.total+n.stagingN >= maxRemoteMembers {
-					continue
-				}
 				if _, dup := ms[a.Client]; !dup {
+					if sh.total+n.stagingN >= maxRemoteMembers {
+						continue
+					}
 					n.stagingN++
 				}
 				ms[a.Client] = a
@@ -688,7 +688,6 @@ func (g *PresenceGroup) dropNode(sh *presenceShare, id string, n *remoteNode, pu
 // expire drops the nodes silent since old, their members pushed as
 // leaves.
 func (g *PresenceGroup) expire(sh *presenceShare, old time.Time) {
-
 	g.mu.Lock()
 	var arm []armAt
 	for id, n := range sh.nodes {

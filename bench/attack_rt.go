@@ -69,26 +69,15 @@ func (w *rawWS) sendText(p []byte) error {
 // handing each decoded frame to on (which may be nil), answering pings;
 // it says how the connection ended: a close code, "eof", "reset", "open".
 func (w *rawWS) rtRead(deadline time.Time, on func(f rtFrame)) string {
-	w.c.SetReadDeadline(deadline)
-	var keep []byte
-	for {
-		keep = keep[:0]
-		f, err := w.readFrameTo(&keep)
-		if err != nil {
-			return closeKind(err)
-		}
-		switch f.op {
-		case 8:
-			return closeCode(f.payload)
-		case 9:
-			w.write(w.frame(10, false, f.payload), time.Now().Add(5*time.Second))
-		case 1:
-			var rf rtFrame
-			if json.Unmarshal(keep, &rf) == nil && on != nil {
-				on(rf)
-			}
-		}
+	if on == nil {
+		return w.readFrames(deadline, nil)
 	}
+	return w.readFrames(deadline, func(p []byte) {
+		var rf rtFrame
+		if json.Unmarshal(p, &rf) == nil {
+			on(rf)
+		}
+	})
 }
 
 // dialRT opens a protocol WebSocket and connects with token; it returns

@@ -193,15 +193,23 @@ func TestWSResumeAcrossProcesses(t *testing.T) {
 	for _, m := range []string{"two", "three", "four"} {
 		publishChat(t, b, m)
 	}
-	// /receive answers once NATS has the message, so the last ones may
-	// still be on their way to b's hub: they follow live, after the
-	// control message.
-	cb, rec, s := resume(t, b, "/ws", f.Pos.String())
-	if s.Gone || s.Recovered != len(rec) || len(rec) == 0 {
-		t.Fatalf("resumed on b: %v %+v", rec, s)
+	// /receive answers once NATS has the message, not once b's history
+	// has it: wait for b's head to reach the last, so that the resume
+	// recovers all three from b's history (with none there yet, a
+	// resume got them all live: failed in a CI run).
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		hc, _, hs := resume(t, b, "/ws", "")
+		hc.Close()
+		if h, _ := pubsub.ParsePosition(hs.Head); h.Epoch == f.Pos.Epoch && h.Offset >= f.Pos.Offset+3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("b's head %s never reached %d after %v", hs.Head, f.Pos.Offset+3, f.Pos)
+		}
 	}
-	for len(rec) < 3 {
-		rec = append(rec, readFrame(t, cb))
+	_, rec, s := resume(t, b, "/ws", f.Pos.String())
+	if s.Gone || s.Recovered != 3 || len(rec) != 3 {
+		t.Fatalf("resumed on b: %v %+v", rec, s)
 	}
 	if bodies(rec) != "two,three,four" {
 		t.Fatalf("resumed on b: %v", rec)

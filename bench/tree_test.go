@@ -51,7 +51,11 @@ func comm(pid int) string {
 // whose RSS and threads are the sum of the three.
 func TestProcTree(t *testing.T) {
 	pid := startTree(t, "sleep 60 & sleep 60 & wait")
-	waitFor(t, "two sleep children", func() bool { return len(treePIDs(pid)) == 3 })
+	// Both children exec'd: until then a child is still "sh".
+	waitFor(t, "two sleep children", func() bool {
+		ps := treePIDs(pid)
+		return len(ps) == 3 && comm(ps[1]) == "sleep" && comm(ps[2]) == "sleep"
+	})
 	ps := treePIDs(pid)
 	if ps[0] != pid {
 		t.Fatalf("tree %v does not start with %d", ps, pid)

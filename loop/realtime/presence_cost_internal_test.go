@@ -133,12 +133,23 @@ func TestPresenceBrokerBytes(t *testing.T) {
 	perRemote := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n
 	// Steady state: count whole heartbeats, once the start is over (two
 	// processes starting together may each answer the other's first
-	// request with a snapshot more, at most one a heartbeat).
+	// request with a snapshot more, at most one a heartbeat; under the
+	// race detector on a loaded machine a 7.8 MB snapshot outlasts a
+	// heartbeat, and a second one may still be going when the first
+	// window starts: up to three windows, the figure is the quietest;
+	// a process that kept sending its members fails all three).
 	time.Sleep(2*every + every/2)
 	const beats = 3
-	m0, b0 := b1.msgs.Load(), b1.bytes.Load()
-	time.Sleep(beats * every)
-	msgs, bytes := b1.msgs.Load()-m0, b1.bytes.Load()-b0
+	var msgs, bytes int64
+	for try := 0; try < 3; try++ {
+		m0, b0 := b1.msgs.Load(), b1.bytes.Load()
+		time.Sleep(beats * every)
+		msgs, bytes = b1.msgs.Load()-m0, b1.bytes.Load()-b0
+		if bytes/beats <= 1024 {
+			break
+		}
+		t.Logf("window %d: %d bytes in %d messages per heartbeat", try+1, bytes/beats, msgs/beats)
+	}
 	if got := g2.stats("chat:big").Clients; got != n {
 		t.Fatalf("the other process sees %d clients, want %d", got, n)
 	}
